@@ -1,0 +1,140 @@
+# edibroker - plain GNU Makefile.
+#
+#   make              build bin/edibrokerd and bin/edibrokerctl
+#   make deps         install missing build dependencies (apt-get, as root)
+#   make run          build and run the daemon on config/edibroker.conf.example
+#   make check        deps + build + unit tests + fuzz corpus replay + integration tests
+#   make unit         unit tests only;  make unit T=config  one test binary
+#   make integration  integration tests only;  make integration T=spool  one scenario
+#   make bench        end-to-end benchmark (tests/bench/bench.py; BENCH_ARGS=--quick)
+#   make fuzz         build libFuzzer targets (clang) into build/fuzz/
+#   make install      install binaries, unit file and example config (DESTDIR, PREFIX)
+#
+#   SANITIZE=address,undefined   build with sanitizers (objects are rebuilt when it changes)
+#   V=1                          show full commands
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+SANITIZE ?=
+PYTHON   ?= /usr/bin/python3
+
+PKGS := libevent libevent_pthreads libxml-2.0 libsystemd sqlite3 libcurl jansson inih
+
+Q := @
+ifeq ($(V),1)
+Q :=
+endif
+
+CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+	-Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
+	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Idaemon -Icodecs -MMD -MP
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+ALL_CFLAGS = $(CFLAGS_BASE) $(PKG_CFLAGS) $(CFLAGS)
+
+B := build
+
+LIB_SRCS := $(filter-out daemon/main.c daemon/edibrokerctl.c,$(wildcard daemon/*.c codecs/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+LIB      := $(B)/libedibroker.a
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+# Test doubles linked ahead of the library (tests/unit/fake_*.c).
+FAKE_SRCS := $(wildcard tests/unit/fake_*.c tests/unit/testutil.c)
+FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/%.o)
+
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz-replay/%)
+
+.PHONY: all deps run check unit integration fuzz fuzz-replay bench install clean
+all: bin/edibrokerd bin/edibrokerctl
+
+# Objects depend on the flags they were built with, so SANITIZE=... rebuilds.
+FLAGS_STAMP := $(B)/flags.stamp
+FLAGS_NOW := $(CC) $(ALL_CFLAGS) $(LDFLAGS)
+$(shell mkdir -p $(B); [ "`cat $(FLAGS_STAMP) 2>/dev/null`" = "$(FLAGS_NOW)" ] || echo "$(FLAGS_NOW)" > $(FLAGS_STAMP))
+
+$(B)/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@[ "$(Q)" = "" ] || echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+bin/edibrokerd: $(B)/daemon/main.o $(LIB)
+	@mkdir -p bin
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+bin/edibrokerctl: $(B)/daemon/edibrokerctl.o $(LIB)
+	@mkdir -p bin
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(FAKE_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(FAKE_OBJS) $(LIB) $(PKG_LIBS) -lcriterion
+
+# Fuzz targets replayed over their corpus by a plain driver (no clang needed).
+$(B)/fuzz-replay/%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(LIB)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+run: all
+	$(Q)mkdir -p var
+	./bin/edibrokerd -c config/edibroker.conf.example
+
+unit: $(UNIT_BINS)
+	$(Q)set -e; for t in $(if $(T),$(B)/tests/test_$(T),$(UNIT_BINS)); do \
+		echo "  UNIT    $$t"; $$t --jobs 2 --short-filename $(if $(V),--verbose,); done
+
+fuzz-replay: $(FUZZ_REPLAY)
+	$(Q)set -e; for f in $(FUZZ_REPLAY); do n=$${f##*/}; \
+		echo "  REPLAY  $$n"; $$f tests/fuzz/corpus/$${n#fuzz_}; done
+
+integration: all
+	$(Q)$(PYTHON) tests/integration/run.py $(if $(T),$(T),)
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory all unit fuzz-replay
+	$(Q)$(MAKE) --no-print-directory integration
+
+bench: all $(B)/bench/minrelay
+	$(Q)$(PYTHON) tests/bench/bench.py $(BENCH_ARGS)
+
+$(B)/bench/minrelay: tests/bench/minrelay.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+fuzz:
+	$(Q)mkdir -p $(B)/fuzz
+	$(Q)for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+		echo "  FUZZ    $$n"; \
+		clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Idaemon -Icodecs \
+			$(PKG_CFLAGS) $$f $(filter codecs/%,$(LIB_SRCS)) daemon/util.c \
+			-o $(B)/fuzz/$$n $(PKG_LIBS) || exit 1; done
+
+install: all
+	install -D -m 0755 bin/edibrokerd $(DESTDIR)$(PREFIX)/sbin/edibrokerd
+	install -D -m 0755 bin/edibrokerctl $(DESTDIR)$(PREFIX)/bin/edibrokerctl
+	install -D -m 0644 packaging/edibrokerd.service $(DESTDIR)/lib/systemd/system/edibrokerd.service
+	install -D -m 0644 packaging/edibroker.sysusers $(DESTDIR)/usr/lib/sysusers.d/edibroker.conf
+	install -D -m 0640 config/edibroker.conf.example $(DESTDIR)/etc/edibroker/edibroker.conf.example
+
+clean:
+	rm -rf $(B) bin
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
