@@ -1,0 +1,440 @@
+/*
+ * oioxml.c - decodes the routing envelope of a MedCom OIOXML Emessage
+ * (medcom.md 2.1-2.3). The receive side feeds it raw message bytes through
+ * the codec registry; the router, duplicate cache and receipt builder read
+ * the struct codec_envelope it fills.
+ *
+ * Parsing goes through xmlsafe (size, depth, charset and DOCTYPE policy);
+ * this file only walks the tree. Elements are matched by local name in any
+ * namespace, because real traffic mixes schema releases in one document
+ * (Region H XDIS18: Envelope in municipality 1.0.0, letters in 1.0.3).
+ *
+ * Invariants: on success every id, type, version and GLN is non-empty,
+ * trimmed, free of control characters and fits its field; each letter's
+ * element name, type and VersionCode agree with letter_kinds[]. On failure
+ * env holds only envelope_id and letters[0].sender, each only if its element
+ * was read whole, so a negative receipt can still be addressed; nletters is 0.
+ * Error texts name elements and letter numbers, never message content.
+ */
+#include "oioxml.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <libxml/tree.h>
+
+#include "util.h"
+#include "xmlsafe.h"
+
+/* Letter elements we route, and the type their TypeCode (StatisticalCode
+ * for receipts, which have no TypeCode) must carry. */
+static const struct letter_kind {
+	const char *element;
+	const char *type;
+	bool receipt;
+} letter_kinds[] = {
+	{ "NotificationOfAdmission", "XDIS20", false },
+	{ "NotificationOfDischarge", "XDIS17", false },
+	{ "AnswerOfAdmission", "XDIS14", false },
+	{ "WarningOfDischarge", "XDIS19", false },
+	{ "ReportOfAdmission", "XDIS16", false },
+	{ "ReportOfDischarge", "XDIS18", false },
+	{ "ProgressOfCarePlan", "XDIS21", false },
+	{ "ClinicalEmail", "XDIS91", false },
+	{ "NegativeVansReceipt", "XCTL01", true },
+	{ "NegativeReceipt", "XCTL02", true },
+	{ "PositiveReceipt", "XCTL03", true },
+};
+
+/* Bytes sniff looks at before giving up on finding the root element. */
+#define SNIFF_WINDOW (64u * 1024u)
+
+/* ---- tree helpers ------------------------------------------------------ */
+
+static bool is_space(xmlChar c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static bool is_named(const xmlNode *n, const char *local)
+{
+	return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, local) == 0;
+}
+
+static const xmlNode *first_element(const xmlNode *n)
+{
+	while (n && n->type != XML_ELEMENT_NODE)
+		n = n->next;
+	return n;
+}
+
+static const xmlNode *next_element(const xmlNode *n)
+{
+	return n ? first_element(n->next) : NULL;
+}
+
+/* First element child of n whose local name is name[0..len). */
+static const xmlNode *child_named(const xmlNode *n, const char *name, size_t len)
+{
+	for (const xmlNode *c = first_element(n->children); c; c = next_element(c)) {
+		const char *cn = (const char *)c->name;
+		if (strncmp(cn, name, len) == 0 && cn[len] == '\0')
+			return c;
+	}
+	return NULL;
+}
+
+/* Follows a "A/B/C" path of first-match children from n. */
+static const xmlNode *find_path(const xmlNode *n, const char *path)
+{
+	while (n && *path) {
+		const char *slash = strchrnul(path, '/');
+		n = child_named(n, path, (size_t)(slash - path));
+		path = *slash ? slash + 1 : slash;
+	}
+	return n;
+}
+
+enum text_status { TEXT_OK, TEXT_EMPTY, TEXT_TOO_LONG, TEXT_CONTROL, TEXT_NESTED };
+
+/* The text children of el, trimmed of XML whitespace, into dst (dst is ""
+ * unless TEXT_OK). *len is the trimmed length even when it does not fit. */
+static enum text_status element_text(const xmlNode *el, char *dst, size_t dstsz, size_t *len)
+{
+	size_t n = 0, keep = 0, ctrl_at = SIZE_MAX;
+	for (const xmlNode *c = el->children; c; c = c->next) {
+		if (c->type == XML_ELEMENT_NODE) {
+			dst[0] = '\0';
+			*len = 0;
+			return TEXT_NESTED;
+		}
+		if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
+			continue; /* comments, PIs */
+		for (const xmlChar *p = c->content; p && *p; p++) {
+			if (n == 0 && is_space(*p))
+				continue;
+			if ((*p < 0x20 || *p == 0x7F) && ctrl_at == SIZE_MAX)
+				ctrl_at = n;
+			if (n < dstsz - 1)
+				dst[n] = (char)*p;
+			keep = is_space(*p) ? keep : n + 1;
+			n++;
+		}
+	}
+	*len = keep;
+	enum text_status st = keep == 0	       ? TEXT_EMPTY
+			      : keep >= dstsz  ? TEXT_TOO_LONG
+			      : ctrl_at < keep ? TEXT_CONTROL
+					       : TEXT_OK;
+	dst[st == TEXT_OK ? keep : 0] = '\0';
+	return st;
+}
+
+/* Reads the text at path below parent into dst; `where` prefixes errors. */
+static int read_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz,
+		      const char *where, struct codec_error *err)
+{
+	const xmlNode *el = find_path(parent, path);
+	size_t len;
+	dst[0] = '\0';
+	if (!el)
+		return xmlsafe_fail(err, CODEC_EFIELD, "%s: missing %s", where, path);
+	switch (element_text(el, dst, dstsz, &len)) {
+	case TEXT_OK:
+		return 0;
+	case TEXT_EMPTY:
+		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s is empty", where, path);
+	case TEXT_TOO_LONG:
+		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s is %zu bytes, longer than %zu",
+				    where, path, len, dstsz - 1);
+	case TEXT_CONTROL:
+		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s contains control characters",
+				    where, path);
+	case TEXT_NESTED:
+		break;
+	}
+	return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s contains elements, not text", where, path);
+}
+
+/* ---- field checks ------------------------------------------------------ */
+
+/* True when s has the shape of pat: 'd' is a digit, anything else itself. */
+static bool shaped(const char *s, const char *pat)
+{
+	for (; *pat; s++, pat++) {
+		if (*pat == 'd' ? !(*s >= '0' && *s <= '9') : *s != *pat)
+			return false;
+	}
+	return *s == '\0';
+}
+
+static int two_digits(const char *s)
+{
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* Envelope/Sent: xs:date without time zone, and Time_hh_mm. */
+static bool valid_sent(const char *date, const char *time)
+{
+	return shaped(date, "dddd-dd-dd") && two_digits(date + 5) >= 1 &&
+	       two_digits(date + 5) <= 12 && two_digits(date + 8) >= 1 &&
+	       two_digits(date + 8) <= 31 && shaped(time, "dd:dd") && two_digits(time) <= 23 &&
+	       two_digits(time + 3) <= 59;
+}
+
+static bool is_alnum_ascii(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* "X" + type[1] + the type's two digits + three more: XDIS20 -> XD20xxx. */
+static bool version_fits(const char *v, const char *type)
+{
+	return strlen(v) == 7 && v[0] == 'X' && v[1] == type[1] && v[2] == type[4] &&
+	       v[3] == type[5] && is_alnum_ascii(v[4]) && is_alnum_ascii(v[5]) &&
+	       is_alnum_ascii(v[6]);
+}
+
+static const struct letter_kind *letter_kind_find(const xmlChar *element)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(letter_kinds); i++)
+		if (strcmp((const char *)element, letter_kinds[i].element) == 0)
+			return &letter_kinds[i];
+	return NULL;
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+static int decode_envelope(const xmlNode *el, struct codec_envelope *env, struct codec_error *err)
+{
+	char date[11], time[6], ack[sizeof("minuspositivkvitt")];
+	if (read_field(el, "Identifier", env->envelope_id, sizeof(env->envelope_id), "Envelope",
+		       err) < 0 ||
+	    read_field(el, "Sent/Date", date, sizeof(date), "Envelope", err) < 0 ||
+	    read_field(el, "Sent/Time", time, sizeof(time), "Envelope", err) < 0 ||
+	    read_field(el, "AcknowledgementCode", ack, sizeof(ack), "Envelope", err) < 0)
+		return -1;
+	if (!valid_sent(date, time))
+		return xmlsafe_fail(err, CODEC_EFIELD,
+				    "Envelope: Sent is not a valid YYYY-MM-DD date and HH:MM time");
+	snprintf(env->sent, sizeof(env->sent), "%sT%s", date, time);
+	if (strcmp(ack, "pluspositivkvitt") == 0)
+		env->ack_requested = true;
+	else if (strcmp(ack, "minuspositivkvitt") != 0)
+		return xmlsafe_fail(err, CODEC_EFIELD,
+				    "Envelope: AcknowledgementCode is neither minuspositivkvitt nor "
+				    "pluspositivkvitt");
+	return 0;
+}
+
+/* Letter/Identifier, VersionCode and the type, checked against the kind. */
+static int decode_letter_head(const xmlNode *el, const struct letter_kind *k,
+			      struct codec_letter *l, const char *where, struct codec_error *err)
+{
+	char stat[CODEC_TYPE_MAX];
+	if (read_field(el, "Letter/Identifier", l->id, sizeof(l->id), where, err) < 0 ||
+	    read_field(el, "Letter/VersionCode", l->version, sizeof(l->version), where, err) < 0 ||
+	    read_field(el, "Letter/StatisticalCode", stat, sizeof(stat), where, err) < 0 ||
+	    (!k->receipt && read_field(el, "Letter/TypeCode", l->type, sizeof(l->type), where, err) < 0))
+		return -1;
+	if (k->receipt)
+		memcpy(l->type, stat, sizeof(stat));
+	if (strcmp(l->type, k->type) != 0)
+		return xmlsafe_fail(err, CODEC_ETYPE, "%s: %s %s does not match %s (%s)", where,
+				    k->receipt ? "StatisticalCode" : "TypeCode", l->type, k->element,
+				    k->type);
+	if (!version_fits(l->version, k->type))
+		return xmlsafe_fail(err, CODEC_EVERSION, "%s: VersionCode %s does not belong to %s",
+				    where, l->version, k->type);
+	return 0;
+}
+
+static int decode_letter(const xmlNode *el, size_t idx, struct codec_letter *l,
+			 struct codec_error *err)
+{
+	char where[32];
+	snprintf(where, sizeof(where), "letter %zu", idx + 1);
+	const struct letter_kind *k = letter_kind_find(el->name);
+	if (!k)
+		return xmlsafe_fail(err, CODEC_ETYPE, "%s: unknown letter element %.64s", where,
+				    (const char *)el->name);
+	if (decode_letter_head(el, k, l, where, err) < 0 ||
+	    read_field(el, "Sender/EANIdentifier", l->sender, sizeof(l->sender), where, err) < 0 ||
+	    read_field(el, "Receiver/EANIdentifier", l->receiver, sizeof(l->receiver), where, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* Every element after the Envelope is a letter, except Local_Elements. */
+static int decode_letters(const xmlNode *first, struct codec_envelope *env, struct codec_error *err)
+{
+	bool all_receipts = true;
+	for (const xmlNode *n = first; n; n = next_element(n)) {
+		if (is_named(n, "Local_Elements"))
+			continue;
+		if (env->nletters == CODEC_MAX_LETTERS)
+			return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds more than %d letters",
+					    CODEC_MAX_LETTERS);
+		struct codec_letter *l = &env->letters[env->nletters];
+		if (decode_letter(n, env->nletters, l, err) < 0)
+			return -1;
+		all_receipts = all_receipts && strncmp(l->type, "XCTL", 4) == 0;
+		env->nletters++;
+	}
+	if (env->nletters == 0)
+		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds no letter");
+	env->is_receipt = all_receipts;
+	return 0;
+}
+
+static int decode_emessage(const xmlNode *root, struct codec_envelope *env, struct codec_error *err)
+{
+	if (!is_named(root, "Emessage"))
+		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "root element is %.64s, not Emessage",
+				    (const char *)root->name);
+	const xmlNode *envelope = first_element(root->children);
+	if (!envelope)
+		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds no Envelope");
+	if (!is_named(envelope, "Envelope"))
+		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage starts with %.64s, not Envelope",
+				    (const char *)envelope->name);
+	if (decode_envelope(envelope, env, err) < 0)
+		return -1;
+	return decode_letters(next_element(envelope), env, err);
+}
+
+/* ---- partial fill on error --------------------------------------------- */
+
+static void salvage_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz)
+{
+	const xmlNode *el = find_path(parent, path);
+	size_t len;
+	if (!el || !xmlsafe_node_closed(el) || element_text(el, dst, dstsz, &len) != TEXT_OK)
+		dst[0] = '\0';
+}
+
+/* Clears env, then re-reads what a negative receipt needs: the envelope id
+ * and the first letter's sender, from elements whose end tag was seen (so a
+ * truncated GLN is never mistaken for a whole one). */
+static void keep_partial(struct codec_envelope *env, const xmlDoc *doc)
+{
+	char encoding[sizeof(env->encoding)];
+	memcpy(encoding, env->encoding, sizeof(encoding));
+	memset(env, 0, sizeof(*env));
+	env->codec = &codec_oioxml;
+	memcpy(env->encoding, encoding, sizeof(encoding));
+
+	const xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+	const xmlNode *envelope = is_named(root, "Emessage") ? first_element(root->children) : NULL;
+	if (!is_named(envelope, "Envelope"))
+		return;
+	salvage_field(envelope, "Identifier", env->envelope_id, sizeof(env->envelope_id));
+	const xmlNode *letter = next_element(envelope);
+	while (is_named(letter, "Local_Elements"))
+		letter = next_element(letter);
+	if (!letter)
+		return;
+	salvage_field(letter, "Sender/EANIdentifier", env->letters[0].sender,
+		      sizeof(env->letters[0].sender));
+	/* A refused receipt must still be known as one: receipts are never
+	 * answered with receipts, even when they are broken. */
+	for (size_t i = 0; i < ARRAY_SIZE(letter_kinds); i++)
+		if (letter_kinds[i].receipt && is_named(letter, letter_kinds[i].element))
+			env->is_receipt = true;
+}
+
+static int oioxml_decode(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+			 struct codec_envelope *env, struct codec_error *err)
+{
+	struct xmlsafe_doc d;
+	memset(env, 0, sizeof(*env));
+	env->codec = &codec_oioxml;
+	*err = (struct codec_error){ .code = CODEC_OK };
+
+	int r = xmlsafe_parse(buf, len, lim, &d, err);
+	if (d.encoding)
+		str_copy(env->encoding, d.encoding, sizeof(env->encoding));
+	if (r == 0)
+		r = decode_emessage(xmlDocGetRootElement(d.doc), env, err);
+	if (r < 0)
+		keep_partial(env, d.doc);
+	xmlsafe_doc_free(&d);
+	return r;
+}
+
+/* ---- sniffing ---------------------------------------------------------- */
+
+static const uint8_t *past(const uint8_t *p, const uint8_t *end, const char *term)
+{
+	size_t n = strlen(term);
+	const uint8_t *q = memmem(p, (size_t)(end - p), term, n);
+	return q ? q + n : end;
+}
+
+/* Skips a DOCTYPE so decode can refuse it as hostile rather than unknown. */
+static const uint8_t *past_doctype(const uint8_t *p, const uint8_t *end)
+{
+	int depth = 0;
+	uint8_t quote = 0;
+	for (; p < end; p++) {
+		if (quote)
+			quote = *p == quote ? 0 : quote;
+		else if (*p == '"' || *p == '\'')
+			quote = *p;
+		else if (*p == '[' || *p == ']')
+			depth += *p == '[' ? 1 : -1;
+		else if (*p == '>' && depth <= 0)
+			return p + 1;
+	}
+	return end;
+}
+
+/* Past a PI, comment or DOCTYPE at p ('<'), or NULL when p starts an element. */
+static const uint8_t *past_prolog_item(const uint8_t *p, const uint8_t *end)
+{
+	size_t n = (size_t)(end - p);
+	if (n >= 2 && p[1] == '?')
+		return past(p + 2, end, "?>");
+	if (n >= 4 && memcmp(p, "<!--", 4) == 0)
+		return past(p + 4, end, "-->");
+	if (n >= 9 && memcmp(p, "<!DOCTYPE", 9) == 0)
+		return past_doctype(p + 9, end);
+	return NULL;
+}
+
+/* True when the start tag name at p (just after '<') has local name Emessage. */
+static bool tag_is_emessage(const uint8_t *p, const uint8_t *end)
+{
+	const uint8_t *name = p;
+	while (p < end && !is_space(*p) && *p != '>' && *p != '/') {
+		if (*p++ == ':')
+			name = p;
+	}
+	return p < end && p - name == 8 && memcmp(name, "Emessage", 8) == 0;
+}
+
+static bool oioxml_sniff(const uint8_t *buf, size_t len)
+{
+	if (!buf || len == 0)
+		return false;
+	const uint8_t *p = buf, *end = buf + (len < SNIFF_WINDOW ? len : SNIFF_WINDOW);
+	if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+		p += 3;
+	for (;;) {
+		while (p < end && is_space(*p))
+			p++;
+		if (end - p < 2 || *p != '<')
+			return false;
+		const uint8_t *next = past_prolog_item(p, end);
+		if (!next)
+			return tag_is_emessage(p + 1, end);
+		p = next;
+	}
+}
+
+const struct codec codec_oioxml = {
+	.name = "oioxml",
+	.ext = "xml",
+	.sniff = oioxml_sniff,
+	.decode = oioxml_decode,
+};

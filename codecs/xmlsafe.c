@@ -1,0 +1,562 @@
+/*
+ * xmlsafe.c - owns every call into libxml2's parser. Codecs hand it raw
+ * message bytes; it hands back an xmlDoc or a precise codec_error.
+ *
+ * Policy, in the order it is applied:
+ *  1. Size: input over the limit is refused before any byte is looked at.
+ *  2. Character set: decided here, not by libxml2. The XML declaration's
+ *     encoding is honoured when it is UTF-8, ISO-8859-1, windows-1252 or
+ *     US-ASCII (and their usual aliases); anything else is refused. Without a
+ *     declared encoding the bytes are UTF-8 when they are valid UTF-8 (or
+ *     carry a UTF-8 BOM) and ISO-8859-1 otherwise, because Region H sends
+ *     Latin-1 payloads with no declaration. Single-byte input is transcoded
+ *     to UTF-8 here; libxml2 always receives strict UTF-8 without NUL bytes,
+ *     parsed with XML_PARSE_IGNORE_ENC, so its own detection never runs.
+ *  3. DOCTYPE: refused as CODEC_EHOSTILE from the SAX internalSubset hook,
+ *     which fires before the internal subset is read, so no entity is ever
+ *     declared, expanded or loaded. externalSubset, entityDecl and
+ *     resolveEntity are hooked too, and a process-wide external-entity loader
+ *     refuses every load while a parse is running on the calling thread.
+ *  4. Depth: the SAX2 element callbacks are wrapped; deeper than the limit
+ *     stops the parser (CODEC_EDEPTH). The limit is capped at libxml2's own
+ *     (xmlParserMaxDepth, 256 without XML_PARSE_HUGE) so ours always fires.
+ *  5. Errors: libxml2 never prints. Each context routes errors to its own
+ *     sax->serror; the calling thread's generic and structured handlers are
+ *     swapped for silent ones during the parse as a backstop.
+ *
+ * Thread-safety: xmlsafe_parse() may run on several threads at once. Each
+ * call uses a fresh parser context and keeps its state on the stack, reached
+ * through ctxt->_private; libxml2 2.9 keeps the error-handler globals per
+ * thread (LIBXML_THREAD_ENABLED); the entity-loader pointer is set once,
+ * under pthread_once, and its guard reads only a thread-local. Call
+ * xmlsafe_init() from main() before threads start; never call
+ * xmlCleanupParser().
+ */
+#include "xmlsafe.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libxml/parser.h>
+#include <libxml/parserInternals.h>
+#include <libxml/SAX2.h>
+#include <libxml/xmlerror.h>
+
+#include "util.h"
+
+#if LIBXML_VERSION >= 21300
+#define XMLSAFE_NO_XXE XML_PARSE_NO_XXE
+#else
+#define XMLSAFE_NO_XXE 0
+#endif
+
+/* NOCDATA merges CDATA into text nodes so field readers see one kind. */
+#define XMLSAFE_OPTIONS (XML_PARSE_NONET | XML_PARSE_IGNORE_ENC | XML_PARSE_NOCDATA | XMLSAFE_NO_XXE)
+#define XMLSAFE_FORBIDDEN                                                                          \
+	(XML_PARSE_NOENT | XML_PARSE_DTDLOAD | XML_PARSE_DTDATTR | XML_PARSE_DTDVALID |             \
+	 XML_PARSE_HUGE | XML_PARSE_XINCLUDE | XML_PARSE_RECOVER | XML_PARSE_SAX1)
+_Static_assert((XMLSAFE_OPTIONS & XMLSAFE_FORBIDDEN) == 0, "unsafe libxml2 option");
+
+/* ---- character sets ---------------------------------------------------- */
+
+enum charset { CS_UTF8, CS_LATIN1, CS_CP1252, CS_ASCII };
+
+static const char *const charset_name[] = {
+	[CS_UTF8] = "UTF-8",
+	[CS_LATIN1] = "ISO-8859-1",
+	[CS_CP1252] = "windows-1252",
+	[CS_ASCII] = "US-ASCII",
+};
+
+/* Declared names we accept, compared case-insensitively (IANA aliases). */
+static const struct {
+	const char *alias;
+	enum charset cs;
+} charset_aliases[] = {
+	{ "UTF-8", CS_UTF8 },		{ "UTF8", CS_UTF8 },
+	{ "ISO-8859-1", CS_LATIN1 },	{ "ISO8859-1", CS_LATIN1 },
+	{ "ISO_8859-1", CS_LATIN1 },	{ "ISO_8859-1:1987", CS_LATIN1 },
+	{ "ISO-IR-100", CS_LATIN1 },	{ "LATIN1", CS_LATIN1 },
+	{ "LATIN-1", CS_LATIN1 },	{ "L1", CS_LATIN1 },
+	{ "IBM819", CS_LATIN1 },	{ "CP819", CS_LATIN1 },
+	{ "CSISOLATIN1", CS_LATIN1 },	{ "WINDOWS-1252", CS_CP1252 },
+	{ "CP1252", CS_CP1252 },	{ "X-CP1252", CS_CP1252 },
+	{ "US-ASCII", CS_ASCII },	{ "ASCII", CS_ASCII },
+	{ "ANSI_X3.4-1968", CS_ASCII }, { "ISO646-US", CS_ASCII },
+	{ "US", CS_ASCII },		{ "CSASCII", CS_ASCII },
+};
+
+/* windows-1252 0x80..0x9F. The five unassigned bytes map to the C1 control
+ * of the same value, as browsers (WHATWG) do, so no byte is ever refused. */
+static const uint16_t cp1252_high[32] = {
+	0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+	0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008D, 0x017D, 0x008F,
+	0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+	0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
+};
+
+static bool charset_lookup(const char *name, enum charset *cs)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(charset_aliases); i++) {
+		if (strcasecmp(name, charset_aliases[i].alias) == 0) {
+			*cs = charset_aliases[i].cs;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool is_xml_space(uint8_t c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Reads one pseudo-attribute (name = "value") of an XML declaration at *i.
+ * Returns false at "?>" or on anything malformed. */
+static bool decl_attr(const uint8_t *p, size_t len, size_t *i, const uint8_t **name,
+		      size_t *nlen, const uint8_t **val, size_t *vlen)
+{
+	size_t k = *i;
+	while (k < len && is_xml_space(p[k]))
+		k++;
+	*name = p + k;
+	while (k < len && ((p[k] | 0x20) >= 'a' && (p[k] | 0x20) <= 'z'))
+		k++;
+	*nlen = (size_t)(p + k - *name);
+	while (k < len && is_xml_space(p[k]))
+		k++;
+	if (*nlen == 0 || k + 1 >= len || p[k] != '=')
+		return false;
+	for (k++; k < len && is_xml_space(p[k]); k++)
+		;
+	if (k >= len || (p[k] != '"' && p[k] != '\''))
+		return false;
+	const uint8_t *end = memchr(p + k + 1, p[k], len - k - 1);
+	if (!end)
+		return false;
+	*val = p + k + 1;
+	*vlen = (size_t)(end - *val);
+	*i = (size_t)(end - p) + 1;
+	return true;
+}
+
+/* Copies the encoding="..." of a leading XML declaration into name. Returns
+ * false when there is no declaration or it names no encoding; a malformed
+ * declaration counts as none, and libxml2 then reports it with a position. */
+static bool decl_encoding(const uint8_t *p, size_t len, char *name, size_t namesz)
+{
+	if (len < 6 || memcmp(p, "<?xml", 5) != 0 || !is_xml_space(p[5]))
+		return false;
+	size_t i = 5, nlen, vlen;
+	const uint8_t *n, *v;
+	while (decl_attr(p, len, &i, &n, &nlen, &v, &vlen)) {
+		if (nlen == 8 && memcmp(n, "encoding", 8) == 0) {
+			size_t c = vlen < namesz - 1 ? vlen : namesz - 1;
+			memcpy(name, v, c);
+			name[c] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Length of the strict UTF-8 sequence at p (no overlongs, surrogates or
+ * code points above U+10FFFF), or 0 when it is invalid or cut short. */
+static size_t utf8_seq_len(const uint8_t *p, size_t avail)
+{
+	uint8_t c = p[0], lo = 0x80, hi = 0xBF;
+	size_t n;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+	else if (c >= 0xF0 && c <= 0xF4)
+		n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+	else
+		return 0;
+	if (avail < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t k = 2; k < n; k++)
+		if ((p[k] & 0xC0) != 0x80)
+			return 0;
+	return n;
+}
+
+size_t xmlsafe_utf8_span(const uint8_t *p, size_t len)
+{
+	size_t i = 0, n;
+	while (i < len && (n = utf8_seq_len(p + i, len - i)) > 0)
+		i += n;
+	return i;
+}
+
+/* Writes code point cp (< 0x10000) as UTF-8 to out (NULL: only counts). */
+static size_t utf8_put(uint8_t *out, unsigned cp)
+{
+	uint8_t b[3];
+	size_t n;
+	if (cp < 0x80)
+		b[0] = (uint8_t)cp, n = 1;
+	else if (cp < 0x800)
+		b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)), n = 2;
+	else
+		b[0] = (uint8_t)(0xE0 | cp >> 12), b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)),
+		b[2] = (uint8_t)(0x80 | (cp & 0x3F)), n = 3;
+	if (out)
+		memcpy(out, b, n);
+	return n;
+}
+
+static unsigned single_byte_cp(enum charset cs, uint8_t b)
+{
+	if (cs == CS_CP1252 && b >= 0x80 && b < 0xA0)
+		return cp1252_high[b - 0x80];
+	return b;
+}
+
+/* Transcodes ISO-8859-1 or windows-1252 bytes to a new UTF-8 buffer. */
+static uint8_t *transcode(const uint8_t *p, size_t len, enum charset cs, size_t *outlen)
+{
+	size_t n = 0, o = 0;
+	for (size_t i = 0; i < len; i++)
+		n += utf8_put(NULL, single_byte_cp(cs, p[i]));
+	uint8_t *out = xmalloc(n);
+	for (size_t i = 0; i < len; i++)
+		o += utf8_put(out + o, single_byte_cp(cs, p[i]));
+	*outlen = n;
+	return out;
+}
+
+/* The UTF-8 bytes libxml2 will see, and what they were read as. */
+struct input {
+	const uint8_t *p;
+	size_t len;
+	uint8_t *owned; /* transcoded copy, or NULL when p points into the caller's buffer */
+	enum charset cs;
+};
+
+/* Picks the charset from BOM, declaration and content (see the policy). */
+static int choose_charset(const uint8_t *p, size_t len, bool bom, enum charset *cs,
+			  struct codec_error *err)
+{
+	char name[40];
+	if (!decl_encoding(p, len, name, sizeof(name))) {
+		*cs = bom || xmlsafe_utf8_span(p, len) == len ? CS_UTF8 : CS_LATIN1;
+		return 0;
+	}
+	if (!charset_lookup(name, cs))
+		return xmlsafe_fail(err, CODEC_EENCODING, "unsupported encoding %s", name);
+	if (bom && *cs != CS_UTF8)
+		return xmlsafe_fail(err, CODEC_EENCODING,
+				    "UTF-8 byte order mark contradicts declared encoding %s", name);
+	return 0;
+}
+
+/* Checks the bytes against the chosen charset; offsets count from buf[0]. */
+static int check_bytes(const uint8_t *p, size_t len, size_t base, enum charset cs,
+		       struct codec_error *err)
+{
+	size_t bad;
+	if (cs == CS_UTF8 && (bad = xmlsafe_utf8_span(p, len)) < len)
+		return xmlsafe_fail(err, CODEC_EENCODING, "invalid UTF-8 at byte offset %zu",
+				    base + bad);
+	if (cs == CS_ASCII) {
+		for (size_t i = 0; i < len; i++)
+			if (p[i] >= 0x80)
+				return xmlsafe_fail(err, CODEC_EENCODING,
+						    "non-ASCII byte at offset %zu in a US-ASCII document",
+						    base + i);
+	}
+	return 0;
+}
+
+static int prepare_input(const uint8_t *buf, size_t len, struct input *in, struct codec_error *err)
+{
+	if (len == 0) /* buf may be NULL then */
+		return xmlsafe_fail(err, CODEC_ESYNTAX, "empty input");
+	if (len >= 2 && ((buf[0] == 0xFE && buf[1] == 0xFF) || (buf[0] == 0xFF && buf[1] == 0xFE)))
+		return xmlsafe_fail(err, CODEC_EENCODING, "UTF-16/UTF-32 input is not supported");
+	const uint8_t *nul = memchr(buf, 0, len);
+	if (nul)
+		return xmlsafe_fail(err, CODEC_EENCODING, "NUL byte at offset %zu",
+				    (size_t)(nul - buf));
+	bool bom = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0;
+	size_t skip = bom ? 3 : 0;
+	if (len == skip)
+		return xmlsafe_fail(err, CODEC_ESYNTAX, "empty input");
+	*in = (struct input){ .p = buf, .len = len };
+	if (choose_charset(buf + skip, len - skip, bom, &in->cs, err) < 0 ||
+	    check_bytes(buf + skip, len - skip, skip, in->cs, err) < 0)
+		return -1;
+	/* UTF-8 and ASCII go through as they are, BOM included: libxml2 skips
+	 * exactly one BOM and refuses a second (stripping it here did not). */
+	if (in->cs == CS_LATIN1 || in->cs == CS_CP1252) {
+		in->owned = transcode(buf, len, in->cs, &in->len);
+		in->p = in->owned;
+	}
+	return 0;
+}
+
+/* ---- the parse --------------------------------------------------------- */
+
+/* Everything one parse knows, on the caller's stack; hooks reach it through
+ * ctxt->_private, the libxml2 fallbacks through the thread-local `active`. */
+struct parse_state {
+	unsigned depth;
+	unsigned max_depth;
+	struct codec_error policy; /* set when a hook refused the document */
+	struct codec_error first;  /* first libxml2 error, as CODEC_ESYNTAX */
+};
+
+static __thread struct parse_state *active;
+static xmlExternalEntityLoader default_loader;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static char closed_mark; /* n->_private == &closed_mark: end tag seen */
+
+static void refuse(struct parse_state *st, xmlParserCtxtPtr ctxt, enum codec_errcode code,
+		   const char *what)
+{
+	if (st->policy.code == CODEC_OK) {
+		int line = ctxt && ctxt->input ? ctxt->input->line : 0;
+		xmlsafe_fail(&st->policy, code, "%s (line %d)", what, line);
+	}
+	if (ctxt)
+		xmlStopParser(ctxt);
+}
+
+static void on_internal_subset(void *ctx, const xmlChar *name, const xmlChar *ext_id,
+			       const xmlChar *sys_id)
+{
+	xmlParserCtxtPtr ctxt = ctx;
+	refuse(ctxt->_private, ctxt, CODEC_EHOSTILE, "DOCTYPE not allowed");
+}
+
+static void on_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *pub_id,
+			   const xmlChar *sys_id, xmlChar *content)
+{
+	xmlParserCtxtPtr ctxt = ctx;
+	refuse(ctxt->_private, ctxt, CODEC_EHOSTILE, "entity declaration not allowed");
+}
+
+static xmlParserInputPtr on_resolve_entity(void *ctx, const xmlChar *pub_id, const xmlChar *sys_id)
+{
+	xmlParserCtxtPtr ctxt = ctx;
+	refuse(ctxt->_private, ctxt, CODEC_EHOSTILE, "external entity not allowed");
+	return NULL;
+}
+
+static void on_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+			     const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+			     int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+	xmlParserCtxtPtr ctxt = ctx;
+	struct parse_state *st = ctxt->_private;
+	if (++st->depth > st->max_depth) {
+		refuse(st, ctxt, CODEC_EDEPTH, "element nesting deeper than the limit");
+		return;
+	}
+	xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces,
+			      nb_attributes, nb_defaulted, attributes);
+}
+
+static void on_end_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+			   const xmlChar *uri)
+{
+	xmlParserCtxtPtr ctxt = ctx;
+	struct parse_state *st = ctxt->_private;
+	st->depth--;
+	if (ctxt->node)
+		ctxt->node->_private = &closed_mark; /* the node being closed */
+	xmlSAX2EndElementNs(ctx, localname, prefix, uri);
+}
+
+/* Keeps the first error (warnings are ignored) as a short ESYNTAX text. */
+static void record_error(struct parse_state *st, const xmlError *e)
+{
+	if (!st || st->first.code != CODEC_OK || e->level < XML_ERR_ERROR)
+		return;
+	const char *msg = e->message ? e->message : "parse error";
+	xmlsafe_fail(&st->first, CODEC_ESYNTAX, "not well-formed at line %d col %d: %.160s",
+		     e->line, e->int2, msg);
+	size_t n = strlen(st->first.text);
+	while (n > 0 && st->first.text[n - 1] == ' ') /* libxml2 ends messages with '\n' */
+		st->first.text[--n] = '\0';
+}
+
+static void on_error(void *ctx, xmlErrorPtr e)
+{
+	xmlParserCtxtPtr ctxt = ctx;
+	record_error(ctxt ? ctxt->_private : NULL, e);
+}
+
+/* Backstops for errors raised without our context: kept, never printed. */
+static void silent_generic(void *ctx, const char *msg, ...) {}
+static void silent_structured(void *ctx, xmlErrorPtr e)
+{
+	record_error(active, e);
+}
+
+/* Refuses every external load while this thread runs a safe parse. */
+static xmlParserInputPtr guarded_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
+{
+	if (active) {
+		refuse(active, ctxt, CODEC_EHOSTILE, "external entity not allowed");
+		return NULL;
+	}
+	return default_loader ? default_loader(url, id, ctxt) : NULL;
+}
+
+static void init_once_fn(void)
+{
+	xmlInitParser();
+	default_loader = xmlGetExternalEntityLoader();
+	xmlSetExternalEntityLoader(guarded_loader);
+}
+
+void xmlsafe_init(void)
+{
+	pthread_once(&init_once, init_once_fn);
+}
+
+static void install_hooks(xmlParserCtxtPtr ctxt, struct parse_state *st)
+{
+	xmlCtxtUseOptions(ctxt, XMLSAFE_OPTIONS); /* edits ctxt->sax, so hooks go after */
+	xmlSAXHandler *sax = ctxt->sax;
+	sax->internalSubset = on_internal_subset;
+	sax->externalSubset = on_internal_subset;
+	sax->entityDecl = on_entity_decl;
+	sax->resolveEntity = on_resolve_entity;
+	sax->startElementNs = on_start_element;
+	sax->endElementNs = on_end_element;
+	sax->serror = on_error;
+	sax->warning = NULL;
+	sax->error = NULL;
+	sax->fatalError = NULL;
+	ctxt->_private = st;
+}
+
+/* This thread's libxml2 error handlers, swapped out for the parse. */
+struct saved_handlers {
+	xmlGenericErrorFunc generic;
+	void *generic_ctx;
+	xmlStructuredErrorFunc structured;
+	void *structured_ctx;
+};
+
+static void handlers_enter(struct saved_handlers *s, struct parse_state *st)
+{
+	*s = (struct saved_handlers){ xmlGenericError, xmlGenericErrorContext, xmlStructuredError,
+				      xmlStructuredErrorContext };
+	xmlSetGenericErrorFunc(NULL, silent_generic);
+	xmlSetStructuredErrorFunc(NULL, silent_structured);
+	active = st;
+}
+
+static void handlers_leave(const struct saved_handlers *s)
+{
+	active = NULL;
+	xmlSetGenericErrorFunc(s->generic_ctx, s->generic);
+	xmlSetStructuredErrorFunc(s->structured_ctx, s->structured);
+}
+
+/* A policy refusal outranks the libxml2 error it causes (XML_ERR_USER_STOP). */
+static int verdict(const xmlParserCtxt *ctxt, const struct parse_state *st, const xmlDoc *doc,
+		   struct codec_error *err)
+{
+	if (st->policy.code != CODEC_OK) {
+		*err = st->policy;
+		return -1;
+	}
+	if (st->first.code != CODEC_OK) {
+		*err = st->first;
+		return -1;
+	}
+	if (!ctxt->wellFormed || !ctxt->nsWellFormed)
+		return xmlsafe_fail(err, CODEC_ESYNTAX, "not well-formed (libxml2 error %d)",
+				    ctxt->errNo);
+	if (!doc || !xmlDocGetRootElement(doc))
+		return xmlsafe_fail(err, CODEC_ESYNTAX, "no root element");
+	return 0;
+}
+
+static int run_parser(const struct input *in, unsigned max_depth, struct xmlsafe_doc *out,
+		      struct codec_error *err)
+{
+	struct parse_state st = { .max_depth = max_depth };
+	struct saved_handlers saved;
+	xmlParserCtxtPtr ctxt = xmlCreateMemoryParserCtxt((const char *)in->p, (int)in->len);
+	if (!ctxt)
+		abort(); /* only out of memory: the caller passes 1..INT_MAX bytes */
+	install_hooks(ctxt, &st);
+	handlers_enter(&saved, &st);
+	xmlParseDocument(ctxt);
+	handlers_leave(&saved);
+	out->doc = ctxt->myDoc;
+	ctxt->myDoc = NULL;
+	int r = verdict(ctxt, &st, out->doc, err);
+	xmlFreeParserCtxt(ctxt);
+	out->complete = r == 0;
+	return r;
+}
+
+int xmlsafe_parse(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+		  struct xmlsafe_doc *out, struct codec_error *err)
+{
+	size_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : CODEC_DEFAULT_MAX_BYTES;
+	unsigned max_depth = lim && lim->max_depth ? lim->max_depth : CODEC_DEFAULT_MAX_DEPTH;
+	struct input in = { 0 };
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	xmlsafe_init();
+	if (len > max_bytes)
+		return xmlsafe_fail(err, CODEC_ETOOBIG, "message is %zu bytes, limit %zu", len,
+				    max_bytes);
+	if (prepare_input(buf, len, &in, err) < 0)
+		return -1;
+	out->encoding = charset_name[in.cs];
+	if (max_depth > xmlParserMaxDepth)
+		max_depth = xmlParserMaxDepth;
+	if (in.len > INT32_MAX) /* xmlCreateMemoryParserCtxt takes an int */
+		r = xmlsafe_fail(err, CODEC_ETOOBIG, "message too large for the parser");
+	else
+		r = run_parser(&in, max_depth, out, err);
+	free(in.owned);
+	return r;
+}
+
+void xmlsafe_doc_free(struct xmlsafe_doc *d)
+{
+	if (!d)
+		return;
+	if (d->doc)
+		xmlFreeDoc(d->doc);
+	memset(d, 0, sizeof(*d));
+}
+
+bool xmlsafe_node_closed(const xmlNode *n)
+{
+	return n && n->_private == &closed_mark;
+}
+
+int xmlsafe_fail(struct codec_error *err, enum codec_errcode code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+	for (unsigned char *p = (unsigned char *)err->text; *p; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+		else if (*p < 0x20 || *p > 0x7E)
+			*p = '?';
+	}
+	err->code = code;
+	return -1;
+}

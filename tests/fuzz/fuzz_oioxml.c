@@ -1,0 +1,124 @@
+/*
+ * fuzz_oioxml.c - libFuzzer target for the OIOXML codec and, behind it,
+ * the xmlsafe parser policy and the XCTL01 receipt builder.
+ *
+ * Every input is decoded under small limits; the result must keep the
+ * codec.h contract whether it succeeds or not (terminated, bounded, clean
+ * fields; nletters 0 and a printable error on failure). A decoded or
+ * partly decoded envelope that can address a negative receipt must yield
+ * one that the codec itself decodes back as an XCTL01 to the original
+ * sender. Invariant failures abort() so libFuzzer saves the input.
+ * Built by `make fuzz` (clang, libFuzzer) and replayed by replay_main.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "oioxml.h"
+#include "receipt.h"
+#include "util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__,         \
+				__LINE__);                                                         \
+			abort();                                                                   \
+		}                                                                                  \
+	} while (0)
+
+/* NUL within the array, at most max bytes before it, no control bytes. */
+static bool clean_field(const char *s, size_t arrsz, size_t max, bool may_be_empty)
+{
+	const char *nul = memchr(s, 0, arrsz);
+	if (!nul || (size_t)(nul - s) > max || (!may_be_empty && nul == s))
+		return false;
+	for (const char *p = s; p < nul; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7F)
+			return false;
+	return true;
+}
+
+#define FIELD(s, max, empty_ok) clean_field((s), sizeof(s), (max), (empty_ok))
+
+static void check_letter(const struct codec_letter *l)
+{
+	CHECK(FIELD(l->id, 14, false));
+	CHECK(FIELD(l->type, 8, false));
+	CHECK(FIELD(l->version, 7, false) && strlen(l->version) == 7);
+	CHECK(FIELD(l->sender, 35, false));
+	CHECK(FIELD(l->receiver, 35, false));
+	CHECK(l->type[0] == 'X' && l->version[0] == 'X' && l->version[1] == l->type[1]);
+}
+
+static void check_decoded(const uint8_t *data, size_t size, const struct codec_envelope *e,
+			  const struct codec_error *err)
+{
+	bool receipts = true;
+	CHECK(err->code == CODEC_OK);
+	CHECK(e->codec == &codec_oioxml);
+	CHECK(e->nletters >= 1 && e->nletters <= CODEC_MAX_LETTERS);
+	CHECK(FIELD(e->envelope_id, 14, false));
+	CHECK(FIELD(e->encoding, sizeof(e->encoding) - 1, false));
+	CHECK(memchr(e->sent, 0, sizeof(e->sent)) && strlen(e->sent) == 16 && e->sent[10] == 'T');
+	for (size_t i = 0; i < e->nletters; i++) {
+		check_letter(&e->letters[i]);
+		receipts = receipts && strncmp(e->letters[i].type, "XCTL", 4) == 0;
+	}
+	CHECK(e->is_receipt == receipts);
+	CHECK(codec_oioxml.sniff(data, size)); /* what decodes must also sniff */
+}
+
+static void check_failed(int r, const struct codec_envelope *e, const struct codec_error *err)
+{
+	CHECK(r == -1);
+	CHECK(err->code > CODEC_OK && err->code <= CODEC_EVERSION);
+	CHECK(memchr(err->text, 0, sizeof(err->text)) && err->text[0] != '\0');
+	for (const char *p = err->text; *p; p++)
+		CHECK(*p >= 0x20 && *p <= 0x7E);
+	CHECK(e->nletters == 0); /* is_receipt may be set: a refused receipt stays one */
+	CHECK(FIELD(e->envelope_id, 14, true));
+	CHECK(FIELD(e->letters[0].sender, 35, true));
+}
+
+/* An addressable original must give a receipt that decodes back. */
+static void check_receipt(const struct codec_envelope *e)
+{
+	static const struct receipt_params p = {
+		.sender_id = "FUZZBROKER", .envelope_id = "FUZZENV",   .letter_id = "FUZZLTR",
+		.refuse_code = "syntaksfejl", .refuse_text = "fuzz <&>\nx", .date = "2024-03-01",
+		.time = "08:15",
+	};
+	if (e->is_receipt || !e->envelope_id[0] || !e->letters[0].sender[0])
+		return;
+	char *out = NULL;
+	size_t len = 0;
+	CHECK(receipt_build_xctl01(e, &p, &out, &len) == 0);
+	struct codec_envelope *back = malloc(sizeof(*back));
+	struct codec_error err;
+	CHECK(back && codec_oioxml.decode((uint8_t *)out, len, NULL, back, &err) == 0);
+	CHECK(back->is_receipt && back->nletters == 1);
+	CHECK(strcmp(back->letters[0].receiver, e->letters[0].sender) == 0);
+	CHECK(strcmp(back->letters[0].type, "XCTL01") == 0);
+	free(back);
+	free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const struct codec_limits lim = { .max_bytes = 16384, .max_depth = 24 };
+	struct codec_envelope *env = malloc(sizeof(*env));
+	struct codec_error err;
+	CHECK(env);
+	int r = codec_oioxml.decode(data, size, &lim, env, &err);
+	if (r == 0)
+		check_decoded(data, size, env, &err);
+	else
+		check_failed(r, env, &err);
+	check_receipt(env);
+	free(env);
+	return 0;
+}

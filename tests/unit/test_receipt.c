@@ -1,0 +1,346 @@
+/*
+ * test_receipt.c - the XCTL01 NegativeVansReceipt builder.
+ *
+ * Each built receipt is checked three ways: validated against the real
+ * 2005/08/07 EMessage.xsd (extracted from the shared tarball into a temp
+ * dir; /work/shared is never written), decoded back with the OIOXML codec,
+ * and read with XPath for the echoed original ids. Also: escaping, the
+ * -EINVAL cases and the schema's 99-letter cap. Run from the repository root.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+#include <libxml/xmlschemas.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+
+#include "codec.h"
+#include "oioxml.h"
+#include "receipt.h"
+#include "util.h"
+
+#define NS "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
+
+static const struct receipt_params params = {
+	.sender_id = "EDIBROKER",
+	.envelope_id = "RCPT000001",
+	.letter_id = "RCPTL00001",
+	.refuse_code = "ukendt_lokationsnummer",
+	.refuse_text = "Modtagerlokationsnummer har ikke kunnet identificeres.",
+	.date = "2024-03-01",
+	.time = "08:15",
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static const char *samples_dir(void)
+{
+	const char *d = getenv("EDIBROKER_SAMPLES");
+	return str_empty(d) ? "../shared/medcom-samples/oioxml" : d;
+}
+
+static const char *schema_tarball(void)
+{
+	static char path[4096];
+	const char *d = getenv("EDIBROKER_SCHEMAS");
+	if (str_empty(d))
+		snprintf(path, sizeof(path), "%s/../schemas/oioxml-xsd_2005-08-07.tar.gz",
+			 samples_dir());
+	else
+		snprintf(path, sizeof(path), "%s/oioxml-xsd_2005-08-07.tar.gz", d);
+	return path;
+}
+
+/* Decodes dir/name; `want_ok` says whether decoding must succeed. */
+static struct codec_envelope *decode_file(const char *dir, const char *name, bool want_ok)
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t len;
+	cr_assert_eq(read_file_at(AT_FDCWD, path, 1 << 24, &buf, &len), 0, "cannot read %s", path);
+	struct codec_envelope *env = xmalloc(sizeof(*env));
+	struct codec_error err;
+	int r = codec_oioxml.decode(buf, len, NULL, env, &err);
+	cr_assert_eq(r == 0, want_ok, "%s: %s", path, err.text);
+	return env;
+}
+
+static void collect_error(void *ctx, xmlErrorPtr e)
+{
+	char **all = ctx;
+	char *s = xasprintf("%s%d:%d %s", *all ? *all : "", e->line, e->int2, e->message);
+	free(*all);
+	*all = s;
+}
+
+/* Validates buf against EMessage.xsd; fails the test with the reasons. */
+static void assert_schema_valid(const char *buf, size_t len)
+{
+	char dir[] = "/tmp/edibroker-xsd-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	_cleanup_free_ char *cmd = xasprintf("tar -xzf '%s' -C '%s'", schema_tarball(), dir);
+	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+	_cleanup_free_ char *xsd = xasprintf("%s/data/xml/Schemas/2005/08/07/EMessage.xsd", dir);
+	_cleanup_free_ char *errors = NULL;
+	xmlSchemaParserCtxtPtr pc = xmlSchemaNewParserCtxt(xsd);
+	xmlSchemaSetParserStructuredErrors(pc, collect_error, &errors);
+	xmlSchemaPtr schema = xmlSchemaParse(pc);
+	cr_assert_not_null(schema, "schema did not load: %s", errors ? errors : "?");
+	xmlSchemaValidCtxtPtr vc = xmlSchemaNewValidCtxt(schema);
+	xmlSchemaSetValidStructuredErrors(vc, collect_error, &errors);
+	xmlDocPtr doc = xmlReadMemory(buf, (int)len, NULL, NULL, XML_PARSE_NONET);
+	cr_assert_not_null(doc, "receipt is not well-formed");
+	int r = xmlSchemaValidateDoc(vc, doc);
+	xmlFreeDoc(doc);
+	xmlSchemaFreeValidCtxt(vc);
+	xmlSchemaFree(schema);
+	xmlSchemaFreeParserCtxt(pc);
+	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", dir);
+	cr_assert_eq(system(rm), 0);
+	cr_assert_eq(r, 0, "receipt fails EMessage.xsd: %s\n%s", errors ? errors : "", buf);
+}
+
+/* XPath string value over the receipt, with prefix m for the namespace. */
+static char *xpath_string(const char *buf, size_t len, const char *expr)
+{
+	xmlDocPtr doc = xmlReadMemory(buf, (int)len, NULL, NULL, XML_PARSE_NONET);
+	cr_assert_not_null(doc);
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	xmlXPathRegisterNs(ctx, BAD_CAST "m", BAD_CAST NS);
+	_cleanup_free_ char *wrapped = xasprintf("string(%s)", expr);
+	xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST wrapped, ctx);
+	cr_assert_not_null(o, "bad xpath %s", expr);
+	char *s = xstrdup((const char *)o->stringval);
+	xmlXPathFreeObject(o);
+	xmlXPathFreeContext(ctx);
+	xmlFreeDoc(doc);
+	return s;
+}
+
+static void assert_xpath(const char *buf, size_t len, const char *expr, const char *want)
+{
+	_cleanup_free_ char *got = xpath_string(buf, len, expr);
+	cr_assert_str_eq(got, want, "%s", expr);
+}
+
+/* Builds, validates and decodes back; returns the receipt text. */
+static char *build_checked(const struct codec_envelope *orig, const struct receipt_params *p,
+			   size_t *len)
+{
+	char *out = NULL;
+	int r = receipt_build_xctl01(orig, p, &out, len);
+	cr_assert_eq(r, 0, "build failed: %d", r);
+	cr_assert_eq(strlen(out), *len);
+	assert_schema_valid(out, *len);
+	struct codec_envelope back;
+	struct codec_error err;
+	cr_assert_eq(codec_oioxml.decode((uint8_t *)out, *len, NULL, &back, &err), 0, "%s",
+		     err.text);
+	cr_assert_eq(back.nletters, 1);
+	cr_assert(back.is_receipt);
+	cr_assert_not(back.ack_requested);
+	cr_assert_str_eq(back.envelope_id, p->envelope_id);
+	cr_assert_str_eq(back.letters[0].id, p->letter_id);
+	cr_assert_str_eq(back.letters[0].type, "XCTL01");
+	cr_assert_str_eq(back.letters[0].version, "XC0130Q");
+	cr_assert_str_eq(back.letters[0].sender, p->sender_id);
+	cr_assert_str_eq(back.letters[0].receiver, orig->letters[0].sender);
+	cr_assert_str_eq(back.encoding, "UTF-8");
+	return out;
+}
+
+/* ---- built receipts ---------------------------------------------------- */
+
+Test(receipt, single_letter_sample_is_echoed)
+{
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	size_t len;
+	_cleanup_free_ char *out = build_checked(orig, &params, &len);
+	assert_xpath(out, len, "//m:OriginalEnvelopeIdentifier", "123456789");
+	assert_xpath(out, len, "//m:OriginalSender/m:EANIdentifier", "5790000143054");
+	assert_xpath(out, len, "//m:OriginalReceiver/m:EANIdentifier", "5790000143055");
+	assert_xpath(out, len, "count(//m:OriginalLetter)", "1");
+	assert_xpath(out, len, "//m:OriginalLetter/m:OriginalLetterIdentifier", "24681012");
+	assert_xpath(out, len, "//m:OriginalLetter/m:OriginalVersionCode", "XD2030C");
+	assert_xpath(out, len, "/m:Emessage/m:NegativeVansReceipt/m:OriginalEmessage/m:RefuseCode",
+		     "ukendt_lokationsnummer");
+	assert_xpath(out, len, "//m:Envelope/m:Sent/m:Date", "2024-03-01");
+	assert_xpath(out, len, "//m:Envelope/m:Sent/m:Time", "08:15");
+}
+
+Test(receipt, multi_letter_lists_every_letter)
+{
+	_cleanup_free_ struct codec_envelope *orig =
+		decode_file("tests/data/oioxml", "multi_letter.xml", true);
+	size_t len;
+	_cleanup_free_ char *out = build_checked(orig, &params, &len);
+	assert_xpath(out, len, "count(//m:OriginalLetter)", "2");
+	assert_xpath(out, len, "//m:OriginalLetter[1]/m:OriginalLetterIdentifier", "LETTER0001");
+	assert_xpath(out, len, "//m:OriginalLetter[2]/m:OriginalLetterIdentifier", "LETTER0002");
+	assert_xpath(out, len, "//m:OriginalLetter[2]/m:OriginalVersionCode", "XD2030C");
+	assert_xpath(out, len, "//m:OriginalReceiver/m:EANIdentifier", "5790000143055");
+	assert_xpath(out, len, "//m:OriginalEnvelopeIdentifier", "MULTI0001");
+}
+
+Test(receipt, every_non_receipt_sample_yields_a_valid_receipt)
+{
+	static const char *const files[] = {
+		"DIS14_1.xml", "DIS17_1.xml", "DIS91_1.xml", "XDIS17_regionh_NotificationOfDischarge.xml",
+		"XDIS18_regionh_ReportOfDischarge_municipality-1.0.3.xml",
+		"XDIS20_regionh_NotificationOfAdmission.xml",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), files[i], true);
+		size_t len;
+		free(build_checked(orig, &params, &len));
+	}
+}
+
+Test(receipt, partial_envelope_uses_the_broker_as_original_receiver)
+{
+	/* decoding fails (no Receiver GLN) but leaves envelope id and sender */
+	_cleanup_free_ struct codec_envelope *orig =
+		decode_file("tests/data/oioxml/invalid", "missing_receiver_ean.xml", false);
+	cr_assert_eq(orig->nletters, 0);
+	struct receipt_params p = params;
+	p.refuse_code = codec_refuse_code(CODEC_EFIELD);
+	size_t len;
+	_cleanup_free_ char *out = build_checked(orig, &p, &len);
+	assert_xpath(out, len, "//m:OriginalEnvelopeIdentifier", "123456789");
+	assert_xpath(out, len, "//m:OriginalReceiver/m:EANIdentifier", "EDIBROKER");
+	assert_xpath(out, len, "count(//m:OriginalLetter)", "0");
+	assert_xpath(out, len, "//m:OriginalEmessage/m:RefuseCode", "syntaksfejl");
+}
+
+Test(receipt, refuse_text_is_escaped_and_breaks_lines)
+{
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	struct receipt_params p = params;
+	p.refuse_text = "a < b & c > d \"q\" 'x'\nline2\r\nline3 \xC3\xA6\xC3\xB8";
+	size_t len;
+	_cleanup_free_ char *out = build_checked(orig, &p, &len);
+	cr_assert(strstr(out, "a &lt; b &amp; c &gt; d &quot;q&quot; &apos;x&apos;<Break/>line2"
+			      "<Break/>line3 \xC3\xA6\xC3\xB8</RefuseText>"),
+		  "%s", out);
+	assert_xpath(out, len, "count(//m:RefuseText/m:Break)", "2");
+	assert_xpath(out, len, "//m:RefuseText", "a < b & c > d \"q\" 'x'line2line3 \xC3\xA6\xC3\xB8");
+}
+
+Test(receipt, no_refuse_text_means_no_element)
+{
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	struct receipt_params p = params;
+	p.refuse_text = NULL;
+	size_t len;
+	_cleanup_free_ char *out = build_checked(orig, &p, &len);
+	assert_xpath(out, len, "count(//m:RefuseText)", "0");
+}
+
+Test(receipt, more_letters_than_the_schema_allows_are_capped_at_99)
+{
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	for (size_t i = 1; i < CODEC_MAX_LETTERS; i++) {
+		orig->letters[i] = orig->letters[0];
+		snprintf(orig->letters[i].id, sizeof(orig->letters[i].id), "L%03zu", i);
+	}
+	orig->nletters = CODEC_MAX_LETTERS;
+	size_t len;
+	_cleanup_free_ char *out = build_checked(orig, &params, &len);
+	assert_xpath(out, len, "count(//m:OriginalLetter)", "99");
+	assert_xpath(out, len, "//m:OriginalLetter[99]/m:OriginalLetterIdentifier", "L098");
+}
+
+/* ---- refusals ---------------------------------------------------------- */
+
+static void expect_einval(const struct codec_envelope *orig, const struct receipt_params *p,
+			  const char *why)
+{
+	char *out = (char *)"untouched";
+	size_t len = 4242;
+	cr_expect_eq(receipt_build_xctl01(orig, p, &out, &len), -EINVAL, "%s", why);
+	cr_expect_str_eq(out, "untouched", "%s: *out changed", why);
+	cr_expect_eq(len, 4242, "%s: *len changed", why);
+}
+
+Test(receipt, missing_envelope_id_or_sender_is_einval)
+{
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	struct codec_envelope e = *orig;
+	e.envelope_id[0] = '\0';
+	expect_einval(&e, &params, "no envelope id");
+	e = *orig;
+	e.letters[0].sender[0] = '\0';
+	expect_einval(&e, &params, "no sender");
+	e = *orig;
+	e.letters[0].id[0] = '\0';
+	expect_einval(&e, &params, "letter without id");
+	e = *orig;
+	e.letters[0].receiver[3] = '\t';
+	expect_einval(&e, &params, "receiver with a control character");
+	e = *orig;
+	memset(e.letters[0].version, 'X', sizeof(e.letters[0].version)); /* unterminated */
+	expect_einval(&e, &params, "version without NUL");
+	expect_einval(NULL, &params, "no original");
+	expect_einval(orig, NULL, "no params");
+}
+
+Test(receipt, too_long_or_malformed_parameters_are_einval)
+{
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	struct {
+		struct receipt_params p;
+		const char *why;
+	} cases[] = {
+		{ params, "sender 36" },     { params, "envelope id 15" }, { params, "letter id 15" },
+		{ params, "date month 13" }, { params, "short date" },	 { params, "time 24:00" },
+		{ params, "time 8:15" },     { params, "refuse code" },	 { params, "no refuse code" },
+		{ params, "control char" },  { params, "bad UTF-8" },	 { params, "empty sender" },
+	};
+	cases[0].p.sender_id = "123456789012345678901234567890123456";
+	cases[1].p.envelope_id = "123456789012345";
+	cases[2].p.letter_id = "123456789012345";
+	cases[3].p.date = "2024-13-01";
+	cases[4].p.date = "24-03-01";
+	cases[5].p.time = "24:00";
+	cases[6].p.time = "8:15";
+	cases[7].p.refuse_code = "nope";
+	cases[8].p.refuse_code = NULL;
+	cases[9].p.refuse_text = "bell\x07";
+	cases[10].p.refuse_text = "Taarb\xE6k";
+	cases[11].p.sender_id = "";
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		expect_einval(orig, &cases[i].p, cases[i].why);
+}
+
+Test(receipt, longest_allowed_parameters_are_accepted)
+{
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	struct receipt_params p = params;
+	p.sender_id = "12345678901234567890123456789012345";
+	p.envelope_id = "12345678901234";
+	p.letter_id = "ABCDEFGHIJKLMN";
+	size_t len;
+	free(build_checked(orig, &p, &len));
+}
+
+Test(receipt, receipts_are_never_receipted)
+{
+	_cleanup_free_ struct codec_envelope *ctl = decode_file(samples_dir(), "CTL02_1.xml", true);
+	cr_assert(ctl->is_receipt);
+	expect_einval(ctl, &params, "original is a receipt");
+	/* nor is our own output */
+	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
+	_cleanup_free_ char *out = NULL;
+	size_t len;
+	cr_assert_eq(receipt_build_xctl01(orig, &params, &out, &len), 0);
+	struct codec_envelope back;
+	struct codec_error err;
+	cr_assert_eq(codec_oioxml.decode((uint8_t *)out, len, NULL, &back, &err), 0);
+	expect_einval(&back, &params, "our own receipt");
+}
