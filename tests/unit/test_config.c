@@ -1,0 +1,754 @@
+/*
+ * test_config.c - config_load() over real files in a temporary directory:
+ * the issues' snippets, defaults, every class of error with its exact
+ * FILE:LINE, durations and sizes, list continuation versus a repeated key,
+ * relative paths, reload checks, and the shipped example configuration
+ * (read relative to the repository root, the test's working directory).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+static char dir[PATH_MAX];
+static char conf[PATH_MAX + 32];
+static char err[512];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static void setup(void)
+{
+	str_copy(dir, "/tmp/test_config.XXXXXX", sizeof(dir));
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/edibroker.conf", dir);
+	/* A zone database of our own, so timezone checks do not depend on tzdata. */
+	char zone[PATH_MAX + 64];
+	snprintf(zone, sizeof(zone), "%s/zoneinfo/Europe", dir);
+	cr_assert_eq(mkdir_p(zone, 0755), 0);
+	str_copy(zone + strlen(zone), "/Copenhagen", sizeof(zone) - strlen(zone));
+	FILE *f = fopen(zone, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	snprintf(zone, sizeof(zone), "%s/zoneinfo", dir);
+	setenv("TZDIR", zone, 1);
+}
+
+static void teardown(void)
+{
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+static void write_bytes(const char *path, const char *text, size_t len)
+{
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "fopen %s", path);
+	cr_assert_eq(fwrite(text, 1, len, f), len);
+	cr_assert_eq(fclose(f), 0);
+}
+
+static int load(const char *text, struct config **cfg)
+{
+	write_bytes(conf, text, strlen(text));
+	err[0] = '\0';
+	return config_load(conf, cfg, err, sizeof(err));
+}
+
+static struct config *load_ok(const char *text)
+{
+	struct config *cfg = NULL;
+	int r = load(text, &cfg);
+	cr_assert_eq(r, 0, "config_load: %d %s", r, err);
+	cr_assert_not_null(cfg);
+	return cfg;
+}
+
+/* Expects config_load to fail with exactly "<conf>:<where>". */
+static void expect_error(const char *text, const char *where)
+{
+	struct config *cfg = (struct config *)&cfg; /* must stay untouched */
+	char want[sizeof(err) + sizeof(conf)];
+	int r = load(text, &cfg);
+	snprintf(want, sizeof(want), "%s:%s", conf, where);
+	cr_expect_eq(r, -EINVAL, "for:\n%s", text);
+	cr_expect_str_eq(err, want, "for:\n%s", text);
+	cr_expect_eq(cfg, (struct config *)&cfg, "out changed on failure");
+}
+
+struct error_case {
+	const char *text;
+	const char *where;
+};
+
+static void expect_errors(const struct error_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		expect_error(cases[i].text, cases[i].where);
+}
+
+/* The snippet of issue 2, verbatim, with its inline comments. */
+static const char issue2[] =
+	"[broker]\n"
+	"state_dir = /var/lib/edibroker        ; SQLite database and internal files\n"
+	"\n"
+	"[endpoint aarhus-kommune]             ; one section per endpoint, \"endpoint NAME\"\n"
+	"kind = municipality                   ; hospital | municipality | other\n"
+	"transport = spool\n"
+	"gln = 5790001234567, 5790001234574    ; the location numbers this endpoint owns\n"
+	"inbox = /srv/edi/aarhus/in            ; the endpoint drops files here for the broker\n"
+	"outbox = /srv/edi/aarhus/out          ; the broker delivers files here\n"
+	"contact = EOJ systemansvarlig, +45 ..., eoj@example.dk\n"
+	"\n"
+	"[delivery]\n"
+	"retry_initial = 5s                    ; first retry after a failed delivery\n"
+	"retry_max = 10m                       ; cap of the exponential backoff (with jitter)\n"
+	"drain_rate = 0                        ; msg/s per endpoint after an outage; 0 = no limit\n"
+	"\n"
+	"[routing]\n"
+	"default_endpoint =                    ; optional: where messages for GLNs no endpoint owns\n"
+	"                                      ; go (e.g. the region's gateway to the national network)\n";
+
+Test(config, issue2_snippet_loads_with_documented_values)
+{
+	struct config *cfg = load_ok(issue2);
+
+	cr_assert_str_eq(cfg->state_dir, "/var/lib/edibroker");
+	cr_assert_eq(cfg->nendpoints, 1);
+	const struct endpoint_conf *ep = config_endpoint(cfg, "aarhus-kommune");
+	cr_assert_not_null(ep);
+	cr_assert_eq(ep->line, 4);
+	cr_assert_eq(ep->kind, ENDPOINT_MUNICIPALITY);
+	cr_assert_str_eq(ep->transport, "spool");
+	cr_assert_eq(ep->ngln, 2);
+	cr_assert_str_eq(ep->gln[0], "5790001234567");
+	cr_assert_str_eq(ep->gln[1], "5790001234574");
+	cr_assert_str_eq(ep->inbox, "/srv/edi/aarhus/in");
+	cr_assert_str_eq(ep->outbox, "/srv/edi/aarhus/out");
+	cr_assert_str_eq(ep->contact, "EOJ systemansvarlig, +45 ..., eoj@example.dk");
+	cr_assert_str_eq(ep->quarantine, "/var/lib/edibroker/quarantine/aarhus-kommune");
+	cr_assert_str_eq(ep->organisation, "aarhus-kommune");
+	cr_assert_eq(cfg->retry_initial_ms, 5000);
+	cr_assert_eq(cfg->retry_max_ms, 600000);
+	cr_assert_eq(cfg->drain_rate, 0.0);
+	cr_assert_null(cfg->default_endpoint);
+	config_free(cfg);
+}
+
+/* The snippet of issue 3, verbatim, plus a complete endpoint. */
+static const char issue3[] =
+	"[outage]\n"
+	"threshold = 2h                   ; downtime before the first notice\n"
+	"probe_interval = 1m              ; how often an idle or failing endpoint is checked\n"
+	"down_after = 3                   ; consecutive failed deliveries or probes -> DOWN\n"
+	"update_interval = 1h             ; status updates while it lasts\n"
+	"send_window = 08:00-22:00        ; notices falling outside wait; 00:00-24:00 = always\n"
+	"support_hours = mon-thu 08:00-15:45, fri 08:00-14:00\n"
+	"timezone = Europe/Copenhagen\n"
+	"language = da                    ; da | en\n"
+	"\n"
+	"[notify]\n"
+	"smtp_url = smtp://127.0.0.1:25\n"
+	"mail_from = edi-drift@region.example\n"
+	"support_recipients = edi-support@region.example\n"
+	"oncall_recipients = drift-vagt@region.example\n"
+	"hospital_recipients = sygehuse-edi@region.example\n"
+	"municipality_recipients = kommuner-edi@region.example\n"
+	"webhook_url =                    ; optional, receives every notice as JSON, beside e-mail\n"
+	"fallback_command =               ; optional, run with the notice when e-mail keeps failing\n"
+	"closed_days = 12-24, 12-31, 06-05 ; extra days the EDI support desk is closed (MM-DD)\n"
+	"status_dir = /var/lib/edibroker/status   ; status.html and status.json\n"
+	"\n"
+	"[endpoint aarhus]                ; gains:\n"
+	"recipients = eoj-drift@aarhus.example    ; the endpoint's own function mailbox\n"
+	"pickup_timeout = 15m             ; spool: outbox files not collected by then = endpoint down\n"
+	"kind = municipality\n"
+	"gln = 5790001234567\n"
+	"inbox = /srv/in\n"
+	"outbox = /srv/out\n";
+
+Test(config, issue3_snippet_loads_with_documented_values)
+{
+	struct config *cfg = load_ok(issue3);
+
+	cr_assert_eq(cfg->outage_threshold_ms, 7200000);
+	cr_assert_eq(cfg->probe_interval_ms, 60000);
+	cr_assert_eq(cfg->down_after, 3);
+	cr_assert_eq(cfg->update_interval_ms, 3600000);
+	cr_assert_str_eq(cfg->send_window, "08:00-22:00");
+	cr_assert_str_eq(cfg->support_hours, "mon-thu 08:00-15:45, fri 08:00-14:00");
+	cr_assert_str_eq(cfg->timezone, "Europe/Copenhagen");
+	cr_assert_str_eq(cfg->language, "da");
+	cr_assert_str_eq(cfg->smtp_url, "smtp://127.0.0.1:25");
+	cr_assert_str_eq(cfg->mail_from, "edi-drift@region.example");
+	cr_assert_eq(cfg->nsupport_recipients, 1);
+	cr_assert_str_eq(cfg->support_recipients[0], "edi-support@region.example");
+	cr_assert_str_eq(cfg->oncall_recipients[0], "drift-vagt@region.example");
+	cr_assert_str_eq(cfg->hospital_recipients[0], "sygehuse-edi@region.example");
+	cr_assert_str_eq(cfg->municipality_recipients[0], "kommuner-edi@region.example");
+	cr_assert_null(cfg->webhook_url);
+	cr_assert_null(cfg->fallback_command);
+	cr_assert_str_eq(cfg->closed_days, "12-24, 12-31, 06-05");
+	cr_assert_str_eq(cfg->status_dir, "/var/lib/edibroker/status");
+	const struct endpoint_conf *ep = config_endpoint(cfg, "aarhus");
+	cr_assert_not_null(ep);
+	cr_assert_eq(ep->nrecipients, 1);
+	cr_assert_str_eq(ep->recipients[0], "eoj-drift@aarhus.example");
+	cr_assert_eq(ep->pickup_timeout_ms, 900000);
+	config_free(cfg);
+}
+
+Test(config, multi_line_gln_list_with_comments)
+{
+	struct config *cfg = load_ok("[endpoint a]\n"
+				     "kind = hospital\n"
+				     "gln = 5790000000001,        ; first\n"
+				     "      5790000000002         ; no comma needed at a line end\n"
+				     "\n"
+				     "; a comment line inside the list\n"
+				     "\t5790000000003, 5790000000004,\n"
+				     "      5790000000005\n"
+				     "inbox = /i\n"
+				     "outbox = /o\n");
+	const struct endpoint_conf *ep = &cfg->endpoints[0];
+
+	cr_assert_eq(ep->ngln, 5);
+	cr_assert_str_eq(ep->gln[0], "5790000000001");
+	cr_assert_str_eq(ep->gln[1], "5790000000002");
+	cr_assert_str_eq(ep->gln[2], "5790000000003");
+	cr_assert_str_eq(ep->gln[3], "5790000000004");
+	cr_assert_str_eq(ep->gln[4], "5790000000005");
+	cr_assert_str_eq(ep->inbox, "/i");
+	config_free(cfg);
+}
+
+Test(config, defaults)
+{
+	struct config *cfg = load_ok("");
+
+	cr_assert_str_eq(cfg->state_dir, "/var/lib/edibroker");
+	cr_assert_str_eq(cfg->control_socket, "/var/lib/edibroker/control.sock");
+	cr_assert_str_eq(cfg->broker_id, "EDIBROKER");
+	cr_assert_str_eq(cfg->store_backend, "sqlite");
+	cr_assert_eq(cfg->max_message_size, 16 << 20);
+	cr_assert_eq(cfg->log_level, LOG_INFO);
+	cr_assert_eq(cfg->retry_initial_ms, 5000);
+	cr_assert_eq(cfg->retry_max_ms, 600000);
+	cr_assert_eq(cfg->drain_rate, 0.0);
+	cr_assert_eq(cfg->batch_max, 256);
+	cr_assert_null(cfg->default_endpoint);
+	cr_assert_eq(cfg->rescan_interval_ms, 30000);
+	cr_assert_eq(cfg->retention_ms, 7LL * 86400000);
+	cr_assert_eq(cfg->history_ms, 90LL * 86400000);
+	cr_assert_eq(cfg->store_max_size, 0);
+	cr_assert_eq(cfg->outage_threshold_ms, 7200000);
+	cr_assert_eq(cfg->probe_interval_ms, 60000);
+	cr_assert_eq(cfg->down_after, 3);
+	cr_assert_eq(cfg->update_interval_ms, 3600000);
+	cr_assert_str_eq(cfg->send_window, "08:00-22:00");
+	cr_assert_str_eq(cfg->support_hours, "mon-thu 08:00-15:45, fri 08:00-14:00");
+	cr_assert_str_eq(cfg->timezone, "Europe/Copenhagen");
+	cr_assert_str_eq(cfg->language, "da");
+	cr_assert_null(cfg->template_dir);
+	cr_assert_null(cfg->smtp_url);
+	cr_assert_null(cfg->mail_from);
+	cr_assert_str_eq(cfg->smtp_starttls, "try");
+	cr_assert_eq(cfg->nsupport_recipients, 0);
+	cr_assert_null(cfg->closed_days);
+	cr_assert_str_eq(cfg->status_dir, "/var/lib/edibroker/status");
+	cr_assert_eq(cfg->nendpoints, 0, "no endpoints is a valid, idle broker");
+	config_free(cfg);
+}
+
+Test(config, endpoint_defaults_and_derived_paths)
+{
+	struct config *cfg = load_ok("[broker]\nstate_dir = /srv/eb\n"
+				     "[endpoint x.y_z-1]\nkind = other\ngln = 1\ninbox = /i\noutbox = /o\n");
+	const struct endpoint_conf *ep = config_endpoint(cfg, "x.y_z-1");
+
+	cr_assert_not_null(ep);
+	cr_assert_str_eq(cfg->control_socket, "/srv/eb/control.sock");
+	cr_assert_str_eq(cfg->status_dir, "/srv/eb/status");
+	cr_assert_str_eq(ep->transport, "spool");
+	cr_assert_str_eq(ep->quarantine, "/srv/eb/quarantine/x.y_z-1");
+	cr_assert_str_eq(ep->organisation, "x.y_z-1");
+	cr_assert_eq(ep->create_dirs, false);
+	cr_assert_eq(ep->pickup_timeout_ms, 0);
+	cr_assert_null(ep->contact);
+	cr_assert_eq(ep->nrecipients, 0);
+	cr_assert_null(config_endpoint(cfg, "x"));
+	config_free(cfg);
+}
+
+Test(config, structural_errors_name_their_line)
+{
+	static const struct error_case cases[] = {
+		{ "[delivery]\nfoo = 1\n", "2: unknown key 'foo' in [delivery]" },
+		{ "[endpoint a]\nfoo = 1\n", "2: unknown key 'foo' in [endpoint a]" },
+		{ "[broker]\n[bar]\nx = 1\n", "2: unknown section [bar]" },
+		{ "; only a comment\n[bar]\n", "2: unknown section [bar]" },
+		{ "state_dir = /x\n", "1: key 'state_dir' before the first [section]" },
+		{ "[broker\n", "1: syntax error (expected 'key = value', '[section]' or a ; comment)" },
+		{ "[broker]\nstate_dir\n",
+		  "2: syntax error (expected 'key = value', '[section]' or a ; comment)" },
+		{ "[endpoint]\n", "1: endpoint section without a name (write [endpoint NAME])" },
+		{ "[endpoint a/b]\n",
+		  "1: invalid endpoint name 'a/b' (1-64 letters, digits, '.', '_' or '-')" },
+		{ "[endpoint ..]\n",
+		  "1: invalid endpoint name '..' (1-64 letters, digits, '.', '_' or '-')" },
+		{ "[endpoint a]\nkind = other\n\n[endpoint a]\n",
+		  "4: duplicate endpoint 'a' (first at line 1)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+Test(config, duplicate_keys_versus_continuation)
+{
+	static const struct error_case cases[] = {
+		{ "[delivery]\nretry_initial = 5s\nretry_initial = 6s\n",
+		  "3: duplicate key 'retry_initial' in [delivery] (first at line 2)" },
+		/* a list key written twice at column 0 is a repetition, not a continuation */
+		{ "[endpoint a]\nkind = other\ngln = 1\ngln = 2\n",
+		  "4: duplicate key 'gln' in [endpoint a] (first at line 3)" },
+		/* a section may reopen, its keys stay unique */
+		{ "[delivery]\nretry_max = 1m\n[broker]\n[delivery]\nretry_max = 2m\n",
+		  "5: duplicate key 'retry_max' in [delivery] (first at line 2)" },
+		{ "[endpoint a]\ncontact = Jens\n  +45 12 34 56 78\n",
+		  "3: contact: only lists may continue on an indented line" },
+		{ "[endpoint a]\ngln = 1,\nkind = other\n", "2: gln: empty item in list" },
+		{ "[endpoint a]\nkind = other\ngln = 1,", "3: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 1,\n[broker]\n", "2: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 1,,2\n", "2: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 1\n  , 2\n", "3: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 1\n  2 3\n",
+		  "3: gln: '2 3' is not a location number (1-35 printable characters, no spaces)" },
+		/* an indented key after a key continues it, as inih reads it */
+		{ "[endpoint a]\ngln = 1\n  inbox = /i\n",
+		  "3: gln: 'inbox = /i' is not a location number (1-35 printable characters, no spaces)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+Test(config, indented_key_right_after_section_header_is_a_key)
+{
+	struct config *cfg = load_ok("[delivery]\n   retry_initial = 2s\nretry_max = 4s\n");
+
+	cr_assert_eq(cfg->retry_initial_ms, 2000);
+	cr_assert_eq(cfg->retry_max_ms, 4000);
+	config_free(cfg);
+	expect_error("[delivery]\n   retry_initial = 2s\n   retry_max = 4s\n",
+		     "3: retry_initial: only lists may continue on an indented line");
+}
+
+Test(config, value_errors_name_their_line)
+{
+	static const struct error_case cases[] = {
+		{ "[delivery]\nretry_initial = abc\n",
+		  "2: retry_initial: invalid duration 'abc' (use e.g. 500ms, 90s, 15m, 2h)" },
+		{ "[delivery]\nretry_initial = 99ms\n",
+		  "2: retry_initial: duration must be at least 100ms" },
+		{ "[delivery]\nretry_max = 2d\n", "2: retry_max: duration must be at most 1d" },
+		{ "[endpoint a]\nkind = clinic\n",
+		  "2: kind: must be hospital, municipality or other" },
+		{ "[endpoint a]\nkind = other\ntransport = ftp\n", "3: transport: must be spool" },
+		{ "[delivery]\nbatch_max = 0\n", "2: batch_max: must be at least 1" },
+		{ "[delivery]\nbatch_max = 10001\n", "2: batch_max: must be at most 10000" },
+		{ "[delivery]\nbatch_max = 12x\n", "2: batch_max: invalid number '12x'" },
+		{ "[delivery]\ndrain_rate = -1\n", "2: drain_rate: must be between 0 and 1000000" },
+		{ "[delivery]\ndrain_rate = fast\n", "2: drain_rate: invalid number 'fast'" },
+		{ "[outage]\ndown_after = 0\n", "2: down_after: must be at least 1" },
+		{ "[broker]\nmax_message_size = 1023\n",
+		  "2: max_message_size: size must be at least 1K" },
+		{ "[broker]\nmax_message_size = 101M\n",
+		  "2: max_message_size: size must be at most 100M" },
+		{ "[broker]\nmax_message_size = 16MB\n",
+		  "2: max_message_size: invalid size '16MB' (use e.g. 65536, 512K, 16M, 1G)" },
+		{ "[store]\nmax_size = 1K\n", "2: max_size: size must be at least 1M (or 0 for off)" },
+		{ "[broker]\nlog_level = verbose\n",
+		  "2: log_level: must be err, warning, notice, info or debug" },
+		{ "[broker]\nstore = mysql\n", "2: store: must be sqlite" },
+		{ "[broker]\nstate_dir =\n", "2: state_dir: must not be empty" },
+		{ "[broker]\nid = EDI BROKER\n",
+		  "2: id: 'EDI BROKER' is not a valid id (1-35 printable characters, no spaces)" },
+		{ "[outage]\nlanguage = fr\n", "2: language: must be da or en" },
+		{ "[notify]\nsmtp_starttls = maybe\n", "2: smtp_starttls: must be no, try or yes" },
+		{ "[endpoint a]\ncreate_dirs = maybe\n", "2: create_dirs: must be yes or no" },
+		{ "[endpoint a]\npickup_timeout = 50ms\n",
+		  "2: pickup_timeout: duration must be at least 100ms (or 0 for off)" },
+		{ "[endpoint a]\ngln = 123456789012345678901234567890123456\n",
+		  "2: gln: '123456789012345678901234567890123456' is not a location number (1-35 printable characters, no spaces)" },
+		{ "[endpoint a]\nrecipients = ok@x.example, eoj-drift\n",
+		  "2: recipients: 'eoj-drift' is not an e-mail address" },
+		{ "[notify]\nmail_from = <a@b.example>\n",
+		  "2: mail_from: '<a@b.example>' is not an e-mail address" },
+		{ "[notify]\nsmtp_url = mail.example\n",
+		  "2: smtp_url: 'mail.example' is not an smtp:// or smtps:// URL" },
+		{ "[notify]\nwebhook_url = ftp://x.example/\n",
+		  "2: webhook_url: 'ftp://x.example/' is not an http:// or https:// URL" },
+		{ "[outage]\nsend_window = 8-22\n",
+		  "2: send_window: '8-22' is not a window HH:MM-HH:MM (e.g. 08:00-22:00; 00:00-24:00 = always)" },
+		{ "[outage]\nsend_window = 08:00-08:00\n",
+		  "2: send_window: '08:00-08:00' is not a window HH:MM-HH:MM (e.g. 08:00-22:00; 00:00-24:00 = always)" },
+		{ "[outage]\nsupport_hours = mon-thu 08:00-15:45, fre 08:00-14:00\n",
+		  "2: support_hours: 'mon-thu 08:00-15:45, fre 08:00-14:00' is not like 'mon-thu 08:00-15:45, fri 08:00-14:00' (days mon..sun, start before end)" },
+		{ "[notify]\nclosed_days = 12-24, 02-30\n",
+		  "2: closed_days: '02-30' is not a day MM-DD (e.g. 12-24, 12-31)" },
+		{ "[outage]\ntimezone = ../../etc/passwd\n",
+		  "2: timezone: '../../etc/passwd' is not a time zone name (e.g. Europe/Copenhagen)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+Test(config, unknown_time_zone)
+{
+	char want[PATH_MAX + 128];
+
+	snprintf(want, sizeof(want),
+		 "2: timezone: unknown time zone 'Europe/Copenhagn' (not in %s/zoneinfo)", dir);
+	expect_error("[outage]\ntimezone = Europe/Copenhagn\n", want);
+}
+
+Test(config, time_rules_that_are_valid)
+{
+	struct config *cfg = load_ok("[outage]\n"
+				     "send_window = 00:00 - 24:00\n"
+				     "support_hours = Mon 07:00-16:00,tue-fri 08:00-15:00, sat 10:00-12:00\n"
+				     "[notify]\nclosed_days = 02-29,12-24\n");
+
+	cr_assert_str_eq(cfg->send_window, "00:00 - 24:00");
+	cr_assert_str_eq(cfg->closed_days, "02-29,12-24");
+	config_free(cfg);
+}
+
+/* A complete spool endpoint for the validation cases: 5 lines. */
+#define EP(name, gln, dir)                                                                         \
+	"[endpoint " name "]\nkind = other\ngln = " gln "\ninbox = /" dir "/in\noutbox = /" dir    \
+	"/out\n"
+
+Test(config, whole_config_errors_name_their_lines)
+{
+	static const struct error_case cases[] = {
+		{ "[endpoint a]\nkind = other\ninbox = /i\noutbox = /o\n",
+		  "1: endpoint 'a': missing required key 'gln'" },
+		{ "[endpoint a]\nkind = other\ngln =\ninbox = /i\noutbox = /o\n",
+		  "3: endpoint 'a': gln must not be empty" },
+		{ "[endpoint a]\ngln = 1\ninbox = /i\noutbox = /o\n",
+		  "1: endpoint 'a': missing required key 'kind'" },
+		{ "[broker]\n[endpoint a]\n", "2: endpoint 'a': missing required key 'kind'" },
+		{ "[endpoint a]\nkind = other\ngln = 1\noutbox = /o\n",
+		  "1: endpoint 'a': missing required key 'inbox' (transport spool)" },
+		{ "[endpoint a]\nkind = other\ngln = 1\ninbox = /i\noutbox =\n",
+		  "5: endpoint 'a': outbox must not be empty (transport spool)" },
+		{ EP("a", "1, 2", "a") EP("b", "3,\n  2", "b"),
+		  "9: endpoint 'b': gln 2 is already owned by endpoint 'a' (line 3)" },
+		{ EP("a", "1, 1", "a"), "3: endpoint 'a': gln 1 is already owned by endpoint 'a' (line 3)" },
+		{ EP("a", "1", "a") "[routing]\ndefault_endpoint = gateway\n",
+		  "7: default_endpoint: no endpoint named 'gateway'" },
+		{ EP("a", "1", "a") EP("b", "2", "a"),
+		  "9: endpoint 'b': inbox /a/in is already the inbox of endpoint 'a' (line 4)" },
+		{ "[endpoint a]\nkind = other\ngln = 1\ninbox = /x\noutbox = /x/\n",
+		  "5: endpoint 'a': outbox /x is already the inbox of endpoint 'a' (line 4)" },
+		{ EP("a", "1", "a") "quarantine = /a/in\n",
+		  "6: endpoint 'a': quarantine /a/in is already the inbox of endpoint 'a' (line 4)" },
+		{ "[delivery]\nretry_initial = 20s\nretry_max = 10s\n",
+		  "3: retry_max: must be at least retry_initial (20s)" },
+		{ "[delivery]\nretry_initial = 20m\n", "2: retry_initial: must not exceed retry_max (10m)" },
+		{ "[store]\nretention = 100d\n", "2: retention: must not exceed history (90d)" },
+		{ "[notify]\nsmtp_url = smtp://localhost\n",
+		  "2: smtp_url: mail_from is needed to send e-mail" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+Test(config, endpoints_may_share_a_quarantine)
+{
+	struct config *cfg = load_ok(EP("a", "1", "a") "quarantine = /q\n" EP("b", "2", "b")
+					     "quarantine = /q\n");
+
+	cr_assert_str_eq(cfg->endpoints[0].quarantine, "/q");
+	cr_assert_str_eq(cfg->endpoints[1].quarantine, "/q");
+	config_free(cfg);
+}
+
+Test(config, durations)
+{
+	static const struct {
+		const char *text;
+		int64_t ms;
+	} good[] = {
+		{ "100ms", 100 },	 { "500ms", 500 },     { "90s", 90000 },    { "15m", 900000 },
+		{ "2h", 7200000 },	 { "7d", 604800000 },  { "5", 5000 },	    { "0", 0 },
+		{ "1.5h", 5400000 },	 { "0.5s", 500 },      { "2.25m", 135000 }, { "0.001s", 1 },
+		{ "106751991167d", 106751991167LL * 86400000 }, /* the largest that fits */
+	};
+	static const char *const bad[] = {
+		"",    "abc", "5x",    "-1s",  "+1s", "1.",	  ".5s",  "5 s", " 5s",
+		"5s ", "1h30m", "0.5ms", "0.0005s", "1e3s", "5S", "99999999999999999999d",
+		"106751991168d", "1.0000000001s",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		int64_t ms = -1;
+		cr_expect_eq(config_parse_duration(good[i].text, &ms), 0, "%s", good[i].text);
+		cr_expect_eq(ms, good[i].ms, "%s", good[i].text);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		int64_t ms = 42;
+		cr_expect_eq(config_parse_duration(bad[i], &ms), -EINVAL, "'%s'", bad[i]);
+		cr_expect_eq(ms, 42, "'%s' changed the out-parameter", bad[i]);
+	}
+}
+
+Test(config, duration_boundary_in_a_file)
+{
+	struct config *cfg = load_ok("[delivery]\nretry_initial = 100ms\nretry_max = 1.5h\n");
+
+	cr_assert_eq(cfg->retry_initial_ms, 100);
+	cr_assert_eq(cfg->retry_max_ms, 5400000);
+	config_free(cfg);
+	expect_error("[delivery]\nretry_initial = 99ms\n",
+		     "2: retry_initial: duration must be at least 100ms");
+	expect_error("[spool]\nrescan_interval = 0\n",
+		     "2: rescan_interval: duration must be at least 100ms");
+}
+
+Test(config, sizes)
+{
+	static const struct {
+		const char *text;
+		int64_t bytes;
+	} good[] = {
+		{ "1024", 1024 },	 { "1K", 1024 },	   { "512k", 512 << 10 },
+		{ "16M", 16 << 20 },	 { "16MiB", 16 << 20 },	   { "100M", 100 << 20 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		char text[128];
+		snprintf(text, sizeof(text), "[broker]\nmax_message_size = %s\n", good[i].text);
+		struct config *cfg = load_ok(text);
+		cr_expect_eq(cfg->max_message_size, good[i].bytes, "%s", good[i].text);
+		config_free(cfg);
+	}
+	struct config *cfg = load_ok("[store]\nmax_size = 2T\n");
+	cr_assert_eq(cfg->store_max_size, 2LL << 40);
+	config_free(cfg);
+	expect_error("[broker]\nmax_message_size = 1G\n",
+		     "2: max_message_size: size must be at most 100M");
+	expect_error("[broker]\nmax_message_size = 1.5M\n",
+		     "2: max_message_size: invalid size '1.5M' (use e.g. 65536, 512K, 16M, 1G)");
+	expect_error("[store]\nmax_size = 99999999999T\n",
+		     "2: max_size: invalid size '99999999999T' (use e.g. 65536, 512K, 16M, 1G)");
+}
+
+Test(config, relative_paths_resolve_against_the_working_directory)
+{
+	char cwd[PATH_MAX], want[PATH_MAX + 64];
+
+	cr_assert_eq(chdir(dir), 0);
+	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
+	struct config *cfg = load_ok("[broker]\nstate_dir = ./var/state\n"
+				     "[outage]\ntemplate_dir = ../tpl\n"
+				     "[endpoint a]\nkind = other\ngln = 1\n"
+				     "inbox = spool/in\noutbox = ./spool//out/\nquarantine = q\n");
+	const struct endpoint_conf *ep = &cfg->endpoints[0];
+
+	snprintf(want, sizeof(want), "%s/var/state", cwd);
+	cr_assert_str_eq(cfg->state_dir, want);
+	snprintf(want, sizeof(want), "%s/var/state/control.sock", cwd);
+	cr_assert_str_eq(cfg->control_socket, want);
+	snprintf(want, sizeof(want), "%s/var/state/status", cwd);
+	cr_assert_str_eq(cfg->status_dir, want);
+	snprintf(want, sizeof(want), "%s/../tpl", cwd);
+	cr_assert_str_eq(cfg->template_dir, want, "'..' is kept: resolving it could cross a symlink");
+	snprintf(want, sizeof(want), "%s/spool/in", cwd);
+	cr_assert_str_eq(ep->inbox, want);
+	snprintf(want, sizeof(want), "%s/spool/out", cwd);
+	cr_assert_str_eq(ep->outbox, want);
+	snprintf(want, sizeof(want), "%s/q", cwd);
+	cr_assert_str_eq(ep->quarantine, want);
+	snprintf(want, sizeof(want), "%s/edibroker.conf", cwd);
+	cr_assert_str_eq(cfg->path, want);
+	config_free(cfg);
+}
+
+Test(config, control_socket_path_limit)
+{
+	char text[512], long_dir[200];
+
+	memset(long_dir, 'd', 120);
+	long_dir[0] = '/';
+	long_dir[120] = '\0';
+	snprintf(text, sizeof(text), "[broker]\nstate_dir = %s\n", long_dir);
+	struct config *cfg = NULL;
+	cr_assert_eq(load(text, &cfg), -EINVAL);
+	cr_assert(strstr(err, ":2: control_socket: ") != NULL, "%s", err);
+	cr_assert(strstr(err, "is longer than 107 bytes") != NULL, "%s", err);
+}
+
+/* Appends "key " to a 256-byte buffer. */
+static void collect(const char *key, void *arg)
+{
+	char *buf = arg;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s ", key);
+}
+
+Test(config, nonreloadable_changes)
+{
+	struct config *a = load_ok("[broker]\nstate_dir = /a\n[delivery]\nretry_max = 1m\n");
+	struct config *same = load_ok("[broker]\nstate_dir = /a\n[delivery]\nretry_max = 1m\n"
+				      EP("new", "1", "n"));
+	struct config *b = load_ok("[broker]\nstate_dir = /b\n[delivery]\nretry_max = 2m\n");
+	struct config *c = load_ok("[broker]\nstate_dir = /a\ncontrol_socket = /a/control.sock\n"
+				   "id = OTHER\nmax_message_size = 1M\nlog_level = debug\n");
+	char keys[256] = "";
+
+	cr_assert_eq(config_nonreloadable_changes(a, same, collect, keys), 0,
+		     "endpoints and retry values reload: %s", keys);
+	cr_assert_eq(config_nonreloadable_changes(a, b, collect, keys), 2);
+	cr_assert_str_eq(keys, "broker.state_dir broker.control_socket ");
+	keys[0] = '\0';
+	cr_assert_eq(config_nonreloadable_changes(a, c, collect, keys), 1);
+	cr_assert_str_eq(keys, "broker.id ", "the same socket written out is no change");
+	cr_assert_eq(config_nonreloadable_changes(b, a, NULL, NULL), 2, "warn may be NULL");
+	config_free(a);
+	config_free(same);
+	config_free(b);
+	config_free(c);
+}
+
+Test(config, example_config_loads)
+{
+	struct config *cfg = NULL;
+	char cwd[PATH_MAX], want[PATH_MAX + 64];
+	int r = config_load("config/edibroker.conf.example", &cfg, err, sizeof(err));
+
+	cr_assert_eq(r, 0, "%s", err);
+	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "%s/var/state", cwd);
+	cr_assert_str_eq(cfg->state_dir, want);
+	cr_assert_eq(cfg->nendpoints, 2);
+	const struct endpoint_conf *h = config_endpoint(cfg, "demo-hospital");
+	const struct endpoint_conf *m = config_endpoint(cfg, "demo-municipality");
+	cr_assert(h && m);
+	cr_assert_eq(h->kind, ENDPOINT_HOSPITAL);
+	cr_assert_eq(h->ngln, 2);
+	cr_assert_str_eq(h->gln[0], "5790000143054");
+	cr_assert_str_eq(h->gln[1], "5790002515200");
+	cr_assert_eq(m->kind, ENDPOINT_MUNICIPALITY);
+	cr_assert_eq(m->ngln, 2);
+	cr_assert_str_eq(m->gln[0], "5790000143055");
+	cr_assert_str_eq(m->gln[1], "5790002508226");
+	snprintf(want, sizeof(want), "%s/var/spool/demo-hospital/in", cwd);
+	cr_assert_str_eq(h->inbox, want);
+	snprintf(want, sizeof(want), "%s/var/spool/demo-municipality/out", cwd);
+	cr_assert_str_eq(m->outbox, want);
+	cr_assert(h->create_dirs && m->create_dirs);
+	cr_assert_str_eq(cfg->smtp_url, "smtp://127.0.0.1:2525");
+	cr_assert_eq(cfg->nmunicipality_recipients, 2);
+	cr_assert_str_eq(cfg->municipality_recipients[1], "kommune-drift@region.example");
+	config_free(cfg);
+}
+
+Test(config, crlf_and_byte_order_mark)
+{
+	struct config *cfg = load_ok("\xEF\xBB\xBF[broker]\r\nstate_dir = /x   ; c\r\n"
+				     "[endpoint a]\r\nkind = other\r\ngln = 1,\r\n  2 ; c\r\n"
+				     "inbox = /i\r\noutbox = /o\r\n");
+
+	cr_assert_str_eq(cfg->state_dir, "/x");
+	cr_assert_eq(cfg->endpoints[0].ngln, 2);
+	cr_assert_str_eq(cfg->endpoints[0].gln[1], "2");
+	config_free(cfg);
+}
+
+/* inih reads a line longer than its first buffer in several reader calls;
+ * line numbers after it must still be right. */
+Test(config, long_lines_keep_line_numbers)
+{
+	size_t n = 400, len = 64 + n * 16;
+	char *text = xmalloc(len + 128);
+	size_t at = (size_t)snprintf(text, len, "[endpoint a]\nkind = other\ngln = ");
+
+	for (size_t i = 0; i < n; i++)
+		at += (size_t)snprintf(text + at, len - at, "%s57900%08zu", i ? ", " : "", i);
+	snprintf(text + at, len + 128 - at, "\ninbox = /i\noutbox = /o\nbogus = 1\n");
+	struct config *cfg = NULL;
+	expect_error(text, "6: unknown key 'bogus' in [endpoint a]");
+	text[strlen(text) - strlen("bogus = 1\n")] = '\0';
+	cfg = load_ok(text);
+	cr_assert_eq(cfg->endpoints[0].ngln, n);
+	cr_assert_str_eq(cfg->endpoints[0].gln[n - 1], "5790000000399");
+	config_free(cfg);
+	free(text);
+}
+
+Test(config, line_too_long_and_nul_byte)
+{
+	size_t len = 70000;
+	char *text = xmalloc(len + 32);
+	struct config *cfg = NULL;
+
+	memcpy(text, "[broker]\nid = ", 14);
+	memset(text + 14, 'x', len);
+	memcpy(text + 14 + len, "\n", 2);
+	expect_error(text, "2: line longer than 65536 bytes (lists may continue on indented lines)");
+	free(text);
+
+	static const char nul[] = "[broker]\nid = A\0B\n";
+	write_bytes(conf, nul, sizeof(nul) - 1);
+	cr_assert_eq(config_load(conf, &cfg, err, sizeof(err)), -EINVAL);
+	char want[sizeof(conf) + 64];
+	snprintf(want, sizeof(want), "%s:2: NUL byte in the line", conf);
+	cr_assert_str_eq(err, want);
+}
+
+Test(config, missing_file)
+{
+	struct config *cfg = NULL;
+	char path[PATH_MAX + 32], want[PATH_MAX + 96];
+
+	snprintf(path, sizeof(path), "%s/nope.conf", dir);
+	cr_assert_eq(config_load(path, &cfg, err, sizeof(err)), -ENOENT);
+	snprintf(want, sizeof(want), "%s: cannot open: No such file or directory", path);
+	cr_assert_str_eq(err, want);
+	cr_assert_null(cfg);
+	cr_assert_eq(config_load(path, &cfg, NULL, 0), -ENOENT, "err may be NULL");
+}
+
+Test(config, endpoint_kind_names)
+{
+	cr_assert_str_eq(endpoint_kind_name(ENDPOINT_HOSPITAL), "hospital");
+	cr_assert_str_eq(endpoint_kind_name(ENDPOINT_MUNICIPALITY), "municipality");
+	cr_assert_str_eq(endpoint_kind_name(ENDPOINT_OTHER), "other");
+	cr_assert_str_eq(endpoint_kind_name((enum endpoint_kind)42), "unknown");
+}
+
+Test(config, log_levels_and_booleans)
+{
+	struct config *cfg = load_ok("[broker]\nlog_level = warning\n"
+				     "[endpoint a]\nkind = hospital\ngln = 1\ninbox = /i\noutbox = /o\n"
+				     "create_dirs = YES\n"
+				     "[endpoint b]\nkind = other\ngln = 2\ninbox = /j\noutbox = /p\n"
+				     "create_dirs = off\norganisation =\n");
+
+	cr_assert_eq(cfg->log_level, LOG_WARNING);
+	cr_assert_eq(cfg->endpoints[0].create_dirs, true);
+	cr_assert_eq(cfg->endpoints[1].create_dirs, false);
+	cr_assert_str_eq(cfg->endpoints[1].organisation, "b", "empty means the default");
+	config_free(cfg);
+	config_free(NULL);
+}
