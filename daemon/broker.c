@@ -1,0 +1,371 @@
+/*
+ * broker.c - builds the daemon from its config and keeps it running:
+ * start-up (lock the state directory, recover the store, create endpoints),
+ * reload (new routes and endpoints, queued messages kept), housekeeping
+ * (STATUS=, pruning) and an orderly shutdown.
+ *
+ * Invariants: one daemon per state directory (flock on edibrokerd.lock);
+ * nothing is delivered while the store cannot commit (a delivered mark
+ * must be durable before the next batch starts piling up re-deliveries);
+ * the routing table and config are replaced whole, never edited in place.
+ */
+#include "broker_int.h"
+
+#include "clock.h"
+#include "control_cmds.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+
+#define HOUSEKEEPING_MS 1000
+#define PRUNE_EVERY 10     /* housekeeping ticks */
+#define PRUNE_ROWS 5000
+#define PRUNE_ROUNDS 20
+
+struct endpoint *broker_endpoint(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->neps; i++)
+		if (strcmp(b->eps[i]->name, name) == 0)
+			return b->eps[i];
+	return NULL;
+}
+
+static void on_queued(void *ctx, const char *endpoint, int64_t id, uint8_t *body, size_t size,
+		      const char *ext, int64_t received_at)
+{
+	struct broker *b = ctx;
+	struct endpoint *ep = broker_endpoint(b, endpoint);
+	if (ep)
+		deliver_enqueue(ep->dep, id, body, size, ext, received_at);
+	else
+		free(body); /* stays queued in the store for an endpoint not configured now */
+}
+
+static bool may_deliver(void *ctx)
+{
+	struct broker *b = ctx;
+	return commit_healthy(b->commit) && !b->stopping;
+}
+
+static void on_store_health(bool healthy, void *arg)
+{
+	struct broker *b = arg;
+	if (!healthy)
+		return;
+	for (size_t i = 0; i < b->neps; i++) {
+		struct transport *t = deliver_transport(b->eps[i]->dep);
+		const struct transport_ops *ops = transport_find(b->eps[i]->conf->transport);
+		if (t && ops && ops->resume && !b->stopping)
+			ops->resume(t);
+		deliver_kick(b->eps[i]->dep);
+	}
+}
+
+static void on_inbound_state(void *ctx, const char *endpoint, bool paused)
+{
+	struct endpoint *ep = broker_endpoint(ctx, endpoint);
+	if (ep)
+		ep->inbound_paused = paused;
+}
+
+static struct deliver_params delivery_params(const struct config *cfg)
+{
+	return (struct deliver_params){
+		.retry_initial_ms = cfg->retry_initial_ms,
+		.retry_max_ms = cfg->retry_max_ms,
+		.drain_rate = cfg->drain_rate,
+		.batch_max = (size_t)cfg->batch_max,
+		.window_msgs = (size_t)cfg->batch_max * 4,
+		.window_bytes = 8u * 1024u * 1024u,
+	};
+}
+
+static struct transport *make_transport(struct broker *b, const struct endpoint_conf *conf)
+{
+	const struct transport_ops *ops = transport_find(conf->transport);
+	struct transport_env env = {
+		.base = b->base, .ingest = b->ingest, .workq = b->janitor,
+		.instance = store_instance(b->store),
+		.cfg = b->cfg, .inbound_state = on_inbound_state, .ctx = b,
+	};
+	char err[256] = "";
+	struct transport *t = ops ? ops->create(conf, &env, err, sizeof(err)) : NULL;
+	if (!t)
+		log_err("event=endpoint-unavailable endpoint=%s error=\"%s\"", conf->name,
+			ops ? err : "unknown transport");
+	return t;
+}
+
+static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_conf *conf)
+{
+	struct endpoint *ep = xcalloc(1, sizeof(*ep));
+	ep->name = xstrdup(conf->name);
+	ep->conf = conf;
+	struct deliver_env env = {
+		.base = b->base, .workq = b->workq, .commit = b->commit, .store = b->store,
+		.may_deliver = may_deliver, .ctx = b,
+	};
+	struct deliver_params p = delivery_params(b->cfg);
+	ep->dep = deliver_ep_new(conf->name, &env, &p);
+	struct transport *t = make_transport(b, conf);
+	if (t)
+		deliver_set_transport(ep->dep, transport_find(conf->transport), t);
+	int r = deliver_load(ep->dep);
+	if (r < 0)
+		log_err("event=queue-load-failed endpoint=%s error=\"%s\"", conf->name,
+			store_last_error(b->store));
+	return ep;
+}
+
+static void endpoint_free(struct endpoint *ep)
+{
+	deliver_ep_free(ep->dep);
+	free(ep->name);
+	free(ep);
+}
+
+static void start_inbound(struct broker *b, struct endpoint *ep)
+{
+	struct transport *t = deliver_transport(ep->dep);
+	const struct transport_ops *ops = transport_find(ep->conf->transport);
+	if (t && ops)
+		ops->start(t);
+}
+
+static int lock_state_dir(struct broker *b, char *err, size_t errlen)
+{
+	int r = mkdir_p(b->cfg->state_dir, 0750);
+	if (r < 0) {
+		snprintf(err, errlen, "state_dir %s: %s", b->cfg->state_dir, strerror(-r));
+		return r;
+	}
+	_cleanup_free_ char *path = xasprintf("%s/edibrokerd.lock", b->cfg->state_dir);
+	b->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (b->lock_fd < 0 || flock(b->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path,
+			 e == EWOULDBLOCK ? "another edibrokerd uses this state_dir" : strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static void apply_ingest_config(struct broker *b)
+{
+	struct ingest_config ic = {
+		.limits = { (size_t)b->cfg->max_message_size, CODEC_DEFAULT_MAX_DEPTH },
+		.broker_id = b->cfg->broker_id,
+	};
+	ingest_set_config(b->ingest, &ic);
+	ingest_set_router(b->ingest, b->router);
+}
+
+struct broker *broker_new(struct event_base *base, struct config *cfg, char *err, size_t errlen)
+{
+	struct broker *b = xcalloc(1, sizeof(*b));
+	b->base = base;
+	b->cfg = cfg;
+	b->lock_fd = -1;
+	b->started_at = clock_wall_ms();
+	if (lock_state_dir(b, err, errlen) < 0)
+		goto fail;
+	struct store_options so = { .max_bytes = (uint64_t)cfg->store_max_size };
+	b->store = store_open(cfg->store_backend, cfg->state_dir, &so, err, errlen);
+	if (!b->store)
+		goto fail;
+	b->workq = workq_new(base, 2);
+	b->janitor = workq_new(base, 1);
+	if (!b->workq || !b->janitor) {
+		snprintf(err, errlen, "cannot start worker threads");
+		goto fail;
+	}
+	b->commit = commit_new(base, b->store);
+	commit_on_health(b->commit, on_store_health, b);
+	b->router = router_new(cfg);
+	b->ingest = ingest_new(b->commit, on_queued, b);
+	apply_ingest_config(b);
+	b->eps = xcalloc(cfg->nendpoints, sizeof(struct endpoint *));
+	for (; b->neps < cfg->nendpoints; b->neps++)
+		b->eps[b->neps] = endpoint_new(b, &cfg->endpoints[b->neps]);
+	return b;
+fail:
+	broker_free(b);
+	return NULL;
+}
+
+static void prune(struct broker *b)
+{
+	const struct store_backend_ops *ops = store_ops(b->store);
+	int64_t now = clock_wall_ms();
+	long total = 0;
+	for (int i = 0; i < PRUNE_ROUNDS; i++) {
+		int r = ops->prune(store_backend(b->store), now - b->cfg->retention_ms,
+				   now - b->cfg->history_ms, PRUNE_ROWS);
+		if (r < 0) {
+			log_warn("event=prune-failed error=\"%s\"", store_last_error(b->store));
+			return;
+		}
+		total += r;
+		if (r < PRUNE_ROWS)
+			break;
+	}
+	if (total > 0)
+		log_debug("event=pruned rows=%ld", total);
+}
+
+static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+	static unsigned ticks;
+	struct broker *b = arg;
+	char line[256];
+	broker_status_line(b, line, sizeof(line));
+	sdnotify_status(line);
+	if (++ticks % PRUNE_EVERY == 0 && commit_healthy(b->commit))
+		prune(b);
+}
+
+int broker_start(struct broker *b, char *err, size_t errlen)
+{
+	b->control = control_new(b->base, b->cfg->control_socket, control_dispatch, b, err, errlen);
+	if (!b->control)
+		return -EADDRINUSE;
+	for (size_t i = 0; i < b->neps; i++)
+		start_inbound(b, b->eps[i]);
+	b->housekeeping_ev = event_new(b->base, -1, EV_PERSIST, on_housekeeping, b);
+	struct timeval tv = { HOUSEKEEPING_MS / 1000, (HOUSEKEEPING_MS % 1000) * 1000 };
+	event_add(b->housekeeping_ev, &tv);
+	on_housekeeping(-1, 0, b);
+	return 0;
+}
+
+static void warn_nonreloadable(const char *key, void *arg)
+{
+	log_warn("event=reload-ignored key=%s reason=\"needs a restart\"", key);
+}
+
+/* Keeps the running values of keys that cannot change without a restart. */
+static void keep_nonreloadable(struct config *old, struct config *cfg)
+{
+	config_nonreloadable_changes(old, cfg, warn_nonreloadable, NULL);
+	char **keep[][2] = { { &cfg->state_dir, &old->state_dir },
+			     { &cfg->control_socket, &old->control_socket },
+			     { &cfg->store_backend, &old->store_backend } };
+	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
+		free(*keep[i][0]);
+		*keep[i][0] = xstrdup(*keep[i][1]);
+	}
+	cfg->store_max_size = old->store_max_size;
+}
+
+/* Endpoints that the new config drops are stopped; their queues stay in
+ * the store and resume if the endpoint comes back. */
+static void reconcile_endpoints(struct broker *b)
+{
+	struct endpoint **eps = xcalloc(b->cfg->nendpoints, sizeof(struct endpoint *));
+	for (size_t i = 0; i < b->cfg->nendpoints; i++) {
+		const struct endpoint_conf *conf = &b->cfg->endpoints[i];
+		struct endpoint *ep = broker_endpoint(b, conf->name);
+		if (!ep) {
+			eps[i] = endpoint_new(b, conf);
+			start_inbound(b, eps[i]);
+			continue;
+		}
+		/* Keep its queue; give it a fresh transport on the new settings. */
+		ep->conf = conf;
+		ep->inbound_paused = false;
+		struct deliver_params p = delivery_params(b->cfg);
+		deliver_set_params(ep->dep, &p);
+		struct transport *t = make_transport(b, conf);
+		deliver_set_transport(ep->dep, t ? transport_find(conf->transport) : NULL, t);
+		start_inbound(b, ep);
+		eps[i] = ep;
+	}
+	for (size_t i = 0; i < b->neps; i++) {
+		bool kept = false;
+		for (size_t j = 0; j < b->cfg->nendpoints; j++)
+			kept |= eps[j] == b->eps[i];
+		if (!kept) {
+			log_notice("event=endpoint-removed endpoint=%s", b->eps[i]->name);
+			endpoint_free(b->eps[i]);
+		}
+	}
+	free(b->eps);
+	b->eps = eps;
+	b->neps = b->cfg->nendpoints;
+}
+
+void broker_reload(struct broker *b, struct config *cfg)
+{
+	keep_nonreloadable(b->cfg, cfg);
+	struct config *old = b->cfg;
+	struct router *old_router = b->router;
+	b->cfg = cfg;
+	b->router = router_new(cfg);
+	apply_ingest_config(b);
+	reconcile_endpoints(b);
+	router_free(old_router);
+	config_free(old);
+	log_notice("event=reloaded endpoints=%zu", b->neps);
+}
+
+void broker_shutdown(struct broker *b)
+{
+	b->stopping = true;
+	for (size_t i = 0; i < b->neps; i++) {
+		struct transport *t = deliver_transport(b->eps[i]->dep);
+		const struct transport_ops *ops = transport_find(b->eps[i]->conf->transport);
+		if (t && ops)
+			ops->stop(t);
+	}
+	commit_flush(b->commit);   /* messages picked up: accepted or left in place */
+	workq_drain(b->workq);     /* deliveries in flight finish and are recorded */
+	commit_flush(b->commit);
+	workq_drain(b->janitor);   /* accepted files leave the inbox */
+	control_free(b->control);
+	b->control = NULL;
+	if (b->housekeeping_ev)
+		event_del(b->housekeeping_ev);
+}
+
+void broker_free(struct broker *b)
+{
+	if (!b)
+		return;
+	control_free(b->control);
+	for (size_t i = 0; i < b->neps; i++)
+		endpoint_free(b->eps[i]);
+	free(b->eps);
+	workq_free(b->workq);
+	workq_free(b->janitor);
+	commit_free(b->commit);
+	ingest_free(b->ingest);
+	router_free(b->router);
+	store_close(b->store);
+	if (b->housekeeping_ev)
+		event_free(b->housekeeping_ev);
+	if (b->lock_fd >= 0)
+		close(b->lock_fd);
+	config_free(b->cfg);
+	free(b);
+}
+
+void broker_status_line(struct broker *b, char *buf, size_t len)
+{
+	long long queued = 0;
+	int retrying = 0, paused = 0;
+	for (size_t i = 0; i < b->neps; i++) {
+		struct deliver_info di;
+		deliver_get_info(b->eps[i]->dep, &di);
+		queued += di.queued;
+		retrying += di.failures > 0;
+		paused += b->eps[i]->inbound_paused;
+	}
+	snprintf(buf, len, "queued=%lld endpoints=%zu down=%d pickup_paused=%d store=%s", queued,
+		 b->neps, retrying, paused, commit_healthy(b->commit) ? "ok" : "failing");
+}

@@ -1,0 +1,40 @@
+/*
+ * broker.h - the daemon as a whole: owns the config, the store, the group
+ * commit, routing, ingest, one delivery scheduler per endpoint, the worker
+ * pool and the control socket, and wires them together.
+ *
+ * Data flow: transport (inbound) -> ingest (decode, route) -> commit/store
+ * -> deliver (per endpoint FIFO) -> transport (outbound) -> commit
+ * (delivered). Lifecycle: broker_new() recovers the store and builds
+ * everything; broker_start() binds the listeners and starts pick-up (then
+ * the caller sends READY=1); broker_reload() swaps in a new config;
+ * broker_shutdown() stops accepting, finishes what is in flight and
+ * commits it.
+ */
+#ifndef EDIBROKER_BROKER_H
+#define EDIBROKER_BROKER_H
+
+#include "config.h"
+
+#include <event2/event.h>
+#include <stddef.h>
+
+struct broker;
+
+/* Opens the store (recovering it) and builds the endpoints of cfg, which
+ * the broker takes over. NULL with a reason in err on failure. */
+struct broker *broker_new(struct event_base *base, struct config *cfg, char *err, size_t errlen);
+/* Binds the control socket and starts inbound pick-up. 0 or -errno. */
+int broker_start(struct broker *b, char *err, size_t errlen);
+/* Replaces the config with cfg (taken over). Endpoints and routes change;
+ * queued messages are kept. Non-reloadable keys keep their old values. */
+void broker_reload(struct broker *b, struct config *cfg);
+/* Stops accepting, waits for deliveries in flight, commits what is
+ * pending. The loop may then be left. */
+void broker_shutdown(struct broker *b);
+void broker_free(struct broker *b);
+
+/* One-line summary for STATUS= ("queued=12 endpoints=2 down=0 ..."). */
+void broker_status_line(struct broker *b, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,164 @@
+/*
+ * main.c - edibrokerd: command line, signals and the event loop.
+ *
+ *   edibrokerd -c FILE            run in the foreground, log to stderr
+ *   edibrokerd --check-config FILE validate FILE and exit (0 = valid)
+ *
+ * Signals: SIGTERM/SIGINT stop accepting, finish the in-flight commit and
+ * exit 0; SIGHUP reloads the config (a bad file is rejected with file:line
+ * and the running config stays). Exit codes: 0 clean stop, 1 start-up
+ * failure, 78 (EX_CONFIG) bad configuration.
+ */
+#include "broker.h"
+#include "config.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "util.h"
+#include "xmlsafe.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EX_CONFIG 78
+
+#ifndef EDIBROKER_VERSION
+#define EDIBROKER_VERSION "0.1.0"
+#endif
+
+struct daemon {
+	struct event_base *base;
+	struct broker *broker;
+	char *config_path;
+	int verbose;
+	int exit_code;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: edibrokerd -c FILE\n"
+		   "       edibrokerd --check-config FILE\n"
+		   "\n"
+		   "  -c, --config FILE        run with this configuration (foreground)\n"
+		   "      --check-config FILE  validate the configuration and exit\n"
+		   "  -v, --verbose            log debug messages\n"
+		   "  -V, --version            print the version\n");
+}
+
+static int check_config(const char *path)
+{
+	struct config *cfg = NULL;
+	char err[1024];
+	int r = config_load(path, &cfg, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG;
+	}
+	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
+	config_free(cfg);
+	return 0;
+}
+
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	log_notice("event=stopping signal=%s", strsignal((int)sig));
+	sdnotify_stopping();
+	broker_shutdown(d->broker);
+	sdnotify_watchdog_stop();
+	event_base_loopbreak(d->base);
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	sdnotify_reloading();
+	struct config *cfg = NULL;
+	char err[1024];
+	if (config_load(d->config_path, &cfg, err, sizeof(err)) < 0) {
+		log_err("event=reload-rejected state=running-config-kept error=\"%s\"", err);
+		_cleanup_free_ char *status = xasprintf("reload rejected: %s", err);
+		sdnotify_status(status);
+	} else {
+		log_setup(d->verbose ? LOG_DEBUG : cfg->log_level, isatty(STDERR_FILENO));
+		broker_reload(d->broker, cfg);
+	}
+	sdnotify_ready();
+}
+
+static int run(struct daemon *d)
+{
+	struct config *cfg = NULL;
+	char err[1024];
+	if (config_load(d->config_path, &cfg, err, sizeof(err)) < 0) {
+		log_crit("event=config-invalid error=\"%s\"", err);
+		return EX_CONFIG;
+	}
+	log_setup(d->verbose ? LOG_DEBUG : cfg->log_level, isatty(STDERR_FILENO));
+	d->base = event_base_new();
+	if (!d->base)
+		return 1;
+	d->broker = broker_new(d->base, cfg, err, sizeof(err));
+	if (!d->broker) {
+		log_crit("event=start-failed error=\"%s\"", err);
+		return 1;
+	}
+	if (broker_start(d->broker, err, sizeof(err)) < 0) {
+		log_crit("event=start-failed error=\"%s\"", err);
+		return 1;
+	}
+	struct event *sigs[] = {
+		evsignal_new(d->base, SIGTERM, on_terminate, d),
+		evsignal_new(d->base, SIGINT, on_terminate, d),
+		evsignal_new(d->base, SIGHUP, on_reload, d),
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		event_add(sigs[i], NULL);
+	sdnotify_ready();
+	sdnotify_watchdog_start(d->base);
+	log_notice("event=ready version=%s config=%s", EDIBROKER_VERSION, d->config_path);
+	event_base_dispatch(d->base);
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		event_free(sigs[i]);
+	broker_free(d->broker);
+	event_base_free(d->base);
+	log_notice("event=stopped");
+	return d->exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", required_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct daemon d = { 0 };
+	const char *check = NULL;
+	int c;
+	log_init();
+	while ((c = getopt_long(argc, argv, "c:vVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': d.config_path = optarg; break;
+		case 'k': check = optarg; break;
+		case 'v': d.verbose = 1; break;
+		case 'V': printf("edibrokerd %s\n", EDIBROKER_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (check)
+		return check_config(check);
+	if (!d.config_path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	xmlsafe_init();
+	return run(&d);
+}

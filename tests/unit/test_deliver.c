@@ -1,0 +1,1212 @@
+/*
+ * test_deliver.c - the per-endpoint delivery scheduler (deliver.c) with a
+ * real event_base, a real worker pool, a real SQLite store and the real
+ * group commit, and a fake transport defined here.
+ *
+ * The fake transport records every batch it is given (ids, sizes, bytes,
+ * the monotonic time of the call), can be told to fail at a given message a
+ * given number of times with a given fault, can block inside deliver() until
+ * the test releases it, and answers probes with a programmed fault. It also
+ * notices being destroyed while one of its deliver() calls still runs.
+ *
+ * Messages are inserted through the real commit and handed to the endpoint
+ * from the commit's completion, as the broker does, so the store holds what
+ * a window refill or deliver_load reads. Timing tests use delays of
+ * 100-400 ms and bounded waits.
+ */
+#include "clock.h"
+#include "log.h"
+#include "commit.h"
+#include "deliver.h"
+#include "store.h"
+#include "transport.h"
+#include "util.h"
+#include "workq.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define EP "municipality"
+#define MAX_CALLS 4096
+#define MAX_IDS 16384
+
+/* ---- the fake transport ------------------------------------------------ */
+
+struct fake {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *label;
+
+	/* programmed behaviour */
+	int64_t fail_id;             /* fail when this id is reached ... */
+	int fails_left;              /* ... this many more times */
+	enum transport_fault fault;
+	enum transport_fault probe_fault;
+	bool block;                  /* deliver() waits until released */
+
+	/* what happened */
+	size_t calls;                /* deliver() calls */
+	size_t sizes[MAX_CALLS];     /* batch sizes */
+	int64_t first_id[MAX_CALLS]; /* first id of each batch */
+	int64_t call_ms[MAX_CALLS];  /* clock_mono_ms() at each call */
+	int64_t confirmed[MAX_IDS];  /* ids confirmed, in order */
+	uint64_t hash[MAX_IDS];      /* FNV-1a of each confirmed body */
+	size_t nconfirmed;
+	size_t probes;
+	int in_deliver;
+	bool entered;                /* a blocking deliver() has started */
+	int stops, destroys;
+	bool destroyed_in_use;
+};
+
+static uint64_t fnv(const uint8_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+static struct fake *fake_new(const char *label)
+{
+	struct fake *f = xcalloc(1, sizeof(*f));
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	f->label = label;
+	f->fail_id = -1;
+	return f;
+}
+
+static void fake_free(struct fake *f)
+{
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->cond);
+	free(f);
+}
+
+static void fake_deliver(struct transport *t, const struct out_msg *msgs, size_t n,
+			 struct deliver_result *res)
+{
+	struct fake *f = (struct fake *)t;
+	pthread_mutex_lock(&f->lock);
+	f->in_deliver++;
+	size_t c = f->calls++;
+	if (c < MAX_CALLS) {
+		f->sizes[c] = n;
+		f->first_id[c] = n ? msgs[0].id : -1;
+		f->call_ms[c] = clock_mono_ms();
+	}
+	if (f->block) {
+		f->entered = true;
+		pthread_cond_broadcast(&f->cond);
+		while (f->block)
+			pthread_cond_wait(&f->cond, &f->lock);
+	}
+	res->delivered = 0;
+	res->fault = FAULT_NONE;
+	res->error[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].id == f->fail_id && f->fails_left > 0) {
+			f->fails_left--;
+			res->fault = f->fault;
+			snprintf(res->error, sizeof(res->error), "%s: failed at message %lld",
+				 f->label, (long long)msgs[i].id);
+			break;
+		}
+		if (f->nconfirmed < MAX_IDS) {
+			f->confirmed[f->nconfirmed] = msgs[i].id;
+			f->hash[f->nconfirmed] = fnv(msgs[i].body, msgs[i].size);
+		}
+		f->nconfirmed++;
+		res->delivered++;
+	}
+	f->in_deliver--;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static enum transport_fault fake_probe(struct transport *t, char *err, size_t errlen)
+{
+	struct fake *f = (struct fake *)t;
+	pthread_mutex_lock(&f->lock);
+	f->probes++;
+	enum transport_fault r = f->probe_fault;
+	if (r != FAULT_NONE)
+		snprintf(err, errlen, "%s: probe says %s", f->label, transport_fault_name(r));
+	else
+		err[0] = '\0';
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+static void fake_stop(struct transport *t)
+{
+	struct fake *f = (struct fake *)t;
+	pthread_mutex_lock(&f->lock);
+	f->stops++;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* The fake is owned by the test: destroy only records. */
+static void fake_destroy(struct transport *t)
+{
+	struct fake *f = (struct fake *)t;
+	pthread_mutex_lock(&f->lock);
+	f->destroys++;
+	if (f->in_deliver)
+		f->destroyed_in_use = true;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static const struct transport_ops fake_ops = {
+	.name = "fake",
+	.destroy = fake_destroy,
+	.stop = fake_stop,
+	.deliver = fake_deliver,
+	.probe = fake_probe,
+};
+
+#define T(f) ((struct transport *)(f))
+
+static size_t fake_calls(struct fake *f)
+{
+	pthread_mutex_lock(&f->lock);
+	size_t n = f->calls;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+static size_t fake_confirmed(struct fake *f)
+{
+	pthread_mutex_lock(&f->lock);
+	size_t n = f->nconfirmed;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+/* Waits (without running the loop) until a blocking deliver() started. */
+static void fake_wait_entered(struct fake *f)
+{
+	int64_t deadline = clock_mono_ms() + 5000;
+	pthread_mutex_lock(&f->lock);
+	while (!f->entered && clock_mono_ms() < deadline) {
+		pthread_mutex_unlock(&f->lock);
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&f->lock);
+	}
+	bool ok = f->entered;
+	pthread_mutex_unlock(&f->lock);
+	cr_assert(ok, "deliver() never started");
+}
+
+static void fake_release(struct fake *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->block = false;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* ---- fixture ----------------------------------------------------------- */
+
+static char dir[PATH_MAX];
+static struct event_base *base;
+static struct workq *wq;
+static struct store *store;
+static struct commit *commit;
+static bool allow_delivery;
+
+struct ev_rec {
+	bool ok, probe;
+	enum transport_fault fault;
+	char error[192];
+	size_t delivered;
+	int64_t at_ms;
+};
+
+static struct ev_rec events[MAX_CALLS];
+static size_t nevents;
+
+static bool may_deliver(void *ctx)
+{
+	return allow_delivery;
+}
+
+static void on_event(void *ctx, struct deliver_ep *ep, const struct deliver_event *ev)
+{
+	cr_assert_eq(ctx, (void *)&nevents);
+	cr_assert_lt(nevents, MAX_CALLS);
+	events[nevents] = (struct ev_rec){ ev->ok, ev->probe, ev->fault, "", ev->delivered,
+					    clock_mono_ms() };
+	str_copy(events[nevents].error, ev->error ? ev->error : "", sizeof(events[0].error));
+	nevents++;
+}
+
+static struct deliver_env env(void)
+{
+	return (struct deliver_env){ base, wq, commit, store, may_deliver, on_event, &nevents };
+}
+
+static struct deliver_params params(void)
+{
+	return (struct deliver_params){
+		.retry_initial_ms = 100, .retry_max_ms = 400, .drain_rate = 0, .batch_max = 10,
+		.window_msgs = 1000, .window_bytes = 64u << 20,
+	};
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void setup(void)
+{
+	log_setup(LOG_CRIT, 0); /* the failures these tests cause are logged as errors */
+	str_copy(dir, "/tmp/test_deliver.XXXXXX", sizeof(dir));
+	cr_assert_not_null(mkdtemp(dir));
+	base = event_base_new();
+	wq = workq_new(base, 2);
+	char err[512] = "";
+	store = store_open("sqlite", dir, NULL, err, sizeof(err));
+	cr_assert_not_null(store, "%s", err);
+	commit = commit_new(base, store);
+	allow_delivery = true;
+	nevents = 0;
+}
+
+static void teardown(void)
+{
+	workq_free(wq);
+	commit_free(commit);
+	store_close(store);
+	event_base_free(base);
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(deliver, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ---- loop helpers ------------------------------------------------------ */
+
+typedef bool (*pred_fn)(void *arg);
+
+/* Runs the loop until pred(arg) or timeout_ms pass; returns pred's value. */
+static bool run_until(pred_fn pred, void *arg, int64_t timeout_ms)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+	while (!pred(arg) && clock_mono_ms() < deadline) {
+		struct timeval tv = { 0, 5000 };
+		event_base_loopexit(base, &tv);
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+	return pred(arg);
+}
+
+static bool never(void *arg)
+{
+	return false;
+}
+
+static void run_for(int64_t ms)
+{
+	run_until(never, NULL, ms);
+}
+
+struct count_goal {
+	struct fake *f;
+	size_t n;
+};
+
+static bool confirmed_reached(void *arg)
+{
+	struct count_goal *g = arg;
+	return fake_confirmed(g->f) >= g->n;
+}
+
+static bool events_reached(void *arg)
+{
+	return nevents >= *(size_t *)arg;
+}
+
+static bool ep_idle(void *arg)
+{
+	return !deliver_busy(arg);
+}
+
+/* Waits for n confirmed messages, then lets the marks commit. */
+static void wait_confirmed(struct fake *f, size_t n, int64_t timeout_ms)
+{
+	struct count_goal g = { f, n };
+	cr_assert(run_until(confirmed_reached, &g, timeout_ms), "%zu of %zu confirmed",
+		  fake_confirmed(f), n);
+}
+
+/* ---- messages ---------------------------------------------------------- */
+
+struct msgset {
+	size_t n;
+	const char *endpoint;
+	struct deliver_ep *ep;     /* enqueue on commit (NULL: only store) */
+	struct store_new *m;
+	struct store_key *k;
+	char (*lid)[24];
+	uint8_t **body;
+	size_t *size;
+	int64_t *id;
+	size_t ndone;
+};
+
+static int letter_seq;
+
+/* n messages of about size bytes for endpoint, committed in one turn; each
+ * handed to ep (when not NULL) from its completion, as the broker does. */
+static struct msgset *msgs_commit(const char *endpoint, size_t n, size_t size,
+				  struct deliver_ep *ep)
+{
+	struct msgset *s = xcalloc(1, sizeof(*s));
+	s->n = n;
+	s->endpoint = endpoint;
+	s->ep = ep;
+	s->m = xcalloc(n, sizeof(*s->m));
+	s->k = xcalloc(n, sizeof(*s->k));
+	s->lid = xcalloc(n, sizeof(*s->lid));
+	s->body = xcalloc(n, sizeof(*s->body));
+	s->size = xcalloc(n, sizeof(*s->size));
+	s->id = xcalloc(n, sizeof(*s->id));
+	return s;
+}
+
+static void msg_done(int err, struct store_new *m, void *arg)
+{
+	struct msgset *s = arg;
+	size_t i = (size_t)(m - s->m);
+	cr_assert_eq(err, 0, "commit failed: %d", err);
+	cr_assert_eq(m->outcome, STORE_STORED);
+	s->id[i] = m->id;
+	s->ndone++;
+	if (s->ep) {
+		uint8_t *copy = xmalloc(s->size[i]);
+		memcpy(copy, s->body[i], s->size[i]);
+		deliver_enqueue(s->ep, m->id, copy, s->size[i], "xml", m->received_at);
+	}
+}
+
+static struct msgset *add_msgs(const char *endpoint, size_t n, size_t size, struct deliver_ep *ep)
+{
+	struct msgset *s = msgs_commit(endpoint, n, size, ep);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(s->lid[i], sizeof(s->lid[i]), "L%d", letter_seq++);
+		s->size[i] = size + i % 13;
+		s->body[i] = xmalloc(s->size[i]);
+		for (size_t b = 0; b < s->size[i]; b++)
+			s->body[i][b] = (uint8_t)(b * 131 + (size_t)letter_seq * 7);
+		s->k[i] = (struct store_key){ "5790000143054", s->lid[i] };
+		s->m[i] = (struct store_new){
+			.source = "hospital", .endpoint = endpoint, .format = "oioxml",
+			.ext = "xml", .type = "XDIS20", .envelope_id = s->lid[i],
+			.sender = "5790000143054", .receiver = "5790000143055", .nletters = 1,
+			.keys = &s->k[i], .nkeys = 1, .body = s->body[i], .size = s->size[i],
+			.received_at = clock_wall_ms(),
+		};
+		commit_add(commit, &s->m[i], msg_done, s);
+	}
+	/* one turn commits them and runs the completions */
+	event_base_loop(base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+	cr_assert_eq(s->ndone, n);
+	for (size_t i = 1; i < n; i++)
+		cr_assert_gt(s->id[i], s->id[i - 1]);
+	return s;
+}
+
+static void msgs_free(struct msgset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->body[i]);
+	free(s->m);
+	free(s->k);
+	free(s->lid);
+	free(s->body);
+	free(s->size);
+	free(s->id);
+	free(s);
+}
+
+/* The fake confirmed s's ids at positions from.., in order, with their
+ * exact bytes. */
+static void assert_slice(struct fake *f, const struct msgset *s, size_t from)
+{
+	pthread_mutex_lock(&f->lock);
+	size_t n = f->nconfirmed;
+	pthread_mutex_unlock(&f->lock);
+	cr_assert_geq(n, from + s->n, "confirmed %zu, expected at least %zu", n, from + s->n);
+	for (size_t i = 0; i < s->n; i++) {
+		cr_assert_eq(f->confirmed[from + i], s->id[i], "position %zu: id %lld, expected %lld",
+			     from + i, (long long)f->confirmed[from + i], (long long)s->id[i]);
+		cr_assert_eq(f->hash[from + i], fnv(s->body[i], s->size[i]),
+			     "message %lld delivered with other bytes", (long long)s->id[i]);
+	}
+}
+
+/* The fake confirmed exactly s's ids, in order, each once. */
+static void assert_all_in_order(struct fake *f, const struct msgset *s)
+{
+	cr_assert_eq(fake_confirmed(f), s->n, "confirmed %zu, expected %zu", fake_confirmed(f),
+		     s->n);
+	assert_slice(f, s, 0);
+}
+
+struct st_out {
+	enum msg_state state;
+	int attempts;
+	char last_error[256];
+};
+
+static int st_cb(const struct store_msg *m, void *arg)
+{
+	struct st_out *o = arg;
+	o->state = m->state;
+	o->attempts = m->attempts;
+	str_copy(o->last_error, m->last_error ? m->last_error : "", sizeof(o->last_error));
+	return 0;
+}
+
+static enum msg_state state_of(int64_t id, int *attempts, char *last_error, size_t len)
+{
+	struct st_out o = { 0 };
+	int n = store_ops(store)->get(store_backend(store), id, false, st_cb, &o);
+	cr_assert_eq(n, 1, "message %lld not found", (long long)id);
+	if (attempts)
+		*attempts = o.attempts;
+	if (last_error)
+		str_copy(last_error, o.last_error, len);
+	return o.state;
+}
+
+static int64_t count_state(enum msg_state st)
+{
+	int64_t n = -1;
+	cr_assert_eq(store_ops(store)->count(store_backend(store), st, &n), 0);
+	return n;
+}
+
+/* Lets pending delivered marks commit. */
+static void settle(void)
+{
+	run_for(30);
+	cr_assert_eq(commit_flush(commit), 0);
+}
+
+static struct deliver_ep *new_ep(struct fake *f, const struct deliver_params *p)
+{
+	struct deliver_env e = env();
+	struct deliver_ep *ep = deliver_ep_new(EP, &e, p);
+	cr_assert_not_null(ep);
+	cr_assert_str_eq(deliver_ep_name(ep), EP);
+	if (f)
+		deliver_set_transport(ep, &fake_ops, T(f));
+	return ep;
+}
+
+/* Frees ep once idle (destroying its transport). */
+static void free_ep(struct deliver_ep *ep)
+{
+	cr_assert(run_until(ep_idle, ep, 5000));
+	deliver_ep_free(ep);
+}
+
+/* ---- order and batches ------------------------------------------------- */
+
+Test(deliver, delivers_in_id_order_in_bounded_batches)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 35, 300, ep);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 35);
+	cr_assert_gt(info.oldest_received_at, 0);
+
+	wait_confirmed(f, 35, 5000);
+	settle();
+	assert_all_in_order(f, s);
+	cr_assert_geq(f->calls, 4, "35 messages with batch_max 10 need 4 batches");
+	for (size_t c = 0; c < f->calls; c++)
+		cr_assert_leq(f->sizes[c], 10, "batch %zu has %zu messages", c, f->sizes[c]);
+	cr_assert_eq(count_state(MSG_DELIVERED), 35, "delivered marks not committed");
+	cr_assert_eq(count_state(MSG_QUEUED), 0);
+
+	run_until(ep_idle, ep, 1000);
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 0);
+	cr_assert_eq(info.delivered, 35);
+	cr_assert_eq(info.failures, 0);
+	cr_assert_eq(info.state, DELIVER_IDLE);
+	cr_assert_gt(info.last_success_at, 0);
+	size_t sum = 0;
+	for (size_t i = 0; i < nevents; i++) {
+		cr_assert(events[i].ok);
+		cr_assert_not(events[i].probe);
+		sum += events[i].delivered;
+	}
+	cr_assert_eq(sum, 35);
+	free_ep(ep);
+	cr_assert_eq(f->destroys, 1);
+	msgs_free(s);
+	fake_free(f);
+}
+
+Test(deliver, nothing_without_transport_or_while_store_failing)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	struct deliver_ep *ep = new_ep(NULL, &p);
+	struct msgset *s = add_msgs(EP, 5, 100, ep);
+	run_for(100);
+	cr_assert_eq(nevents, 0);
+	allow_delivery = false;
+	deliver_set_transport(ep, &fake_ops, T(f));
+	cr_assert_eq(deliver_transport(ep), T(f));
+	run_for(150);
+	cr_assert_eq(fake_calls(f), 0, "delivered although may_deliver said no");
+	allow_delivery = true;
+	deliver_kick(ep);
+	wait_confirmed(f, 5, 3000);
+	assert_all_in_order(f, s);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* ---- failure and backoff ----------------------------------------------- */
+
+Test(deliver, failure_confirms_prefix_and_backs_off)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.retry_initial_ms = 300;
+	p.retry_max_ms = 1200;
+	allow_delivery = false; /* program the fault before the first batch */
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 10, 200, ep);
+	f->fail_id = s->id[4];
+	f->fails_left = 1;
+	f->fault = FAULT_DISK_FULL;
+	allow_delivery = true;
+	deliver_kick(ep);
+
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000));
+	int64_t failed_at = clock_mono_ms();
+	cr_assert_not(events[0].ok);
+	cr_assert_eq(events[0].delivered, 4);
+	cr_assert_eq(events[0].fault, FAULT_DISK_FULL);
+	cr_assert(strstr(events[0].error, "failed at message"), "%s", events[0].error);
+
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.state, DELIVER_BACKOFF);
+	cr_assert_eq(info.failures, 1);
+	cr_assert_eq(info.last_fault, FAULT_DISK_FULL);
+	cr_assert(strstr(info.last_error, "failed at message"));
+	cr_assert_gt(info.first_failure_at, 0);
+	/* armed after the failed call began, for 300 ms +-20% */
+	cr_assert_geq(info.next_attempt_ms, f->call_ms[0] + 300 * 8 / 10,
+		      "next attempt %lld ms after the failed call",
+		      (long long)(info.next_attempt_ms - f->call_ms[0]));
+	cr_assert_leq(info.next_attempt_ms, failed_at + 300 * 12 / 10);
+	cr_assert_eq(info.queued, 6);
+	cr_assert(info.draining);
+
+	/* the confirmed prefix is marked, the failed message has an attempt */
+	run_for(30);
+	for (size_t i = 0; i < 4; i++)
+		cr_assert_eq(state_of(s->id[i], NULL, NULL, 0), MSG_DELIVERED, "message %zu", i);
+	int attempts = 0;
+	char err[256];
+	cr_assert_eq(state_of(s->id[4], &attempts, err, sizeof(err)), MSG_QUEUED);
+	cr_assert_eq(attempts, 1);
+	cr_assert(strstr(err, "failed at message"), "%s", err);
+	for (size_t i = 5; i < 10; i++)
+		cr_assert_eq(state_of(s->id[i], &attempts, NULL, 0), MSG_QUEUED);
+
+	/* the retry waits for the backoff, then the rest goes in order */
+	wait_confirmed(f, 10, 3000);
+	cr_assert_geq(f->calls, 2);
+	int64_t gap = f->call_ms[1] - f->call_ms[0];
+	cr_assert_geq(gap, 300 * 8 / 10 - 10, "retried after %lld ms", (long long)gap);
+	cr_assert_eq(f->first_id[1], s->id[4], "the retry must start at the failed message");
+	assert_all_in_order(f, s);
+	settle();
+	cr_assert_eq(count_state(MSG_DELIVERED), 10);
+	run_until(ep_idle, ep, 1000);
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.failures, 0);
+	cr_assert_eq(info.first_failure_at, 0);
+	cr_assert_eq(info.last_fault, FAULT_NONE);
+	cr_assert_str_eq(info.last_error, "");
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+Test(deliver, backoff_grows_and_is_capped)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.retry_initial_ms = 100;
+	p.retry_max_ms = 400;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 3, 100, ep);
+	f->fail_id = s->id[0];
+	f->fails_left = 5;
+	f->fault = FAULT_REFUSED;
+	allow_delivery = true;
+	deliver_kick(ep);
+	wait_confirmed(f, 3, 6000);
+	cr_assert_eq(f->calls, 6, "5 failures and one success, got %zu calls", f->calls);
+	/* expected: ~100, ~200, ~400, 400, 400 (+-20% jitter, capped at 400) */
+	const int64_t lo[5] = { 80, 160, 320, 320, 320 };
+	int64_t gaps[5];
+	for (int i = 0; i < 5; i++) {
+		gaps[i] = f->call_ms[i + 1] - f->call_ms[i];
+		cr_assert_geq(gaps[i], lo[i] - 10, "retry %d after %lld ms, expected >= %lld", i + 1,
+			      (long long)gaps[i], (long long)lo[i]);
+		cr_assert_leq(gaps[i], 400 + 150, "retry %d after %lld ms, above retry_max", i + 1,
+			      (long long)gaps[i]);
+	}
+	cr_assert_gt(gaps[1], gaps[0]);
+	cr_assert_gt(gaps[2], gaps[1]);
+	assert_all_in_order(f, s);
+	settle();
+	int attempts = 0;
+	state_of(s->id[0], &attempts, NULL, 0);
+	cr_assert_eq(attempts, 5);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+Test(deliver, retry_now_skips_the_wait)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.retry_initial_ms = 5000;
+	p.retry_max_ms = 10000;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 3, 100, ep);
+	f->fail_id = s->id[1];
+	f->fails_left = 1;
+	f->fault = FAULT_IO;
+	allow_delivery = true;
+	deliver_kick(ep);
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000));
+	run_for(50);
+	cr_assert_eq(fake_calls(f), 1);
+	deliver_retry_now(ep);
+	wait_confirmed(f, 3, 1000);
+	assert_all_in_order(f, s);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* ---- drain rate -------------------------------------------------------- */
+
+Test(deliver, drain_rate_limits_after_a_failure)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.retry_initial_ms = 100;
+	p.batch_max = 256;
+	p.drain_rate = 100; /* msg/s */
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 50, 100, ep);
+	f->fail_id = s->id[0];
+	f->fails_left = 1;
+	f->fault = FAULT_TIMEOUT;
+	allow_delivery = true;
+	deliver_kick(ep);
+	wait_confirmed(f, 50, 5000);
+	int64_t t_fail = f->call_ms[0];
+	int64_t t_last = f->call_ms[f->calls - 1];
+	/* 50 messages at 100/s after the failure need about 0.5 s */
+	cr_assert_geq(t_last - t_fail, 400, "drained 50 in %lld ms at 100 msg/s",
+		      (long long)(t_last - t_fail));
+	cr_assert_geq(f->calls, 4, "a rate-limited drain comes in several batches");
+	for (size_t c = 1; c < f->calls; c++)
+		cr_assert_leq(f->sizes[c], 100, "batch %zu of %zu above the burst", c, f->sizes[c]);
+	assert_all_in_order(f, s);
+	struct deliver_info info;
+	run_until(ep_idle, ep, 1000);
+	run_for(20);
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 0);
+	cr_assert_not(info.draining, "still draining with an empty queue");
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+Test(deliver, drain_rate_not_applied_before_any_failure)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.batch_max = 256;
+	p.drain_rate = 100;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 50, 100, ep);
+	allow_delivery = true;
+	int64_t t0 = clock_mono_ms();
+	deliver_kick(ep);
+	wait_confirmed(f, 50, 3000);
+	int64_t took = clock_mono_ms() - t0;
+	cr_assert_eq(f->calls, 1, "50 messages came in %zu batches", f->calls);
+	cr_assert_eq(f->sizes[0], 50);
+	cr_assert_lt(took, 400, "took %lld ms", (long long)took);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_not(info.draining);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* ---- window ------------------------------------------------------------ */
+
+Test(deliver, window_is_bounded_and_refilled_from_store, .timeout = 60)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.batch_max = 256;
+	p.window_msgs = 64;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	enum { N = 5000 };
+	struct msgset *s = add_msgs(EP, N, 40, ep);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, N);
+	cr_assert_eq(info.oldest_received_at, s->m[0].received_at);
+	allow_delivery = true;
+	deliver_kick(ep);
+	wait_confirmed(f, N, 30000);
+	settle();
+	assert_all_in_order(f, s);
+	for (size_t c = 0; c < f->calls; c++)
+		cr_assert_leq(f->sizes[c], 64, "batch %zu has %zu messages: window not bounded", c,
+			      f->sizes[c]);
+	cr_assert_geq(f->calls, N / 64);
+	cr_assert_eq(count_state(MSG_DELIVERED), N);
+	run_until(ep_idle, ep, 1000);
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 0);
+	cr_assert_eq(info.delivered, N);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* New messages arriving while the window is full are not lost and keep
+ * their place after the backlog. */
+Test(deliver, arrivals_during_backlog_keep_order)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.window_msgs = 16;
+	p.batch_max = 8;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *a = add_msgs(EP, 100, 50, ep);
+	struct msgset *b = add_msgs(EP, 30, 50, ep);
+	struct msgset *c = add_msgs(EP, 30, 50, ep);
+	wait_confirmed(f, 160, 10000);
+	assert_slice(f, a, 0);
+	assert_slice(f, b, 100);
+	assert_slice(f, c, 130);
+	free_ep(ep);
+	msgs_free(a);
+	msgs_free(b);
+	msgs_free(c);
+	fake_free(f);
+}
+
+/* window_bytes: "bytes kept in memory (at least one message)". A backlog
+ * read from the store must respect it as enqueue does: with 600-byte
+ * messages and a 1000-byte window, no batch can hold more than 2. */
+Test(deliver, window_bytes_bounds_refill_from_store)
+{
+	struct msgset *s = add_msgs(EP, 40, 600, NULL);
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.batch_max = 256;
+	p.window_msgs = 32;
+	p.window_bytes = 1000;
+	struct deliver_ep *ep = new_ep(f, &p);
+	cr_assert_eq(deliver_load(ep), 0);
+	wait_confirmed(f, 40, 5000);
+	assert_all_in_order(f, s);
+	size_t biggest = 0;
+	for (size_t c = 0; c < f->calls; c++)
+		biggest = f->sizes[c] > biggest ? f->sizes[c] : biggest;
+	cr_assert_leq(biggest, 2, "a batch of %zu messages of ~600 bytes: window_bytes=1000 "
+				  "was not applied to the refill",
+		      biggest);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* ---- load -------------------------------------------------------------- */
+
+Test(deliver, load_picks_up_queue_left_in_store)
+{
+	/* a queue left by an earlier run, and another endpoint's messages */
+	struct msgset *s = add_msgs(EP, 20, 500, NULL);
+	struct msgset *other = add_msgs("hospital", 5, 500, NULL);
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	cr_assert_eq(deliver_load(ep), 0);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 20);
+	cr_assert_eq(info.oldest_received_at, s->m[0].received_at);
+	allow_delivery = true;
+	deliver_kick(ep);
+	wait_confirmed(f, 20, 5000);
+	run_for(50);
+	assert_all_in_order(f, s); /* the other endpoint's are not among them */
+	settle();
+	cr_assert_eq(count_state(MSG_DELIVERED), 20);
+	cr_assert_eq(count_state(MSG_QUEUED), 5);
+	free_ep(ep);
+	msgs_free(s);
+	msgs_free(other);
+	fake_free(f);
+}
+
+/* A queue loaded from the store, then new arrivals: the loaded messages
+ * first, then the new ones, each once, in id order. */
+Test(deliver, load_then_new_arrivals_in_order)
+{
+	struct msgset *old = add_msgs(EP, 10, 100, NULL);
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	cr_assert_eq(deliver_load(ep), 0);
+	struct msgset *nw = add_msgs(EP, 10, 100, ep);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 20);
+	allow_delivery = true;
+	deliver_kick(ep);
+	wait_confirmed(f, 20, 5000);
+	assert_slice(f, old, 0);
+	assert_slice(f, nw, 10);
+	free_ep(ep);
+	msgs_free(old);
+	msgs_free(nw);
+	fake_free(f);
+}
+
+/* ---- hold -------------------------------------------------------------- */
+
+Test(deliver, hold_stops_new_batches)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	struct deliver_ep *ep = new_ep(f, &p);
+	deliver_hold(ep, true);
+	struct msgset *s = add_msgs(EP, 10, 100, ep);
+	run_for(200);
+	cr_assert_eq(fake_calls(f), 0, "a held endpoint delivered");
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.state, DELIVER_HELD);
+	cr_assert_eq(info.queued, 10);
+	deliver_hold(ep, false);
+	wait_confirmed(f, 10, 3000);
+	assert_all_in_order(f, s);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* A hold while a batch is in flight lets that batch finish and starts no
+ * other. */
+Test(deliver, hold_during_batch_stops_the_next)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.batch_max = 4;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 12, 100, ep);
+	f->block = true;
+	allow_delivery = true;
+	deliver_kick(ep);
+	run_for(10);
+	fake_wait_entered(f);
+	deliver_hold(ep, true);
+	fake_release(f);
+	run_for(300);
+	cr_assert_eq(fake_calls(f), 1, "a batch started while held");
+	cr_assert_eq(fake_confirmed(f), 4);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.state, DELIVER_HELD);
+	cr_assert_eq(info.queued, 8);
+	deliver_hold(ep, false);
+	wait_confirmed(f, 12, 3000);
+	assert_all_in_order(f, s);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* ---- probe ------------------------------------------------------------- */
+
+Test(deliver, probe_reports_through_on_event)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	struct deliver_ep *ep = new_ep(f, &p);
+	f->probe_fault = FAULT_TIMEOUT;
+	cr_assert(deliver_probe(ep));
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000));
+	cr_assert(events[0].probe);
+	cr_assert_not(events[0].ok);
+	cr_assert_eq(events[0].fault, FAULT_TIMEOUT);
+	cr_assert(strstr(events[0].error, "probe says timeout"), "%s", events[0].error);
+	cr_assert_eq(f->probes, 1);
+	cr_assert_eq(fake_calls(f), 0, "a probe must not deliver");
+	run_until(ep_idle, ep, 1000);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.last_fault, FAULT_TIMEOUT);
+
+	f->probe_fault = FAULT_NONE;
+	cr_assert(deliver_probe(ep));
+	size_t two = 2;
+	cr_assert(run_until(events_reached, &two, 3000));
+	cr_assert(events[1].probe);
+	cr_assert(events[1].ok);
+	cr_assert_eq(events[1].fault, FAULT_NONE);
+	free_ep(ep);
+	fake_free(f);
+}
+
+Test(deliver, probe_refused_while_busy_or_without_transport)
+{
+	struct deliver_params p = params();
+	struct deliver_ep *bare = new_ep(NULL, &p);
+	cr_assert_not(deliver_probe(bare), "probe without a transport");
+	deliver_ep_free(bare);
+
+	struct fake *f = fake_new("t1");
+	struct deliver_ep *ep = new_ep(f, &p);
+	f->block = true;
+	struct msgset *s = add_msgs(EP, 3, 100, ep);
+	run_for(10);
+	fake_wait_entered(f);
+	cr_assert(deliver_busy(ep));
+	cr_assert_not(deliver_probe(ep), "probe started beside a batch");
+	fake_release(f);
+	wait_confirmed(f, 3, 3000);
+	cr_assert_eq(f->probes, 0);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* A failed probe during backoff must not end the backoff: the state table
+ * leaves BACKOFF only on the timer or retry_now. */
+Test(deliver, failed_probe_during_backoff_keeps_the_backoff)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.retry_initial_ms = 1000;
+	p.retry_max_ms = 2000;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 3, 100, ep);
+	f->fail_id = s->id[0];
+	f->fails_left = 1;
+	f->fault = FAULT_REFUSED;
+	f->probe_fault = FAULT_REFUSED;
+	allow_delivery = true;
+	deliver_kick(ep);
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000));
+	int64_t failed_at = clock_mono_ms();
+	cr_assert(run_until(ep_idle, ep, 1000));
+	cr_assert(deliver_probe(ep));
+	size_t two = 2;
+	cr_assert(run_until(events_reached, &two, 3000));
+	cr_assert(events[1].probe && !events[1].ok);
+	run_for(150);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	size_t calls = fake_calls(f);
+	int64_t since = clock_mono_ms() - failed_at;
+	cr_assert_eq(calls, 1,
+		     "a failed probe ended the backoff: retried %lld ms after the failure "
+		     "(backoff >= 800 ms), state now %s",
+		     (long long)(calls > 1 ? f->call_ms[1] - f->call_ms[0] : -1),
+		     deliver_state_name(info.state));
+	cr_assert_lt(since, 800);
+	(void)info;
+	cr_assert_eq(info.state, DELIVER_BACKOFF);
+	wait_confirmed(f, 3, 3000);
+	free_ep(ep);
+	msgs_free(s);
+	fake_free(f);
+}
+
+/* ---- transport replacement and free while busy ------------------------- */
+
+Test(deliver, set_transport_while_batch_in_flight)
+{
+	struct fake *f1 = fake_new("t1"), *f2 = fake_new("t2");
+	struct deliver_params p = params();
+	p.batch_max = 5;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f1, &p);
+	struct msgset *s = add_msgs(EP, 12, 100, ep);
+	f1->block = true;
+	allow_delivery = true;
+	deliver_kick(ep);
+	run_for(10);
+	fake_wait_entered(f1);
+	deliver_set_transport(ep, &fake_ops, T(f2));
+	cr_assert_eq(deliver_transport(ep), T(f2));
+	run_for(50);
+	cr_assert_eq(f1->destroys, 0, "the transport in use was destroyed");
+	cr_assert_eq(fake_calls(f2), 0, "a second batch ran beside the first");
+	fake_release(f1);
+	wait_confirmed(f2, 7, 3000);
+	cr_assert_eq(fake_confirmed(f1), 5);
+	cr_assert_eq(f1->destroys, 1, "the retired transport was not destroyed once");
+	cr_assert_not(f1->destroyed_in_use);
+	cr_assert_geq(f1->stops, 1);
+	/* all 12 in order across the two transports */
+	for (size_t i = 0; i < 5; i++)
+		cr_assert_eq(f1->confirmed[i], s->id[i]);
+	for (size_t i = 0; i < 7; i++)
+		cr_assert_eq(f2->confirmed[i], s->id[5 + i]);
+	settle();
+	cr_assert_eq(count_state(MSG_DELIVERED), 12);
+	free_ep(ep);
+	cr_assert_eq(f2->destroys, 1);
+	msgs_free(s);
+	fake_free(f1);
+	fake_free(f2);
+}
+
+/* Two reloads while one batch is in flight: the transport that batch uses
+ * must survive until it returns. */
+Test(deliver, set_transport_twice_while_batch_in_flight)
+{
+	struct fake *f1 = fake_new("t1"), *f2 = fake_new("t2"), *f3 = fake_new("t3");
+	struct deliver_params p = params();
+	p.batch_max = 5;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f1, &p);
+	struct msgset *s = add_msgs(EP, 8, 100, ep);
+	f1->block = true;
+	allow_delivery = true;
+	deliver_kick(ep);
+	run_for(10);
+	fake_wait_entered(f1);
+	deliver_set_transport(ep, &fake_ops, T(f2));
+	deliver_set_transport(ep, &fake_ops, T(f3));
+	pthread_mutex_lock(&f1->lock);
+	int d1 = f1->destroys;
+	bool in_use = f1->destroyed_in_use;
+	pthread_mutex_unlock(&f1->lock);
+	fake_release(f1);
+	wait_confirmed(f3, 3, 3000);
+	cr_assert_not(in_use, "transport t1 destroyed while its deliver() was running");
+	cr_assert_eq(d1, 0, "transport t1 destroyed while its batch was in flight");
+	cr_assert_eq(f1->destroys, 1);
+	cr_assert_eq(f2->destroys, 1, "the never-used transport t2 leaked");
+	cr_assert_eq(fake_calls(f2), 0);
+	free_ep(ep);
+	cr_assert_eq(f3->destroys, 1);
+	msgs_free(s);
+	fake_free(f1);
+	fake_free(f2);
+	fake_free(f3);
+}
+
+Test(deliver, free_while_busy_waits_for_the_batch)
+{
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	p.batch_max = 5;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 8, 100, ep);
+	f->block = true;
+	allow_delivery = true;
+	deliver_kick(ep);
+	run_for(10);
+	fake_wait_entered(f);
+	deliver_ep_free(ep); /* while busy */
+	cr_assert_eq(f->destroys, 0, "transport destroyed under the running batch");
+	cr_assert_geq(f->stops, 1, "transport not stopped");
+	size_t ev_before = nevents;
+	fake_release(f);
+	cr_assert_eq(workq_pending(wq), 1);
+	workq_drain(wq); /* runs the completion that frees the endpoint */
+	cr_assert_eq(f->destroys, 1);
+	cr_assert_not(f->destroyed_in_use);
+	cr_assert_eq(fake_confirmed(f), 5);
+	cr_assert_eq(nevents, ev_before, "on_event after the endpoint was freed");
+	/* what the receiver confirmed is still marked delivered */
+	settle();
+	for (size_t i = 0; i < 5; i++)
+		cr_assert_eq(state_of(s->id[i], NULL, NULL, 0), MSG_DELIVERED, "message %zu", i);
+	for (size_t i = 5; i < 8; i++)
+		cr_assert_eq(state_of(s->id[i], NULL, NULL, 0), MSG_QUEUED, "message %zu", i);
+	/* and nothing more is delivered */
+	run_for(100);
+	cr_assert_eq(fake_calls(f), 1);
+	msgs_free(s);
+	fake_free(f);
+}
+
+Test(deliver, free_accepts_null_and_idle)
+{
+	deliver_ep_free(NULL);
+	struct fake *f = fake_new("t1");
+	struct deliver_params p = params();
+	struct deliver_ep *ep = new_ep(f, &p);
+	deliver_ep_free(ep);
+	cr_assert_eq(f->destroys, 1);
+	run_for(20);
+	fake_free(f);
+}
+
+Test(deliver, state_names)
+{
+	cr_assert_str_eq(deliver_state_name(DELIVER_IDLE), "idle");
+	cr_assert_str_eq(deliver_state_name(DELIVER_BACKOFF), "retrying");
+	cr_assert_str_eq(deliver_state_name(DELIVER_HELD), "held");
+	cr_assert_str_eq(deliver_state_name((enum deliver_state)99), "?");
+}

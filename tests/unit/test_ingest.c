@@ -1,0 +1,777 @@
+/*
+ * test_ingest.c - the accept path (ingest.c): decode -> route -> group
+ * commit -> report, with the real OIOXML codec, a real router, a real
+ * SQLite store in a fresh temporary directory and the real group commit.
+ *
+ * Inputs are the MedCom samples in ../shared/medcom-samples/oioxml (run from
+ * the repository root), some rewritten in memory (envelope id, receiver GLN,
+ * VersionCode). Each outcome is checked against what the store holds and
+ * what the queued callback (the delivery side) received: ACCEPTED with the
+ * exact bytes, DUPLICATE, DEAD with or without an XCTL01 receipt to the
+ * source, REJECTED with or without a receipt, TEMPFAIL on a full store.
+ */
+#include "clock.h"
+#include "log.h"
+#include "codec.h"
+#include "commit.h"
+#include "config.h"
+#include "ingest.h"
+#include "router.h"
+#include "store.h"
+#include "util.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SAMPLES "../shared/medcom-samples/oioxml"
+#define LOCAL_DATA "tests/data/oioxml"
+
+/* DIS20_1.xml: envelope 123456789, letter 24681012, XDIS20, from the
+ * hospital GLN to the municipality GLN. */
+#define DIS20_SENDER "5790000143054"
+#define DIS20_RECEIVER "5790000143055"
+#define UNKNOWN_GLN "5790000999999"
+#define BROKER_ID "EDIBROKER"
+
+static char dir[PATH_MAX];
+static struct event_base *base;
+static struct store *store;
+static struct commit *commit;
+static struct router *router;
+static struct ingest *ing;
+
+/* ---- the delivery side: what the queued callback received -------------- */
+
+struct queued {
+	char endpoint[64];
+	int64_t id;
+	uint8_t *body;
+	size_t size;
+	char ext[16];
+	int64_t received_at;
+};
+
+static struct queued queued[16];
+static size_t nqueued;
+
+static void on_queued(void *ctx, const char *endpoint, int64_t id, uint8_t *body, size_t size,
+		      const char *ext, int64_t received_at)
+{
+	cr_assert_eq(ctx, (void *)&nqueued);
+	cr_assert_lt(nqueued, ARRAY_SIZE(queued));
+	struct queued *q = &queued[nqueued++];
+	str_copy(q->endpoint, endpoint, sizeof(q->endpoint));
+	q->id = id;
+	q->body = body; /* ownership moves to us */
+	q->size = size;
+	str_copy(q->ext, ext, sizeof(q->ext));
+	q->received_at = received_at;
+}
+
+/* ---- the source side: what done() reported ----------------------------- */
+
+struct outcome {
+	int calls;
+	enum ingest_result result;
+	int64_t id;
+	char endpoint[64];
+	char reason[512];
+	enum codec_errcode code;
+	char error_text[256];
+};
+
+static void on_done(const struct ingest_outcome *o, void *arg)
+{
+	struct outcome *out = arg;
+	out->calls++;
+	out->result = o->result;
+	out->id = o->id;
+	str_copy(out->endpoint, o->endpoint ? o->endpoint : "", sizeof(out->endpoint));
+	str_copy(out->reason, o->reason ? o->reason : "", sizeof(out->reason));
+	if (o->error) {
+		out->code = o->error->code;
+		str_copy(out->error_text, o->error->text, sizeof(out->error_text));
+	}
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static void add_endpoint(struct config *cfg, const char *name, const char *g1, const char *g2)
+{
+	cfg->endpoints = xrealloc(cfg->endpoints, (cfg->nendpoints + 1) * sizeof(*cfg->endpoints));
+	struct endpoint_conf *ep = &cfg->endpoints[cfg->nendpoints++];
+	memset(ep, 0, sizeof(*ep));
+	ep->name = (char *)name;
+	ep->gln = xcalloc(2, sizeof(char *));
+	ep->gln[ep->ngln++] = (char *)g1;
+	if (g2)
+		ep->gln[ep->ngln++] = (char *)g2;
+}
+
+/* hospital: the DIS20 and Region H senders; municipality: their receivers. */
+static struct router *make_router(const char *extra_endpoint_gln)
+{
+	struct config cfg = { 0 };
+	add_endpoint(&cfg, "hospital", DIS20_SENDER, "5790002515200");
+	add_endpoint(&cfg, "municipality", DIS20_RECEIVER, "5790002508226");
+	if (extra_endpoint_gln)
+		add_endpoint(&cfg, "other", extra_endpoint_gln, NULL);
+	struct router *r = router_new(&cfg);
+	for (size_t i = 0; i < cfg.nendpoints; i++)
+		free(cfg.endpoints[i].gln);
+	free(cfg.endpoints);
+	return r;
+}
+
+static void start(uint64_t max_bytes, const char *extra_endpoint_gln)
+{
+	log_setup(LOG_CRIT, 0); /* the failures these tests cause are logged as errors */
+	str_copy(dir, "/tmp/test_ingest.XXXXXX", sizeof(dir));
+	cr_assert_not_null(mkdtemp(dir));
+	base = event_base_new();
+	struct store_options opt = { .max_bytes = max_bytes };
+	char err[512] = "";
+	store = store_open("sqlite", dir, &opt, err, sizeof(err));
+	cr_assert_not_null(store, "%s", err);
+	commit = commit_new(base, store);
+	router = make_router(extra_endpoint_gln);
+	nqueued = 0;
+	ing = ingest_new(commit, on_queued, &nqueued);
+	ingest_set_router(ing, router);
+	struct ingest_config ic = { { CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
+	ingest_set_config(ing, &ic);
+}
+
+static void setup(void)
+{
+	start(0, NULL);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void teardown(void)
+{
+	commit_free(commit);
+	ingest_free(ing);
+	router_free(router);
+	store_close(store);
+	event_base_free(base);
+	for (size_t i = 0; i < nqueued; i++)
+		free(queued[i].body);
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- inputs ------------------------------------------------------------ */
+
+struct buf {
+	uint8_t *p;
+	size_t n;
+};
+
+static struct buf load(const char *path)
+{
+	struct buf b;
+	int r = read_file_at(AT_FDCWD, path, 1 << 24, &b.p, &b.n);
+	cr_assert_eq(r, 0, "cannot read %s (run from the repository root): %s", path,
+		     strerror(-r));
+	return b;
+}
+
+static struct buf sample(const char *name)
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s", SAMPLES, name);
+	return load(path);
+}
+
+/* A copy of b with the first (or every) occurrence of from replaced by to. */
+static struct buf replaced(struct buf b, const char *from, const char *to, bool all)
+{
+	size_t fl = strlen(from), tl = strlen(to);
+	struct buf out = { xmalloc(b.n * 2 + tl + 1), 0 };
+	size_t hits = 0;
+	for (size_t i = 0; i < b.n;) {
+		if ((all || hits == 0) && i + fl <= b.n && memcmp(b.p + i, from, fl) == 0) {
+			memcpy(out.p + out.n, to, tl);
+			out.n += tl;
+			i += fl;
+			hits++;
+		} else {
+			out.p[out.n++] = b.p[i++];
+		}
+	}
+	cr_assert_gt(hits, 0, "\"%s\" not found in the input", from);
+	return out;
+}
+
+/* Sample name with every from replaced by to. */
+static struct buf sample_replaced(const char *name, const char *from, const char *to)
+{
+	struct buf orig = sample(name);
+	struct buf b = replaced(orig, from, to, true);
+	free(orig.p);
+	return b;
+}
+
+static uint8_t *dup_bytes(struct buf b)
+{
+	uint8_t *p = xmalloc(b.n + 1);
+	memcpy(p, b.p, b.n);
+	return p;
+}
+
+/* Submits a copy of b from source; the copy's ownership moves to ingest. */
+static void submit(const char *source, struct buf b, struct outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	ingest_submit(ing, source, dup_bytes(b), b.n, on_done, out);
+}
+
+static void turn(void)
+{
+	event_base_loop(base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+}
+
+/* ---- store reads ------------------------------------------------------- */
+
+struct row {
+	int64_t id;
+	enum msg_state state;
+	char source[64], endpoint[64], type[16], envelope_id[32], sender[64], receiver[64];
+	char reason[512], format[16], ext[8];
+	int nletters;
+	size_t size;
+	uint8_t *body;
+};
+
+struct rows {
+	struct row r[16];
+	size_t n;
+};
+
+static void cp(char *dst, size_t len, const char *src)
+{
+	str_copy(dst, src ? src : "<NULL>", len);
+}
+
+static int collect(const struct store_msg *m, void *arg)
+{
+	struct rows *rs = arg;
+	cr_assert_lt(rs->n, ARRAY_SIZE(rs->r));
+	struct row *r = &rs->r[rs->n++];
+	memset(r, 0, sizeof(*r));
+	r->id = m->id;
+	r->state = m->state;
+	cp(r->source, sizeof(r->source), m->source);
+	cp(r->endpoint, sizeof(r->endpoint), m->endpoint);
+	cp(r->type, sizeof(r->type), m->type);
+	cp(r->envelope_id, sizeof(r->envelope_id), m->envelope_id);
+	cp(r->sender, sizeof(r->sender), m->sender);
+	cp(r->receiver, sizeof(r->receiver), m->receiver);
+	cp(r->reason, sizeof(r->reason), m->reason);
+	cp(r->format, sizeof(r->format), m->format);
+	cp(r->ext, sizeof(r->ext), m->ext);
+	r->nletters = m->nletters;
+	r->size = m->size;
+	if (m->body) {
+		r->body = xmalloc(m->size + 1);
+		memcpy(r->body, m->body, m->size);
+	}
+	return 0;
+}
+
+/* Every stored message in state st (metadata only). */
+static struct rows list_state(enum msg_state st)
+{
+	struct rows rs = { .n = 0 };
+	int n = store_ops(store)->list(store_backend(store), st, NULL, 100, collect, &rs);
+	cr_assert_geq(n, 0);
+	return rs;
+}
+
+static size_t stored_total(void)
+{
+	return list_state(MSG_QUEUED).n + list_state(MSG_DELIVERED).n + list_state(MSG_DEAD).n;
+}
+
+/* One message with its body; the caller frees r.body. */
+static struct row get_row(int64_t id)
+{
+	struct rows rs = { .n = 0 };
+	cr_assert_eq(store_ops(store)->get(store_backend(store), id, true, collect, &rs), 1,
+		     "message %lld not in the store", (long long)id);
+	return rs.r[0];
+}
+
+/* Decodes bytes that must be an XCTL01 addressed to `to`. */
+static void assert_xctl01_to(const uint8_t *p, size_t n, const char *to, const char *refuse)
+{
+	static struct codec_envelope env;
+	struct codec_error err = { 0 };
+	cr_assert_eq(codec_decode_any(p, n, NULL, &env, &err), 0, "receipt does not decode: %s",
+		     err.text);
+	cr_assert(env.is_receipt);
+	cr_assert_eq(env.nletters, 1);
+	cr_assert_str_eq(env.letters[0].type, "XCTL01");
+	cr_assert_str_eq(env.letters[0].receiver, to);
+	cr_assert_str_eq(env.letters[0].sender, BROKER_ID);
+	cr_assert_not_null(memmem(p, n, refuse, strlen(refuse)), "refuse code %s missing", refuse);
+}
+
+TestSuite(ingest, .init = setup, .fini = teardown, .timeout = 20);
+
+/* ---- ACCEPTED ---------------------------------------------------------- */
+
+Test(ingest, accepted_is_committed_then_queued_with_exact_bytes)
+{
+	struct buf b = sample("DIS20_1.xml");
+	struct outcome o;
+	submit("hospital", b, &o);
+	/* accepted only after the commit, which runs at the end of the turn */
+	cr_assert_eq(o.calls, 0, "reported before the commit");
+	cr_assert_eq(nqueued, 0);
+	cr_assert_eq(ingest_inflight(ing), 1);
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_ACCEPTED, "result %d reason %s", o.result, o.reason);
+	cr_assert_str_eq(o.endpoint, "municipality");
+	cr_assert_gt(o.id, 0);
+	cr_assert_eq(ingest_inflight(ing), 0);
+
+	cr_assert_eq(nqueued, 1);
+	cr_assert_str_eq(queued[0].endpoint, "municipality");
+	cr_assert_eq(queued[0].id, o.id);
+	cr_assert_eq(queued[0].size, b.n);
+	cr_assert_arr_eq(queued[0].body, b.p, b.n, "queued bytes differ from the input");
+	cr_assert_str_eq(queued[0].ext, "xml");
+	cr_assert_gt(queued[0].received_at, 0);
+
+	struct row r = get_row(o.id);
+	cr_assert_eq(r.state, MSG_QUEUED);
+	cr_assert_str_eq(r.source, "hospital");
+	cr_assert_str_eq(r.endpoint, "municipality");
+	cr_assert_str_eq(r.type, "XDIS20");
+	cr_assert_str_eq(r.envelope_id, "123456789");
+	cr_assert_str_eq(r.sender, DIS20_SENDER);
+	cr_assert_str_eq(r.receiver, DIS20_RECEIVER);
+	cr_assert_str_eq(r.format, "oioxml");
+	cr_assert_str_eq(r.ext, "xml");
+	cr_assert_eq(r.nletters, 1);
+	cr_assert_eq(r.size, b.n);
+	cr_assert_arr_eq(r.body, b.p, b.n, "stored bytes differ from the input");
+	cr_assert_eq(stored_total(), 1, "no receipt for an accepted message");
+	free(r.body);
+	free(b.p);
+}
+
+Test(ingest, many_in_one_turn_share_a_commit)
+{
+	const char *names[] = { "DIS20_1.xml", "XDIS17_regionh_NotificationOfDischarge.xml",
+				"XDIS20_regionh_NotificationOfAdmission.xml",
+				"XDIS18_regionh_ReportOfDischarge_municipality-1.0.3.xml" };
+	struct outcome o[4];
+	struct buf b[4];
+	for (size_t i = 0; i < 4; i++) {
+		b[i] = sample(names[i]);
+		submit("hospital", b[i], &o[i]);
+	}
+	cr_assert_eq(ingest_inflight(ing), 4);
+	turn();
+	struct commit_stats st;
+	commit_stats(commit, &st);
+	cr_assert_eq(st.commits, 1);
+	cr_assert_eq(ingest_inflight(ing), 0);
+	for (size_t i = 0; i < 4; i++) {
+		cr_assert_eq(o[i].calls, 1);
+		cr_assert_eq(o[i].result, INGEST_ACCEPTED, "%s: %d %s", names[i], o[i].result,
+			     o[i].reason);
+		cr_assert_str_eq(o[i].endpoint, "municipality");
+		cr_assert_eq(queued[i].id, o[i].id, "queued out of commit order");
+		cr_assert_arr_eq(queued[i].body, b[i].p, b[i].n);
+		free(b[i].p);
+	}
+}
+
+/* ---- DUPLICATE --------------------------------------------------------- */
+
+Test(ingest, resubmitted_bytes_are_a_duplicate)
+{
+	struct buf b = sample("DIS20_1.xml");
+	struct outcome o1, o2;
+	submit("hospital", b, &o1);
+	turn();
+	cr_assert_eq(o1.result, INGEST_ACCEPTED);
+	submit("hospital", b, &o2);
+	turn();
+	cr_assert_eq(o2.calls, 1);
+	cr_assert_eq(o2.result, INGEST_DUPLICATE);
+	cr_assert_eq(o2.id, o1.id, "a duplicate reports the earlier message's id");
+	cr_assert_eq(nqueued, 1, "a duplicate was queued for delivery");
+	cr_assert_eq(stored_total(), 1);
+	cr_assert_eq(ingest_inflight(ing), 0);
+	free(b.p);
+}
+
+Test(ingest, duplicate_within_one_turn)
+{
+	struct buf b = sample("DIS20_1.xml");
+	struct outcome o1, o2;
+	submit("hospital", b, &o1);
+	submit("hospital", b, &o2);
+	turn();
+	cr_assert_eq(o1.result, INGEST_ACCEPTED);
+	cr_assert_eq(o2.result, INGEST_DUPLICATE);
+	cr_assert_eq(o2.id, o1.id);
+	cr_assert_eq(nqueued, 1);
+	cr_assert_eq(stored_total(), 1);
+	free(b.p);
+}
+
+/* Same letter id in a new envelope (a resend after a lost ack): the letter
+ * key (sender, letter id) decides, not the envelope. */
+Test(ingest, same_letter_in_new_envelope_is_a_duplicate)
+{
+	struct buf b = sample("DIS20_1.xml");
+	struct buf b2 = replaced(b, "<Identifier>123456789</Identifier>",
+				 "<Identifier>987654321</Identifier>", false);
+	struct outcome o1, o2;
+	submit("hospital", b, &o1);
+	turn();
+	cr_assert_eq(o1.result, INGEST_ACCEPTED);
+	submit("hospital", b2, &o2);
+	turn();
+	cr_assert_eq(o2.result, INGEST_DUPLICATE, "result %d: %s", o2.result, o2.reason);
+	cr_assert_eq(o2.id, o1.id);
+	cr_assert_eq(nqueued, 1);
+	cr_assert_eq(stored_total(), 1);
+	free(b.p);
+	free(b2.p);
+}
+
+/* A new letter id in the same envelope is new. */
+Test(ingest, new_letter_id_is_not_a_duplicate)
+{
+	struct buf b = sample("DIS20_1.xml");
+	struct buf b2 = replaced(b, "<Identifier>24681012</Identifier>",
+				 "<Identifier>24681013</Identifier>", false);
+	struct outcome o1, o2;
+	submit("hospital", b, &o1);
+	submit("hospital", b2, &o2);
+	turn();
+	cr_assert_eq(o1.result, INGEST_ACCEPTED);
+	cr_assert_eq(o2.result, INGEST_ACCEPTED);
+	cr_assert_neq(o2.id, o1.id);
+	cr_assert_eq(nqueued, 2);
+	free(b.p);
+	free(b2.p);
+}
+
+/* Some letters accepted before, some new: a dead letter (partial duplicate). */
+Test(ingest, partial_duplicate_is_dead)
+{
+	/* both letters of multi_letter.xml routed to the municipality */
+	router_free(router);
+	struct config cfg = { 0 };
+	add_endpoint(&cfg, "municipality", DIS20_RECEIVER, "5790000128700");
+	router = router_new(&cfg);
+	free(cfg.endpoints[0].gln);
+	free(cfg.endpoints);
+	ingest_set_router(ing, router);
+
+	struct buf b = load(LOCAL_DATA "/multi_letter.xml");
+	struct buf b2 = replaced(b, "LETTER0002", "LETTER0003", true);
+	struct buf b3 = replaced(b2, "MULTI0001", "MULTI0002", true);
+	struct outcome o1, o2;
+	submit("hospital", b, &o1);
+	turn();
+	cr_assert_eq(o1.result, INGEST_ACCEPTED, "%d %s", o1.result, o1.reason);
+	submit("hospital", b3, &o2);
+	turn();
+	cr_assert_eq(o2.result, INGEST_DEAD, "result %d", o2.result);
+	cr_assert(strstr(o2.reason, "partial duplicate"), "%s", o2.reason);
+	cr_assert_eq(nqueued, 1);
+	struct rows dead = list_state(MSG_DEAD);
+	cr_assert_eq(dead.n, 1);
+	cr_assert_eq(dead.r[0].id, o2.id);
+	free(b.p);
+	free(b2.p);
+	free(b3.p);
+}
+
+/* ---- DEAD -------------------------------------------------------------- */
+
+Test(ingest, unknown_receiver_is_dead_with_receipt_to_source)
+{
+	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_DEAD, "result %d", o.result);
+	cr_assert_gt(o.id, 0);
+	cr_assert(strstr(o.reason, UNKNOWN_GLN), "reason names no GLN: %s", o.reason);
+	cr_assert_eq(ingest_inflight(ing), 0);
+
+	/* the dead letter, kept with its reason and bytes */
+	struct rows dead = list_state(MSG_DEAD);
+	cr_assert_eq(dead.n, 1);
+	cr_assert_eq(dead.r[0].id, o.id);
+	cr_assert_str_eq(dead.r[0].endpoint, "<NULL>");
+	cr_assert(strstr(dead.r[0].reason, UNKNOWN_GLN), "%s", dead.r[0].reason);
+	struct row d = get_row(o.id);
+	cr_assert_arr_eq(d.body, b.p, b.n);
+	free(d.body);
+
+	/* the receipt: a second row, queued to the source endpoint */
+	struct rows q = list_state(MSG_QUEUED);
+	cr_assert_eq(q.n, 1, "expected one receipt row, got %zu", q.n);
+	struct row r = get_row(q.r[0].id);
+	cr_assert_str_eq(r.endpoint, "hospital");
+	cr_assert_str_eq(r.type, "XCTL01");
+	cr_assert_str_eq(r.sender, BROKER_ID);
+	cr_assert_str_eq(r.receiver, DIS20_SENDER);
+	assert_xctl01_to(r.body, r.size, DIS20_SENDER, "ukendt_lokationsnummer");
+	/* it echoes the refused envelope */
+	cr_assert_not_null(memmem(r.body, r.size, "123456789", 9));
+
+	/* and the delivery side got exactly that receipt, not the dead letter */
+	cr_assert_eq(nqueued, 1);
+	cr_assert_str_eq(queued[0].endpoint, "hospital");
+	cr_assert_eq(queued[0].id, r.id);
+	cr_assert_eq(queued[0].size, r.size);
+	cr_assert_arr_eq(queued[0].body, r.body, r.size);
+	cr_assert_str_eq(queued[0].ext, "xml");
+	free(r.body);
+	free(b.p);
+}
+
+/* A receipt to an unknown GLN is dead, and is never answered by a receipt. */
+Test(ingest, dead_receipt_gets_no_receipt)
+{
+	struct buf b = sample("CTL03_1.xml"); /* to 5790000181872, owned by nobody */
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_DEAD, "result %d", o.result);
+	cr_assert(strstr(o.reason, "5790000181872"), "%s", o.reason);
+	cr_assert_eq(nqueued, 0, "a receipt was queued for a receipt");
+	cr_assert_eq(list_state(MSG_DEAD).n, 1);
+	cr_assert_eq(list_state(MSG_QUEUED).n, 0);
+	free(b.p);
+}
+
+/* Letters for different endpoints: dead, and no receipt (the receivers are
+ * known; the broker does not split messages). */
+Test(ingest, split_is_dead_without_receipt)
+{
+	router_free(router);
+	router = make_router("5790000128700");
+	ingest_set_router(ing, router);
+	struct buf b = load(LOCAL_DATA "/multi_letter.xml");
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_DEAD, "result %d", o.result);
+	cr_assert(strstr(o.reason, "LETTER0002"), "%s", o.reason);
+	cr_assert_eq(nqueued, 0);
+	cr_assert_eq(list_state(MSG_DEAD).n, 1);
+	cr_assert_eq(stored_total(), 1);
+	free(b.p);
+}
+
+/* Dead letters record no duplicate keys: after the receiver becomes known,
+ * the same message is accepted. */
+Test(ingest, dead_letter_records_no_keys)
+{
+	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
+	struct outcome o1, o2;
+	submit("hospital", b, &o1);
+	turn();
+	cr_assert_eq(o1.result, INGEST_DEAD);
+	router_free(router);
+	router = make_router(UNKNOWN_GLN);
+	ingest_set_router(ing, router);
+	submit("hospital", b, &o2);
+	turn();
+	cr_assert_eq(o2.result, INGEST_ACCEPTED, "result %d: %s", o2.result, o2.reason);
+	cr_assert_str_eq(o2.endpoint, "other");
+	free(b.p);
+}
+
+/* ---- REJECTED ---------------------------------------------------------- */
+
+Test(ingest, garbage_is_rejected_and_nothing_stored)
+{
+	struct buf b = { (uint8_t *)xstrdup("this is not an EDI message\n"), 0 };
+	b.n = strlen((char *)b.p);
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn(); /* done may have run already; either way once */
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_REJECTED);
+	cr_assert_neq(o.code, CODEC_OK, "no decoder error code");
+	cr_assert_neq(o.error_text[0], '\0');
+	cr_assert_neq(o.reason[0], '\0');
+	cr_assert_eq(stored_total(), 0);
+	cr_assert_eq(nqueued, 0);
+	cr_assert_eq(ingest_inflight(ing), 0);
+	free(b.p);
+}
+
+Test(ingest, truncated_xml_is_rejected)
+{
+	struct buf full = sample("DIS20_1.xml");
+	struct buf b = { full.p, full.n / 2 };
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_REJECTED);
+	cr_assert_neq(o.code, CODEC_OK);
+	cr_assert_eq(list_state(MSG_DEAD).n + list_state(MSG_DELIVERED).n, 0);
+	cr_assert_eq(ingest_inflight(ing), 0);
+	free(full.p);
+}
+
+/* A readable envelope with a wrong VersionCode: refused with a receipt
+ * (problem_med_version) to the source; the message itself is not stored. */
+Test(ingest, wrong_version_is_rejected_with_receipt)
+{
+	struct buf b = sample_replaced("DIS20_1.xml", "XD2030C", "XD9999C");
+	struct outcome o;
+	submit("hospital", b, &o);
+	cr_assert_eq(o.calls, 0, "reported before its receipt was committed");
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_REJECTED, "result %d", o.result);
+	cr_assert_eq(o.code, CODEC_EVERSION);
+	cr_assert(strstr(o.reason, "XD9999C") || strstr(o.reason, "VersionCode"), "%s", o.reason);
+	cr_assert_eq(list_state(MSG_DEAD).n, 0);
+	struct rows q = list_state(MSG_QUEUED);
+	cr_assert_eq(q.n, 1, "only the receipt is stored");
+	struct row r = get_row(q.r[0].id);
+	cr_assert_str_eq(r.endpoint, "hospital");
+	cr_assert_str_eq(r.type, "XCTL01");
+	assert_xctl01_to(r.body, r.size, DIS20_SENDER, "problem_med_version");
+	cr_assert_eq(nqueued, 1);
+	cr_assert_eq(queued[0].id, r.id);
+	cr_assert_arr_eq(queued[0].body, r.body, r.size);
+	cr_assert_eq(ingest_inflight(ing), 0);
+	free(r.body);
+	free(b.p);
+}
+
+/* "never for a receipt" (ingest.h; medcom.md: never acknowledge a receipt):
+ * a receipt that is refused (here: a wrong VersionCode on an XCTL03) must
+ * not be answered with an XCTL01 either. */
+Test(ingest, refused_receipt_gets_no_receipt)
+{
+	struct buf b = sample_replaced("CTL03_1.xml", "XC0330Q", "XC9999Q");
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_REJECTED, "result %d", o.result);
+	cr_assert_eq(o.code, CODEC_EVERSION);
+	cr_assert_eq(nqueued, 0, "an XCTL01 was queued in answer to a receipt");
+	cr_assert_eq(stored_total(), 0, "a receipt to a receipt was stored");
+	free(b.p);
+}
+
+Test(ingest, size_limit_from_config_is_applied)
+{
+	struct ingest_config ic = { { 500, CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
+	ingest_set_config(ing, &ic);
+	struct buf b = sample("DIS20_1.xml"); /* 1510 bytes */
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_REJECTED);
+	cr_assert_eq(o.code, CODEC_ETOOBIG);
+	cr_assert_eq(stored_total(), 0);
+	free(b.p);
+}
+
+/* ---- TEMPFAIL ---------------------------------------------------------- */
+
+static void setup_full(void)
+{
+	start(1, NULL); /* capped at its initial size: nothing that needs a page fits */
+}
+
+TestSuite(ingest_full, .init = setup_full, .fini = teardown, .timeout = 20);
+
+Test(ingest_full, tempfail_and_nothing_stored)
+{
+	/* 12 KB: needs overflow pages the capped store cannot add */
+	struct buf b = sample("XDIS18_regionh_ReportOfDischarge_municipality-1.0.3.xml");
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_TEMPFAIL, "result %d", o.result);
+	cr_assert_neq(o.reason[0], '\0');
+	cr_assert_eq(stored_total(), 0);
+	cr_assert_eq(nqueued, 0);
+	cr_assert_eq(ingest_inflight(ing), 0);
+	cr_assert_not(commit_healthy(commit));
+	/* the source keeps its input and tries again: again a clean TEMPFAIL */
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_TEMPFAIL);
+	cr_assert_eq(stored_total(), 0);
+	free(b.p);
+}
+
+/* A dead letter whose receipt would be committed with it: both fail
+ * together, TEMPFAIL, and nothing is queued. */
+Test(ingest_full, tempfail_for_dead_letter_and_its_receipt)
+{
+	struct buf big = sample("XDIS18_regionh_ReportOfDischarge_municipality-1.0.3.xml");
+	struct buf b = replaced(big, "5790002508226", UNKNOWN_GLN, true);
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_TEMPFAIL, "result %d", o.result);
+	cr_assert_eq(stored_total(), 0);
+	cr_assert_eq(nqueued, 0, "a receipt was queued although its commit failed");
+	cr_assert_eq(ingest_inflight(ing), 0);
+	free(big.p);
+	free(b.p);
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+/* A reload (ingest_set_config) between submit and commit must not change
+ * or invalidate what was already submitted: the receipt row names the
+ * broker id its bytes were built with. (Under ASan a dangling broker id is
+ * a heap-use-after-free.) */
+Test(ingest, reload_between_submit_and_commit_keeps_receipt_consistent)
+{
+	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
+	struct outcome o;
+	submit("hospital", b, &o);
+	struct ingest_config ic = { { CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH },
+				    "NEWBROKER" };
+	ingest_set_config(ing, &ic);
+	turn();
+	cr_assert_eq(o.result, INGEST_DEAD);
+	struct rows q = list_state(MSG_QUEUED);
+	cr_assert_eq(q.n, 1);
+	struct row r = get_row(q.r[0].id);
+	assert_xctl01_to(r.body, r.size, DIS20_SENDER, "ukendt_lokationsnummer");
+	cr_assert_str_eq(r.sender, BROKER_ID,
+			 "receipt row's sender is \"%s\", its bytes say " BROKER_ID, r.sender);
+	free(r.body);
+	free(b.p);
+}
