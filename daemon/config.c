@@ -1271,6 +1271,8 @@ static size_t first_clash(struct claim *c, size_t n, const char *shared)
 {
 	size_t best = 0;
 
+	if (n < 2)
+		return 0;
 	qsort(c, n, sizeof(*c), claim_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(c[i - 1].value, c[i].value) != 0)

@@ -169,7 +169,8 @@ static void rescan(struct spool *sp)
 			xstrdup(e->d_name) };
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), scan_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), scan_cmp);
 	for (size_t i = 0; i < n; i++) {
 		todo_push(sp, v[i].name);
 		free(v[i].name);
