@@ -23,6 +23,7 @@
  * delivery, outage and notify read the result.
  */
 #include "config.h"
+#include "timerules.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -535,143 +536,26 @@ static int check_http_url(const char *v, char *why, size_t len)
 	return -EINVAL;
 }
 
-static bool two_digits(const char *p, int *v)
-{
-	if (!isdigit((unsigned char)p[0]) || !isdigit((unsigned char)p[1]))
-		return false;
-	*v = (p[0] - '0') * 10 + (p[1] - '0');
-	return true;
-}
-
-/* "HH:MM" at *p as minutes of the day; 24:00 only as an end. */
-static bool take_clock(const char **p, bool end, int *minute)
-{
-	int h, m;
-	if (!two_digits(*p, &h) || (*p)[2] != ':' || !two_digits(*p + 3, &m))
-		return false;
-	if (m > 59 || h > 24 || (h == 24 && (m != 0 || !end)))
-		return false;
-	*minute = h * 60 + m;
-	*p += 5;
-	return true;
-}
-
-/* "HH:MM-HH:MM" at *p, blanks allowed around the dash (as timerules.c). */
-static bool take_span(const char **p, int *start, int *end)
-{
-	if (!take_clock(p, false, start))
-		return false;
-	*p = skip_blanks(*p);
-	if (**p != '-')
-		return false;
-	*p = skip_blanks(*p + 1);
-	return take_clock(p, true, end);
-}
-
-/* The grammar is timerules.c's; checking it here names the line. A window
- * may cross midnight ("22:00-06:00"), but must not be empty. */
+/* The time-rule grammar lives in timerules.c; asking it here lets the
+ * error name the line. */
 static int check_window(const char *v, char *why, size_t len)
 {
-	const char *p = v;
-	int start, end;
-
-	if (take_span(&p, &start, &end) && *skip_blanks(p) == '\0' && start != end)
-		return 0;
-	snprintf(why, len, "'%s' is not a window HH:MM-HH:MM (e.g. 08:00-22:00; 00:00-24:00 = always)",
-		 v);
-	return -EINVAL;
+	return timerules_check("send_window", v, why, len);
 }
 
-static bool take_day(const char **p)
-{
-	static const char *const days[] = { "mon", "tue", "wed", "thu", "fri", "sat", "sun" };
-	for (size_t i = 0; i < ARRAY_SIZE(days); i++) {
-		if (strncasecmp(*p, days[i], 3) == 0 && !isalpha((unsigned char)(*p)[3])) {
-			*p += 3;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* "ddd[-ddd] HH:MM-HH:MM" at *p, the span within one day. */
-static bool take_clause(const char **p)
-{
-	int start, end;
-
-	if (!take_day(p))
-		return false;
-	if (**p == '-') {
-		++*p;
-		if (!take_day(p))
-			return false;
-	}
-	if (**p != ' ' && **p != '\t')
-		return false;
-	*p = skip_blanks(*p);
-	return take_span(p, &start, &end) && start < end;
-}
-
-/* Clauses separated by commas; timerules.c also rejects a day named twice. */
 static int check_support_hours(const char *v, char *why, size_t len)
 {
-	const char *p = skip_blanks(v);
-
-	while (take_clause(&p)) {
-		p = skip_blanks(p);
-		if (*p == '\0')
-			return 0;
-		if (*p != ',')
-			break;
-		p = skip_blanks(p + 1);
-	}
-	snprintf(why, len,
-		 "'%s' is not like 'mon-thu 08:00-15:45, fri 08:00-14:00' (days mon..sun, start before end)",
-		 v);
-	return -EINVAL;
+	return timerules_check("support_hours", v, why, len);
 }
 
-/* "MM-DD, MM-DD, ...", each a day of some year (02-29 too). */
 static int check_closed_days(const char *v, char *why, size_t len)
 {
-	static const int month_days[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	const char *p = skip_blanks(v);
-	int m, d;
-
-	for (;;) {
-		if (!two_digits(p, &m) || p[2] != '-' || !two_digits(p + 3, &d) || m < 1 || m > 12 ||
-		    d < 1 || d > month_days[m - 1])
-			break;
-		const char *next = skip_blanks(p + 5);
-		if (*next == '\0')
-			return 0;
-		if (*next != ',')
-			break;
-		p = skip_blanks(next + 1);
-	}
-	snprintf(why, len, "'%.*s' is not a day MM-DD (e.g. 12-24, 12-31)", (int)strcspn(p, ","), p);
-	return -EINVAL;
+	return timerules_check("closed_days", v, why, len);
 }
 
-/* A zone name; when the zone database is installed, one that is in it. */
 static int check_timezone(const char *v, char *why, size_t len)
 {
-	bool ok = v[0] != '/' && !strstr(v, "..");
-	for (const char *p = v; ok && *p; p++)
-		ok = isalnum((unsigned char)*p) || strchr("/_+-", *p);
-	if (!ok) {
-		snprintf(why, len, "'%s' is not a time zone name (e.g. Europe/Copenhagen)", v);
-		return -EINVAL;
-	}
-	const char *dir = getenv("TZDIR");
-	if (str_empty(dir))
-		dir = "/usr/share/zoneinfo";
-	_cleanup_free_ char *file = xasprintf("%s/%s", dir, v);
-	struct stat st;
-	if (stat(dir, &st) < 0 || (stat(file, &st) == 0 && S_ISREG(st.st_mode)))
-		return 0;
-	snprintf(why, len, "unknown time zone '%s' (not in %s)", v, dir);
-	return -EINVAL;
+	return timerules_check("timezone", v, why, len);
 }
 
 /* ---- setting one value -------------------------------------------------- */

@@ -340,6 +340,32 @@ void timerules_free(struct timerules *tr)
 	free(tr);
 }
 
+int timerules_check(const char *key, const char *value, char *err, size_t errlen)
+{
+	struct timerules tmp;
+	char buf[256] = "";
+	const struct perr zone_err = { "timezone", buf, sizeof(buf) };
+	int r;
+
+	if (strcmp(key, "send_window") == 0)
+		r = parse_window(value, &tmp.window, buf, sizeof(buf));
+	else if (strcmp(key, "support_hours") == 0)
+		r = parse_support(value, tmp.support, buf, sizeof(buf));
+	else if (strcmp(key, "closed_days") == 0)
+		r = parse_closed(value, tmp.closed, buf, sizeof(buf));
+	else if (strcmp(key, "timezone") == 0)
+		r = check_zone(value, &zone_err);
+	else
+		r = fail(&(struct perr){ key, buf, sizeof(buf) }, "not a time-rule setting");
+	if (r < 0 && err && errlen) {
+		/* The caller names the key itself: drop our "key: " prefix. */
+		size_t k = strlen(key);
+		const char *why = strncmp(buf, key, k) == 0 && buf[k] == ':' ? buf + k + 2 : buf;
+		snprintf(err, errlen, "%s", why);
+	}
+	return r;
+}
+
 /* ---- local time --------------------------------------------------------- */
 
 /* Whole seconds since the epoch, rounded down (t may be negative). */

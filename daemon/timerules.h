@@ -38,6 +38,10 @@ struct timerules *timerules_new(const char *send_window, const char *support_hou
 				const char *closed_days, const char *timezone, char *err,
 				size_t errlen);
 void timerules_free(struct timerules *tr);
+/* Checks one setting ("send_window", "support_hours", "closed_days" or
+ * "timezone") without applying it; the reason in err does not repeat the
+ * key. 0 or -EINVAL. The config loader uses it so errors name the line. */
+int timerules_check(const char *key, const char *value, char *err, size_t errlen);
 
 /* True when a notice may be sent at wall time t (ms since the epoch). */
 bool timerules_in_send_window(const struct timerules *tr, int64_t t);

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "timerules.h"
+#include "util.h"
 
 #define MS 1000LL
 #define MINUTE (60 * MS)
@@ -656,4 +657,29 @@ Test(timefmt, parse_and_format_round_trip)
 		cr_assert_eq(timerules_parse_time(s[i], &t), 0);
 		assert_local_is(t, s[i]);
 	}
+}
+
+Test(check, one_setting_without_applying_it)
+{
+	char err[256];
+	const char *tz = getenv("TZ");
+	char before[64];
+	str_copy(before, tz ? tz : "", sizeof(before));
+
+	cr_assert_eq(timerules_check("send_window", "08:00-22:00", err, sizeof(err)), 0);
+	cr_assert_eq(timerules_check("support_hours", "mon-fri 09:00-15:00", err, sizeof(err)), 0);
+	cr_assert_eq(timerules_check("closed_days", "12-24, 02-29", err, sizeof(err)), 0);
+	cr_assert_eq(timerules_check("timezone", "Asia/Tokyo", err, sizeof(err)), 0);
+	tz = getenv("TZ");
+	cr_assert_str_eq(tz ? tz : "", before, "a check must not change the process zone");
+
+	cr_assert_eq(timerules_check("send_window", "8-22", err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "bad time \"8\" (want HH:MM)", "the key is not repeated");
+	cr_assert_eq(timerules_check("support_hours", "mon 08:00-15:00, mon 09:00-10:00", err,
+				     sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "mon") != NULL, "%s", err);
+	cr_assert_eq(timerules_check("closed_days", "13-01", err, sizeof(err)), -EINVAL);
+	cr_assert_eq(timerules_check("timezone", "Mars/Olympus", err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "Mars/Olympus") != NULL, "%s", err);
+	cr_assert_eq(timerules_check("language", "da", err, sizeof(err)), -EINVAL);
 }
