@@ -182,7 +182,7 @@ static struct receipt_item *make_receipt(struct ingest *ing, const char *source,
 	}
 	str_copy(r->sender, env->letters[0].sender, sizeof(r->sender));
 	r->broker_id = xstrdup(ing->broker_id);
-	r->source = xstrdup("(broker)");
+	r->source = xstrdup(STORE_SOURCE_BROKER);
 	r->endpoint = xstrdup(source);
 	r->key = (struct store_key){ r->broker_id, r->id };
 	r->m = (struct store_new){

@@ -29,6 +29,9 @@
 
 enum msg_state { MSG_QUEUED = 0, MSG_DELIVERED = 1, MSG_DEAD = 2 };
 
+/* The source of messages the broker itself issues (negative receipts). */
+#define STORE_SOURCE_BROKER "(broker)"
+
 struct store_key {
 	const char *sender;    /* sender GLN */
 	const char *letter_id; /* letter id */
@@ -100,6 +103,86 @@ struct store_depth {
 typedef int (*store_msg_cb)(const struct store_msg *m, void *arg);    /* non-zero stops */
 typedef int (*store_depth_cb)(const struct store_depth *d, void *arg);
 
+/* ---- the outage procedure's records (issue 3; see outage.h) ---------- */
+
+/* An outage of one endpoint, as stored. Strings are borrowed for a call. */
+struct store_outage {
+	int64_t id;               /* 0 = not stored yet (outage_save assigns it) */
+	const char *endpoint;
+	const char *state;        /* "open", "announced", "recovering", "resolved", "closed" */
+	bool manual;              /* opened by an operator */
+	int64_t started_at;       /* first failure (or window end / operator's open) */
+	int64_t declared_at;      /* when the endpoint was declared DOWN */
+	int64_t ended_at;         /* endpoint back up; 0 while down */
+	int64_t resolved_at;      /* backlog drained; 0 before */
+	int64_t closed_at;        /* no more notices; 0 before */
+	int64_t announced_at;     /* first notice sent; 0 = never */
+	int64_t last_notice_at;   /* last notice sent; 0 = never */
+	int64_t due_at;           /* next notice falls due (may be held); 0 = none */
+	int64_t expected_end;     /* operator's expected end; 0 = unknown */
+	const char *cause_fault;  /* transport fault class, e.g. "refused" */
+	const char *cause_error;  /* last error, one line, no content */
+	const char *cause_override;   /* operator's cause; NULL = none */
+	const char *contact_override; /* operator's contact; NULL = none */
+	int64_t maintenance_id;   /* the planned window it followed; 0 = none */
+	int64_t delivered_late;   /* messages delivered after the outage began */
+};
+
+/* A notice composed for an outage or a maintenance window. */
+struct store_notice {
+	int64_t id;               /* 0 = not stored yet */
+	int64_t outage_id;        /* 0 when for a maintenance window */
+	int64_t maintenance_id;   /* 0 when for an outage */
+	const char *kind;         /* "initial", "update", "allclear", "summary", "planned" */
+	const char *audience;     /* "support" or "oncall" */
+	const char *recipients;   /* comma-separated mail addresses */
+	const char *subject;
+	const char *body;         /* plain text */
+	const char *payload;      /* JSON for the webhook */
+	int64_t created_at;       /* when it was composed (= sent the first time) */
+	const char *pending;      /* channels still to carry it: "email,webhook"; "" = done */
+	int attempts;             /* send rounds so far */
+	int64_t next_attempt_at;  /* 0 when nothing is pending */
+};
+
+/* One attempt to carry a notice over one channel. */
+struct store_send {
+	int64_t notice_id;
+	const char *channel;      /* "email", "webhook", "fallback" */
+	int64_t at;
+	bool ok;
+	const char *recipients;   /* who it went to (mail addresses, URL, command) */
+	const char *error;        /* "" when ok */
+};
+
+/* A planned shutdown of an endpoint. */
+struct store_maintenance {
+	int64_t id;               /* 0 = not stored yet */
+	const char *endpoint;
+	int64_t from, to;         /* [from, to) wall ms */
+	const char *reason;
+	const char *contact;      /* NULL = the endpoint's configured contact */
+	int64_t created_at;
+	int64_t removed_at;       /* 0 = in force */
+	int64_t announced_at;     /* planned notice sent; 0 = not (yet) */
+	int64_t ended_at;         /* end handled (acute procedure checked); 0 = not yet */
+};
+
+/* Queued messages of one endpoint, grouped by type and source. */
+struct store_summary {
+	const char *type;
+	const char *source;
+	int64_t count;
+	int64_t oldest_received_at;
+};
+
+typedef int (*store_outage_cb)(const struct store_outage *o, void *arg);
+typedef int (*store_notice_cb)(const struct store_notice *n, void *arg);
+typedef int (*store_send_cb)(const struct store_send *s, void *arg);
+typedef int (*store_maintenance_cb)(const struct store_maintenance *m, void *arg);
+typedef int (*store_summary_cb)(const struct store_summary *s, void *arg);
+typedef int (*store_name_cb)(const char *name, void *arg);
+
 struct store_options {
 	bool read_only;     /* open for inspection only (tests, offline tools) */
 	uint64_t max_bytes; /* refuse growth beyond this size (-ENOSPC); 0 = no cap */
@@ -152,6 +235,38 @@ struct store_backend_ops {
 	 * most limit rows per call. Returns rows affected: call again while it
 	 * returns limit. Dead letters are never pruned. */
 	int (*prune)(void *be, int64_t body_before, int64_t history_before, size_t limit);
+
+	/* The outage procedure's records. Each save is its own transaction
+	 * (these are rare); never called inside begin/commit. *_save inserts
+	 * when id is 0 (and sets it), else updates that row (-ENOENT when
+	 * there is none). A failed save keeps nothing and leaves id as it was. */
+	int (*outage_save)(void *be, struct store_outage *o);
+	/* Outages not closed, plus those closed at or after closed_since,
+	 * newest first, at most limit. */
+	int (*outage_list)(void *be, int64_t closed_since, size_t limit, store_outage_cb cb,
+			   void *arg);
+	/* 1 when found (cb called), 0 when not. */
+	int (*outage_get)(void *be, int64_t id, store_outage_cb cb, void *arg);
+	int (*notice_save)(void *be, struct store_notice *n);
+	/* Notices of an outage (outage_id > 0) or of a maintenance window,
+	 * oldest first (by created_at). -EINVAL when neither id is > 0. */
+	int (*notice_list)(void *be, int64_t outage_id, int64_t maintenance_id, store_notice_cb cb,
+			   void *arg);
+	/* Notices with channels still pending (pending neither "" nor NULL),
+	 * oldest first. */
+	int (*notice_pending)(void *be, store_notice_cb cb, void *arg);
+	int (*send_record)(void *be, const struct store_send *s);
+	int (*send_list)(void *be, int64_t notice_id, store_send_cb cb, void *arg);
+	int (*maintenance_save)(void *be, struct store_maintenance *m);
+	/* Windows in force (removed_at == 0) and, with removed, the others too;
+	 * ordered by from. */
+	int (*maintenance_list)(void *be, bool removed, store_maintenance_cb cb, void *arg);
+	/* Queued messages of endpoint grouped by (type, source), in that order. */
+	int (*queue_summary)(void *be, const char *endpoint, store_summary_cb cb, void *arg);
+	/* Endpoints that ever exchanged messages with endpoint, in either
+	 * direction (recorded by msg_insert), excluding the broker itself and
+	 * endpoint; each once, by name. Names may outlive the config. */
+	int (*partners)(void *be, const char *endpoint, store_name_cb cb, void *arg);
 };
 
 struct store;
