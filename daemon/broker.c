@@ -14,6 +14,8 @@
 #include "clock.h"
 #include "control_cmds.h"
 #include "log.h"
+#include "notice.h"
+#include "procedure.h"
 #include "sdnotify.h"
 #include "util.h"
 
@@ -102,14 +104,23 @@ static struct transport *make_transport(struct broker *b, const struct endpoint_
 	return t;
 }
 
+static void on_delivery_event(void *ctx, struct deliver_ep *dep, const struct deliver_event *ev)
+{
+	struct broker *b = ctx;
+	struct endpoint *ep = broker_endpoint(b, deliver_ep_name(dep));
+	if (ep && ep->dep == dep)
+		procedure_on_delivery(b->proc, ep, ev);
+}
+
 static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_conf *conf)
 {
 	struct endpoint *ep = xcalloc(1, sizeof(*ep));
 	ep->name = xstrdup(conf->name);
 	ep->conf = conf;
+	ep->health.since = clock_wall_ms();
 	struct deliver_env env = {
 		.base = b->base, .workq = b->workq, .commit = b->commit, .store = b->store,
-		.may_deliver = may_deliver, .ctx = b,
+		.may_deliver = may_deliver, .on_event = on_delivery_event, .ctx = b,
 	};
 	struct deliver_params p = delivery_params(b->cfg);
 	ep->dep = deliver_ep_new(conf->name, &env, &p);
@@ -120,6 +131,7 @@ static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_con
 	if (r < 0)
 		log_err("event=queue-load-failed endpoint=%s error=\"%s\"", conf->name,
 			store_last_error(b->store));
+	procedure_endpoint_added(b->proc, ep);
 	return ep;
 }
 
@@ -181,7 +193,8 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 		goto fail;
 	b->workq = workq_new(base, 2);
 	b->janitor = workq_new(base, 1);
-	if (!b->workq || !b->janitor) {
+	b->notifier = workq_new(base, 1);
+	if (!b->workq || !b->janitor || !b->notifier) {
 		snprintf(err, errlen, "cannot start worker threads");
 		goto fail;
 	}
@@ -190,6 +203,9 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	b->router = router_new(cfg);
 	b->ingest = ingest_new(b->commit, on_queued, b);
 	apply_ingest_config(b);
+	b->proc = procedure_new(b, err, errlen);
+	if (!b->proc)
+		goto fail;
 	b->eps = xcalloc(cfg->nendpoints, sizeof(struct endpoint *));
 	for (; b->neps < cfg->nendpoints; b->neps++)
 		b->eps[b->neps] = endpoint_new(b, &cfg->endpoints[b->neps]);
@@ -237,6 +253,7 @@ int broker_start(struct broker *b, char *err, size_t errlen)
 		return -EADDRINUSE;
 	for (size_t i = 0; i < b->neps; i++)
 		start_inbound(b, b->eps[i]);
+	procedure_start(b->proc);
 	b->housekeeping_ev = event_new(b->base, -1, EV_PERSIST, on_housekeeping, b);
 	struct timeval tv = { HOUSEKEEPING_MS / 1000, (HOUSEKEEPING_MS % 1000) * 1000 };
 	event_add(b->housekeeping_ev, &tv);
@@ -300,8 +317,16 @@ static void reconcile_endpoints(struct broker *b)
 	b->neps = b->cfg->nendpoints;
 }
 
-void broker_reload(struct broker *b, struct config *cfg)
+int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen)
 {
+	/* Everything that can still fail is checked before anything changes. */
+	struct notice_templates *t = notice_templates_load(cfg->language, cfg->template_dir, err,
+							   errlen);
+	if (!t) {
+		config_free(cfg);
+		return -EINVAL;
+	}
+	notice_templates_free(t);
 	keep_nonreloadable(b->cfg, cfg);
 	struct config *old = b->cfg;
 	struct router *old_router = b->router;
@@ -309,9 +334,12 @@ void broker_reload(struct broker *b, struct config *cfg)
 	b->router = router_new(cfg);
 	apply_ingest_config(b);
 	reconcile_endpoints(b);
+	if (procedure_reload(b->proc, err, errlen) < 0)
+		log_err("event=reload-partial error=\"%s\" state=old-time-rules-kept", err);
 	router_free(old_router);
 	config_free(old);
 	log_notice("event=reloaded endpoints=%zu", b->neps);
+	return 0;
 }
 
 void broker_shutdown(struct broker *b)
@@ -327,6 +355,7 @@ void broker_shutdown(struct broker *b)
 	workq_drain(b->workq);     /* deliveries in flight finish and are recorded */
 	commit_flush(b->commit);
 	workq_drain(b->janitor);   /* accepted files leave the inbox */
+	workq_drain(b->notifier);  /* notices being sent are recorded */
 	control_free(b->control);
 	b->control = NULL;
 	if (b->housekeeping_ev)
@@ -343,6 +372,8 @@ void broker_free(struct broker *b)
 	free(b->eps);
 	workq_free(b->workq);
 	workq_free(b->janitor);
+	workq_free(b->notifier);
+	procedure_free(b->proc); /* after the workers: jobs point into it */
 	commit_free(b->commit);
 	ingest_free(b->ingest);
 	router_free(b->router);
@@ -366,6 +397,9 @@ void broker_status_line(struct broker *b, char *buf, size_t len)
 		retrying += di.failures > 0;
 		paused += b->eps[i]->inbound_paused;
 	}
-	snprintf(buf, len, "queued=%lld endpoints=%zu down=%d pickup_paused=%d store=%s", queued,
-		 b->neps, retrying, paused, commit_healthy(b->commit) ? "ok" : "failing");
+	snprintf(buf, len,
+		 "queued=%lld endpoints=%zu down=%d retrying=%d outages=%d pickup_paused=%d store=%s",
+		 queued, b->neps, b->proc ? procedure_endpoints_down(b->proc) : 0, retrying,
+		 b->proc ? procedure_open_outages(b->proc) : 0, paused,
+		 commit_healthy(b->commit) ? "ok" : "failing");
 }

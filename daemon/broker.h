@@ -26,9 +26,11 @@ struct broker;
 struct broker *broker_new(struct event_base *base, struct config *cfg, char *err, size_t errlen);
 /* Binds the control socket and starts inbound pick-up. 0 or -errno. */
 int broker_start(struct broker *b, char *err, size_t errlen);
-/* Replaces the config with cfg (taken over). Endpoints and routes change;
- * queued messages are kept. Non-reloadable keys keep their old values. */
-void broker_reload(struct broker *b, struct config *cfg);
+/* Replaces the config with cfg (taken over, freed on failure). Endpoints
+ * and routes change; queued messages are kept. Non-reloadable keys keep
+ * their old values. -EINVAL with a reason when cfg's notice templates do
+ * not load; the running config then stays. */
+int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen);
 /* Stops accepting, waits for deliveries in flight, commits what is
  * pending. The loop may then be left. */
 void broker_shutdown(struct broker *b);

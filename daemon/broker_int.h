@@ -10,6 +10,7 @@
 #include "config.h"
 #include "control.h"
 #include "deliver.h"
+#include "health.h"
 #include "ingest.h"
 #include "router.h"
 #include "store.h"
@@ -23,6 +24,7 @@ struct endpoint {
 	const struct endpoint_conf *conf; /* points into b->cfg */
 	struct deliver_ep *dep;
 	bool inbound_paused;              /* pick-up stopped: store unavailable */
+	struct health health;             /* from deliveries and probes */
 };
 
 struct broker {
@@ -34,6 +36,8 @@ struct broker {
 	struct ingest *ingest;
 	struct workq *workq;      /* deliveries and probes */
 	struct workq *janitor;    /* inbox clean-up, never ahead of a delivery */
+	struct workq *notifier;   /* outage notices: slow mail servers wait here */
+	struct procedure *proc;   /* the outage procedure */
 	struct control *control;
 	struct endpoint **eps;
 	size_t neps;

@@ -91,6 +91,9 @@ struct config {
 	size_t nmunicipality_recipients;
 	char *webhook_url;
 	char *fallback_command;
+	int64_t notify_retry_ms;       /* retry_initial: first retry of a failed send (30s, doubling) */
+	int64_t fallback_after;        /* fallback_after: failed e-mail attempts before the fallback (3) */
+	int64_t notify_timeout_ms;     /* timeout: per send, connection included (30s) */
 	char *closed_days;             /* "12-24, 12-31, 06-05" */
 	char *status_dir;              /* default <state_dir>/status */
 

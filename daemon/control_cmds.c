@@ -9,6 +9,7 @@
 
 #include "broker_int.h"
 #include "clock.h"
+#include "procedure.h"
 #include "util.h"
 
 #include <string.h>
@@ -44,6 +45,11 @@ static json_t *endpoint_json(struct broker *b, struct endpoint *ep, int64_t now)
 				    : json_null());
 	json_object_set_new(o, "fault",
 			    json_string(di.last_fault ? transport_fault_name(di.last_fault) : ""));
+	json_object_set_new(o, "health", json_string(procedure_health_name(b->proc, ep)));
+	json_object_set_new(o, "health_since_s",
+			    json_integer((now - ep->health.since) / 1000));
+	json_object_set_new(o, "organisation",
+			    json_string(ep->conf->organisation ? ep->conf->organisation : ep->name));
 	return o;
 }
 
@@ -157,6 +163,87 @@ static json_t *cmd_dead(struct broker *b, const json_t *req)
 	return ans;
 }
 
+static const char *req_str(const json_t *req, const char *key)
+{
+	return json_string_value(json_object_get(req, key));
+}
+
+static json_int_t req_id(const json_t *req)
+{
+	return json_integer_value(json_object_get(req, "id"));
+}
+
+static json_t *answer(int r, const char *err, json_t *ok_obj)
+{
+	if (r < 0) {
+		json_decref(ok_obj);
+		return control_error("%s", err);
+	}
+	return ok(ok_obj);
+}
+
+static json_t *cmd_outages(struct broker *b, const json_t *req)
+{
+	char err[512];
+	json_t *arr = procedure_outages_json(b->proc, json_is_true(json_object_get(req, "all")), err,
+					     sizeof(err));
+	return arr ? ok(json_pack("{s:o}", "outages", arr)) : control_error("%s", err);
+}
+
+static json_t *outage_show(struct broker *b, const json_t *req)
+{
+	char err[512];
+	json_t *o = procedure_outage_json(b->proc, req_id(req), err, sizeof(err));
+	return o ? ok(json_pack("{s:o}", "outage", o)) : control_error("%s", err);
+}
+
+static json_t *cmd_outage(struct broker *b, const json_t *req)
+{
+	const char *action = req_str(req, "action");
+	char err[512] = "";
+	int64_t id = req_id(req);
+	int r;
+	if (str_empty(action) || strcmp(action, "show") == 0)
+		return outage_show(b, req);
+	if (strcmp(action, "open") == 0) {
+		const char *ep = req_str(req, "endpoint");
+		r = procedure_outage_open(b->proc, ep ? ep : "", req_str(req, "cause"), &id, err,
+					  sizeof(err));
+	} else if (strcmp(action, "close") == 0) {
+		r = procedure_outage_close(b->proc, id, err, sizeof(err));
+	} else if (strcmp(action, "set") == 0) {
+		r = procedure_outage_set(b->proc, id, req_str(req, "expected"), req_str(req, "contact"),
+					 req_str(req, "cause"), err, sizeof(err));
+	} else {
+		return control_error("outage: unknown action '%s' (show, set, open, close)", action);
+	}
+	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static json_t *cmd_maintenance(struct broker *b, const json_t *req)
+{
+	const char *action = req_str(req, "action");
+	char err[512] = "";
+	int64_t id = req_id(req);
+	int r;
+	if (str_empty(action) || strcmp(action, "list") == 0) {
+		json_t *arr = procedure_maintenance_json(
+			b->proc, json_is_true(json_object_get(req, "all")), err, sizeof(err));
+		return arr ? ok(json_pack("{s:o}", "maintenance", arr)) : control_error("%s", err);
+	}
+	if (strcmp(action, "add") == 0) {
+		const char *ep = req_str(req, "endpoint");
+		r = procedure_maintenance_add(b->proc, ep ? ep : "", req_str(req, "from"),
+					      req_str(req, "to"), req_str(req, "reason"),
+					      req_str(req, "contact"), &id, err, sizeof(err));
+	} else if (strcmp(action, "remove") == 0) {
+		r = procedure_maintenance_remove(b->proc, id, err, sizeof(err));
+	} else {
+		return control_error("maintenance: unknown action '%s' (add, list, remove)", action);
+	}
+	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
 static const struct {
 	const char *name;
 	cmd_fn fn;
@@ -164,6 +251,9 @@ static const struct {
 	{ "status", cmd_status },
 	{ "queue", cmd_queue },
 	{ "dead", cmd_dead },
+	{ "outages", cmd_outages },
+	{ "outage", cmd_outage },
+	{ "maintenance", cmd_maintenance },
 };
 
 json_t *control_dispatch(const json_t *request, void *arg)

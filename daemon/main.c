@@ -12,6 +12,8 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "notice.h"
+#include "notify.h"
 #include "sdnotify.h"
 #include "util.h"
 #include "xmlsafe.h"
@@ -56,6 +58,14 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s\n", err);
 		return EX_CONFIG;
 	}
+	struct notice_templates *t = notice_templates_load(cfg->language, cfg->template_dir, err,
+							   sizeof(err));
+	if (!t) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		config_free(cfg);
+		return EX_CONFIG;
+	}
+	notice_templates_free(t);
 	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
 	config_free(cfg);
 	return 0;
@@ -82,8 +92,15 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		_cleanup_free_ char *status = xasprintf("reload rejected: %s", err);
 		sdnotify_status(status);
 	} else {
-		log_setup(d->verbose ? LOG_DEBUG : cfg->log_level, isatty(STDERR_FILENO));
-		broker_reload(d->broker, cfg);
+		int level = d->verbose ? LOG_DEBUG : cfg->log_level;
+		if (broker_reload(d->broker, cfg, err, sizeof(err)) < 0) {
+			log_err("event=reload-rejected state=running-config-kept error=\"%s: %s\"",
+				d->config_path, err);
+			_cleanup_free_ char *status = xasprintf("reload rejected: %s", err);
+			sdnotify_status(status);
+		} else {
+			log_setup(level, isatty(STDERR_FILENO));
+		}
 	}
 	sdnotify_ready();
 }
@@ -160,5 +177,6 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	xmlsafe_init();
+	notify_global_init(); /* before any worker thread starts */
 	return run(&d);
 }

@@ -314,6 +314,13 @@ static int check_zone(const char *name, const struct perr *e)
 
 static int apply_zone(const char *name, const struct perr *e)
 {
+	/* Unchanged on most reloads: leave the environment alone then, since a
+	 * worker may be copying it for the fallback command. */
+	const char *cur = getenv("TZ");
+	if (cur && strcmp(cur, name) == 0) {
+		tzset();
+		return 0;
+	}
 	if (setenv("TZ", name, 1) < 0)
 		return fail(e, "setenv TZ: %s", strerror(errno));
 	tzset();

@@ -130,7 +130,7 @@ class Broker:
     """One edibrokerd process on a private state dir and spool tree."""
 
     def __init__(self, root, endpoints=None, extra="", delivery=None, notify=True,
-                 env=None, state_dir=None):
+                 env=None, state_dir=None, endpoint_extra=None):
         self.root = root
         self.state = state_dir or os.path.join(root, "state")
         self.spool = os.path.join(root, "spool")
@@ -143,6 +143,7 @@ class Broker:
         }
         self.delivery = delivery or {"retry_initial": "200ms", "retry_max": "1s"}
         self.extra = extra
+        self.endpoint_extra = endpoint_extra or {}
         self.env_extra = env or {}
         self.proc = None
         self.notify = NotifySocket(os.path.join(root, "notify.sock")) if notify else None
@@ -166,7 +167,8 @@ class Broker:
             lines += ["[endpoint %s]" % name, "kind = %s" % kind, "transport = spool",
                       "gln = %s" % ", ".join(glns),
                       "inbox = %s" % self.inbox(name), "outbox = %s" % self.outbox(name),
-                      "create_dirs = yes", "contact = test contact", ""]
+                      "create_dirs = yes", "contact = test contact"]
+            lines += [self.endpoint_extra.get(name, ""), ""]
         return "\n".join(lines) + "\n" + self.extra
 
     def write_config(self, text=None):
@@ -291,3 +293,81 @@ class BrokerTest(unittest.TestCase):
         b = Broker(self.tmp, **kw)
         self.brokers.append(b)
         return b
+
+
+class MailSink:
+    """A real SMTP server on loopback (aiosmtpd) keeping every message."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        import email
+        import email.policy
+        self.messages = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                with sink.lock:
+                    sink.messages.append({"from": envelope.mail_from,
+                                          "rcpt": list(envelope.rcpt_tos),
+                                          "msg": msg, "at": time.monotonic()})
+                return "250 OK"
+
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        self.url = "smtp://127.0.0.1:%d" % self.port
+
+    def all(self):
+        with self.lock:
+            return list(self.messages)
+
+    def subjects(self):
+        return [m["msg"]["Subject"] for m in self.all()]
+
+    @staticmethod
+    def body(m):
+        return m["msg"].get_body(preferencelist=("plain",)).get_content()
+
+    def close(self):
+        self.controller.stop()
+
+
+class WebhookSink:
+    """An HTTP server on loopback recording every POSTed JSON body."""
+
+    def __init__(self, status=200):
+        import http.server
+        self.bodies = []
+        self.status = status
+        sink = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                data = self.rfile.read(n)
+                sink.bodies.append({"json": json.loads(data), "type":
+                                    self.headers.get("Content-Type"), "at": time.monotonic()})
+                self.send_response(sink.status)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.httpd.server_address[1]
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def kinds(self):
+        return [b["json"].get("kind") for b in self.bodies]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
