@@ -74,16 +74,6 @@ static void drop_closed_outages(struct procedure *p)
 	p->noutages = j;
 }
 
-void maint_free(struct maint *m)
-{
-	if (!m)
-		return;
-	free(m->endpoint);
-	free(m->reason);
-	free(m->contact);
-	free(m);
-}
-
 int procedure_save_maint(struct procedure *p, struct maint *m)
 {
 	struct store_maintenance rec = {
@@ -104,11 +94,9 @@ int procedure_save_maint(struct procedure *p, struct maint *m)
 
 bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t now)
 {
-	for (size_t i = 0; i < p->nmaint; i++) {
-		const struct maint *m = p->maint[i];
-		if (strcmp(m->endpoint, endpoint) == 0 && m->from <= now && now < m->to)
+	for (size_t i = 0; i < p->nmaint; i++)
+		if (maint_covers(p->maint[i], endpoint, now))
 			return true;
-	}
 	return false;
 }
 
@@ -247,34 +235,24 @@ static void advance(struct procedure *p, struct outage *o, int64_t now)
 		procedure_outage_notice(p, o, a.kind, a.ended_overnight, now);
 }
 
-/* A window that ends with its endpoint still down starts the acute
- * procedure at the window's end. */
-static void window_ended(struct procedure *p, struct maint *m, int64_t now)
-{
-	m->ended_at = now;
-	procedure_save_maint(p, m);
-	struct endpoint *ep = broker_endpoint(p->b, m->endpoint);
-	log_notice("event=maintenance-ended maintenance=%lld endpoint=%s", (long long)m->id,
-		   m->endpoint);
-	if (!ep || ep->health.state == HEALTH_UP || procedure_find_outage(p, m->endpoint))
-		return;
-	open_outage(p, ep, m->to, m->id, now);
-}
-
 static void maintenance_tick(struct procedure *p, int64_t now)
 {
 	size_t j = 0;
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
-		bool long_one = m->to - m->from > p->rules.threshold_ms;
-		if (long_one && !m->announced_at && m->to > now &&
-		    timerules_in_send_window(p->tr, now)) {
-			m->announced_at = now;
-			if (procedure_save_maint(p, m) == 0)
-				procedure_planned_notice(p, m, now);
-		}
-		if (!m->ended_at && m->to <= now)
-			window_ended(p, m, now);
+		struct endpoint *ep = broker_endpoint(p->b, m->endpoint);
+		bool down = ep && ep->health.state != HEALTH_UP;
+		struct maint_step s = maint_advance(m, now, p->rules.threshold_ms, p->tr, down,
+						    procedure_find_outage(p, m->endpoint) != NULL);
+		if (s.changed)
+			procedure_save_maint(p, m);
+		if (s.announce)
+			procedure_planned_notice(p, m, now);
+		if (s.ended)
+			log_notice("event=maintenance-ended maintenance=%lld endpoint=%s",
+				   (long long)m->id, m->endpoint);
+		if (s.open_acute)
+			open_outage(p, ep, s.acute_start, m->id, now);
 		if (m->ended_at)
 			maint_free(m);
 		else
@@ -316,9 +294,10 @@ static int load_maint(const struct store_maintenance *rec, void *arg)
 	if (rec->ended_at)
 		return 0;
 	struct maint *m = xcalloc(1, sizeof(*m));
-	*m = (struct maint){ rec->id, xstrdup(rec->endpoint), rec->from, rec->to,
-			     xstrdup_or_null(rec->reason), xstrdup_or_null(rec->contact),
-			     rec->created_at, rec->announced_at, rec->ended_at };
+	*m = (struct maint){ .id = rec->id, .endpoint = xstrdup(rec->endpoint), .from = rec->from,
+			     .to = rec->to, .reason = xstrdup_or_null(rec->reason),
+			     .contact = xstrdup_or_null(rec->contact), .created_at = rec->created_at,
+			     .announced_at = rec->announced_at, .ended_at = rec->ended_at };
 	p->maint = xrealloc(p->maint, (p->nmaint + 1) * sizeof(*p->maint));
 	p->maint[p->nmaint++] = m;
 	return 0;

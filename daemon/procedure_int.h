@@ -7,22 +7,13 @@
 #define EDIBROKER_PROCEDURE_INT_H
 
 #include "broker_int.h"
+#include "maintenance.h"
 #include "notice.h"
 #include "outage.h"
 #include "procedure.h"
 #include "timerules.h"
 
 #include <event2/event.h>
-
-/* A planned shutdown in force (mirror of its store row). */
-struct maint {
-	int64_t id;
-	char *endpoint;
-	int64_t from, to;
-	char *reason;
-	char *contact;
-	int64_t created_at, announced_at, ended_at;
-};
 
 /* A notice with channels still to carry it. */
 struct pnotice {
@@ -60,7 +51,6 @@ int procedure_save_outage(struct procedure *p, struct outage *o);
 void procedure_add_outage(struct procedure *p, struct outage *o);
 bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t now);
 int procedure_save_maint(struct procedure *p, struct maint *m);
-void maint_free(struct maint *m);
 
 /* procedure_notice.c */
 void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,

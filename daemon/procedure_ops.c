@@ -272,8 +272,9 @@ int procedure_maintenance_add(struct procedure *p, const char *endpoint, const c
 	if (str_empty(reason))
 		return fail(err, errlen, -EINVAL, "--reason is required");
 	struct maint *m = xcalloc(1, sizeof(*m));
-	*m = (struct maint){ 0, xstrdup(endpoint), f, t, xstrdup(reason),
-			     xstrdup_or_null(str_empty(contact) ? NULL : contact), now, 0, 0 };
+	*m = (struct maint){ .endpoint = xstrdup(endpoint), .from = f, .to = t,
+			     .reason = xstrdup(reason),
+			     .contact = str_empty(contact) ? NULL : xstrdup(contact), .created_at = now };
 	if (procedure_save_maint(p, m) < 0) {
 		maint_free(m);
 		return fail(err, errlen, -EIO, "store: %s", store_last_error(p->b->store));

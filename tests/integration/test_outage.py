@@ -58,7 +58,7 @@ class OutageTest(BrokerTest):
         self.hook.close()
 
     def start(self, threshold="3s", update="4s", probe="300ms", down_after=2, extra_notify="",
-              window="00:00-24:00", env=None, smtp_url=None):
+              window="00:00-24:00", env=None, smtp_url=None, muni_extra=""):
         extra = ("[outage]\nthreshold = %s\nupdate_interval = %s\nprobe_interval = %s\n"
                  "down_after = %d\nsend_window = %s\ntimezone = Europe/Copenhagen\n\n"
                  "[notify]\nsmtp_url = %s\nsmtp_starttls = no\nmail_from = edi@region.example\n"
@@ -70,7 +70,8 @@ class OutageTest(BrokerTest):
                     ONCALL, HOSPITALS, MUNICIPALITIES, self.hook.url, extra_notify))
         b = self.broker(extra=extra, endpoint_extra={
             "hospital": "recipients = %s\norganisation = Test Sygehus" % HOSP_OWN,
-            "municipality": "recipients = %s\norganisation = Test Kommune" % MUNI_OWN,
+            "municipality": "recipients = %s\norganisation = Test Kommune\n%s" % (MUNI_OWN,
+                                                                              muni_extra),
         })
         b.start(env=env)
         return b
@@ -287,3 +288,50 @@ class OutageTest(BrokerTest):
         self.assertTrue(any(s["channel"] == "webhook" and s["ok"] for s in sends), sends)
         self.assertEqual(len([s for s in sends if s["channel"] == "fallback"]), 1,
                          "the fallback carries a notice once")
+
+    def test_uncollected_files_mark_a_spool_endpoint_down(self):
+        b = self.start(threshold="1h", probe="200ms", muni_extra="pickup_timeout = 1s")
+        out = b.outbox("municipality")
+        drop(b.inbox("hospital"), "p.xml", sample("DIS20_1.xml"))
+        wait_for(lambda: listdir_final(out), what="delivered")
+        o = wait_for(lambda: self.outage_of(b, "municipality"), timeout=10,
+                     what="outage for files not collected")
+        self.assertEqual(o["cause_fault"], "timeout")
+        self.assertIn("not collected", o["cause_error"])
+        self.assertEqual(b.endpoint("municipality")["health"], "down")
+        # the EOJ system collects its files again
+        for f in listdir_final(out):
+            os.unlink(os.path.join(out, f))
+        wait_for(lambda: b.endpoint("municipality")["health"] == "up", timeout=5,
+                 what="up after collection")
+        wait_for(lambda: self.outage_of(b, "municipality")["state"] == "closed", timeout=5,
+                 what="outage closed")
+        self.assertEqual(self.mail.all(), [], "a short outage sends nothing")
+
+    def test_status_page_shows_health_and_outage(self):
+        b = self.start(threshold="1h")
+        status = os.path.join(b.state, "status")
+        self.break_outbox(b)
+        drop(b.inbox("hospital"), "s.xml", sample("DIS20_1.xml"))
+        o = wait_for(lambda: self.outage_of(b, "municipality"), timeout=10, what="outage")
+
+        def page():
+            try:
+                with open(os.path.join(status, "status.json")) as f:
+                    j = json.load(f)
+            except (FileNotFoundError, ValueError):
+                return None
+            return j if j.get("outages") else None
+        j = wait_for(page, timeout=5, what="status.json with the outage")
+        eps = {e["name"]: e for e in j["endpoints"]}
+        self.assertEqual(eps["municipality"]["health"], "down")
+        self.assertEqual(eps["municipality"]["queued"], 1)
+        self.assertEqual(eps["hospital"]["health"], "up")
+        self.assertEqual(j["outages"][0]["id"], o["id"])
+        with open(os.path.join(status, "status.html"), encoding="utf-8") as f:
+            html = f.read()
+        self.assertIn("Test Kommune", html)
+        self.assertIn("Forventet nedetid", html)
+        self.assertEqual([n for n in os.listdir(status) if n.startswith(".")], [],
+                         "temporary files left in the status folder")
+        self.assertNotIn("2505544849", html)

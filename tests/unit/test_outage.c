@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "health.h"
+#include "maintenance.h"
 #include "outage.h"
 #include "timerules.h"
 
@@ -45,6 +46,7 @@ static struct outage_action step(struct outage *o, int64_t now, bool up, bool em
 }
 
 TestSuite(outage, .init = setup, .fini = teardown);
+TestSuite(maintenance, .init = setup, .fini = teardown);
 
 Test(outage, short_outage_sends_nothing_but_is_recorded)
 {
@@ -268,4 +270,116 @@ Test(health, pickup_timeout_needs_a_probe_to_recover)
 	cr_assert_eq(health_observe(&h, true, false, FAULT_NONE, NULL, 2000, 1), HEALTH_SAME,
 		     "writing into an uncollected outbox proves nothing");
 	cr_assert_eq(health_observe(&h, true, true, FAULT_NONE, NULL, 3000, 1), HEALTH_CAME_UP);
+}
+
+Test(outage, held_across_both_summer_time_change_nights)
+{
+	/* spring forward: 2026-03-29 02:00 -> 03:00; the night is an hour shorter */
+	int64_t t0 = at(2026, 3, 28, 20, 30);
+	struct outage *o = outage_new("kommune", t0, t0, &rules);
+	cr_assert_not(step(o, at(2026, 3, 28, 22, 30), false, false).send);
+	cr_assert_not(step(o, at(2026, 3, 29, 7, 59), false, false).send);
+	cr_assert(step(o, at(2026, 3, 29, 8, 0), false, false).send);
+	cr_assert_eq(at(2026, 3, 29, 8, 0), 1774764000000LL, "08:00 CEST = 06:00Z");
+	cr_assert_eq(o->due_at, at(2026, 3, 29, 9, 0));
+	outage_free(o);
+	/* fall back: 2026-10-25 03:00 -> 02:00; the night is an hour longer */
+	t0 = at(2026, 10, 24, 20, 30);
+	o = outage_new("kommune", t0, t0, &rules);
+	cr_assert_not(step(o, at(2026, 10, 24, 22, 30), false, false).send);
+	cr_assert_not(step(o, at(2026, 10, 25, 7, 59), false, false).send);
+	struct outage_action a = step(o, at(2026, 10, 25, 8, 0), false, false);
+	cr_assert(a.send);
+	cr_assert_eq(at(2026, 10, 25, 8, 0), 1792911600000LL, "08:00 CET = 07:00Z");
+	outage_free(o);
+}
+
+Test(outage, edges_0759_and_0800)
+{
+	int64_t t0 = at(2026, 11, 26, 4, 0);
+	struct outage *o = outage_new("kommune", t0, t0, &rules);
+	cr_assert_not(step(o, at(2026, 11, 26, 7, 59), false, false).send);
+	cr_assert_not(step(o, at(2026, 11, 26, 7, 59) + 59999, false, false).send);
+	cr_assert(step(o, at(2026, 11, 26, 8, 0), false, false).send);
+	cr_assert_eq(outage_next_status_at(o, &rules), at(2026, 11, 26, 9, 0));
+	outage_free(o);
+}
+
+Test(outage, next_status_after_2100_falls_on_the_next_morning)
+{
+	int64_t t0 = at(2026, 11, 25, 19, 0);
+	struct outage *o = outage_new("kommune", t0, t0, &rules);
+	cr_assert(step(o, at(2026, 11, 25, 21, 30), false, false).send);
+	cr_assert_eq(outage_next_status_at(o, &rules), at(2026, 11, 26, 8, 0),
+		     "an update due at 22:30 is announced for 08:00");
+	outage_free(o);
+}
+
+static struct maint window(int64_t from, int64_t to)
+{
+	return (struct maint){ .id = 1, .endpoint = "kommune", .from = from, .to = to };
+}
+
+Test(maintenance, long_window_announced_at_once_within_the_time_rules)
+{
+	struct maint w = window(at(2026, 11, 28, 6, 0), at(2026, 11, 28, 10, 0));
+	struct maint_step s = maint_advance(&w, at(2026, 11, 25, 23, 0), 2 * HOUR, tr, false, false);
+	cr_assert_not(s.announce, "registered at 23:00: held");
+	s = maint_advance(&w, at(2026, 11, 26, 8, 0), 2 * HOUR, tr, false, false);
+	cr_assert(s.announce);
+	cr_assert(s.changed);
+	cr_assert_eq(w.announced_at, at(2026, 11, 26, 8, 0));
+	s = maint_advance(&w, at(2026, 11, 26, 9, 0), 2 * HOUR, tr, false, false);
+	cr_assert_not(s.announce, "once");
+}
+
+Test(maintenance, short_window_is_not_announced)
+{
+	struct maint w = window(at(2026, 11, 28, 6, 0), at(2026, 11, 28, 8, 0));
+	cr_assert_not(maint_advance(&w, at(2026, 11, 26, 10, 0), 2 * HOUR, tr, false, false).announce,
+		      "exactly two hours is not more than two hours");
+}
+
+Test(maintenance, window_over_before_morning_is_not_announced_late)
+{
+	struct maint w = window(at(2026, 11, 25, 23, 0), at(2026, 11, 26, 3, 0));
+	cr_assert_not(maint_advance(&w, at(2026, 11, 25, 22, 30), 2 * HOUR, tr, false, false).announce);
+	struct maint_step s = maint_advance(&w, at(2026, 11, 26, 8, 0), 2 * HOUR, tr, false, false);
+	cr_assert_not(s.announce);
+	cr_assert(s.ended);
+}
+
+Test(maintenance, covers_half_open_window)
+{
+	struct maint w = window(at(2026, 11, 26, 6, 0), at(2026, 11, 26, 9, 0));
+	cr_assert_not(maint_covers(&w, "kommune", at(2026, 11, 26, 6, 0) - 1));
+	cr_assert(maint_covers(&w, "kommune", at(2026, 11, 26, 6, 0)));
+	cr_assert(maint_covers(&w, "kommune", at(2026, 11, 26, 9, 0) - 1));
+	cr_assert_not(maint_covers(&w, "kommune", at(2026, 11, 26, 9, 0)));
+	cr_assert_not(maint_covers(&w, "sygehus", at(2026, 11, 26, 7, 0)));
+}
+
+Test(maintenance, overrun_starts_the_acute_procedure_at_the_window_end)
+{
+	int64_t end = at(2026, 11, 26, 9, 0);
+	struct maint w = window(at(2026, 11, 26, 6, 0), end);
+	struct maint_step s = maint_advance(&w, end - 1, 2 * HOUR, tr, true, false);
+	cr_assert_not(s.ended);
+	s = maint_advance(&w, end + 400, 2 * HOUR, tr, true, false);
+	cr_assert(s.ended);
+	cr_assert(s.open_acute);
+	cr_assert_eq(s.acute_start, end);
+	/* the acute outage then counts its threshold from the window's end */
+	struct outage *o = outage_new("kommune", s.acute_start, end + 400, &rules);
+	cr_assert_not(step(o, end + 2 * HOUR - 1, false, false).send);
+	cr_assert(step(o, end + 2 * HOUR, false, false).send);
+	outage_free(o);
+	/* a window that ends with the endpoint up opens nothing */
+	struct maint ok = window(at(2026, 11, 26, 6, 0), end);
+	s = maint_advance(&ok, end, 2 * HOUR, tr, false, false);
+	cr_assert(s.ended);
+	cr_assert_not(s.open_acute);
+	/* nor one whose endpoint already has an outage open */
+	struct maint busy = window(at(2026, 11, 26, 6, 0), end);
+	cr_assert_not(maint_advance(&busy, end, 2 * HOUR, tr, true, true).open_acute);
 }
