@@ -120,38 +120,9 @@ static bool original_ok(const struct codec_envelope *o)
 
 /* ---- output ------------------------------------------------------------ */
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	_cleanup_free_ char *s = NULL;
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort(); /* out of memory */
-	sb_put(b, s, (size_t)n);
-}
-
 /* Escaped character data. '\n' becomes <Break/> (BreakableText) and '\r' is
  * dropped; checked fields never contain either, so one writer serves both. */
-static void sb_text(struct sbuf *b, const char *s)
+static void sb_text(struct strbuf *b, const char *s)
 {
 	for (; *s; s++) {
 		const char *rep = *s == '&'    ? "&amp;"
@@ -163,59 +134,59 @@ static void sb_text(struct sbuf *b, const char *s)
 				  : *s == '\r' ? ""
 					       : NULL;
 		if (rep)
-			sb_put(b, rep, strlen(rep));
+			strbuf_add(b, rep, strlen(rep));
 		else
-			sb_put(b, s, 1);
+			strbuf_add(b, s, 1);
 	}
 }
 
 /* One indented <name>text</name> line. */
-static void sb_elem(struct sbuf *b, int indent, const char *name, const char *text)
+static void sb_elem(struct strbuf *b, int indent, const char *name, const char *text)
 {
-	sb_printf(b, "%*s<%s>", indent * 2, "", name);
+	strbuf_printf(b, "%*s<%s>", indent * 2, "", name);
 	sb_text(b, text);
-	sb_printf(b, "</%s>\n", name);
+	strbuf_printf(b, "</%s>\n", name);
 }
 
 /* <name><EANIdentifier>gln</EANIdentifier></name> (CTRLSenderType/ReceiverType) */
-static void sb_party(struct sbuf *b, int indent, const char *name, const char *gln)
+static void sb_party(struct strbuf *b, int indent, const char *name, const char *gln)
 {
-	sb_printf(b, "%*s<%s>\n", indent * 2, "", name);
+	strbuf_printf(b, "%*s<%s>\n", indent * 2, "", name);
 	sb_elem(b, indent + 1, "EANIdentifier", gln);
-	sb_printf(b, "%*s</%s>\n", indent * 2, "", name);
+	strbuf_printf(b, "%*s</%s>\n", indent * 2, "", name);
 }
 
-static void put_envelope(struct sbuf *b, const struct receipt_params *p)
+static void put_envelope(struct strbuf *b, const struct receipt_params *p)
 {
-	sb_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Emessage xmlns=\"%s\">\n",
+	strbuf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Emessage xmlns=\"%s\">\n",
 		  RECEIPT_NS);
-	sb_printf(b, "  <Envelope>\n    <Sent>\n");
+	strbuf_printf(b, "  <Envelope>\n    <Sent>\n");
 	sb_elem(b, 3, "Date", p->date);
 	sb_elem(b, 3, "Time", p->time);
-	sb_printf(b, "    </Sent>\n");
+	strbuf_printf(b, "    </Sent>\n");
 	sb_elem(b, 2, "Identifier", p->envelope_id);
 	sb_elem(b, 2, "AcknowledgementCode", "minuspositivkvitt");
-	sb_printf(b, "  </Envelope>\n");
+	strbuf_printf(b, "  </Envelope>\n");
 }
 
-static void put_letter_head(struct sbuf *b, const struct codec_envelope *o,
+static void put_letter_head(struct strbuf *b, const struct codec_envelope *o,
 			    const struct receipt_params *p)
 {
-	sb_printf(b, "  <NegativeVansReceipt>\n    <Letter>\n");
+	strbuf_printf(b, "  <NegativeVansReceipt>\n    <Letter>\n");
 	sb_elem(b, 3, "Identifier", p->letter_id);
 	sb_elem(b, 3, "VersionCode", "XC0130Q");
 	sb_elem(b, 3, "StatisticalCode", "XCTL01");
-	sb_printf(b, "    </Letter>\n");
+	strbuf_printf(b, "    </Letter>\n");
 	sb_party(b, 2, "Sender", p->sender_id);
 	sb_party(b, 2, "Receiver", o->letters[0].sender);
 }
 
-static void put_original(struct sbuf *b, const struct codec_envelope *o,
+static void put_original(struct strbuf *b, const struct codec_envelope *o,
 			 const struct receipt_params *p)
 {
 	const char *receiver = o->letters[0].receiver[0] ? o->letters[0].receiver : p->sender_id;
 	size_t n = o->nletters < ORIGINAL_LETTERS_MAX ? o->nletters : ORIGINAL_LETTERS_MAX;
-	sb_printf(b, "    <OriginalEmessage>\n");
+	strbuf_printf(b, "    <OriginalEmessage>\n");
 	sb_elem(b, 3, "OriginalEnvelopeIdentifier", o->envelope_id);
 	sb_party(b, 3, "OriginalSender", o->letters[0].sender);
 	sb_party(b, 3, "OriginalReceiver", receiver);
@@ -223,24 +194,24 @@ static void put_original(struct sbuf *b, const struct codec_envelope *o,
 	if (!str_empty(p->refuse_text))
 		sb_elem(b, 3, "RefuseText", p->refuse_text);
 	for (size_t i = 0; i < n; i++) {
-		sb_printf(b, "      <OriginalLetter>\n");
+		strbuf_printf(b, "      <OriginalLetter>\n");
 		sb_elem(b, 4, "OriginalLetterIdentifier", o->letters[i].id);
 		sb_elem(b, 4, "OriginalVersionCode", o->letters[i].version);
-		sb_printf(b, "      </OriginalLetter>\n");
+		strbuf_printf(b, "      </OriginalLetter>\n");
 	}
-	sb_printf(b, "    </OriginalEmessage>\n");
+	strbuf_printf(b, "    </OriginalEmessage>\n");
 }
 
 int receipt_build_xctl01(const struct codec_envelope *orig, const struct receipt_params *p,
 			 char **out, size_t *len)
 {
-	struct sbuf b = { 0 };
+	struct strbuf b = { 0 };
 	if (!original_ok(orig) || !params_ok(p) || !out || !len)
 		return -EINVAL;
 	put_envelope(&b, p);
 	put_letter_head(&b, orig, p);
 	put_original(&b, orig, p);
-	sb_printf(&b, "  </NegativeVansReceipt>\n</Emessage>\n");
+	strbuf_printf(&b, "  </NegativeVansReceipt>\n</Emessage>\n");
 	*out = b.p;
 	*len = b.len;
 	return 0;

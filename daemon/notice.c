@@ -272,63 +272,7 @@ static const char *const kind_names[NOTICE_KIND_COUNT] = {
 	[NOTICE_SUMMARY] = "summary", [NOTICE_PLANNED] = "planned",
 };
 
-/* ---- growable string with an optional hard limit ------------------------ */
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	size_t limit; /* 0 = none; else appends stop (at a UTF-8 boundary) here */
-	bool cut;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->cut)
-		return;
-	if (b->limit && n > b->limit - b->len) {
-		n = b->limit - b->len;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--; /* never split a UTF-8 sequence */
-		b->cut = true;
-	}
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	_cleanup_free_ char *s = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort(); /* out of memory (house style rule 11) */
-	sb_add(b, s, (size_t)n);
-}
-
-/* The text so far, never NULL; the buffer is empty afterwards. */
-static char *sb_take(struct sbuf *b)
-{
-	char *p = b->p ? b->p : xstrdup("");
-
-	*b = (struct sbuf){ .limit = b->limit };
-	return p;
-}
-
-static void sb_rstrip(struct sbuf *b)
+static void sb_rstrip(struct strbuf *b)
 {
 	while (b->len > 0 && (b->p[b->len - 1] == ' ' || b->p[b->len - 1] == '\t'))
 		b->p[--b->len] = '\0';
@@ -379,26 +323,26 @@ static bool is_unsafe(uint32_t c)
 
 /* One character of s into b: invalid bytes become U+FFFD, unsafe ones a
  * space (runs of spaces collapse). Returns the bytes consumed. */
-static size_t clean_char(struct sbuf *b, const char *s, size_t n)
+static size_t clean_char(struct strbuf *b, const char *s, size_t n)
 {
 	uint32_t c;
 	size_t k = utf8_next((const unsigned char *)s, n, &c);
 
 	if (k == 0) {
-		sb_puts(b, "\xEF\xBF\xBD");
+		strbuf_puts(b, "\xEF\xBF\xBD");
 		return 1;
 	}
 	if (is_unsafe(c) || c == ' ') {
 		if (b->len > 0 && b->p[b->len - 1] != ' ')
-			sb_add(b, " ", 1);
+			strbuf_add(b, " ", 1);
 		return k;
 	}
-	sb_add(b, s, k);
+	strbuf_add(b, s, k);
 	return k;
 }
 
 /* s[0..n) cleaned into b as one line, without leading or trailing spaces. */
-static void clean_into(struct sbuf *b, const char *s, size_t n)
+static void clean_into(struct strbuf *b, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n && !b->cut; i += clean_char(b, s + i, n - i))
 		;
@@ -408,12 +352,12 @@ static void clean_into(struct sbuf *b, const char *s, size_t n)
 /* A cleaned, owned copy of an untrusted fact string; NULL stays NULL. */
 static char *clean_str(const char *s)
 {
-	struct sbuf b = { .limit = VALUE_MAX };
+	struct strbuf b = { .limit = VALUE_MAX };
 
 	if (s == NULL)
 		return NULL;
 	clean_into(&b, s, strlen(s));
-	return sb_take(&b);
+	return strbuf_take(&b);
 }
 
 /* ---- times and durations ------------------------------------------------ */
@@ -426,17 +370,17 @@ static bool local_tm(int64_t ms, struct tm *tm)
 }
 
 /* "27-11-2026 kl. 14:05" (da) or "2026-11-27 14:05" (en); `unknown` for 0. */
-static void put_time(struct sbuf *b, const struct lang *l, int64_t ms, const char *unknown)
+static void put_time(struct strbuf *b, const struct lang *l, int64_t ms, const char *unknown)
 {
 	struct tm tm;
 
 	if (!local_tm(ms, &tm))
-		sb_puts(b, unknown);
+		strbuf_puts(b, unknown);
 	else if (l->day_first)
-		sb_printf(b, "%02d-%02d-%04d kl. %02d:%02d", tm.tm_mday, tm.tm_mon + 1,
+		strbuf_printf(b, "%02d-%02d-%04d kl. %02d:%02d", tm.tm_mday, tm.tm_mon + 1,
 			  tm.tm_year + 1900, tm.tm_hour, tm.tm_min);
 	else
-		sb_printf(b, "%04d-%02d-%02d %02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+		strbuf_printf(b, "%04d-%02d-%02d %02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
 			  tm.tm_mday, tm.tm_hour, tm.tm_min);
 }
 
@@ -452,17 +396,17 @@ static int64_t span(int64_t from, int64_t to)
 
 /* "0 min", "59 min", "1 t", "25 t 1 min"; from two days on "3 døgn 2 t".
  * Rounded down: an outage has lasted at least this long. */
-static void put_duration(struct sbuf *b, const struct lang *l, int64_t ms)
+static void put_duration(struct strbuf *b, const struct lang *l, int64_t ms)
 {
 	long long min = ms / 60000, h = min / 60, m = min % 60;
 	bool days = h >= 48;
 
 	if (days)
-		sb_printf(b, "%lld %s", h / 24, l->day);
+		strbuf_printf(b, "%lld %s", h / 24, l->day);
 	if (days ? h % 24 : h)
-		sb_printf(b, "%s%lld %s", days ? " " : "", days ? h % 24 : h, l->hour);
+		strbuf_printf(b, "%s%lld %s", days ? " " : "", days ? h % 24 : h, l->hour);
 	if (!days && (m > 0 || h == 0))
-		sb_printf(b, "%s%lld min", h ? " " : "", m);
+		strbuf_printf(b, "%s%lld min", h ? " " : "", m);
 }
 
 /* "2026-11-27T14:05:00+01:00" into buf (sized for any struct tm); false for 0. */
@@ -530,9 +474,9 @@ static void ctx_done(struct ctx *x)
 	free(x->reason);
 }
 
-static void put_or(struct sbuf *b, const char *s, const char *fallback)
+static void put_or(struct strbuf *b, const char *s, const char *fallback)
 {
-	sb_puts(b, str_empty(s) ? fallback : s);
+	strbuf_puts(b, str_empty(s) ? fallback : s);
 }
 
 /* ---- the affected-messages block ---------------------------------------- */
@@ -572,7 +516,7 @@ static size_t org_run(const struct clean_affected *r, size_t n, size_t i, int64_
 
 /* "8 fra A, 4 fra B" for one type's rows, or "fra A" when A is the only
  * one. Returns how many organisations have messages waiting. */
-static size_t put_orgs(struct sbuf *b, const struct lang *l, const struct clean_affected *r,
+static size_t put_orgs(struct strbuf *b, const struct lang *l, const struct clean_affected *r,
 		       size_t n)
 {
 	size_t orgs = 0, shown = 0;
@@ -585,41 +529,41 @@ static size_t put_orgs(struct sbuf *b, const struct lang *l, const struct clean_
 		i = org_run(r, n, i, &c, &listed);
 		if (!listed)
 			continue;
-		sb_puts(b, shown++ ? ", " : "");
+		strbuf_puts(b, shown++ ? ", " : "");
 		if (orgs > 1)
-			sb_printf(b, "%lld ", (long long)c);
-		sb_printf(b, "%s %s", l->from, r[i].organisation);
+			strbuf_printf(b, "%lld ", (long long)c);
+		strbuf_printf(b, "%s %s", l->from, r[i].organisation);
 	}
 	if (orgs > MAX_ORGS_PER_TYPE) {
-		sb_puts(b, ", ");
-		sb_printf(b, l->more_orgs, orgs - MAX_ORGS_PER_TYPE);
+		strbuf_puts(b, ", ");
+		strbuf_printf(b, l->more_orgs, orgs - MAX_ORGS_PER_TYPE);
 	}
 	return orgs;
 }
 
 /* "\n  - XDIS20: 12 (8 fra A, 4 fra B)" for the n rows of one type. */
-static void put_type_line(struct sbuf *b, const struct lang *l, const struct clean_affected *r,
+static void put_type_line(struct strbuf *b, const struct lang *l, const struct clean_affected *r,
 			  size_t n)
 {
-	struct sbuf orgs = { 0 };
+	struct strbuf orgs = { 0 };
 	int64_t total = 0;
 
 	for (size_t i = 0; i < n; i++)
 		total = add_sat(total, r[i].count);
-	sb_puts(b, "\n  - ");
+	strbuf_puts(b, "\n  - ");
 	put_or(b, r[0].type, l->unknown);
 	if (total == 0) {
-		sb_printf(b, ": %s", l->type_none);
+		strbuf_printf(b, ": %s", l->type_none);
 		return;
 	}
-	sb_printf(b, ": %lld", (long long)total);
+	strbuf_printf(b, ": %lld", (long long)total);
 	if (put_orgs(&orgs, l, r, n) > 0)
-		sb_printf(b, " (%s)", orgs.p);
+		strbuf_printf(b, " (%s)", orgs.p);
 	free(orgs.p);
 }
 
 /* One line per message type, alphabetically, at most MAX_TYPE_LINES. */
-static void put_type_lines(struct sbuf *b, const struct ctx *x)
+static void put_type_lines(struct strbuf *b, const struct ctx *x)
 {
 	size_t n = x->f->naffected, types = 0;
 	_cleanup_free_ struct clean_affected *rows = xcalloc(n, sizeof(*rows));
@@ -633,26 +577,26 @@ static void put_type_lines(struct sbuf *b, const struct ctx *x)
 			put_type_line(b, x->l, rows + i, j - i);
 	}
 	if (types > MAX_TYPE_LINES) {
-		sb_puts(b, "\n  - ");
-		sb_printf(b, x->l->more_types, types - MAX_TYPE_LINES);
+		strbuf_puts(b, "\n  - ");
+		strbuf_printf(b, x->l->more_types, types - MAX_TYPE_LINES);
 	}
 }
 
 /* "\n  Den ældste har ventet 2 t (siden 27-11-2026 kl. 14:05)." */
-static void put_oldest(struct sbuf *b, const struct ctx *x)
+static void put_oldest(struct strbuf *b, const struct ctx *x)
 {
-	struct sbuf age = { 0 }, since = { 0 };
+	struct strbuf age = { 0 }, since = { 0 };
 
 	put_duration(&age, x->l, span(x->f->oldest_received_at, x->f->now));
 	put_time(&since, x->l, x->f->oldest_received_at, x->l->unknown);
-	sb_puts(b, "\n  ");
-	sb_printf(b, x->l->oldest, age.p, since.p);
+	strbuf_puts(b, "\n  ");
+	strbuf_printf(b, x->l->oldest, age.p, since.p);
 	free(age.p);
 	free(since.p);
 }
 
 /* "13 meddelelser venter", one line per type, then the oldest one's age. */
-static void f_affected(struct sbuf *b, const struct ctx *x)
+static void f_affected(struct strbuf *b, const struct ctx *x)
 {
 	const struct notice_facts *f = x->f;
 	int64_t total = f->queued > 0 ? f->queued : 0;
@@ -660,9 +604,9 @@ static void f_affected(struct sbuf *b, const struct ctx *x)
 	for (size_t i = 0; f->queued <= 0 && i < f->naffected; i++)
 		total = add_sat(total, x->affected[i].count); /* queued not given */
 	if (total == 0)
-		sb_puts(b, x->l->no_waiting);
+		strbuf_puts(b, x->l->no_waiting);
 	else
-		sb_printf(b, "%lld %s %s", (long long)total,
+		strbuf_printf(b, "%lld %s %s", (long long)total,
 			  total == 1 ? x->l->message : x->l->messages, x->l->waiting);
 	if (f->naffected > 0)
 		put_type_lines(b, x);
@@ -672,58 +616,58 @@ static void f_affected(struct sbuf *b, const struct ctx *x)
 
 /* ---- the placeholders --------------------------------------------------- */
 
-static void f_organisation(struct sbuf *b, const struct ctx *x)
+static void f_organisation(struct strbuf *b, const struct ctx *x)
 {
 	put_or(b, x->organisation, str_empty(x->endpoint) ? x->l->unknown : x->endpoint);
 }
 
-static void f_endpoint(struct sbuf *b, const struct ctx *x)
+static void f_endpoint(struct strbuf *b, const struct ctx *x)
 {
 	put_or(b, x->endpoint, x->l->unknown);
 }
 
-static void f_endpoint_kind(struct sbuf *b, const struct ctx *x)
+static void f_endpoint_kind(struct strbuf *b, const struct ctx *x)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(endpoint_kinds); i++)
 		if (x->endpoint_kind && strcmp(x->endpoint_kind, endpoint_kinds[i]) == 0) {
-			sb_puts(b, x->l->kinds[i]);
+			strbuf_puts(b, x->l->kinds[i]);
 			return;
 		}
 	put_or(b, x->endpoint_kind, x->l->unknown);
 }
 
-static void f_outage_id(struct sbuf *b, const struct ctx *x)
+static void f_outage_id(struct strbuf *b, const struct ctx *x)
 {
-	sb_printf(b, "%lld", (long long)x->f->outage_id);
+	strbuf_printf(b, "%lld", (long long)x->f->outage_id);
 }
 
-static void f_started(struct sbuf *b, const struct ctx *x)
+static void f_started(struct strbuf *b, const struct ctx *x)
 {
 	put_time(b, x->l, x->f->started_at, x->l->unknown);
 }
 
-static void f_ended(struct sbuf *b, const struct ctx *x)
+static void f_ended(struct strbuf *b, const struct ctx *x)
 {
 	put_time(b, x->l, x->f->ended_at, x->l->not_yet);
 }
 
-static void f_window_to(struct sbuf *b, const struct ctx *x)
+static void f_window_to(struct strbuf *b, const struct ctx *x)
 {
 	put_time(b, x->l, x->f->ended_at, x->l->unknown);
 }
 
-static void f_now(struct sbuf *b, const struct ctx *x)
+static void f_now(struct strbuf *b, const struct ctx *x)
 {
 	put_time(b, x->l, x->f->now, x->l->unknown);
 }
 
 /* Start to end, or to now while it lasts. */
-static void f_duration(struct sbuf *b, const struct ctx *x)
+static void f_duration(struct strbuf *b, const struct ctx *x)
 {
 	const struct notice_facts *f = x->f;
 
 	if (f->started_at <= 0)
-		sb_puts(b, x->l->unknown);
+		strbuf_puts(b, x->l->unknown);
 	else
 		put_duration(b, x->l, span(f->started_at, f->ended_at > 0 ? f->ended_at : f->now));
 }
@@ -738,87 +682,87 @@ static const char *fault_words(const struct ctx *x)
 
 /* The operator's words when given; else the fault class in words followed
  * by the error text. */
-static void f_cause(struct sbuf *b, const struct ctx *x)
+static void f_cause(struct strbuf *b, const struct ctx *x)
 {
 	const char *words = fault_words(x);
 
 	if (x->f->cause_by_operator && !str_empty(x->cause_text))
-		sb_puts(b, x->cause_text);
+		strbuf_puts(b, x->cause_text);
 	else if (words && !str_empty(x->cause_text))
-		sb_printf(b, "%s (%s)", words, x->cause_text);
+		strbuf_printf(b, "%s (%s)", words, x->cause_text);
 	else
 		put_or(b, words ? words : x->cause_text, x->l->unknown);
 }
 
-static void f_queued(struct sbuf *b, const struct ctx *x)
+static void f_queued(struct strbuf *b, const struct ctx *x)
 {
-	sb_printf(b, "%lld", (long long)(x->f->queued > 0 ? x->f->queued : 0));
+	strbuf_printf(b, "%lld", (long long)(x->f->queued > 0 ? x->f->queued : 0));
 }
 
-static void f_oldest_age(struct sbuf *b, const struct ctx *x)
+static void f_oldest_age(struct strbuf *b, const struct ctx *x)
 {
 	if (x->f->oldest_received_at <= 0)
-		sb_puts(b, x->l->none);
+		strbuf_puts(b, x->l->none);
 	else
 		put_duration(b, x->l, span(x->f->oldest_received_at, x->f->now));
 }
 
 /* "til 27-11-2026 kl. 17:00 (ca. 2 t endnu)", or "ukendt". */
-static void f_expected(struct sbuf *b, const struct ctx *x)
+static void f_expected(struct strbuf *b, const struct ctx *x)
 {
 	const struct notice_facts *f = x->f;
-	struct sbuf at = { 0 }, left = { 0 };
+	struct strbuf at = { 0 }, left = { 0 };
 
 	if (f->expected_end <= 0) {
-		sb_puts(b, x->l->unknown);
+		strbuf_puts(b, x->l->unknown);
 		return;
 	}
 	put_time(&at, x->l, f->expected_end, x->l->unknown);
 	put_duration(&left, x->l, span(f->now, f->expected_end));
 	if (f->expected_end > f->now)
-		sb_printf(b, x->l->expected, at.p, left.p);
+		strbuf_printf(b, x->l->expected, at.p, left.p);
 	else
-		sb_printf(b, x->l->expected_passed, at.p);
+		strbuf_printf(b, x->l->expected_passed, at.p);
 	free(at.p);
 	free(left.p);
 }
 
-static void f_contact(struct sbuf *b, const struct ctx *x)
+static void f_contact(struct strbuf *b, const struct ctx *x)
 {
 	put_or(b, x->contact, x->l->not_given);
 }
 
-static void f_next_status(struct sbuf *b, const struct ctx *x)
+static void f_next_status(struct strbuf *b, const struct ctx *x)
 {
 	put_time(b, x->l, x->f->next_status_at, x->l->no_next);
 }
 
-static void f_delivered_late(struct sbuf *b, const struct ctx *x)
+static void f_delivered_late(struct strbuf *b, const struct ctx *x)
 {
-	sb_printf(b, "%lld", (long long)(x->f->delivered_late > 0 ? x->f->delivered_late : 0));
+	strbuf_printf(b, "%lld", (long long)(x->f->delivered_late > 0 ? x->f->delivered_late : 0));
 }
 
-static void f_reason(struct sbuf *b, const struct ctx *x)
+static void f_reason(struct strbuf *b, const struct ctx *x)
 {
 	put_or(b, x->reason, x->l->not_given);
 }
 
-static void f_overnight(struct sbuf *b, const struct ctx *x)
+static void f_overnight(struct strbuf *b, const struct ctx *x)
 {
 	struct tm tm;
 
 	if (!x->f->ended_overnight)
 		return;
 	if (!local_tm(x->f->ended_at, &tm)) {
-		sb_puts(b, x->l->overnight);
+		strbuf_puts(b, x->l->overnight);
 		return;
 	}
 	char hhmm[32];
 	snprintf(hhmm, sizeof(hhmm), "%02d:%02d", tm.tm_hour, tm.tm_min);
-	sb_printf(b, x->l->overnight_at, hhmm);
+	strbuf_printf(b, x->l->overnight_at, hhmm);
 }
 
-typedef void field_fn(struct sbuf *b, const struct ctx *x);
+typedef void field_fn(struct strbuf *b, const struct ctx *x);
 
 /* Every placeholder a template may use, and what it is made of. Values are
  * single lines except {{affected}}, whose type lines follow its first line. */
@@ -905,28 +849,28 @@ static int check_placeholders(const char *text, const char *file, char *err, siz
  * a template saved by a Windows editor works. */
 static char *normalise(const char *text, size_t len)
 {
-	struct sbuf b = { 0 };
+	struct strbuf b = { 0 };
 
 	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
 		text += 3, len -= 3;
 	for (size_t i = 0; i < len; i++)
 		if (!(text[i] == '\r' && i + 1 < len && text[i + 1] == '\n'))
-			sb_add(&b, text + i, 1);
-	return sb_take(&b);
+			strbuf_add(&b, text + i, 1);
+	return strbuf_take(&b);
 }
 
 /* Body without leading blank lines, ending in exactly one "\n". */
 static char *tidy_body(const char *s)
 {
-	struct sbuf b = { 0 };
+	struct strbuf b = { 0 };
 
 	while (*s == '\n')
 		s++;
-	sb_puts(&b, s);
+	strbuf_puts(&b, s);
 	while (b.len > 0 && (b.p[b.len - 1] == '\n' || b.p[b.len - 1] == ' '))
 		b.p[--b.len] = '\0';
-	sb_add(&b, "\n", 1);
-	return sb_take(&b);
+	strbuf_add(&b, "\n", 1);
+	return strbuf_take(&b);
 }
 
 /* The text of the "Subject:" line, trimmed; NULL when there is none. */
@@ -1042,7 +986,7 @@ void notice_templates_free(struct notice_templates *t)
 /* Appends s[0..n) with each {{name}} replaced by its value. Templates were
  * checked at load, so an unknown name cannot occur; were it to, it is
  * copied as it stands rather than dropped. */
-static void expand(struct sbuf *out, const char *s, size_t n, const struct ctx *x)
+static void expand(struct strbuf *out, const char *s, size_t n, const struct ctx *x)
 {
 	const char *end = s + n;
 
@@ -1051,11 +995,11 @@ static void expand(struct sbuf *out, const char *s, size_t n, const struct ctx *
 		const char *close = open ? memmem(open + 2, (size_t)(end - open - 2), "}}", 2) : NULL;
 		const struct field *fl = close ? field_find(open + 2, (size_t)(close - open - 2)) : NULL;
 		if (!fl) {
-			sb_add(out, s, open ? (size_t)(open + 2 - s) : (size_t)(end - s));
+			strbuf_add(out, s, open ? (size_t)(open + 2 - s) : (size_t)(end - s));
 			s = open ? open + 2 : end;
 			continue;
 		}
-		sb_add(out, s, (size_t)(open - s));
+		strbuf_add(out, s, (size_t)(open - s));
 		fl->fn(out, x);
 		s = close + 2;
 	}
@@ -1065,17 +1009,17 @@ static void expand(struct sbuf *out, const char *s, size_t n, const struct ctx *
  * most SUBJECT_MAX bytes cut at a character boundary. */
 static char *render_subject(const struct template *tp, const struct ctx *x)
 {
-	struct sbuf raw = { .limit = 4 * SUBJECT_MAX }, b = { .limit = SUBJECT_MAX };
+	struct strbuf raw = { .limit = 4 * SUBJECT_MAX }, b = { .limit = SUBJECT_MAX };
 
 	expand(&raw, tp->subject, strlen(tp->subject), x);
 	clean_into(&b, raw.p ? raw.p : "", raw.len);
 	free(raw.p);
-	return sb_take(&b);
+	return strbuf_take(&b);
 }
 
 /* Adds a rendered line, dropping a line whose placeholders all came out
  * empty, and never two blank lines in a row or a blank line first. */
-static void add_line(struct sbuf *out, const struct sbuf *line, size_t template_len)
+static void add_line(struct strbuf *out, const struct strbuf *line, size_t template_len)
 {
 	bool blank = line->len == 0;
 
@@ -1083,13 +1027,13 @@ static void add_line(struct sbuf *out, const struct sbuf *line, size_t template_
 		return;
 	if (blank && (out->len == 0 || (out->len >= 2 && out->p[out->len - 2] == '\n')))
 		return;
-	sb_add(out, line->p ? line->p : "", line->len);
-	sb_add(out, "\n", 1);
+	strbuf_add(out, line->p ? line->p : "", line->len);
+	strbuf_add(out, "\n", 1);
 }
 
 static char *render_body(const struct template *tp, const struct ctx *x)
 {
-	struct sbuf out = { .limit = BODY_MAX }, line = { .limit = BODY_MAX };
+	struct strbuf out = { .limit = BODY_MAX }, line = { .limit = BODY_MAX };
 
 	for (const char *p = tp->body; *p;) {
 		size_t n = strcspn(p, "\n");
@@ -1102,9 +1046,9 @@ static char *render_body(const struct template *tp, const struct ctx *x)
 	free(line.p);
 	if (out.cut) {
 		out.cut = false, out.limit = 0;
-		sb_printf(&out, "\n%s\n", x->l->truncated);
+		strbuf_printf(&out, "\n%s\n", x->l->truncated);
 	}
-	return sb_take(&out);
+	return strbuf_take(&out);
 }
 
 /* ---- JSON payload ------------------------------------------------------- */
