@@ -156,8 +156,8 @@ static long long num(const json_t *o, const char *key)
 
 static int render_status(const json_t *ans)
 {
-	printf("%-22s %-13s %-13s %8s %8s %8s  %s\n", "ENDPOINT", "KIND", "STATE", "QUEUED",
-	       "OLDEST", "FAILURES", "LAST ERROR");
+	printf("%-22s %-13s %-12s %-13s %8s %8s %8s  %s\n", "ENDPOINT", "KIND", "HEALTH", "STATE",
+	       "QUEUED", "OLDEST", "FAILURES", "LAST ERROR");
 	size_t i;
 	json_t *ep;
 	json_array_foreach(json_object_get(ans, "endpoints"), i, ep) {
@@ -166,8 +166,9 @@ static int render_status(const json_t *ans)
 		const char *state = str(ep, "state");
 		if (json_is_true(json_object_get(ep, "pickup_paused")))
 			state = "pickup-paused";
-		printf("%-22s %-13s %-13s %8lld %8s %8lld  %s\n", str(ep, "name"), str(ep, "kind"),
-		       state, num(ep, "queued"), age, num(ep, "failures"), str(ep, "last_error"));
+		printf("%-22s %-13s %-12s %-13s %8lld %8s %8lld  %s\n", str(ep, "name"),
+		       str(ep, "kind"), *str(ep, "health") ? str(ep, "health") : "-", state,
+		       num(ep, "queued"), age, num(ep, "failures"), str(ep, "last_error"));
 	}
 	printf("\nstore: %s%s%s   dead letters: %lld   accepted since start: %lld\n",
 	       str(ans, "store"), *str(ans, "store_error") ? " - " : "", str(ans, "store_error"),
