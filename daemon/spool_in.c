@@ -10,7 +10,7 @@
  * Outcomes: accepted, duplicate or dead -> unlink from the inbox (the
  * commit holds it); rejected -> quarantine; temporary failure (the store
  * cannot commit) -> the file stays, pick-up pauses, logged once, and a
- * retry timer (1 s doubling to 30 s) rescans until commits work again.
+ * retry timer (1 s doubling to 5 s) rescans until commits work again.
  */
 #include "spool.h"
 
@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 
 #define RETRY_MIN_MS 1000
-#define RETRY_MAX_MS 30000
+#define RETRY_MAX_MS 5000
 
 struct infile {
 	struct spool *sp;

@@ -61,7 +61,8 @@ class DiskFull(BrokerTest):
         self.assertEqual(status["store"], "failing")
         self.assertTrue(b.endpoint("hospital")["pickup_paused"])
         os.unlink(filler)
-        wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == n + 1, timeout=40,
+        # pick-up retries at most every 5 s while the store cannot commit
+        wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == n + 1, timeout=15,
                  what="pick-up resumed and delivered")
         self.assertEqual(listdir_final(b.inbox("hospital")), [])
         self.assertEqual(len(b.log_lines(r"event=pickup-resumed endpoint=hospital")), 1)
