@@ -3,9 +3,13 @@
 # and test, but only those that are missing: a warm machine runs no apt-get.
 set -eu
 
-PKGS="build-essential pkg-config libevent-dev libxml2-dev libzmq3-dev libsystemd-dev
-libsqlite3-dev libcurl4-openssl-dev libjansson-dev libinih-dev libcriterion-dev
-sqlite3 python3 python3-aiosmtpd python3-zmq faketime libxml2-utils"
+# Build: compiler and the libraries the daemon links. Tests: Criterion, a
+# Python with aiosmtpd (the SMTP server notices are sent to), libfaketime
+# (the 22:00 hold under a shifted clock), systemd-analyze (unit hardening)
+# and e2fsprogs' chattr (an unwritable outbox).
+PKGS="build-essential pkg-config libevent-dev libxml2-dev libsystemd-dev libsqlite3-dev
+libcurl4-openssl-dev libjansson-dev libinih-dev libcriterion-dev
+python3 python3-aiosmtpd faketime systemd e2fsprogs"
 
 missing=""
 for p in $PKGS; do
