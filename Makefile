@@ -53,6 +53,8 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz-replay/%)
 
 .PHONY: all deps run check unit integration fuzz fuzz-replay bench install clean
+# Keep test and fuzz objects (chain intermediates) so a second `make check` relinks nothing.
+.SECONDARY:
 all: bin/edibrokerd bin/edibrokerctl
 
 # Objects depend on the flags they were built with, so SANITIZE=... rebuilds.
