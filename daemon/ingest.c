@@ -335,9 +335,7 @@ void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t
 	it->body = body;
 	it->size = size;
 	ing->inflight++;
-	struct codec_envelope *env = &ing->env;
-	memset(env, 0, offsetof(struct codec_envelope, letters));
-	memset(env->letters, 0, sizeof(env->letters[0]));
+	struct codec_envelope *env = &ing->env; /* the codec clears it on every path */
 	if (codec_decode_any(body, size, &ing->limits, env, &it->error) < 0)
 		plan_rejected(ing, it, env);
 	else
