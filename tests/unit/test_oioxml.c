@@ -380,8 +380,8 @@ static char *hostname(void)
 {
 	size_t len;
 	uint8_t *buf = NULL;
-	if (read_file_at(AT_FDCWD, "/etc/hostname", 4096, &buf, &len) < 0)
-		cr_skip_test("no /etc/hostname: the XXE inputs have nothing to leak");
+	cr_assert_eq(read_file_at(AT_FDCWD, "/etc/hostname", 4096, &buf, &len), 0,
+		     "no /etc/hostname: the XXE inputs would have nothing to leak");
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
 		buf[--len] = '\0';
 	cr_assert_gt(len, 0, "empty /etc/hostname");
