@@ -41,6 +41,7 @@ struct receipt_item {
 	char *body;
 	char *broker_id; /* own copy: a reload may replace ing->broker_id */
 	char id[CODEC_ID_MAX];
+	char refers[CODEC_ID_MAX]; /* the refused envelope's id */
 	char sender[CODEC_GLN_MAX];
 	char *source, *endpoint;
 	bool done;
@@ -181,6 +182,7 @@ static struct receipt_item *make_receipt(struct ingest *ing, const char *source,
 		return NULL;
 	}
 	str_copy(r->sender, env->letters[0].sender, sizeof(r->sender));
+	str_copy(r->refers, env->envelope_id, sizeof(r->refers));
 	r->broker_id = xstrdup(ing->broker_id);
 	r->source = xstrdup(STORE_SOURCE_BROKER);
 	r->endpoint = xstrdup(source);
@@ -266,7 +268,7 @@ static void finish(struct item *it)
 	if (res != INGEST_TEMPFAIL && r && r->m.outcome == STORE_STORED) {
 		log_notice("event=receipt msg=%lld endpoint=%s type=XCTL01 envelope=%s receiver=%s "
 			   "refers=%s",
-			   (long long)r->m.id, r->endpoint, r->id, r->sender, it->envelope_id);
+			   (long long)r->m.id, r->endpoint, r->id, r->sender, r->refers);
 		it->ing->queued(it->ing->ctx, r->endpoint, r->m.id, (uint8_t *)TAKE_PTR(r->body),
 				r->m.size, "xml", r->m.received_at);
 	}
