@@ -27,6 +27,7 @@ struct maint {
 	int64_t created_at;
 	int64_t announced_at;   /* planned notice sent; 0 = not (yet) */
 	int64_t ended_at;       /* end handled; 0 = not yet */
+	int64_t removed_at;     /* removed by an operator; 0 = in force */
 };
 
 struct maint_step {

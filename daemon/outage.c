@@ -181,11 +181,6 @@ int64_t outage_next_status_at(const struct outage *o, const struct outage_rules 
 	return timerules_next_send_time(r->tr, o->due_at);
 }
 
-static char *dup_or_null(const char *s)
-{
-	return s ? xstrdup(s) : NULL;
-}
-
 void outage_to_record(const struct outage *o, struct store_outage *rec)
 {
 	*rec = (struct store_outage){
@@ -219,10 +214,10 @@ struct outage *outage_from_record(const struct store_outage *rec)
 	o->last_notice_at = rec->last_notice_at;
 	o->due_at = rec->due_at;
 	o->expected_end = rec->expected_end;
-	o->cause_fault = dup_or_null(rec->cause_fault);
-	o->cause_error = dup_or_null(rec->cause_error);
-	o->cause_override = dup_or_null(rec->cause_override);
-	o->contact_override = dup_or_null(rec->contact_override);
+	o->cause_fault = xstrdup_or_null(rec->cause_fault);
+	o->cause_error = xstrdup_or_null(rec->cause_error);
+	o->cause_override = xstrdup_or_null(rec->cause_override);
+	o->contact_override = xstrdup_or_null(rec->contact_override);
 	o->maintenance_id = rec->maintenance_id;
 	o->delivered_late = rec->delivered_late;
 	return o;

@@ -79,7 +79,7 @@ int procedure_save_maint(struct procedure *p, struct maint *m)
 	struct store_maintenance rec = {
 		.id = m->id, .endpoint = m->endpoint, .from = m->from, .to = m->to,
 		.reason = m->reason, .contact = m->contact, .created_at = m->created_at,
-		.announced_at = m->announced_at, .ended_at = m->ended_at,
+		.announced_at = m->announced_at, .ended_at = m->ended_at, .removed_at = m->removed_at,
 	};
 	int r = store_ops(p->b->store)->maintenance_save(store_backend(p->b->store), &rec);
 	if (r < 0) {

@@ -161,11 +161,16 @@ static void endpoint_facts(struct procedure *p, const char *endpoint, struct not
 
 /* ---- composing ---------------------------------------------------------- */
 
+/* The channels still to carry a notice, as stored ("email,webhook"). */
+static const char *pending_text(bool email, bool webhook)
+{
+	return email && webhook ? "email,webhook" : email ? "email" : webhook ? "webhook" : "";
+}
+
 static const char *channels(const struct config *cfg, const char *rcpts)
 {
-	bool mail = !str_empty(cfg->smtp_url) && !str_empty(cfg->mail_from) && *rcpts;
-	bool hook = !str_empty(cfg->webhook_url);
-	return mail && hook ? "email,webhook" : mail ? "email" : hook ? "webhook" : "";
+	return pending_text(!str_empty(cfg->smtp_url) && !str_empty(cfg->mail_from) && *rcpts,
+			    !str_empty(cfg->webhook_url));
 }
 
 static void pnotice_free(struct pnotice *n)
@@ -358,7 +363,7 @@ static void update_pending(struct pnotice *n, bool email_done, bool hook_done)
 	bool email = pending_has(n->pending, "email") && !email_done;
 	bool hook = pending_has(n->pending, "webhook") && !hook_done;
 	free(n->pending);
-	n->pending = xstrdup(email && hook ? "email,webhook" : email ? "email" : hook ? "webhook" : "");
+	n->pending = xstrdup(pending_text(email, hook));
 }
 
 static void unlink_notice(struct procedure *p, struct pnotice *n)

@@ -293,14 +293,11 @@ int procedure_maintenance_remove(struct procedure *p, int64_t id, char *err, siz
 		struct maint *m = p->maint[i];
 		if (m->id != id)
 			continue;
-		struct store_maintenance rec = {
-			.id = m->id, .endpoint = m->endpoint, .from = m->from, .to = m->to,
-			.reason = m->reason, .contact = m->contact, .created_at = m->created_at,
-			.announced_at = m->announced_at, .ended_at = m->ended_at,
-			.removed_at = clock_wall_ms(),
-		};
-		if (store_ops(p->b->store)->maintenance_save(store_backend(p->b->store), &rec) < 0)
+		m->removed_at = clock_wall_ms();
+		if (procedure_save_maint(p, m) < 0) {
+			m->removed_at = 0;
 			return fail(err, errlen, -EIO, "store: %s", store_last_error(p->b->store));
+		}
 		maint_free(m);
 		memmove(&p->maint[i], &p->maint[i + 1], (p->nmaint - i - 1) * sizeof(*p->maint));
 		p->nmaint--;

@@ -51,9 +51,12 @@ void spool_final_name(const struct spool *sp, int64_t id, const char *ext, char 
 	snprintf(buf, len, "%s-%012" PRId64 ".%s", sp->instance, id, ext);
 }
 
-static void tmp_name(const char *final, char *buf, size_t len)
+/* The final name of m and its temporary name (".<final>.tmp"). */
+static void names(const struct spool *sp, const struct out_msg *m, char final[96],
+		  char tmp[112])
 {
-	snprintf(buf, len, ".%s.tmp", final);
+	spool_final_name(sp, m->id, m->ext, final, 96);
+	snprintf(tmp, 112, ".%s.tmp", final);
 }
 
 static void fail(struct deliver_result *res, int err, const char *what, const char *path)
@@ -82,8 +85,7 @@ static size_t write_all_tmp(struct spool *sp, int dfd, const struct out_msg *msg
 {
 	char final[96], tmp[112];
 	for (size_t i = 0; i < n; i++) {
-		spool_final_name(sp, msgs[i].id, msgs[i].ext, final, sizeof(final));
-		tmp_name(final, tmp, sizeof(tmp));
+		names(sp, &msgs[i], final, tmp);
 		int r = write_one(dfd, tmp, &msgs[i]);
 		if (r < 0) {
 			fail(res, -r, "write", sp->outbox);
@@ -99,8 +101,7 @@ static size_t rename_all(struct spool *sp, int dfd, const struct out_msg *msgs, 
 {
 	char final[96], tmp[112];
 	for (size_t i = 0; i < n; i++) {
-		spool_final_name(sp, msgs[i].id, msgs[i].ext, final, sizeof(final));
-		tmp_name(final, tmp, sizeof(tmp));
+		names(sp, &msgs[i], final, tmp);
 		if (renameat(dfd, tmp, dfd, final) < 0) {
 			fail(res, errno, "rename in", sp->outbox);
 			return i;
@@ -114,8 +115,7 @@ static void remove_tmp(struct spool *sp, int dfd, const struct out_msg *msgs, si
 {
 	char final[96], tmp[112];
 	for (size_t i = from; i < to; i++) {
-		spool_final_name(sp, msgs[i].id, msgs[i].ext, final, sizeof(final));
-		tmp_name(final, tmp, sizeof(tmp));
+		names(sp, &msgs[i], final, tmp);
 		unlinkat(dfd, tmp, 0);
 	}
 }
