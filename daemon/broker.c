@@ -62,8 +62,8 @@ static void on_store_health(bool healthy, void *arg)
 		return;
 	for (size_t i = 0; i < b->neps; i++) {
 		struct transport *t = deliver_transport(b->eps[i]->dep);
-		const struct transport_ops *ops = transport_find(b->eps[i]->conf->transport);
-		if (t && ops && ops->resume && !b->stopping)
+		const struct transport_ops *ops = deliver_transport_ops(b->eps[i]->dep);
+		if (t && ops->resume && !b->stopping)
 			ops->resume(t);
 		deliver_kick(b->eps[i]->dep);
 	}
@@ -88,7 +88,10 @@ static struct deliver_params delivery_params(const struct config *cfg)
 	};
 }
 
-static struct transport *make_transport(struct broker *b, const struct endpoint_conf *conf)
+/* Creates conf's transport and hands it to the endpoint's scheduler (which
+ * then has none when creation fails: the endpoint waits for a reload). */
+static void give_transport(struct broker *b, struct deliver_ep *dep,
+			   const struct endpoint_conf *conf)
 {
 	const struct transport_ops *ops = transport_find(conf->transport);
 	struct transport_env env = {
@@ -101,7 +104,7 @@ static struct transport *make_transport(struct broker *b, const struct endpoint_
 	if (!t)
 		log_err("event=endpoint-unavailable endpoint=%s error=\"%s\"", conf->name,
 			ops ? err : "unknown transport");
-	return t;
+	deliver_set_transport(dep, t ? ops : NULL, t);
 }
 
 static void on_delivery_event(void *ctx, struct deliver_ep *dep, const struct deliver_event *ev)
@@ -124,9 +127,7 @@ static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_con
 	};
 	struct deliver_params p = delivery_params(b->cfg);
 	ep->dep = deliver_ep_new(conf->name, &env, &p);
-	struct transport *t = make_transport(b, conf);
-	if (t)
-		deliver_set_transport(ep->dep, transport_find(conf->transport), t);
+	give_transport(b, ep->dep, conf);
 	int r = deliver_load(ep->dep);
 	if (r < 0)
 		log_err("event=queue-load-failed endpoint=%s error=\"%s\"", conf->name,
@@ -145,9 +146,8 @@ static void endpoint_free(struct endpoint *ep)
 static void start_inbound(struct broker *b, struct endpoint *ep)
 {
 	struct transport *t = deliver_transport(ep->dep);
-	const struct transport_ops *ops = transport_find(ep->conf->transport);
-	if (t && ops)
-		ops->start(t);
+	if (t)
+		deliver_transport_ops(ep->dep)->start(t);
 }
 
 static int lock_state_dir(struct broker *b, char *err, size_t errlen)
@@ -298,8 +298,7 @@ static void reconcile_endpoints(struct broker *b)
 		ep->inbound_paused = false;
 		struct deliver_params p = delivery_params(b->cfg);
 		deliver_set_params(ep->dep, &p);
-		struct transport *t = make_transport(b, conf);
-		deliver_set_transport(ep->dep, t ? transport_find(conf->transport) : NULL, t);
+		give_transport(b, ep->dep, conf);
 		start_inbound(b, ep);
 		eps[i] = ep;
 	}
@@ -326,7 +325,6 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 		config_free(cfg);
 		return -EINVAL;
 	}
-	notice_templates_free(t);
 	keep_nonreloadable(b->cfg, cfg);
 	struct config *old = b->cfg;
 	struct router *old_router = b->router;
@@ -334,7 +332,7 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	b->router = router_new(cfg);
 	apply_ingest_config(b);
 	reconcile_endpoints(b);
-	if (procedure_reload(b->proc, err, errlen) < 0)
+	if (procedure_reload(b->proc, t, err, errlen) < 0)
 		log_err("event=reload-partial error=\"%s\" state=old-time-rules-kept", err);
 	router_free(old_router);
 	config_free(old);
@@ -347,9 +345,8 @@ void broker_shutdown(struct broker *b)
 	b->stopping = true;
 	for (size_t i = 0; i < b->neps; i++) {
 		struct transport *t = deliver_transport(b->eps[i]->dep);
-		const struct transport_ops *ops = transport_find(b->eps[i]->conf->transport);
-		if (t && ops)
-			ops->stop(t);
+		if (t)
+			deliver_transport_ops(b->eps[i]->dep)->stop(t);
 	}
 	commit_flush(b->commit);   /* messages picked up: accepted or left in place */
 	workq_drain(b->workq);     /* deliveries in flight finish and are recorded */

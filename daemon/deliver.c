@@ -186,6 +186,11 @@ struct transport *deliver_transport(struct deliver_ep *ep)
 	return ep->t;
 }
 
+const struct transport_ops *deliver_transport_ops(const struct deliver_ep *ep)
+{
+	return ep->t ? ep->ops : NULL;
+}
+
 void deliver_set_params(struct deliver_ep *ep, const struct deliver_params *params)
 {
 	ep->p = *params;

@@ -82,6 +82,8 @@ const char *deliver_ep_name(const struct deliver_ep *ep);
 void deliver_set_transport(struct deliver_ep *ep, const struct transport_ops *ops,
 			   struct transport *t);
 struct transport *deliver_transport(struct deliver_ep *ep);
+/* The operations of that transport (NULL when there is none). */
+const struct transport_ops *deliver_transport_ops(const struct deliver_ep *ep);
 void deliver_set_params(struct deliver_ep *ep, const struct deliver_params *params);
 
 /* Reads the queue depth and window from the store. 0 or -errno. */

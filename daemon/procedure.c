@@ -303,24 +303,12 @@ static int load_maint(const struct store_maintenance *rec, void *arg)
 	return 0;
 }
 
-/* Builds rules and templates from the config; NULL members on failure. */
-static int make_rules(struct procedure *p, struct timerules **tr, struct notice_templates **tpl,
-		      char *err, size_t errlen)
+/* The config's time rules (this sets the process time zone). */
+static struct timerules *make_timerules(struct procedure *p, char *err, size_t errlen)
 {
 	const struct config *cfg = p->b->cfg;
-	/* Templates first: timerules_new() sets the process time zone, which
-	 * must only happen when the whole change is accepted. */
-	*tpl = notice_templates_load(cfg->language, cfg->template_dir, err, errlen);
-	if (!*tpl)
-		return -EINVAL;
-	*tr = timerules_new(cfg->send_window, cfg->support_hours, cfg->closed_days, cfg->timezone,
-			    err, errlen);
-	if (!*tr) {
-		notice_templates_free(*tpl);
-		*tpl = NULL;
-		return -EINVAL;
-	}
-	return 0;
+	return timerules_new(cfg->send_window, cfg->support_hours, cfg->closed_days, cfg->timezone,
+			     err, errlen);
 }
 
 static void apply_rules(struct procedure *p, struct timerules *tr, struct notice_templates *tpl)
@@ -338,9 +326,11 @@ struct procedure *procedure_new(struct broker *b, char *err, size_t errlen)
 {
 	struct procedure *p = xcalloc(1, sizeof(*p));
 	p->b = b;
-	struct timerules *tr;
-	struct notice_templates *tpl;
-	if (make_rules(p, &tr, &tpl, err, errlen) < 0) {
+	struct notice_templates *tpl = notice_templates_load(b->cfg->language, b->cfg->template_dir,
+							     err, errlen);
+	struct timerules *tr = tpl ? make_timerules(p, err, errlen) : NULL;
+	if (!tr) {
+		notice_templates_free(tpl);
 		free(p);
 		return NULL;
 	}
@@ -363,12 +353,14 @@ void procedure_start(struct procedure *p)
 	event_add(p->tick_ev, &tv);
 }
 
-int procedure_reload(struct procedure *p, char *err, size_t errlen)
+int procedure_reload(struct procedure *p, struct notice_templates *tpl, char *err,
+		     size_t errlen)
 {
-	struct timerules *tr;
-	struct notice_templates *tpl;
-	if (make_rules(p, &tr, &tpl, err, errlen) < 0)
+	struct timerules *tr = make_timerules(p, err, errlen);
+	if (!tr) {
+		notice_templates_free(tpl);
 		return -EINVAL;
+	}
 	apply_rules(p, tr, tpl);
 	return 0;
 }

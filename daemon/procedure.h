@@ -23,6 +23,7 @@
 
 struct broker;
 struct endpoint;
+struct notice_templates;
 struct procedure;
 
 /* Loads open outages, pending notices and maintenance windows, applies the
@@ -31,9 +32,11 @@ struct procedure *procedure_new(struct broker *b, char *err, size_t errlen);
 void procedure_free(struct procedure *p);
 /* Starts the timer (probes, lifecycle, notices, status page). */
 void procedure_start(struct procedure *p);
-/* The config changed: new rules, templates and channels. On a bad rule or
- * template the old ones stay and err says why (-EINVAL). */
-int procedure_reload(struct procedure *p, char *err, size_t errlen);
+/* The config changed: new time rules, and tpl (loaded by the caller from
+ * the new config, taken over). On a bad rule the old rules and templates
+ * stay and err says why (-EINVAL). */
+int procedure_reload(struct procedure *p, struct notice_templates *tpl, char *err,
+		     size_t errlen);
 
 /* A delivery attempt or probe of ep finished (deliver.h on_event). */
 void procedure_on_delivery(struct procedure *p, struct endpoint *ep,
