@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from harness import Broker, NotifySocket, listdir_final, sample, with_ids, wait_for  # noqa
+from harness import Broker, listdir_final, sample, with_ids, wait_for  # noqa
 
 SAMPLES = ["DIS20_1.xml", "DIS17_1.xml", "XDIS20_regionh_NotificationOfAdmission.xml",
            "XDIS17_regionh_NotificationOfDischarge.xml",

@@ -371,3 +371,17 @@ class WebhookSink:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class NoticeTest(BrokerTest):
+    """A broker test with an SMTP server and a webhook receiver on loopback."""
+
+    def setUp(self):
+        super().setUp()
+        self.mail = MailSink()
+        self.hook = WebhookSink()
+
+    def tearDown(self):
+        super().tearDown()
+        self.mail.close()
+        self.hook.close()

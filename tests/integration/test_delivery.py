@@ -7,7 +7,6 @@ off per endpoint, and when the outbox is back the backlog drains in order.
 
 import os
 import re
-import shutil
 import subprocess
 import time
 
@@ -55,7 +54,6 @@ class Delivery(BrokerTest):
         self.assertEqual(q["messages"][0]["type"], "XDIS20")
         self.assertEqual(q["messages"][0]["sender"], "5790000143054")
         # Backoff: attempts are spaced out, not hammering.
-        t0 = time.monotonic()
         f0 = b.endpoint("municipality")["failures"]
         time.sleep(2.0)
         f1 = b.endpoint("municipality")["failures"]

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 
-from harness import (BIN, BrokerTest, HOSPITAL_GLN, MUNICIPALITY_GLN, drop, listdir_final,
+from harness import (BIN, BrokerTest, MUNICIPALITY_GLN, drop, listdir_final,
                      sample, wait_for, with_ids)
 
 
@@ -50,7 +50,6 @@ class Lifecycle(BrokerTest):
             return False
         wait_for(ready_and_bound, timeout=15, interval=0.001, what="READY=1")
         self.assertEqual(seen, [True], "READY=1 before the control socket was bound")
-        status = [m for _, m in b.notify.all() if m.startswith("STATUS=")]
         wait_for(lambda: any("queued=300" in m for _, m in b.notify.all()),
                  what="STATUS= with the recovered backlog")
         self.assertEqual(b.endpoint("municipality")["queued"], 300)

@@ -17,7 +17,7 @@ import os
 import subprocess
 import time
 
-from harness import BrokerTest, MailSink, WebhookSink, drop, listdir_final, sample, wait_for
+from harness import MailSink, NoticeTest, drop, listdir_final, sample, wait_for
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 SUPPORT = "edi-support@region.example"
@@ -34,17 +34,10 @@ def at(local):
             "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
 
 
-class Night(BrokerTest):
+class Night(NoticeTest):
     def setUp(self):
         super().setUp()
         self.assertTrue(os.path.exists(FAKETIME_LIB), "libfaketime is not installed")
-        self.mail = MailSink()
-        self.hook = WebhookSink()
-
-    def tearDown(self):
-        super().tearDown()
-        self.mail.close()
-        self.hook.close()
 
     def broker_at_night(self):
         extra = ("[outage]\nthreshold = 10s\nupdate_interval = 1h\nprobe_interval = 200ms\n"
