@@ -27,7 +27,7 @@ endif
 
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
-	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Idaemon -Icodecs -MMD -MP
+	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Idaemon -MMD -MP
 ifneq ($(SANITIZE),)
 CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -39,7 +39,8 @@ ALL_CFLAGS = $(CFLAGS_BASE) $(PKG_CFLAGS) $(CFLAGS)
 
 B := build
 
-LIB_SRCS := $(filter-out daemon/main.c daemon/edibrokerctl.c,$(wildcard daemon/*.c codecs/*.c))
+# Every .c under codecs/ and daemon/ but the entry points is the library.
+LIB_SRCS := $(filter-out daemon/main.c,$(shell find codecs daemon -name '*.c' | sort))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 LIB      := $(B)/libedibroker.a
 
@@ -76,7 +77,7 @@ bin/edibrokerd: $(B)/daemon/main.o $(LIB)
 	@[ "$(Q)" = "" ] || echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-bin/edibrokerctl: $(B)/daemon/edibrokerctl.o $(LIB)
+bin/edibrokerctl: $(B)/tools/edibrokerctl.o $(LIB)
 	@mkdir -p bin
 	@[ "$(Q)" = "" ] || echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -125,8 +126,8 @@ fuzz:
 	$(Q)mkdir -p $(B)/fuzz
 	$(Q)for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
 		echo "  FUZZ    $$n"; \
-		clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Idaemon -Icodecs \
-			$(PKG_CFLAGS) $$f $(filter codecs/%,$(LIB_SRCS)) daemon/util.c \
+		clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. -Idaemon \
+			$(PKG_CFLAGS) $$f $(filter codecs/%,$(LIB_SRCS)) \
 			-o $(B)/fuzz/$$n $(PKG_LIBS) || exit 1; done
 
 install: all

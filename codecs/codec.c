@@ -7,14 +7,14 @@
  * below are the only place that lists codecs and error names; adding a
  * format (EDIFACT, FHIR) is one line in `codecs`. Pure: no state changes.
  */
-#include "codec.h"
+#include "codecs/codec.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "oioxml.h"
-#include "util.h"
+#include "codecs/oioxml.h"
+#include "codecs/base/mem.h"
 
 /* Sniff order matters once formats overlap; first match wins. */
 static const struct codec *const codecs[] = {

@@ -16,15 +16,15 @@
  * was read whole, so a negative receipt can still be addressed; nletters is 0.
  * Error texts name elements and letter numbers, never message content.
  */
-#include "oioxml.h"
+#include "codecs/oioxml.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include <libxml/tree.h>
 
-#include "util.h"
-#include "xmlsafe.h"
+#include "codecs/base/mem.h"
+#include "codecs/xmlsafe.h"
 
 /* Letter elements we route, and the type their TypeCode (StatisticalCode
  * for receipts, which have no TypeCode) must carry. */

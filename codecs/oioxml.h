@@ -8,7 +8,7 @@
 #ifndef EDIBROKER_OIOXML_H
 #define EDIBROKER_OIOXML_H
 
-#include "codec.h"
+#include "codecs/codec.h"
 
 /* name "oioxml", ext "xml"; decode() follows the contract in codec.h. */
 extern const struct codec codec_oioxml;

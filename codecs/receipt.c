@@ -18,15 +18,16 @@
  * String lengths are checked in bytes, which is at least as strict as the
  * schema's character counts.
  */
-#include "receipt.h"
+#include "codecs/receipt.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "util.h"
-#include "xmlsafe.h"
+#include "codecs/base/mem.h"
+#include "codecs/base/strbuf.h"
+#include "codecs/xmlsafe.h"
 
 #define RECEIPT_NS "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
 #define ORIGINAL_LETTERS_MAX 99 /* NegativeVansReceipt.xsd: OriginalLetter maxOccurs */

@@ -10,7 +10,7 @@
 #ifndef EDIBROKER_RECEIPT_H
 #define EDIBROKER_RECEIPT_H
 
-#include "codec.h"
+#include "codecs/codec.h"
 
 struct receipt_params {
 	const char *sender_id;   /* the broker's network id, e.g. "EDIBROKER" (<= 35) */

@@ -32,7 +32,7 @@
  * xmlsafe_init() from main() before threads start; never call
  * xmlCleanupParser().
  */
-#include "xmlsafe.h"
+#include "codecs/xmlsafe.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -46,7 +46,7 @@
 #include <libxml/SAX2.h>
 #include <libxml/xmlerror.h>
 
-#include "util.h"
+#include "codecs/base/mem.h"
 
 #if LIBXML_VERSION >= 21300
 #define XMLSAFE_NO_XXE XML_PARSE_NO_XXE

@@ -15,7 +15,7 @@
 
 #include <libxml/tree.h>
 
-#include "codec.h"
+#include "codecs/codec.h"
 
 /* A parsed document. Owned by the caller; release with xmlsafe_doc_free(). */
 struct xmlsafe_doc {

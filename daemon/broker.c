@@ -9,15 +9,16 @@
  * must be durable before the next batch starts piling up re-deliveries);
  * the routing table and config are replaced whole, never edited in place.
  */
-#include "broker_int.h"
+#include "daemon/broker_int.h"
 
-#include "clock.h"
-#include "control_cmds.h"
-#include "log.h"
-#include "notice.h"
-#include "procedure.h"
-#include "sdnotify.h"
-#include "util.h"
+#include "base/clock.h"
+#include "control/control_cmds.h"
+#include "base/log.h"
+#include "notice/notice.h"
+#include "outage/procedure.h"
+#include "base/sdnotify.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

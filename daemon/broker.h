@@ -14,7 +14,7 @@
 #ifndef EDIBROKER_BROKER_H
 #define EDIBROKER_BROKER_H
 
-#include "config.h"
+#include "conf/config.h"
 
 #include <event2/event.h>
 #include <stddef.h>

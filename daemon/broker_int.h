@@ -5,16 +5,16 @@
 #ifndef EDIBROKER_BROKER_INT_H
 #define EDIBROKER_BROKER_INT_H
 
-#include "broker.h"
-#include "commit.h"
-#include "config.h"
-#include "control.h"
-#include "deliver.h"
-#include "health.h"
-#include "ingest.h"
-#include "router.h"
-#include "store.h"
-#include "workq.h"
+#include "daemon/broker.h"
+#include "store/commit.h"
+#include "conf/config.h"
+#include "control/control.h"
+#include "deliver/deliver.h"
+#include "outage/health.h"
+#include "accept/ingest.h"
+#include "accept/router.h"
+#include "store/store.h"
+#include "base/workq.h"
 
 #include <stdbool.h>
 

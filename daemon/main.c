@@ -9,14 +9,14 @@
  * and the running config stays). Exit codes: 0 clean stop, 1 start-up
  * failure, 78 (EX_CONFIG) bad configuration.
  */
-#include "broker.h"
-#include "config.h"
-#include "log.h"
-#include "notice.h"
-#include "notify.h"
-#include "sdnotify.h"
-#include "util.h"
-#include "xmlsafe.h"
+#include "daemon/broker.h"
+#include "conf/config.h"
+#include "base/log.h"
+#include "notice/notice.h"
+#include "notice/notify.h"
+#include "base/sdnotify.h"
+#include "codecs/base/mem.h"
+#include "codecs/xmlsafe.h"
 
 #include <errno.h>
 #include <getopt.h>

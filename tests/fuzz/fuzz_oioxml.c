@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "oioxml.h"
-#include "receipt.h"
-#include "util.h"
+#include "codecs/codec.h"
+#include "codecs/oioxml.h"
+#include "codecs/receipt.h"
+#include "codecs/base/mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,7 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "util.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

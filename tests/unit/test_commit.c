@@ -10,11 +10,11 @@
  * (also by the retry timer when nothing new arrives); commit_flush and
  * commit_free commit what is pending.
  */
-#include "clock.h"
-#include "log.h"
-#include "commit.h"
-#include "store.h"
-#include "util.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "store/commit.h"
+#include "store/store.h"
+#include "codecs/base/mem.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

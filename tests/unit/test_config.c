@@ -16,8 +16,9 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "util.h"
+#include "conf/config.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 static char dir[PATH_MAX];
 static char conf[PATH_MAX + 32];

@@ -14,14 +14,14 @@
  * a window refill or deliver_load reads. Timing tests use delays of
  * 100-400 ms and bounded waits.
  */
-#include "clock.h"
-#include "log.h"
-#include "commit.h"
-#include "deliver.h"
-#include "store.h"
-#include "transport.h"
-#include "util.h"
-#include "workq.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "store/commit.h"
+#include "deliver/deliver.h"
+#include "store/store.h"
+#include "transport/transport.h"
+#include "codecs/base/mem.h"
+#include "base/workq.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -10,15 +10,16 @@
  * exact bytes, DUPLICATE, DEAD with or without an XCTL01 receipt to the
  * source, REJECTED with or without a receipt, TEMPFAIL on a full store.
  */
-#include "clock.h"
-#include "log.h"
-#include "codec.h"
-#include "commit.h"
-#include "config.h"
-#include "ingest.h"
-#include "router.h"
-#include "store.h"
-#include "util.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "codecs/codec.h"
+#include "store/commit.h"
+#include "conf/config.h"
+#include "accept/ingest.h"
+#include "accept/router.h"
+#include "store/store.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

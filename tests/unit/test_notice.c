@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "notice.h"
+#include "notice/notice.h"
 
 #define MINUTE (60 * 1000LL)
 #define HOUR (60 * MINUTE)

@@ -13,8 +13,9 @@
  * of the framing and encoding done in notify.c. Run from the repository
  * root, as `make unit` does.
  */
-#include "notify.h"
-#include "util.h"
+#include "notice/notify.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -23,10 +23,11 @@
 
 #include <libxml/parser.h>
 
-#include "codec.h"
-#include "oioxml.h"
-#include "util.h"
-#include "xmlsafe.h"
+#include "codecs/codec.h"
+#include "codecs/oioxml.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
+#include "codecs/xmlsafe.h"
 
 #define DATA "tests/data/oioxml"
 #define INVALID "tests/data/oioxml/invalid"

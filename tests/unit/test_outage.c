@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "health.h"
-#include "maintenance.h"
-#include "outage.h"
-#include "timerules.h"
+#include "outage/health.h"
+#include "outage/maintenance.h"
+#include "outage/outage.h"
+#include "time/timerules.h"
 
 #define MIN (60 * 1000LL)
 #define HOUR (60 * MIN)

@@ -9,8 +9,9 @@
  * unlink: quarantine on /dev/shm, inbox on /tmp); a failed move leaves the
  * input where it was and nothing behind in the quarantine.
  */
-#include "quarantine.h"
-#include "util.h"
+#include "transport/quarantine.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

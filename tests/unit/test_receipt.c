@@ -20,10 +20,11 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 
-#include "codec.h"
-#include "oioxml.h"
-#include "receipt.h"
-#include "util.h"
+#include "codecs/codec.h"
+#include "codecs/oioxml.h"
+#include "codecs/receipt.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #define NS "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
 

@@ -7,9 +7,9 @@
  * and, once, read from a temporary file through config_load. Envelopes are
  * built by hand: no codec is involved.
  */
-#include "config.h"
-#include "router.h"
-#include "util.h"
+#include "conf/config.h"
+#include "accept/router.h"
+#include "codecs/base/mem.h"
 
 #include <criterion/criterion.h>
 #include <ftw.h>

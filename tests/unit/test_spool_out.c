@@ -12,10 +12,11 @@
  * and the probe: clean on a writable outbox, FAULT_TIMEOUT for files older
  * than pickup_timeout.
  */
-#include "config.h"
-#include "spool.h"
-#include "transport.h"
-#include "util.h"
+#include "conf/config.h"
+#include "transport/spool.h"
+#include "transport/transport.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -9,8 +9,9 @@
  * Every test runs in its own process (Criterion forks) with
  * TZ=Europe/Copenhagen, so the expected local times are fixed.
  */
-#include "statuspage.h"
-#include "util.h"
+#include "notice/statuspage.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -7,9 +7,9 @@
  * batch), whole-batch rollback on a full disk, persistence, pruning and a
  * bounded file size, read-only opens and damaged files.
  */
-#include "store.h"
-#include "store_sqlite.h"
-#include "util.h"
+#include "store/store.h"
+#include "store/store_sqlite.h"
+#include "codecs/base/mem.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -11,9 +11,10 @@
  * page for a known pair, the upgrade of a version-1 database, and saves
  * that fail (full disk, read-only) keeping nothing.
  */
-#include "store.h"
-#include "store_sqlite.h"
-#include "util.h"
+#include "store/store.h"
+#include "store/store_sqlite.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -3,8 +3,8 @@
  * duplicates, tombstones (deleted slots keep probe chains intact and are
  * reused), growth to 100k entries, clear, and that keys are copied.
  */
-#include "strset.h"
-#include "util.h"
+#include "base/strset.h"
+#include "codecs/base/mem.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

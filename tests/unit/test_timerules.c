@@ -16,8 +16,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "timerules.h"
-#include "util.h"
+#include "time/timerules.h"
+#include "codecs/base/mem.h"
 
 #define MS 1000LL
 #define MINUTE (60 * MS)

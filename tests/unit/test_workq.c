@@ -6,9 +6,9 @@
  * counts jobs until their done() ran; workq_drain and workq_free wait for
  * every job and run its done(). Waits are bounded by a deadline.
  */
-#include "clock.h"
-#include "util.h"
-#include "workq.h"
+#include "base/clock.h"
+#include "codecs/base/mem.h"
+#include "base/workq.h"
 
 #include <criterion/criterion.h>
 #include <event2/event.h>

@@ -1,0 +1,358 @@
+/*
+ * ingest.c - decode, route and commit one inbound message, then report.
+ *
+ * Each submitted message becomes an item owning its bytes and a compact
+ * copy of the envelope fields the store needs (ids, GLNs, letter keys).
+ * The item's store_new goes to the group commit; a negative receipt, when
+ * one is due, is a second store_new committed in the same transaction.
+ * After the commit the item reports to its source and hands the bytes of a
+ * queued message to the delivery side (ownership moves, no copy).
+ *
+ * Logs one line per message: ids, types, GLNs, endpoint names, never
+ * content.
+ */
+#include "accept/ingest.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "codecs/receipt.h"
+#include "codecs/base/mem.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+struct ingest {
+	struct commit *commit;
+	const struct router *router;
+	ingest_queued_fn queued;
+	void *ctx;
+	struct codec_limits limits;
+	char *broker_id;
+	struct codec_envelope env; /* scratch for decoding; copied out per item */
+	size_t inflight;
+};
+
+struct receipt_item {
+	struct store_new m;
+	struct store_key key;
+	char *body;
+	char *broker_id; /* own copy: a reload may replace ing->broker_id */
+	char id[CODEC_ID_MAX];
+	char refers[CODEC_ID_MAX]; /* the refused envelope's id */
+	char sender[CODEC_GLN_MAX];
+	char *source, *endpoint;
+	bool done;
+	int err;
+};
+
+struct item {
+	struct ingest *ing;
+	ingest_done_fn done;
+	void *arg;
+	enum ingest_result planned;   /* ACCEPTED (or DEAD) if it commits, REJECTED */
+	struct store_new m;
+	char *source, *endpoint, *reason, *ext;
+	uint8_t *body;
+	size_t size;
+	char type[CODEC_TYPE_MAX], envelope_id[CODEC_ID_MAX];
+	char sender[CODEC_GLN_MAX], receiver[CODEC_GLN_MAX];
+	struct store_key *keys;
+	char (*keybuf)[2][CODEC_GLN_MAX];
+	struct codec_error error;
+	struct receipt_item *receipt; /* NULL when none is due */
+	bool msg_pending;             /* m is in the commit */
+	int commit_err;
+};
+
+struct ingest *ingest_new(struct commit *commit, ingest_queued_fn queued, void *ctx)
+{
+	struct ingest *ing = xcalloc(1, sizeof(*ing));
+	ing->commit = commit;
+	ing->queued = queued;
+	ing->ctx = ctx;
+	ing->limits = (struct codec_limits){ CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH };
+	ing->broker_id = xstrdup("EDIBROKER");
+	return ing;
+}
+
+void ingest_free(struct ingest *ing)
+{
+	if (!ing)
+		return;
+	free(ing->broker_id);
+	free(ing);
+}
+
+void ingest_set_router(struct ingest *ing, const struct router *router)
+{
+	ing->router = router;
+}
+
+void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg)
+{
+	ing->limits = cfg->limits;
+	free(ing->broker_id);
+	ing->broker_id = xstrdup(cfg->broker_id);
+}
+
+size_t ingest_inflight(const struct ingest *ing)
+{
+	return ing->inflight;
+}
+
+static void item_free(struct item *it)
+{
+	if (it->receipt) {
+		free(it->receipt->body);
+		free(it->receipt->broker_id);
+		free(it->receipt->source);
+		free(it->receipt->endpoint);
+		free(it->receipt);
+	}
+	free(it->source);
+	free(it->endpoint);
+	free(it->reason);
+	free(it->ext);
+	free(it->body);
+	free(it->keys);
+	free(it->keybuf);
+	free(it);
+}
+
+/* Copies the envelope fields the store keeps out of the scratch envelope. */
+static void item_take_envelope(struct item *it, const struct codec_envelope *env)
+{
+	const struct codec_letter *first = &env->letters[0];
+	str_copy(it->type, first->type, sizeof(it->type));
+	str_copy(it->envelope_id, env->envelope_id, sizeof(it->envelope_id));
+	str_copy(it->sender, first->sender, sizeof(it->sender));
+	str_copy(it->receiver, first->receiver, sizeof(it->receiver));
+	it->keys = xcalloc(env->nletters, sizeof(struct store_key));
+	it->keybuf = xcalloc(env->nletters, sizeof(*it->keybuf));
+	for (size_t i = 0; i < env->nletters; i++) {
+		str_copy(it->keybuf[i][0], env->letters[i].sender, CODEC_GLN_MAX);
+		str_copy(it->keybuf[i][1], env->letters[i].id, CODEC_GLN_MAX);
+		it->keys[i] = (struct store_key){ it->keybuf[i][0], it->keybuf[i][1] };
+	}
+	it->m.nletters = (int)env->nletters;
+	it->m.nkeys = env->nletters;
+	it->m.keys = it->keys;
+	it->m.type = it->type;
+	it->m.envelope_id = it->envelope_id;
+	it->m.sender = it->sender;
+	it->m.receiver = it->receiver;
+	it->m.format = env->codec->name;
+	it->ext = xstrdup(env->codec->ext);
+	it->m.ext = it->ext;
+}
+
+static void new_receipt_id(char out[CODEC_ID_MAX])
+{
+	uint8_t rnd[6];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		uint64_t t = (uint64_t)clock_wall_ms() ^ (uint64_t)clock_mono_ms() << 20;
+		memcpy(rnd, &t, sizeof(rnd));
+	}
+	snprintf(out, CODEC_ID_MAX, "EB%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
+		 rnd[4], rnd[5]);
+}
+
+/* Builds the XCTL01 refusing env; returns NULL when none can be built. */
+static struct receipt_item *make_receipt(struct ingest *ing, const char *source,
+					 const struct codec_envelope *env, const char *code,
+					 const char *text)
+{
+	if (env->is_receipt || str_empty(env->envelope_id) || str_empty(env->letters[0].sender))
+		return NULL;
+	struct receipt_item *r = xcalloc(1, sizeof(*r));
+	char date[16], hm[8];
+	time_t now = (time_t)(clock_wall_ms() / 1000);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+	strftime(hm, sizeof(hm), "%H:%M", &tm);
+	new_receipt_id(r->id);
+	struct receipt_params p = { ing->broker_id, r->id, r->id, code, text, date, hm };
+	size_t len;
+	if (receipt_build_xctl01(env, &p, &r->body, &len) < 0) {
+		free(r);
+		return NULL;
+	}
+	str_copy(r->sender, env->letters[0].sender, sizeof(r->sender));
+	str_copy(r->refers, env->envelope_id, sizeof(r->refers));
+	r->broker_id = xstrdup(ing->broker_id);
+	r->source = xstrdup(STORE_SOURCE_BROKER);
+	r->endpoint = xstrdup(source);
+	r->key = (struct store_key){ r->broker_id, r->id };
+	r->m = (struct store_new){
+		.source = r->source, .endpoint = r->endpoint, .format = "oioxml", .ext = "xml",
+		.type = "XCTL01", .envelope_id = r->id, .sender = r->broker_id,
+		.receiver = r->sender, .nletters = 1, .keys = &r->key, .nkeys = 1,
+		.body = r->body, .size = len, .received_at = clock_wall_ms(),
+	};
+	return r;
+}
+
+static void report(struct item *it, enum ingest_result res)
+{
+	struct ingest_outcome o = {
+		.result = res, .id = it->m.id, .endpoint = it->endpoint,
+		.reason = it->reason, .error = &it->error,
+	};
+	it->ing->inflight--;
+	it->done(&o, it->arg);
+	item_free(it);
+}
+
+static void log_outcome(const struct item *it, enum ingest_result res)
+{
+	switch (res) {
+	case INGEST_ACCEPTED:
+		log_info("event=accepted msg=%lld source=%s endpoint=%s type=%s letters=%d "
+			 "envelope=%s sender=%s receiver=%s size=%zu",
+			 (long long)it->m.id, it->source, it->endpoint, it->type, it->m.nletters,
+			 it->envelope_id, it->sender, it->receiver, it->size);
+		break;
+	case INGEST_DUPLICATE:
+		log_notice("event=duplicate msg=%lld source=%s type=%s envelope=%s sender=%s "
+			   "state=dropped",
+			   (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender);
+		break;
+	case INGEST_DEAD:
+		log_warn("event=dead-letter msg=%lld source=%s type=%s envelope=%s sender=%s "
+			 "receiver=%s reason=\"%s\"",
+			 (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
+			 it->receiver, it->reason);
+		break;
+	case INGEST_REJECTED:
+		log_warn("event=rejected source=%s size=%zu error=%s reason=\"%s\"", it->source,
+			 it->size, codec_errcode_name(it->error.code), it->error.text);
+		break;
+	case INGEST_TEMPFAIL:
+		log_debug("event=tempfail source=%s size=%zu", it->source, it->size);
+		break;
+	}
+}
+
+static enum ingest_result final_result(struct item *it)
+{
+	if (it->commit_err < 0)
+		return INGEST_TEMPFAIL;
+	if (it->planned == INGEST_REJECTED)
+		return INGEST_REJECTED;
+	if (it->m.outcome == STORE_DUPLICATE)
+		return INGEST_DUPLICATE;
+	if (it->m.outcome == STORE_DEAD) {
+		if (!it->reason) /* the store found some letters accepted before */
+			it->reason = xstrdup("partial duplicate: some of its letters were "
+					     "accepted before");
+		return INGEST_DEAD;
+	}
+	return INGEST_ACCEPTED;
+}
+
+/* Runs when both the message and its receipt (if any) have committed. */
+static void finish(struct item *it)
+{
+	if (it->msg_pending || (it->receipt && !it->receipt->done))
+		return;
+	enum ingest_result res = final_result(it);
+	if (res == INGEST_TEMPFAIL) {
+		free(it->reason);
+		it->reason = xstrdup(strerror(-it->commit_err));
+	}
+	struct receipt_item *r = it->receipt;
+	if (res != INGEST_TEMPFAIL && r && r->m.outcome == STORE_STORED) {
+		log_notice("event=receipt msg=%lld endpoint=%s type=XCTL01 envelope=%s receiver=%s "
+			   "refers=%s",
+			   (long long)r->m.id, r->endpoint, r->id, r->sender, r->refers);
+		it->ing->queued(it->ing->ctx, r->endpoint, r->m.id, (uint8_t *)TAKE_PTR(r->body),
+				r->m.size, "xml", r->m.received_at);
+	}
+	log_outcome(it, res);
+	if (res == INGEST_ACCEPTED)
+		it->ing->queued(it->ing->ctx, it->endpoint, it->m.id, TAKE_PTR(it->body), it->size,
+				it->ext, it->m.received_at);
+	report(it, res);
+}
+
+static void on_msg_committed(int err, struct store_new *m, void *arg)
+{
+	struct item *it = arg;
+	it->msg_pending = false;
+	if (err < 0)
+		it->commit_err = err;
+	finish(it);
+}
+
+static void on_receipt_committed(int err, struct store_new *m, void *arg)
+{
+	struct item *it = arg;
+	it->receipt->done = true;
+	if (err < 0)
+		it->commit_err = err;
+	finish(it);
+}
+
+static void plan_rejected(struct ingest *ing, struct item *it, const struct codec_envelope *env)
+{
+	it->planned = INGEST_REJECTED;
+	it->reason = xstrdup(it->error.text);
+	it->receipt = make_receipt(ing, it->source, env, codec_refuse_code(it->error.code),
+				   "EDI-kuverten kunne ikke behandles af EDI-broker.\n"
+				   "The envelope could not be processed by the EDI broker.");
+}
+
+static void plan_routed(struct ingest *ing, struct item *it, const struct codec_envelope *env)
+{
+	char why[256];
+	const char *ep = NULL;
+	enum route_result rr = router_route(ing->router, env, &ep, why, sizeof(why));
+	item_take_envelope(it, env);
+	it->planned = rr == ROUTE_OK ? INGEST_ACCEPTED : INGEST_DEAD;
+	if (rr == ROUTE_OK) {
+		it->endpoint = xstrdup(ep);
+		it->m.endpoint = it->endpoint;
+		return;
+	}
+	it->reason = xstrdup(why);
+	it->m.reason = it->reason;
+	it->m.nkeys = 0; /* dead letters record no duplicate keys */
+	if (rr == ROUTE_UNKNOWN_RECEIVER)
+		it->receipt = make_receipt(ing, it->source, env, "ukendt_lokationsnummer",
+					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
+}
+
+void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
+		   ingest_done_fn done, void *arg)
+{
+	struct item *it = xcalloc(1, sizeof(*it));
+	it->ing = ing;
+	it->done = done;
+	it->arg = arg;
+	it->source = xstrdup(source);
+	it->body = body;
+	it->size = size;
+	ing->inflight++;
+	struct codec_envelope *env = &ing->env; /* the codec clears it on every path */
+	if (codec_decode_any(body, size, &ing->limits, env, &it->error) < 0)
+		plan_rejected(ing, it, env);
+	else
+		plan_routed(ing, it, env);
+
+	it->m.source = it->source;
+	it->m.body = it->body;
+	it->m.size = it->size;
+	it->m.received_at = clock_wall_ms();
+	if (it->receipt)
+		commit_add(ing->commit, &it->receipt->m, on_receipt_committed, it);
+	if (it->planned != INGEST_REJECTED) {
+		it->msg_pending = true;
+		commit_add(ing->commit, &it->m, on_msg_committed, it);
+	}
+	if (it->planned == INGEST_REJECTED && !it->receipt)
+		finish(it);
+}

@@ -1,0 +1,72 @@
+/*
+ * ingest.h - the accept path shared by every inbound transport:
+ * decode -> route -> group commit -> tell the source.
+ *
+ * A transport hands over the raw bytes of one message and learns, after the
+ * commit, what became of it:
+ *   ACCEPTED   committed and queued for its endpoint: the source may now
+ *              forget its copy (unlink the inbox file, send a 2xx, ...);
+ *   DUPLICATE  every letter was accepted before (same sender GLN and letter
+ *              id): nothing new stored; the source may forget its copy;
+ *   DEAD       committed as a dead letter (unknown receiver, letters for
+ *              different endpoints, partial duplicate): kept with its reason
+ *              for operators; the source may forget its copy;
+ *   REJECTED   could not be decoded: nothing stored except a negative
+ *              receipt where the rules ask for one; the source quarantines;
+ *   TEMPFAIL   the store could not commit: the source keeps the input and
+ *              tries again later.
+ * A negative receipt (XCTL01) goes back to the source endpoint when a
+ * receiver is unknown or a decodable envelope is refused; never for a
+ * receipt, and never when the sender cannot be read.
+ */
+#ifndef EDIBROKER_INGEST_H
+#define EDIBROKER_INGEST_H
+
+#include "codecs/codec.h"
+#include "store/commit.h"
+#include "accept/router.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ingest_result { INGEST_ACCEPTED, INGEST_DUPLICATE, INGEST_DEAD, INGEST_REJECTED,
+		     INGEST_TEMPFAIL };
+
+struct ingest_outcome {
+	enum ingest_result result;
+	int64_t id;                   /* message id (earlier id for a duplicate) */
+	const char *endpoint;         /* ACCEPTED: destination */
+	const char *reason;           /* DEAD / REJECTED / TEMPFAIL: why */
+	const struct codec_error *error; /* REJECTED: the decoder's error */
+};
+
+typedef void (*ingest_done_fn)(const struct ingest_outcome *o, void *arg);
+
+/* Called for every message committed to an endpoint's queue; takes
+ * ownership of body. */
+typedef void (*ingest_queued_fn)(void *ctx, const char *endpoint, int64_t id, uint8_t *body,
+				 size_t size, const char *ext, int64_t received_at);
+
+struct ingest_config {
+	struct codec_limits limits;
+	const char *broker_id;        /* sender id of receipts the broker issues */
+};
+
+struct ingest;
+
+struct ingest *ingest_new(struct commit *commit, ingest_queued_fn queued, void *ctx);
+void ingest_free(struct ingest *ing);
+/* Both may change on reload; the router is borrowed, config copied. */
+void ingest_set_router(struct ingest *ing, const struct router *router);
+void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg);
+
+/* Submits one message from endpoint source; takes ownership of body.
+ * done(outcome, arg) runs exactly once, possibly before this returns
+ * (REJECTED without a receipt). */
+void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
+		   ingest_done_fn done, void *arg);
+
+/* Messages submitted and not yet completed. */
+size_t ingest_inflight(const struct ingest *ing);
+
+#endif

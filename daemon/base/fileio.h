@@ -1,0 +1,28 @@
+/*
+ * fileio.h - file helpers of the daemon: read a bounded file, write all of a
+ * buffer, sync a folder, create folders.
+ *
+ * These helpers do not log: they return 0 or a negative errno and let the
+ * caller decide what the failure means.
+ */
+#ifndef EDIBROKER_FILEIO_H
+#define EDIBROKER_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Reads a whole file of at most max bytes. Returns 0, -EFBIG when the file
+ * is larger than max, or another negative errno. *out is NUL-terminated
+ * (one byte past *len) for convenience; free it with free(). */
+int read_file_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len);
+
+/* Writes all of buf, retrying on EINTR and short writes. 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+
+/* fsync(2) of a directory by path. 0 or -errno. */
+int fsync_dir(const char *path);
+
+/* Creates a directory and its parents (mode for new ones). 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
+
+#endif

@@ -1,0 +1,564 @@
+/*
+ * deliver.c - the per-endpoint delivery scheduler.
+ *
+ * State machine (event -> action, next state):
+ *
+ *   state      | event                     | action                      | next
+ *   -----------+---------------------------+-----------------------------+-----------
+ *   IDLE       | kick, window not empty    | start batch on a worker     | BUSY
+ *   IDLE       | kick, rate bucket empty   | arm rate timer              | RATE_WAIT
+ *   BUSY       | batch fully confirmed     | mark delivered, kick        | IDLE
+ *   BUSY       | batch failed at message k | mark 0..k-1, record attempt,| BACKOFF
+ *              |                           | arm backoff timer           |
+ *   BACKOFF    | timer / retry_now         | kick                        | IDLE
+ *   RATE_WAIT  | timer                     | kick                        | IDLE
+ *   any        | hold                      | (no new batches)            | HELD
+ *   HELD       | release                   | kick                        | IDLE
+ *
+ * Invariants: at most one batch or probe per endpoint is on a worker; the
+ * window holds the endpoint's oldest queued messages in id order (the
+ * batch in flight is its head); ids enter the window only once (last_id).
+ */
+#include "deliver/deliver.h"
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "codecs/base/mem.h"
+
+#include <math.h>
+#include <string.h>
+#include <sys/random.h>
+
+struct qmsg {
+	struct qmsg *next;
+	int64_t id;
+	int64_t received_at;
+	uint8_t *body;
+	size_t size;
+	char ext[8];
+	int attempts;
+};
+
+struct job {
+	struct deliver_ep *ep;
+	const struct transport_ops *ops;
+	struct transport *t;
+	bool probe;
+	struct out_msg *msgs;
+	size_t n;
+	struct deliver_result res;
+};
+
+struct deliver_ep {
+	char *name;
+	struct deliver_env env;
+	struct deliver_params p;
+	const struct transport_ops *ops;
+	struct transport *t;
+	const struct transport_ops *old_ops; /* retired while a batch used it */
+	struct transport *old_t;
+
+	struct qmsg *head, *tail;
+	size_t wcount, wbytes;
+	int64_t last_id;        /* highest id ever placed in the window */
+	bool more_in_store;     /* queued messages beyond the window */
+	int64_t queued;
+
+	enum deliver_state state;
+	bool busy, held, freeing;
+	struct event *kick_ev, *timer_ev;
+	int failures;
+	int64_t next_attempt_ms, first_failure_at, last_success_at;
+	enum transport_fault last_fault;
+	char last_error[192];
+	bool draining;
+	double tokens;
+	int64_t tokens_at;
+	uint64_t delivered;
+};
+
+static void start_round(struct deliver_ep *ep);
+
+const char *deliver_state_name(enum deliver_state s)
+{
+	static const char *const names[] = { "idle", "delivering", "retrying", "rate-limited",
+					     "held" };
+	return s < ARRAY_SIZE(names) ? names[s] : "?";
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	start_round(arg);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct deliver_ep *ep = arg;
+	ep->next_attempt_ms = 0;
+	if (ep->state == DELIVER_BACKOFF || ep->state == DELIVER_RATE_WAIT)
+		ep->state = DELIVER_IDLE;
+	start_round(ep);
+}
+
+struct deliver_ep *deliver_ep_new(const char *name, const struct deliver_env *env,
+				  const struct deliver_params *params)
+{
+	struct deliver_ep *ep = xcalloc(1, sizeof(*ep));
+	ep->name = xstrdup(name);
+	ep->env = *env;
+	ep->p = *params;
+	ep->kick_ev = event_new(env->base, -1, 0, on_kick, ep);
+	ep->timer_ev = event_new(env->base, -1, 0, on_timer, ep);
+	ep->tokens_at = clock_mono_ms();
+	return ep;
+}
+
+const char *deliver_ep_name(const struct deliver_ep *ep)
+{
+	return ep->name;
+}
+
+static void window_clear(struct deliver_ep *ep)
+{
+	while (ep->head) {
+		struct qmsg *q = ep->head;
+		ep->head = q->next;
+		free(q->body);
+		free(q);
+	}
+	ep->tail = NULL;
+	ep->wcount = ep->wbytes = 0;
+}
+
+static void destroy_transport(const struct transport_ops *ops, struct transport *t)
+{
+	if (t) {
+		ops->stop(t);
+		ops->destroy(t);
+	}
+}
+
+static void ep_destroy(struct deliver_ep *ep)
+{
+	destroy_transport(ep->ops, ep->t);
+	destroy_transport(ep->old_ops, ep->old_t);
+	window_clear(ep);
+	event_free(ep->kick_ev);
+	event_free(ep->timer_ev);
+	free(ep->name);
+	free(ep);
+}
+
+void deliver_ep_free(struct deliver_ep *ep)
+{
+	if (!ep)
+		return;
+	event_del(ep->kick_ev);
+	event_del(ep->timer_ev);
+	if (ep->t)
+		ep->ops->stop(ep->t);
+	if (ep->busy)
+		ep->freeing = true; /* freed when the batch completes */
+	else
+		ep_destroy(ep);
+}
+
+void deliver_set_transport(struct deliver_ep *ep, const struct transport_ops *ops,
+			   struct transport *t)
+{
+	if (ep->busy && !ep->old_t) {
+		/* The job in flight uses the current one: retire it after. */
+		if (ep->t)
+			ep->ops->stop(ep->t);
+		ep->old_ops = ep->ops;
+		ep->old_t = ep->t;
+	} else {
+		/* Idle, or the job uses old_t: no batch has used the current one. */
+		destroy_transport(ep->ops, ep->t);
+	}
+	ep->ops = ops;
+	ep->t = t;
+	deliver_kick(ep);
+}
+
+struct transport *deliver_transport(struct deliver_ep *ep)
+{
+	return ep->t;
+}
+
+const struct transport_ops *deliver_transport_ops(const struct deliver_ep *ep)
+{
+	return ep->t ? ep->ops : NULL;
+}
+
+void deliver_set_params(struct deliver_ep *ep, const struct deliver_params *params)
+{
+	ep->p = *params;
+	deliver_kick(ep);
+}
+
+static void window_append(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,
+			  const char *ext, int64_t received_at, int attempts)
+{
+	struct qmsg *q = xcalloc(1, sizeof(*q));
+	q->id = id;
+	q->body = body;
+	q->size = size;
+	q->received_at = received_at;
+	q->attempts = attempts;
+	str_copy(q->ext, ext, sizeof(q->ext));
+	if (ep->tail)
+		ep->tail->next = q;
+	else
+		ep->head = q;
+	ep->tail = q;
+	ep->wcount++;
+	ep->wbytes += size;
+	ep->last_id = id;
+}
+
+static bool window_full(const struct deliver_ep *ep)
+{
+	return ep->wcount >= ep->p.window_msgs ||
+	       (ep->wcount > 0 && ep->wbytes >= ep->p.window_bytes);
+}
+
+static int fetch_one(const struct store_msg *m, void *arg)
+{
+	struct deliver_ep *ep = arg;
+	if (window_full(ep))
+		return 1; /* window_bytes reached: the rest stays in the store */
+	uint8_t *body = xmalloc(m->size + 1);
+	if (m->body)
+		memcpy(body, m->body, m->size);
+	window_append(ep, m->id, body, m->size, m->ext, m->received_at, m->attempts);
+	return 0;
+}
+
+/* Tops the window up from the store when more is queued there. */
+static int refill(struct deliver_ep *ep)
+{
+	if (!ep->more_in_store || ep->wcount * 2 > ep->p.window_msgs)
+		return 0;
+	size_t want = ep->p.window_msgs - ep->wcount, before = ep->wcount;
+	const struct store_backend_ops *ops = store_ops(ep->env.store);
+	int r = ops->fetch_queued(store_backend(ep->env.store), ep->name, ep->last_id, want,
+				  fetch_one, ep);
+	if (r < 0) {
+		log_err("event=queue-read-failed endpoint=%s error=\"%s\"", ep->name,
+			store_last_error(ep->env.store));
+		return r;
+	}
+	if (ep->wcount - before < want && !window_full(ep))
+		ep->more_in_store = false;
+	return 0;
+}
+
+static int depth_one(const struct store_depth *d, void *arg)
+{
+	struct deliver_ep *ep = arg;
+	if (strcmp(d->endpoint, ep->name) == 0)
+		ep->queued = d->queued;
+	return 0;
+}
+
+int deliver_load(struct deliver_ep *ep)
+{
+	const struct store_backend_ops *ops = store_ops(ep->env.store);
+	ep->queued = 0;
+	int r = ops->depths(store_backend(ep->env.store), depth_one, ep);
+	if (r < 0)
+		return r;
+	window_clear(ep);
+	ep->last_id = 0;
+	ep->more_in_store = ep->queued > 0;
+	r = refill(ep);
+	deliver_kick(ep);
+	return r;
+}
+
+void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,
+		     const char *ext, int64_t received_at)
+{
+	ep->queued++;
+	if (id <= ep->last_id || ep->more_in_store || window_full(ep)) {
+		/* Already read from the store, or the window is full: the store
+		 * holds it and refill() will bring it in order. */
+		if (id > ep->last_id)
+			ep->more_in_store = true;
+		free(body);
+	} else {
+		window_append(ep, id, body, size, ext, received_at, 0);
+	}
+	deliver_kick(ep);
+}
+
+void deliver_kick(struct deliver_ep *ep)
+{
+	if (!ep->freeing)
+		event_active(ep->kick_ev, 0, 0);
+}
+
+void deliver_hold(struct deliver_ep *ep, bool hold)
+{
+	ep->held = hold;
+	if (!hold && ep->state == DELIVER_HELD)
+		ep->state = DELIVER_IDLE;
+	deliver_kick(ep);
+}
+
+void deliver_retry_now(struct deliver_ep *ep)
+{
+	if (ep->state == DELIVER_BACKOFF) {
+		event_del(ep->timer_ev);
+		ep->next_attempt_ms = 0;
+		ep->state = DELIVER_IDLE;
+	}
+	deliver_kick(ep);
+}
+
+bool deliver_busy(const struct deliver_ep *ep)
+{
+	return ep->busy;
+}
+
+void deliver_get_info(const struct deliver_ep *ep, struct deliver_info *info)
+{
+	*info = (struct deliver_info){
+		.state = ep->state, .queued = ep->queued,
+		.oldest_received_at = ep->head ? ep->head->received_at : 0,
+		.failures = ep->failures, .next_attempt_ms = ep->next_attempt_ms,
+		.first_failure_at = ep->first_failure_at, .last_success_at = ep->last_success_at,
+		.last_fault = ep->last_fault, .last_error = ep->last_error,
+		.delivered = ep->delivered, .draining = ep->draining,
+	};
+}
+
+static void arm_timer(struct deliver_ep *ep, int64_t delay_ms)
+{
+	struct timeval tv = { (time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000 };
+	ep->next_attempt_ms = clock_mono_ms() + delay_ms;
+	event_add(ep->timer_ev, &tv);
+}
+
+static double random_unit(void)
+{
+	uint32_t r;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)clock_mono_ms() * 2654435761u;
+	return (double)r / 4294967296.0;
+}
+
+/* Capped exponential backoff with +-20% jitter, never above retry_max. */
+static int64_t backoff_ms(const struct deliver_ep *ep)
+{
+	double d = (double)ep->p.retry_initial_ms;
+	for (int i = 1; i < ep->failures && d < (double)ep->p.retry_max_ms; i++)
+		d *= 2;
+	if (d > (double)ep->p.retry_max_ms)
+		d = (double)ep->p.retry_max_ms;
+	d *= 0.8 + 0.4 * random_unit();
+	if (d > (double)ep->p.retry_max_ms)
+		d = (double)ep->p.retry_max_ms;
+	return d < 100 ? 100 : (int64_t)d;
+}
+
+/* How many messages the drain rate allows now (SIZE_MAX when unlimited). */
+static size_t rate_allowance(struct deliver_ep *ep)
+{
+	if (!ep->draining || ep->p.drain_rate <= 0)
+		return SIZE_MAX;
+	int64_t now = clock_mono_ms();
+	double burst = ep->p.drain_rate < 1 ? 1 : ep->p.drain_rate;
+	ep->tokens += (double)(now - ep->tokens_at) * ep->p.drain_rate / 1000.0;
+	if (ep->tokens > burst)
+		ep->tokens = burst;
+	ep->tokens_at = now;
+	return (size_t)floor(ep->tokens);
+}
+
+static void job_work(void *arg)
+{
+	struct job *j = arg;
+	if (j->probe) {
+		j->res.fault = j->ops->probe(j->t, j->res.error, sizeof(j->res.error));
+		return;
+	}
+	j->ops->deliver(j->t, j->msgs, j->n, &j->res);
+}
+
+static void job_done(void *arg);
+
+static void submit(struct deliver_ep *ep, struct job *j)
+{
+	j->ep = ep;
+	j->ops = ep->ops;
+	j->t = ep->t;
+	ep->busy = true;
+	if (!j->probe) /* a probe leaves a backoff or hold as it is */
+		ep->state = DELIVER_BUSY;
+	workq_submit(ep->env.workq, job_work, job_done, j);
+}
+
+static void start_batch(struct deliver_ep *ep, size_t n)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->msgs = xcalloc(n, sizeof(struct out_msg));
+	struct qmsg *q = ep->head;
+	for (size_t i = 0; i < n; i++, q = q->next)
+		j->msgs[i] = (struct out_msg){ q->id, q->ext, q->body, q->size };
+	j->n = n;
+	if (ep->draining && ep->p.drain_rate > 0)
+		ep->tokens -= (double)n;
+	submit(ep, j);
+}
+
+bool deliver_probe(struct deliver_ep *ep)
+{
+	if (ep->busy || !ep->t || !ep->ops->probe || ep->freeing)
+		return false;
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->probe = true;
+	submit(ep, j);
+	return true;
+}
+
+static void start_round(struct deliver_ep *ep)
+{
+	if (ep->busy || ep->freeing || !ep->t)
+		return;
+	if (ep->held) {
+		ep->state = DELIVER_HELD;
+		return;
+	}
+	if (ep->state == DELIVER_BACKOFF || ep->state == DELIVER_RATE_WAIT)
+		return; /* the timer restarts the round */
+	ep->state = DELIVER_IDLE;
+	if (ep->env.may_deliver && !ep->env.may_deliver(ep->env.ctx))
+		return;
+	refill(ep);
+	if (!ep->head) {
+		if (ep->queued == 0)
+			ep->draining = false;
+		return;
+	}
+	size_t n = ep->wcount < ep->p.batch_max ? ep->wcount : ep->p.batch_max;
+	size_t allow = rate_allowance(ep);
+	if (allow == 0) {
+		ep->state = DELIVER_RATE_WAIT;
+		arm_timer(ep, (int64_t)ceil((1.0 - ep->tokens) * 1000.0 / ep->p.drain_rate));
+		return;
+	}
+	start_batch(ep, n < allow ? n : allow);
+}
+
+static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct qmsg *q = ep->head;
+		ep->head = q->next;
+		if (!ep->head)
+			ep->tail = NULL;
+		ep->wcount--;
+		ep->wbytes -= q->size;
+		ep->queued--;
+		ep->delivered++;
+		commit_add_delivered(ep->env.commit, q->id);
+		log_info("event=delivered msg=%lld endpoint=%s attempt=%d latency_ms=%lld",
+			 (long long)q->id, ep->name, q->attempts + 1,
+			 (long long)(now - q->received_at));
+		free(q->body);
+		free(q);
+	}
+}
+
+static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res)
+{
+	struct qmsg *q = ep->head;
+	ep->failures++;
+	ep->last_fault = res->fault;
+	str_copy(ep->last_error, res->error, sizeof(ep->last_error));
+	if (ep->failures == 1)
+		ep->first_failure_at = clock_wall_ms();
+	ep->draining = true;
+	ep->tokens = 0;
+	ep->tokens_at = clock_mono_ms();
+	q->attempts++;
+	commit_add_attempt(ep->env.commit, q->id, res->error);
+	int64_t delay = backoff_ms(ep);
+	log_warn("event=deferred msg=%lld endpoint=%s attempt=%d delay=%.1fs fault=%s "
+		 "error=\"%s\"",
+		 (long long)q->id, ep->name, q->attempts, (double)delay / 1000.0,
+		 transport_fault_name(res->fault), res->error);
+	ep->state = DELIVER_BACKOFF;
+	arm_timer(ep, delay);
+}
+
+static void endpoint_succeeded(struct deliver_ep *ep)
+{
+	if (ep->failures > 0)
+		log_notice("event=endpoint-recovered endpoint=%s failed_attempts=%d backlog=%lld",
+			   ep->name, ep->failures, (long long)ep->queued);
+	ep->failures = 0;
+	ep->first_failure_at = 0;
+	ep->last_fault = FAULT_NONE;
+	ep->last_error[0] = '\0';
+	ep->last_success_at = clock_wall_ms();
+}
+
+static void emit(struct deliver_ep *ep, bool ok, bool probe, const struct deliver_result *res)
+{
+	struct deliver_event ev = { ok, probe, res->fault, res->error, res->delivered };
+	if (ep->env.on_event)
+		ep->env.on_event(ep->env.ctx, ep, &ev);
+}
+
+static void finish_batch(struct deliver_ep *ep, struct job *j)
+{
+	size_t done = j->res.delivered > j->n ? j->n : j->res.delivered;
+	pop_delivered(ep, done, clock_wall_ms());
+	bool ok = done == j->n;
+	if (ok)
+		endpoint_succeeded(ep);
+	else
+		batch_failed(ep, &j->res);
+	emit(ep, ok, false, &j->res);
+}
+
+static void finish_probe(struct deliver_ep *ep, struct job *j)
+{
+	bool ok = j->res.fault == FAULT_NONE;
+	if (!ok) {
+		ep->last_fault = j->res.fault;
+		str_copy(ep->last_error, j->res.error, sizeof(ep->last_error));
+	}
+	emit(ep, ok, true, &j->res);
+}
+
+static void job_done(void *arg)
+{
+	struct job *j = arg;
+	struct deliver_ep *ep = j->ep;
+	ep->busy = false;
+	if (ep->state == DELIVER_BUSY)
+		ep->state = DELIVER_IDLE;
+	if (ep->old_t) {
+		destroy_transport(ep->old_ops, ep->old_t);
+		ep->old_t = NULL;
+	}
+	if (ep->freeing) {
+		/* Record what the receiver confirmed before the endpoint goes. */
+		if (!j->probe)
+			pop_delivered(ep, j->res.delivered > j->n ? j->n : j->res.delivered,
+				      clock_wall_ms());
+		ep_destroy(ep);
+	} else {
+		if (j->probe)
+			finish_probe(ep, j);
+		else
+			finish_batch(ep, j);
+		deliver_kick(ep);
+	}
+	free(j->msgs);
+	free(j);
+}

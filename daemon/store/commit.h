@@ -1,0 +1,57 @@
+/*
+ * commit.h - group commit: every store write raised during one turn of the
+ * event loop goes into one transaction.
+ *
+ * Sources add new messages (with a completion), deliveries add "delivered"
+ * marks and failed-attempt records. At the end of the loop turn one
+ * store_commit() makes them durable together, so throughput is not one
+ * fsync per message. Completions run after the commit: only then may a
+ * source be told its message is accepted.
+ *
+ * When a commit fails (disk full, I/O error), its new messages are failed
+ * back to their sources (which keep their input and retry later); delivered
+ * marks and attempts stay pending and are retried. The failure is logged
+ * once per episode, and so is the recovery.
+ */
+#ifndef EDIBROKER_COMMIT_H
+#define EDIBROKER_COMMIT_H
+
+#include "store/store.h"
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct commit;
+
+/* err is 0 when m was committed (m->outcome and m->id are set), else the
+ * negative errno of the failed commit. */
+typedef void (*commit_done_fn)(int err, struct store_new *m, void *arg);
+
+struct commit_stats {
+	uint64_t commits, failed, messages;
+	int64_t last_ms;  /* duration of the last commit */
+	int64_t total_ms; /* sum of all commit durations */
+};
+
+struct commit *commit_new(struct event_base *base, struct store *store);
+/* Commits what is pending, then frees. Accepts NULL. */
+void commit_free(struct commit *c);
+
+/* Queues m for the next commit. m and what it points to must stay valid
+ * until done(…, m, arg) runs. */
+void commit_add(struct commit *c, struct store_new *m, commit_done_fn done, void *arg);
+void commit_add_delivered(struct commit *c, int64_t id);
+void commit_add_attempt(struct commit *c, int64_t id, const char *error);
+
+/* Commits whatever is pending now (shutdown); returns its result. */
+int commit_flush(struct commit *c);
+/* True unless the last commit failed. */
+bool commit_healthy(const struct commit *c);
+/* The error text of the last failed commit ("" when healthy). */
+const char *commit_last_error(const struct commit *c);
+/* fn(healthy, arg) runs on every change of health. */
+void commit_on_health(struct commit *c, void (*fn)(bool healthy, void *arg), void *arg);
+void commit_stats(const struct commit *c, struct commit_stats *out);
+
+#endif

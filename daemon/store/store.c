@@ -1,0 +1,248 @@
+/*
+ * store.c - the generic store layer: the backend registry and the commit
+ * policy (what "accepted", "duplicate" and "dead" mean).
+ *
+ * The group commit (commit.c) hands over all writes of one loop turn as one
+ * store_batch. store_commit() applies it in one backend transaction, in
+ * order: new messages (duplicate policy below), then delivered marks, then
+ * failed-attempt records. The first failure rolls the whole batch back and
+ * its negative errno is returned; nothing of the batch is then kept.
+ *
+ * Duplicate policy (store.h), decided inside the transaction from the
+ * backend's key primitives, so items of one batch see each other exactly as
+ * if they had been committed one after the other, and several daemons
+ * sharing one database (PostgreSQL) see each other's committed keys. A key
+ * recorded by another writer between our lookup and our insert makes
+ * key_insert fail with -EEXIST; the batch then fails with -EBUSY and the
+ * retry sees the key.
+ *
+ * Nothing here knows which database a backend uses.
+ */
+#include "store/store.h"
+
+#include "store/store_sqlite.h"
+#include "codecs/base/mem.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+const struct store_backend_ops *const store_backends[] = {
+	&store_sqlite_ops,
+	NULL,
+};
+
+struct store {
+	const struct store_backend_ops *ops;
+	void *be;
+};
+
+/* What the lookups found for one message's keys. */
+struct key_scan {
+	size_t known;                 /* keys already recorded */
+	const struct store_key *first; /* first known key */
+	int64_t first_id;             /* message that recorded it */
+};
+
+static const struct store_backend_ops *backend_find(const char *name)
+{
+	for (size_t i = 0; store_backends[i]; i++)
+		if (!name || strcmp(store_backends[i]->name, name) == 0)
+			return store_backends[i];
+	return NULL;
+}
+
+struct store *store_open(const char *name, const char *state_dir, const struct store_options *opt,
+			 char *err, size_t errlen)
+{
+	static const struct store_options defaults = { 0 };
+	const struct store_backend_ops *ops = backend_find(name);
+	if (!ops) {
+		snprintf(err, errlen, "unknown store backend \"%s\"", name);
+		return NULL;
+	}
+	void *be = NULL;
+	int r = ops->open(state_dir, opt ? opt : &defaults, &be);
+	if (r < 0) {
+		const char *why = ops->last_error(NULL);
+		snprintf(err, errlen, "%s store: %s", ops->name, why ? why : strerror(-r));
+		return NULL;
+	}
+	struct store *s = xcalloc(1, sizeof(*s));
+	*s = (struct store){ ops, be };
+	return s;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	s->ops->close(s->be);
+	free(s);
+}
+
+const char *store_instance(struct store *s)
+{
+	return s->ops->instance(s->be);
+}
+
+const char *store_last_error(struct store *s)
+{
+	return s->ops->last_error(s->be);
+}
+
+const struct store_backend_ops *store_ops(struct store *s)
+{
+	return s->ops;
+}
+
+void *store_backend(struct store *s)
+{
+	return s->be;
+}
+
+static bool key_eq(const struct store_key *a, const struct store_key *b)
+{
+	return strcmp(a->sender, b->sender) == 0 && strcmp(a->letter_id, b->letter_id) == 0;
+}
+
+/* True when key i of m repeats an earlier key of m (recorded only once). */
+static bool key_repeated(const struct store_new *m, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (key_eq(&m->keys[j], &m->keys[i]))
+			return true;
+	return false;
+}
+
+static int keys_scan(struct store *s, const struct store_new *m, struct key_scan *ks)
+{
+	*ks = (struct key_scan){ 0 };
+	for (size_t i = 0; i < m->nkeys; i++) {
+		assert(m->keys[i].sender && m->keys[i].letter_id);
+		int64_t id;
+		int r = s->ops->key_lookup(s->be, &m->keys[i], &id);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			continue;
+		if (ks->known++ == 0) {
+			ks->first = &m->keys[i];
+			ks->first_id = id;
+		}
+	}
+	return 0;
+}
+
+static int keys_record(struct store *s, const struct store_new *m, int64_t id, int64_t now)
+{
+	for (size_t i = 0; i < m->nkeys; i++) {
+		if (key_repeated(m, i))
+			continue;
+		int r = s->ops->key_insert(s->be, &m->keys[i], id, now);
+		if (r == -EEXIST)
+			return -EBUSY; /* another writer won the race: retry the batch */
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Stores m as a dead letter because some, not all, of its letters were
+ * accepted before. The reason names ids only, never content. */
+static int insert_partial(struct store *s, struct store_new *m, const struct key_scan *ks)
+{
+	char reason[256];
+	snprintf(reason, sizeof(reason),
+		 "partial duplicate: letter %.64s of sender %.64s already accepted as message %" PRId64,
+		 ks->first->letter_id, ks->first->sender, ks->first_id);
+	struct store_new dead = *m;
+	dead.endpoint = NULL;
+	dead.reason = reason;
+	int r = s->ops->msg_insert(s->be, &dead, &m->id);
+	if (r >= 0)
+		m->outcome = STORE_DEAD;
+	return r;
+}
+
+static int insert_new(struct store *s, struct store_new *m, int64_t now)
+{
+	int64_t id;
+	int r = s->ops->msg_insert(s->be, m, &id);
+	if (r < 0)
+		return r;
+	r = keys_record(s, m, id, now);
+	if (r < 0)
+		return r;
+	m->outcome = STORE_STORED;
+	m->id = id;
+	return 0;
+}
+
+static int apply_msg(struct store *s, struct store_new *m, int64_t now)
+{
+	if (!m->endpoint) {
+		assert(m->reason); /* a dead letter without a reason is a caller bug */
+		int r = s->ops->msg_insert(s->be, m, &m->id);
+		if (r >= 0)
+			m->outcome = STORE_DEAD;
+		return r;
+	}
+	struct key_scan ks;
+	int r = keys_scan(s, m, &ks);
+	if (r < 0)
+		return r;
+	if (ks.known == 0)
+		return insert_new(s, m, now);
+	if (ks.known < m->nkeys)
+		return insert_partial(s, m, &ks);
+	m->outcome = STORE_DUPLICATE;
+	m->id = ks.first_id;
+	return 0;
+}
+
+/* Delivered marks and attempts on messages no longer queued are no-ops
+ * (a mark retried after a failed commit, a late failure report). */
+static int apply_marks(struct store *s, const struct store_batch *b)
+{
+	for (size_t i = 0; i < b->ndelivered; i++) {
+		int r = s->ops->msg_delivered(s->be, b->delivered[i], b->now);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < b->nattempts; i++) {
+		int r = s->ops->msg_attempt(s->be, b->attempts[i].id, b->attempts[i].error);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int apply_batch(struct store *s, struct store_batch *b)
+{
+	for (size_t i = 0; i < b->nmsgs; i++) {
+		int r = apply_msg(s, &b->msgs[i], b->now);
+		if (r < 0)
+			return r;
+	}
+	return apply_marks(s, b);
+}
+
+int store_commit(struct store *s, struct store_batch *b)
+{
+	if (b->nmsgs == 0 && b->ndelivered == 0 && b->nattempts == 0)
+		return 0;
+	int r = s->ops->begin(s->be);
+	if (r < 0)
+		return r;
+	r = apply_batch(s, b);
+	if (r >= 0)
+		r = s->ops->commit(s->be);
+	if (r < 0) {
+		s->ops->rollback(s->be);
+		return r;
+	}
+	return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * quarantine.c - the quarantine folder for inbound files that cannot be
+ * accepted (unparseable, hostile, too large).
+ *
+ * Invariant: a file leaves the inbox only once its copy in the quarantine
+ * folder and its reason file are durable.
+ */
+#include "transport/quarantine.h"
+
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static int write_reason(int qfd, const char *qname, const struct quarantine_info *info)
+{
+	_cleanup_free_ char *tmp = xasprintf(".%s.reason.tmp", qname);
+	_cleanup_free_ char *final = xasprintf("%s.reason", qname);
+	char when[32];
+	time_t t = (time_t)(info->received_at / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	_cleanup_free_ char *text = xasprintf("file: %s\nendpoint: %s\nreceived: %s\nerror: %s\n"
+					      "reason: %s\n",
+					      qname, info->endpoint, when, info->error, info->reason);
+	_cleanup_close_ int fd = openat(qfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	int r = write_all(fd, text, strlen(text));
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r == 0 && renameat2(qfd, tmp, qfd, final, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(qfd, tmp, 0);
+	return r;
+}
+
+/* Copies src (in sfd) to dst (in dfd) and syncs it: for moves across file
+ * systems. */
+static int copy_file(int sfd, const char *src, int dfd, const char *dst)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t len;
+	int r = read_file_at(sfd, src, SIZE_MAX / 2, &buf, &len);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int fd = openat(dfd, dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, buf, len);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(dfd, dst, 0);
+	return r;
+}
+
+/* Moves without ever replacing an existing file (-EEXIST). */
+static int move_file(int inbox_fd, const char *name, int qfd, const char *qname)
+{
+	if (renameat2(inbox_fd, name, qfd, qname, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EXDEV)
+		return -errno;
+	int r = copy_file(inbox_fd, name, qfd, qname);
+	if (r < 0)
+		return r;
+	if (fsync(qfd) < 0)
+		return -errno;
+	return unlinkat(inbox_fd, name, 0) < 0 ? -errno : 0;
+}
+
+/* Tries one quarantine name: reason file first, then the file itself. */
+static int try_name(int inbox_fd, const char *name, int qfd, const char *qname,
+		    const struct quarantine_info *info)
+{
+	int r = write_reason(qfd, qname, info);
+	if (r < 0)
+		return r;
+	r = move_file(inbox_fd, name, qfd, qname);
+	if (r < 0) {
+		_cleanup_free_ char *reason = xasprintf("%s.reason", qname);
+		unlinkat(qfd, reason, 0);
+	}
+	return r;
+}
+
+int quarantine_file(int inbox_fd, const char *name, const char *dir,
+		    const struct quarantine_info *info, char *out, size_t outlen)
+{
+	int r = mkdir_p(dir, 0750);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int qfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (qfd < 0)
+		return -errno;
+	char stamp[32];
+	time_t t = (time_t)(info->received_at / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	/* Never replace an earlier quarantined file of the same name. */
+	r = -EEXIST;
+	for (int i = 0; i < 1000 && r == -EEXIST; i++) {
+		_cleanup_free_ char *qname = i ? xasprintf("%s-%d-%s", stamp, i, name)
+					       : xasprintf("%s-%s", stamp, name);
+		r = try_name(inbox_fd, name, qfd, qname, info);
+		if (r == 0 && out)
+			snprintf(out, outlen, "%s/%s", dir, qname);
+	}
+	if (r < 0)
+		return r;
+	return fsync(qfd) < 0 ? -errno : 0;
+}

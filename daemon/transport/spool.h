@@ -1,0 +1,78 @@
+/*
+ * spool.h - the spool transport: the file-drop convention EDI clients use.
+ *
+ * Inbound (spool_in.c): the endpoint writes a file and renames it into its
+ * inbox; names starting with "." or ending in ".tmp" are incomplete and
+ * ignored. Pick-up is inotify-driven with a periodic rescan; a file leaves
+ * the inbox only after the commit that holds it.
+ *
+ * Outbound (spool_out.c): each message is written under a temporary name
+ * starting with ".", one syncfs() covers the batch, then each is renamed to
+ * its final name "<store instance>-<id>.<ext>" and the folder is synced.
+ * Only then is the batch delivered. A re-delivery after a crash replaces
+ * its own file; the delivered file holds exactly the received bytes.
+ *
+ * Internal to the spool transport; the broker sees `spool_transport`.
+ */
+#ifndef EDIBROKER_SPOOL_H
+#define EDIBROKER_SPOOL_H
+
+#include "base/strset.h"
+#include "transport/transport.h"
+
+#include <event2/event.h>
+
+extern const struct transport_ops spool_transport;
+
+struct spool_name {
+	struct spool_name *next;
+	char name[];
+};
+
+struct spool {
+	/* configuration (copied at create; a changed endpoint gets a new spool) */
+	char *endpoint;
+	char *inbox, *outbox, *quarantine;
+	char *instance;
+	bool create_dirs;
+	int64_t pickup_timeout_ms;
+	size_t max_bytes;
+	size_t batch_max;
+	int64_t rescan_ms;
+	struct transport_env env;
+
+	/* inbound, loop thread only */
+	bool running;
+	int inbox_fd, ino_fd, wd;
+	struct event *ino_ev, *rescan_ev, *work_ev, *retry_ev;
+	struct strset *known;            /* names in todo or submitted */
+	struct spool_name *todo, *todo_tail;
+	size_t ntodo;
+	size_t inflight;                 /* submissions and unlink jobs not yet done */
+	struct event *unlink_ev;         /* flushes `unlinks` at the end of the turn */
+	char **unlinks;                  /* accepted names waiting to leave the inbox */
+	size_t nunlinks, capunlinks;
+	bool paused, pause_logged;
+	int64_t retry_ms;
+	bool inbox_error_logged;
+	bool destroyed;                  /* freed when inflight drops to 0 */
+};
+
+/* spool_in.c */
+int spool_in_start(struct spool *sp);
+void spool_in_stop(struct spool *sp);
+void spool_in_resume(struct spool *sp);
+/* Frees the spool now, or when its last submission completes. */
+void spool_release(struct spool *sp);
+
+/* spool_out.c (worker thread) */
+void spool_out_deliver(struct spool *sp, const struct out_msg *msgs, size_t n,
+		       struct deliver_result *res);
+enum transport_fault spool_out_probe(struct spool *sp, char *err, size_t errlen);
+/* The final file name of message id ("<instance>-<id>.<ext>"). */
+void spool_final_name(const struct spool *sp, int64_t id, const char *ext, char *buf,
+		      size_t len);
+/* Maps an errno to a transport fault. */
+enum transport_fault spool_fault(int err);
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * spool_out.c - delivery into an endpoint's outbox folder, and its probe.
+ *
+ * Runs on a worker thread and reads only the spool's immutable settings.
+ * Batch protocol, in order:
+ *   1. open the outbox by path (so a remounted share is found again);
+ *   2. write every message to ".<final>.tmp" (O_TRUNC: a leftover of a
+ *      crashed attempt is overwritten);
+ *   3. one syncfs() makes all data durable;
+ *   4. rename each temporary file to its final name, in order, stopping at
+ *      the first failure;
+ *   5. fsync the folder so the renames are durable.
+ * Messages renamed before a failure in 4 are still unconfirmed unless 5
+ * succeeds; the count reported delivered is the renamed prefix after 5.
+ */
+#include "transport/spool.h"
+
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+
+#define OUT_MODE 0640
+
+enum transport_fault spool_fault(int err)
+{
+	switch (err) {
+	case ENOSPC:
+	case EDQUOT:
+		return FAULT_DISK_FULL;
+	case ENOENT:
+	case ENOTDIR:
+	case EACCES:
+	case EPERM:
+	case EROFS:
+		return FAULT_REFUSED;
+	case ETIMEDOUT:
+		return FAULT_TIMEOUT;
+	default:
+		return FAULT_IO;
+	}
+}
+
+void spool_final_name(const struct spool *sp, int64_t id, const char *ext, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s-%012" PRId64 ".%s", sp->instance, id, ext);
+}
+
+/* The final name of m and its temporary name (".<final>.tmp"). */
+static void names(const struct spool *sp, const struct out_msg *m, char final[96],
+		  char tmp[112])
+{
+	spool_final_name(sp, m->id, m->ext, final, 96);
+	snprintf(tmp, 112, ".%s.tmp", final);
+}
+
+static void fail(struct deliver_result *res, int err, const char *what, const char *path)
+{
+	res->fault = spool_fault(err);
+	snprintf(res->error, sizeof(res->error), "%s %s: %s", what, path, strerror(err));
+}
+
+static int write_one(int dfd, const char *tmp, const struct out_msg *m)
+{
+	_cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+						  O_NOFOLLOW, OUT_MODE);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, OUT_MODE) < 0)
+		return -errno;
+	int r = write_all(fd, m->body, m->size);
+	if (r < 0)
+		return r;
+	return close(TAKE_FD(fd)) < 0 ? -errno : 0;
+}
+
+/* Writes msgs[0..n) as temporary files; returns how many were written. */
+static size_t write_all_tmp(struct spool *sp, int dfd, const struct out_msg *msgs, size_t n,
+			    struct deliver_result *res)
+{
+	char final[96], tmp[112];
+	for (size_t i = 0; i < n; i++) {
+		names(sp, &msgs[i], final, tmp);
+		int r = write_one(dfd, tmp, &msgs[i]);
+		if (r < 0) {
+			fail(res, -r, "write", sp->outbox);
+			unlinkat(dfd, tmp, 0);
+			return i;
+		}
+	}
+	return n;
+}
+
+static size_t rename_all(struct spool *sp, int dfd, const struct out_msg *msgs, size_t n,
+			 struct deliver_result *res)
+{
+	char final[96], tmp[112];
+	for (size_t i = 0; i < n; i++) {
+		names(sp, &msgs[i], final, tmp);
+		if (renameat(dfd, tmp, dfd, final) < 0) {
+			fail(res, errno, "rename in", sp->outbox);
+			return i;
+		}
+	}
+	return n;
+}
+
+static void remove_tmp(struct spool *sp, int dfd, const struct out_msg *msgs, size_t from,
+		       size_t to)
+{
+	char final[96], tmp[112];
+	for (size_t i = from; i < to; i++) {
+		names(sp, &msgs[i], final, tmp);
+		unlinkat(dfd, tmp, 0);
+	}
+}
+
+void spool_out_deliver(struct spool *sp, const struct out_msg *msgs, size_t n,
+		       struct deliver_result *res)
+{
+	res->delivered = 0;
+	_cleanup_close_ int dfd = open(sp->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		fail(res, errno, "open outbox", sp->outbox);
+		return;
+	}
+	size_t written = write_all_tmp(sp, dfd, msgs, n, res);
+	if (written == 0)
+		return;
+	if (syncfs(dfd) < 0) {
+		fail(res, errno, "syncfs", sp->outbox);
+		remove_tmp(sp, dfd, msgs, 0, written);
+		return;
+	}
+	size_t renamed = rename_all(sp, dfd, msgs, written, res);
+	remove_tmp(sp, dfd, msgs, renamed, written);
+	if (fsync(dfd) < 0) {
+		fail(res, errno, "fsync", sp->outbox);
+		return;
+	}
+	res->delivered = renamed;
+}
+
+/* Counts our final files older than the pickup timeout. */
+static size_t uncollected(struct spool *sp, int dfd, int64_t now_s, int64_t *oldest_s)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	size_t n = 0, plen = strlen(sp->instance);
+	int64_t limit = sp->pickup_timeout_ms / 1000;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		struct stat st;
+		if (strncmp(e->d_name, sp->instance, plen) != 0 || e->d_name[plen] != '-')
+			continue;
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		int64_t age = now_s - (int64_t)st.st_mtime;
+		if (age > limit) {
+			n++;
+			if (age > *oldest_s)
+				*oldest_s = age;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+enum transport_fault spool_out_probe(struct spool *sp, char *err, size_t errlen)
+{
+	_cleanup_close_ int dfd = open(sp->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		snprintf(err, errlen, "open outbox %s: %s", sp->outbox, strerror(errno));
+		return spool_fault(errno);
+	}
+	char probe[64];
+	snprintf(probe, sizeof(probe), ".edibroker-probe-%d.tmp", (int)getpid());
+	int fd = openat(dfd, probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int e = fd < 0 ? errno : 0;
+	if (fd >= 0) {
+		ssize_t w = write(fd, "probe\n", 6);
+		if (w != 6)
+			e = w < 0 ? errno : EIO;
+		close(fd);
+		unlinkat(dfd, probe, 0);
+	}
+	if (e) {
+		snprintf(err, errlen, "write probe in %s: %s", sp->outbox, strerror(e));
+		return spool_fault(e);
+	}
+	if (sp->pickup_timeout_ms > 0) {
+		int64_t oldest = 0;
+		size_t n = uncollected(sp, dfd, (int64_t)time(NULL), &oldest);
+		if (n > 0) {
+			snprintf(err, errlen, "%zu file(s) in %s not collected, oldest for %llds",
+				 n, sp->outbox, (long long)oldest);
+			return FAULT_TIMEOUT;
+		}
+	}
+	err[0] = '\0';
+	return FAULT_NONE;
+}

@@ -1,0 +1,459 @@
+/*
+ * edibrokerctl.c - the operators' command-line client for edibrokerd's
+ * control socket.
+ *
+ *   edibrokerctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARGS]
+ *
+ * The socket is -s, else $EDIBROKER_SOCKET, else the control_socket of the
+ * config (-c, default /etc/edibroker/edibroker.conf). Each command sends
+ * one JSON request and renders the answer as a table, or prints the JSON
+ * unchanged with --json. Exit codes: 0 ok, 1 the daemon refused, 2 usage,
+ * 3 the daemon cannot be reached.
+ */
+#include "conf/config.h"
+#include "codecs/base/mem.h"
+#include "base/fileio.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#define DEFAULT_CONFIG "/etc/edibroker/edibroker.conf"
+#define DEFAULT_SOCKET "/var/lib/edibroker/control.sock"
+
+struct ctl {
+	const char *socket;
+	const char *config;
+	bool json;
+	bool all;
+	long limit;
+	const char *from, *to, *reason, *contact, *cause, *expected;
+};
+
+typedef int (*render_fn)(const json_t *ans);
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: edibrokerctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARGS]\n"
+		"\n"
+		"commands:\n"
+		"  status                 endpoints with state and queue depth\n"
+		"  queue ENDPOINT         messages queued for ENDPOINT (id, type, sender, age, attempts)\n"
+		"  dead                   dead letters (not routable) with their reason\n"
+		"  outages [--all]        open and recent outages (--all: every one)\n"
+		"  outage show ID         an outage with its notices and every send attempt\n"
+		"  outage set ID [--expected-downtime D|TIME|unknown] [--contact TEXT] [--cause TEXT]\n"
+		"                         what the next notice carries\n"
+		"  outage open ENDPOINT --cause TEXT   open an outage by hand\n"
+		"  outage close ID        close an outage (the all-clear follows if announced)\n"
+		"  maintenance add ENDPOINT --from TIME --to TIME --reason TEXT [--contact TEXT]\n"
+		"  maintenance list [--all]\n"
+		"  maintenance remove ID\n"
+		"\n"
+		"TIME is local time, \"YYYY-MM-DD HH:MM\"; D is a duration like 90m or 3h.\n"
+		"\n"
+		"options:\n"
+		"  -c, --config FILE      read the control socket path from FILE\n"
+		"  -s, --socket PATH      control socket (default: $EDIBROKER_SOCKET, config)\n"
+		"  -n, --limit N          list at most N messages (default 100)\n"
+		"      --json             print the daemon's JSON answer\n");
+}
+
+static char *socket_path(const struct ctl *c)
+{
+	if (c->socket)
+		return xstrdup(c->socket);
+	const char *env = getenv("EDIBROKER_SOCKET");
+	if (!str_empty(env))
+		return xstrdup(env);
+	const char *path = c->config ? c->config : DEFAULT_CONFIG;
+	if (!c->config && access(path, R_OK) < 0)
+		return xstrdup(DEFAULT_SOCKET);
+	struct config *cfg = NULL;
+	char err[1024];
+	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "edibrokerctl: %s\n", err);
+		return NULL;
+	}
+	char *s = xstrdup(cfg->control_socket);
+	config_free(cfg);
+	return s;
+}
+
+static int connect_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (str_copy(sa.sun_path, path, sizeof(sa.sun_path)) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* Sends req, returns the answer (NULL with a message printed on failure). */
+static json_t *request(const char *path, json_t *req)
+{
+	_cleanup_close_ int fd = connect_socket(path);
+	if (fd < 0) {
+		fprintf(stderr, "edibrokerctl: cannot reach edibrokerd at %s: %s\n", path,
+			strerror(errno));
+		return NULL;
+	}
+	_cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
+	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0) {
+		fprintf(stderr, "edibrokerctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	shutdown(fd, SHUT_WR);
+	_cleanup_fclose_ FILE *f = fdopen(TAKE_FD(fd), "r");
+	json_error_t jerr;
+	json_t *ans = f ? json_loadf(f, JSON_DISABLE_EOF_CHECK, &jerr) : NULL;
+	if (!ans)
+		fprintf(stderr, "edibrokerctl: bad answer from edibrokerd: %s\n", jerr.text);
+	return ans;
+}
+
+static void fmt_age(json_t *v, char *buf, size_t len)
+{
+	if (!json_is_integer(v)) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	long long s = json_integer_value(v);
+	if (s < 120)
+		snprintf(buf, len, "%llds", s);
+	else if (s < 7200)
+		snprintf(buf, len, "%lldm", s / 60);
+	else if (s < 172800)
+		snprintf(buf, len, "%lldh%02lldm", s / 3600, s / 60 % 60);
+	else
+		snprintf(buf, len, "%lldd", s / 86400);
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+static long long num(const json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static int render_status(const json_t *ans)
+{
+	printf("%-22s %-13s %-12s %-13s %8s %8s %8s  %s\n", "ENDPOINT", "KIND", "HEALTH", "STATE",
+	       "QUEUED", "OLDEST", "FAILURES", "LAST ERROR");
+	size_t i;
+	json_t *ep;
+	json_array_foreach(json_object_get(ans, "endpoints"), i, ep) {
+		char age[32];
+		fmt_age(json_object_get(ep, "oldest_age_s"), age, sizeof(age));
+		const char *state = str(ep, "state");
+		if (json_is_true(json_object_get(ep, "pickup_paused")))
+			state = "pickup-paused";
+		printf("%-22s %-13s %-12s %-13s %8lld %8s %8lld  %s\n", str(ep, "name"),
+		       str(ep, "kind"), *str(ep, "health") ? str(ep, "health") : "-", state,
+		       num(ep, "queued"), age, num(ep, "failures"), str(ep, "last_error"));
+	}
+	printf("\nstore: %s%s%s   dead letters: %lld   accepted since start: %lld\n",
+	       str(ans, "store"), *str(ans, "store_error") ? " - " : "", str(ans, "store_error"),
+	       num(ans, "dead"), num(ans, "accepted"));
+	return 0;
+}
+
+static void render_messages(const json_t *msgs, bool dead)
+{
+	printf("%-10s %-8s %-15s %-15s %8s %8s  %s\n", "ID", "TYPE", "SENDER", "RECEIVER", "AGE",
+	       dead ? "SOURCE" : "ATTEMPTS", dead ? "REASON" : "LAST ERROR");
+	size_t i;
+	json_t *m;
+	json_array_foreach(msgs, i, m) {
+		char age[32], col[32];
+		fmt_age(json_object_get(m, "age_s"), age, sizeof(age));
+		if (dead)
+			snprintf(col, sizeof(col), "%s", str(m, "source"));
+		else
+			snprintf(col, sizeof(col), "%lld", num(m, "attempts"));
+		printf("%-10lld %-8s %-15s %-15s %8s %8s  %s\n", num(m, "id"), str(m, "type"),
+		       str(m, "sender"), str(m, "receiver"), age, col,
+		       dead ? str(m, "reason") : str(m, "last_error"));
+	}
+}
+
+static int render_queue(const json_t *ans)
+{
+	printf("endpoint %s: %lld queued%s\n\n", str(ans, "endpoint"), num(ans, "queued"),
+	       json_is_false(json_object_get(ans, "configured")) ? " (not configured)" : "");
+	render_messages(json_object_get(ans, "messages"), false);
+	return 0;
+}
+
+static int render_dead(const json_t *ans)
+{
+	printf("%lld dead letters\n\n", num(ans, "dead"));
+	render_messages(json_object_get(ans, "messages"), true);
+	return 0;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "-";
+}
+
+static void fmt_duration(long long s, char *buf, size_t len)
+{
+	if (s < 3600)
+		snprintf(buf, len, "%lldm", s / 60);
+	else if (s < 172800)
+		snprintf(buf, len, "%lldh%02lldm", s / 3600, s / 60 % 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh", s / 86400, s / 3600 % 24);
+}
+
+static int render_outages(const json_t *ans)
+{
+	printf("%-6s %-20s %-11s %-17s %9s %-17s  %s\n", "ID", "ENDPOINT", "STATE", "STARTED",
+	       "DURATION", "ANNOUNCED", "CAUSE");
+	size_t i;
+	json_t *o;
+	json_array_foreach(json_object_get(ans, "outages"), i, o) {
+		char dur[32];
+		fmt_duration(num(o, "duration_s"), dur, sizeof(dur));
+		const char *cause = json_is_string(json_object_get(o, "cause")) ? jstr(o, "cause")
+										 : jstr(o, "cause_fault");
+		printf("%-6lld %-20s %-11s %-17s %9s %-17s  %s\n", num(o, "id"), jstr(o, "endpoint"),
+		       jstr(o, "state"), jstr(o, "started"), dur, jstr(o, "announced"), cause);
+	}
+	return 0;
+}
+
+static int render_outage(const json_t *ans)
+{
+	const json_t *o = json_object_get(ans, "outage");
+	static const char *const keys[] = { "id", "endpoint", "state", "manual", "started",
+					    "declared", "ended", "resolved", "closed", "announced",
+					    "last_notice", "next_notice_due", "expected_end",
+					    "cause_fault", "cause_error", "cause", "contact",
+					    "maintenance_id", "delivered_late", "duration_s" };
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		json_t *v = json_object_get(o, keys[k]);
+		char *text = v && !json_is_null(v) ? json_dumps(v, JSON_ENCODE_ANY) : xstrdup("-");
+		printf("%-16s %s\n", keys[k], text);
+		free(text);
+	}
+	size_t i, j;
+	json_t *n, *snd;
+	json_array_foreach(json_object_get(o, "notices"), i, n) {
+		printf("\nnotice %lld  %s  %s  to %s (%s)%s%s\n  %s\n", num(n, "id"), jstr(n, "kind"),
+		       jstr(n, "created"), jstr(n, "recipients"), jstr(n, "audience"),
+		       *str(n, "pending") ? "  pending: " : "", str(n, "pending"), jstr(n, "subject"));
+		json_array_foreach(json_object_get(n, "sends"), j, snd)
+			printf("  %-17s %-8s %-4s %s %s\n", jstr(snd, "at"), jstr(snd, "channel"),
+			       json_is_true(json_object_get(snd, "ok")) ? "ok" : "FAIL", jstr(snd, "to"),
+			       str(snd, "error"));
+	}
+	return 0;
+}
+
+static int render_maintenance(const json_t *ans)
+{
+	printf("%-6s %-20s %-17s %-17s %-17s  %s\n", "ID", "ENDPOINT", "FROM", "TO", "ANNOUNCED",
+	       "REASON");
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(ans, "maintenance"), i, m)
+		printf("%-6lld %-20s %-17s %-17s %-17s  %s\n", num(m, "id"), jstr(m, "endpoint"),
+		       jstr(m, "from"), jstr(m, "to"), jstr(m, "announced"), jstr(m, "reason"));
+	return 0;
+}
+
+static const char *done_verb;
+
+static int render_done(const json_t *ans)
+{
+	printf("%s %lld\n", done_verb, num(ans, "id"));
+	return 0;
+}
+
+static void set_opt(json_t *req, const char *key, const char *value)
+{
+	if (value)
+		json_object_set_new(req, key, json_string(value));
+}
+
+static bool parse_id(const char *s, json_t *req)
+{
+	char *end;
+	long long id = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || id <= 0)
+		return false;
+	json_object_set_new(req, "id", json_integer(id));
+	return true;
+}
+
+static bool outage_request(const struct ctl *c, int argc, char **argv, json_t *req,
+			   render_fn *render)
+{
+	if (argc != 3)
+		return false;
+	const char *action = argv[1];
+	json_object_set_new(req, "action", json_string(action));
+	*render = render_done;
+	if (strcmp(action, "open") == 0) {
+		set_opt(req, "endpoint", argv[2]);
+		set_opt(req, "cause", c->cause);
+		done_verb = "opened outage";
+		return c->cause != NULL;
+	}
+	if (!parse_id(argv[2], req))
+		return false;
+	if (strcmp(action, "show") == 0) {
+		*render = render_outage;
+		return true;
+	}
+	if (strcmp(action, "close") == 0) {
+		done_verb = "closed outage";
+		return true;
+	}
+	if (strcmp(action, "set") != 0)
+		return false;
+	set_opt(req, "expected", c->expected);
+	set_opt(req, "contact", c->contact);
+	set_opt(req, "cause", c->cause);
+	done_verb = "updated outage";
+	return c->expected || c->contact || c->cause;
+}
+
+static bool maintenance_request(const struct ctl *c, int argc, char **argv, json_t *req,
+				render_fn *render)
+{
+	const char *action = argc > 1 ? argv[1] : "list";
+	json_object_set_new(req, "action", json_string(action));
+	if (strcmp(action, "list") == 0 && argc <= 2) {
+		json_object_set_new(req, "all", json_boolean(c->all));
+		*render = render_maintenance;
+		return true;
+	}
+	*render = render_done;
+	if (strcmp(action, "remove") == 0 && argc == 3) {
+		done_verb = "removed planned shutdown";
+		return parse_id(argv[2], req);
+	}
+	if (strcmp(action, "add") != 0 || argc != 3)
+		return false;
+	set_opt(req, "endpoint", argv[2]);
+	set_opt(req, "from", c->from);
+	set_opt(req, "to", c->to);
+	set_opt(req, "reason", c->reason);
+	set_opt(req, "contact", c->contact);
+	done_verb = "added planned shutdown";
+	return c->from && c->to && c->reason;
+}
+
+/* Builds the request for argv (after options); NULL on a usage error. */
+static json_t *build_request(const struct ctl *c, int argc, char **argv, render_fn *render)
+{
+	const char *cmd = argv[0];
+	json_t *req = json_pack("{s:s}", "cmd", cmd);
+	if (c->limit > 0)
+		json_object_set_new(req, "limit", json_integer(c->limit));
+	if (strcmp(cmd, "status") == 0 && argc == 1) {
+		*render = render_status;
+	} else if (strcmp(cmd, "queue") == 0 && argc == 2) {
+		json_object_set_new(req, "endpoint", json_string(argv[1]));
+		*render = render_queue;
+	} else if (strcmp(cmd, "dead") == 0 && argc == 1) {
+		*render = render_dead;
+	} else if (strcmp(cmd, "outages") == 0 && argc == 1) {
+		json_object_set_new(req, "all", json_boolean(c->all));
+		*render = render_outages;
+	} else if (strcmp(cmd, "outage") == 0 && outage_request(c, argc, argv, req, render)) {
+		/* built */
+	} else if (strcmp(cmd, "maintenance") == 0 &&
+		   maintenance_request(c, argc, argv, req, render)) {
+		/* built */
+	} else {
+		json_decref(req);
+		return NULL;
+	}
+	return req;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' },
+		{ "reason", required_argument, NULL, 'R' },
+		{ "contact", required_argument, NULL, 'C' },
+		{ "cause", required_argument, NULL, 'K' },
+		{ "expected-downtime", required_argument, NULL, 'E' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct ctl c = { 0 };
+	int o;
+	while ((o = getopt_long(argc, argv, "c:s:n:jh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': c.config = optarg; break;
+		case 's': c.socket = optarg; break;
+		case 'n': c.limit = strtol(optarg, NULL, 10); break;
+		case 'j': c.json = true; break;
+		case 'a': c.all = true; break;
+		case 'F': c.from = optarg; break;
+		case 'T': c.to = optarg; break;
+		case 'R': c.reason = optarg; break;
+		case 'C': c.contact = optarg; break;
+		case 'K': c.cause = optarg; break;
+		case 'E': c.expected = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	render_fn render = NULL;
+	json_t *req = optind < argc ? build_request(&c, argc - optind, argv + optind, &render) : NULL;
+	if (!req) {
+		usage(stderr);
+		return 2;
+	}
+	_cleanup_free_ char *path = socket_path(&c);
+	json_t *ans = path ? request(path, req) : NULL;
+	json_decref(req);
+	if (!ans)
+		return 3;
+	int rc = 0;
+	if (!json_is_true(json_object_get(ans, "ok"))) {
+		fprintf(stderr, "edibrokerctl: %s\n", str(ans, "error"));
+		rc = 1;
+	}
+	if (c.json) {
+		json_dumpf(ans, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+		putchar('\n');
+	} else if (rc == 0) {
+		rc = render(ans);
+	}
+	json_decref(ans);
+	return rc;
+}
