@@ -224,6 +224,8 @@ class OutageTest(NoticeTest):
                   local(now + 4 * 3600), "--reason", "Opgradering af EOJ")
         m = wait_for(lambda: self.mail.all(), timeout=5, what="planned notice")
         self.assertIn("Opgradering af EOJ", MailSink.body(m[0]))
+        # the webhook is a second channel of the same send: it may land after the mail
+        wait_for(lambda: self.hook.kinds(), timeout=5, what="planned webhook")
         self.assertEqual(self.hook.kinds(), ["planned"])
         lst = b.ctl("maintenance", "list")["maintenance"]
         self.assertEqual(len(lst), 1)
