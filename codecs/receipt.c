@@ -27,7 +27,7 @@
 
 #include "codecs/base/mem.h"
 #include "codecs/base/strbuf.h"
-#include "codecs/xmlsafe.h"
+#include "codecs/base/utf8.h"
 
 #define RECEIPT_NS "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
 #define ORIGINAL_LETTERS_MAX 99 /* NegativeVansReceipt.xsd: OriginalLetter maxOccurs */
@@ -45,7 +45,7 @@ static const char *const refuse_codes[] = {
 /* Valid UTF-8 that XML 1.0 can carry; `allow_ws` admits \t \n \r. */
 static bool xml_text_ok(const char *s, size_t n, bool allow_ws)
 {
-	if (xmlsafe_utf8_span((const uint8_t *)s, n) != n || memmem(s, n, "\xEF\xBF\xBE", 3) ||
+	if (!utf8_valid(s, n) || memmem(s, n, "\xEF\xBF\xBE", 3) ||
 	    memmem(s, n, "\xEF\xBF\xBF", 3))
 		return false;
 	for (size_t i = 0; i < n; i++) {

@@ -23,6 +23,7 @@
 
 #include "codecs/base/mem.h"
 #include "codecs/base/strbuf.h"
+#include "codecs/base/utf8.h"
 #include "base/fileio.h"
 
 #include <errno.h>
@@ -282,38 +283,6 @@ static void sb_rstrip(struct strbuf *b)
 
 /* ---- UTF-8 and cleaning of untrusted strings ---------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid:
- * overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	static const uint32_t min[] = { 0, 0, 0x80, 0x800, 0x10000 };
-	size_t len = s[0] < 0x80 ? 1 : s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3
-		   : s[0] < 0xF5 ? 4 : 0;
-
-	if (len == 0 || len > n)
-		return 0;
-	uint32_t c = len == 1 ? s[0] : s[0] & (0x7F >> len);
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3F);
-	}
-	if (c < min[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-		return 0;
-	*cp = c;
-	return len;
-}
-
-static bool utf8_valid(const char *s, size_t n)
-{
-	uint32_t cp;
-
-	for (size_t i = 0, k; i < n; i += k)
-		if ((k = utf8_next((const unsigned char *)s + i, n - i, &cp)) == 0)
-			return false;
-	return true;
-}
-
 /* Characters that would break a line or reorder what a mail client shows:
  * C0/C1 controls, DEL, line/paragraph separators, bidi embeddings and
  * isolates. */
@@ -328,7 +297,7 @@ static bool is_unsafe(uint32_t c)
 static size_t clean_char(struct strbuf *b, const char *s, size_t n)
 {
 	uint32_t c;
-	size_t k = utf8_next((const unsigned char *)s, n, &c);
+	size_t k = utf8_decode(s, n, &c);
 
 	if (k == 0) {
 		strbuf_puts(b, "\xEF\xBF\xBD");
