@@ -2,14 +2,17 @@
  * codec.c - the codec registry and the error vocabulary shared by codecs.
  *
  * The receive side asks the registry for a codec by configured name, or
- * lets it sniff the first bytes; the receipt and logging code turn a
- * codec_errcode into a stable token and a MedCom RefuseCode. The tables
- * below are the only place that lists codecs and error names; adding a
- * format (EDIFACT, FHIR) is one line in `codecs`. Pure: no state changes.
+ * lets it sniff the first bytes, and asks the codec that decoded a message
+ * for the receipt refusing it. Logging and quarantine turn a codec_errcode
+ * into a stable token; the accept path turns it into a refusal reason,
+ * which each codec words in its own format. The tables below are the only
+ * place that lists codecs and error classes; adding a format (EDIFACT,
+ * FHIR) is one line in `codecs`. Pure: no state changes.
  */
 #include "codecs/codec.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,21 +24,21 @@ static const struct codec *const codecs[] = {
 	&codec_oioxml,
 };
 
-/* Indexed by enum codec_errcode: token for logs, RefuseCode for receipts. */
+/* Indexed by enum codec_errcode: token for logs, why it is refused. */
 static const struct {
 	const char *name;
-	const char *refuse;
+	enum codec_refusal refusal;
 } errcodes[] = {
-	[CODEC_OK] = { "ok", "ikke_specificeret" },
-	[CODEC_ETOOBIG] = { "too-big", "syntaksfejl" },
-	[CODEC_EENCODING] = { "encoding", "syntaksfejl" },
-	[CODEC_ESYNTAX] = { "syntax", "syntaksfejl" },
-	[CODEC_EHOSTILE] = { "hostile", "syntaksfejl" },
-	[CODEC_EDEPTH] = { "depth", "syntaksfejl" },
-	[CODEC_ESTRUCTURE] = { "structure", "syntaksfejl" },
-	[CODEC_EFIELD] = { "field", "syntaksfejl" },
-	[CODEC_ETYPE] = { "type", "syntaksfejl" },
-	[CODEC_EVERSION] = { "version", "problem_med_version" },
+	[CODEC_OK] = { "ok", CODEC_REFUSE_UNSPECIFIED },
+	[CODEC_ETOOBIG] = { "too-big", CODEC_REFUSE_SYNTAX },
+	[CODEC_EENCODING] = { "encoding", CODEC_REFUSE_SYNTAX },
+	[CODEC_ESYNTAX] = { "syntax", CODEC_REFUSE_SYNTAX },
+	[CODEC_EHOSTILE] = { "hostile", CODEC_REFUSE_SYNTAX },
+	[CODEC_EDEPTH] = { "depth", CODEC_REFUSE_SYNTAX },
+	[CODEC_ESTRUCTURE] = { "structure", CODEC_REFUSE_SYNTAX },
+	[CODEC_EFIELD] = { "field", CODEC_REFUSE_SYNTAX },
+	[CODEC_ETYPE] = { "type", CODEC_REFUSE_SYNTAX },
+	[CODEC_EVERSION] = { "version", CODEC_REFUSE_VERSION },
 };
 
 const struct codec *codec_find(const char *name)
@@ -61,11 +64,20 @@ const char *codec_errcode_name(enum codec_errcode code)
 	return "unknown";
 }
 
-const char *codec_refuse_code(enum codec_errcode code)
+enum codec_refusal codec_errcode_refusal(enum codec_errcode code)
 {
-	if ((size_t)code < ARRAY_SIZE(errcodes) && errcodes[code].refuse)
-		return errcodes[code].refuse;
-	return "ikke_specificeret";
+	if ((size_t)code < ARRAY_SIZE(errcodes))
+		return errcodes[code].refusal;
+	return CODEC_REFUSE_UNSPECIFIED;
+}
+
+int codec_refuse(const struct codec_envelope *env, const struct codec_refusal_params *p,
+		 struct codec_receipt *out)
+{
+	assert(env && p && out);
+	if (!env->codec || !env->codec->refuse)
+		return -ENOTSUP;
+	return env->codec->refuse(env, p, out);
 }
 
 int codec_decode_any(const uint8_t *buf, size_t len, const struct codec_limits *lim,

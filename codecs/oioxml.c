@@ -2,7 +2,8 @@
  * oioxml.c - decodes the routing envelope of a MedCom OIOXML Emessage
  * (medcom.md 2.1-2.3). The receive side feeds it raw message bytes through
  * the codec registry; the router, duplicate cache and receipt builder read
- * the struct codec_envelope it fills.
+ * the struct codec_envelope it fills. Its refusals are XCTL01 receipts
+ * (xctl01.c).
  *
  * Parsing goes through xmlsafe (size, depth, charset and DOCTYPE policy);
  * this file only walks the tree. Elements are matched by local name in any
@@ -24,6 +25,7 @@
 #include <libxml/tree.h>
 
 #include "codecs/base/mem.h"
+#include "codecs/xctl01.h"
 #include "codecs/xmlsafe.h"
 
 /* Letter elements we route, and the type their TypeCode (StatisticalCode
@@ -437,4 +439,5 @@ const struct codec codec_oioxml = {
 	.ext = "xml",
 	.sniff = oioxml_sniff,
 	.decode = oioxml_decode,
+	.refuse = xctl01_refuse,
 };

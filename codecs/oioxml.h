@@ -10,7 +10,8 @@
 
 #include "codecs/codec.h"
 
-/* name "oioxml", ext "xml"; decode() follows the contract in codec.h. */
+/* name "oioxml", ext "xml"; decode() and refuse() (an XCTL01, xctl01.h)
+ * follow the contracts in codec.h. */
 extern const struct codec codec_oioxml;
 
 #endif

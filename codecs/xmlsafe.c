@@ -47,6 +47,7 @@
 #include <libxml/xmlerror.h>
 
 #include "codecs/base/mem.h"
+#include "codecs/base/utf8.h"
 
 #if LIBXML_VERSION >= 21300
 #define XMLSAFE_NO_XXE XML_PARSE_NO_XXE
@@ -164,55 +165,6 @@ static bool decl_encoding(const uint8_t *p, size_t len, char *name, size_t names
 	return false;
 }
 
-/* Length of the strict UTF-8 sequence at p (no overlongs, surrogates or
- * code points above U+10FFFF), or 0 when it is invalid or cut short. */
-static size_t utf8_seq_len(const uint8_t *p, size_t avail)
-{
-	uint8_t c = p[0], lo = 0x80, hi = 0xBF;
-	size_t n;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 2;
-	else if (c >= 0xE0 && c <= 0xEF)
-		n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-	else if (c >= 0xF0 && c <= 0xF4)
-		n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-	else
-		return 0;
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t k = 2; k < n; k++)
-		if ((p[k] & 0xC0) != 0x80)
-			return 0;
-	return n;
-}
-
-size_t xmlsafe_utf8_span(const uint8_t *p, size_t len)
-{
-	size_t i = 0, n;
-	while (i < len && (n = utf8_seq_len(p + i, len - i)) > 0)
-		i += n;
-	return i;
-}
-
-/* Writes code point cp (< 0x10000) as UTF-8 to out (NULL: only counts). */
-static size_t utf8_put(uint8_t *out, unsigned cp)
-{
-	uint8_t b[3];
-	size_t n;
-	if (cp < 0x80)
-		b[0] = (uint8_t)cp, n = 1;
-	else if (cp < 0x800)
-		b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)), n = 2;
-	else
-		b[0] = (uint8_t)(0xE0 | cp >> 12), b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)),
-		b[2] = (uint8_t)(0x80 | (cp & 0x3F)), n = 3;
-	if (out)
-		memcpy(out, b, n);
-	return n;
-}
-
 static unsigned single_byte_cp(enum charset cs, uint8_t b)
 {
 	if (cs == CS_CP1252 && b >= 0x80 && b < 0xA0)
@@ -225,10 +177,10 @@ static uint8_t *transcode(const uint8_t *p, size_t len, enum charset cs, size_t 
 {
 	size_t n = 0, o = 0;
 	for (size_t i = 0; i < len; i++)
-		n += utf8_put(NULL, single_byte_cp(cs, p[i]));
+		n += utf8_encode(single_byte_cp(cs, p[i]), NULL);
 	uint8_t *out = xmalloc(n);
 	for (size_t i = 0; i < len; i++)
-		o += utf8_put(out + o, single_byte_cp(cs, p[i]));
+		o += utf8_encode(single_byte_cp(cs, p[i]), out + o);
 	*outlen = n;
 	return out;
 }
@@ -247,7 +199,7 @@ static int choose_charset(const uint8_t *p, size_t len, bool bom, enum charset *
 {
 	char name[40];
 	if (!decl_encoding(p, len, name, sizeof(name))) {
-		*cs = bom || xmlsafe_utf8_span(p, len) == len ? CS_UTF8 : CS_LATIN1;
+		*cs = bom || utf8_valid(p, len) ? CS_UTF8 : CS_LATIN1;
 		return 0;
 	}
 	if (!charset_lookup(name, cs))
@@ -263,7 +215,7 @@ static int check_bytes(const uint8_t *p, size_t len, size_t base, enum charset c
 		       struct codec_error *err)
 {
 	size_t bad;
-	if (cs == CS_UTF8 && (bad = xmlsafe_utf8_span(p, len)) < len)
+	if (cs == CS_UTF8 && (bad = utf8_span(p, len)) < len)
 		return xmlsafe_fail(err, CODEC_EENCODING, "invalid UTF-8 at byte offset %zu",
 				    base + bad);
 	if (cs == CS_ASCII) {

@@ -42,10 +42,6 @@ void xmlsafe_doc_free(struct xmlsafe_doc *d);
  * whole. Always true for elements of a complete document. */
 bool xmlsafe_node_closed(const xmlNode *n);
 
-/* Length of the longest prefix of p that is strict UTF-8 (no overlongs,
- * surrogates or code points above U+10FFFF); len when all of it is. */
-size_t xmlsafe_utf8_span(const uint8_t *p, size_t len);
-
 /* Sets err->code and a printf-formatted err->text, forced to one line of
  * printable ASCII (other bytes become '?'). Returns -1 for `return fail(...)`. */
 int xmlsafe_fail(struct codec_error *err, enum codec_errcode code, const char *fmt, ...)

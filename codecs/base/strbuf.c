@@ -4,6 +4,7 @@
 #include "codecs/base/strbuf.h"
 
 #include "codecs/base/mem.h"
+#include "codecs/base/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,9 +15,7 @@ void strbuf_add(struct strbuf *b, const char *s, size_t n)
 	if (b->cut)
 		return;
 	if (b->limit && n > b->limit - b->len) {
-		n = b->limit - b->len;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--; /* never split a UTF-8 sequence */
+		n = utf8_cut(s, n, b->limit - b->len); /* never split a sequence */
 		b->cut = true;
 	}
 	if (b->len + n + 1 > b->cap) {

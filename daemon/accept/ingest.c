@@ -4,7 +4,10 @@
  * Each submitted message becomes an item owning its bytes and a compact
  * copy of the envelope fields the store needs (ids, GLNs, letter keys).
  * The item's store_new goes to the group commit; a negative receipt, when
- * one is due, is a second store_new committed in the same transaction.
+ * one is due, is a second store_new committed in the same transaction. The
+ * receipt comes from the codec that read the message (codec_refuse), in
+ * that message's own format: this file says only why it refuses, and
+ * brings the broker's id, a fresh id and the local time.
  * After the commit the item reports to its source and hands the bytes of a
  * queued message to the delivery side (ownership moves, no copy).
  *
@@ -15,7 +18,6 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "codecs/receipt.h"
 #include "codecs/base/mem.h"
 
 #include <errno.h>
@@ -38,14 +40,10 @@ struct ingest {
 struct receipt_item {
 	struct store_new m;
 	struct store_key key;
-	char *body;
-	char *broker_id; /* own copy: a reload may replace ing->broker_id */
-	char id[CODEC_ID_MAX];
-	char refers[CODEC_ID_MAX]; /* the refused envelope's id */
-	char sender[CODEC_GLN_MAX];
+	struct codec_receipt rc; /* owns the bytes; its own copy of the broker id,
+				  * which a reload may replace */
 	char *source, *endpoint;
 	bool done;
-	int err;
 };
 
 struct item {
@@ -106,8 +104,7 @@ size_t ingest_inflight(const struct ingest *ing)
 static void item_free(struct item *it)
 {
 	if (it->receipt) {
-		free(it->receipt->body);
-		free(it->receipt->broker_id);
+		free(it->receipt->rc.body);
 		free(it->receipt->source);
 		free(it->receipt->endpoint);
 		free(it->receipt);
@@ -149,7 +146,8 @@ static void item_take_envelope(struct item *it, const struct codec_envelope *env
 	it->m.ext = it->ext;
 }
 
-static void new_receipt_id(char out[CODEC_ID_MAX])
+/* codec_refusal_params.fresh_id: "EB" and 12 random hex digits. */
+static void fresh_receipt_id(void *ctx, char out[CODEC_ID_MAX])
 {
 	uint8_t rnd[6];
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
@@ -160,38 +158,32 @@ static void new_receipt_id(char out[CODEC_ID_MAX])
 		 rnd[4], rnd[5]);
 }
 
-/* Builds the XCTL01 refusing env; returns NULL when none can be built. */
+/* The receipt refusing env, from the codec that read it, as a store_new
+ * to the source endpoint; NULL when none can be built (env is a receipt,
+ * lacks its envelope id or sender, or its format issues no receipts). */
 static struct receipt_item *make_receipt(struct ingest *ing, const char *source,
-					 const struct codec_envelope *env, const char *code,
+					 const struct codec_envelope *env, enum codec_refusal why,
 					 const char *text)
 {
-	if (env->is_receipt || str_empty(env->envelope_id) || str_empty(env->letters[0].sender))
-		return NULL;
-	struct receipt_item *r = xcalloc(1, sizeof(*r));
-	char date[16], hm[8];
+	struct codec_refusal_params p = { .reason = why, .text = text,
+					  .broker_id = ing->broker_id,
+					  .fresh_id = fresh_receipt_id };
 	time_t now = (time_t)(clock_wall_ms() / 1000);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
-	strftime(hm, sizeof(hm), "%H:%M", &tm);
-	new_receipt_id(r->id);
-	struct receipt_params p = { ing->broker_id, r->id, r->id, code, text, date, hm };
-	size_t len;
-	if (receipt_build_xctl01(env, &p, &r->body, &len) < 0) {
+	localtime_r(&now, &p.now);
+	struct receipt_item *r = xcalloc(1, sizeof(*r));
+	if (codec_refuse(env, &p, &r->rc) < 0) {
 		free(r);
 		return NULL;
 	}
-	str_copy(r->sender, env->letters[0].sender, sizeof(r->sender));
-	str_copy(r->refers, env->envelope_id, sizeof(r->refers));
-	r->broker_id = xstrdup(ing->broker_id);
 	r->source = xstrdup(STORE_SOURCE_BROKER);
 	r->endpoint = xstrdup(source);
-	r->key = (struct store_key){ r->broker_id, r->id };
+	r->key = (struct store_key){ r->rc.key.sender, r->rc.key.id };
 	r->m = (struct store_new){
-		.source = r->source, .endpoint = r->endpoint, .format = "oioxml", .ext = "xml",
-		.type = "XCTL01", .envelope_id = r->id, .sender = r->broker_id,
-		.receiver = r->sender, .nletters = 1, .keys = &r->key, .nkeys = 1,
-		.body = r->body, .size = len, .received_at = clock_wall_ms(),
+		.source = r->source, .endpoint = r->endpoint, .format = r->rc.format,
+		.ext = r->rc.ext, .type = r->rc.type, .envelope_id = r->rc.envelope_id,
+		.sender = r->rc.sender, .receiver = r->rc.receiver, .nletters = 1,
+		.keys = &r->key, .nkeys = 1, .body = r->rc.body, .size = r->rc.size,
+		.received_at = clock_wall_ms(),
 	};
 	return r;
 }
@@ -266,11 +258,12 @@ static void finish(struct item *it)
 	}
 	struct receipt_item *r = it->receipt;
 	if (res != INGEST_TEMPFAIL && r && r->m.outcome == STORE_STORED) {
-		log_notice("event=receipt msg=%lld endpoint=%s type=XCTL01 envelope=%s receiver=%s "
+		log_notice("event=receipt msg=%lld endpoint=%s type=%s envelope=%s receiver=%s "
 			   "refers=%s",
-			   (long long)r->m.id, r->endpoint, r->id, r->sender, r->refers);
-		it->ing->queued(it->ing->ctx, r->endpoint, r->m.id, (uint8_t *)TAKE_PTR(r->body),
-				r->m.size, "xml", r->m.received_at);
+			   (long long)r->m.id, r->endpoint, r->rc.type, r->rc.envelope_id,
+			   r->rc.receiver, r->rc.refers);
+		it->ing->queued(it->ing->ctx, r->endpoint, r->m.id, TAKE_PTR(r->rc.body), r->m.size,
+				r->rc.ext, r->m.received_at);
 	}
 	log_outcome(it, res);
 	if (res == INGEST_ACCEPTED)
@@ -301,7 +294,7 @@ static void plan_rejected(struct ingest *ing, struct item *it, const struct code
 {
 	it->planned = INGEST_REJECTED;
 	it->reason = xstrdup(it->error.text);
-	it->receipt = make_receipt(ing, it->source, env, codec_refuse_code(it->error.code),
+	it->receipt = make_receipt(ing, it->source, env, codec_errcode_refusal(it->error.code),
 				   "EDI-kuverten kunne ikke behandles af EDI-broker.\n"
 				   "The envelope could not be processed by the EDI broker.");
 }
@@ -322,7 +315,7 @@ static void plan_routed(struct ingest *ing, struct item *it, const struct codec_
 	it->m.reason = it->reason;
 	it->m.nkeys = 0; /* dead letters record no duplicate keys */
 	if (rr == ROUTE_UNKNOWN_RECEIVER)
-		it->receipt = make_receipt(ing, it->source, env, "ukendt_lokationsnummer",
+		it->receipt = make_receipt(ing, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
 					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
 }
 

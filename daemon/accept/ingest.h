@@ -15,9 +15,10 @@
  *              receipt where the rules ask for one; the source quarantines;
  *   TEMPFAIL   the store could not commit: the source keeps the input and
  *              tries again later.
- * A negative receipt (XCTL01) goes back to the source endpoint when a
- * receiver is unknown or a decodable envelope is refused; never for a
- * receipt, and never when the sender cannot be read.
+ * A negative receipt, in the message's own format (OIOXML: an XCTL01), goes
+ * back to the source endpoint when a receiver is unknown or a decodable
+ * envelope is refused; never for a receipt, and never when the sender
+ * cannot be read.
  */
 #ifndef EDIBROKER_INGEST_H
 #define EDIBROKER_INGEST_H

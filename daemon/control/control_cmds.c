@@ -44,7 +44,7 @@ static json_t *endpoint_json(struct broker *b, struct endpoint *ep, int64_t now)
 				    ? json_integer((di.next_attempt_ms - clock_mono_ms() + 999) / 1000)
 				    : json_null());
 	json_object_set_new(o, "fault",
-			    json_string(di.last_fault ? transport_fault_name(di.last_fault) : ""));
+			    json_string(di.last_fault ? fault_name(di.last_fault) : ""));
 	json_object_set_new(o, "health", json_string(procedure_health_name(b->proc, ep)));
 	json_object_set_new(o, "health_since_s",
 			    json_integer((now - ep->health.since) / 1000));

@@ -489,7 +489,7 @@ static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res
 	log_warn("event=deferred msg=%lld endpoint=%s attempt=%d delay=%.1fs fault=%s "
 		 "error=\"%s\"",
 		 (long long)q->id, ep->name, q->attempts, (double)delay / 1000.0,
-		 transport_fault_name(res->fault), res->error);
+		 fault_name(res->fault), res->error);
 	ep->state = DELIVER_BACKOFF;
 	arm_timer(ep, delay);
 }

@@ -23,6 +23,8 @@
 
 #include "codecs/base/mem.h"
 #include "codecs/base/strbuf.h"
+#include "codecs/base/utf8.h"
+#include "base/fault.h"
 #include "base/fileio.h"
 
 #include <errno.h>
@@ -44,10 +46,9 @@
 /* ---- languages ---------------------------------------------------------- */
 
 static const char *const endpoint_kinds[] = { "hospital", "municipality", "other" };
-static const char *const fault_names[] = { "refused", "timeout", "tls", "disk-full", "rejected",
-					   "io" };
 
-/* Every word the placeholders write; templates hold the rest. */
+/* Every word the placeholders write but the fault classes' (base/fault.c);
+ * templates hold the rest. */
 struct lang {
 	const char *code;
 	bool day_first;         /* 27-11-2026 kl. 14:05, else 2026-11-27 14:05 */
@@ -60,8 +61,6 @@ struct lang {
 	const char *overnight_at, *overnight;
 	const char *truncated;
 	const char *kinds[ARRAY_SIZE(endpoint_kinds)];
-	const char *faults[ARRAY_SIZE(fault_names)];
-	const char *fault_unknown;
 };
 
 static const struct lang lang_da = {
@@ -78,10 +77,6 @@ static const struct lang lang_da = {
 	.overnight = "Nedbruddet sluttede i nattens løb.",
 	.truncated = "[afkortet]",
 	.kinds = { "sygehus", "kommune", "anden part" },
-	.faults = { "forbindelsen blev afvist / mappen findes ikke eller kan ikke skrives",
-		    "intet svar / filer hentes ikke", "TLS-fejl", "disken er fuld",
-		    "modtageren afviste meddelelsen", "I/O-fejl" },
-	.fault_unknown = "ukendt fejl",
 };
 
 static const struct lang lang_en = {
@@ -98,10 +93,6 @@ static const struct lang lang_en = {
 	.overnight = "The outage ended during the night.",
 	.truncated = "[truncated]",
 	.kinds = { "hospital", "municipality", "other party" },
-	.faults = { "connection refused / folder missing or not writable",
-		    "no answer / files are not collected", "TLS failure", "disk full",
-		    "the receiver rejected the message", "I/O error" },
-	.fault_unknown = "unknown fault",
 };
 
 /* ---- built-in templates ------------------------------------------------- */
@@ -282,38 +273,6 @@ static void sb_rstrip(struct strbuf *b)
 
 /* ---- UTF-8 and cleaning of untrusted strings ---------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid:
- * overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	static const uint32_t min[] = { 0, 0, 0x80, 0x800, 0x10000 };
-	size_t len = s[0] < 0x80 ? 1 : s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3
-		   : s[0] < 0xF5 ? 4 : 0;
-
-	if (len == 0 || len > n)
-		return 0;
-	uint32_t c = len == 1 ? s[0] : s[0] & (0x7F >> len);
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3F);
-	}
-	if (c < min[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-		return 0;
-	*cp = c;
-	return len;
-}
-
-static bool utf8_valid(const char *s, size_t n)
-{
-	uint32_t cp;
-
-	for (size_t i = 0, k; i < n; i += k)
-		if ((k = utf8_next((const unsigned char *)s + i, n - i, &cp)) == 0)
-			return false;
-	return true;
-}
-
 /* Characters that would break a line or reorder what a mail client shows:
  * C0/C1 controls, DEL, line/paragraph separators, bidi embeddings and
  * isolates. */
@@ -328,7 +287,7 @@ static bool is_unsafe(uint32_t c)
 static size_t clean_char(struct strbuf *b, const char *s, size_t n)
 {
 	uint32_t c;
-	size_t k = utf8_next((const unsigned char *)s, n, &c);
+	size_t k = utf8_decode(s, n, &c);
 
 	if (k == 0) {
 		strbuf_puts(b, "\xEF\xBF\xBD");
@@ -674,19 +633,19 @@ static void f_duration(struct strbuf *b, const struct ctx *x)
 		put_duration(b, x->l, span(f->started_at, f->ended_at > 0 ? f->ended_at : f->now));
 }
 
-static const char *fault_words(const struct ctx *x)
+/* The fault class of the cause in words, NULL when no class is given. */
+static const char *cause_words(const struct ctx *x)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(fault_names); i++)
-		if (x->cause_fault && strcmp(x->cause_fault, fault_names[i]) == 0)
-			return x->l->faults[i];
-	return str_empty(x->cause_fault) ? NULL : x->l->fault_unknown;
+	if (str_empty(x->cause_fault))
+		return NULL;
+	return fault_words(fault_from_name(x->cause_fault), x->l->code);
 }
 
 /* The operator's words when given; else the fault class in words followed
  * by the error text. */
 static void f_cause(struct strbuf *b, const struct ctx *x)
 {
-	const char *words = fault_words(x);
+	const char *words = cause_words(x);
 
 	if (x->f->cause_by_operator && !str_empty(x->cause_text))
 		strbuf_puts(b, x->cause_text);

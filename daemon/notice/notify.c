@@ -36,6 +36,7 @@
 #include "notice/notify.h"
 
 #include "codecs/base/mem.h"
+#include "codecs/base/utf8.h"
 #include "base/fileio.h"
 
 #include <curl/curl.h>
@@ -201,13 +202,8 @@ static void put_base64(FILE *f, const unsigned char *p, size_t n)
  * 5 (3) wants whole characters in each encoded-word. */
 static size_t utf8_chunk(const char *s, size_t max)
 {
-	size_t len = strlen(s);
-	if (len <= max)
-		return len;
-	size_t n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	return n > 0 ? n : max; /* not UTF-8 after all: cut anywhere */
+	size_t n = utf8_cut(s, strlen(s), max);
+	return n > 0 ? n : max; /* a character longer than max: cut anyway */
 }
 
 /* Plain when short printable ASCII that cannot be mistaken for an

@@ -19,6 +19,7 @@
 #include "notice/statuspage.h"
 
 #include "codecs/base/mem.h"
+#include "codecs/base/utf8.h"
 #include "base/fileio.h"
 
 #include <errno.h>
@@ -136,13 +137,13 @@ static json_t *jstr(const char *s)
 {
 	if (!s)
 		return json_null();
-	json_t *j = json_string(s);
-	if (j)
-		return j;
+	size_t n = strlen(s), ok = utf8_span(s, n);
+	if (ok == n)
+		return json_string(s);
 	_cleanup_free_ char *copy = xstrdup(s);
-	for (char *p = copy; *p; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
+	for (size_t i = ok, k; i < n; i += k)
+		if ((k = utf8_decode(copy + i, n - i, NULL)) == 0)
+			copy[i] = '?', k = 1;
 	return json_string(copy);
 }
 

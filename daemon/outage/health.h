@@ -12,7 +12,7 @@
 #ifndef EDIBROKER_HEALTH_H
 #define EDIBROKER_HEALTH_H
 
-#include "transport/transport.h"
+#include "base/fault.h"
 
 #include <stdbool.h>
 #include <stdint.h>

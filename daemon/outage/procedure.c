@@ -104,7 +104,7 @@ bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t
 
 static void set_cause(struct outage *o, const struct health *h)
 {
-	const char *fault = transport_fault_name(h->fault);
+	const char *fault = fault_name(h->fault);
 	if (o->cause_fault && strcmp(o->cause_fault, fault) == 0 && o->cause_error &&
 	    strcmp(o->cause_error, h->error) == 0)
 		return;
@@ -136,7 +136,7 @@ static void open_outage(struct procedure *p, struct endpoint *ep, int64_t starte
 static void went_down(struct procedure *p, struct endpoint *ep, int64_t now)
 {
 	log_warn("event=endpoint-down endpoint=%s failures=%d fault=%s error=\"%s\"", ep->name,
-		 ep->health.failures, transport_fault_name(ep->health.fault), ep->health.error);
+		 ep->health.failures, fault_name(ep->health.fault), ep->health.error);
 	if (procedure_find_outage(p, ep->name))
 		return;
 	if (procedure_in_maintenance(p, ep->name, now)) {
@@ -165,7 +165,7 @@ void procedure_on_delivery(struct procedure *p, struct endpoint *ep,
 		log_notice("event=endpoint-up endpoint=%s", ep->name);
 	else if (c == HEALTH_WENT_SUSPECT)
 		log_info("event=endpoint-suspect endpoint=%s fault=%s", ep->name,
-			 transport_fault_name(ep->health.fault));
+			 fault_name(ep->health.fault));
 	if (c != HEALTH_SAME)
 		p->status_dirty = true;
 }

@@ -30,6 +30,7 @@
 #include "store/store_sqlite.h"
 
 #include "codecs/base/mem.h"
+#include "codecs/base/utf8.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -600,13 +601,8 @@ static int64_t limit_arg(size_t limit)
 /* Length of s cut to at most max bytes, at a UTF-8 character boundary. */
 static int text_len_capped(const char *s, size_t max)
 {
-	size_t n = strnlen(s, max + 1);
-	if (n > max) {
-		n = max;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-	}
-	return (int)n;
+	/* the sequence that may straddle max is read whole */
+	return (int)utf8_cut(s, strnlen(s, max + UTF8_SEQ_MAX), max);
 }
 
 /* One-shot statements used while opening (not worth keeping prepared). */

@@ -18,10 +18,3 @@ const struct transport_ops *transport_find(const char *name)
 			return transports[i];
 	return NULL;
 }
-
-const char *transport_fault_name(enum transport_fault f)
-{
-	static const char *const names[] = { "none", "refused", "timeout", "tls",
-					     "disk-full", "rejected", "io" };
-	return (size_t)f < ARRAY_SIZE(names) ? names[f] : "?";
-}

@@ -14,23 +14,13 @@
 
 #include "conf/config.h"
 #include "accept/ingest.h"
+#include "base/fault.h"
 #include "base/workq.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* Why a delivery or probe failed, for health and notices. */
-enum transport_fault {
-	FAULT_NONE = 0,
-	FAULT_REFUSED,   /* connection refused, path missing, permission denied */
-	FAULT_TIMEOUT,   /* no answer in time / files not collected */
-	FAULT_TLS,       /* TLS handshake or certificate failure */
-	FAULT_DISK_FULL, /* ENOSPC / EDQUOT at the receiver */
-	FAULT_REJECTED,  /* the receiver answered but refused the message */
-	FAULT_IO,        /* other I/O error */
-};
 
 /* One message of a delivery batch. */
 struct out_msg {
@@ -81,6 +71,5 @@ struct transport_ops {
 };
 
 const struct transport_ops *transport_find(const char *name);
-const char *transport_fault_name(enum transport_fault f);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * fuzz_oioxml.c - libFuzzer target for the OIOXML codec and, behind it,
- * the xmlsafe parser policy and the XCTL01 receipt builder.
+ * the xmlsafe parser policy and the codec's refusal (an XCTL01 receipt).
  *
  * Every input is decoded under small limits; the result must keep the
  * codec.h contract whether it succeeds or not (terminated, bounded, clean
@@ -10,13 +10,13 @@
  * sender. Invariant failures abort() so libFuzzer saves the input.
  * Built by `make fuzz` (clang, libFuzzer) and replayed by replay_main.c.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codecs/codec.h"
 #include "codecs/oioxml.h"
-#include "codecs/receipt.h"
 #include "codecs/base/mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -84,27 +84,43 @@ static void check_failed(int r, const struct codec_envelope *e, const struct cod
 	CHECK(FIELD(e->letters[0].sender, 35, true));
 }
 
-/* An addressable original must give a receipt that decodes back. */
+static void fuzz_id(void *ctx, char id[CODEC_ID_MAX])
+{
+	int *n = ctx;
+	snprintf(id, CODEC_ID_MAX, "FUZZ%d", ++*n % 1000);
+}
+
+/* An addressable original must give a receipt that decodes back; a receipt
+ * gets none. */
 static void check_receipt(const struct codec_envelope *e)
 {
-	static const struct receipt_params p = {
-		.sender_id = "FUZZBROKER", .envelope_id = "FUZZENV",   .letter_id = "FUZZLTR",
-		.refuse_code = "syntaksfejl", .refuse_text = "fuzz <&>\nx", .date = "2024-03-01",
-		.time = "08:15",
+	int ids = 0;
+	struct codec_refusal_params p = {
+		.reason = CODEC_REFUSE_SYNTAX, .text = "fuzz <&>\nx", .broker_id = "FUZZBROKER",
+		.now = { .tm_year = 124, .tm_mon = 2, .tm_mday = 1, .tm_hour = 8, .tm_min = 15 },
+		.fresh_id = fuzz_id, .ctx = &ids,
 	};
-	if (e->is_receipt || !e->envelope_id[0] || !e->letters[0].sender[0])
+	struct codec_receipt rc;
+	int r = codec_refuse(e, &p, &rc);
+	if (e->is_receipt) {
+		CHECK(r == -ENOTSUP);
 		return;
-	char *out = NULL;
-	size_t len = 0;
-	CHECK(receipt_build_xctl01(e, &p, &out, &len) == 0);
+	}
+	if (!e->envelope_id[0] || !e->letters[0].sender[0]) {
+		CHECK(r == -EINVAL);
+		return;
+	}
+	CHECK(r == 0 && ids == 1);
 	struct codec_envelope *back = malloc(sizeof(*back));
 	struct codec_error err;
-	CHECK(back && codec_oioxml.decode((uint8_t *)out, len, NULL, back, &err) == 0);
+	CHECK(back && codec_oioxml.decode(rc.body, rc.size, NULL, back, &err) == 0);
 	CHECK(back->is_receipt && back->nletters == 1);
 	CHECK(strcmp(back->letters[0].receiver, e->letters[0].sender) == 0);
-	CHECK(strcmp(back->letters[0].type, "XCTL01") == 0);
+	CHECK(strcmp(back->letters[0].receiver, rc.receiver) == 0);
+	CHECK(strcmp(back->letters[0].type, "XCTL01") == 0 && strcmp(rc.type, "XCTL01") == 0);
+	CHECK(strcmp(back->envelope_id, rc.envelope_id) == 0);
 	free(back);
-	free(out);
+	free(rc.body);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -138,7 +138,7 @@ static enum transport_fault fake_probe(struct transport *t, char *err, size_t er
 	f->probes++;
 	enum transport_fault r = f->probe_fault;
 	if (r != FAULT_NONE)
-		snprintf(err, errlen, "%s: probe says %s", f->label, transport_fault_name(r));
+		snprintf(err, errlen, "%s: probe says %s", f->label, fault_name(r));
 	else
 		err[0] = '\0';
 	pthread_mutex_unlock(&f->lock);

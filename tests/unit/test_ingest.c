@@ -328,6 +328,34 @@ static void assert_xctl01_to(const uint8_t *p, size_t n, const char *to, const c
 	cr_assert_not_null(memmem(p, n, refuse, strlen(refuse)), "refuse code %s missing", refuse);
 }
 
+/* The stored receipt is byte for byte its golden file (tests/golden/xctl01,
+ * written with id EB0123456789ab at 2024-03-01 08:15) once the receipt's
+ * own id, date and time are put in: what ingest stores does not change
+ * when the code that builds it moves. */
+static void assert_golden_receipt(const struct row *r, const char *golden)
+{
+	char date[11] = "", hm[6] = "";
+	const char *d = memmem(r->body, r->size, "<Date>", 6), *t = memmem(r->body, r->size, "<Time>", 6);
+	cr_assert(d && t, "receipt without Sent/Date and Sent/Time");
+	memcpy(date, d + 6, 10);
+	memcpy(hm, t + 6, 5);
+	cr_assert_eq(strlen(r->envelope_id), 14, "receipt id %s", r->envelope_id);
+	cr_assert_eq(strncmp(r->envelope_id, "EB", 2), 0, "receipt id %s", r->envelope_id);
+	_cleanup_free_ char *path = xasprintf("tests/golden/xctl01/%s", golden);
+	_cleanup_free_ char *dtag = xasprintf("<Date>%s</Date>", date);
+	_cleanup_free_ char *ttag = xasprintf("<Time>%s</Time>", hm);
+	struct buf g = load(path);
+	struct buf a = replaced(g, "EB0123456789ab", r->envelope_id, true);
+	struct buf b = replaced(a, "<Date>2024-03-01</Date>", dtag, false);
+	struct buf want = replaced(b, "<Time>08:15</Time>", ttag, false);
+	cr_assert_eq(r->size, want.n, "receipt is %zu bytes, %s says %zu", r->size, golden, want.n);
+	cr_assert_arr_eq(r->body, want.p, want.n, "receipt differs from %s", golden);
+	free(g.p);
+	free(a.p);
+	free(b.p);
+	free(want.p);
+}
+
 TestSuite(ingest, .init = setup, .fini = teardown, .timeout = 20);
 
 /* ---- ACCEPTED ---------------------------------------------------------- */
@@ -541,6 +569,7 @@ Test(ingest, unknown_receiver_is_dead_with_receipt_to_source)
 	cr_assert_str_eq(r.sender, BROKER_ID);
 	cr_assert_str_eq(r.receiver, DIS20_SENDER);
 	assert_xctl01_to(r.body, r.size, DIS20_SENDER, "ukendt_lokationsnummer");
+	assert_golden_receipt(&r, "DIS20_1_unknown_receiver.xml");
 	/* it echoes the refused envelope */
 	cr_assert_not_null(memmem(r.body, r.size, "123456789", 9));
 
@@ -663,10 +692,52 @@ Test(ingest, wrong_version_is_rejected_with_receipt)
 	cr_assert_str_eq(r.endpoint, "hospital");
 	cr_assert_str_eq(r.type, "XCTL01");
 	assert_xctl01_to(r.body, r.size, DIS20_SENDER, "problem_med_version");
+	assert_golden_receipt(&r, "DIS20_1_bad_version_rejected.xml");
 	cr_assert_eq(nqueued, 1);
 	cr_assert_eq(queued[0].id, r.id);
 	cr_assert_arr_eq(queued[0].body, r.body, r.size);
 	cr_assert_eq(ingest_inflight(ing), 0);
+	free(r.body);
+	free(b.p);
+}
+
+/* Decoding fails after the envelope id and sender were read whole: the
+ * receipt says syntaksfejl and names the broker as the original receiver. */
+Test(ingest, partly_decoded_is_rejected_with_receipt)
+{
+	struct buf b = load(LOCAL_DATA "/invalid/missing_receiver_ean.xml");
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_REJECTED, "result %d", o.result);
+	cr_assert_eq(o.code, CODEC_EFIELD);
+	struct rows q = list_state(MSG_QUEUED);
+	cr_assert_eq(q.n, 1, "only the receipt is stored");
+	struct row r = get_row(q.r[0].id);
+	cr_assert_str_eq(r.type, "XCTL01");
+	cr_assert_str_eq(r.format, "oioxml");
+	cr_assert_str_eq(r.ext, "xml");
+	cr_assert_eq(r.nletters, 1);
+	assert_golden_receipt(&r, "missing_receiver_ean_rejected.xml");
+	cr_assert_eq(nqueued, 1);
+	cr_assert_arr_eq(queued[0].body, r.body, r.size);
+	free(r.body);
+	free(b.p);
+}
+
+/* The second letter's receiver (5790000128700) is unknown: every letter
+ * of the envelope is echoed in the receipt. */
+Test(ingest, unknown_receiver_receipt_lists_every_letter)
+{
+	struct buf b = load(LOCAL_DATA "/multi_letter.xml");
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_DEAD, "result %d: %s", o.result, o.reason);
+	struct rows q = list_state(MSG_QUEUED);
+	cr_assert_eq(q.n, 1);
+	struct row r = get_row(q.r[0].id);
+	assert_golden_receipt(&r, "multi_letter_unknown_receiver.xml");
 	free(r.body);
 	free(b.p);
 }

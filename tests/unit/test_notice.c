@@ -309,6 +309,9 @@ Test(notice, cause_unknown_class_or_none)
 	f.cause_fault = "gremlins";
 	render("da", &f);
 	assert_line("Årsag til fejl: ukendt fejl (outbox files not collected within 15m)");
+	f.cause_fault = "none"; /* FAULT_NONE has no words of its own */
+	render("en", &f);
+	assert_line("Cause of the fault: unknown fault (outbox files not collected within 15m)");
 	f.cause_fault = NULL, f.cause_text = NULL;
 	render("en", &f);
 	assert_line("Cause of the fault: unknown");

@@ -25,6 +25,7 @@
 
 #include "codecs/codec.h"
 #include "codecs/oioxml.h"
+#include "codecs/xctl01.h"
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
 #include "codecs/xmlsafe.h"
@@ -721,7 +722,7 @@ Test(malformed, version_code_must_fit_the_type)
 					   "XD3030C", "XD203",   "XD2030",  "XD20-0C" };
 	_cleanup_free_ struct result *file = decode_file(INVALID, "bad_versioncode.xml");
 	expect_error(file, CODEC_EVERSION, "VersionCode XD1730C does not belong to XDIS20");
-	cr_assert_str_eq(codec_refuse_code(file->err.code), "problem_med_version");
+	cr_assert_eq(codec_errcode_refusal(file->err.code), CODEC_REFUSE_VERSION);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		_cleanup_free_ char *to = xasprintf("<VersionCode>%s</VersionCode>", bad[i]);
 		_cleanup_free_ struct result *res =
@@ -935,10 +936,11 @@ Test(registry, error_names_and_refuse_codes)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
 		cr_expect_str_eq(codec_errcode_name(want[i].code), want[i].name);
-		cr_expect_str_eq(codec_refuse_code(want[i].code), want[i].refuse);
+		cr_expect_str_eq(xctl01_refuse_code(codec_errcode_refusal(want[i].code)),
+				 want[i].refuse);
 	}
 	cr_assert_str_eq(codec_errcode_name((enum codec_errcode)99), "unknown");
-	cr_assert_str_eq(codec_refuse_code((enum codec_errcode)99), "ikke_specificeret");
+	cr_assert_eq(codec_errcode_refusal((enum codec_errcode)99), CODEC_REFUSE_UNSPECIFIED);
 }
 
 /* ---- xmlsafe: silence and threads -------------------------------------- */

@@ -344,7 +344,7 @@ Test(spool_out, immutable_outbox_is_refused_and_nothing_left)
 	struct deliver_result res = { .delivered = 5 };
 	ops->deliver(t, msgs, 2, &res);
 	cr_assert_eq(res.delivered, 0);
-	cr_assert_eq(res.fault, FAULT_REFUSED, "fault %s: %s", transport_fault_name(res.fault),
+	cr_assert_eq(res.fault, FAULT_REFUSED, "fault %s: %s", fault_name(res.fault),
 		     res.error);
 	cr_assert(strstr(res.error, outbox), "%s", res.error);
 	set_immutable(false);

@@ -1,9 +1,10 @@
 /*
- * receipt.c - writes the XCTL01 NegativeVansReceipt the broker sends when it
- * refuses a whole envelope (unknown receiver, undecodable message). The
- * router and receive side call it with the envelope the codec decoded (or
- * partly decoded); the result is queued for the original sender like any
- * other outbound message.
+ * xctl01.c - writes the XCTL01 NegativeVansReceipt, the OIOXML codec's
+ * answer when the broker refuses a whole envelope (unknown receiver,
+ * undecodable message). The accept path asks the codec that decoded (or
+ * partly decoded) the envelope for it through codec_refuse(); the result is
+ * queued for the original sender like any other outbound message. This file
+ * owns the RefuseCode words: the caller names only a codec_refusal.
  *
  * The output is UTF-8 and valid against the 2005/08/07 EMessage.xsd:
  * every parameter is checked against its schema field before a byte is
@@ -18,7 +19,7 @@
  * String lengths are checked in bytes, which is at least as strict as the
  * schema's character counts.
  */
-#include "codecs/receipt.h"
+#include "codecs/xctl01.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -27,7 +28,7 @@
 
 #include "codecs/base/mem.h"
 #include "codecs/base/strbuf.h"
-#include "codecs/xmlsafe.h"
+#include "codecs/base/utf8.h"
 
 #define RECEIPT_NS "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
 #define ORIGINAL_LETTERS_MAX 99 /* NegativeVansReceipt.xsd: OriginalLetter maxOccurs */
@@ -35,9 +36,13 @@
 #define GLN_MAX 35		/* EANIdentifierType = String_1_35 */
 #define VERSION_MAX 7		/* OriginalVersionCodeType = String_1_7 */
 
+/* RefuseCodeType in NegativeVansReceipt.xsd, by the refusal it words. */
 static const char *const refuse_codes[] = {
-	"ikke_specificeret", "ukendt_lokationsnummer", "problem_med_modtagerID",
-	"problem_med_version", "syntaksfejl",
+	[CODEC_REFUSE_UNSPECIFIED] = "ikke_specificeret",
+	[CODEC_REFUSE_UNKNOWN_RECEIVER] = "ukendt_lokationsnummer",
+	[CODEC_REFUSE_RECEIVER_ID] = "problem_med_modtagerID",
+	[CODEC_REFUSE_SYNTAX] = "syntaksfejl",
+	[CODEC_REFUSE_VERSION] = "problem_med_version",
 };
 
 /* ---- parameter checks -------------------------------------------------- */
@@ -45,7 +50,7 @@ static const char *const refuse_codes[] = {
 /* Valid UTF-8 that XML 1.0 can carry; `allow_ws` admits \t \n \r. */
 static bool xml_text_ok(const char *s, size_t n, bool allow_ws)
 {
-	if (xmlsafe_utf8_span((const uint8_t *)s, n) != n || memmem(s, n, "\xEF\xBF\xBE", 3) ||
+	if (!utf8_valid(s, n) || memmem(s, n, "\xEF\xBF\xBE", 3) ||
 	    memmem(s, n, "\xEF\xBF\xBF", 3))
 		return false;
 	for (size_t i = 0; i < n; i++) {
@@ -97,7 +102,7 @@ static bool refuse_code_ok(const char *code)
 	return false;
 }
 
-static bool params_ok(const struct receipt_params *p)
+static bool params_ok(const struct xctl01_params *p)
 {
 	return p && field_ok(p->sender_id, GLN_MAX) && field_ok(p->envelope_id, ID_MAX) &&
 	       field_ok(p->letter_id, ID_MAX) && date_ok(p->date) && time_ok(p->time) &&
@@ -157,7 +162,7 @@ static void sb_party(struct strbuf *b, int indent, const char *name, const char 
 	strbuf_printf(b, "%*s</%s>\n", indent * 2, "", name);
 }
 
-static void put_envelope(struct strbuf *b, const struct receipt_params *p)
+static void put_envelope(struct strbuf *b, const struct xctl01_params *p)
 {
 	strbuf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Emessage xmlns=\"%s\">\n",
 		  RECEIPT_NS);
@@ -171,7 +176,7 @@ static void put_envelope(struct strbuf *b, const struct receipt_params *p)
 }
 
 static void put_letter_head(struct strbuf *b, const struct codec_envelope *o,
-			    const struct receipt_params *p)
+			    const struct xctl01_params *p)
 {
 	strbuf_printf(b, "  <NegativeVansReceipt>\n    <Letter>\n");
 	sb_elem(b, 3, "Identifier", p->letter_id);
@@ -183,7 +188,7 @@ static void put_letter_head(struct strbuf *b, const struct codec_envelope *o,
 }
 
 static void put_original(struct strbuf *b, const struct codec_envelope *o,
-			 const struct receipt_params *p)
+			 const struct xctl01_params *p)
 {
 	const char *receiver = o->letters[0].receiver[0] ? o->letters[0].receiver : p->sender_id;
 	size_t n = o->nletters < ORIGINAL_LETTERS_MAX ? o->nletters : ORIGINAL_LETTERS_MAX;
@@ -203,8 +208,8 @@ static void put_original(struct strbuf *b, const struct codec_envelope *o,
 	strbuf_printf(b, "    </OriginalEmessage>\n");
 }
 
-int receipt_build_xctl01(const struct codec_envelope *orig, const struct receipt_params *p,
-			 char **out, size_t *len)
+int xctl01_build(const struct codec_envelope *orig, const struct xctl01_params *p, char **out,
+		 size_t *len)
 {
 	struct strbuf b = { 0 };
 	if (!original_ok(orig) || !params_ok(p) || !out || !len)
@@ -215,5 +220,44 @@ int receipt_build_xctl01(const struct codec_envelope *orig, const struct receipt
 	strbuf_printf(&b, "  </NegativeVansReceipt>\n</Emessage>\n");
 	*out = b.p;
 	*len = b.len;
+	return 0;
+}
+
+/* ---- the codec operation ----------------------------------------------- */
+
+const char *xctl01_refuse_code(enum codec_refusal why)
+{
+	return (size_t)why < ARRAY_SIZE(refuse_codes) ? refuse_codes[why] : NULL;
+}
+
+int xctl01_refuse(const struct codec_envelope *orig, const struct codec_refusal_params *p,
+		  struct codec_receipt *out)
+{
+	char id[CODEC_ID_MAX] = "", date[16], hm[8];
+	if (!orig || !p || !out)
+		return -EINVAL;
+	if (orig->is_receipt)
+		return -ENOTSUP;
+	if (!orig->codec || !p->fresh_id || strftime(date, sizeof(date), "%Y-%m-%d", &p->now) == 0 ||
+	    strftime(hm, sizeof(hm), "%H:%M", &p->now) == 0)
+		return -EINVAL;
+	p->fresh_id(p->ctx, id);
+	struct xctl01_params xp = { p->broker_id, id, id, xctl01_refuse_code(p->reason), p->text,
+				    date, hm };
+	char *body;
+	size_t len;
+	int r = xctl01_build(orig, &xp, &body, &len);
+	if (r < 0)
+		return r;
+	*out = (struct codec_receipt){
+		.body = (uint8_t *)body, .size = len, .format = orig->codec->name,
+		.ext = orig->codec->ext, .type = "XCTL01",
+	};
+	str_copy(out->envelope_id, id, sizeof(out->envelope_id));
+	str_copy(out->sender, p->broker_id, sizeof(out->sender));
+	str_copy(out->receiver, orig->letters[0].sender, sizeof(out->receiver));
+	str_copy(out->refers, orig->envelope_id, sizeof(out->refers));
+	str_copy(out->key.sender, p->broker_id, sizeof(out->key.sender));
+	str_copy(out->key.id, id, sizeof(out->key.id));
 	return 0;
 }
