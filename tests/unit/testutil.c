@@ -1,0 +1,77 @@
+/*
+ * testutil.c - shared fixtures of the unit tests (testutil.h): temporary
+ * folders, whole-file reads and writes, folder listings. It owns no state;
+ * each helper works on the paths it is given and fails the calling test
+ * through Criterion when the file system does not do what the test needs.
+ */
+#include "tests/unit/testutil.h"
+
+#include "base/fileio.h"
+#include "codecs/base/mem.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_MAX (64u << 20)
+
+char *testutil_mkdtemp(char *buf, size_t len, const char *tmpl)
+{
+	cr_assert_lt(str_copy(buf, tmpl, len), len, "template %s too long", tmpl);
+	cr_assert_not_null(mkdtemp(buf), "mkdtemp %s: %s", tmpl, strerror(errno));
+	return buf;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	remove(path);
+	return 0; /* keep going: remove what can be removed */
+}
+
+void testutil_rm_rf(const char *path)
+{
+	if (!str_empty(path))
+		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void *testutil_read_file(const char *path, size_t *len)
+{
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	int r = read_file_at(AT_FDCWD, path, READ_MAX, &buf, &n);
+	cr_assert_eq(r, 0, "cannot read %s: %s", path, strerror(-r));
+	if (len)
+		*len = n;
+	return buf;
+}
+
+void testutil_write_file(const char *path, const void *data, size_t len)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert_geq(fd, 0, "cannot create %s: %s", path, strerror(errno));
+	int r = write_all(fd, data, len);
+	cr_assert_eq(r, 0, "cannot write %s: %s", path, strerror(-r));
+	cr_assert_eq(close(TAKE_FD(fd)), 0, "cannot close %s: %s", path, strerror(errno));
+}
+
+size_t testutil_count_entries(const char *dir, size_t *hidden)
+{
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d, "opendir %s: %s", dir, strerror(errno));
+	size_t n = 0, h = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		n++;
+		h += e->d_name[0] == '.';
+	}
+	closedir(d);
+	if (hidden)
+		*hidden = h;
+	return n;
+}
