@@ -22,11 +22,11 @@
 #include "transport/transport.h"
 #include "codecs/base/mem.h"
 #include "base/workq.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -262,16 +262,10 @@ static struct deliver_params params(void)
 	};
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void setup(void)
 {
 	log_setup(LOG_CRIT, 0); /* the failures these tests cause are logged as errors */
-	str_copy(dir, "/tmp/test_deliver.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_deliver.XXXXXX");
 	base = event_base_new();
 	wq = workq_new(base, 2);
 	char err[512] = "";
@@ -288,7 +282,7 @@ static void teardown(void)
 	commit_free(commit);
 	store_close(store);
 	event_base_free(base);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(deliver, .init = setup, .fini = teardown, .timeout = 30);

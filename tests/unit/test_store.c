@@ -10,11 +10,11 @@
 #include "store/store.h"
 #include "store/store_sqlite.h"
 #include "codecs/base/mem.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -48,8 +48,7 @@ static size_t stop_after; /* collect() stops after this many rows (0 = never) */
 
 static void setup(void)
 {
-	str_copy(dir, "/tmp/test_store.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_store.XXXXXX");
 	snprintf(dbpath, sizeof(dbpath), "%s/edibroker.db", dir);
 	for (size_t i = 0; i < sizeof(payload); i++)
 		payload[i] = (uint8_t)(i * 7 + i / 256);
@@ -57,15 +56,9 @@ static void setup(void)
 	stop_after = 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	return remove(path);
-}
-
 static void teardown(void)
 {
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 30);

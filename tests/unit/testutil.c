@@ -44,7 +44,8 @@ void *testutil_read_file(const char *path, size_t *len)
 	uint8_t *buf = NULL;
 	size_t n = 0;
 	int r = read_file_at(AT_FDCWD, path, READ_MAX, &buf, &n);
-	cr_assert_eq(r, 0, "cannot read %s: %s", path, strerror(-r));
+	cr_assert_eq(r, 0, "cannot read %s: %s%s", path, strerror(-r),
+		     path[0] == '/' ? "" : " (unit tests run from the repository root)");
 	if (len)
 		*len = n;
 	return buf;
