@@ -1,8 +1,8 @@
 /*
  * test_notify.c - the three notice channels of notify.c against real peers
- * on loopback: an aiosmtpd SMTP server (helpers/smtp_sink.py), an
- * http.server webhook receiver (helpers/http_sink.py), and real /bin/sh
- * commands for the fallback.
+ * on loopback: an aiosmtpd SMTP server (tests/peers/mail_sink.py), an
+ * http.server webhook receiver (tests/peers/webhook_sink.py), and real
+ * /bin/sh commands for the fallback.
  *
  * Criterion runs every test in a process of its own; a suite's .init starts
  * that test's helper with /usr/bin/python3, waits at most 10 s for its
@@ -33,8 +33,8 @@
 #include <time.h>
 
 #define PYTHON "/usr/bin/python3"
-#define SMTP_SINK "tests/unit/helpers/smtp_sink.py"
-#define HTTP_SINK "tests/unit/helpers/http_sink.py"
+#define SMTP_SINK "tests/peers/mail_sink.py"
+#define HTTP_SINK "tests/peers/webhook_sink.py"
 #define MAIL_FROM "edi-drift@region.example"
 
 extern char **environ;
