@@ -42,21 +42,19 @@ def sample(name):
 
 def with_ids(data, envelope_id, letter_id, receiver=None, sender=None):
     """Returns an OIOXML sample with new envelope/letter ids (and GLNs)."""
-    data = re.sub(rb"(<Envelope>.*?<Identifier>)[^<]*(</Identifier>)",
-                  lambda m: m.group(1) + envelope_id.encode() + m.group(2),
-                  data, count=1, flags=re.S)
-    data = re.sub(rb"(<(?:\w+:)?Letter>\s*<(?:\w+:)?Identifier>)[^<]*(</)",
-                  lambda m: m.group(1) + letter_id.encode() + m.group(2),
-                  data, count=1, flags=re.S)
+    data = _put(data, rb"(<Envelope>.*?<Identifier>)[^<]*(</Identifier>)", envelope_id)
+    data = _put(data, rb"(<(?:\w+:)?Letter>\s*<(?:\w+:)?Identifier>)[^<]*(</)", letter_id)
     if receiver is not None:
-        data = re.sub(rb"(<Receiver>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)",
-                      lambda m: m.group(1) + receiver.encode() + m.group(2),
-                      data, count=1, flags=re.S)
+        data = _put(data, rb"(<Receiver>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)", receiver)
     if sender is not None:
-        data = re.sub(rb"(<Sender>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)",
-                      lambda m: m.group(1) + sender.encode() + m.group(2),
-                      data, count=1, flags=re.S)
+        data = _put(data, rb"(<Sender>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)", sender)
     return data
+
+
+def _put(data, pattern, value):
+    """Puts value between the two groups of pattern's first match."""
+    return re.sub(pattern, lambda m: m.group(1) + value.encode() + m.group(2),
+                  data, count=1, flags=re.S)
 
 
 def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):

@@ -360,29 +360,17 @@ static void commit(struct store *s, struct store_new *m, size_t n)
 /* A separate, plain SQLite connection on the database file. */
 static sqlite3 *raw_open(int flags)
 {
-	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(dbpath, &db, flags, NULL);
-	cr_assert_eq(rc, SQLITE_OK, "sqlite3_open_v2: %s", sqlite3_errmsg(db));
-	return db;
+	return testutil_sql_open(dbpath, flags);
 }
 
 static int64_t raw_int(const char *sql)
 {
-	sqlite3 *db = raw_open(SQLITE_OPEN_READONLY);
-	sqlite3_stmt *st;
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
-	int64_t v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
+	return testutil_sql_int(dbpath, sql);
 }
 
 static void raw_exec(const char *sql)
 {
-	sqlite3 *db = raw_open(SQLITE_OPEN_READWRITE);
-	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	sqlite3_close(db);
+	testutil_sql_exec(dbpath, sql);
 }
 
 /* True when another connection can take the write lock at once: a failed

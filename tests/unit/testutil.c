@@ -1,6 +1,7 @@
 /*
  * testutil.c - shared fixtures of the unit tests (testutil.h): temporary
- * folders, whole-file reads and writes, folder listings. It owns no state;
+ * folders, whole-file reads and writes, folder listings, plain SQLite
+ * connections on a database file. It owns no state;
  * each helper works on the paths it is given and fails the calling test
  * through Criterion when the file system does not do what the test needs.
  */
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,4 +77,31 @@ size_t testutil_count_entries(const char *dir, size_t *hidden)
 	if (hidden)
 		*hidden = h;
 	return n;
+}
+
+sqlite3 *testutil_sql_open(const char *path, int flags)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, flags, NULL);
+	cr_assert_eq(rc, SQLITE_OK, "sqlite3_open_v2: %s", sqlite3_errmsg(db));
+	return db;
+}
+
+int64_t testutil_sql_int(const char *path, const char *sql)
+{
+	sqlite3 *db = testutil_sql_open(path, SQLITE_OPEN_READONLY);
+	sqlite3_stmt *st;
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+void testutil_sql_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = testutil_sql_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
 }

@@ -1,7 +1,8 @@
 /*
  * testutil.h - what many unit tests need around the module they test: a
  * fresh temporary folder and its removal, whole files read and written, a
- * folder's entries counted. Linked ahead of the library into every unit
+ * folder's entries counted, a store's database file read and changed behind
+ * its back. Linked ahead of the library into every unit
  * test binary (Makefile: FAKE_SRCS), so a test includes this header and
  * carries no copy of its own.
  *
@@ -14,6 +15,9 @@
 #define EDIBROKER_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+struct sqlite3;
 
 /* Creates a new folder from tmpl ("/tmp/test_x.XXXXXX") into buf (len bytes)
  * and returns buf. */
@@ -33,5 +37,16 @@ void testutil_write_file(const char *path, const void *data, size_t len);
 /* The entries of folder dir but "." and ".."; *hidden, when hidden is not
  * NULL, gets how many of them start with '.'. */
 size_t testutil_count_entries(const char *dir, size_t *hidden);
+
+/* A plain SQLite connection (sqlite3_open_v2 flags) on the database file at
+ * path, beside whatever connection the code under test holds. */
+struct sqlite3 *testutil_sql_open(const char *path, int flags);
+
+/* The first column of the first row sql returns from the database at path. */
+int64_t testutil_sql_int(const char *path, const char *sql);
+
+/* Runs sql (one or more statements) on the database at path, creating the
+ * file when it is missing. */
+void testutil_sql_exec(const char *path, const char *sql);
 
 #endif
