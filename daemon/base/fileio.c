@@ -1,12 +1,19 @@
 /*
- * fileio.c - file helpers (fileio.h).
+ * fileio.c - file helpers (fileio.h): the one place that reads a bounded
+ * file, writes a whole buffer, and replaces a file atomically (temporary
+ * name, fsync, rename, folder fsync), so every writer gets the order of
+ * those steps and the clean-up after a failure right the same way.
+ * Spool delivery batches keep their own protocol (one syncfs per batch,
+ * spool_out.c).
  */
 #include "base/fileio.h"
 
 #include "codecs/base/mem.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,6 +72,35 @@ int write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)r;
 	}
 	return 0;
+}
+
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len,
+			 unsigned mode, unsigned flags)
+{
+	assert(!strchr(name, '/'));
+	_cleanup_free_ char *tmp = xasprintf(".%s.tmp", name);
+	/* O_TRUNC: a leftover of a crashed writer is overwritten; O_NOFOLLOW:
+	 * never write through a link planted under the temporary name. */
+	_cleanup_close_ int fd =
+		openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		return -errno;
+	int r = write_all(fd, data, len);
+	if (r == 0 && fchmod(fd, mode) < 0)
+		r = -errno;
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r == 0 && close(TAKE_FD(fd)) < 0)
+		r = -errno;
+	unsigned how = flags & WRITE_ATOMIC_NOREPLACE ? RENAME_NOREPLACE : 0;
+	if (r == 0 && renameat2(dirfd, tmp, dirfd, name, how) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlinkat(dirfd, tmp, 0);
+		return r;
+	}
+	/* The rename is durable only once the folder is. */
+	return fsync(dirfd) < 0 ? -errno : 0;
 }
 
 int fsync_dir(const char *path)

@@ -4,9 +4,9 @@
  * queues, outages, planned shutdowns), and swaps them into status_dir.
  *
  * Invariants: a reader of either file sees the old page or the new one,
- * whole, never a mix and never no file - each is written to
- * ".<name>.tmp", fsynced, renamed over the old one, and the folder is
- * fsynced. Every value that reaches the HTML is escaped; the page has no
+ * whole, never a mix and never no file - each is replaced by
+ * write_file_atomic_at() (".<name>.tmp", fsynced, renamed over the old one,
+ * the folder fsynced). Every value that reaches the HTML is escaped; the page has no
  * script and no external asset, and reloads itself every 60 s. The JSON
  * gives every time twice: ISO 8601 with the UTC offset, and epoch ms.
  *
@@ -28,7 +28,6 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 /* ---- words ------------------------------------------------------------------ */
@@ -458,30 +457,6 @@ static char *status_html(const struct status_page *p, size_t *len)
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-/* name in dfd replaced whole: temporary file, fsync, rename, folder fsync. */
-static int write_atomic(int dfd, const char *name, const char *data, size_t len)
-{
-	_cleanup_free_ char *tmp = xasprintf(".%s.tmp", name);
-	_cleanup_close_ int fd =
-		openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return -errno;
-	int r = write_all(fd, data, len);
-	if (r == 0 && fchmod(fd, 0644) < 0)
-		r = -errno;
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (r == 0 && close(TAKE_FD(fd)) < 0)
-		r = -errno;
-	if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
-		r = -errno;
-	if (r == 0 && fsync(dfd) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(dfd, tmp, 0);
-	return r;
-}
-
 __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int r,
 						     const char *fmt, ...)
 {
@@ -506,12 +481,12 @@ int statuspage_write(const char *dir, const struct status_page *p, char *err, si
 	if (dfd < 0)
 		return fail(err, errlen, -errno, "open %s", dir);
 	_cleanup_free_ char *json = status_json(p);
-	r = write_atomic(dfd, "status.json", json, strlen(json));
+	r = write_file_atomic_at(dfd, "status.json", json, strlen(json), 0644, 0);
 	if (r < 0)
 		return fail(err, errlen, r, "write %s/status.json", dir);
 	size_t len;
 	_cleanup_free_ char *html = status_html(p, &len);
-	r = write_atomic(dfd, "status.html", html, len);
+	r = write_file_atomic_at(dfd, "status.html", html, len, 0644, 0);
 	if (r < 0)
 		return fail(err, errlen, r, "write %s/status.html", dir);
 	if (err && errlen)

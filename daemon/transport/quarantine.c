@@ -19,7 +19,6 @@
 
 static int write_reason(int qfd, const char *qname, const struct quarantine_info *info)
 {
-	_cleanup_free_ char *tmp = xasprintf(".%s.reason.tmp", qname);
 	_cleanup_free_ char *final = xasprintf("%s.reason", qname);
 	char when[32];
 	time_t t = (time_t)(info->received_at / 1000);
@@ -29,17 +28,7 @@ static int write_reason(int qfd, const char *qname, const struct quarantine_info
 	_cleanup_free_ char *text = xasprintf("file: %s\nendpoint: %s\nreceived: %s\nerror: %s\n"
 					      "reason: %s\n",
 					      qname, info->endpoint, when, info->error, info->reason);
-	_cleanup_close_ int fd = openat(qfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return -errno;
-	int r = write_all(fd, text, strlen(text));
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (r == 0 && renameat2(qfd, tmp, qfd, final, RENAME_NOREPLACE) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(qfd, tmp, 0);
-	return r;
+	return write_file_atomic_at(qfd, final, text, strlen(text), 0640, WRITE_ATOMIC_NOREPLACE);
 }
 
 /* Copies src (in sfd) to dst (in dfd) and syncs it: for moves across file

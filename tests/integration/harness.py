@@ -15,12 +15,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import unittest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+# The SMTP and webhook peers, shared with the unit tests (tests/peers/).
+sys.path.insert(0, os.path.join(ROOT, "tests", "peers"))
+from mail_sink import MailSink  # noqa: E402  (re-exported for the scenarios)
+from webhook_sink import WebhookSink  # noqa: E402
 BIN = os.path.join(ROOT, "bin")
 SAMPLES = os.environ.get("EDIBROKER_SAMPLES_ROOT",
                          os.path.join(ROOT, "..", "shared", "medcom-samples"))
@@ -37,21 +42,19 @@ def sample(name):
 
 def with_ids(data, envelope_id, letter_id, receiver=None, sender=None):
     """Returns an OIOXML sample with new envelope/letter ids (and GLNs)."""
-    data = re.sub(rb"(<Envelope>.*?<Identifier>)[^<]*(</Identifier>)",
-                  lambda m: m.group(1) + envelope_id.encode() + m.group(2),
-                  data, count=1, flags=re.S)
-    data = re.sub(rb"(<(?:\w+:)?Letter>\s*<(?:\w+:)?Identifier>)[^<]*(</)",
-                  lambda m: m.group(1) + letter_id.encode() + m.group(2),
-                  data, count=1, flags=re.S)
+    data = _put(data, rb"(<Envelope>.*?<Identifier>)[^<]*(</Identifier>)", envelope_id)
+    data = _put(data, rb"(<(?:\w+:)?Letter>\s*<(?:\w+:)?Identifier>)[^<]*(</)", letter_id)
     if receiver is not None:
-        data = re.sub(rb"(<Receiver>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)",
-                      lambda m: m.group(1) + receiver.encode() + m.group(2),
-                      data, count=1, flags=re.S)
+        data = _put(data, rb"(<Receiver>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)", receiver)
     if sender is not None:
-        data = re.sub(rb"(<Sender>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)",
-                      lambda m: m.group(1) + sender.encode() + m.group(2),
-                      data, count=1, flags=re.S)
+        data = _put(data, rb"(<Sender>\s*<EANIdentifier>)[^<]*(</EANIdentifier>)", sender)
     return data
+
+
+def _put(data, pattern, value):
+    """Puts value between the two groups of pattern's first match."""
+    return re.sub(pattern, lambda m: m.group(1) + value.encode() + m.group(2),
+                  data, count=1, flags=re.S)
 
 
 def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
@@ -293,84 +296,6 @@ class BrokerTest(unittest.TestCase):
         b = Broker(self.tmp, **kw)
         self.brokers.append(b)
         return b
-
-
-class MailSink:
-    """A real SMTP server on loopback (aiosmtpd) keeping every message."""
-
-    def __init__(self):
-        from aiosmtpd.controller import Controller
-        import email
-        import email.policy
-        self.messages = []
-        self.lock = threading.Lock()
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-                with sink.lock:
-                    sink.messages.append({"from": envelope.mail_from,
-                                          "rcpt": list(envelope.rcpt_tos),
-                                          "msg": msg, "at": time.monotonic()})
-                return "250 OK"
-
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-        self.url = "smtp://127.0.0.1:%d" % self.port
-
-    def all(self):
-        with self.lock:
-            return list(self.messages)
-
-    def subjects(self):
-        return [m["msg"]["Subject"] for m in self.all()]
-
-    @staticmethod
-    def body(m):
-        return m["msg"].get_body(preferencelist=("plain",)).get_content()
-
-    def close(self):
-        self.controller.stop()
-
-
-class WebhookSink:
-    """An HTTP server on loopback recording every POSTed JSON body."""
-
-    def __init__(self, status=200):
-        import http.server
-        self.bodies = []
-        self.status = status
-        sink = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                data = self.rfile.read(n)
-                sink.bodies.append({"json": json.loads(data), "type":
-                                    self.headers.get("Content-Type"), "at": time.monotonic()})
-                self.send_response(sink.status)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.httpd.server_address[1]
-        self.url = "http://127.0.0.1:%d/hook" % self.port
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def kinds(self):
-        return [b["json"].get("kind") for b in self.bodies]
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 class NoticeTest(BrokerTest):

@@ -15,11 +15,11 @@
 #include "store/commit.h"
 #include "store/store.h"
 #include "codecs/base/mem.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,11 +38,6 @@ static struct event_base *base;
 static struct store *store;
 static struct commit *commit;
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void open_store(uint64_t max_bytes)
 {
 	struct store_options opt = { .max_bytes = max_bytes };
@@ -56,8 +51,7 @@ static void open_store(uint64_t max_bytes)
 static void setup(void)
 {
 	log_setup(LOG_CRIT, 0); /* the failures these tests cause are logged as errors */
-	str_copy(dir, "/tmp/test_commit.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_commit.XXXXXX");
 	base = event_base_new();
 	cr_assert_not_null(base);
 	store = NULL;
@@ -82,7 +76,7 @@ static void teardown(void)
 	store_close(store);
 	if (base)
 		event_base_free(base);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 /* ---- messages ---------------------------------------------------------- */

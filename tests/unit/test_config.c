@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,48 +18,36 @@
 #include "conf/config.h"
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 static char dir[PATH_MAX];
 static char conf[PATH_MAX + 32];
 static char err[512];
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void setup(void)
 {
-	str_copy(dir, "/tmp/test_config.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_config.XXXXXX");
 	snprintf(conf, sizeof(conf), "%s/edibroker.conf", dir);
 	/* A zone database of our own, so timezone checks do not depend on tzdata. */
 	char zone[PATH_MAX + 64];
 	snprintf(zone, sizeof(zone), "%s/zoneinfo/Europe", dir);
 	cr_assert_eq(mkdir_p(zone, 0755), 0);
 	str_copy(zone + strlen(zone), "/Copenhagen", sizeof(zone) - strlen(zone));
-	FILE *f = fopen(zone, "w");
-	cr_assert_not_null(f);
-	fputs("TZif", f); /* the zone checker looks for the tzfile(5) magic */
-	fclose(f);
+	testutil_write_file(zone, "TZif", 4); /* the zone checker looks for the tzfile(5) magic */
 	snprintf(zone, sizeof(zone), "%s/zoneinfo", dir);
 	setenv("TZDIR", zone, 1);
 }
 
 static void teardown(void)
 {
-	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(config, .init = setup, .fini = teardown);
 
 static void write_bytes(const char *path, const char *text, size_t len)
 {
-	FILE *f = fopen(path, "w");
-	cr_assert_not_null(f, "fopen %s", path);
-	cr_assert_eq(fwrite(text, 1, len, f), len);
-	cr_assert_eq(fclose(f), 0);
+	testutil_write_file(path, text, len);
 }
 
 static int load(const char *text, struct config **cfg)

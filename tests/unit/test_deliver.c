@@ -1,13 +1,9 @@
 /*
  * test_deliver.c - the per-endpoint delivery scheduler (deliver.c) with a
  * real event_base, a real worker pool, a real SQLite store and the real
- * group commit, and a fake transport defined here.
- *
- * The fake transport records every batch it is given (ids, sizes, bytes,
- * the monotonic time of the call), can be told to fail at a given message a
- * given number of times with a given fault, can block inside deliver() until
- * the test releases it, and answers probes with a programmed fault. It also
- * notices being destroyed while one of its deliver() calls still runs.
+ * group commit, and the fake transport of fake_transport.h, which records
+ * every batch (ids, sizes, bytes, the time of the call), fails, blocks and
+ * answers probes as each test programs it.
  *
  * Messages are inserted through the real commit and handed to the endpoint
  * from the commit's completion, as the broker does, so the store holds what
@@ -22,11 +18,12 @@
 #include "transport/transport.h"
 #include "codecs/base/mem.h"
 #include "base/workq.h"
+#include "tests/unit/fake_transport.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,184 +32,6 @@
 
 #define EP "municipality"
 #define MAX_CALLS 4096
-#define MAX_IDS 16384
-
-/* ---- the fake transport ------------------------------------------------ */
-
-struct fake {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	const char *label;
-
-	/* programmed behaviour */
-	int64_t fail_id;             /* fail when this id is reached ... */
-	int fails_left;              /* ... this many more times */
-	enum transport_fault fault;
-	enum transport_fault probe_fault;
-	bool block;                  /* deliver() waits until released */
-
-	/* what happened */
-	size_t calls;                /* deliver() calls */
-	size_t sizes[MAX_CALLS];     /* batch sizes */
-	int64_t first_id[MAX_CALLS]; /* first id of each batch */
-	int64_t call_ms[MAX_CALLS];  /* clock_mono_ms() at each call */
-	int64_t confirmed[MAX_IDS];  /* ids confirmed, in order */
-	uint64_t hash[MAX_IDS];      /* FNV-1a of each confirmed body */
-	size_t nconfirmed;
-	size_t probes;
-	int in_deliver;
-	bool entered;                /* a blocking deliver() has started */
-	int stops, destroys;
-	bool destroyed_in_use;
-};
-
-static uint64_t fnv(const uint8_t *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	return h;
-}
-
-static struct fake *fake_new(const char *label)
-{
-	struct fake *f = xcalloc(1, sizeof(*f));
-	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
-	f->label = label;
-	f->fail_id = -1;
-	return f;
-}
-
-static void fake_free(struct fake *f)
-{
-	pthread_mutex_destroy(&f->lock);
-	pthread_cond_destroy(&f->cond);
-	free(f);
-}
-
-static void fake_deliver(struct transport *t, const struct out_msg *msgs, size_t n,
-			 struct deliver_result *res)
-{
-	struct fake *f = (struct fake *)t;
-	pthread_mutex_lock(&f->lock);
-	f->in_deliver++;
-	size_t c = f->calls++;
-	if (c < MAX_CALLS) {
-		f->sizes[c] = n;
-		f->first_id[c] = n ? msgs[0].id : -1;
-		f->call_ms[c] = clock_mono_ms();
-	}
-	if (f->block) {
-		f->entered = true;
-		pthread_cond_broadcast(&f->cond);
-		while (f->block)
-			pthread_cond_wait(&f->cond, &f->lock);
-	}
-	res->delivered = 0;
-	res->fault = FAULT_NONE;
-	res->error[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		if (msgs[i].id == f->fail_id && f->fails_left > 0) {
-			f->fails_left--;
-			res->fault = f->fault;
-			snprintf(res->error, sizeof(res->error), "%s: failed at message %lld",
-				 f->label, (long long)msgs[i].id);
-			break;
-		}
-		if (f->nconfirmed < MAX_IDS) {
-			f->confirmed[f->nconfirmed] = msgs[i].id;
-			f->hash[f->nconfirmed] = fnv(msgs[i].body, msgs[i].size);
-		}
-		f->nconfirmed++;
-		res->delivered++;
-	}
-	f->in_deliver--;
-	pthread_mutex_unlock(&f->lock);
-}
-
-static enum transport_fault fake_probe(struct transport *t, char *err, size_t errlen)
-{
-	struct fake *f = (struct fake *)t;
-	pthread_mutex_lock(&f->lock);
-	f->probes++;
-	enum transport_fault r = f->probe_fault;
-	if (r != FAULT_NONE)
-		snprintf(err, errlen, "%s: probe says %s", f->label, fault_name(r));
-	else
-		err[0] = '\0';
-	pthread_mutex_unlock(&f->lock);
-	return r;
-}
-
-static void fake_stop(struct transport *t)
-{
-	struct fake *f = (struct fake *)t;
-	pthread_mutex_lock(&f->lock);
-	f->stops++;
-	pthread_mutex_unlock(&f->lock);
-}
-
-/* The fake is owned by the test: destroy only records. */
-static void fake_destroy(struct transport *t)
-{
-	struct fake *f = (struct fake *)t;
-	pthread_mutex_lock(&f->lock);
-	f->destroys++;
-	if (f->in_deliver)
-		f->destroyed_in_use = true;
-	pthread_mutex_unlock(&f->lock);
-}
-
-static const struct transport_ops fake_ops = {
-	.name = "fake",
-	.destroy = fake_destroy,
-	.stop = fake_stop,
-	.deliver = fake_deliver,
-	.probe = fake_probe,
-};
-
-#define T(f) ((struct transport *)(f))
-
-static size_t fake_calls(struct fake *f)
-{
-	pthread_mutex_lock(&f->lock);
-	size_t n = f->calls;
-	pthread_mutex_unlock(&f->lock);
-	return n;
-}
-
-static size_t fake_confirmed(struct fake *f)
-{
-	pthread_mutex_lock(&f->lock);
-	size_t n = f->nconfirmed;
-	pthread_mutex_unlock(&f->lock);
-	return n;
-}
-
-/* Waits (without running the loop) until a blocking deliver() started. */
-static void fake_wait_entered(struct fake *f)
-{
-	int64_t deadline = clock_mono_ms() + 5000;
-	pthread_mutex_lock(&f->lock);
-	while (!f->entered && clock_mono_ms() < deadline) {
-		pthread_mutex_unlock(&f->lock);
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&f->lock);
-	}
-	bool ok = f->entered;
-	pthread_mutex_unlock(&f->lock);
-	cr_assert(ok, "deliver() never started");
-}
-
-static void fake_release(struct fake *f)
-{
-	pthread_mutex_lock(&f->lock);
-	f->block = false;
-	pthread_cond_broadcast(&f->cond);
-	pthread_mutex_unlock(&f->lock);
-}
 
 /* ---- fixture ----------------------------------------------------------- */
 
@@ -262,16 +81,10 @@ static struct deliver_params params(void)
 	};
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void setup(void)
 {
 	log_setup(LOG_CRIT, 0); /* the failures these tests cause are logged as errors */
-	str_copy(dir, "/tmp/test_deliver.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_deliver.XXXXXX");
 	base = event_base_new();
 	wq = workq_new(base, 2);
 	char err[512] = "";
@@ -288,7 +101,7 @@ static void teardown(void)
 	commit_free(commit);
 	store_close(store);
 	event_base_free(base);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(deliver, .init = setup, .fini = teardown, .timeout = 30);
@@ -320,14 +133,14 @@ static void run_for(int64_t ms)
 }
 
 struct count_goal {
-	struct fake *f;
+	struct fake_transport *f;
 	size_t n;
 };
 
 static bool confirmed_reached(void *arg)
 {
 	struct count_goal *g = arg;
-	return fake_confirmed(g->f) >= g->n;
+	return fake_transport_confirmed(g->f) >= g->n;
 }
 
 static bool events_reached(void *arg)
@@ -341,11 +154,11 @@ static bool ep_idle(void *arg)
 }
 
 /* Waits for n confirmed messages, then lets the marks commit. */
-static void wait_confirmed(struct fake *f, size_t n, int64_t timeout_ms)
+static void wait_confirmed(struct fake_transport *f, size_t n, int64_t timeout_ms)
 {
 	struct count_goal g = { f, n };
 	cr_assert(run_until(confirmed_reached, &g, timeout_ms), "%zu of %zu confirmed",
-		  fake_confirmed(f), n);
+		  fake_transport_confirmed(f), n);
 }
 
 /* ---- messages ---------------------------------------------------------- */
@@ -440,7 +253,7 @@ static void msgs_free(struct msgset *s)
 
 /* The fake confirmed s's ids at positions from.., in order, with their
  * exact bytes. */
-static void assert_slice(struct fake *f, const struct msgset *s, size_t from)
+static void assert_slice(struct fake_transport *f, const struct msgset *s, size_t from)
 {
 	pthread_mutex_lock(&f->lock);
 	size_t n = f->nconfirmed;
@@ -449,16 +262,16 @@ static void assert_slice(struct fake *f, const struct msgset *s, size_t from)
 	for (size_t i = 0; i < s->n; i++) {
 		cr_assert_eq(f->confirmed[from + i], s->id[i], "position %zu: id %lld, expected %lld",
 			     from + i, (long long)f->confirmed[from + i], (long long)s->id[i]);
-		cr_assert_eq(f->hash[from + i], fnv(s->body[i], s->size[i]),
+		cr_assert_eq(f->hash[from + i], fake_transport_hash(s->body[i], s->size[i]),
 			     "message %lld delivered with other bytes", (long long)s->id[i]);
 	}
 }
 
 /* The fake confirmed exactly s's ids, in order, each once. */
-static void assert_all_in_order(struct fake *f, const struct msgset *s)
+static void assert_all_in_order(struct fake_transport *f, const struct msgset *s)
 {
-	cr_assert_eq(fake_confirmed(f), s->n, "confirmed %zu, expected %zu", fake_confirmed(f),
-		     s->n);
+	cr_assert_eq(fake_transport_confirmed(f), s->n, "confirmed %zu, expected %zu",
+		     fake_transport_confirmed(f), s->n);
 	assert_slice(f, s, 0);
 }
 
@@ -503,14 +316,14 @@ static void settle(void)
 	cr_assert_eq(commit_flush(commit), 0);
 }
 
-static struct deliver_ep *new_ep(struct fake *f, const struct deliver_params *p)
+static struct deliver_ep *new_ep(struct fake_transport *f, const struct deliver_params *p)
 {
 	struct deliver_env e = env();
 	struct deliver_ep *ep = deliver_ep_new(EP, &e, p);
 	cr_assert_not_null(ep);
 	cr_assert_str_eq(deliver_ep_name(ep), EP);
 	if (f)
-		deliver_set_transport(ep, &fake_ops, T(f));
+		deliver_set_transport(ep, &fake_transport_ops, fake_transport_handle(f));
 	return ep;
 }
 
@@ -525,7 +338,7 @@ static void free_ep(struct deliver_ep *ep)
 
 Test(deliver, delivers_in_id_order_in_bounded_batches)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	struct msgset *s = add_msgs(EP, 35, 300, ep);
@@ -560,36 +373,36 @@ Test(deliver, delivers_in_id_order_in_bounded_batches)
 	free_ep(ep);
 	cr_assert_eq(f->destroys, 1);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 Test(deliver, nothing_without_transport_or_while_store_failing)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(NULL, &p);
 	struct msgset *s = add_msgs(EP, 5, 100, ep);
 	run_for(100);
 	cr_assert_eq(nevents, 0);
 	allow_delivery = false;
-	deliver_set_transport(ep, &fake_ops, T(f));
-	cr_assert_eq(deliver_transport(ep), T(f));
+	deliver_set_transport(ep, &fake_transport_ops, fake_transport_handle(f));
+	cr_assert_eq(deliver_transport(ep), fake_transport_handle(f));
 	run_for(150);
-	cr_assert_eq(fake_calls(f), 0, "delivered although may_deliver said no");
+	cr_assert_eq(fake_transport_calls(f), 0, "delivered although may_deliver said no");
 	allow_delivery = true;
 	deliver_kick(ep);
 	wait_confirmed(f, 5, 3000);
 	assert_all_in_order(f, s);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* ---- failure and backoff ----------------------------------------------- */
 
 Test(deliver, failure_confirms_prefix_and_backs_off)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.retry_initial_ms = 300;
 	p.retry_max_ms = 1200;
@@ -654,12 +467,12 @@ Test(deliver, failure_confirms_prefix_and_backs_off)
 	cr_assert_str_eq(info.last_error, "");
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 Test(deliver, backoff_grows_and_is_capped)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.retry_initial_ms = 100;
 	p.retry_max_ms = 400;
@@ -692,12 +505,12 @@ Test(deliver, backoff_grows_and_is_capped)
 	cr_assert_eq(attempts, 5);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 Test(deliver, retry_now_skips_the_wait)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.retry_initial_ms = 5000;
 	p.retry_max_ms = 10000;
@@ -712,20 +525,20 @@ Test(deliver, retry_now_skips_the_wait)
 	size_t one = 1;
 	cr_assert(run_until(events_reached, &one, 3000));
 	run_for(50);
-	cr_assert_eq(fake_calls(f), 1);
+	cr_assert_eq(fake_transport_calls(f), 1);
 	deliver_retry_now(ep);
 	wait_confirmed(f, 3, 1000);
 	assert_all_in_order(f, s);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* ---- drain rate -------------------------------------------------------- */
 
 Test(deliver, drain_rate_limits_after_a_failure)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.retry_initial_ms = 100;
 	p.batch_max = 256;
@@ -756,12 +569,12 @@ Test(deliver, drain_rate_limits_after_a_failure)
 	cr_assert_not(info.draining, "still draining with an empty queue");
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 Test(deliver, drain_rate_not_applied_before_any_failure)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.batch_max = 256;
 	p.drain_rate = 100;
@@ -781,14 +594,14 @@ Test(deliver, drain_rate_not_applied_before_any_failure)
 	cr_assert_not(info.draining);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* ---- window ------------------------------------------------------------ */
 
 Test(deliver, window_is_bounded_and_refilled_from_store, .timeout = 60)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.batch_max = 256;
 	p.window_msgs = 64;
@@ -816,14 +629,14 @@ Test(deliver, window_is_bounded_and_refilled_from_store, .timeout = 60)
 	cr_assert_eq(info.delivered, N);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* New messages arriving while the window is full are not lost and keep
  * their place after the backlog. */
 Test(deliver, arrivals_during_backlog_keep_order)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.window_msgs = 16;
 	p.batch_max = 8;
@@ -839,7 +652,7 @@ Test(deliver, arrivals_during_backlog_keep_order)
 	msgs_free(a);
 	msgs_free(b);
 	msgs_free(c);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* window_bytes: "bytes kept in memory (at least one message)". A backlog
@@ -848,7 +661,7 @@ Test(deliver, arrivals_during_backlog_keep_order)
 Test(deliver, window_bytes_bounds_refill_from_store)
 {
 	struct msgset *s = add_msgs(EP, 40, 600, NULL);
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.batch_max = 256;
 	p.window_msgs = 32;
@@ -865,7 +678,7 @@ Test(deliver, window_bytes_bounds_refill_from_store)
 		      biggest);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* ---- load -------------------------------------------------------------- */
@@ -875,7 +688,7 @@ Test(deliver, load_picks_up_queue_left_in_store)
 	/* a queue left by an earlier run, and another endpoint's messages */
 	struct msgset *s = add_msgs(EP, 20, 500, NULL);
 	struct msgset *other = add_msgs("hospital", 5, 500, NULL);
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	allow_delivery = false;
 	struct deliver_ep *ep = new_ep(f, &p);
@@ -895,7 +708,7 @@ Test(deliver, load_picks_up_queue_left_in_store)
 	free_ep(ep);
 	msgs_free(s);
 	msgs_free(other);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* A queue loaded from the store, then new arrivals: the loaded messages
@@ -903,7 +716,7 @@ Test(deliver, load_picks_up_queue_left_in_store)
 Test(deliver, load_then_new_arrivals_in_order)
 {
 	struct msgset *old = add_msgs(EP, 10, 100, NULL);
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	allow_delivery = false;
 	struct deliver_ep *ep = new_ep(f, &p);
@@ -920,20 +733,20 @@ Test(deliver, load_then_new_arrivals_in_order)
 	free_ep(ep);
 	msgs_free(old);
 	msgs_free(nw);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* ---- hold -------------------------------------------------------------- */
 
 Test(deliver, hold_stops_new_batches)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	deliver_hold(ep, true);
 	struct msgset *s = add_msgs(EP, 10, 100, ep);
 	run_for(200);
-	cr_assert_eq(fake_calls(f), 0, "a held endpoint delivered");
+	cr_assert_eq(fake_transport_calls(f), 0, "a held endpoint delivered");
 	struct deliver_info info;
 	deliver_get_info(ep, &info);
 	cr_assert_eq(info.state, DELIVER_HELD);
@@ -943,14 +756,14 @@ Test(deliver, hold_stops_new_batches)
 	assert_all_in_order(f, s);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* A hold while a batch is in flight lets that batch finish and starts no
  * other. */
 Test(deliver, hold_during_batch_stops_the_next)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.batch_max = 4;
 	allow_delivery = false;
@@ -960,12 +773,12 @@ Test(deliver, hold_during_batch_stops_the_next)
 	allow_delivery = true;
 	deliver_kick(ep);
 	run_for(10);
-	fake_wait_entered(f);
+	fake_transport_wait_entered(f);
 	deliver_hold(ep, true);
-	fake_release(f);
+	fake_transport_release(f);
 	run_for(300);
-	cr_assert_eq(fake_calls(f), 1, "a batch started while held");
-	cr_assert_eq(fake_confirmed(f), 4);
+	cr_assert_eq(fake_transport_calls(f), 1, "a batch started while held");
+	cr_assert_eq(fake_transport_confirmed(f), 4);
 	struct deliver_info info;
 	deliver_get_info(ep, &info);
 	cr_assert_eq(info.state, DELIVER_HELD);
@@ -975,14 +788,14 @@ Test(deliver, hold_during_batch_stops_the_next)
 	assert_all_in_order(f, s);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* ---- probe ------------------------------------------------------------- */
 
 Test(deliver, probe_reports_through_on_event)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	f->probe_fault = FAULT_TIMEOUT;
@@ -994,7 +807,7 @@ Test(deliver, probe_reports_through_on_event)
 	cr_assert_eq(events[0].fault, FAULT_TIMEOUT);
 	cr_assert(strstr(events[0].error, "probe says timeout"), "%s", events[0].error);
 	cr_assert_eq(f->probes, 1);
-	cr_assert_eq(fake_calls(f), 0, "a probe must not deliver");
+	cr_assert_eq(fake_transport_calls(f), 0, "a probe must not deliver");
 	run_until(ep_idle, ep, 1000);
 	struct deliver_info info;
 	deliver_get_info(ep, &info);
@@ -1008,7 +821,7 @@ Test(deliver, probe_reports_through_on_event)
 	cr_assert(events[1].ok);
 	cr_assert_eq(events[1].fault, FAULT_NONE);
 	free_ep(ep);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 Test(deliver, probe_refused_while_busy_or_without_transport)
@@ -1018,27 +831,27 @@ Test(deliver, probe_refused_while_busy_or_without_transport)
 	cr_assert_not(deliver_probe(bare), "probe without a transport");
 	deliver_ep_free(bare);
 
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_ep *ep = new_ep(f, &p);
 	f->block = true;
 	struct msgset *s = add_msgs(EP, 3, 100, ep);
 	run_for(10);
-	fake_wait_entered(f);
+	fake_transport_wait_entered(f);
 	cr_assert(deliver_busy(ep));
 	cr_assert_not(deliver_probe(ep), "probe started beside a batch");
-	fake_release(f);
+	fake_transport_release(f);
 	wait_confirmed(f, 3, 3000);
 	cr_assert_eq(f->probes, 0);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* A failed probe during backoff must not end the backoff: the state table
  * leaves BACKOFF only on the timer or retry_now. */
 Test(deliver, failed_probe_during_backoff_keeps_the_backoff)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.retry_initial_ms = 1000;
 	p.retry_max_ms = 2000;
@@ -1062,7 +875,7 @@ Test(deliver, failed_probe_during_backoff_keeps_the_backoff)
 	run_for(150);
 	struct deliver_info info;
 	deliver_get_info(ep, &info);
-	size_t calls = fake_calls(f);
+	size_t calls = fake_transport_calls(f);
 	int64_t since = clock_mono_ms() - failed_at;
 	cr_assert_eq(calls, 1,
 		     "a failed probe ended the backoff: retried %lld ms after the failure "
@@ -1075,14 +888,14 @@ Test(deliver, failed_probe_during_backoff_keeps_the_backoff)
 	wait_confirmed(f, 3, 3000);
 	free_ep(ep);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 /* ---- transport replacement and free while busy ------------------------- */
 
 Test(deliver, set_transport_while_batch_in_flight)
 {
-	struct fake *f1 = fake_new("t1"), *f2 = fake_new("t2");
+	struct fake_transport *f1 = fake_transport_new("t1"), *f2 = fake_transport_new("t2");
 	struct deliver_params p = params();
 	p.batch_max = 5;
 	allow_delivery = false;
@@ -1092,15 +905,15 @@ Test(deliver, set_transport_while_batch_in_flight)
 	allow_delivery = true;
 	deliver_kick(ep);
 	run_for(10);
-	fake_wait_entered(f1);
-	deliver_set_transport(ep, &fake_ops, T(f2));
-	cr_assert_eq(deliver_transport(ep), T(f2));
+	fake_transport_wait_entered(f1);
+	deliver_set_transport(ep, &fake_transport_ops, fake_transport_handle(f2));
+	cr_assert_eq(deliver_transport(ep), fake_transport_handle(f2));
 	run_for(50);
 	cr_assert_eq(f1->destroys, 0, "the transport in use was destroyed");
-	cr_assert_eq(fake_calls(f2), 0, "a second batch ran beside the first");
-	fake_release(f1);
+	cr_assert_eq(fake_transport_calls(f2), 0, "a second batch ran beside the first");
+	fake_transport_release(f1);
 	wait_confirmed(f2, 7, 3000);
-	cr_assert_eq(fake_confirmed(f1), 5);
+	cr_assert_eq(fake_transport_confirmed(f1), 5);
 	cr_assert_eq(f1->destroys, 1, "the retired transport was not destroyed once");
 	cr_assert_not(f1->destroyed_in_use);
 	cr_assert_geq(f1->stops, 1);
@@ -1114,15 +927,16 @@ Test(deliver, set_transport_while_batch_in_flight)
 	free_ep(ep);
 	cr_assert_eq(f2->destroys, 1);
 	msgs_free(s);
-	fake_free(f1);
-	fake_free(f2);
+	fake_transport_free(f1);
+	fake_transport_free(f2);
 }
 
 /* Two reloads while one batch is in flight: the transport that batch uses
  * must survive until it returns. */
 Test(deliver, set_transport_twice_while_batch_in_flight)
 {
-	struct fake *f1 = fake_new("t1"), *f2 = fake_new("t2"), *f3 = fake_new("t3");
+	struct fake_transport *f1 = fake_transport_new("t1"), *f2 = fake_transport_new("t2"),
+			      *f3 = fake_transport_new("t3");
 	struct deliver_params p = params();
 	p.batch_max = 5;
 	allow_delivery = false;
@@ -1132,31 +946,31 @@ Test(deliver, set_transport_twice_while_batch_in_flight)
 	allow_delivery = true;
 	deliver_kick(ep);
 	run_for(10);
-	fake_wait_entered(f1);
-	deliver_set_transport(ep, &fake_ops, T(f2));
-	deliver_set_transport(ep, &fake_ops, T(f3));
+	fake_transport_wait_entered(f1);
+	deliver_set_transport(ep, &fake_transport_ops, fake_transport_handle(f2));
+	deliver_set_transport(ep, &fake_transport_ops, fake_transport_handle(f3));
 	pthread_mutex_lock(&f1->lock);
 	int d1 = f1->destroys;
 	bool in_use = f1->destroyed_in_use;
 	pthread_mutex_unlock(&f1->lock);
-	fake_release(f1);
+	fake_transport_release(f1);
 	wait_confirmed(f3, 3, 3000);
 	cr_assert_not(in_use, "transport t1 destroyed while its deliver() was running");
 	cr_assert_eq(d1, 0, "transport t1 destroyed while its batch was in flight");
 	cr_assert_eq(f1->destroys, 1);
 	cr_assert_eq(f2->destroys, 1, "the never-used transport t2 leaked");
-	cr_assert_eq(fake_calls(f2), 0);
+	cr_assert_eq(fake_transport_calls(f2), 0);
 	free_ep(ep);
 	cr_assert_eq(f3->destroys, 1);
 	msgs_free(s);
-	fake_free(f1);
-	fake_free(f2);
-	fake_free(f3);
+	fake_transport_free(f1);
+	fake_transport_free(f2);
+	fake_transport_free(f3);
 }
 
 Test(deliver, free_while_busy_waits_for_the_batch)
 {
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	p.batch_max = 5;
 	allow_delivery = false;
@@ -1166,17 +980,17 @@ Test(deliver, free_while_busy_waits_for_the_batch)
 	allow_delivery = true;
 	deliver_kick(ep);
 	run_for(10);
-	fake_wait_entered(f);
+	fake_transport_wait_entered(f);
 	deliver_ep_free(ep); /* while busy */
 	cr_assert_eq(f->destroys, 0, "transport destroyed under the running batch");
 	cr_assert_geq(f->stops, 1, "transport not stopped");
 	size_t ev_before = nevents;
-	fake_release(f);
+	fake_transport_release(f);
 	cr_assert_eq(workq_pending(wq), 1);
 	workq_drain(wq); /* runs the completion that frees the endpoint */
 	cr_assert_eq(f->destroys, 1);
 	cr_assert_not(f->destroyed_in_use);
-	cr_assert_eq(fake_confirmed(f), 5);
+	cr_assert_eq(fake_transport_confirmed(f), 5);
 	cr_assert_eq(nevents, ev_before, "on_event after the endpoint was freed");
 	/* what the receiver confirmed is still marked delivered */
 	settle();
@@ -1186,21 +1000,21 @@ Test(deliver, free_while_busy_waits_for_the_batch)
 		cr_assert_eq(state_of(s->id[i], NULL, NULL, 0), MSG_QUEUED, "message %zu", i);
 	/* and nothing more is delivered */
 	run_for(100);
-	cr_assert_eq(fake_calls(f), 1);
+	cr_assert_eq(fake_transport_calls(f), 1);
 	msgs_free(s);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 Test(deliver, free_accepts_null_and_idle)
 {
 	deliver_ep_free(NULL);
-	struct fake *f = fake_new("t1");
+	struct fake_transport *f = fake_transport_new("t1");
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	deliver_ep_free(ep);
 	cr_assert_eq(f->destroys, 1);
 	run_for(20);
-	fake_free(f);
+	fake_transport_free(f);
 }
 
 Test(deliver, state_names)

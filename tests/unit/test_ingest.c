@@ -19,13 +19,12 @@
 #include "accept/router.h"
 #include "store/store.h"
 #include "codecs/base/mem.h"
-#include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -134,8 +133,7 @@ static struct router *make_router(const char *extra_endpoint_gln)
 static void start(uint64_t max_bytes, const char *extra_endpoint_gln)
 {
 	log_setup(LOG_CRIT, 0); /* the failures these tests cause are logged as errors */
-	str_copy(dir, "/tmp/test_ingest.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_ingest.XXXXXX");
 	base = event_base_new();
 	struct store_options opt = { .max_bytes = max_bytes };
 	char err[512] = "";
@@ -155,11 +153,6 @@ static void setup(void)
 	start(0, NULL);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void teardown(void)
 {
 	commit_free(commit);
@@ -169,7 +162,7 @@ static void teardown(void)
 	event_base_free(base);
 	for (size_t i = 0; i < nqueued; i++)
 		free(queued[i].body);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 /* ---- inputs ------------------------------------------------------------ */
@@ -182,9 +175,7 @@ struct buf {
 static struct buf load(const char *path)
 {
 	struct buf b;
-	int r = read_file_at(AT_FDCWD, path, 1 << 24, &b.p, &b.n);
-	cr_assert_eq(r, 0, "cannot read %s (run from the repository root): %s", path,
-		     strerror(-r));
+	b.p = testutil_read_file(path, &b.n);
 	return b;
 }
 

@@ -11,7 +11,6 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 
 #include "notice/notice.h"
+#include "tests/unit/testutil.h"
 
 #define MINUTE (60 * 1000LL)
 #define HOUR (60 * MINUTE)
@@ -55,16 +55,10 @@ static void setup(void)
 	tzset();
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void teardown(void)
 {
 	notice_text_free(&out);
-	if (dir[0])
-		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(notice, .init = setup, .fini = teardown);
@@ -150,17 +144,12 @@ static void write_file(const char *sub, const char *name, const char *text)
 {
 	char path[256];
 
-	if (!dir[0]) {
-		snprintf(dir, sizeof(dir), "/tmp/test_notice.XXXXXX");
-		cr_assert_not_null(mkdtemp(dir));
-	}
+	if (!dir[0])
+		testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_notice.XXXXXX");
 	snprintf(path, sizeof(path), "%s/%s", dir, sub);
 	cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST);
 	snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
-	FILE *fp = fopen(path, "w");
-	cr_assert_not_null(fp);
-	fputs(text, fp);
-	cr_assert_eq(fclose(fp), 0);
+	testutil_write_file(path, text, strlen(text));
 }
 
 /* ---- kinds -------------------------------------------------------------- */

@@ -1,8 +1,8 @@
 /*
  * test_notify.c - the three notice channels of notify.c against real peers
- * on loopback: an aiosmtpd SMTP server (helpers/smtp_sink.py), an
- * http.server webhook receiver (helpers/http_sink.py), and real /bin/sh
- * commands for the fallback.
+ * on loopback: an aiosmtpd SMTP server (tests/peers/mail_sink.py), an
+ * http.server webhook receiver (tests/peers/webhook_sink.py), and real
+ * /bin/sh commands for the fallback.
  *
  * Criterion runs every test in a process of its own; a suite's .init starts
  * that test's helper with /usr/bin/python3, waits at most 10 s for its
@@ -15,13 +15,12 @@
  */
 #include "notice/notify.h"
 #include "codecs/base/mem.h"
-#include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -34,8 +33,8 @@
 #include <time.h>
 
 #define PYTHON "/usr/bin/python3"
-#define SMTP_SINK "tests/unit/helpers/smtp_sink.py"
-#define HTTP_SINK "tests/unit/helpers/http_sink.py"
+#define SMTP_SINK "tests/peers/mail_sink.py"
+#define HTTP_SINK "tests/peers/webhook_sink.py"
 #define MAIL_FROM "edi-drift@region.example"
 
 extern char **environ;
@@ -120,8 +119,7 @@ static int read_port(int fd)
 
 static void make_dir(void)
 {
-	str_copy(H.dir, "/tmp/eb-notify-XXXXXX", sizeof(H.dir));
-	cr_assert(mkdtemp(H.dir));
+	testutil_mkdtemp(H.dir, sizeof(H.dir), "/tmp/eb-notify-XXXXXX");
 	notify_global_init();
 }
 
@@ -145,11 +143,6 @@ static void helper_start(const char *script, const char *auth)
 	close(out[0]);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 /* SIGTERM, at most 3 s to go, then SIGKILL; only the PID we started. */
 static void helper_stop(void)
 {
@@ -162,7 +155,7 @@ static void helper_stop(void)
 		if (kill(H.pid, SIGKILL) == 0)
 			waitpid(H.pid, NULL, 0);
 	}
-	nftw(H.dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(H.dir);
 }
 
 static void smtp_up(void)
@@ -200,10 +193,7 @@ static int received(const char *ext)
 static char *received_file(int n, const char *ext)
 {
 	_cleanup_free_ char *path = xasprintf("%s/%d.%s", H.dir, n, ext);
-	uint8_t *buf = NULL;
-	size_t len;
-	cr_assert(read_file_at(AT_FDCWD, path, 1 << 24, &buf, &len) == 0, "%s missing", path);
-	return (char *)buf;
+	return testutil_read_file(path, NULL);
 }
 
 static json_t *received_json(int n)

@@ -29,6 +29,7 @@
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
 #include "codecs/xmlsafe.h"
+#include "tests/unit/testutil.h"
 
 #define DATA "tests/data/oioxml"
 #define INVALID "tests/data/oioxml/invalid"
@@ -52,10 +53,7 @@ static const char *samples_dir(void)
 static uint8_t *load(const char *dir, const char *name, size_t *len)
 {
 	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
-	uint8_t *buf = NULL;
-	int r = read_file_at(AT_FDCWD, path, 64u << 20, &buf, len);
-	cr_assert_eq(r, 0, "cannot read %s: %s", path, strerror(-r));
-	return buf;
+	return testutil_read_file(path, len);
 }
 
 static bool printable_line(const char *s)
@@ -454,8 +452,8 @@ Test(hostile, parameter_entity_external_dtd_and_http_are_refused)
 Test(hostile, external_references_never_open_the_file)
 {
 	watchdog(10);
-	char dir[] = "/tmp/edibroker-xxe-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[64];
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/edibroker-xxe-XXXXXX");
 	_cleanup_free_ char *fifo = xasprintf("%s/fifo", dir);
 	cr_assert_eq(mkfifo(fifo, 0600), 0);
 	static const char *const fmts[] = {

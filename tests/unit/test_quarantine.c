@@ -12,12 +12,12 @@
 #include "transport/quarantine.h"
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,15 +39,9 @@ static const struct quarantine_info info = {
 	.received_at = RECEIVED_MS,
 };
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void setup(void)
 {
-	str_copy(dir, "/tmp/test_quarantine.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_quarantine.XXXXXX");
 	shm[0] = '\0';
 	snprintf(inbox, sizeof(inbox), "%s/in", dir);
 	cr_assert_eq(mkdir(inbox, 0750), 0);
@@ -59,9 +53,8 @@ static void teardown(void)
 {
 	if (inbox_fd >= 0)
 		close(inbox_fd);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	if (shm[0])
-		nftw(shm, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
+	testutil_rm_rf(shm);
 }
 
 TestSuite(quarantine, .init = setup, .fini = teardown, .timeout = 20);
@@ -81,13 +74,7 @@ static void put(const char *d, const char *name, const void *body, size_t len)
 static char *slurp(const char *d, const char *name, size_t *len)
 {
 	_cleanup_free_ char *p = xasprintf("%s/%s", d, name);
-	uint8_t *buf = NULL;
-	size_t n = 0;
-	int r = read_file_at(AT_FDCWD, p, 1 << 24, &buf, &n);
-	cr_assert_eq(r, 0, "%s: %s", p, strerror(-r));
-	if (len)
-		*len = n;
-	return (char *)buf;
+	return testutil_read_file(p, len);
 }
 
 static bool exists(const char *d, const char *name)
@@ -95,26 +82,6 @@ static bool exists(const char *d, const char *name)
 	_cleanup_free_ char *p = xasprintf("%s/%s", d, name);
 	struct stat st;
 	return lstat(p, &st) == 0;
-}
-
-/* Number of entries in d (all, and those starting with '.'). */
-static size_t count_entries(const char *d, size_t *hidden)
-{
-	DIR *dd = opendir(d);
-	cr_assert_not_null(dd, "opendir %s", d);
-	size_t n = 0, h = 0;
-	struct dirent *e;
-	while ((e = readdir(dd))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		n++;
-		if (e->d_name[0] == '.')
-			h++;
-	}
-	closedir(dd);
-	if (hidden)
-		*hidden = h;
-	return n;
 }
 
 static void assert_reason(const char *qdir, const char *qname)
@@ -153,7 +120,7 @@ Test(quarantine, moves_file_with_reason_beside_it)
 	_cleanup_free_ char *want_out = xasprintf("%s/%s", qdir, qname);
 	cr_assert_str_eq(out, want_out);
 	size_t hidden = 0;
-	cr_assert_eq(count_entries(qdir, &hidden), 2, "expected the file and its reason");
+	cr_assert_eq(testutil_count_entries(qdir, &hidden), 2, "expected the file and its reason");
 	cr_assert_eq(hidden, 0, "temporary files left behind");
 }
 
@@ -192,8 +159,8 @@ Test(quarantine, same_name_is_never_replaced)
 	assert_reason(qdir, STAMP "-dup.xml");
 	assert_reason(qdir, STAMP "-1-dup.xml");
 	assert_reason(qdir, STAMP "-2-dup.xml");
-	cr_assert_eq(count_entries(qdir, NULL), 6);
-	cr_assert_eq(count_entries(inbox, NULL), 0);
+	cr_assert_eq(testutil_count_entries(qdir, NULL), 6);
+	cr_assert_eq(testutil_count_entries(inbox, NULL), 0);
 }
 
 /* Even when a thousand files of the same name and stamp are there already,
@@ -258,7 +225,7 @@ Test(quarantine, moves_across_file_systems)
 	cr_assert_arr_eq(got, body, sizeof(body));
 	assert_reason(qdir, STAMP "-far.xml");
 	size_t hidden = 0;
-	cr_assert_eq(count_entries(qdir, &hidden), 2);
+	cr_assert_eq(testutil_count_entries(qdir, &hidden), 2);
 	cr_assert_eq(hidden, 0);
 }
 
@@ -269,7 +236,7 @@ Test(quarantine, failed_move_leaves_nothing_behind)
 	_cleanup_free_ char *qdir = xasprintf("%s/q", dir);
 	int r = quarantine_file(inbox_fd, "gone.xml", qdir, &info, NULL, 0);
 	cr_assert_eq(r, -ENOENT, "r = %d", r);
-	size_t n = count_entries(qdir, NULL);
+	size_t n = testutil_count_entries(qdir, NULL);
 	cr_assert_eq(n, 0, "%zu entries left in the quarantine (an orphan .reason file)", n);
 }
 

@@ -10,9 +10,9 @@
 #include "conf/config.h"
 #include "accept/router.h"
 #include "codecs/base/mem.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -338,20 +338,14 @@ Test(router, route_without_letters_is_refused_with_a_reason)
 
 static char tmpdir[PATH_MAX];
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void cfg_setup(void)
 {
-	str_copy(tmpdir, "/tmp/test_router.XXXXXX", sizeof(tmpdir));
-	cr_assert_not_null(mkdtemp(tmpdir));
+	testutil_mkdtemp(tmpdir, sizeof(tmpdir), "/tmp/test_router.XXXXXX");
 }
 
 static void cfg_teardown(void)
 {
-	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(tmpdir);
 }
 
 Test(router_config, built_from_a_loaded_config, .init = cfg_setup, .fini = cfg_teardown)

@@ -16,13 +16,12 @@
 #include "transport/spool.h"
 #include "transport/transport.h"
 #include "codecs/base/mem.h"
-#include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,11 +40,6 @@ static struct config cfg;
 static struct endpoint_conf epc;
 static struct transport_env tenv;
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void set_immutable(bool on)
 {
 	_cleanup_free_ char *cmd = xasprintf("chattr %ci '%s' 2>/dev/null", on ? '+' : '-', outbox);
@@ -56,8 +50,7 @@ static void set_immutable(bool on)
 
 static void setup(void)
 {
-	str_copy(dir, "/tmp/test_spool_out.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_spool_out.XXXXXX");
 	snprintf(outbox, sizeof(outbox), "%s/out", dir);
 	snprintf(inbox, sizeof(inbox), "%s/in", dir);
 	snprintf(qdir, sizeof(qdir), "%s/q", dir);
@@ -84,7 +77,7 @@ static void teardown(void)
 {
 	if (immutable_set)
 		set_immutable(false);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(spool_out, .init = setup, .fini = teardown, .timeout = 20);
@@ -135,10 +128,8 @@ static bool listed(const struct listing *l, const char *name)
 static void assert_file(const char *name, const void *body, size_t size)
 {
 	_cleanup_free_ char *path = xasprintf("%s/%s", outbox, name);
-	_cleanup_free_ uint8_t *got = NULL;
 	size_t len = 0;
-	int r = read_file_at(AT_FDCWD, path, 1 << 24, &got, &len);
-	cr_assert_eq(r, 0, "%s: %s", path, strerror(-r));
+	_cleanup_free_ uint8_t *got = testutil_read_file(path, &len);
 	cr_assert_eq(len, size, "%s: %zu bytes, expected %zu", name, len, size);
 	if (size)
 		cr_assert_arr_eq(got, body, size, "%s: contents differ", name);
@@ -438,10 +429,7 @@ static void age_file(const char *name, time_t seconds)
 static void drop_file(const char *name)
 {
 	_cleanup_free_ char *p = xasprintf("%s/%s", outbox, name);
-	FILE *f = fopen(p, "w");
-	cr_assert_not_null(f);
-	fputs("x", f);
-	fclose(f);
+	testutil_write_file(p, "x", 1);
 }
 
 Test(spool_out, probe_reports_uncollected_files)

@@ -12,12 +12,12 @@
 #include "notice/statuspage.h"
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,19 +37,13 @@ static void setup(void)
 {
 	setenv("TZ", "Europe/Copenhagen", 1);
 	tzset();
-	str_copy(tmp, "/tmp/eb-status-XXXXXX", sizeof(tmp));
-	cr_assert(mkdtemp(tmp));
+	testutil_mkdtemp(tmp, sizeof(tmp), "/tmp/eb-status-XXXXXX");
 	snprintf(dir, sizeof(dir), "%s/www/status", tmp); /* not there yet */
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
 }
 
 static void teardown(void)
 {
-	nftw(tmp, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(tmp);
 }
 
 TestSuite(statuspage, .init = setup, .fini = teardown, .timeout = 20);
@@ -99,10 +93,7 @@ static void write_page(const struct status_page *p)
 static char *read_out(const char *name)
 {
 	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
-	uint8_t *buf = NULL;
-	size_t len;
-	cr_assert(read_file_at(AT_FDCWD, path, 1 << 24, &buf, &len) == 0, "%s unreadable", path);
-	return (char *)buf;
+	return testutil_read_file(path, NULL);
 }
 
 static json_t *read_json(void)

@@ -10,11 +10,11 @@
 #include "store/store.h"
 #include "store/store_sqlite.h"
 #include "codecs/base/mem.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -48,8 +48,7 @@ static size_t stop_after; /* collect() stops after this many rows (0 = never) */
 
 static void setup(void)
 {
-	str_copy(dir, "/tmp/test_store.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_store.XXXXXX");
 	snprintf(dbpath, sizeof(dbpath), "%s/edibroker.db", dir);
 	for (size_t i = 0; i < sizeof(payload); i++)
 		payload[i] = (uint8_t)(i * 7 + i / 256);
@@ -57,15 +56,9 @@ static void setup(void)
 	stop_after = 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	return remove(path);
-}
-
 static void teardown(void)
 {
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 30);
@@ -165,29 +158,17 @@ static int64_t pragma(struct store *s, const char *name)
 /* A separate, plain SQLite connection on the database file. */
 static sqlite3 *raw_open(int flags)
 {
-	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(dbpath, &db, flags, NULL);
-	cr_assert_eq(rc, SQLITE_OK, "sqlite3_open_v2: %s", sqlite3_errmsg(db));
-	return db;
+	return testutil_sql_open(dbpath, flags);
 }
 
 static int64_t raw_int(const char *sql)
 {
-	sqlite3 *db = raw_open(SQLITE_OPEN_READONLY);
-	sqlite3_stmt *st;
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
-	int64_t v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
+	return testutil_sql_int(dbpath, sql);
 }
 
 static void raw_exec(const char *sql)
 {
-	sqlite3 *db = raw_open(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	sqlite3_close(db);
+	testutil_sql_exec(dbpath, sql);
 }
 
 static off_t file_size(const char *suffix)

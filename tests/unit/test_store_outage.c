@@ -14,12 +14,11 @@
 #include "store/store.h"
 #include "store/store_sqlite.h"
 #include "codecs/base/mem.h"
-#include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -48,24 +47,17 @@ static size_t stop_after; /* callbacks stop after this many rows (0 = never) */
 
 static void setup(void)
 {
-	str_copy(dir, "/tmp/test_store_outage.XXXXXX", sizeof(dir));
-	cr_assert_not_null(mkdtemp(dir));
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_store_outage.XXXXXX");
 	snprintf(dbpath, sizeof(dbpath), "%s/edibroker.db", dir);
 	ngot = 0;
 	stop_after = 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	return remove(path);
 }
 
 static void teardown(void)
 {
 	while (nowned)
 		free(owned[--nowned]);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_rf(dir);
 }
 
 TestSuite(outage_store, .init = setup, .fini = teardown, .timeout = 30);
@@ -368,29 +360,17 @@ static void commit(struct store *s, struct store_new *m, size_t n)
 /* A separate, plain SQLite connection on the database file. */
 static sqlite3 *raw_open(int flags)
 {
-	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(dbpath, &db, flags, NULL);
-	cr_assert_eq(rc, SQLITE_OK, "sqlite3_open_v2: %s", sqlite3_errmsg(db));
-	return db;
+	return testutil_sql_open(dbpath, flags);
 }
 
 static int64_t raw_int(const char *sql)
 {
-	sqlite3 *db = raw_open(SQLITE_OPEN_READONLY);
-	sqlite3_stmt *st;
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
-	int64_t v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
+	return testutil_sql_int(dbpath, sql);
 }
 
 static void raw_exec(const char *sql)
 {
-	sqlite3 *db = raw_open(SQLITE_OPEN_READWRITE);
-	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	sqlite3_close(db);
+	testutil_sql_exec(dbpath, sql);
 }
 
 /* True when another connection can take the write lock at once: a failed
@@ -755,9 +735,8 @@ static size_t wal_pages(bool *seen, size_t max)
 {
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s-wal", dbpath);
-	uint8_t *buf = NULL;
 	size_t len = 0;
-	cr_assert_eq(read_file_at(AT_FDCWD, path, 64 << 20, &buf, &len), 0, "%s", path);
+	uint8_t *buf = testutil_read_file(path, &len);
 	cr_assert_geq(len, 32);
 	uint32_t page_size = (uint32_t)buf[8] << 24 | buf[9] << 16 | buf[10] << 8 | buf[11];
 	size_t frames = 0;

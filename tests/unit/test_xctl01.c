@@ -28,7 +28,7 @@
 #include "codecs/oioxml.h"
 #include "codecs/xctl01.h"
 #include "codecs/base/mem.h"
-#include "base/fileio.h"
+#include "tests/unit/testutil.h"
 
 #define NS "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"
 
@@ -66,9 +66,8 @@ static const char *schema_tarball(void)
 static struct codec_envelope *decode_file(const char *dir, const char *name, bool want_ok)
 {
 	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
-	_cleanup_free_ uint8_t *buf = NULL;
 	size_t len;
-	cr_assert_eq(read_file_at(AT_FDCWD, path, 1 << 24, &buf, &len), 0, "cannot read %s", path);
+	_cleanup_free_ uint8_t *buf = testutil_read_file(path, &len);
 	struct codec_envelope *env = xmalloc(sizeof(*env));
 	struct codec_error err;
 	int r = codec_oioxml.decode(buf, len, NULL, env, &err);
@@ -87,8 +86,8 @@ static void collect_error(void *ctx, xmlErrorPtr e)
 /* Validates buf against EMessage.xsd; fails the test with the reasons. */
 static void assert_schema_valid(const char *buf, size_t len)
 {
-	char dir[] = "/tmp/edibroker-xsd-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[64];
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/edibroker-xsd-XXXXXX");
 	_cleanup_free_ char *cmd = xasprintf("tar -xzf '%s' -C '%s'", schema_tarball(), dir);
 	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
 	_cleanup_free_ char *xsd = xasprintf("%s/data/xml/Schemas/2005/08/07/EMessage.xsd", dir);
@@ -106,8 +105,7 @@ static void assert_schema_valid(const char *buf, size_t len)
 	xmlSchemaFreeValidCtxt(vc);
 	xmlSchemaFree(schema);
 	xmlSchemaFreeParserCtxt(pc);
-	_cleanup_free_ char *rm = xasprintf("rm -rf '%s'", dir);
-	cr_assert_eq(system(rm), 0);
+	testutil_rm_rf(dir);
 	cr_assert_eq(r, 0, "receipt fails EMessage.xsd: %s\n%s", errors ? errors : "", buf);
 }
 

@@ -1,0 +1,52 @@
+/*
+ * testutil.h - what many unit tests need around the module they test: a
+ * fresh temporary folder and its removal, whole files read and written, a
+ * folder's entries counted, a store's database file read and changed behind
+ * its back. Linked ahead of the library into every unit
+ * test binary (Makefile: FAKE_SRCS), so a test includes this header and
+ * carries no copy of its own.
+ *
+ * A helper that cannot do its job fails the running Criterion test
+ * (cr_assert) instead of returning an error: a fixture that does not hold
+ * is a broken test, not a result. testutil_rm_rf() is the exception: it
+ * runs in teardowns, where there is nothing left to fail.
+ */
+#ifndef EDIBROKER_TESTUTIL_H
+#define EDIBROKER_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sqlite3;
+
+/* Creates a new folder from tmpl ("/tmp/test_x.XXXXXX") into buf (len bytes)
+ * and returns buf. */
+char *testutil_mkdtemp(char *buf, size_t len, const char *tmpl);
+
+/* Removes path and everything below it, like rm -rf: links are removed, not
+ * followed. NULL, "" or a missing path is nothing to do. */
+void testutil_rm_rf(const char *path);
+
+/* The whole of the file at path (at most 64 MiB), NUL-terminated one byte
+ * past *len so text reads as a string; free() it. len may be NULL. */
+void *testutil_read_file(const char *path, size_t *len);
+
+/* Creates or truncates path (0644 before the umask) to hold data[0..len). */
+void testutil_write_file(const char *path, const void *data, size_t len);
+
+/* The entries of folder dir but "." and ".."; *hidden, when hidden is not
+ * NULL, gets how many of them start with '.'. */
+size_t testutil_count_entries(const char *dir, size_t *hidden);
+
+/* A plain SQLite connection (sqlite3_open_v2 flags) on the database file at
+ * path, beside whatever connection the code under test holds. */
+struct sqlite3 *testutil_sql_open(const char *path, int flags);
+
+/* The first column of the first row sql returns from the database at path. */
+int64_t testutil_sql_int(const char *path, const char *sql);
+
+/* Runs sql (one or more statements) on the database at path, creating the
+ * file when it is missing. */
+void testutil_sql_exec(const char *path, const char *sql);
+
+#endif
