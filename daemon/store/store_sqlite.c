@@ -3,10 +3,12 @@
  *
  * Owns <state_dir>/edibroker.db: the connection settings, the schema
  * (versioned by PRAGMA user_version and upgraded by migrations[]) and every
- * SQL statement. store.c drives it one transaction per loop turn through
- * begin / key_* / msg_* / commit; delivery and the control socket read
- * through the query primitives. The outage procedure keeps its records here
- * too (outages, notices, send attempts, maintenance windows), each save a
+ * SQL statement, behind the table of store_backend.h. Only store.c calls
+ * it: one transaction per loop turn through begin / key_* / msg_* /
+ * commit, and the queries and record saves of the front end (store.h) that
+ * delivery, the control socket and the outage procedure use. The outage
+ * procedure's records (records.h: outages, notices, maintenance windows,
+ * plus send attempts) are bound and read field by field, each save a
  * transaction of its own, and msg_insert records who sends to whom (routes)
  * so a notice can name the organisations an outage affects.
  *
