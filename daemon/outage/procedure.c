@@ -52,8 +52,7 @@ struct health *procedure_health_of(struct procedure *p, const char *endpoint)
 	return e ? &e->h : NULL;
 }
 
-/* The view of endpoint's queue; all zero when it has none now. */
-static bool ep_view(struct procedure *p, const char *endpoint, struct procedure_ep_view *v)
+bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedure_ep_view *v)
 {
 	*v = (struct procedure_ep_view){ 0 };
 	if (p->env.endpoint_view(p->env.ctx, endpoint, v))
@@ -275,7 +274,7 @@ int procedure_open_outages(const struct procedure *p)
 static void probe_if_due(struct procedure *p, struct ep_health *e, int64_t now)
 {
 	struct procedure_ep_view v;
-	if (!ep_view(p, e->name, &v) || v.busy)
+	if (!procedure_ep_view(p, e->name, &v) || v.busy)
 		return;
 	if (e->h.last_check_at && now - e->h.last_check_at < p->cfg->probe_interval_ms)
 		return;
@@ -286,8 +285,8 @@ static void probe_if_due(struct procedure *p, struct ep_health *e, int64_t now)
 static void advance(struct procedure *p, struct outage *o, int64_t now)
 {
 	struct procedure_ep_view v;
-	const struct health *h = ep_view(p, o->endpoint, &v) ? procedure_health_of(p, o->endpoint)
-							      : NULL;
+	bool configured = procedure_ep_view(p, o->endpoint, &v);
+	const struct health *h = configured ? procedure_health_of(p, o->endpoint) : NULL;
 	struct outage_view ov = { now, h && h->state == HEALTH_UP, v.queued == 0 };
 	enum outage_state before = o->state;
 	struct outage_action a = outage_advance(o, &ov, &p->rules);

@@ -53,6 +53,9 @@ struct procedure {
 /* procedure.c */
 int64_t procedure_now(struct procedure *p);
 struct health *procedure_health_of(struct procedure *p, const char *endpoint);
+/* The env's view of endpoint's queue into *v, all zero when it has none
+ * now (then false). */
+bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedure_ep_view *v);
 struct outage *procedure_find_outage(struct procedure *p, const char *endpoint);
 struct outage *procedure_outage_by_id(struct procedure *p, int64_t id);
 int procedure_save_outage(struct procedure *p, struct outage *o);

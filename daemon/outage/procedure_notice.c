@@ -491,9 +491,8 @@ static size_t fill_endpoints(struct procedure *p, struct status_endpoint *v, int
 		const struct health *h = procedure_health_of(p, conf->name);
 		if (!h)
 			continue; /* not created (yet): nothing to show */
-		struct procedure_ep_view view = { 0 };
-		if (!p->env.endpoint_view(p->env.ctx, conf->name, &view))
-			view = (struct procedure_ep_view){ 0 };
+		struct procedure_ep_view view;
+		(void)procedure_ep_view(p, conf->name, &view); /* zero when it has no queue */
 		v[n++] = (struct status_endpoint){
 			conf->name, organisation_of(p->cfg, conf->name), endpoint_kind_name(conf->kind),
 			procedure_health_name(p, conf->name, h, now), h->since, view.queued,
@@ -508,9 +507,8 @@ static void fill_outages(struct procedure *p, struct status_outage *v)
 	for (size_t i = 0; i < p->noutages; i++) {
 		struct outage *o = p->outages[i];
 		const struct endpoint_conf *conf = config_endpoint(p->cfg, o->endpoint);
-		struct procedure_ep_view view = { 0 };
-		if (!p->env.endpoint_view(p->env.ctx, o->endpoint, &view))
-			view = (struct procedure_ep_view){ 0 };
+		struct procedure_ep_view view;
+		(void)procedure_ep_view(p, o->endpoint, &view); /* zero when it has no queue */
 		const char *cause = o->cause_override ? o->cause_override
 				    : o->cause_fault ? o->cause_fault : "";
 		const char *contact = o->contact_override ? o->contact_override
