@@ -9,19 +9,28 @@
  * must be durable before the next batch starts piling up re-deliveries);
  * the routing table and config are replaced whole, never edited in place.
  */
-#include "daemon/broker_int.h"
+#include "daemon/broker.h"
 
+#include "accept/ingest.h"
+#include "accept/router.h"
 #include "base/clock.h"
-#include "control/control_cmds.h"
-#include "base/log.h"
-#include "notice/notice.h"
-#include "outage/procedure.h"
-#include "base/sdnotify.h"
-#include "codecs/base/mem.h"
 #include "base/fileio.h"
+#include "base/log.h"
+#include "base/sdnotify.h"
+#include "base/workq.h"
+#include "codecs/base/mem.h"
+#include "control/control.h"
+#include "control/control_cmds.h"
+#include "deliver/deliver.h"
+#include "notice/notice.h"
+#include "outage/notifier.h"
+#include "outage/procedure.h"
+#include "store/commit.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -31,7 +40,38 @@
 #define PRUNE_ROWS 5000
 #define PRUNE_ROUNDS 20
 
-struct endpoint *broker_endpoint(struct broker *b, const char *name)
+/* An endpoint at runtime. Its health is the outage procedure's. */
+struct endpoint {
+	char *name;
+	const struct endpoint_conf *conf; /* points into b->cfg */
+	struct deliver_ep *dep;
+	bool inbound_paused;              /* pick-up stopped: store unavailable */
+};
+
+struct broker {
+	struct event_base *base;
+	struct config *cfg;
+	struct store *store;
+	struct commit *commit;
+	struct router *router;
+	struct ingest *ingest;
+	struct workq *workq;       /* deliveries and probes */
+	struct workq *janitor;     /* inbox clean-up, never ahead of a delivery */
+	struct workq *notifyq;     /* outage notices: slow mail servers wait here */
+	struct notifier *notifier; /* carries notices over notifyq */
+	struct procedure *proc;    /* the outage procedure */
+	struct control *control;
+	struct control_env control_env;
+	struct endpoint **eps;     /* in config order */
+	size_t neps;
+	struct event *housekeeping_ev;
+	int lock_fd;
+	bool stopping;
+	int64_t started_at;
+};
+
+/* The runtime endpoint called name, or NULL. */
+static struct endpoint *broker_endpoint(struct broker *b, const char *name)
 {
 	for (size_t i = 0; i < b->neps; i++)
 		if (strcmp(b->eps[i]->name, name) == 0)
@@ -112,8 +152,59 @@ static void on_delivery_event(void *ctx, struct deliver_ep *dep, const struct de
 {
 	struct broker *b = ctx;
 	struct endpoint *ep = broker_endpoint(b, deliver_ep_name(dep));
-	if (ep && ep->dep == dep)
-		procedure_on_delivery(b->proc, ep, ev);
+	if (!ep || ep->dep != dep)
+		return;
+	struct procedure_result r = { ev->ok, ev->probe, ev->fault, ev->error, ev->delivered };
+	procedure_on_result(b->proc, ep->name, &r);
+}
+
+/* ---- what the outage procedure sees of the endpoints ------------------- */
+
+static bool proc_endpoint_view(void *ctx, const char *endpoint, struct procedure_ep_view *v)
+{
+	struct endpoint *ep = broker_endpoint(ctx, endpoint);
+	if (!ep)
+		return false;
+	struct deliver_info di;
+	deliver_get_info(ep->dep, &di);
+	*v = (struct procedure_ep_view){
+		.queued = di.queued,
+		.oldest_received_at = di.oldest_received_at,
+		.busy = !deliver_transport(ep->dep) || deliver_busy(ep->dep),
+	};
+	return true;
+}
+
+static bool proc_probe(void *ctx, const char *endpoint)
+{
+	struct endpoint *ep = broker_endpoint(ctx, endpoint);
+	return ep && deliver_probe(ep->dep);
+}
+
+/* ---- what the control commands see of the endpoints -------------------- */
+
+static void control_row(const struct endpoint *ep, struct control_endpoint *row)
+{
+	*row = (struct control_endpoint){ .name = ep->name, .conf = ep->conf,
+					  .pickup_paused = ep->inbound_paused };
+	deliver_get_info(ep->dep, &row->di);
+}
+
+static bool control_endpoint_at(void *ctx, size_t i, struct control_endpoint *row)
+{
+	struct broker *b = ctx;
+	if (i >= b->neps)
+		return false;
+	control_row(b->eps[i], row);
+	return true;
+}
+
+static bool control_endpoint_named(void *ctx, const char *name, struct control_endpoint *row)
+{
+	struct endpoint *ep = broker_endpoint(ctx, name);
+	if (ep)
+		control_row(ep, row);
+	return ep != NULL;
 }
 
 static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_conf *conf)
@@ -121,7 +212,6 @@ static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_con
 	struct endpoint *ep = xcalloc(1, sizeof(*ep));
 	ep->name = xstrdup(conf->name);
 	ep->conf = conf;
-	ep->health.since = clock_wall_ms();
 	struct deliver_env env = {
 		.base = b->base, .workq = b->workq, .commit = b->commit, .store = b->store,
 		.may_deliver = may_deliver, .on_event = on_delivery_event, .ctx = b,
@@ -133,7 +223,7 @@ static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_con
 	if (r < 0)
 		log_err("event=queue-load-failed endpoint=%s error=\"%s\"", conf->name,
 			store_last_error(b->store));
-	procedure_endpoint_added(b->proc, ep);
+	procedure_endpoint_added(b->proc, ep->name);
 	return ep;
 }
 
@@ -194,17 +284,22 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 		goto fail;
 	b->workq = workq_new(base, 2);
 	b->janitor = workq_new(base, 1);
-	b->notifier = workq_new(base, 1);
-	if (!b->workq || !b->janitor || !b->notifier) {
+	b->notifyq = workq_new(base, 1);
+	if (!b->workq || !b->janitor || !b->notifyq) {
 		snprintf(err, errlen, "cannot start worker threads");
 		goto fail;
 	}
+	b->notifier = notifier_new(b->notifyq);
 	b->commit = commit_new(base, b->store);
 	commit_on_health(b->commit, on_store_health, b);
 	b->router = router_new(cfg);
 	b->ingest = ingest_new(b->commit, on_queued, b);
 	apply_ingest_config(b);
-	b->proc = procedure_new(b, err, errlen);
+	struct procedure_env pe = {
+		.base = base, .store = b->store, .notifier = b->notifier,
+		.endpoint_view = proc_endpoint_view, .probe = proc_probe, .ctx = b,
+	};
+	b->proc = procedure_new(&pe, cfg, err, errlen);
 	if (!b->proc)
 		goto fail;
 	b->eps = xcalloc(cfg->nendpoints, sizeof(struct endpoint *));
@@ -218,12 +313,11 @@ fail:
 
 static void prune(struct broker *b)
 {
-	const struct store_backend_ops *ops = store_ops(b->store);
 	int64_t now = clock_wall_ms();
 	long total = 0;
 	for (int i = 0; i < PRUNE_ROUNDS; i++) {
-		int r = ops->prune(store_backend(b->store), now - b->cfg->retention_ms,
-				   now - b->cfg->history_ms, PRUNE_ROWS);
+		int r = store_prune(b->store, now - b->cfg->retention_ms, now - b->cfg->history_ms,
+				    PRUNE_ROWS);
 		if (r < 0) {
 			log_warn("event=prune-failed error=\"%s\"", store_last_error(b->store));
 			return;
@@ -249,7 +343,12 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 
 int broker_start(struct broker *b, char *err, size_t errlen)
 {
-	b->control = control_new(b->base, b->cfg->control_socket, control_dispatch, b, err, errlen);
+	b->control_env = (struct control_env){
+		.store = b->store, .commit = b->commit, .proc = b->proc, .started_at = b->started_at,
+		.endpoint_at = control_endpoint_at, .endpoint_named = control_endpoint_named, .ctx = b,
+	};
+	b->control = control_new(b->base, b->cfg->control_socket, control_dispatch,
+				 &b->control_env, err, errlen);
 	if (!b->control)
 		return -EADDRINUSE;
 	for (size_t i = 0; i < b->neps; i++)
@@ -309,6 +408,7 @@ static void reconcile_endpoints(struct broker *b)
 			kept |= eps[j] == b->eps[i];
 		if (!kept) {
 			log_notice("event=endpoint-removed endpoint=%s", b->eps[i]->name);
+			procedure_endpoint_removed(b->proc, b->eps[i]->name);
 			endpoint_free(b->eps[i]);
 		}
 	}
@@ -332,8 +432,11 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	b->cfg = cfg;
 	b->router = router_new(cfg);
 	apply_ingest_config(b);
+	/* The procedure takes the new config first: endpoints added below
+	 * start their health on its settings. */
+	int pr = procedure_reload(b->proc, cfg, t, err, errlen);
 	reconcile_endpoints(b);
-	if (procedure_reload(b->proc, t, err, errlen) < 0)
+	if (pr < 0)
 		log_err("event=reload-partial error=\"%s\" state=old-time-rules-kept", err);
 	router_free(old_router);
 	config_free(old);
@@ -353,7 +456,7 @@ void broker_shutdown(struct broker *b)
 	workq_drain(b->workq);     /* deliveries in flight finish and are recorded */
 	commit_flush(b->commit);
 	workq_drain(b->janitor);   /* accepted files leave the inbox */
-	workq_drain(b->notifier);  /* notices being sent are recorded */
+	workq_drain(b->notifyq);   /* notices being sent are recorded */
 	control_free(b->control);
 	b->control = NULL;
 	if (b->housekeeping_ev)
@@ -370,7 +473,8 @@ void broker_free(struct broker *b)
 	free(b->eps);
 	workq_free(b->workq);
 	workq_free(b->janitor);
-	workq_free(b->notifier);
+	workq_free(b->notifyq);  /* completes every send round: they point into proc */
+	notifier_free(b->notifier);
 	procedure_free(b->proc); /* after the workers: jobs point into it */
 	commit_free(b->commit);
 	ingest_free(b->ingest);

@@ -1,15 +1,17 @@
 /*
- * control_cmds.c - answers control-socket requests from the broker's state.
+ * control_cmds.c - answers control-socket requests from the daemon's state,
+ * reached through struct control_env.
  *
- * Read-only views: live delivery state from the schedulers, queued and
- * dead messages from the store. Answers carry ids, types, GLNs, counts and
- * ages - never message content.
+ * Read-only views: live delivery state from the endpoint callbacks, queued
+ * and dead messages and the outage records from the store (views.c);
+ * changes to outages and planned shutdowns go to the outage procedure.
+ * Answers carry ids, types, GLNs, counts and ages - never message content.
  */
 #include "control/control_cmds.h"
 
-#include "daemon/broker_int.h"
+#include "control/control.h"
 #include "base/clock.h"
-#include "outage/procedure.h"
+#include "base/log.h"
 #include "codecs/base/mem.h"
 
 #include <string.h>
@@ -17,7 +19,7 @@
 #define LIST_DEFAULT 100
 #define LIST_MAX 10000
 
-typedef json_t *(*cmd_fn)(struct broker *b, const json_t *req);
+typedef json_t *(*cmd_fn)(const struct control_env *e, const json_t *req);
 
 static json_t *ok(json_t *obj)
 {
@@ -25,36 +27,16 @@ static json_t *ok(json_t *obj)
 	return obj;
 }
 
-static json_t *endpoint_json(struct broker *b, struct endpoint *ep, int64_t now)
+static json_t *endpoint_json(const struct control_env *e, const struct control_endpoint *ep,
+			     int64_t now)
 {
-	struct deliver_info di;
-	deliver_get_info(ep->dep, &di);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:b, s:s}", "name", ep->name,
-			      "kind", endpoint_kind_name(ep->conf->kind), "transport",
-			      ep->conf->transport, "state",
-			      di.failures > 0 ? "retrying" : deliver_state_name(di.state), "queued",
-			      (json_int_t)di.queued, "failures", di.failures, "delivered",
-			      (json_int_t)di.delivered, "pickup_paused", ep->inbound_paused,
-			      "last_error", di.last_error ? di.last_error : "");
-	json_object_set_new(o, "oldest_age_s",
-			    di.oldest_received_at ? json_integer((now - di.oldest_received_at) / 1000)
-						  : json_null());
-	json_object_set_new(o, "retry_in_s",
-			    di.next_attempt_ms
-				    ? json_integer((di.next_attempt_ms - clock_mono_ms() + 999) / 1000)
-				    : json_null());
-	json_object_set_new(o, "fault",
-			    json_string(di.last_fault ? fault_name(di.last_fault) : ""));
-	json_object_set_new(o, "health", json_string(procedure_health_name(b->proc, ep)));
-	json_object_set_new(o, "health_since_s",
-			    json_integer((now - ep->health.since) / 1000));
-	json_object_set_new(o, "organisation",
-			    json_string(ep->conf->organisation ? ep->conf->organisation : ep->name));
-	return o;
+	struct procedure_health h;
+	bool known = procedure_endpoint_health(e->proc, ep->name, &h);
+	return views_endpoint(ep, known ? &h : NULL, now);
 }
 
 struct unconfigured {
-	struct broker *b;
+	const struct control_env *e;
 	json_t *arr;
 };
 
@@ -62,7 +44,8 @@ struct unconfigured {
 static int add_unconfigured(const struct store_depth *d, void *arg)
 {
 	struct unconfigured *u = arg;
-	if (broker_endpoint(u->b, d->endpoint))
+	struct control_endpoint row;
+	if (u->e->endpoint_named(u->e->ctx, d->endpoint, &row))
 		return 0;
 	json_array_append_new(u->arr, json_pack("{s:s, s:s, s:s, s:I}", "name", d->endpoint,
 						"kind", "-", "state", "unconfigured", "queued",
@@ -70,25 +53,38 @@ static int add_unconfigured(const struct store_depth *d, void *arg)
 	return 0;
 }
 
-static json_t *cmd_status(struct broker *b, const json_t *req)
+/* The dead-letter count, or 0 when the store cannot say: the status must
+ * still answer while the store fails (its "store" field says so then). */
+static int64_t dead_count(const struct control_env *e)
+{
+	int64_t dead = 0;
+	if (store_count(e->store, MSG_DEAD, &dead) < 0)
+		dead = 0;
+	return dead;
+}
+
+static json_t *cmd_status(const struct control_env *e, const json_t *req)
 {
 	int64_t now = clock_wall_ms();
 	json_t *eps = json_array();
-	for (size_t i = 0; i < b->neps; i++)
-		json_array_append_new(eps, endpoint_json(b, b->eps[i], now));
-	struct unconfigured u = { b, eps };
-	store_ops(b->store)->depths(store_backend(b->store), add_unconfigured, &u);
-	int64_t dead = 0;
-	store_ops(b->store)->count(store_backend(b->store), MSG_DEAD, &dead);
+	struct control_endpoint row;
+	for (size_t i = 0; e->endpoint_at(e->ctx, i, &row); i++)
+		json_array_append_new(eps, endpoint_json(e, &row, now));
+	struct unconfigured u = { e, eps };
+	/* Unconfigured queues are extra rows: while the store fails the status
+	 * answers without them (its "store" field says it is failing). */
+	if (store_depths(e->store, add_unconfigured, &u) < 0)
+		log_debug("event=status-partial error=\"%s\"", store_last_error(e->store));
+	int64_t dead = dead_count(e);
 	struct commit_stats cs;
-	commit_stats(b->commit, &cs);
+	commit_stats(e->commit, &cs);
 	return ok(json_pack("{s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "endpoints", eps,
 			    "dead", (json_int_t)dead, "store",
-			    commit_healthy(b->commit) ? "ok" : "failing", "store_error",
-			    commit_last_error(b->commit), "commits", (json_int_t)cs.commits,
+			    commit_healthy(e->commit) ? "ok" : "failing", "store_error",
+			    commit_last_error(e->commit), "commits", (json_int_t)cs.commits,
 			    "commit_ms_total", (json_int_t)cs.total_ms, "commits_failed",
 			    (json_int_t)cs.failed, "accepted", (json_int_t)cs.messages, "uptime_s",
-			    (json_int_t)((now - b->started_at) / 1000)));
+			    (json_int_t)((now - e->started_at) / 1000)));
 }
 
 struct list_ctx {
@@ -122,42 +118,38 @@ static size_t req_limit(const json_t *req)
 	return n > LIST_MAX ? LIST_MAX : (size_t)n;
 }
 
-static json_t *list_state(struct broker *b, enum msg_state st, const char *endpoint,
+static json_t *list_state(const struct control_env *e, enum msg_state st, const char *endpoint,
 			  size_t limit)
 {
 	struct list_ctx l = { json_array(), clock_wall_ms() };
-	int r = store_ops(b->store)->list(store_backend(b->store), st, endpoint, limit, add_msg,
-					  &l);
+	int r = store_list(e->store, st, endpoint, limit, add_msg, &l);
 	if (r < 0) {
 		json_decref(l.arr);
-		return control_error("store: %s", store_last_error(b->store));
+		return control_error("store: %s", store_last_error(e->store));
 	}
 	return ok(json_pack("{s:o}", "messages", l.arr));
 }
 
-static json_t *cmd_queue(struct broker *b, const json_t *req)
+static json_t *cmd_queue(const struct control_env *e, const json_t *req)
 {
 	const char *name = json_string_value(json_object_get(req, "endpoint"));
 	if (str_empty(name))
 		return control_error("queue: which endpoint? (queue ENDPOINT)");
-	struct endpoint *ep = broker_endpoint(b, name);
-	json_t *ans = list_state(b, MSG_QUEUED, name, req_limit(req));
+	struct control_endpoint row;
+	bool configured = e->endpoint_named(e->ctx, name, &row);
+	json_t *ans = list_state(e, MSG_QUEUED, name, req_limit(req));
 	if (json_is_true(json_object_get(ans, "ok"))) {
-		struct deliver_info di = { 0 };
-		if (ep)
-			deliver_get_info(ep->dep, &di);
 		json_object_set_new(ans, "endpoint", json_string(name));
-		json_object_set_new(ans, "configured", json_boolean(ep != NULL));
-		json_object_set_new(ans, "queued", json_integer(ep ? di.queued : -1));
+		json_object_set_new(ans, "configured", json_boolean(configured));
+		json_object_set_new(ans, "queued", json_integer(configured ? row.di.queued : -1));
 	}
 	return ans;
 }
 
-static json_t *cmd_dead(struct broker *b, const json_t *req)
+static json_t *cmd_dead(const struct control_env *e, const json_t *req)
 {
-	json_t *ans = list_state(b, MSG_DEAD, NULL, req_limit(req));
-	int64_t dead = 0;
-	store_ops(b->store)->count(store_backend(b->store), MSG_DEAD, &dead);
+	json_t *ans = list_state(e, MSG_DEAD, NULL, req_limit(req));
+	int64_t dead = dead_count(e);
 	if (json_is_true(json_object_get(ans, "ok")))
 		json_object_set_new(ans, "dead", json_integer(dead));
 	return ans;
@@ -182,37 +174,37 @@ static json_t *answer(int r, const char *err, json_t *ok_obj)
 	return ok(ok_obj);
 }
 
-static json_t *cmd_outages(struct broker *b, const json_t *req)
+static json_t *cmd_outages(const struct control_env *e, const json_t *req)
 {
 	char err[512];
-	json_t *arr = procedure_outages_json(b->proc, json_is_true(json_object_get(req, "all")), err,
-					     sizeof(err));
+	json_t *arr = views_outages(e->store, json_is_true(json_object_get(req, "all")),
+				    clock_wall_ms(), err, sizeof(err));
 	return arr ? ok(json_pack("{s:o}", "outages", arr)) : control_error("%s", err);
 }
 
-static json_t *outage_show(struct broker *b, const json_t *req)
+static json_t *outage_show(const struct control_env *e, const json_t *req)
 {
 	char err[512];
-	json_t *o = procedure_outage_json(b->proc, req_id(req), err, sizeof(err));
+	json_t *o = views_outage(e->store, req_id(req), clock_wall_ms(), err, sizeof(err));
 	return o ? ok(json_pack("{s:o}", "outage", o)) : control_error("%s", err);
 }
 
-static json_t *cmd_outage(struct broker *b, const json_t *req)
+static json_t *cmd_outage(const struct control_env *e, const json_t *req)
 {
 	const char *action = req_str(req, "action");
 	char err[512] = "";
 	int64_t id = req_id(req);
 	int r;
 	if (str_empty(action) || strcmp(action, "show") == 0)
-		return outage_show(b, req);
+		return outage_show(e, req);
 	if (strcmp(action, "open") == 0) {
 		const char *ep = req_str(req, "endpoint");
-		r = procedure_outage_open(b->proc, ep ? ep : "", req_str(req, "cause"), &id, err,
+		r = procedure_outage_open(e->proc, ep ? ep : "", req_str(req, "cause"), &id, err,
 					  sizeof(err));
 	} else if (strcmp(action, "close") == 0) {
-		r = procedure_outage_close(b->proc, id, err, sizeof(err));
+		r = procedure_outage_close(e->proc, id, err, sizeof(err));
 	} else if (strcmp(action, "set") == 0) {
-		r = procedure_outage_set(b->proc, id, req_str(req, "expected"), req_str(req, "contact"),
+		r = procedure_outage_set(e->proc, id, req_str(req, "expected"), req_str(req, "contact"),
 					 req_str(req, "cause"), err, sizeof(err));
 	} else {
 		return control_error("outage: unknown action '%s' (show, set, open, close)", action);
@@ -220,24 +212,24 @@ static json_t *cmd_outage(struct broker *b, const json_t *req)
 	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
-static json_t *cmd_maintenance(struct broker *b, const json_t *req)
+static json_t *cmd_maintenance(const struct control_env *e, const json_t *req)
 {
 	const char *action = req_str(req, "action");
 	char err[512] = "";
 	int64_t id = req_id(req);
 	int r;
 	if (str_empty(action) || strcmp(action, "list") == 0) {
-		json_t *arr = procedure_maintenance_json(
-			b->proc, json_is_true(json_object_get(req, "all")), err, sizeof(err));
+		json_t *arr = views_maintenance(e->store, json_is_true(json_object_get(req, "all")),
+						err, sizeof(err));
 		return arr ? ok(json_pack("{s:o}", "maintenance", arr)) : control_error("%s", err);
 	}
 	if (strcmp(action, "add") == 0) {
 		const char *ep = req_str(req, "endpoint");
-		r = procedure_maintenance_add(b->proc, ep ? ep : "", req_str(req, "from"),
+		r = procedure_maintenance_add(e->proc, ep ? ep : "", req_str(req, "from"),
 					      req_str(req, "to"), req_str(req, "reason"),
 					      req_str(req, "contact"), &id, err, sizeof(err));
 	} else if (strcmp(action, "remove") == 0) {
-		r = procedure_maintenance_remove(b->proc, id, err, sizeof(err));
+		r = procedure_maintenance_remove(e->proc, id, err, sizeof(err));
 	} else {
 		return control_error("maintenance: unknown action '%s' (add, list, remove)", action);
 	}

@@ -241,9 +241,7 @@ static int refill(struct deliver_ep *ep)
 	if (!ep->more_in_store || ep->wcount * 2 > ep->p.window_msgs)
 		return 0;
 	size_t want = ep->p.window_msgs - ep->wcount, before = ep->wcount;
-	const struct store_backend_ops *ops = store_ops(ep->env.store);
-	int r = ops->fetch_queued(store_backend(ep->env.store), ep->name, ep->last_id, want,
-				  fetch_one, ep);
+	int r = store_fetch_queued(ep->env.store, ep->name, ep->last_id, want, fetch_one, ep);
 	if (r < 0) {
 		log_err("event=queue-read-failed endpoint=%s error=\"%s\"", ep->name,
 			store_last_error(ep->env.store));
@@ -264,9 +262,8 @@ static int depth_one(const struct store_depth *d, void *arg)
 
 int deliver_load(struct deliver_ep *ep)
 {
-	const struct store_backend_ops *ops = store_ops(ep->env.store);
 	ep->queued = 0;
-	int r = ops->depths(store_backend(ep->env.store), depth_one, ep);
+	int r = store_depths(ep->env.store, depth_one, ep);
 	if (r < 0)
 		return r;
 	window_clear(ep);

@@ -37,13 +37,3 @@ struct maint_step maint_advance(struct maint *w, int64_t now, int64_t threshold_
 	}
 	return s;
 }
-
-void maint_free(struct maint *m)
-{
-	if (!m)
-		return;
-	free(m->endpoint);
-	free(m->reason);
-	free(m->contact);
-	free(m);
-}

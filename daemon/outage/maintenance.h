@@ -9,26 +9,16 @@
  *   - if the endpoint is still down when the window ends, the acute
  *     procedure runs from the window's end.
  * Pure: the caller passes the time and what it knows about the endpoint.
+ * A window is the stored record (records.h, struct maint).
  */
 #ifndef EDIBROKER_MAINTENANCE_H
 #define EDIBROKER_MAINTENANCE_H
 
+#include "store/records.h"
 #include "time/timerules.h"
 
 #include <stdbool.h>
 #include <stdint.h>
-
-struct maint {
-	int64_t id;
-	char *endpoint;
-	int64_t from, to;       /* [from, to), wall ms */
-	char *reason;
-	char *contact;          /* NULL = the endpoint's configured contact */
-	int64_t created_at;
-	int64_t announced_at;   /* planned notice sent; 0 = not (yet) */
-	int64_t ended_at;       /* end handled; 0 = not yet */
-	int64_t removed_at;     /* removed by an operator; 0 = in force */
-};
 
 struct maint_step {
 	bool changed;           /* save the window */
@@ -45,7 +35,5 @@ bool maint_covers(const struct maint *w, const char *endpoint, int64_t t);
  * outage is already open for it. */
 struct maint_step maint_advance(struct maint *w, int64_t now, int64_t threshold_ms,
 				const struct timerules *tr, bool endpoint_down, bool outage_open);
-
-void maint_free(struct maint *m);
 
 #endif

@@ -24,22 +24,6 @@
 
 #include <string.h>
 
-static const char *const state_names[] = { "open", "announced", "recovering", "resolved",
-					   "closed" };
-
-const char *outage_state_name(enum outage_state s)
-{
-	return (size_t)s < ARRAY_SIZE(state_names) ? state_names[s] : "?";
-}
-
-int outage_state_from_name(const char *name)
-{
-	for (size_t i = 0; name && i < ARRAY_SIZE(state_names); i++)
-		if (strcmp(state_names[i], name) == 0)
-			return (int)i;
-	return -1;
-}
-
 struct outage *outage_new(const char *endpoint, int64_t started_at, int64_t now,
 			  const struct outage_rules *r)
 {
@@ -50,18 +34,6 @@ struct outage *outage_new(const char *endpoint, int64_t started_at, int64_t now,
 	o->declared_at = now;
 	o->due_at = started_at + r->threshold_ms;
 	return o;
-}
-
-void outage_free(struct outage *o)
-{
-	if (!o)
-		return;
-	free(o->endpoint);
-	free(o->cause_fault);
-	free(o->cause_error);
-	free(o->cause_override);
-	free(o->contact_override);
-	free(o);
 }
 
 bool outage_is_open(const struct outage *o)
@@ -179,46 +151,4 @@ int64_t outage_next_status_at(const struct outage *o, const struct outage_rules 
 	if (!o->due_at)
 		return 0;
 	return timerules_next_send_time(r->tr, o->due_at);
-}
-
-void outage_to_record(const struct outage *o, struct store_outage *rec)
-{
-	*rec = (struct store_outage){
-		.id = o->id, .endpoint = o->endpoint, .state = outage_state_name(o->state),
-		.manual = o->manual, .started_at = o->started_at, .declared_at = o->declared_at,
-		.ended_at = o->ended_at, .resolved_at = o->resolved_at, .closed_at = o->closed_at,
-		.announced_at = o->announced_at, .last_notice_at = o->last_notice_at,
-		.due_at = o->due_at, .expected_end = o->expected_end,
-		.cause_fault = o->cause_fault, .cause_error = o->cause_error,
-		.cause_override = o->cause_override, .contact_override = o->contact_override,
-		.maintenance_id = o->maintenance_id, .delivered_late = o->delivered_late,
-	};
-}
-
-struct outage *outage_from_record(const struct store_outage *rec)
-{
-	int st = outage_state_from_name(rec->state);
-	if (st < 0 || !rec->endpoint)
-		return NULL;
-	struct outage *o = xcalloc(1, sizeof(*o));
-	o->id = rec->id;
-	o->endpoint = xstrdup(rec->endpoint);
-	o->state = (enum outage_state)st;
-	o->manual = rec->manual;
-	o->started_at = rec->started_at;
-	o->declared_at = rec->declared_at;
-	o->ended_at = rec->ended_at;
-	o->resolved_at = rec->resolved_at;
-	o->closed_at = rec->closed_at;
-	o->announced_at = rec->announced_at;
-	o->last_notice_at = rec->last_notice_at;
-	o->due_at = rec->due_at;
-	o->expected_end = rec->expected_end;
-	o->cause_fault = xstrdup_or_null(rec->cause_fault);
-	o->cause_error = xstrdup_or_null(rec->cause_error);
-	o->cause_override = xstrdup_or_null(rec->cause_override);
-	o->contact_override = xstrdup_or_null(rec->contact_override);
-	o->maintenance_id = rec->maintenance_id;
-	o->delivered_late = rec->delivered_late;
-	return o;
 }

@@ -2,7 +2,9 @@
  * procedure.c - endpoint health, the outages' lifecycle and the timer that
  * drives both.
  *
- * Every delivery result and probe feeds an endpoint's health (health.c).
+ * The procedure owns the health of every configured endpoint (added and
+ * removed by the wiring as the config changes), keyed by name. Every
+ * delivery result and probe feeds an endpoint's health (health.c).
  * An endpoint that goes DOWN opens an outage (outage.c) starting at its
  * first failure, unless a planned shutdown covers it; when the window ends
  * with the endpoint still down, the acute procedure runs from the window's
@@ -11,7 +13,9 @@
  * notices, retries notice channels and refreshes the status page.
  *
  * Invariants: at most one open outage per endpoint; every change to an
- * outage or window is saved before anything is sent about it.
+ * outage or window is saved before anything is sent about it. The world
+ * comes through p->env (store, clock, notifier, endpoint views, probes):
+ * nothing here knows the broker.
  */
 #include "outage/procedure_int.h"
 
@@ -23,6 +27,39 @@
 #include <string.h>
 
 #define TICK_MS 500
+
+static int64_t system_now(void *ctx)
+{
+	return clock_wall_ms();
+}
+
+int64_t procedure_now(struct procedure *p)
+{
+	return p->env.now(p->env.ctx);
+}
+
+static struct ep_health *ep_find(struct procedure *p, const char *endpoint)
+{
+	for (size_t i = 0; i < p->neps; i++)
+		if (strcmp(p->eps[i]->name, endpoint) == 0)
+			return p->eps[i];
+	return NULL;
+}
+
+struct health *procedure_health_of(struct procedure *p, const char *endpoint)
+{
+	struct ep_health *e = ep_find(p, endpoint);
+	return e ? &e->h : NULL;
+}
+
+bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedure_ep_view *v)
+{
+	*v = (struct procedure_ep_view){ 0 };
+	if (p->env.endpoint_view(p->env.ctx, endpoint, v))
+		return true;
+	*v = (struct procedure_ep_view){ 0 };
+	return false;
+}
 
 struct outage *procedure_find_outage(struct procedure *p, const char *endpoint)
 {
@@ -42,15 +79,12 @@ struct outage *procedure_outage_by_id(struct procedure *p, int64_t id)
 
 int procedure_save_outage(struct procedure *p, struct outage *o)
 {
-	struct store_outage rec;
-	outage_to_record(o, &rec);
-	int r = store_ops(p->b->store)->outage_save(store_backend(p->b->store), &rec);
+	int r = store_outage_save(p->env.store, o);
 	if (r < 0) {
 		log_err("event=outage-save-failed outage=%lld endpoint=%s error=\"%s\"",
-			(long long)o->id, o->endpoint, store_last_error(p->b->store));
+			(long long)o->id, o->endpoint, store_last_error(p->env.store));
 		return r;
 	}
-	o->id = rec.id;
 	p->status_dirty = true;
 	return 0;
 }
@@ -76,18 +110,12 @@ static void drop_closed_outages(struct procedure *p)
 
 int procedure_save_maint(struct procedure *p, struct maint *m)
 {
-	struct store_maintenance rec = {
-		.id = m->id, .endpoint = m->endpoint, .from = m->from, .to = m->to,
-		.reason = m->reason, .contact = m->contact, .created_at = m->created_at,
-		.announced_at = m->announced_at, .ended_at = m->ended_at, .removed_at = m->removed_at,
-	};
-	int r = store_ops(p->b->store)->maintenance_save(store_backend(p->b->store), &rec);
+	int r = store_maintenance_save(p->env.store, m);
 	if (r < 0) {
 		log_err("event=maintenance-save-failed endpoint=%s error=\"%s\"", m->endpoint,
-			store_last_error(p->b->store));
+			store_last_error(p->env.store));
 		return r;
 	}
-	m->id = rec.id;
 	p->status_dirty = true;
 	return 0;
 }
@@ -116,12 +144,12 @@ static void set_cause(struct outage *o, const struct health *h)
 
 /* The acute outage starts at the first failure, or at the end of a planned
  * shutdown that was still running then. */
-static void open_outage(struct procedure *p, struct endpoint *ep, int64_t started_at,
-			int64_t maintenance_id, int64_t now)
+static void open_outage(struct procedure *p, const char *endpoint, const struct health *h,
+			int64_t started_at, int64_t maintenance_id, int64_t now)
 {
-	struct outage *o = outage_new(ep->name, started_at, now, &p->rules);
+	struct outage *o = outage_new(endpoint, started_at, now, &p->rules);
 	o->maintenance_id = maintenance_id;
-	set_cause(o, &ep->health);
+	set_cause(o, h);
 	if (procedure_save_outage(p, o) < 0) {
 		outage_free(o);
 		return;
@@ -133,68 +161,106 @@ static void open_outage(struct procedure *p, struct endpoint *ep, int64_t starte
 		 (long long)(p->rules.threshold_ms / 1000));
 }
 
-static void went_down(struct procedure *p, struct endpoint *ep, int64_t now)
+static void went_down(struct procedure *p, const char *endpoint, const struct health *h,
+		      int64_t now)
 {
-	log_warn("event=endpoint-down endpoint=%s failures=%d fault=%s error=\"%s\"", ep->name,
-		 ep->health.failures, fault_name(ep->health.fault), ep->health.error);
-	if (procedure_find_outage(p, ep->name))
+	log_warn("event=endpoint-down endpoint=%s failures=%d fault=%s error=\"%s\"", endpoint,
+		 h->failures, fault_name(h->fault), h->error);
+	if (procedure_find_outage(p, endpoint))
 		return;
-	if (procedure_in_maintenance(p, ep->name, now)) {
-		log_info("event=outage-suppressed endpoint=%s reason=maintenance", ep->name);
+	if (procedure_in_maintenance(p, endpoint, now)) {
+		log_info("event=outage-suppressed endpoint=%s reason=maintenance", endpoint);
 		return;
 	}
-	open_outage(p, ep, ep->health.first_failure_at, 0, now);
+	open_outage(p, endpoint, h, h->first_failure_at, 0, now);
 }
 
-void procedure_on_delivery(struct procedure *p, struct endpoint *ep,
-			   const struct deliver_event *ev)
+void procedure_on_result(struct procedure *p, const char *endpoint,
+			 const struct procedure_result *r)
 {
-	int64_t now = clock_wall_ms();
-	enum health_change c = health_observe(&ep->health, ev->ok, ev->probe, ev->fault,
-					      ev->error, now, (int)p->b->cfg->down_after);
-	struct outage *o = procedure_find_outage(p, ep->name);
-	if (o && ev->delivered) {
-		o->delivered_late += (int64_t)ev->delivered;
+	struct health *h = procedure_health_of(p, endpoint);
+	if (!h)
+		return; /* removed by a reload while its attempt ran */
+	int64_t now = procedure_now(p);
+	enum health_change c = health_observe(h, r->ok, r->probe, r->fault, r->error, now,
+					      (int)p->cfg->down_after);
+	struct outage *o = procedure_find_outage(p, endpoint);
+	if (o && r->delivered) {
+		o->delivered_late += (int64_t)r->delivered;
 		p->status_dirty = true;
 	}
-	if (o && !ev->ok && !o->manual)
-		set_cause(o, &ep->health);
+	if (o && !r->ok && !o->manual)
+		set_cause(o, h);
 	if (c == HEALTH_WENT_DOWN)
-		went_down(p, ep, now);
+		went_down(p, endpoint, h, now);
 	else if (c == HEALTH_CAME_UP)
-		log_notice("event=endpoint-up endpoint=%s", ep->name);
+		log_notice("event=endpoint-up endpoint=%s", endpoint);
 	else if (c == HEALTH_WENT_SUSPECT)
-		log_info("event=endpoint-suspect endpoint=%s fault=%s", ep->name,
-			 fault_name(ep->health.fault));
+		log_info("event=endpoint-suspect endpoint=%s fault=%s", endpoint,
+			 fault_name(h->fault));
 	if (c != HEALTH_SAME)
 		p->status_dirty = true;
 }
 
-void procedure_endpoint_added(struct procedure *p, struct endpoint *ep)
+void procedure_endpoint_added(struct procedure *p, const char *endpoint)
 {
+	struct ep_health *e = ep_find(p, endpoint);
+	if (!e) {
+		e = xcalloc(1, sizeof(*e));
+		e->name = xstrdup(endpoint);
+		p->eps = xrealloc(p->eps, (p->neps + 1) * sizeof(*p->eps));
+		p->eps[p->neps++] = e;
+	}
+	e->h = (struct health){ .since = procedure_now(p) };
 	/* After a restart an open outage means the endpoint was down: it stays
 	 * down until a delivery or probe says otherwise. */
-	struct outage *o = procedure_find_outage(p, ep->name);
+	struct outage *o = procedure_find_outage(p, endpoint);
 	if (!o || o->state == OUTAGE_RECOVERING || o->state == OUTAGE_RESOLVED)
 		return;
-	ep->health.state = HEALTH_DOWN;
-	ep->health.failures = (int)p->b->cfg->down_after;
-	ep->health.first_failure_at = o->started_at;
-	ep->health.since = o->declared_at;
+	e->h.state = HEALTH_DOWN;
+	e->h.failures = (int)p->cfg->down_after;
+	e->h.first_failure_at = o->started_at;
+	e->h.since = o->declared_at;
 }
 
-const char *procedure_health_name(struct procedure *p, struct endpoint *ep)
+void procedure_endpoint_removed(struct procedure *p, const char *endpoint)
 {
-	if (procedure_in_maintenance(p, ep->name, clock_wall_ms()))
+	for (size_t i = 0; i < p->neps; i++) {
+		if (strcmp(p->eps[i]->name, endpoint) != 0)
+			continue;
+		free(p->eps[i]->name);
+		free(p->eps[i]);
+		memmove(&p->eps[i], &p->eps[i + 1], (p->neps - i - 1) * sizeof(*p->eps));
+		p->neps--;
+		p->status_dirty = true;
+		return;
+	}
+}
+
+const char *procedure_health_name(struct procedure *p, const char *endpoint,
+				  const struct health *h, int64_t now)
+{
+	if (procedure_in_maintenance(p, endpoint, now))
 		return "maintenance";
-	return health_state_name(ep->health.state);
+	return health_state_name(h->state);
+}
+
+bool procedure_endpoint_health(struct procedure *p, const char *endpoint,
+			       struct procedure_health *out)
+{
+	const struct health *h = procedure_health_of(p, endpoint);
+	if (!h)
+		return false;
+	*out = (struct procedure_health){ procedure_health_name(p, endpoint, h, procedure_now(p)),
+					  h->since };
+	return true;
 }
 
 int procedure_endpoints_down(const struct procedure *p)
 {
 	int n = 0;
-	for (size_t i = 0; i < p->b->neps; i++)
-		n += p->b->eps[i]->health.state == HEALTH_DOWN;
+	for (size_t i = 0; i < p->neps; i++)
+		n += p->eps[i]->h.state == HEALTH_DOWN;
 	return n;
 }
 
@@ -205,25 +271,25 @@ int procedure_open_outages(const struct procedure *p)
 
 /* ---- the timer --------------------------------------------------------- */
 
-static void probe_if_due(struct procedure *p, struct endpoint *ep, int64_t now)
+static void probe_if_due(struct procedure *p, struct ep_health *e, int64_t now)
 {
-	if (!deliver_transport(ep->dep) || deliver_busy(ep->dep))
+	struct procedure_ep_view v;
+	if (!procedure_ep_view(p, e->name, &v) || v.busy)
 		return;
-	if (ep->health.last_check_at && now - ep->health.last_check_at < p->b->cfg->probe_interval_ms)
+	if (e->h.last_check_at && now - e->h.last_check_at < p->cfg->probe_interval_ms)
 		return;
-	if (deliver_probe(ep->dep))
-		ep->health.last_check_at = now; /* the result will set it again */
+	if (p->env.probe(p->env.ctx, e->name))
+		e->h.last_check_at = now; /* the result will set it again */
 }
 
 static void advance(struct procedure *p, struct outage *o, int64_t now)
 {
-	struct endpoint *ep = broker_endpoint(p->b, o->endpoint);
-	struct deliver_info di = { 0 };
-	if (ep)
-		deliver_get_info(ep->dep, &di);
-	struct outage_view v = { now, ep && ep->health.state == HEALTH_UP, di.queued == 0 };
+	struct procedure_ep_view v;
+	bool configured = procedure_ep_view(p, o->endpoint, &v);
+	const struct health *h = configured ? procedure_health_of(p, o->endpoint) : NULL;
+	struct outage_view ov = { now, h && h->state == HEALTH_UP, v.queued == 0 };
 	enum outage_state before = o->state;
-	struct outage_action a = outage_advance(o, &v, &p->rules);
+	struct outage_action a = outage_advance(o, &ov, &p->rules);
 	if (!a.changed)
 		return;
 	if (procedure_save_outage(p, o) < 0)
@@ -240,19 +306,21 @@ static void maintenance_tick(struct procedure *p, int64_t now)
 	size_t j = 0;
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
-		struct endpoint *ep = broker_endpoint(p->b, m->endpoint);
-		bool down = ep && ep->health.state != HEALTH_UP;
+		const struct health *h = procedure_health_of(p, m->endpoint);
+		bool down = h && h->state != HEALTH_UP;
 		struct maint_step s = maint_advance(m, now, p->rules.threshold_ms, p->tr, down,
 						    procedure_find_outage(p, m->endpoint) != NULL);
+		/* a failed save is logged; the window stays in memory and the
+		 * next change saves it again */
 		if (s.changed)
-			procedure_save_maint(p, m);
+			(void)procedure_save_maint(p, m);
 		if (s.announce)
 			procedure_planned_notice(p, m, now);
 		if (s.ended)
 			log_notice("event=maintenance-ended maintenance=%lld endpoint=%s",
 				   (long long)m->id, m->endpoint);
 		if (s.open_acute)
-			open_outage(p, ep, s.acute_start, m->id, now);
+			open_outage(p, m->endpoint, h, s.acute_start, m->id, now);
 		if (m->ended_at)
 			maint_free(m);
 		else
@@ -261,13 +329,12 @@ static void maintenance_tick(struct procedure *p, int64_t now)
 	p->nmaint = j;
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+void procedure_tick(struct procedure *p)
 {
-	struct procedure *p = arg;
-	int64_t now = clock_wall_ms();
+	int64_t now = procedure_now(p);
 	maintenance_tick(p, now);
-	for (size_t i = 0; i < p->b->neps; i++)
-		probe_if_due(p, p->b->eps[i], now);
+	for (size_t i = 0; i < p->neps; i++)
+		probe_if_due(p, p->eps[i], now);
 	for (size_t i = 0; i < p->noutages; i++)
 		advance(p, p->outages[i], now);
 	drop_closed_outages(p);
@@ -275,38 +342,34 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	procedure_status_tick(p, now);
 }
 
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	procedure_tick(arg);
+}
+
 /* ---- life cycle -------------------------------------------------------- */
 
-static int load_outage(const struct store_outage *rec, void *arg)
+static int load_outage(const struct outage *rec, void *arg)
 {
 	struct procedure *p = arg;
-	if (strcmp(rec->state, "closed") == 0)
-		return 0;
-	struct outage *o = outage_from_record(rec);
-	if (o)
-		procedure_add_outage(p, o);
+	if (rec->state != OUTAGE_CLOSED)
+		procedure_add_outage(p, outage_dup(rec));
 	return 0;
 }
 
-static int load_maint(const struct store_maintenance *rec, void *arg)
+static int load_maint(const struct maint *rec, void *arg)
 {
 	struct procedure *p = arg;
 	if (rec->ended_at)
 		return 0;
-	struct maint *m = xcalloc(1, sizeof(*m));
-	*m = (struct maint){ .id = rec->id, .endpoint = xstrdup(rec->endpoint), .from = rec->from,
-			     .to = rec->to, .reason = xstrdup_or_null(rec->reason),
-			     .contact = xstrdup_or_null(rec->contact), .created_at = rec->created_at,
-			     .announced_at = rec->announced_at, .ended_at = rec->ended_at };
 	p->maint = xrealloc(p->maint, (p->nmaint + 1) * sizeof(*p->maint));
-	p->maint[p->nmaint++] = m;
+	p->maint[p->nmaint++] = maint_dup(rec);
 	return 0;
 }
 
 /* The config's time rules (this sets the process time zone). */
-static struct timerules *make_timerules(struct procedure *p, char *err, size_t errlen)
+static struct timerules *make_timerules(const struct config *cfg, char *err, size_t errlen)
 {
-	const struct config *cfg = p->b->cfg;
 	return timerules_new(cfg->send_window, cfg->support_hours, cfg->closed_days, cfg->timezone,
 			     err, errlen);
 }
@@ -317,29 +380,40 @@ static void apply_rules(struct procedure *p, struct timerules *tr, struct notice
 	notice_templates_free(p->tpl);
 	p->tr = tr;
 	p->tpl = tpl;
-	p->rules = (struct outage_rules){ p->b->cfg->outage_threshold_ms,
-					  p->b->cfg->update_interval_ms, tr };
+	p->rules = (struct outage_rules){ p->cfg->outage_threshold_ms, p->cfg->update_interval_ms,
+					  tr };
 	p->status_dirty = true;
 }
 
-struct procedure *procedure_new(struct broker *b, char *err, size_t errlen)
+static int load_state(struct procedure *p)
+{
+	int r = store_outage_list(p->env.store, INT64_MAX, 10000, load_outage, p);
+	if (r >= 0)
+		r = store_maintenance_list(p->env.store, false, load_maint, p);
+	if (r >= 0)
+		r = procedure_load_notices(p);
+	return r < 0 ? r : 0;
+}
+
+struct procedure *procedure_new(const struct procedure_env *env, const struct config *cfg,
+				char *err, size_t errlen)
 {
 	struct procedure *p = xcalloc(1, sizeof(*p));
-	p->b = b;
-	struct notice_templates *tpl = notice_templates_load(b->cfg->language, b->cfg->template_dir,
-							     err, errlen);
-	struct timerules *tr = tpl ? make_timerules(p, err, errlen) : NULL;
+	p->env = *env;
+	if (!p->env.now)
+		p->env.now = system_now;
+	p->cfg = cfg;
+	struct notice_templates *tpl = notice_templates_load(cfg->language, cfg->template_dir, err,
+							     errlen);
+	struct timerules *tr = tpl ? make_timerules(cfg, err, errlen) : NULL;
 	if (!tr) {
 		notice_templates_free(tpl);
 		free(p);
 		return NULL;
 	}
 	apply_rules(p, tr, tpl);
-	const struct store_backend_ops *ops = store_ops(b->store);
-	void *be = store_backend(b->store);
-	if (ops->outage_list(be, INT64_MAX, 10000, load_outage, p) < 0 ||
-	    ops->maintenance_list(be, false, load_maint, p) < 0 || procedure_load_notices(p) < 0) {
-		snprintf(err, errlen, "store: %s", store_last_error(b->store));
+	if (load_state(p) < 0) {
+		snprintf(err, errlen, "store: %s", store_last_error(p->env.store));
 		procedure_free(p);
 		return NULL;
 	}
@@ -348,15 +422,16 @@ struct procedure *procedure_new(struct broker *b, char *err, size_t errlen)
 
 void procedure_start(struct procedure *p)
 {
-	p->tick_ev = event_new(p->b->base, -1, EV_PERSIST, on_tick, p);
+	p->tick_ev = event_new(p->env.base, -1, EV_PERSIST, on_tick, p);
 	struct timeval tv = { TICK_MS / 1000, (TICK_MS % 1000) * 1000 };
 	event_add(p->tick_ev, &tv);
 }
 
-int procedure_reload(struct procedure *p, struct notice_templates *tpl, char *err,
-		     size_t errlen)
+int procedure_reload(struct procedure *p, const struct config *cfg, struct notice_templates *tpl,
+		     char *err, size_t errlen)
 {
-	struct timerules *tr = make_timerules(p, err, errlen);
+	p->cfg = cfg;
+	struct timerules *tr = make_timerules(cfg, err, errlen);
 	if (!tr) {
 		notice_templates_free(tpl);
 		return -EINVAL;
@@ -371,6 +446,11 @@ void procedure_free(struct procedure *p)
 		return;
 	if (p->tick_ev)
 		event_free(p->tick_ev);
+	for (size_t i = 0; i < p->neps; i++) {
+		free(p->eps[i]->name);
+		free(p->eps[i]);
+	}
+	free(p->eps);
 	for (size_t i = 0; i < p->noutages; i++)
 		outage_free(p->outages[i]);
 	free(p->outages);

@@ -2,68 +2,117 @@
  * procedure.h - the regional outage procedure, run by the broker itself
  * (../shared/domain/outage-procedure.md).
  *
- * It watches every endpoint's health (deliveries, and probes of idle or
- * failing endpoints), opens an outage when one goes DOWN, advances each
- * outage's lifecycle on a timer, composes the notices that fall due within
- * the time rules and sends them over e-mail, webhook and - when e-mail keeps
- * failing - the fallback command, records every attempt, keeps planned
- * shutdowns, and rewrites the intranet status page. Outages, notices and
- * maintenance windows live in the store, so a restart resumes where it was.
+ * It keeps every configured endpoint's health (from delivery results and
+ * probes of idle or failing endpoints), opens an outage when one goes DOWN,
+ * advances each outage's lifecycle on a timer, composes the notices that
+ * fall due within the time rules and has them carried over e-mail, webhook
+ * and - when e-mail keeps failing - the fallback command, records every
+ * attempt, keeps planned shutdowns, and rewrites the intranet status page.
+ * Outages, notices and maintenance windows live in the store, so a restart
+ * resumes where it was.
  *
- * A part of the broker: it works on the broker's endpoints (broker_int.h).
+ * It gets the world through struct procedure_env (the store, a clock, a
+ * notifier, a view of the endpoints' queues and a way to probe them) and
+ * the config, and knows nothing of the broker: the wiring feeds it results
+ * and reads its state.
  */
 #ifndef EDIBROKER_PROCEDURE_H
 #define EDIBROKER_PROCEDURE_H
 
-#include "deliver/deliver.h"
+#include "conf/config.h"
+#include "outage/health.h"
+#include "outage/notifier.h"
+#include "store/store.h"
 
-#include <jansson.h>
+#include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct broker;
-struct endpoint;
 struct notice_templates;
 struct procedure;
 
-/* Loads open outages, pending notices and maintenance windows, applies the
- * time rules and templates of the broker's config. NULL with a reason. */
-struct procedure *procedure_new(struct broker *b, char *err, size_t errlen);
+/* What the procedure is told about one endpoint's queue. */
+struct procedure_ep_view {
+	int64_t queued;              /* messages waiting */
+	int64_t oldest_received_at;  /* wall ms of the oldest; 0 = none */
+	bool busy;                   /* a delivery or probe is running, or nothing to probe with */
+};
+
+struct procedure_env {
+	struct event_base *base;     /* for the timer (procedure_start) */
+	struct store *store;
+	int64_t (*now)(void *ctx);   /* wall ms; NULL = clock_wall_ms() */
+	const struct notifier *notifier;
+	/* Fills *v for endpoint; false when it has no queue now (not configured). */
+	bool (*endpoint_view)(void *ctx, const char *endpoint, struct procedure_ep_view *v);
+	/* Starts a probe of endpoint; false when none can start now. Its result
+	 * comes back through procedure_on_result(). */
+	bool (*probe)(void *ctx, const char *endpoint);
+	void *ctx;
+};
+
+/* A finished delivery attempt or probe of one endpoint. */
+struct procedure_result {
+	bool ok;
+	bool probe;               /* from a probe rather than a delivery */
+	enum transport_fault fault;
+	const char *error;        /* of a failure; NULL or "" when ok */
+	size_t delivered;         /* messages confirmed by this attempt */
+};
+
+/* An endpoint's health as operators see it. */
+struct procedure_health {
+	const char *state;        /* "up", "suspect", "down", "maintenance" */
+	int64_t since;            /* wall ms: in that health state since */
+};
+
+/* Loads open outages, pending notices and maintenance windows from the
+ * store, and applies cfg's time rules and notice templates. env is copied;
+ * cfg is borrowed until the next procedure_reload() or procedure_free().
+ * NULL with a reason in err. */
+struct procedure *procedure_new(const struct procedure_env *env, const struct config *cfg,
+				char *err, size_t errlen);
+/* Accepts NULL. Send rounds still running must have completed first. */
 void procedure_free(struct procedure *p);
-/* Starts the timer (probes, lifecycle, notices, status page). */
+/* Starts the timer (every 500 ms: probes, lifecycle, notices, status page). */
 void procedure_start(struct procedure *p);
-/* The config changed: new time rules, and tpl (loaded by the caller from
- * the new config, taken over). On a bad rule the old rules and templates
- * stay and err says why (-EINVAL). */
-int procedure_reload(struct procedure *p, struct notice_templates *tpl, char *err,
-		     size_t errlen);
+/* One round of the timer's work now (the timer calls it; tests do). */
+void procedure_tick(struct procedure *p);
+/* The config changed: cfg (borrowed) replaces the old one, with new time
+ * rules and tpl (loaded by the caller from cfg, taken over). On a bad rule
+ * the old rules and templates stay, err says why and -EINVAL is returned;
+ * cfg is in use either way. */
+int procedure_reload(struct procedure *p, const struct config *cfg, struct notice_templates *tpl,
+		     char *err, size_t errlen);
 
-/* A delivery attempt or probe of ep finished (deliver.h on_event). */
-void procedure_on_delivery(struct procedure *p, struct endpoint *ep,
-			   const struct deliver_event *ev);
-/* An endpoint was created (start-up, reload): take up its open outage. */
-void procedure_endpoint_added(struct procedure *p, struct endpoint *ep);
+/* An endpoint was created (start-up, reload): its health starts UP, or
+ * DOWN when an outage of it is open (a restart resumes it). */
+void procedure_endpoint_added(struct procedure *p, const char *endpoint);
+/* An endpoint was removed (reload): its health is forgotten. */
+void procedure_endpoint_removed(struct procedure *p, const char *endpoint);
+/* A delivery attempt or probe of endpoint finished. */
+void procedure_on_result(struct procedure *p, const char *endpoint,
+			 const struct procedure_result *r);
 
+/* Health of endpoint for the status command; false when it is not known. */
+bool procedure_endpoint_health(struct procedure *p, const char *endpoint,
+			       struct procedure_health *h);
 /* Counts for STATUS=. */
 int procedure_endpoints_down(const struct procedure *p);
 int procedure_open_outages(const struct procedure *p);
 
-/* Operators' commands (control socket). Each returns 0 or -errno with a
- * reason in err; the JSON ones return a new reference or NULL with err. */
+/* Operators' commands (control socket). Each saves its change before it
+ * returns 0, or returns -errno with a reason in err. */
 int procedure_outage_open(struct procedure *p, const char *endpoint, const char *cause,
 			  int64_t *id, char *err, size_t errlen);
 int procedure_outage_close(struct procedure *p, int64_t id, char *err, size_t errlen);
 /* Fields left NULL stay as they are; expected "" or "unknown" clears it. */
 int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
 			 const char *contact, const char *cause, char *err, size_t errlen);
-json_t *procedure_outages_json(struct procedure *p, bool all, char *err, size_t errlen);
-json_t *procedure_outage_json(struct procedure *p, int64_t id, char *err, size_t errlen);
 int procedure_maintenance_add(struct procedure *p, const char *endpoint, const char *from,
 			      const char *to, const char *reason, const char *contact, int64_t *id,
 			      char *err, size_t errlen);
 int procedure_maintenance_remove(struct procedure *p, int64_t id, char *err, size_t errlen);
-json_t *procedure_maintenance_json(struct procedure *p, bool all, char *err, size_t errlen);
-/* Endpoint health for status: "up", "suspect", "down", "maintenance". */
-const char *procedure_health_name(struct procedure *p, struct endpoint *ep);
 
 #endif

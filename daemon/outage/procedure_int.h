@@ -1,12 +1,13 @@
 /*
  * procedure_int.h - internals shared by procedure.c (health, lifecycle,
- * timer), procedure_notice.c (composing and sending notices) and
- * procedure_ops.c (operators' commands). Nothing else includes this.
+ * timer), procedure_notice.c (composing and sending notices, the status
+ * page) and procedure_ops.c (operators' commands). Nothing else includes
+ * this.
  */
 #ifndef EDIBROKER_PROCEDURE_INT_H
 #define EDIBROKER_PROCEDURE_INT_H
 
-#include "daemon/broker_int.h"
+#include "outage/health.h"
 #include "outage/maintenance.h"
 #include "notice/notice.h"
 #include "outage/outage.h"
@@ -15,24 +16,29 @@
 
 #include <event2/event.h>
 
-/* A notice with channels still to carry it. */
+/* The health of one configured endpoint. */
+struct ep_health {
+	char *name;
+	struct health h;
+};
+
+/* A notice with channels still to carry it: its record, and the state of
+ * its sending that is not stored. */
 struct pnotice {
 	struct pnotice *next;
-	int64_t id, outage_id, maintenance_id;
-	char *kind, *audience, *recipients, *subject, *body, *payload;
-	int64_t created_at;
-	char *pending;            /* "email,webhook" */
-	int attempts;
-	int64_t next_attempt_at;
+	struct notice_record *rec;
 	bool fallback_done;
 	bool in_flight;
 };
 
 struct procedure {
-	struct broker *b;
+	struct procedure_env env;
+	const struct config *cfg;
 	struct timerules *tr;
 	struct notice_templates *tpl;
 	struct outage_rules rules;
+	struct ep_health **eps;   /* configured endpoints, in the order added */
+	size_t neps;
 	struct outage **outages;  /* not closed */
 	size_t noutages;
 	struct maint **maint;     /* in force and not yet ended */
@@ -45,12 +51,20 @@ struct procedure {
 };
 
 /* procedure.c */
+int64_t procedure_now(struct procedure *p);
+struct health *procedure_health_of(struct procedure *p, const char *endpoint);
+/* The env's view of endpoint's queue into *v, all zero when it has none
+ * now (then false). */
+bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedure_ep_view *v);
 struct outage *procedure_find_outage(struct procedure *p, const char *endpoint);
 struct outage *procedure_outage_by_id(struct procedure *p, int64_t id);
 int procedure_save_outage(struct procedure *p, struct outage *o);
 void procedure_add_outage(struct procedure *p, struct outage *o);
 bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t now);
 int procedure_save_maint(struct procedure *p, struct maint *m);
+/* "up", "suspect", "down" or "maintenance" for endpoint with health h. */
+const char *procedure_health_name(struct procedure *p, const char *endpoint,
+				  const struct health *h, int64_t now);
 
 /* procedure_notice.c */
 void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,

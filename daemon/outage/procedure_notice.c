@@ -5,7 +5,8 @@
  * A notice is composed from facts the broker holds (the endpoint's config,
  * the outage, the queue grouped by type and sender), addressed by the time
  * rules and the affected area, saved with the channels still to carry it,
- * then sent on a worker thread. Every attempt on every channel is recorded.
+ * then handed to the notifier (notifier.h), which carries it off the event
+ * loop and reports per channel. Every attempt on every channel is recorded.
  * A failed channel is retried (retry_initial, doubling, capped at 30 min,
  * at most 10 rounds); when e-mail has failed fallback_after times the
  * fallback command carries the notice as well.
@@ -19,7 +20,6 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "notice/notify.h"
 #include "notice/statuspage.h"
 #include "codecs/base/mem.h"
 
@@ -81,7 +81,7 @@ static int add_partner(const char *name, void *arg)
 static char *recipients(struct procedure *p, const char *endpoint, int64_t now,
 			const char **audience)
 {
-	const struct config *cfg = p->b->cfg;
+	const struct config *cfg = p->cfg;
 	struct addrs a = { 0 };
 	bool support = timerules_audience(p->tr, now) == AUDIENCE_SUPPORT;
 	*audience = support ? "support" : "oncall";
@@ -93,7 +93,12 @@ static char *recipients(struct procedure *p, const char *endpoint, int64_t now,
 	if (ep) {
 		addrs_add(&a, ep->recipients, ep->nrecipients);
 		struct partner_ctx pc = { cfg, &a, 0 };
-		store_ops(p->b->store)->partners(store_backend(p->b->store), endpoint, add_partner, &pc);
+		/* When the partners cannot be read, none is known and both kinds'
+		 * lists stand in below: the notice reaches more people, never
+		 * fewer, so it is not held back for this. */
+		if (store_partners(p->env.store, endpoint, add_partner, &pc) < 0)
+			log_warn("event=partners-read-failed endpoint=%s error=\"%s\"", endpoint,
+				 store_last_error(p->env.store));
 		if (pc.found == 0 && ep->kind != ENDPOINT_HOSPITAL)
 			add_kind_list(&a, cfg, ENDPOINT_HOSPITAL);
 		if (pc.found == 0 && ep->kind != ENDPOINT_MUNICIPALITY)
@@ -134,7 +139,7 @@ static int add_affected(const struct store_summary *s, void *arg)
 	struct affected_ctx *c = arg;
 	c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
 	c->v[c->n++] = (struct notice_affected){ xstrdup(s->type), s->count,
-						 xstrdup(organisation_of(c->p->b->cfg, s->source)) };
+						 xstrdup(organisation_of(c->p->cfg, s->source)) };
 	c->queued += s->count;
 	if (!c->oldest || (s->oldest_received_at && s->oldest_received_at < c->oldest))
 		c->oldest = s->oldest_received_at;
@@ -152,9 +157,9 @@ static void affected_free(struct affected_ctx *c)
 
 static void endpoint_facts(struct procedure *p, const char *endpoint, struct notice_facts *f)
 {
-	const struct endpoint_conf *ep = config_endpoint(p->b->cfg, endpoint);
+	const struct endpoint_conf *ep = config_endpoint(p->cfg, endpoint);
 	f->endpoint = endpoint;
-	f->organisation = organisation_of(p->b->cfg, endpoint);
+	f->organisation = organisation_of(p->cfg, endpoint);
 	f->endpoint_kind = ep ? endpoint_kind_name(ep->kind) : "other";
 	f->contact = ep && ep->contact ? ep->contact : "";
 }
@@ -175,30 +180,15 @@ static const char *channels(const struct config *cfg, const char *rcpts)
 
 static void pnotice_free(struct pnotice *n)
 {
-	free(n->kind);
-	free(n->audience);
-	free(n->recipients);
-	free(n->subject);
-	free(n->body);
-	free(n->payload);
-	free(n->pending);
+	notice_record_free(n->rec);
 	free(n);
 }
 
 static int save_notice(struct procedure *p, struct pnotice *n)
 {
-	struct store_notice rec = {
-		.id = n->id, .outage_id = n->outage_id, .maintenance_id = n->maintenance_id,
-		.kind = n->kind, .audience = n->audience, .recipients = n->recipients,
-		.subject = n->subject, .body = n->body, .payload = n->payload,
-		.created_at = n->created_at, .pending = n->pending, .attempts = n->attempts,
-		.next_attempt_at = n->next_attempt_at,
-	};
-	int r = store_ops(p->b->store)->notice_save(store_backend(p->b->store), &rec);
+	int r = store_notice_save(p->env.store, n->rec);
 	if (r < 0)
-		log_err("event=notice-save-failed error=\"%s\"", store_last_error(p->b->store));
-	else
-		n->id = rec.id;
+		log_err("event=notice-save-failed error=\"%s\"", store_last_error(p->env.store));
 	return r;
 }
 
@@ -213,18 +203,19 @@ static void issue(struct procedure *p, const struct notice_facts *f, int64_t out
 		return;
 	}
 	struct pnotice *n = xcalloc(1, sizeof(*n));
+	struct notice_record *rec = n->rec = xcalloc(1, sizeof(*rec));
 	const char *audience;
-	n->outage_id = outage_id;
-	n->maintenance_id = maintenance_id;
-	n->kind = xstrdup(notice_kind_name(f->kind));
-	n->recipients = recipients(p, f->endpoint, f->now, &audience);
-	n->audience = xstrdup(audience);
-	n->subject = TAKE_PTR(text.subject);
-	n->body = TAKE_PTR(text.body);
-	n->payload = TAKE_PTR(text.payload);
-	n->created_at = f->now;
-	n->pending = xstrdup(channels(p->b->cfg, n->recipients));
-	n->next_attempt_at = *n->pending ? f->now : 0;
+	rec->outage_id = outage_id;
+	rec->maintenance_id = maintenance_id;
+	rec->kind = xstrdup(notice_kind_name(f->kind));
+	rec->recipients = recipients(p, f->endpoint, f->now, &audience);
+	rec->audience = xstrdup(audience);
+	rec->subject = TAKE_PTR(text.subject);
+	rec->body = TAKE_PTR(text.body);
+	rec->payload = TAKE_PTR(text.payload);
+	rec->created_at = f->now;
+	rec->pending = xstrdup(channels(p->cfg, rec->recipients));
+	rec->next_attempt_at = *rec->pending ? f->now : 0;
 	notice_text_free(&text);
 	if (save_notice(p, n) < 0) {
 		pnotice_free(n);
@@ -232,9 +223,9 @@ static void issue(struct procedure *p, const struct notice_facts *f, int64_t out
 	}
 	log_notice("event=notice notice=%lld kind=%s endpoint=%s outage=%lld audience=%s "
 		   "recipients=%s channels=%s",
-		   (long long)n->id, n->kind, f->endpoint, (long long)outage_id, n->audience,
-		   n->recipients, *n->pending ? n->pending : "none");
-	if (!*n->pending) {
+		   (long long)rec->id, rec->kind, f->endpoint, (long long)outage_id, rec->audience,
+		   rec->recipients, *rec->pending ? rec->pending : "none");
+	if (!*rec->pending) {
 		pnotice_free(n);
 		return;
 	}
@@ -243,14 +234,24 @@ static void issue(struct procedure *p, const struct notice_facts *f, int64_t out
 	procedure_notices_tick(p, f->now);
 }
 
+static int add_affected_all(struct procedure *p, const char *endpoint, struct affected_ctx *ac)
+{
+	int r = store_queue_summary(p->env.store, endpoint, add_affected, ac);
+	if (r < 0)
+		log_warn("event=queue-summary-failed endpoint=%s error=\"%s\"", endpoint,
+			 store_last_error(p->env.store));
+	return r;
+}
+
 void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,
 			     bool ended_overnight, int64_t now)
 {
 	struct notice_facts f = { .kind = kind, .outage_id = o->id, .now = now };
 	endpoint_facts(p, o->endpoint, &f);
 	struct affected_ctx ac = { p, NULL, 0, 0, 0 };
-	store_ops(p->b->store)->queue_summary(store_backend(p->b->store), o->endpoint, add_affected,
-					      &ac);
+	/* A notice that falls due goes out even when the queue cannot be
+	 * read (logged): late news of an outage is worse than a short list. */
+	(void)add_affected_all(p, o->endpoint, &ac);
 	f.started_at = o->started_at;
 	f.ended_at = o->ended_at;
 	f.next_status_at = outage_next_status_at(o, &p->rules);
@@ -288,15 +289,14 @@ void procedure_planned_notice(struct procedure *p, struct maint *m, int64_t now)
 
 /* ---- sending -------------------------------------------------------------- */
 
-struct send_job {
+/* One send round of a notice, from start_send() to send_done(). */
+struct send_round {
 	struct procedure *p;
 	struct pnotice *n;
-	/* copies: the config may be reloaded while the job runs */
-	char *smtp_url, *smtp_user, *smtp_password, *starttls, *mail_from, *webhook_url,
-		*fallback;
-	long timeout_ms;
+	/* where the channels went, as the config said when the round started
+	 * (it may be reloaded while the round runs) */
+	char *webhook_url, *fallback;
 	bool try_email, try_webhook, try_fallback;
-	struct notify_result email, webhook, fallbackr;
 	int64_t at;
 };
 
@@ -321,49 +321,27 @@ static char **split_recipients(const char *list, size_t *n)
 	return v;
 }
 
-static void send_work(void *arg)
-{
-	struct send_job *j = arg;
-	struct notify_config cfg = {
-		j->smtp_url, j->smtp_user, j->smtp_password, j->starttls, j->mail_from,
-		j->webhook_url, j->fallback, j->timeout_ms,
-	};
-	size_t nr;
-	char **rcpt = split_recipients(j->n->recipients, &nr);
-	char mid[64];
-	snprintf(mid, sizeof(mid), "notice-%lld-%d", (long long)j->n->id, j->n->attempts + 1);
-	struct notify_message m = { j->n->subject, j->n->body, j->n->payload,
-				    (const char *const *)rcpt, nr, j->n->created_at, mid };
-	if (j->try_email)
-		notify_email(&cfg, &m, &j->email);
-	if (j->try_webhook)
-		notify_webhook(&cfg, &m, &j->webhook);
-	if (j->try_fallback && j->try_email && !j->email.ok)
-		notify_fallback(&cfg, &m, &j->fallbackr);
-	for (size_t i = 0; i < nr; i++)
-		free(rcpt[i]);
-	free(rcpt);
-}
-
 static void record(struct procedure *p, struct pnotice *n, const char *channel, const char *to,
 		   const struct notify_result *r, int64_t at)
 {
-	struct store_send s = { n->id, channel, at, r->ok, to, r->ok ? "" : r->error };
-	store_ops(p->b->store)->send_record(store_backend(p->b->store), &s);
+	struct store_send s = { n->rec->id, channel, at, r->ok, to, r->ok ? "" : r->error };
+	if (store_send_record(p->env.store, &s) < 0)
+		log_err("event=notice-send-record-failed notice=%lld channel=%s error=\"%s\"",
+			(long long)n->rec->id, channel, store_last_error(p->env.store));
 	if (r->ok)
-		log_info("event=notice-sent notice=%lld channel=%s to=%s", (long long)n->id,
+		log_info("event=notice-sent notice=%lld channel=%s to=%s", (long long)n->rec->id,
 			 channel, to);
 	else
 		log_warn("event=notice-send-failed notice=%lld channel=%s attempt=%d error=\"%s\"",
-			 (long long)n->id, channel, n->attempts, r->error);
+			 (long long)n->rec->id, channel, n->rec->attempts, r->error);
 }
 
-static void update_pending(struct pnotice *n, bool email_done, bool hook_done)
+static void update_pending(struct notice_record *rec, bool email_done, bool hook_done)
 {
-	bool email = pending_has(n->pending, "email") && !email_done;
-	bool hook = pending_has(n->pending, "webhook") && !hook_done;
-	free(n->pending);
-	n->pending = xstrdup(pending_text(email, hook));
+	bool email = pending_has(rec->pending, "email") && !email_done;
+	bool hook = pending_has(rec->pending, "webhook") && !hook_done;
+	free(rec->pending);
+	rec->pending = xstrdup(pending_text(email, hook));
 }
 
 static void unlink_notice(struct procedure *p, struct pnotice *n)
@@ -376,93 +354,110 @@ static void unlink_notice(struct procedure *p, struct pnotice *n)
 	}
 }
 
-static void send_done(void *arg)
+static void round_free(struct send_round *r)
 {
-	struct send_job *j = arg;
+	free(r->webhook_url);
+	free(r->fallback);
+	free(r);
+}
+
+static void send_done(void *arg, const struct notifier_report *rep)
+{
+	struct send_round *j = arg;
 	struct procedure *p = j->p;
 	struct pnotice *n = j->n;
+	struct notice_record *rec = n->rec;
 	n->in_flight = false;
-	n->attempts++;
-	const struct config *cfg = p->b->cfg;
+	rec->attempts++;
+	bool email_ok = j->try_email && rep->email.result.ok;
 	if (j->try_email)
-		record(p, n, "email", n->recipients, &j->email, j->at);
+		record(p, n, "email", rec->recipients, &rep->email.result, j->at);
 	if (j->try_webhook)
-		record(p, n, "webhook", j->webhook_url, &j->webhook, j->at);
-	if (j->try_fallback && j->try_email && !j->email.ok) {
-		record(p, n, "fallback", j->fallback, &j->fallbackr, j->at);
-		n->fallback_done = j->fallbackr.ok;
+		record(p, n, "webhook", j->webhook_url, &rep->webhook.result, j->at);
+	if (j->try_fallback && j->try_email && !email_ok) {
+		record(p, n, "fallback", j->fallback, &rep->fallback.result, j->at);
+		n->fallback_done = rep->fallback.result.ok;
 	}
-	update_pending(n, j->try_email && j->email.ok, j->try_webhook && j->webhook.ok);
-	if (*n->pending && n->attempts >= MAX_ROUNDS) {
+	update_pending(rec, email_ok, j->try_webhook && rep->webhook.result.ok);
+	if (*rec->pending && rec->attempts >= MAX_ROUNDS) {
 		log_err("event=notice-abandoned notice=%lld pending=%s attempts=%d",
-			(long long)n->id, n->pending, n->attempts);
-		free(n->pending);
-		n->pending = xstrdup("");
+			(long long)rec->id, rec->pending, rec->attempts);
+		free(rec->pending);
+		rec->pending = xstrdup("");
 	}
-	int64_t delay = cfg->notify_retry_ms << (n->attempts - 1 < 16 ? n->attempts - 1 : 16);
-	n->next_attempt_at = *n->pending ? j->at + (delay < RETRY_CAP_MS ? delay : RETRY_CAP_MS) : 0;
-	save_notice(p, n);
-	if (!*n->pending) {
+	int64_t delay = p->cfg->notify_retry_ms << (rec->attempts - 1 < 16 ? rec->attempts - 1 : 16);
+	rec->next_attempt_at =
+		*rec->pending ? j->at + (delay < RETRY_CAP_MS ? delay : RETRY_CAP_MS) : 0;
+	/* a failed save is logged; the notice goes on from memory, and after a
+	 * restart the stored state at worst sends a round again */
+	(void)save_notice(p, n);
+	if (!*rec->pending) {
 		unlink_notice(p, n);
 		pnotice_free(n);
 	}
-	free(j->smtp_url);
-	free(j->smtp_user);
-	free(j->smtp_password);
-	free(j->starttls);
-	free(j->mail_from);
-	free(j->webhook_url);
-	free(j->fallback);
-	free(j);
+	round_free(j);
 }
 
 static void start_send(struct procedure *p, struct pnotice *n, int64_t now)
 {
-	const struct config *cfg = p->b->cfg;
-	struct send_job *j = xcalloc(1, sizeof(*j));
+	const struct config *cfg = p->cfg;
+	const struct notice_record *rec = n->rec;
+	struct send_round *j = xcalloc(1, sizeof(*j));
 	j->p = p;
 	j->n = n;
 	j->at = now;
-	j->smtp_url = xstrdup_or_null(cfg->smtp_url);
-	j->smtp_user = xstrdup_or_null(cfg->smtp_user);
-	j->smtp_password = xstrdup_or_null(cfg->smtp_password);
-	j->starttls = xstrdup_or_null(cfg->smtp_starttls);
-	j->mail_from = xstrdup_or_null(cfg->mail_from);
 	j->webhook_url = xstrdup_or_null(cfg->webhook_url);
 	j->fallback = xstrdup_or_null(cfg->fallback_command);
-	j->timeout_ms = (long)cfg->notify_timeout_ms;
-	j->try_email = pending_has(n->pending, "email") && j->smtp_url;
-	j->try_webhook = pending_has(n->pending, "webhook") && j->webhook_url;
-	j->try_fallback = j->fallback && !n->fallback_done &&
-			  n->attempts + 1 >= (int)cfg->fallback_after;
+	j->try_email = pending_has(rec->pending, "email") && cfg->smtp_url;
+	j->try_webhook = pending_has(rec->pending, "webhook") && cfg->webhook_url;
+	j->try_fallback = cfg->fallback_command && !n->fallback_done &&
+			  rec->attempts + 1 >= (int)cfg->fallback_after;
+	struct notify_config nc = {
+		cfg->smtp_url, cfg->smtp_user, cfg->smtp_password, cfg->smtp_starttls,
+		cfg->mail_from, cfg->webhook_url, cfg->fallback_command,
+		(long)cfg->notify_timeout_ms,
+	};
+	size_t nr;
+	char **rcpt = split_recipients(rec->recipients, &nr);
+	char mid[64];
+	snprintf(mid, sizeof(mid), "notice-%lld-%d", (long long)rec->id, rec->attempts + 1);
+	struct notify_message m = { rec->subject, rec->body, rec->payload,
+				    (const char *const *)rcpt, nr, rec->created_at, mid };
+	struct notifier_request req = { &nc, &m, j->try_email, j->try_webhook, j->try_fallback };
 	n->in_flight = true;
-	workq_submit(p->b->notifier, send_work, send_done, j);
+	p->env.notifier->send(p->env.notifier, &req, send_done, j);
+	for (size_t i = 0; i < nr; i++)
+		free(rcpt[i]);
+	free(rcpt);
 }
 
 void procedure_notices_tick(struct procedure *p, int64_t now)
 {
 	for (struct pnotice *n = p->notices; n; n = n->next)
-		if (!n->in_flight && n->next_attempt_at && n->next_attempt_at <= now)
+		if (!n->in_flight && n->rec->next_attempt_at && n->rec->next_attempt_at <= now)
 			start_send(p, n, now);
 }
 
-static int load_notice(const struct store_notice *rec, void *arg)
+static void or_default(char **s, const char *value)
+{
+	if (!*s)
+		*s = xstrdup(value);
+}
+
+static int load_notice(const struct notice_record *stored, void *arg)
 {
 	struct procedure *p = arg;
 	struct pnotice *n = xcalloc(1, sizeof(*n));
-	n->id = rec->id;
-	n->outage_id = rec->outage_id;
-	n->maintenance_id = rec->maintenance_id;
-	n->kind = xstrdup(rec->kind ? rec->kind : "");
-	n->audience = xstrdup(rec->audience ? rec->audience : "");
-	n->recipients = xstrdup(rec->recipients ? rec->recipients : "");
-	n->subject = xstrdup(rec->subject ? rec->subject : "");
-	n->body = xstrdup(rec->body ? rec->body : "");
-	n->payload = xstrdup(rec->payload ? rec->payload : "{}");
-	n->created_at = rec->created_at;
-	n->pending = xstrdup(rec->pending ? rec->pending : "");
-	n->attempts = rec->attempts;
-	n->next_attempt_at = rec->next_attempt_at ? rec->next_attempt_at : 1;
+	struct notice_record *rec = n->rec = notice_record_dup(stored);
+	or_default(&rec->kind, "");
+	or_default(&rec->audience, "");
+	or_default(&rec->recipients, "");
+	or_default(&rec->subject, "");
+	or_default(&rec->body, "");
+	or_default(&rec->payload, "{}");
+	or_default(&rec->pending, "");
+	if (!rec->next_attempt_at)
+		rec->next_attempt_at = 1; /* pending but never scheduled: at once */
 	n->next = p->notices;
 	p->notices = n;
 	return 0;
@@ -470,13 +465,14 @@ static int load_notice(const struct store_notice *rec, void *arg)
 
 int procedure_load_notices(struct procedure *p)
 {
-	return store_ops(p->b->store)->notice_pending(store_backend(p->b->store), load_notice, p);
+	return store_notice_pending(p->env.store, load_notice, p);
 }
 
 void procedure_notices_free(struct procedure *p)
 {
-	/* Notices in flight belong to their job until it completes (the
-	 * worker pool drains before the procedure is freed). */
+	/* Notices in flight are referenced by their send round until it
+	 * completes (the notifier completes every round before the procedure
+	 * is freed). */
 	while (p->notices) {
 		struct pnotice *n = p->notices;
 		p->notices = n->next;
@@ -486,37 +482,41 @@ void procedure_notices_free(struct procedure *p)
 
 /* ---- status page ----------------------------------------------------------- */
 
-static void fill_endpoints(struct procedure *p, struct status_endpoint *v)
+/* The configured endpoints, in config order; returns how many were filled. */
+static size_t fill_endpoints(struct procedure *p, struct status_endpoint *v, int64_t now)
 {
-	for (size_t i = 0; i < p->b->neps; i++) {
-		struct endpoint *ep = p->b->eps[i];
-		struct deliver_info di;
-		deliver_get_info(ep->dep, &di);
-		v[i] = (struct status_endpoint){
-			ep->name, organisation_of(p->b->cfg, ep->name),
-			endpoint_kind_name(ep->conf->kind), procedure_health_name(p, ep),
-			ep->health.since, di.queued, di.oldest_received_at, ep->health.error,
+	size_t n = 0;
+	for (size_t i = 0; i < p->cfg->nendpoints; i++) {
+		const struct endpoint_conf *conf = &p->cfg->endpoints[i];
+		const struct health *h = procedure_health_of(p, conf->name);
+		if (!h)
+			continue; /* not created (yet): nothing to show */
+		struct procedure_ep_view view;
+		(void)procedure_ep_view(p, conf->name, &view); /* zero when it has no queue */
+		v[n++] = (struct status_endpoint){
+			conf->name, organisation_of(p->cfg, conf->name), endpoint_kind_name(conf->kind),
+			procedure_health_name(p, conf->name, h, now), h->since, view.queued,
+			view.oldest_received_at, h->error,
 		};
 	}
+	return n;
 }
 
 static void fill_outages(struct procedure *p, struct status_outage *v)
 {
 	for (size_t i = 0; i < p->noutages; i++) {
 		struct outage *o = p->outages[i];
-		struct endpoint *ep = broker_endpoint(p->b, o->endpoint);
-		const struct endpoint_conf *conf = config_endpoint(p->b->cfg, o->endpoint);
-		struct deliver_info di = { 0 };
-		if (ep)
-			deliver_get_info(ep->dep, &di);
+		const struct endpoint_conf *conf = config_endpoint(p->cfg, o->endpoint);
+		struct procedure_ep_view view;
+		(void)procedure_ep_view(p, o->endpoint, &view); /* zero when it has no queue */
 		const char *cause = o->cause_override ? o->cause_override
 				    : o->cause_fault ? o->cause_fault : "";
 		const char *contact = o->contact_override ? o->contact_override
 				      : conf && conf->contact ? conf->contact : "";
 		v[i] = (struct status_outage){
-			o->id, o->endpoint, organisation_of(p->b->cfg, o->endpoint),
+			o->id, o->endpoint, organisation_of(p->cfg, o->endpoint),
 			outage_state_name(o->state), o->started_at, o->ended_at, o->expected_end,
-			outage_next_status_at(o, &p->rules), cause, contact, di.queued,
+			outage_next_status_at(o, &p->rules), cause, contact, view.queued,
 		};
 	}
 }
@@ -525,24 +525,25 @@ void procedure_status_tick(struct procedure *p, int64_t now)
 {
 	if (!p->status_dirty && now - p->status_written_at < STATUS_REFRESH_MS)
 		return;
-	size_t ne = p->b->neps, no = p->noutages, nm = p->nmaint;
-	struct status_endpoint *eps = xcalloc(ne, sizeof(*eps));
+	const struct config *cfg = p->cfg;
+	size_t no = p->noutages, nm = p->nmaint;
+	struct status_endpoint *eps = xcalloc(cfg->nendpoints, sizeof(*eps));
 	struct status_outage *outs = xcalloc(no, sizeof(*outs));
 	struct status_maintenance *ms = xcalloc(nm, sizeof(*ms));
-	fill_endpoints(p, eps);
+	size_t ne = fill_endpoints(p, eps, now);
 	fill_outages(p, outs);
 	for (size_t i = 0; i < nm; i++) {
 		struct maint *m = p->maint[i];
 		ms[i] = (struct status_maintenance){ m->id, m->endpoint,
-						     organisation_of(p->b->cfg, m->endpoint), m->from,
+						     organisation_of(cfg, m->endpoint), m->from,
 						     m->to, m->reason ? m->reason : "",
 						     m->contact ? m->contact : "" };
 	}
-	struct status_page page = { p->b->cfg->language, now, eps, ne, outs, no, ms, nm };
+	struct status_page page = { cfg->language, now, eps, ne, outs, no, ms, nm };
 	char err[256];
-	int r = statuspage_write(p->b->cfg->status_dir, &page, err, sizeof(err));
+	int r = statuspage_write(cfg->status_dir, &page, err, sizeof(err));
 	if (r < 0 && !p->status_error_logged)
-		log_err("event=status-page-failed dir=%s error=\"%s\"", p->b->cfg->status_dir, err);
+		log_err("event=status-page-failed dir=%s error=\"%s\"", cfg->status_dir, err);
 	p->status_error_logged = r < 0;
 	p->status_dirty = false;
 	p->status_written_at = now;

@@ -16,10 +16,15 @@
  * key_insert fail with -EEXIST; the batch then fails with -EBUSY and the
  * retry sees the key.
  *
+ * The rest is the front end (store.h): one thin function per backend
+ * primitive, so callers never hold the backend's table, and timing,
+ * metrics and a later asynchronous backend have one place to go.
+ *
  * Nothing here knows which database a backend uses.
  */
 #include "store/store.h"
 
+#include "store/store_backend.h"
 #include "store/store_sqlite.h"
 #include "codecs/base/mem.h"
 
@@ -29,7 +34,8 @@
 #include <stdio.h>
 #include <string.h>
 
-const struct store_backend_ops *const store_backends[] = {
+/* The registered backends, one line each; the first is the default. */
+static const struct store_backend_ops *const store_backends[] = {
 	&store_sqlite_ops,
 	NULL,
 };
@@ -57,12 +63,18 @@ static const struct store_backend_ops *backend_find(const char *name)
 struct store *store_open(const char *name, const char *state_dir, const struct store_options *opt,
 			 char *err, size_t errlen)
 {
-	static const struct store_options defaults = { 0 };
 	const struct store_backend_ops *ops = backend_find(name);
 	if (!ops) {
 		snprintf(err, errlen, "unknown store backend \"%s\"", name);
 		return NULL;
 	}
+	return store_open_backend(ops, state_dir, opt, err, errlen);
+}
+
+struct store *store_open_backend(const struct store_backend_ops *ops, const char *state_dir,
+				 const struct store_options *opt, char *err, size_t errlen)
+{
+	static const struct store_options defaults = { 0 };
 	void *be = NULL;
 	int r = ops->open(state_dir, opt ? opt : &defaults, &be);
 	if (r < 0) {
@@ -93,14 +105,9 @@ const char *store_last_error(struct store *s)
 	return s->ops->last_error(s->be);
 }
 
-const struct store_backend_ops *store_ops(struct store *s)
+void *store_backend_handle(struct store *s, const struct store_backend_ops *ops)
 {
-	return s->ops;
-}
-
-void *store_backend(struct store *s)
-{
-	return s->be;
+	return s->ops == ops ? s->be : NULL;
 }
 
 static bool key_eq(const struct store_key *a, const struct store_key *b)
@@ -245,4 +252,100 @@ int store_commit(struct store *s, struct store_batch *b)
 		return r;
 	}
 	return 0;
+}
+
+/* ---- the front end: one call through the table each -------------------- */
+
+int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id, size_t limit,
+		       store_msg_cb cb, void *arg)
+{
+	return s->ops->fetch_queued(s->be, endpoint, after_id, limit, cb, arg);
+}
+
+int store_depths(struct store *s, store_depth_cb cb, void *arg)
+{
+	return s->ops->depths(s->be, cb, arg);
+}
+
+int store_list(struct store *s, enum msg_state state, const char *endpoint, size_t limit,
+	       store_msg_cb cb, void *arg)
+{
+	return s->ops->list(s->be, state, endpoint, limit, cb, arg);
+}
+
+int store_get(struct store *s, int64_t id, bool with_body, store_msg_cb cb, void *arg)
+{
+	return s->ops->get(s->be, id, with_body, cb, arg);
+}
+
+int store_count(struct store *s, enum msg_state state, int64_t *n)
+{
+	return s->ops->count(s->be, state, n);
+}
+
+int store_prune(struct store *s, int64_t body_before, int64_t history_before, size_t limit)
+{
+	return s->ops->prune(s->be, body_before, history_before, limit);
+}
+
+int store_outage_save(struct store *s, struct outage *o)
+{
+	return s->ops->outage_save(s->be, o);
+}
+
+int store_notice_save(struct store *s, struct notice_record *n)
+{
+	return s->ops->notice_save(s->be, n);
+}
+
+int store_maintenance_save(struct store *s, struct maint *m)
+{
+	return s->ops->maintenance_save(s->be, m);
+}
+
+int store_send_record(struct store *s, const struct store_send *x)
+{
+	return s->ops->send_record(s->be, x);
+}
+
+int store_outage_list(struct store *s, int64_t closed_since, size_t limit, store_outage_cb cb,
+		      void *arg)
+{
+	return s->ops->outage_list(s->be, closed_since, limit, cb, arg);
+}
+
+int store_outage_get(struct store *s, int64_t id, store_outage_cb cb, void *arg)
+{
+	return s->ops->outage_get(s->be, id, cb, arg);
+}
+
+int store_notice_list(struct store *s, int64_t outage_id, int64_t maintenance_id,
+		      store_notice_cb cb, void *arg)
+{
+	return s->ops->notice_list(s->be, outage_id, maintenance_id, cb, arg);
+}
+
+int store_notice_pending(struct store *s, store_notice_cb cb, void *arg)
+{
+	return s->ops->notice_pending(s->be, cb, arg);
+}
+
+int store_send_list(struct store *s, int64_t notice_id, store_send_cb cb, void *arg)
+{
+	return s->ops->send_list(s->be, notice_id, cb, arg);
+}
+
+int store_maintenance_list(struct store *s, bool removed, store_maintenance_cb cb, void *arg)
+{
+	return s->ops->maintenance_list(s->be, removed, cb, arg);
+}
+
+int store_queue_summary(struct store *s, const char *endpoint, store_summary_cb cb, void *arg)
+{
+	return s->ops->queue_summary(s->be, endpoint, cb, arg);
+}
+
+int store_partners(struct store *s, const char *endpoint, store_name_cb cb, void *arg)
+{
+	return s->ops->partners(s->be, endpoint, cb, arg);
 }

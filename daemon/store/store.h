@@ -17,11 +17,34 @@
  *   - none known -> stored as given, and its keys recorded.
  * Dead letters (endpoint NULL) record no keys.
  *
- * Backends sit behind `struct store_backend_ops`; nothing outside a backend
- * file knows which database is used.
+ * This is the front end: callers use the store_...() functions below; the
+ * backends sit behind `struct store_backend_ops` (store_backend.h), which
+ * only store.c calls through, so nothing else knows which database is used.
+ *
+ * Blocking. Every call completes before it returns: row callbacks run
+ * inside it. Each function says what it costs the caller with the SQLite
+ * backend, the one there is: "fsync" is a local transaction that returns
+ * once the WAL is on disk (milliseconds; as long as the disk stalls), a
+ * read says how many rows it visits. A locked database (another process
+ * checkpointing) adds up to 2 s to any call.
+ *
+ * The asynchronous seam. A PostgreSQL backend (several daemons on one
+ * database) will complete calls later, over the network; the front end
+ * will then take completion callbacks where these functions return. To
+ * keep that switch mechanical, callers already keep these rules:
+ *   - every result is checked (warn_unused_result): a call may fail at any
+ *     time, and a record save that failed kept nothing;
+ *   - a row callback copies what it keeps (records.h: *_dup) and never
+ *     calls into the store;
+ *   - nothing holds a transaction across calls: store_commit() is the only
+ *     multi-statement write, and each record save is a transaction alone;
+ *   - a write is durable when its call returned 0, not before: nothing is
+ *     sent or announced about a record before its save succeeded.
  */
 #ifndef EDIBROKER_STORE_H
 #define EDIBROKER_STORE_H
+
+#include "store/records.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -97,55 +120,9 @@ struct store_depth {
 	int64_t oldest_received_at; /* 0 when queued == 0 */
 };
 
-/* Row callbacks: non-zero stops. Strings and body are valid only during the
- * call, and the callback must not call into the store. A query returns the
- * number of rows passed to cb, or cb's negative return. */
-typedef int (*store_msg_cb)(const struct store_msg *m, void *arg);    /* non-zero stops */
-typedef int (*store_depth_cb)(const struct store_depth *d, void *arg);
 
-/* ---- the outage procedure's records (issue 3; see outage.h) ---------- */
-
-/* An outage of one endpoint, as stored. Strings are borrowed for a call. */
-struct store_outage {
-	int64_t id;               /* 0 = not stored yet (outage_save assigns it) */
-	const char *endpoint;
-	const char *state;        /* "open", "announced", "recovering", "resolved", "closed" */
-	bool manual;              /* opened by an operator */
-	int64_t started_at;       /* first failure (or window end / operator's open) */
-	int64_t declared_at;      /* when the endpoint was declared DOWN */
-	int64_t ended_at;         /* endpoint back up; 0 while down */
-	int64_t resolved_at;      /* backlog drained; 0 before */
-	int64_t closed_at;        /* no more notices; 0 before */
-	int64_t announced_at;     /* first notice sent; 0 = never */
-	int64_t last_notice_at;   /* last notice sent; 0 = never */
-	int64_t due_at;           /* next notice falls due (may be held); 0 = none */
-	int64_t expected_end;     /* operator's expected end; 0 = unknown */
-	const char *cause_fault;  /* transport fault class, e.g. "refused" */
-	const char *cause_error;  /* last error, one line, no content */
-	const char *cause_override;   /* operator's cause; NULL = none */
-	const char *contact_override; /* operator's contact; NULL = none */
-	int64_t maintenance_id;   /* the planned window it followed; 0 = none */
-	int64_t delivered_late;   /* messages delivered after the outage began */
-};
-
-/* A notice composed for an outage or a maintenance window. */
-struct store_notice {
-	int64_t id;               /* 0 = not stored yet */
-	int64_t outage_id;        /* 0 when for a maintenance window */
-	int64_t maintenance_id;   /* 0 when for an outage */
-	const char *kind;         /* "initial", "update", "allclear", "summary", "planned" */
-	const char *audience;     /* "support" or "oncall" */
-	const char *recipients;   /* comma-separated mail addresses */
-	const char *subject;
-	const char *body;         /* plain text */
-	const char *payload;      /* JSON for the webhook */
-	int64_t created_at;       /* when it was composed (= sent the first time) */
-	const char *pending;      /* channels still to carry it: "email,webhook"; "" = done */
-	int attempts;             /* send rounds so far */
-	int64_t next_attempt_at;  /* 0 when nothing is pending */
-};
-
-/* One attempt to carry a notice over one channel. */
+/* One attempt to carry a notice over one channel (written once, never kept
+ * in memory: its strings are borrowed for the call). */
 struct store_send {
 	int64_t notice_id;
 	const char *channel;      /* "email", "webhook", "fallback" */
@@ -153,19 +130,6 @@ struct store_send {
 	bool ok;
 	const char *recipients;   /* who it went to (mail addresses, URL, command) */
 	const char *error;        /* "" when ok */
-};
-
-/* A planned shutdown of an endpoint. */
-struct store_maintenance {
-	int64_t id;               /* 0 = not stored yet */
-	const char *endpoint;
-	int64_t from, to;         /* [from, to) wall ms */
-	const char *reason;
-	const char *contact;      /* NULL = the endpoint's configured contact */
-	int64_t created_at;
-	int64_t removed_at;       /* 0 = in force */
-	int64_t announced_at;     /* planned notice sent; 0 = not (yet) */
-	int64_t ended_at;         /* end handled (acute procedure checked); 0 = not yet */
 };
 
 /* Queued messages of one endpoint, grouped by type and source. */
@@ -176,10 +140,16 @@ struct store_summary {
 	int64_t oldest_received_at;
 };
 
-typedef int (*store_outage_cb)(const struct store_outage *o, void *arg);
-typedef int (*store_notice_cb)(const struct store_notice *n, void *arg);
+/* Row callbacks: non-zero stops. Strings and body are valid only during the
+ * call (copy what you keep), and the callback must not call into the
+ * store. A query returns the number of rows passed to cb, or cb's negative
+ * return, or a negative errno. */
+typedef int (*store_msg_cb)(const struct store_msg *m, void *arg);
+typedef int (*store_depth_cb)(const struct store_depth *d, void *arg);
+typedef int (*store_outage_cb)(const struct outage *o, void *arg);
+typedef int (*store_notice_cb)(const struct notice_record *n, void *arg);
 typedef int (*store_send_cb)(const struct store_send *s, void *arg);
-typedef int (*store_maintenance_cb)(const struct store_maintenance *m, void *arg);
+typedef int (*store_maintenance_cb)(const struct maint *m, void *arg);
 typedef int (*store_summary_cb)(const struct store_summary *s, void *arg);
 typedef int (*store_name_cb)(const char *name, void *arg);
 
@@ -188,107 +158,104 @@ struct store_options {
 	uint64_t max_bytes; /* refuse growth beyond this size (-ENOSPC); 0 = no cap */
 };
 
-/* Backend primitives. Every function returns 0 (or a count) or a negative
- * errno: -ENOSPC disk full, -EIO I/O error, -EBUSY locked, -EBADMSG corrupt,
- * -EROFS opened read-only. last_error() describes the most recent failure;
- * last_error(NULL) why the most recent open() failed (*be untouched then). */
-struct store_backend_ops {
-	const char *name;
-	int (*open)(const char *state_dir, const struct store_options *opt, void **be);
-	void (*close)(void *be);
-	const char *(*last_error)(void *be);
-	/* Random id of this store (8 lowercase hex chars), made when it was created. */
-	const char *(*instance)(void *be);
-
-	int (*begin)(void *be);
-	int (*commit)(void *be);
-	void (*rollback)(void *be);
-
-	/* 1 and *msg_id when the key is known, 0 when not. */
-	int (*key_lookup)(void *be, const struct store_key *key, int64_t *msg_id);
-	/* -EEXIST when the key is already recorded (another writer was first). */
-	int (*key_insert)(void *be, const struct store_key *key, int64_t msg_id, int64_t now);
-	/* Inserts m in state QUEUED (endpoint set) or DEAD (endpoint NULL). */
-	int (*msg_insert)(void *be, const struct store_new *m, int64_t *id);
-	/* Only a QUEUED message changes: 1 when it did, 0 when id is not queued
-	 * (already delivered, dead or unknown), so a retried mark is harmless. */
-	int (*msg_delivered)(void *be, int64_t id, int64_t at);
-	int (*msg_attempt)(void *be, int64_t id, const char *error);
-
-	/* Queued messages of endpoint with id > after_id, oldest first, at most
-	 * limit, bodies included. */
-	int (*fetch_queued)(void *be, const char *endpoint, int64_t after_id, size_t limit,
-			    store_msg_cb cb, void *arg);
-	/* Queue depth per endpoint that has queued messages. */
-	int (*depths)(void *be, store_depth_cb cb, void *arg);
-	/* Metadata (no bodies) of messages in state, for endpoint (NULL = any),
-	 * oldest first, at most limit. */
-	int (*list)(void *be, enum msg_state state, const char *endpoint, size_t limit,
-		    store_msg_cb cb, void *arg);
-	/* One message's metadata, with its body when with_body. 1 found, 0 not. */
-	int (*get)(void *be, int64_t id, bool with_body, store_msg_cb cb, void *arg);
-	/* Count of messages in state (all endpoints). */
-	int (*count)(void *be, enum msg_state state, int64_t *n);
-
-	/* Drops bodies of messages delivered before body_before, and whole
-	 * delivered records and duplicate keys older than history_before; at
-	 * most limit rows per call. Returns rows affected: call again while it
-	 * returns limit. Dead letters are never pruned. */
-	int (*prune)(void *be, int64_t body_before, int64_t history_before, size_t limit);
-
-	/* The outage procedure's records. Each save is its own transaction
-	 * (these are rare); never called inside begin/commit. *_save inserts
-	 * when id is 0 (and sets it), else updates that row (-ENOENT when
-	 * there is none). A failed save keeps nothing and leaves id as it was. */
-	int (*outage_save)(void *be, struct store_outage *o);
-	/* Outages not closed, plus those closed at or after closed_since,
-	 * newest first, at most limit. */
-	int (*outage_list)(void *be, int64_t closed_since, size_t limit, store_outage_cb cb,
-			   void *arg);
-	/* 1 when found (cb called), 0 when not. */
-	int (*outage_get)(void *be, int64_t id, store_outage_cb cb, void *arg);
-	int (*notice_save)(void *be, struct store_notice *n);
-	/* Notices of an outage (outage_id > 0) or of a maintenance window,
-	 * oldest first (by created_at). -EINVAL when neither id is > 0. */
-	int (*notice_list)(void *be, int64_t outage_id, int64_t maintenance_id, store_notice_cb cb,
-			   void *arg);
-	/* Notices with channels still pending (pending neither "" nor NULL),
-	 * oldest first. */
-	int (*notice_pending)(void *be, store_notice_cb cb, void *arg);
-	int (*send_record)(void *be, const struct store_send *s);
-	int (*send_list)(void *be, int64_t notice_id, store_send_cb cb, void *arg);
-	int (*maintenance_save)(void *be, struct store_maintenance *m);
-	/* Windows in force (removed_at == 0) and, with removed, the others too;
-	 * ordered by from. */
-	int (*maintenance_list)(void *be, bool removed, store_maintenance_cb cb, void *arg);
-	/* Queued messages of endpoint grouped by (type, source), in that order. */
-	int (*queue_summary)(void *be, const char *endpoint, store_summary_cb cb, void *arg);
-	/* Endpoints that ever exchanged messages with endpoint, in either
-	 * direction (recorded by msg_insert), excluding the broker itself and
-	 * endpoint; each once, by name. Names may outlive the config. */
-	int (*partners)(void *be, const char *endpoint, store_name_cb cb, void *arg);
-};
+/* Every result must be looked at: log it once, pass it on, or say in a
+ * comment why the caller may go on without it. */
+#define STORE_MUST_CHECK __attribute__((warn_unused_result))
 
 struct store;
 
 /* Opens backend `name` ("sqlite"; NULL = the first registered) under
  * state_dir, creating or migrating the schema; on failure returns NULL with
- * a reason in err. opt NULL = defaults. */
+ * a reason in err. opt NULL = defaults. Start-up only: blocks for the
+ * schema upgrade (fsync). */
 struct store *store_open(const char *name, const char *state_dir, const struct store_options *opt,
 			 char *err, size_t errlen);
+/* Closes; the last connection checkpoints the WAL (fsync). Accepts NULL. */
 void store_close(struct store *s);
+/* The store's random id (8 hex chars), fixed at creation. No I/O. */
 const char *store_instance(struct store *s);
+/* What the most recent failed call of s said. No I/O. */
 const char *store_last_error(struct store *s);
-/* The backend, for the read-only queries that need no policy. */
-const struct store_backend_ops *store_ops(struct store *s);
-void *store_backend(struct store *s);
+
+/* ---- messages ---------------------------------------------------------- */
 
 /* Applies a whole batch in one transaction with the duplicate policy above.
  * On success every msgs[i].outcome / id is set. On failure nothing of the
- * batch is kept (rolled back) and a negative errno is returned. */
-int store_commit(struct store *s, struct store_batch *b);
+ * batch is kept (rolled back) and a negative errno is returned.
+ * Blocks: one transaction, fsync; a lookup per letter key. */
+int store_commit(struct store *s, struct store_batch *b) STORE_MUST_CHECK;
 
-/* Registered backends (NULL-terminated). */
-extern const struct store_backend_ops *const store_backends[];
+/* Queued messages of endpoint with id > after_id, oldest first, at most
+ * limit, bodies included. Blocks: reads at most limit rows with bodies. */
+int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id, size_t limit,
+		       store_msg_cb cb, void *arg) STORE_MUST_CHECK;
+/* Queue depth per endpoint that has queued messages (by name).
+ * Blocks: counts every queued message (an index, no bodies). */
+int store_depths(struct store *s, store_depth_cb cb, void *arg) STORE_MUST_CHECK;
+/* Metadata (no bodies) of messages in state, for endpoint (NULL = any),
+ * oldest first, at most limit. Blocks: reads at most limit rows. */
+int store_list(struct store *s, enum msg_state state, const char *endpoint, size_t limit,
+	       store_msg_cb cb, void *arg) STORE_MUST_CHECK;
+/* One message's metadata, with its body when with_body. 1 found, 0 not.
+ * Blocks: reads one row. */
+int store_get(struct store *s, int64_t id, bool with_body, store_msg_cb cb,
+	      void *arg) STORE_MUST_CHECK;
+/* Count of messages in state (all endpoints) into *n.
+ * Blocks: counts every message in that state (an index, no bodies). */
+int store_count(struct store *s, enum msg_state state, int64_t *n) STORE_MUST_CHECK;
+
+/* Drops bodies of messages delivered before body_before, and whole
+ * delivered records and duplicate keys older than history_before; at most
+ * limit rows per call. Returns rows affected: call again while it returns
+ * limit. Dead letters are never pruned. Blocks: one transaction, fsync,
+ * deleting at most limit rows and freeing a bounded number of pages. */
+int store_prune(struct store *s, int64_t body_before, int64_t history_before,
+		size_t limit) STORE_MUST_CHECK;
+
+/* ---- the outage procedure's records (records.h) ------------------------ */
+
+/* Saves: inserts when the record's id is 0 (and sets it), else updates
+ * that row (-ENOENT when there is none). A failed save keeps nothing and
+ * leaves the id as it was. Never inside a store_commit() batch.
+ * Blocks: one small transaction each, fsync. */
+int store_outage_save(struct store *s, struct outage *o) STORE_MUST_CHECK;
+int store_notice_save(struct store *s, struct notice_record *n) STORE_MUST_CHECK;
+int store_maintenance_save(struct store *s, struct maint *m) STORE_MUST_CHECK;
+/* Appends a send attempt (no id). Blocks: one small transaction, fsync. */
+int store_send_record(struct store *s, const struct store_send *x) STORE_MUST_CHECK;
+
+/* Outages not closed, plus those closed at or after closed_since, newest
+ * first (by start, then id), at most limit. An outage in a state this
+ * version cannot name is left out. Blocks: reads at most limit rows. */
+int store_outage_list(struct store *s, int64_t closed_since, size_t limit, store_outage_cb cb,
+		      void *arg) STORE_MUST_CHECK;
+/* 1 when found (cb called), 0 when not. Blocks: reads one row. */
+int store_outage_get(struct store *s, int64_t id, store_outage_cb cb, void *arg) STORE_MUST_CHECK;
+/* Notices of an outage (outage_id > 0) or of a maintenance window, oldest
+ * first (by created_at). -EINVAL when neither id is > 0.
+ * Blocks: reads that outage's notices (a handful). */
+int store_notice_list(struct store *s, int64_t outage_id, int64_t maintenance_id,
+		      store_notice_cb cb, void *arg) STORE_MUST_CHECK;
+/* Notices with channels still pending (pending neither "" nor NULL),
+ * oldest first. Blocks: reads the pending ones (an index). */
+int store_notice_pending(struct store *s, store_notice_cb cb, void *arg) STORE_MUST_CHECK;
+/* Send attempts of a notice, by time then as recorded.
+ * Blocks: reads that notice's attempts (at most a few dozen). */
+int store_send_list(struct store *s, int64_t notice_id, store_send_cb cb,
+		    void *arg) STORE_MUST_CHECK;
+/* Windows in force (removed_at == 0) and, with removed, the others too;
+ * ordered by from. Blocks: reads every such window (few). */
+int store_maintenance_list(struct store *s, bool removed, store_maintenance_cb cb,
+			   void *arg) STORE_MUST_CHECK;
+/* Queued messages of endpoint grouped by (type, source), in that order.
+ * Blocks: visits every queued message of endpoint (an index, no bodies). */
+int store_queue_summary(struct store *s, const char *endpoint, store_summary_cb cb,
+			void *arg) STORE_MUST_CHECK;
+/* Endpoints that ever exchanged messages with endpoint, in either
+ * direction (recorded when messages are stored), excluding the broker
+ * itself and endpoint; each once, by name. Names may outlive the config.
+ * Blocks: reads that endpoint's routes (one per partner). */
+int store_partners(struct store *s, const char *endpoint, store_name_cb cb,
+		   void *arg) STORE_MUST_CHECK;
 
 #endif

@@ -3,10 +3,12 @@
  *
  * Owns <state_dir>/edibroker.db: the connection settings, the schema
  * (versioned by PRAGMA user_version and upgraded by migrations[]) and every
- * SQL statement. store.c drives it one transaction per loop turn through
- * begin / key_* / msg_* / commit; delivery and the control socket read
- * through the query primitives. The outage procedure keeps its records here
- * too (outages, notices, send attempts, maintenance windows), each save a
+ * SQL statement, behind the table of store_backend.h. Only store.c calls
+ * it: one transaction per loop turn through begin / key_* / msg_* /
+ * commit, and the queries and record saves of the front end (store.h) that
+ * delivery, the control socket and the outage procedure use. The outage
+ * procedure's records (records.h: outages, notices, maintenance windows,
+ * plus send attempts) are bound and read field by field, each save a
  * transaction of its own, and msg_insert records who sends to whom (routes)
  * so a notice can name the organisations an outage affects.
  *
@@ -29,6 +31,7 @@
  */
 #include "store/store_sqlite.h"
 
+#include "store/store_backend.h"
 #include "codecs/base/mem.h"
 #include "codecs/base/utf8.h"
 
@@ -336,52 +339,53 @@ static const char *const stmt_sql[S__COUNT] = {
 };
 
 /* Where a field of an outage record lives and how it is typed. The type
- * comes from the field's declaration, so the two cannot disagree. */
-enum col_type { COL_TEXT, COL_I64, COL_INT, COL_BOOL };
+ * comes from the field's declaration, so the two cannot disagree; the
+ * outage state, an enum, is stored by name (records.h) and declared so. */
+enum col_type { COL_TEXT, COL_I64, COL_INT, COL_BOOL, COL_OUTAGE_STATE };
 
 struct col {
 	size_t off;
 	enum col_type type;
 };
 
-#define COL_TYPE_OF(x) _Generic((x), const char *: COL_TEXT, int64_t: COL_I64, int: COL_INT, \
-				bool: COL_BOOL)
+#define COL_TYPE_OF(x) _Generic((x), char *: COL_TEXT, const char *: COL_TEXT, int64_t: COL_I64, \
+				int: COL_INT, bool: COL_BOOL)
 #define COL(rec, field) { offsetof(struct rec, field), COL_TYPE_OF(((struct rec *)0)->field) }
 
 static const struct col outage_cols[] = { /* OUTAGE_COLS */
-	COL(store_outage, endpoint),
-	COL(store_outage, state),
-	COL(store_outage, cause_fault),
-	COL(store_outage, cause_error),
-	COL(store_outage, cause_override),
-	COL(store_outage, contact_override),
-	COL(store_outage, manual),
-	COL(store_outage, started_at),
-	COL(store_outage, declared_at),
-	COL(store_outage, ended_at),
-	COL(store_outage, resolved_at),
-	COL(store_outage, closed_at),
-	COL(store_outage, announced_at),
-	COL(store_outage, last_notice_at),
-	COL(store_outage, due_at),
-	COL(store_outage, expected_end),
-	COL(store_outage, maintenance_id),
-	COL(store_outage, delivered_late),
+	COL(outage, endpoint),
+	{ offsetof(struct outage, state), COL_OUTAGE_STATE },
+	COL(outage, cause_fault),
+	COL(outage, cause_error),
+	COL(outage, cause_override),
+	COL(outage, contact_override),
+	COL(outage, manual),
+	COL(outage, started_at),
+	COL(outage, declared_at),
+	COL(outage, ended_at),
+	COL(outage, resolved_at),
+	COL(outage, closed_at),
+	COL(outage, announced_at),
+	COL(outage, last_notice_at),
+	COL(outage, due_at),
+	COL(outage, expected_end),
+	COL(outage, maintenance_id),
+	COL(outage, delivered_late),
 };
 
 static const struct col notice_cols[] = { /* NOTICE_COLS */
-	COL(store_notice, kind),
-	COL(store_notice, audience),
-	COL(store_notice, recipients),
-	COL(store_notice, subject),
-	COL(store_notice, body),
-	COL(store_notice, payload),
-	COL(store_notice, pending),
-	COL(store_notice, outage_id),
-	COL(store_notice, maintenance_id),
-	COL(store_notice, created_at),
-	COL(store_notice, attempts),
-	COL(store_notice, next_attempt_at),
+	COL(notice_record, kind),
+	COL(notice_record, audience),
+	COL(notice_record, recipients),
+	COL(notice_record, subject),
+	COL(notice_record, body),
+	COL(notice_record, payload),
+	COL(notice_record, pending),
+	COL(notice_record, outage_id),
+	COL(notice_record, maintenance_id),
+	COL(notice_record, created_at),
+	COL(notice_record, attempts),
+	COL(notice_record, next_attempt_at),
 };
 
 static const struct col send_cols[] = { /* SEND_COLS */
@@ -394,15 +398,15 @@ static const struct col send_cols[] = { /* SEND_COLS */
 };
 
 static const struct col maint_cols[] = { /* MAINT_COLS */
-	COL(store_maintenance, endpoint),
-	COL(store_maintenance, reason),
-	COL(store_maintenance, contact),
-	COL(store_maintenance, from),
-	COL(store_maintenance, to),
-	COL(store_maintenance, created_at),
-	COL(store_maintenance, removed_at),
-	COL(store_maintenance, announced_at),
-	COL(store_maintenance, ended_at),
+	COL(maint, endpoint),
+	COL(maint, reason),
+	COL(maint, contact),
+	COL(maint, from),
+	COL(maint, to),
+	COL(maint, created_at),
+	COL(maint, removed_at),
+	COL(maint, announced_at),
+	COL(maint, ended_at),
 };
 
 /* One record type: its columns and statements. A record with an id keeps
@@ -415,9 +419,9 @@ struct rec_desc {
 	enum stmt_id insert, update; /* update unused without an id */
 };
 
-_Static_assert(offsetof(struct store_outage, id) == 0, "id first");
-_Static_assert(offsetof(struct store_notice, id) == 0, "id first");
-_Static_assert(offsetof(struct store_maintenance, id) == 0, "id first");
+_Static_assert(offsetof(struct outage, id) == 0, "id first");
+_Static_assert(offsetof(struct notice_record, id) == 0, "id first");
+_Static_assert(offsetof(struct maint, id) == 0, "id first");
 
 static const struct rec_desc outage_desc = {
 	"outage", outage_cols, ARRAY_SIZE(outage_cols), true, S_OUTAGE_INSERT, S_OUTAGE_UPDATE,
@@ -563,6 +567,9 @@ static void row_msg(sqlite3_stmt *st, struct store_msg *m)
 typedef void (*any_fn)(void);
 typedef int (*row_fn)(sqlite3_stmt *st, any_fn cb, void *arg);
 
+/* What a row_fn returns for a row it did not pass to cb. */
+#define ROW_SKIPPED INT_MIN
+
 /* Passes every row of st to row (and so to cb) until it returns non-zero.
  * Returns the number of rows passed, cb's negative return, or -errno. */
 static int stmt_each(struct sq *q, sqlite3_stmt *st, int bind_rc, row_fn row, any_fn cb,
@@ -571,8 +578,11 @@ static int stmt_each(struct sq *q, sqlite3_stmt *st, int bind_rc, row_fn row, an
 	int rc = bind_rc, n = 0, stop = 0;
 	if (rc == SQLITE_OK)
 		while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			int got = row(st, cb, arg);
+			if (got == ROW_SKIPPED)
+				continue;
 			n++;
-			stop = row(st, cb, arg);
+			stop = got;
 		}
 	int r = stop < 0 ? stop : (stop || rc == SQLITE_DONE) ? n : sq_fail(q, rc, ctx);
 	stmt_done(st);
@@ -1169,21 +1179,30 @@ static int bind_cols(sqlite3_stmt *st, const struct col *cols, size_t n, const v
 		case COL_BOOL:
 			rc = sqlite3_bind_int(st, at, *(const bool *)p ? 1 : 0);
 			break;
+		case COL_OUTAGE_STATE:
+			rc = sqlite3_bind_text(st, at, outage_state_name(*(const enum outage_state *)p),
+					       -1, SQLITE_STATIC);
+			break;
 		}
 	}
 	return rc;
 }
 
 /* Fills rec from the current row of st: columns 0..n-1 per d->cols, then
- * the id. Strings point into the row (valid until the next step). */
-static void read_rec(sqlite3_stmt *st, const struct rec_desc *d, void *rec)
+ * the id. Strings point into the row (valid until the next step; the row
+ * callback gets the record as const). False when a value cannot be read
+ * into its field: an outage state this version does not know (written by
+ * a newer one). */
+static bool read_rec(sqlite3_stmt *st, const struct rec_desc *d, void *rec)
 {
+	bool ok = true;
 	for (size_t i = 0; i < d->ncols; i++) {
 		char *p = (char *)rec + d->cols[i].off;
 		int c = (int)i;
+		int state;
 		switch (d->cols[i].type) {
 		case COL_TEXT:
-			*(const char **)p = col_text(st, c); /* NULL stays NULL */
+			*(char **)p = (char *)col_text(st, c); /* NULL stays NULL */
 			break;
 		case COL_I64:
 			*(int64_t *)p = sqlite3_column_int64(st, c);
@@ -1194,10 +1213,16 @@ static void read_rec(sqlite3_stmt *st, const struct rec_desc *d, void *rec)
 		case COL_BOOL:
 			*(bool *)p = sqlite3_column_int(st, c) != 0;
 			break;
+		case COL_OUTAGE_STATE:
+			state = outage_state_from_name(col_text(st, c));
+			ok &= state >= 0;
+			*(enum outage_state *)p = state >= 0 ? (enum outage_state)state : OUTAGE_OPEN;
+			break;
 		}
 	}
 	if (d->has_id)
 		*(int64_t *)rec = sqlite3_column_int64(st, (int)d->ncols);
+	return ok;
 }
 
 /* Inserts rec (id 0) or updates row id, inside the caller's transaction.
@@ -1243,13 +1268,13 @@ static int rec_save(struct sq *q, const struct rec_desc *d, const void *rec, int
 
 /* The NOT NULL columns are asserted: a missing one is a caller bug, and
  * SQLite's constraint error would read as -EEXIST. */
-static int sq_outage_save(void *be, struct store_outage *o)
+static int sq_outage_save(void *be, struct outage *o)
 {
-	assert(o->endpoint && o->state);
+	assert(o->endpoint && outage_state_from_name(outage_state_name(o->state)) >= 0);
 	return rec_save(be, &outage_desc, o, &o->id);
 }
 
-static int sq_notice_save(void *be, struct store_notice *n)
+static int sq_notice_save(void *be, struct notice_record *n)
 {
 	return rec_save(be, &notice_desc, n, &n->id);
 }
@@ -1260,7 +1285,7 @@ static int sq_send_record(void *be, const struct store_send *s)
 	return rec_save(be, &send_desc, s, NULL);
 }
 
-static int sq_maintenance_save(void *be, struct store_maintenance *m)
+static int sq_maintenance_save(void *be, struct maint *m)
 {
 	assert(m->endpoint);
 	return rec_save(be, &maint_desc, m, &m->id);
@@ -1268,14 +1293,15 @@ static int sq_maintenance_save(void *be, struct store_maintenance *m)
 
 static int outage_row(sqlite3_stmt *st, any_fn cb, void *arg)
 {
-	struct store_outage o;
-	read_rec(st, &outage_desc, &o);
+	struct outage o;
+	if (!read_rec(st, &outage_desc, &o))
+		return ROW_SKIPPED; /* a newer version's state: this one cannot act on it */
 	return ((store_outage_cb)cb)(&o, arg);
 }
 
 static int notice_row(sqlite3_stmt *st, any_fn cb, void *arg)
 {
-	struct store_notice n;
+	struct notice_record n;
 	read_rec(st, &notice_desc, &n);
 	return ((store_notice_cb)cb)(&n, arg);
 }
@@ -1289,7 +1315,7 @@ static int send_row(sqlite3_stmt *st, any_fn cb, void *arg)
 
 static int maint_row(sqlite3_stmt *st, any_fn cb, void *arg)
 {
-	struct store_maintenance m;
+	struct maint m;
 	read_rec(st, &maint_desc, &m);
 	return ((store_maintenance_cb)cb)(&m, arg);
 }
@@ -1420,9 +1446,17 @@ static int plan_read(struct sq *q, sqlite3_stmt *st, char *buf, size_t len)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sq_fail(q, rc, "explain query plan");
 }
 
-int store_sqlite_plan(void *be, const char *op, char *buf, size_t len)
+/* The connection of s, which must run on this backend. */
+static struct sq *sq_of(struct store *s)
 {
-	struct sq *q = be;
+	struct sq *q = store_backend_handle(s, &store_sqlite_ops);
+	assert(q);
+	return q;
+}
+
+int store_sqlite_plan(struct store *s, const char *op, char *buf, size_t len)
+{
+	struct sq *q = sq_of(s);
 	assert(len > 0);
 	size_t i = 0;
 	while (i < ARRAY_SIZE(plan_ops) && strcmp(plan_ops[i].op, op) != 0)
@@ -1440,9 +1474,9 @@ int store_sqlite_plan(void *be, const char *op, char *buf, size_t len)
 	return r;
 }
 
-int store_sqlite_pragma(void *be, const char *name, int64_t *value)
+int store_sqlite_pragma(struct store *s, const char *name, int64_t *value)
 {
-	struct sq *q = be;
+	struct sq *q = sq_of(s);
 	assert(name[0] && strspn(name, "abcdefghijklmnopqrstuvwxyz_") == strlen(name));
 	char sql[80];
 	snprintf(sql, sizeof(sql), "PRAGMA %.60s", name);

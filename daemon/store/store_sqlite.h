@@ -13,16 +13,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct store_backend_ops;
+
+/* The backend's table (store_backend.h), registered in store.c. */
 extern const struct store_backend_ops store_sqlite_ops;
 
 /* Tests and diagnostics: the integer value of "PRAGMA name" on the open
- * connection of be (name is [a-z_]+). 0 or a negative errno. */
-int store_sqlite_pragma(void *be, const char *name, int64_t *value);
+ * connection of s, a store on this backend (name is [a-z_]+). 0 or a
+ * negative errno. */
+int store_sqlite_pragma(struct store *s, const char *name, int64_t *value);
 
 /* Tests: the query plan SQLite chose for the statement behind op
- * ("queue_summary", "partners", "notice_pending"), the detail of each step
- * joined by "; " into buf. 0, -ENOENT for another op, or a negative errno. */
-int store_sqlite_plan(void *be, const char *op, char *buf, size_t len);
+ * ("queue_summary", "partners", "notice_pending") on s (this backend), the
+ * detail of each step joined by "; " into buf. 0, -ENOENT for another op,
+ * or a negative errno. */
+int store_sqlite_plan(struct store *s, const char *op, char *buf, size_t len);
 
 /* Tests: creates <state_dir>/edibroker.db at the past schema version
  * (1 ..), as an edibroker of that version left it (migrations are append

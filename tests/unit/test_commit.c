@@ -143,7 +143,7 @@ static void on_done(int err, struct store_new *m, void *arg)
 	t->id_in_done = m->id;
 	if (err == 0 && m->id > 0) {
 		int n = 0;
-		store_ops(store)->get(store_backend(store), m->id, false, count_row, &n);
+		cr_assert_geq(store_get(store, m->id, false, count_row, &n), 0);
 		t->found_in_done = n;
 	}
 	if (t->chain)
@@ -183,7 +183,7 @@ static int copy_row(const struct store_msg *m, void *arg)
 static struct row get_row(int64_t id, bool with_body)
 {
 	struct row r = { 0 };
-	int n = store_ops(store)->get(store_backend(store), id, with_body, copy_row, &r);
+	int n = store_get(store, id, with_body, copy_row, &r);
 	cr_assert_geq(n, 0, "get %lld: %s", (long long)id, store_last_error(store));
 	return r;
 }
@@ -191,7 +191,7 @@ static struct row get_row(int64_t id, bool with_body)
 static int64_t count_state(enum msg_state st)
 {
 	int64_t n = -1;
-	cr_assert_eq(store_ops(store)->count(store_backend(store), st, &n), 0);
+	cr_assert_eq(store_count(store, st, &n), 0);
 	return n;
 }
 

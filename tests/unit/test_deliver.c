@@ -293,7 +293,7 @@ static int st_cb(const struct store_msg *m, void *arg)
 static enum msg_state state_of(int64_t id, int *attempts, char *last_error, size_t len)
 {
 	struct st_out o = { 0 };
-	int n = store_ops(store)->get(store_backend(store), id, false, st_cb, &o);
+	int n = store_get(store, id, false, st_cb, &o);
 	cr_assert_eq(n, 1, "message %lld not found", (long long)id);
 	if (attempts)
 		*attempts = o.attempts;
@@ -305,7 +305,7 @@ static enum msg_state state_of(int64_t id, int *attempts, char *last_error, size
 static int64_t count_state(enum msg_state st)
 {
 	int64_t n = -1;
-	cr_assert_eq(store_ops(store)->count(store_backend(store), st, &n), 0);
+	cr_assert_eq(store_count(store, st, &n), 0);
 	return n;
 }
 

@@ -285,7 +285,7 @@ static int collect(const struct store_msg *m, void *arg)
 static struct rows list_state(enum msg_state st)
 {
 	struct rows rs = { .n = 0 };
-	int n = store_ops(store)->list(store_backend(store), st, NULL, 100, collect, &rs);
+	int n = store_list(store, st, NULL, 100, collect, &rs);
 	cr_assert_geq(n, 0);
 	return rs;
 }
@@ -299,7 +299,7 @@ static size_t stored_total(void)
 static struct row get_row(int64_t id)
 {
 	struct rows rs = { .n = 0 };
-	cr_assert_eq(store_ops(store)->get(store_backend(store), id, true, collect, &rs), 1,
+	cr_assert_eq(store_get(store, id, true, collect, &rs), 1,
 		     "message %lld not in the store", (long long)id);
 	return rs.r[0];
 }

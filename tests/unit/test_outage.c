@@ -216,28 +216,29 @@ Test(outage, manual_outage_ignores_health_and_closes_by_hand)
 	outage_free(o);
 }
 
-Test(outage, record_round_trip)
+Test(outage, record_copy_and_state_names)
 {
 	int64_t t0 = at(2026, 11, 25, 9, 0);
 	struct outage *o = outage_new("kommune", t0, t0 + MIN, &rules);
 	o->cause_fault = strdup("refused");
 	o->contact_override = strdup("Vagt 1234");
 	o->delivered_late = 7;
-	struct store_outage rec;
-	outage_to_record(o, &rec);
-	cr_assert_str_eq(rec.state, "open");
-	struct outage *b = outage_from_record(&rec);
-	cr_assert_not_null(b);
+	struct outage *b = outage_dup(o);
 	cr_assert_str_eq(b->endpoint, "kommune");
+	cr_assert_neq(b->endpoint, o->endpoint, "a deep copy");
+	cr_assert_eq(b->state, OUTAGE_OPEN);
 	cr_assert_eq(b->due_at, o->due_at);
 	cr_assert_str_eq(b->cause_fault, "refused");
 	cr_assert_str_eq(b->contact_override, "Vagt 1234");
 	cr_assert_null(b->cause_override);
 	cr_assert_eq(b->delivered_late, 7);
-	rec.state = "bogus";
-	cr_assert_null(outage_from_record(&rec));
 	outage_free(o);
 	outage_free(b);
+	for (int st = OUTAGE_OPEN; st <= OUTAGE_CLOSED; st++)
+		cr_assert_eq(outage_state_from_name(outage_state_name(st)), st);
+	cr_assert_str_eq(outage_state_name(OUTAGE_RECOVERING), "recovering", "the stored name");
+	cr_assert_eq(outage_state_from_name("bogus"), -1);
+	cr_assert_eq(outage_state_from_name(NULL), -1);
 }
 
 Test(health, down_after_consecutive_failures_with_hysteresis)

@@ -8,6 +8,7 @@
  * bounded file size, read-only opens and damaged files.
  */
 #include "store/store.h"
+#include "store/store_backend.h" /* the backend's own primitives, tested directly */
 #include "store/store_sqlite.h"
 #include "codecs/base/mem.h"
 #include "tests/unit/testutil.h"
@@ -136,13 +137,13 @@ static void deliver(struct store *s, const int64_t *ids, size_t n, int64_t now)
 static int get(struct store *s, int64_t id, bool with_body)
 {
 	nrows = 0;
-	return store_ops(s)->get(store_backend(s), id, with_body, collect, NULL);
+	return store_get(s, id, with_body, collect, NULL);
 }
 
 static int64_t count(struct store *s, enum msg_state state)
 {
 	int64_t n = -1;
-	int r = store_ops(s)->count(store_backend(s), state, &n);
+	int r = store_count(s, state, &n);
 	cr_assert_eq(r, 0, "count: %d %s", r, store_last_error(s));
 	return n;
 }
@@ -150,7 +151,7 @@ static int64_t count(struct store *s, enum msg_state state)
 static int64_t pragma(struct store *s, const char *name)
 {
 	int64_t v = -1;
-	int r = store_sqlite_pragma(store_backend(s), name, &v);
+	int r = store_sqlite_pragma(s, name, &v);
 	cr_assert_eq(r, 0, "pragma %s: %d", name, r);
 	return v;
 }
@@ -270,9 +271,7 @@ Test(store, fetch_queued_in_id_order_with_exact_bodies)
 		cr_assert_eq(m[i].outcome, STORE_STORED);
 		cr_assert(i == 0 || m[i].id > m[i - 1].id, "ids strictly increasing");
 	}
-	const struct store_backend_ops *ops = store_ops(s);
-	void *be = store_backend(s);
-	cr_assert_eq(ops->fetch_queued(be, "ep-a", 0, 2, collect, NULL), 2);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", 0, 2, collect, NULL), 2);
 	cr_assert_eq(rows[0].id, m[0].id);
 	cr_assert_eq(rows[1].id, m[2].id);
 	cr_assert_eq(rows[0].size, sizeof(payload));
@@ -282,16 +281,16 @@ Test(store, fetch_queued_in_id_order_with_exact_bodies)
 	cr_assert_eq(memcmp(rows[1].body, odd, sizeof(odd)), 0);
 
 	nrows = 0;
-	cr_assert_eq(ops->fetch_queued(be, "ep-a", m[2].id, 10, collect, NULL), 1);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", m[2].id, 10, collect, NULL), 1);
 	cr_assert_eq(rows[0].id, m[4].id);
 	cr_assert(rows[0].has_body, "an empty body is present, not missing");
 	cr_assert_eq(rows[0].size, 0);
-	cr_assert_eq(ops->fetch_queued(be, "ep-a", m[4].id, 10, collect, NULL), 0);
-	cr_assert_eq(ops->fetch_queued(be, "ep-c", 0, 10, collect, NULL), 0);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", m[4].id, 10, collect, NULL), 0);
+	cr_assert_eq(store_fetch_queued(s, "ep-c", 0, 10, collect, NULL), 0);
 
 	nrows = 0;
 	stop_after = 1;
-	cr_assert_eq(ops->fetch_queued(be, "ep-b", 0, 10, collect, NULL), 1, "callback stops");
+	cr_assert_eq(store_fetch_queued(s, "ep-b", 0, 10, collect, NULL), 1, "callback stops");
 	cr_assert_eq(rows[0].id, m[1].id);
 	store_close(s);
 }
@@ -349,7 +348,7 @@ Test(store, depths_per_endpoint_with_oldest)
 	deliver(s, &m[4].id, 1, 2000);
 	struct store_depth d[4];
 	nrows = 0;
-	cr_assert_eq(store_ops(s)->depths(store_backend(s), collect_depth, d), 2);
+	cr_assert_eq(store_depths(s, collect_depth, d), 2);
 	cr_assert_str_eq(d[0].endpoint, "ep-a");
 	cr_assert_eq(d[0].queued, 3);
 	cr_assert_eq(d[0].oldest_received_at, 300, "oldest is by received_at, not by id");
@@ -375,26 +374,24 @@ Test(store, list_get_count_per_state)
 	cr_assert_eq(count(s, MSG_DELIVERED), 1);
 	cr_assert_eq(count(s, MSG_DEAD), 1);
 
-	const struct store_backend_ops *ops = store_ops(s);
-	void *be = store_backend(s);
-	cr_assert_eq(ops->list(be, MSG_QUEUED, NULL, 10, collect, NULL), 3);
+	cr_assert_eq(store_list(s, MSG_QUEUED, NULL, 10, collect, NULL), 3);
 	cr_assert_eq(rows[0].id, m[0].id);
 	cr_assert_eq(rows[1].id, m[1].id);
 	cr_assert_eq(rows[2].id, m[4].id);
 	cr_assert_not(rows[0].has_body, "list carries metadata only");
 	nrows = 0;
-	cr_assert_eq(ops->list(be, MSG_QUEUED, "ep-a", 1, collect, NULL), 1, "limit");
+	cr_assert_eq(store_list(s, MSG_QUEUED, "ep-a", 1, collect, NULL), 1, "limit");
 	cr_assert_eq(rows[0].id, m[0].id);
 	nrows = 0;
-	cr_assert_eq(ops->list(be, MSG_DELIVERED, "ep-a", 10, collect, NULL), 1);
+	cr_assert_eq(store_list(s, MSG_DELIVERED, "ep-a", 10, collect, NULL), 1);
 	cr_assert_eq(rows[0].id, m[3].id);
 	cr_assert_eq(rows[0].delivered_at, 20);
 	nrows = 0;
-	cr_assert_eq(ops->list(be, MSG_DEAD, NULL, 10, collect, NULL), 1);
+	cr_assert_eq(store_list(s, MSG_DEAD, NULL, 10, collect, NULL), 1);
 	cr_assert_eq(rows[0].id, m[2].id);
 	cr_assert_str_eq(rows[0].endpoint, "<NULL>");
 	cr_assert_str_eq(rows[0].reason, "no route");
-	cr_assert_eq(ops->list(be, MSG_DELIVERED, "ep-b", 10, collect, NULL), 0);
+	cr_assert_eq(store_list(s, MSG_DELIVERED, "ep-b", 10, collect, NULL), 0);
 
 	cr_assert_eq(get(s, m[2].id, true), 1);
 	cr_assert(rows[0].has_body, "dead letters keep their body for the operator");
@@ -533,7 +530,7 @@ Test(store, delivered_marks_and_attempts)
 	cr_assert_eq(rows[0].state, MSG_DELIVERED);
 	cr_assert_eq(rows[0].delivered_at, 5000);
 	nrows = 0;
-	cr_assert_eq(store_ops(s)->fetch_queued(store_backend(s), "ep-a", 0, 10, collect, NULL), 1);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", 0, 10, collect, NULL), 1);
 	cr_assert_eq(rows[0].id, m[0].id, "a delivered message is no longer fetched");
 
 	/* a retried mark, a late attempt and an unknown id change nothing */
@@ -634,7 +631,7 @@ Test(store, ids_are_never_reused_after_prune)
 	cr_assert_eq(commit_msgs(s, m, 3, 1), 0);
 	int64_t ids[3] = { m[0].id, m[1].id, m[2].id };
 	deliver(s, ids, 3, 10);
-	cr_assert_eq(store_ops(s)->prune(store_backend(s), 100, 100, 100), 3 + 3,
+	cr_assert_eq(store_prune(s, 100, 100, 100), 3 + 3,
 		     "3 bodies and 3 records");
 	cr_assert_eq(count(s, MSG_DELIVERED), 0);
 	store_close(s);
@@ -648,8 +645,6 @@ Test(store, ids_are_never_reused_after_prune)
 Test(store, prune_drops_bodies_then_history_then_keys_within_limit)
 {
 	struct store *s = open_store();
-	const struct store_backend_ops *ops = store_ops(s);
-	void *be = store_backend(s);
 	struct store_key k[6];
 	char lid[6][8];
 	struct store_new m[6];
@@ -665,9 +660,9 @@ Test(store, prune_drops_bodies_then_history_then_keys_within_limit)
 	deliver(s, early, 4, 2000);
 	deliver(s, &m[4].id, 1, 3000); /* m[5] stays queued */
 
-	cr_assert_eq(ops->prune(be, 2500, 0, 3), 3, "at most limit rows");
-	cr_assert_eq(ops->prune(be, 2500, 0, 3), 1);
-	cr_assert_eq(ops->prune(be, 2500, 0, 3), 0);
+	cr_assert_eq(store_prune(s, 2500, 0, 3), 3, "at most limit rows");
+	cr_assert_eq(store_prune(s, 2500, 0, 3), 1);
+	cr_assert_eq(store_prune(s, 2500, 0, 3), 0);
 	cr_assert_eq(get(s, m[0].id, true), 1);
 	cr_assert_not(rows[0].has_body, "body of an old delivered message is gone");
 	cr_assert_eq(rows[0].size, sizeof(payload), "its metadata stays");
@@ -677,7 +672,7 @@ Test(store, prune_drops_bodies_then_history_then_keys_within_limit)
 	cr_assert(rows[0].has_body, "queued: body kept");
 	cr_assert_eq(raw_int("SELECT count(*) FROM bodies"), 3);
 
-	cr_assert_eq(ops->prune(be, 2500, 2500, 100), 4 + 6, "4 records, 6 keys");
+	cr_assert_eq(store_prune(s, 2500, 2500, 100), 4 + 6, "4 records, 6 keys");
 	cr_assert_eq(get(s, m[0].id, false), 0);
 	cr_assert_eq(get(s, m[4].id, false), 1);
 	cr_assert_eq(get(s, dead.id, true), 1, "dead letters are never pruned");
@@ -688,7 +683,7 @@ Test(store, prune_drops_bodies_then_history_then_keys_within_limit)
 	cr_assert_eq(resend.outcome, STORE_STORED, "its key was pruned with the history");
 
 	/* history before bodies: a record still holding its body takes it along */
-	cr_assert_eq(ops->prune(be, 0, 3500, 100), 1);
+	cr_assert_eq(store_prune(s, 0, 3500, 100), 1);
 	cr_assert_eq(get(s, m[4].id, false), 0);
 	cr_assert_eq(raw_int("SELECT count(*) FROM bodies"), 3, "m5, dead, resend: no orphans");
 	store_close(s);
@@ -728,7 +723,7 @@ Test(store, file_size_stays_bounded_under_steady_traffic)
 		for (size_t i = 0; i < BATCH; i++)
 			prev[i] = m[i].id;
 		int n;
-		while ((n = store_ops(s)->prune(store_backend(s), now + 1, now - 8000, 4096)) == 4096)
+		while ((n = store_prune(s, now + 1, now - 8000, 4096)) == 4096)
 			;
 		cr_assert_geq(n, 0, "%s", store_last_error(s));
 		off_t size = file_size("") + file_size("-wal");
@@ -761,7 +756,7 @@ Test(store, drained_backlog_gives_space_back)
 	cr_assert_gt(peak, 2000);
 	int64_t pruned = 0;
 	for (int call = 0; call < 12; call++) { /* the daemon's maintenance timer */
-		int n = store_ops(s)->prune(store_backend(s), 10, 10, 1000);
+		int n = store_prune(s, 10, 10, 1000);
 		cr_assert_geq(n, 0, "%s", store_last_error(s));
 		pruned += n;
 	}
@@ -774,12 +769,13 @@ Test(store, drained_backlog_gives_space_back)
 
 /* The primitive several daemons rely on: a key recorded first by anyone
  * else makes key_insert fail (the batch is then retried), and a rollback
- * forgets what the transaction recorded. */
+ * forgets what the transaction recorded. Only store_commit() calls these,
+ * so the backend is driven directly. */
 Test(store, key_insert_of_a_known_key_fails_with_eexist)
 {
-	struct store *s = open_store();
-	const struct store_backend_ops *ops = store_ops(s);
-	void *be = store_backend(s);
+	const struct store_backend_ops *ops = &store_sqlite_ops;
+	void *be = NULL;
+	cr_assert_eq(ops->open(dir, &(struct store_options){ 0 }, &be), 0);
 	struct store_key k = { GLN_A, "L1" };
 	int64_t id = 0;
 	cr_assert_eq(ops->begin(be), 0);
@@ -791,7 +787,7 @@ Test(store, key_insert_of_a_known_key_fails_with_eexist)
 	id = -1;
 	cr_assert_eq(ops->key_lookup(be, &k, &id), 0);
 	cr_assert_eq(id, -1, "out-parameter untouched when not found");
-	store_close(s);
+	ops->close(be);
 }
 
 /* ---- read-only and damaged files ---- */
@@ -812,7 +808,7 @@ Test(store, read_only_open_reads_but_refuses_writes)
 	cr_assert_eq(commit_msgs(ro, &w, 1, 2), -EROFS);
 	/* SQLite keeps the transaction open after SQLITE_READONLY: only the
 	 * backend's rollback lets the next transaction begin */
-	cr_assert_eq(store_ops(ro)->prune(store_backend(ro), 10, 10, 10), -EROFS,
+	cr_assert_eq(store_prune(ro, 10, 10, 10), -EROFS,
 		     "%s", store_last_error(ro));
 	store_close(ro);
 	store_close(rw);
@@ -860,7 +856,7 @@ Test(store, damaged_table_reports_ebadmsg_not_a_crash)
 
 	s = open_store();
 	cr_assert_eq(count(s, MSG_QUEUED), 64, "metadata does not touch bodies");
-	int r = store_ops(s)->fetch_queued(store_backend(s), "ep-a", 0, 10, collect, NULL);
+	int r = store_fetch_queued(s, "ep-a", 0, 10, collect, NULL);
 	cr_assert_eq(r, -EBADMSG);
 	cr_assert_not_null(strstr(store_last_error(s), "malformed"), "%s", store_last_error(s));
 	store_close(s);

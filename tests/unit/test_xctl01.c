@@ -28,6 +28,7 @@
 #include "codecs/oioxml.h"
 #include "codecs/xctl01.h"
 #include "codecs/base/mem.h"
+#include "base/fileio.h"
 #include "tests/unit/testutil.h"
 
 #define NS "http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/"

@@ -1,0 +1,43 @@
+/*
+ * views.h - the JSON that edibrokerctl renders: an endpoint's status row,
+ * outages with their notices and send attempts, and planned shutdowns.
+ *
+ * Built from what the store and the outage procedure hand back (records,
+ * health); the field names and their order are the control protocol's, so
+ * scripts that read `edibrokerctl --json` keep working. Times are shown
+ * local (the process time zone the time rules set) and as wall ms.
+ */
+#ifndef EDIBROKER_VIEWS_H
+#define EDIBROKER_VIEWS_H
+
+#include "conf/config.h"
+#include "deliver/deliver.h"
+#include "outage/procedure.h"
+#include "store/store.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One configured endpoint's live state, as the wiring reports it. */
+struct control_endpoint {
+	const char *name;
+	const struct endpoint_conf *conf;
+	struct deliver_info di;
+	bool pickup_paused;       /* inbound pick-up stopped: the store cannot commit */
+};
+
+/* The status row of an endpoint with health h (NULL = not known: "up"). */
+json_t *views_endpoint(const struct control_endpoint *ep, const struct procedure_health *h,
+		       int64_t now);
+/* Outages not closed and those closed in the last 7 days (all: every one),
+ * newest first, at most 500. NULL with a reason in err. */
+json_t *views_outages(struct store *s, bool all, int64_t now, char *err, size_t errlen);
+/* Outage id with its notices and every send attempt. NULL with a reason
+ * in err (also when there is no such outage). */
+json_t *views_outage(struct store *s, int64_t id, int64_t now, char *err, size_t errlen);
+/* Planned shutdowns in force (all: removed and ended ones too), by start. */
+json_t *views_maintenance(struct store *s, bool all, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * store_backend.h - what a store backend implements: the table of
+ * primitives behind the store front end (store.h).
+ *
+ * Included by store.c, which alone calls through the table, by the
+ * backends (store_sqlite.c) and by test doubles and tests of a backend's
+ * own contract. Everyone else uses the store_...() functions of store.h,
+ * so timing, metrics and the later switch to an asynchronous backend
+ * happen in one place.
+ *
+ * Every function returns 0 (or a count) or a negative errno: -ENOSPC disk
+ * full, -EIO I/O error, -EBUSY locked, -EBADMSG corrupt, -EROFS opened
+ * read-only, -ENOSYS not implemented by this backend. last_error()
+ * describes the most recent failure; last_error(NULL) why the most recent
+ * open() failed (*be untouched then). Row callbacks follow store.h.
+ */
+#ifndef EDIBROKER_STORE_BACKEND_H
+#define EDIBROKER_STORE_BACKEND_H
+
+#include "store/store.h"
+
+struct store_backend_ops {
+	const char *name;
+	int (*open)(const char *state_dir, const struct store_options *opt, void **be);
+	void (*close)(void *be);
+	const char *(*last_error)(void *be);
+	/* Random id of this store (8 lowercase hex chars), made when it was created. */
+	const char *(*instance)(void *be);
+
+	/* One batch (store_commit) is one transaction: begin, key_* / msg_*,
+	 * commit or rollback. */
+	int (*begin)(void *be);
+	int (*commit)(void *be);
+	void (*rollback)(void *be);
+
+	/* 1 and *msg_id when the key is known, 0 when not. */
+	int (*key_lookup)(void *be, const struct store_key *key, int64_t *msg_id);
+	/* -EEXIST when the key is already recorded (another writer was first). */
+	int (*key_insert)(void *be, const struct store_key *key, int64_t msg_id, int64_t now);
+	/* Inserts m in state QUEUED (endpoint set) or DEAD (endpoint NULL). */
+	int (*msg_insert)(void *be, const struct store_new *m, int64_t *id);
+	/* Only a QUEUED message changes: 1 when it did, 0 when id is not queued
+	 * (already delivered, dead or unknown), so a retried mark is harmless. */
+	int (*msg_delivered)(void *be, int64_t id, int64_t at);
+	int (*msg_attempt)(void *be, int64_t id, const char *error);
+
+	/* The queries and record saves of the same name in store.h, with the
+	 * same contracts. Record saves are never called inside begin/commit. */
+	int (*fetch_queued)(void *be, const char *endpoint, int64_t after_id, size_t limit,
+			    store_msg_cb cb, void *arg);
+	int (*depths)(void *be, store_depth_cb cb, void *arg);
+	int (*list)(void *be, enum msg_state state, const char *endpoint, size_t limit,
+		    store_msg_cb cb, void *arg);
+	int (*get)(void *be, int64_t id, bool with_body, store_msg_cb cb, void *arg);
+	int (*count)(void *be, enum msg_state state, int64_t *n);
+	int (*prune)(void *be, int64_t body_before, int64_t history_before, size_t limit);
+
+	int (*outage_save)(void *be, struct outage *o);
+	int (*outage_list)(void *be, int64_t closed_since, size_t limit, store_outage_cb cb,
+			   void *arg);
+	int (*outage_get)(void *be, int64_t id, store_outage_cb cb, void *arg);
+	int (*notice_save)(void *be, struct notice_record *n);
+	int (*notice_list)(void *be, int64_t outage_id, int64_t maintenance_id, store_notice_cb cb,
+			   void *arg);
+	int (*notice_pending)(void *be, store_notice_cb cb, void *arg);
+	int (*send_record)(void *be, const struct store_send *s);
+	int (*send_list)(void *be, int64_t notice_id, store_send_cb cb, void *arg);
+	int (*maintenance_save)(void *be, struct maint *m);
+	int (*maintenance_list)(void *be, bool removed, store_maintenance_cb cb, void *arg);
+	int (*queue_summary)(void *be, const char *endpoint, store_summary_cb cb, void *arg);
+	int (*partners)(void *be, const char *endpoint, store_name_cb cb, void *arg);
+};
+
+/* Opens the store on the backend ops (a test double, or a registered one
+ * picked by store_open()); like store_open() otherwise. */
+struct store *store_open_backend(const struct store_backend_ops *ops, const char *state_dir,
+				 const struct store_options *opt, char *err, size_t errlen);
+
+/* The handle of s's backend when s runs on ops, else NULL: for a backend's
+ * own diagnostics that take a struct store (store_sqlite_pragma). */
+void *store_backend_handle(struct store *s, const struct store_backend_ops *ops);
+
+#endif

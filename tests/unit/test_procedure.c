@@ -1,0 +1,515 @@
+/*
+ * test_procedure.c - the outage procedure (procedure*.c) driven through its
+ * own environment, without the broker: an in-memory store (fake_store.c), a
+ * clock the test sets, a notifier that records each send round and
+ * completes it when told, a view of two endpoints' queues and a probe that
+ * counts. A two-hour outage runs in microseconds.
+ *
+ * Covers: a failure sequence (SUSPECT, then DOWN, the outage opened at the
+ * first failure), the threshold (nothing before it, exactly one notice at
+ * it, carrying the four fields), updates at the update interval, the
+ * all-clear once the endpoint is up and its backlog delivered, probes of
+ * idle endpoints, a restart in the middle (a new procedure on the same
+ * store resumes the outage and repeats no notice), and a save that fails
+ * sending nothing.
+ *
+ * Times are Europe/Copenhagen; T0 is Wednesday 2026-11-25 09:00 CET, inside
+ * EDI support hours and the send window.
+ */
+#include "tests/unit/fake_store.h"
+#include "tests/unit/testutil.h"
+
+#include "base/log.h"
+#include "codecs/base/mem.h"
+#include "outage/procedure.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+
+#define SEC 1000LL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+#define T0 1795593600000LL /* 2026-11-25 09:00 CET */
+
+/* ---- the environment ----------------------------------------------------- */
+
+static int64_t now_ms;
+
+static int64_t fake_now(void *ctx)
+{
+	return now_ms;
+}
+
+/* A send round as the notifier got it. */
+struct round {
+	char *subject, *body, *payload, *rcpt;
+	bool email, webhook, fallback;
+	notifier_done_fn done;
+	void *arg;
+	bool completed;
+};
+
+static struct round rounds[32];
+static size_t nrounds;
+
+static void fake_send(const struct notifier *n, const struct notifier_request *req,
+		      notifier_done_fn done, void *arg)
+{
+	cr_assert_lt(nrounds, ARRAY_SIZE(rounds));
+	struct round *r = &rounds[nrounds++];
+	const struct notify_message *m = req->msg;
+	size_t len = 1;
+	for (size_t i = 0; i < m->nrecipients; i++)
+		len += strlen(m->recipients[i]) + 1;
+	r->rcpt = xcalloc(1, len);
+	for (size_t i = 0; i < m->nrecipients; i++)
+		strcat(strcat(r->rcpt, i ? "," : ""), m->recipients[i]);
+	*r = (struct round){ xstrdup(m->subject), xstrdup(m->body), xstrdup(m->payload), r->rcpt,
+			     req->email, req->webhook, req->fallback, done, arg, false };
+}
+
+static const struct notifier fake_notifier = { fake_send, NULL };
+
+/* Completes every round not yet completed, each channel with ok. */
+static void complete_rounds(bool ok)
+{
+	for (size_t i = 0; i < nrounds; i++) {
+		struct round *r = &rounds[i];
+		if (r->completed)
+			continue;
+		struct notifier_report rep = { 0 };
+		struct notifier_outcome out = { .tried = true, .result = { .ok = ok } };
+		if (!ok)
+			str_copy(out.result.error, "SMTP 451 try later", sizeof(out.result.error));
+		if (r->email)
+			rep.email = out;
+		if (r->webhook)
+			rep.webhook = out;
+		if (r->fallback && r->email && !ok)
+			rep.fallback = out;
+		r->completed = true;
+		r->done(r->arg, &rep);
+	}
+}
+
+struct ep_state {
+	const char *name;
+	int64_t queued, oldest;
+	bool busy;
+	int probes;
+};
+
+static struct ep_state eps[2] = { { .name = "kommune" }, { .name = "sygehus" } };
+
+static struct ep_state *ep_named(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(eps); i++)
+		if (strcmp(eps[i].name, name) == 0)
+			return &eps[i];
+	return NULL;
+}
+
+static bool fake_view(void *ctx, const char *endpoint, struct procedure_ep_view *v)
+{
+	struct ep_state *e = ep_named(endpoint);
+	if (!e)
+		return false;
+	*v = (struct procedure_ep_view){ e->queued, e->oldest, e->busy };
+	return true;
+}
+
+static bool fake_probe(void *ctx, const char *endpoint)
+{
+	struct ep_state *e = ep_named(endpoint);
+	cr_assert_not_null(e, "probe of an unknown endpoint %s", endpoint);
+	e->probes++;
+	return true;
+}
+
+/* ---- the config ---------------------------------------------------------- */
+
+static char *kommune_rcpt[] = { "edi@kommune.example" };
+static char *sygehus_rcpt[] = { "edi@sygehus.example" };
+static char *support[] = { "edi-support@region.example" };
+static char *oncall[] = { "vagt@region.example" };
+static char *hospitals[] = { "hospitaler@region.example" };
+static char *municipalities[] = { "kommuner@region.example" };
+
+static struct endpoint_conf ep_confs[2] = {
+	{ .name = "kommune", .kind = ENDPOINT_MUNICIPALITY, .transport = "spool",
+	  .contact = "EOJ-vagt 7000 0000", .recipients = kommune_rcpt, .nrecipients = 1,
+	  .organisation = "Aarhus Kommune" },
+	{ .name = "sygehus", .kind = ENDPOINT_HOSPITAL, .transport = "spool",
+	  .contact = "IT-vagt 8000 0000", .recipients = sygehus_rcpt, .nrecipients = 1,
+	  .organisation = "Aarhus Universitetshospital" },
+};
+
+static char dir[64];
+static struct config cfg;
+static struct store *store;
+static struct procedure *p;
+
+static struct procedure *new_procedure(void)
+{
+	struct procedure_env env = {
+		.store = store, .now = fake_now, .notifier = &fake_notifier,
+		.endpoint_view = fake_view, .probe = fake_probe,
+	};
+	char err[256] = "";
+	struct procedure *np = procedure_new(&env, &cfg, err, sizeof(err));
+	cr_assert_not_null(np, "procedure_new: %s", err);
+	for (size_t i = 0; i < ARRAY_SIZE(ep_confs); i++)
+		procedure_endpoint_added(np, ep_confs[i].name);
+	return np;
+}
+
+static void setup(void)
+{
+	setenv("TZ", "Europe/Copenhagen", 1);
+	tzset();
+	log_setup(LOG_CRIT, 0); /* the procedure logs every event */
+	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_procedure.XXXXXX");
+	cfg = (struct config){
+		.outage_threshold_ms = 2 * HOUR, .probe_interval_ms = MIN, .down_after = 3,
+		.update_interval_ms = HOUR, .timezone = "Europe/Copenhagen", .language = "da",
+		.smtp_url = "smtp://127.0.0.1:1", .mail_from = "edibroker@region.example",
+		.support_recipients = support, .nsupport_recipients = 1,
+		.oncall_recipients = oncall, .noncall_recipients = 1,
+		.hospital_recipients = hospitals, .nhospital_recipients = 1,
+		.municipality_recipients = municipalities, .nmunicipality_recipients = 1,
+		.webhook_url = "http://127.0.0.1:1/hook", .notify_retry_ms = 30 * SEC,
+		.fallback_after = 3, .notify_timeout_ms = SEC, .status_dir = dir,
+		.endpoints = ep_confs, .nendpoints = ARRAY_SIZE(ep_confs),
+	};
+	now_ms = T0;
+	nrounds = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(eps); i++)
+		eps[i] = (struct ep_state){ .name = eps[i].name };
+	store = fake_store_open();
+	cr_assert_not_null(store);
+	fake_store_queue("kommune", "XDIS20", "sygehus", 12, T0 - 10 * MIN);
+	fake_store_partners("sygehus", "kommune");
+	p = new_procedure();
+}
+
+static void teardown(void)
+{
+	complete_rounds(true); /* rounds point into the procedure */
+	procedure_free(p);
+	store_close(store);
+	for (size_t i = 0; i < nrounds; i++) {
+		free(rounds[i].subject);
+		free(rounds[i].body);
+		free(rounds[i].payload);
+		free(rounds[i].rcpt);
+	}
+	testutil_rm_rf(dir);
+}
+
+TestSuite(procedure, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void result_at(int64_t t, const char *endpoint, bool ok, size_t delivered)
+{
+	now_ms = t;
+	struct procedure_result r = { .ok = ok, .fault = ok ? FAULT_NONE : FAULT_REFUSED,
+				      .error = ok ? "" : "connect: Connection refused",
+				      .delivered = delivered };
+	procedure_on_result(p, endpoint, &r);
+}
+
+static void tick_at(int64_t t)
+{
+	now_ms = t;
+	procedure_tick(p);
+}
+
+/* Three failures a minute apart from t: DOWN at the third (down_after). */
+static void goes_down(int64_t t)
+{
+	for (int i = 0; i < 3; i++)
+		result_at(t + i * MIN, "kommune", false, 0);
+}
+
+static const char *health(const char *endpoint)
+{
+	struct procedure_health h;
+	cr_assert(procedure_endpoint_health(p, endpoint, &h), "%s has no health", endpoint);
+	return h.state;
+}
+
+static struct outage stored[8];
+static size_t nstored;
+
+static int keep_outage(const struct outage *o, void *arg)
+{
+	cr_assert_lt(nstored, ARRAY_SIZE(stored));
+	stored[nstored++] = *o; /* the fake's copy outlives the call; strings read at once */
+	return 0;
+}
+
+/* The outages in the store, newest first. */
+static size_t outages_stored(void)
+{
+	nstored = 0;
+	cr_assert_geq(store_outage_list(store, 0, 10, keep_outage, NULL), 0);
+	return nstored;
+}
+
+static char kinds[8][16];
+static int64_t ids[8];
+static size_t nkinds;
+
+static int keep_kind(const struct notice_record *n, void *arg)
+{
+	cr_assert_lt(nkinds, ARRAY_SIZE(kinds));
+	ids[nkinds] = n->id;
+	str_copy(kinds[nkinds++], n->kind, sizeof(kinds[0]));
+	cr_assert_str_eq(n->pending, *(const char *)arg ? "email,webhook" : "",
+			 "notice %lld pending", (long long)n->id);
+	return 0;
+}
+
+/* The kinds of outage id's notices, oldest first; each still pending
+ * (email,webhook) or done as pending says. */
+static size_t notices_stored(int64_t id, bool pending)
+{
+	nkinds = 0;
+	cr_assert_geq(store_notice_list(store, id, 0, keep_kind, pending ? "p" : ""), 0);
+	return nkinds;
+}
+
+static int count_send(const struct store_send *s, void *arg)
+{
+	cr_assert(s->ok, "%s: %s", s->channel, s->error);
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int count_any(const struct store_send *s, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* ---- the tests ----------------------------------------------------------- */
+
+Test(procedure, failures_make_suspect_then_down_and_open_the_outage_at_the_first)
+{
+	cr_assert_str_eq(health("kommune"), "up");
+	result_at(T0, "kommune", false, 0);
+	cr_assert_str_eq(health("kommune"), "suspect");
+	cr_assert_eq(outages_stored(), 0, "one failure opens no outage");
+	result_at(T0 + MIN, "kommune", false, 0);
+	cr_assert_str_eq(health("kommune"), "suspect");
+	cr_assert_eq(procedure_endpoints_down(p), 0);
+	result_at(T0 + 2 * MIN, "kommune", false, 0);
+	cr_assert_str_eq(health("kommune"), "down");
+	cr_assert_eq(procedure_endpoints_down(p), 1);
+	cr_assert_eq(procedure_open_outages(p), 1);
+
+	cr_assert_eq(outages_stored(), 1, "saved at once");
+	cr_assert_eq(stored[0].state, OUTAGE_OPEN);
+	cr_assert_str_eq(stored[0].endpoint, "kommune");
+	cr_assert_eq(stored[0].started_at, T0, "the outage starts at the first failure");
+	cr_assert_eq(stored[0].declared_at, T0 + 2 * MIN);
+	cr_assert_eq(stored[0].due_at, T0 + 2 * HOUR);
+	cr_assert_str_eq(stored[0].cause_fault, "refused");
+	cr_assert_str_eq(stored[0].cause_error, "connect: Connection refused");
+	cr_assert_str_eq(health("sygehus"), "up", "the other endpoint is not touched");
+
+	tick_at(T0 + 3 * MIN);
+	cr_assert_eq(nrounds, 0, "below the threshold nothing is sent");
+	char path[96];
+	snprintf(path, sizeof(path), "%s/status.json", dir);
+	json_t *page = json_load_file(path, 0, NULL);
+	cr_assert_not_null(page, "the status page was written");
+	json_t *row = json_array_get(json_object_get(page, "endpoints"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(row, "name")), "kommune");
+	cr_assert_str_eq(json_string_value(json_object_get(row, "health")), "down");
+	json_decref(page);
+	result_at(T0 + 4 * MIN, "kommune", false, 0);
+	cr_assert_eq(outages_stored(), 1, "a failure while down opens no second outage");
+}
+
+Test(procedure, exactly_one_notice_at_the_threshold_with_the_four_fields)
+{
+	goes_down(T0);
+	for (int64_t t = T0 + 5 * MIN; t < T0 + 2 * HOUR; t += 10 * MIN)
+		tick_at(t);
+	tick_at(T0 + 2 * HOUR - 1);
+	cr_assert_eq(nrounds, 0, "nothing before the threshold");
+
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1, "the initial notice at the threshold");
+	tick_at(T0 + 2 * HOUR + 500);
+	tick_at(T0 + 2 * HOUR + 30 * MIN);
+	cr_assert_eq(nrounds, 1, "exactly one");
+
+	const struct round *r = &rounds[0];
+	cr_assert(r->email && r->webhook);
+	cr_assert_not(r->fallback, "the fallback waits for fallback_after failed rounds");
+	cr_assert_not_null(strstr(r->subject, "Aarhus Kommune (kommune)"), "%s", r->subject);
+	const char *four[] = { "Årsag til fejl: ", "Berørte meddelelser: ", "Forventet nedetid: ",
+			       "Kontaktperson: EOJ-vagt 7000 0000" };
+	for (size_t i = 0; i < ARRAY_SIZE(four); i++)
+		cr_assert_not_null(strstr(r->body, four[i]), "no \"%s\" in:\n%s", four[i], r->body);
+	cr_assert_not_null(strstr(r->body, "XDIS20"), "the waiting messages:\n%s", r->body);
+	cr_assert_not_null(strstr(r->body, "12"), "their count:\n%s", r->body);
+	json_t *payload = json_loads(r->payload, 0, NULL);
+	cr_assert_not_null(payload, "%s", r->payload);
+	cr_assert_str_eq(json_string_value(json_object_get(payload, "kind")), "initial", "%s",
+			 r->payload);
+	json_decref(payload);
+	cr_assert_str_eq(r->rcpt, "edi-support@region.example,edi@kommune.example,"
+				  "hospitaler@region.example,edi@sygehus.example",
+			 "support hours: EDI support, the endpoint, its partner's list and mailbox");
+
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(stored[0].state, OUTAGE_ANNOUNCED);
+	cr_assert_eq(stored[0].announced_at, T0 + 2 * HOUR);
+	cr_assert_eq(notices_stored(stored[0].id, true), 1, "saved before it was sent");
+	cr_assert_str_eq(kinds[0], "initial");
+
+	complete_rounds(true);
+	cr_assert_eq(notices_stored(stored[0].id, false), 1, "both channels done");
+}
+
+Test(procedure, an_update_at_every_update_interval)
+{
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	complete_rounds(true);
+	tick_at(T0 + 3 * HOUR - 1);
+	cr_assert_eq(nrounds, 1, "no update before the interval");
+	tick_at(T0 + 3 * HOUR);
+	cr_assert_eq(nrounds, 2);
+	cr_assert_not_null(strstr(rounds[1].subject, "status"), "%s", rounds[1].subject);
+	tick_at(T0 + 3 * HOUR + 30 * MIN);
+	cr_assert_eq(nrounds, 2);
+	tick_at(T0 + 4 * HOUR);
+	cr_assert_eq(nrounds, 3, "and again an interval later");
+	complete_rounds(true);
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(notices_stored(stored[0].id, false), 3);
+	cr_assert_str_eq(kinds[0], "initial");
+	cr_assert_str_eq(kinds[1], "update");
+	cr_assert_str_eq(kinds[2], "update");
+	int sends = 0;
+	cr_assert_eq(store_send_list(store, ids[1], count_send, &sends), 2, "e-mail and webhook");
+}
+
+Test(procedure, the_allclear_follows_recovery_and_a_drained_backlog)
+{
+	eps[0].queued = 12;
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	complete_rounds(true);
+
+	result_at(T0 + 2 * HOUR + 10 * MIN, "kommune", true, 0); /* a probe got through */
+	cr_assert_str_eq(health("kommune"), "up");
+	tick_at(T0 + 2 * HOUR + 11 * MIN);
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(stored[0].state, OUTAGE_RECOVERING, "up, but messages still wait");
+	cr_assert_eq(stored[0].ended_at, T0 + 2 * HOUR + 11 * MIN);
+	cr_assert_eq(nrounds, 1, "no all-clear while the backlog drains");
+
+	result_at(T0 + 2 * HOUR + 12 * MIN, "kommune", true, 12);
+	eps[0].queued = 0;
+	tick_at(T0 + 2 * HOUR + 13 * MIN);
+	cr_assert_eq(nrounds, 2, "the all-clear");
+	cr_assert_not_null(strstr(rounds[1].body, "leveret forsinket: 12"), "%s", rounds[1].body);
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(stored[0].state, OUTAGE_CLOSED);
+	cr_assert_eq(stored[0].delivered_late, 12);
+	cr_assert_eq(procedure_open_outages(p), 0);
+	tick_at(T0 + 5 * HOUR);
+	cr_assert_eq(nrounds, 2, "a closed outage sends nothing more");
+}
+
+Test(procedure, idle_endpoints_are_probed_every_probe_interval)
+{
+	tick_at(T0);
+	cr_assert_eq(eps[0].probes, 1);
+	cr_assert_eq(eps[1].probes, 1);
+	tick_at(T0 + 30 * SEC);
+	cr_assert_eq(eps[0].probes, 1, "not before probe_interval");
+	result_at(T0 + 40 * SEC, "kommune", true, 0); /* a delivery counts as a check */
+	eps[1].busy = true;
+	tick_at(T0 + MIN + 500);
+	cr_assert_eq(eps[0].probes, 1, "checked 20 s ago by a delivery");
+	cr_assert_eq(eps[1].probes, 1, "a busy endpoint is not probed");
+	tick_at(T0 + 2 * MIN);
+	cr_assert_eq(eps[0].probes, 2);
+}
+
+Test(procedure, a_restart_resumes_the_outage_and_repeats_no_notice)
+{
+	goes_down(T0);
+	tick_at(T0 + HOUR);
+
+	procedure_free(p); /* a restart before the threshold */
+	now_ms = T0 + HOUR + MIN;
+	p = new_procedure();
+	cr_assert_str_eq(health("kommune"), "down", "an open outage means it was down");
+	cr_assert_eq(procedure_open_outages(p), 1);
+	tick_at(T0 + 2 * HOUR - 1);
+	cr_assert_eq(nrounds, 0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1, "the threshold still counts from the first failure");
+	complete_rounds(true);
+
+	procedure_free(p); /* and one after the notice went out */
+	now_ms = T0 + 2 * HOUR + MIN;
+	p = new_procedure();
+	cr_assert_eq(procedure_open_outages(p), 1);
+	for (int64_t t = T0 + 2 * HOUR + MIN; t < T0 + 3 * HOUR; t += 5 * MIN)
+		tick_at(t);
+	cr_assert_eq(nrounds, 1, "the initial notice is not sent twice");
+	tick_at(T0 + 3 * HOUR);
+	cr_assert_eq(nrounds, 2, "the update falls due as before the restart");
+	complete_rounds(true);
+	cr_assert_eq(outages_stored(), 1, "one outage, resumed");
+	cr_assert_eq(notices_stored(stored[0].id, false), 2);
+	cr_assert_str_eq(kinds[1], "update");
+}
+
+Test(procedure, a_notice_not_yet_carried_at_a_restart_is_sent_again_not_composed_again)
+{
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1);
+	complete_rounds(false); /* mail server and webhook down: retried in 30 s */
+	procedure_free(p);
+
+	now_ms = T0 + 2 * HOUR + MIN;
+	p = new_procedure();
+	tick_at(T0 + 2 * HOUR + MIN);
+	cr_assert_eq(nrounds, 2, "the pending notice is carried again");
+	cr_assert_str_eq(rounds[1].subject, rounds[0].subject);
+	cr_assert_str_eq(rounds[1].body, rounds[0].body, "as composed then");
+	complete_rounds(true);
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(notices_stored(stored[0].id, false), 1, "one notice, not a second one");
+	int sends = 0;
+	cr_assert_eq(store_send_list(store, ids[0], count_any, &sends), 4,
+		     "a failed and a good attempt on each channel");
+}
+
+Test(procedure, nothing_is_sent_about_an_outage_that_could_not_be_saved)
+{
+	fake_store_fail_saves(true);
+	goes_down(T0);
+	cr_assert_str_eq(health("kommune"), "down", "the health is known all the same");
+	cr_assert_eq(procedure_open_outages(p), 0, "an outage not stored is not kept");
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 0);
+	cr_assert_eq(fake_store_saves(), 0);
+}
