@@ -320,9 +320,12 @@ class OutageTest(NoticeTest):
         self.assertEqual(eps["municipality"]["queued"], 1)
         self.assertEqual(eps["hospital"]["health"], "up")
         self.assertEqual(j["outages"][0]["id"], o["id"])
-        with open(os.path.join(status, "status.html"), encoding="utf-8") as f:
-            html = f.read()
-        self.assertIn("Test Kommune", html)
+        def html_page():
+            # status.json is written first: the page may follow a moment later
+            with open(os.path.join(status, "status.html"), encoding="utf-8") as f:
+                text = f.read()
+            return text if "Test Kommune" in text else None
+        html = wait_for(html_page, timeout=5, what="status.html with the outage")
         self.assertIn("Forventet nedetid", html)
         self.assertEqual([n for n in os.listdir(status) if n.startswith(".")], [],
                          "temporary files left in the status folder")
