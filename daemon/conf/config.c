@@ -7,28 +7,25 @@
  * parsing, defaults, freeing, comparing on reload - is driven by the rows, so
  * a new key is one row (plus its field in config.h).
  *
- * libinih splits the file into sections and key = value pairs. Our reader
- * hands it one physical line at a time and classifies each line the way inih
- * will (comment, section header, key, or indented continuation of the
- * previous key). That is how the handler knows its line number, how sections
- * without any keys are seen at all, and how a list continued on an indented
- * line is told from a key written twice.
+ * ini.c splits the file into section headers, key = value pairs and
+ * indented continuations, each with its line number, so every message names
+ * its line, sections without keys are seen at all, and a list continued on
+ * an indented line is told from a key written twice.
  *
  * Invariants: config_load() yields either a config in which every key holds
  * a valid value (defaults filled in, relative paths made absolute against the
  * working directory at load time, cross-key rules checked) or no config and
- * one "FILE:LINE: reason". Nothing here logs, and no state outlives a call
- * (inih's knobs are process globals, so every load sets them). The daemon
- * calls it at start-up, on SIGHUP and for --check-config; router, spool,
- * delivery, outage and notify read the result.
+ * one "FILE:LINE: reason". Nothing here logs, and no state outlives a call.
+ * The daemon calls it at start-up, on SIGHUP and for --check-config; router,
+ * spool, delivery, outage and notify read the result.
  */
 #include "conf/config.h"
+#include "conf/ini.h"
 #include "time/timerules.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,8 +39,6 @@
 
 #include "codecs/base/mem.h"
 
-/* A longer physical line is an error; long lists continue on indented lines. */
-#define LINE_BYTES_MAX (64 * 1024)
 #define ENDPOINT_NAME_MAX 64
 
 #define SECS 1000LL
@@ -239,11 +234,6 @@ struct loader {
 	const char *path;	/* as the caller wrote it, for messages */
 	char *cwd;		/* relative paths in the file resolve against it */
 	FILE *f;
-	char *buf;		/* the current physical line, handed to inih in pieces */
-	size_t cap, len, pos;
-	int lineno;
-	bool have_prev;		/* inih has a previous key that indented lines continue */
-	bool cont;		/* the current line is such a continuation */
 	const char *section;	/* the current global section (a table string), or NULL */
 	long ep;		/* the current endpoint's index, or -1 */
 	int seen[ARRAY_SIZE(global_keys)];
@@ -293,14 +283,6 @@ static int fail_at(struct loader *L, int rc, int line, const char *fmt, ...)
 
 /* ---- small string helpers ----------------------------------------------- */
 
-static char *dup_range(const char *s, size_t n)
-{
-	char *p = xmalloc(n + 1);
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
-
 static char *trim(char *s)
 {
 	while (isspace((unsigned char)*s))
@@ -316,19 +298,6 @@ static const char *skip_blanks(const char *p)
 	while (*p == ' ' || *p == '\t')
 		p++;
 	return p;
-}
-
-/* inih 55 strips "; comment" from key lines but not from continuation lines;
- * do it the same way here (a ';' after a blank starts a comment). */
-static void strip_inline_comment(char *s)
-{
-	for (char *p = s; *p; p++) {
-		if (*p == ';' && p > s && isspace((unsigned char)p[-1])) {
-			*p = '\0';
-			break;
-		}
-	}
-	trim(s);
 }
 
 /* Appends s to the string in buf, truncating at len. */
@@ -842,48 +811,48 @@ static bool endpoint_name_ok(const char *s)
 	       strcmp(s, "..") != 0;
 }
 
-static int endpoint_begin(struct loader *L, const char *name)
+static int endpoint_begin(struct loader *L, const char *name, int line)
 {
 	struct config *cfg = L->cfg;
 	size_t n = cfg->nendpoints;
 
 	name = skip_blanks(name);
 	if (*name == '\0')
-		return fail(L, L->lineno, "endpoint section without a name (write [endpoint NAME])");
+		return fail(L, line, "endpoint section without a name (write [endpoint NAME])");
 	if (!endpoint_name_ok(name))
-		return fail(L, L->lineno,
+		return fail(L, line,
 			    "invalid endpoint name '%s' (1-%d letters, digits, '.', '_' or '-')", name,
 			    ENDPOINT_NAME_MAX);
 	const struct endpoint_conf *dup = config_endpoint(cfg, name);
 	if (dup)
-		return fail(L, L->lineno, "duplicate endpoint '%s' (first at line %d)", name, dup->line);
+		return fail(L, line, "duplicate endpoint '%s' (first at line %d)", name, dup->line);
 	cfg->endpoints = xrealloc(cfg->endpoints, (n + 1) * sizeof(*cfg->endpoints));
 	L->eps = xrealloc(L->eps, (n + 1) * sizeof(*L->eps));
-	cfg->endpoints[n] = (struct endpoint_conf){ .name = xstrdup(name), .line = L->lineno };
+	cfg->endpoints[n] = (struct endpoint_conf){ .name = xstrdup(name), .line = line };
 	memset(&L->eps[n], 0, sizeof(L->eps[n]));
 	cfg->nendpoints = n + 1;
 	L->ep = (long)n;
 	return 0;
 }
 
-static int section_begin(struct loader *L, const char *name)
+static int section_begin(struct loader *L, const char *name, int line)
 {
 	if (close_list(L) < 0)
 		return L->rc;
 	L->section = NULL;
 	L->ep = -1;
 	if (strncmp(name, "endpoint", 8) == 0 && (name[8] == '\0' || isspace((unsigned char)name[8])))
-		return endpoint_begin(L, name + 8);
+		return endpoint_begin(L, name + 8, line);
 	for (size_t i = 0; i < ARRAY_SIZE(global_keys); i++) {
 		if (strcmp(global_keys[i].section, name) == 0) {
 			L->section = global_keys[i].section;
 			return 0;
 		}
 	}
-	return fail(L, L->lineno, "unknown section [%s]", name);
+	return fail(L, line, "unknown section [%s]", name);
 }
 
-static int set_pair(struct loader *L, const char *name, const char *value)
+static int set_pair(struct loader *L, const char *name, const char *value, int line)
 {
 	struct target t;
 	char where[96];
@@ -891,22 +860,22 @@ static int set_pair(struct loader *L, const char *name, const char *value)
 	if (close_list(L) < 0)
 		return L->rc;
 	if (!current_target(L, &t))
-		return fail(L, L->lineno, "key '%s' before the first [section]", name);
+		return fail(L, line, "key '%s' before the first [section]", name);
 	const struct key *k = find_key(t.keys, t.n, L->ep < 0 ? L->section : NULL, name);
 	if (!k)
-		return fail(L, L->lineno, "unknown key '%s' in [%s]", name,
+		return fail(L, line, "unknown key '%s' in [%s]", name,
 			    section_label(L, where, sizeof(where)));
 	int *seen = &t.seen[k - t.keys];
 	if (*seen)
-		return fail(L, L->lineno, "duplicate key '%s' in [%s] (first at line %d)", name,
+		return fail(L, line, "duplicate key '%s' in [%s] (first at line %d)", name,
 			    section_label(L, where, sizeof(where)), *seen);
-	*seen = L->lineno;
+	*seen = line;
 	L->last = k;
-	return set_value(L, k, t.base, value, L->lineno);
+	return set_value(L, k, t.base, value, line);
 }
 
-/* An indented line after a key: inih hands us the line as its value. */
-static int continue_pair(struct loader *L, const char *value)
+/* An indented line after a key: the text continues that key's value. */
+static int continue_pair(struct loader *L, const char *text, int line)
 {
 	struct target t;
 
@@ -915,124 +884,39 @@ static int continue_pair(struct loader *L, const char *value)
 		return -EINVAL;
 	}
 	if (L->last->type != T_LIST)
-		return fail(L, L->lineno, "%s: only lists may continue on an indented line",
+		return fail(L, line, "%s: only lists may continue on an indented line",
 			    L->last->name);
-	_cleanup_free_ char *v = xstrdup(value);
-	strip_inline_comment(v);
 	L->comma_line = 0;
-	return list_add(L, L->last, t.base, v, L->lineno);
+	return list_add(L, L->last, t.base, text, line);
 }
 
-static int on_pair(void *user, const char *section, const char *name, const char *value)
-{
-	struct loader *L = user;
+/* ---- the reader's callbacks ---------------------------------------------- */
 
-	(void)section; /* the reader tracks sections: it also sees those without keys */
-	if (L->rc)
-		return 0;
-	return (L->cont ? continue_pair(L, value) : set_pair(L, name, value)) == 0;
+static int on_section(void *user, const char *text, int line)
+{
+	return section_begin(user, text, line);
 }
 
-/* ---- the reader --------------------------------------------------------- */
-
-/* Decides what the line just read is, exactly as inih 55 will: a comment
- * or blank, a continuation (indented, after a key of this section), a
- * section header, or a key. */
-static int classify(struct loader *L)
+static int on_pair(void *user, const char *key, const char *value, int line)
 {
-	const char *p = L->buf;
-
-	if (L->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
-		p += 3;
-	while (isspace((unsigned char)*p))
-		p++;
-	L->cont = false;
-	if (*p == '\0' || *p == ';' || *p == '#')
-		return 0;
-	if (p > L->buf && L->have_prev) {
-		L->cont = true;
-		return 0;
-	}
-	if (*p != '[') {
-		L->have_prev = true;
-		return 0;
-	}
-	const char *end = strchr(p, ']');
-	if (!end)
-		return 0; /* inih reports the line as a syntax error */
-	L->have_prev = false;
-	_cleanup_free_ char *name = dup_range(p + 1, (size_t)(end - p - 1));
-	return section_begin(L, name);
+	return set_pair(user, key, value, line);
 }
 
-/* 1 with the next line in buf, 0 at the end of the file, or an error. */
-static int next_line(struct loader *L)
+static int on_more(void *user, const char *key, const char *text, int line)
 {
-	errno = 0;
-	ssize_t n = getline(&L->buf, &L->cap, L->f);
-	if (n < 0) {
-		int e = errno ? errno : EIO;
-		return ferror(L->f) ? fail_at(L, -e, L->lineno + 1, "read error: %s", strerror(e)) : 0;
-	}
-	L->lineno++;
-	L->len = (size_t)n;
-	L->pos = 0;
-	if (memchr(L->buf, '\0', L->len))
-		return fail(L, L->lineno, "NUL byte in the line");
-	if (L->len > LINE_BYTES_MAX)
-		return fail(L, L->lineno, "line longer than %d bytes (lists may continue on indented lines)",
-			    LINE_BYTES_MAX);
-	return classify(L) < 0 ? L->rc : 1;
-}
-
-/* inih's fgets-style reader. inih may ask for one long line in several
- * pieces (its buffer grows by realloc); lines are counted only when a new
- * physical line is read, so the handler's L->lineno is always its line. */
-static char *read_piece(char *str, int num, void *stream)
-{
-	struct loader *L = stream;
-
-	if (L->rc || (L->pos == L->len && next_line(L) <= 0))
-		return NULL;
-	if (num < 2) {
-		/* inih's buffer stopped growing: never with ini_max_line above our limit */
-		fail(L, L->lineno, "line too long for the parser");
-		return NULL;
-	}
-	size_t n = L->len - L->pos;
-	if (n > (size_t)num - 1)
-		n = (size_t)num - 1;
-	memcpy(str, L->buf + L->pos, n);
-	str[n] = '\0';
-	L->pos += n;
-	return str;
+	(void)key; /* L->last is that key's row */
+	return continue_pair(user, text, line);
 }
 
 static int parse(struct loader *L)
 {
-	static char start_comments[] = ";#", inline_comments[] = ";";
+	static const struct ini_handler handler = { on_section, on_pair, on_more };
 
-	/* A heap line buffer that grows past our own line limit, so inih never
-	 * splits a line; everything else as classify() assumes. */
-	ini_use_stack = false;
-	ini_allow_realloc = true;
-	ini_max_line = 2 * LINE_BYTES_MAX;
-	ini_stop_on_first_error = true;
-	ini_allow_multiline = true;
-	ini_allow_inline_comments = true;
-	ini_allow_bom = true;
-	ini_allow_no_value = false;
-	ini_start_comment_prefixes = start_comments;
-	ini_inline_comment_prefixes = inline_comments;
-
-	int r = ini_parse_stream(read_piece, L, on_pair, L);
+	int r = ini_parse(L->f, L->path, &handler, L, L->err, L->errlen);
 	if (L->rc)
 		return L->rc;
-	if (r == -2)
-		return fail_at(L, -ENOMEM, 0, "out of memory");
-	if (r != 0)
-		return fail(L, r, "syntax error (expected 'key = value', '[section]' or a ; comment)");
-	return 0;
+	L->rc = r;
+	return r;
 }
 
 /* ---- defaults ----------------------------------------------------------- */
@@ -1311,7 +1195,6 @@ static void loader_close(struct loader *L)
 	if (L->f)
 		fclose(L->f);
 	config_free(L->cfg);
-	free(L->buf);
 	free(L->cwd);
 	free(L->eps);
 	free(L->items);

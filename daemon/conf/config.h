@@ -1,5 +1,5 @@
 /*
- * config.h - the daemon's configuration: an INI file (libinih) read through
+ * config.h - the daemon's configuration: an INI file (conf/ini.h) read through
  * one declarative table of keys (name, type, default, min, max, reloadable).
  *
  * config_load() builds a complete, validated `struct config` or nothing: a

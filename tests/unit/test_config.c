@@ -337,7 +337,7 @@ Test(config, duplicate_keys_versus_continuation)
 		{ "[endpoint a]\ngln = 1\n  , 2\n", "3: gln: empty item in list" },
 		{ "[endpoint a]\ngln = 1\n  2 3\n",
 		  "3: gln: '2 3' is not a location number (1-35 printable characters, no spaces)" },
-		/* an indented key after a key continues it, as inih reads it */
+		/* an indented key after a key continues it (ini.h) */
 		{ "[endpoint a]\ngln = 1\n  inbox = /i\n",
 		  "3: gln: 'inbox = /i' is not a location number (1-35 printable characters, no spaces)" },
 	};
@@ -677,8 +677,7 @@ Test(config, crlf_and_byte_order_mark)
 	config_free(cfg);
 }
 
-/* inih reads a line longer than its first buffer in several reader calls;
- * line numbers after it must still be right. */
+/* Line numbers after a long line must still be right. */
 Test(config, long_lines_keep_line_numbers)
 {
 	size_t n = 400, len = 64 + n * 16;
