@@ -18,7 +18,7 @@ PREFIX   ?= /usr/local
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS := libevent libevent_pthreads libxml-2.0 libsystemd sqlite3 libcurl jansson inih
+PKGS := libevent libevent_pthreads libxml-2.0 libsystemd sqlite3 libcurl jansson
 
 Q := @
 ifeq ($(V),1)
@@ -127,7 +127,7 @@ fuzz:
 	$(Q)for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
 		echo "  FUZZ    $$n"; \
 		clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. -Idaemon \
-			$(PKG_CFLAGS) $$f $(filter codecs/%,$(LIB_SRCS)) \
+			$(PKG_CFLAGS) $$f $(filter codecs/% daemon/conf/ini.c,$(LIB_SRCS)) \
 			-o $(B)/fuzz/$$n $(PKG_LIBS) || exit 1; done
 
 install: all

@@ -11,6 +11,7 @@
  */
 #include "daemon/broker.h"
 #include "conf/config.h"
+#include "transport/transport.h"
 #include "base/log.h"
 #include "notice/notice.h"
 #include "notice/notify.h"
@@ -53,7 +54,7 @@ static int check_config(const char *path)
 {
 	struct config *cfg = NULL;
 	char err[1024];
-	int r = config_load(path, &cfg, err, sizeof(err));
+	int r = config_load(path, transport_schemas(), &cfg, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "%s\n", err);
 		return EX_CONFIG;
@@ -87,7 +88,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	sdnotify_reloading();
 	struct config *cfg = NULL;
 	char err[1024];
-	if (config_load(d->config_path, &cfg, err, sizeof(err)) < 0) {
+	if (config_load(d->config_path, transport_schemas(), &cfg, err, sizeof(err)) < 0) {
 		log_err("event=reload-rejected state=running-config-kept error=\"%s\"", err);
 		_cleanup_free_ char *status = xasprintf("reload rejected: %s", err);
 		sdnotify_status(status);
@@ -109,7 +110,7 @@ static int run(struct daemon *d)
 {
 	struct config *cfg = NULL;
 	char err[1024];
-	if (config_load(d->config_path, &cfg, err, sizeof(err)) < 0) {
+	if (config_load(d->config_path, transport_schemas(), &cfg, err, sizeof(err)) < 0) {
 		log_crit("event=config-invalid error=\"%s\"", err);
 		return EX_CONFIG;
 	}

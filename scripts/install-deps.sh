@@ -8,7 +8,7 @@ set -eu
 # (the 22:00 hold under a shifted clock), systemd-analyze (unit hardening)
 # and e2fsprogs' chattr (an unwritable outbox).
 PKGS="build-essential pkg-config libevent-dev libxml2-dev libsystemd-dev libsqlite3-dev
-libcurl4-openssl-dev libjansson-dev libinih-dev libcriterion-dev
+libcurl4-openssl-dev libjansson-dev libcriterion-dev
 python3 python3-aiosmtpd faketime systemd e2fsprogs"
 
 missing=""

@@ -11,6 +11,7 @@
  * 3 the daemon cannot be reached.
  */
 #include "conf/config.h"
+#include "transport/transport.h"
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
 
@@ -76,7 +77,7 @@ static char *socket_path(const struct ctl *c)
 		return xstrdup(DEFAULT_SOCKET);
 	struct config *cfg = NULL;
 	char err[1024];
-	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+	if (config_load(path, transport_schemas(), &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "edibrokerctl: %s\n", err);
 		return NULL;
 	}

@@ -1,34 +1,34 @@
 /*
  * config.c - reads the INI file into a complete, validated struct config.
  *
- * Owns the two key tables below: the keys of the global sections, and those
- * of every [endpoint NAME] section. Each row gives a key's name, type,
- * default, bounds and whether a SIGHUP may change it, and everything else -
- * parsing, defaults, freeing, comparing on reload - is driven by the rows, so
- * a new key is one row (plus its field in config.h).
+ * Owns the key tables below: the keys of the broker's own sections, and the
+ * keys every [endpoint NAME] section has whatever its transport. Each row
+ * gives a key's name, type, default, bounds and whether a SIGHUP may change
+ * it, and everything else - parsing, defaults, freeing, comparing on reload -
+ * is driven by the rows, so a new key is one row (plus its field in
+ * config.h). A transport brings tables of the same kind in its conf_schema:
+ * the keys of its endpoints, filled into a struct of its own (tconf), and an
+ * optional [section]; they go through the same code.
  *
- * libinih splits the file into sections and key = value pairs. Our reader
- * hands it one physical line at a time and classifies each line the way inih
- * will (comment, section header, key, or indented continuation of the
- * previous key). That is how the handler knows its line number, how sections
- * without any keys are seen at all, and how a list continued on an indented
- * line is told from a key written twice.
+ * ini.c splits the file into lines with numbers. An endpoint's lines are
+ * held until its section ends, because which table its keys belong to
+ * depends on its "transport =", which may come last; they are then applied
+ * in file order, so the first error of the file is still the one reported.
  *
  * Invariants: config_load() yields either a config in which every key holds
  * a valid value (defaults filled in, relative paths made absolute against the
  * working directory at load time, cross-key rules checked) or no config and
- * one "FILE:LINE: reason". Nothing here logs, and no state outlives a call
- * (inih's knobs are process globals, so every load sets them). The daemon
- * calls it at start-up, on SIGHUP and for --check-config; router, spool,
- * delivery, outage and notify read the result.
+ * one "FILE:LINE: reason". Nothing here logs, and no state outlives a call.
+ * The daemon calls it at start-up, on SIGHUP and for --check-config; router,
+ * transports, delivery, outage and notify read the result.
  */
 #include "conf/config.h"
+#include "conf/ini.h"
 #include "time/timerules.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,186 +42,144 @@
 
 #include "codecs/base/mem.h"
 
-/* A longer physical line is an error; long lists continue on indented lines. */
-#define LINE_BYTES_MAX (64 * 1024)
 #define ENDPOINT_NAME_MAX 64
 
-#define SECS 1000LL
-#define MINS (60 * SECS)
-#define HOURS (60 * MINS)
-#define DAYS (24 * HOURS)
+#define SECS CONF_SECOND
+#define MINS CONF_MINUTE
+#define HOURS CONF_HOUR
+#define DAYS CONF_DAY
 #define KIB 1024LL
 #define MIB (1024 * KIB)
 #define GIB (1024 * MIB)
 #define TIB (1024 * GIB)
 
-enum ktype { T_STR, T_PATH, T_DURATION, T_INT, T_SIZE, T_DOUBLE, T_BOOL, T_ENUM, T_LIST };
-
-enum {
-	RELOAD = 1 << 0,   /* a SIGHUP may change it; without it, a restart is needed */
-	OPTIONAL = 1 << 1, /* strings: an empty value means unset (NULL) */
-	REQUIRED = 1 << 2, /* endpoints: must be given (a list: with an item) */
-	ZERO_OFF = 1 << 3, /* numbers: 0 means "off" and is allowed below min */
-};
-
-/* A word a key accepts; a T_ENUM key stores its value (an int). */
-struct choice {
-	const char *name;
-	int value;
-};
-
-/* Extra syntax of a string or of each list item: 0, or -EINVAL and why. */
-typedef int check_fn(const char *v, char *why, size_t len);
-
-struct key {
-	const char *section;	      /* global section; NULL in the endpoint table */
-	const char *name;
-	enum ktype type;
-	size_t off;		      /* of the value in struct config / endpoint_conf */
-	size_t count_off;	      /* T_LIST: of its size_t count */
-	const char *def;	      /* default, written as in the file; NULL = unset */
-	int64_t min, max;	      /* T_INT, T_DOUBLE, T_SIZE (bytes), T_DURATION (ms) */
-	const struct choice *choices; /* T_ENUM; for a T_STR, the only words it takes */
-	check_fn *check;	      /* T_STR: the value; T_LIST: each item */
-	unsigned flags;
-};
-
-static check_fn check_ident, check_gln, check_email, check_smtp_url, check_http_url,
+static conf_check_fn check_ident, check_gln, check_email, check_smtp_url, check_http_url,
 	check_window, check_support_hours, check_closed_days, check_timezone;
 
-static const struct choice log_levels[] = {
+static const struct conf_choice log_levels[] = {
 	{ "err", LOG_ERR },   { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
 	{ "info", LOG_INFO }, { "debug", LOG_DEBUG },	  { NULL, 0 },
 };
-static const struct choice kinds[] = {
+static const struct conf_choice kinds[] = {
 	{ "hospital", ENDPOINT_HOSPITAL },
 	{ "municipality", ENDPOINT_MUNICIPALITY },
 	{ "other", ENDPOINT_OTHER },
 	{ NULL, 0 },
 };
-static const struct choice stores[] = { { "sqlite", 0 }, { NULL, 0 } };
-static const struct choice transports[] = { { "spool", 0 }, { NULL, 0 } };
-static const struct choice languages[] = { { "da", 0 }, { "en", 0 }, { NULL, 0 } };
-static const struct choice starttls[] = { { "no", 0 }, { "try", 0 }, { "yes", 0 }, { NULL, 0 } };
+static const struct conf_choice stores[] = { { "sqlite", 0 }, { NULL, 0 } };
+static const struct conf_choice languages[] = { { "da", 0 }, { "en", 0 }, { NULL, 0 } };
+static const struct conf_choice starttls[] = {
+	{ "no", 0 }, { "try", 0 }, { "yes", 0 }, { NULL, 0 },
+};
 
-#define G(sec, key, t, field)                                                                      \
-	.section = sec, .name = key, .type = t, .off = offsetof(struct config, field)
-#define GLIST(sec, key, field)                                                                     \
-	G(sec, key, T_LIST, field), .count_off = offsetof(struct config, n##field)
-#define E(key, t, field) .name = key, .type = t, .off = offsetof(struct endpoint_conf, field)
-#define ELIST(key, field)                                                                          \
-	E(key, T_LIST, field), .count_off = offsetof(struct endpoint_conf, n##field)
+#define G(sec, key, t, field) .section = sec, CONF_KEY(struct config, key, t, field)
+#define GLIST(sec, key, field) .section = sec, CONF_LIST_KEY(struct config, key, field)
+#define E(key, t, field) CONF_KEY(struct endpoint_conf, key, t, field)
+#define ELIST(key, field) CONF_LIST_KEY(struct endpoint_conf, key, field)
 
 /*
  * The global keys, in the order defaults are filled in: state_dir comes
  * first because the relative defaults of other paths (control.sock, status)
- * are relative to it. Keys without RELOAD hold resources opened once at
+ * are relative to it. Keys without CONF_RELOAD hold resources opened once at
  * start-up (the store, the control socket) or the identity the store's rows
  * carry (id), so a SIGHUP that changes them is refused by the daemon.
  */
-static const struct key global_keys[] = {
-	{ G("broker", "state_dir", T_PATH, state_dir), .def = "/var/lib/edibroker" },
-	{ G("broker", "control_socket", T_PATH, control_socket), .def = "control.sock" },
-	{ G("broker", "id", T_STR, broker_id), .def = "EDIBROKER", .check = check_ident },
-	{ G("broker", "store", T_STR, store_backend), .def = "sqlite", .choices = stores },
-	{ G("broker", "max_message_size", T_SIZE, max_message_size), .def = "16M", .min = KIB,
-	  .max = 100 * MIB, .flags = RELOAD },
-	{ G("broker", "log_level", T_ENUM, log_level), .def = "info", .choices = log_levels,
-	  .flags = RELOAD },
+static const struct conf_key global_keys[] = {
+	{ G("broker", "state_dir", CONF_PATH, state_dir), .def = "/var/lib/edibroker" },
+	{ G("broker", "control_socket", CONF_PATH, control_socket), .def = "control.sock" },
+	{ G("broker", "id", CONF_STR, broker_id), .def = "EDIBROKER", .check = check_ident },
+	{ G("broker", "store", CONF_STR, store_backend), .def = "sqlite", .choices = stores },
+	{ G("broker", "max_message_size", CONF_SIZE, max_message_size), .def = "16M", .min = KIB,
+	  .max = 100 * MIB, .flags = CONF_RELOAD },
+	{ G("broker", "log_level", CONF_ENUM, log_level), .def = "info", .choices = log_levels,
+	  .flags = CONF_RELOAD },
 
-	{ G("delivery", "retry_initial", T_DURATION, retry_initial_ms), .def = "5s", .min = 100,
-	  .max = 1 * HOURS, .flags = RELOAD },
-	{ G("delivery", "retry_max", T_DURATION, retry_max_ms), .def = "10m", .min = 100,
-	  .max = 1 * DAYS, .flags = RELOAD },
-	{ G("delivery", "drain_rate", T_DOUBLE, drain_rate), .def = "0", .min = 0, .max = 1000000,
-	  .flags = RELOAD },
-	{ G("delivery", "batch_max", T_INT, batch_max), .def = "256", .min = 1, .max = 10000,
-	  .flags = RELOAD },
+	{ G("delivery", "retry_initial", CONF_DURATION, retry_initial_ms), .def = "5s", .min = 100,
+	  .max = 1 * HOURS, .flags = CONF_RELOAD },
+	{ G("delivery", "retry_max", CONF_DURATION, retry_max_ms), .def = "10m", .min = 100,
+	  .max = 1 * DAYS, .flags = CONF_RELOAD },
+	{ G("delivery", "drain_rate", CONF_DOUBLE, drain_rate), .def = "0", .min = 0, .max = 1000000,
+	  .flags = CONF_RELOAD },
+	{ G("delivery", "batch_max", CONF_INT, batch_max), .def = "256", .min = 1, .max = 10000,
+	  .flags = CONF_RELOAD },
 
-	{ G("routing", "default_endpoint", T_STR, default_endpoint), .flags = RELOAD | OPTIONAL },
+	{ G("routing", "default_endpoint", CONF_STR, default_endpoint),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
 
-	{ G("spool", "rescan_interval", T_DURATION, rescan_interval_ms), .def = "30s", .min = 100,
-	  .max = 1 * DAYS, .flags = RELOAD },
+	{ G("store", "retention", CONF_DURATION, retention_ms), .def = "7d", .min = 100,
+	  .max = 3650 * DAYS, .flags = CONF_RELOAD },
+	{ G("store", "history", CONF_DURATION, history_ms), .def = "90d", .min = 100,
+	  .max = 3650 * DAYS, .flags = CONF_RELOAD },
+	{ G("store", "max_size", CONF_SIZE, store_max_size), .def = "0", .min = MIB, .max = 64 * TIB,
+	  .flags = CONF_RELOAD | CONF_ZERO_OFF },
 
-	{ G("store", "retention", T_DURATION, retention_ms), .def = "7d", .min = 100,
-	  .max = 3650 * DAYS, .flags = RELOAD },
-	{ G("store", "history", T_DURATION, history_ms), .def = "90d", .min = 100,
-	  .max = 3650 * DAYS, .flags = RELOAD },
-	{ G("store", "max_size", T_SIZE, store_max_size), .def = "0", .min = MIB, .max = 64 * TIB,
-	  .flags = RELOAD | ZERO_OFF },
-
-	{ G("outage", "threshold", T_DURATION, outage_threshold_ms), .def = "2h", .min = 100,
-	  .max = 30 * DAYS, .flags = RELOAD },
-	{ G("outage", "probe_interval", T_DURATION, probe_interval_ms), .def = "1m", .min = 100,
-	  .max = 1 * DAYS, .flags = RELOAD },
-	{ G("outage", "down_after", T_INT, down_after), .def = "3", .min = 1, .max = 100,
-	  .flags = RELOAD },
-	{ G("outage", "update_interval", T_DURATION, update_interval_ms), .def = "1h", .min = 100,
-	  .max = 30 * DAYS, .flags = RELOAD },
-	{ G("outage", "send_window", T_STR, send_window), .def = "08:00-22:00",
-	  .check = check_window, .flags = RELOAD },
-	{ G("outage", "support_hours", T_STR, support_hours),
+	{ G("outage", "threshold", CONF_DURATION, outage_threshold_ms), .def = "2h", .min = 100,
+	  .max = 30 * DAYS, .flags = CONF_RELOAD },
+	{ G("outage", "probe_interval", CONF_DURATION, probe_interval_ms), .def = "1m", .min = 100,
+	  .max = 1 * DAYS, .flags = CONF_RELOAD },
+	{ G("outage", "down_after", CONF_INT, down_after), .def = "3", .min = 1, .max = 100,
+	  .flags = CONF_RELOAD },
+	{ G("outage", "update_interval", CONF_DURATION, update_interval_ms), .def = "1h", .min = 100,
+	  .max = 30 * DAYS, .flags = CONF_RELOAD },
+	{ G("outage", "send_window", CONF_STR, send_window), .def = "08:00-22:00",
+	  .check = check_window, .flags = CONF_RELOAD },
+	{ G("outage", "support_hours", CONF_STR, support_hours),
 	  .def = "mon-thu 08:00-15:45, fri 08:00-14:00", .check = check_support_hours,
-	  .flags = RELOAD },
-	{ G("outage", "timezone", T_STR, timezone), .def = "Europe/Copenhagen",
-	  .check = check_timezone, .flags = RELOAD },
-	{ G("outage", "language", T_STR, language), .def = "da", .choices = languages,
-	  .flags = RELOAD },
-	{ G("outage", "template_dir", T_PATH, template_dir), .flags = RELOAD | OPTIONAL },
+	  .flags = CONF_RELOAD },
+	{ G("outage", "timezone", CONF_STR, timezone), .def = "Europe/Copenhagen",
+	  .check = check_timezone, .flags = CONF_RELOAD },
+	{ G("outage", "language", CONF_STR, language), .def = "da", .choices = languages,
+	  .flags = CONF_RELOAD },
+	{ G("outage", "template_dir", CONF_PATH, template_dir), .flags = CONF_RELOAD | CONF_OPTIONAL },
 
-	{ G("notify", "smtp_url", T_STR, smtp_url), .check = check_smtp_url,
-	  .flags = RELOAD | OPTIONAL },
-	{ G("notify", "smtp_user", T_STR, smtp_user), .flags = RELOAD | OPTIONAL },
-	{ G("notify", "smtp_password", T_STR, smtp_password), .flags = RELOAD | OPTIONAL },
-	{ G("notify", "smtp_starttls", T_STR, smtp_starttls), .def = "try", .choices = starttls,
-	  .flags = RELOAD },
-	{ G("notify", "mail_from", T_STR, mail_from), .check = check_email,
-	  .flags = RELOAD | OPTIONAL },
+	{ G("notify", "smtp_url", CONF_STR, smtp_url), .check = check_smtp_url,
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "smtp_user", CONF_STR, smtp_user), .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "smtp_password", CONF_STR, smtp_password), .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "smtp_starttls", CONF_STR, smtp_starttls), .def = "try", .choices = starttls,
+	  .flags = CONF_RELOAD },
+	{ G("notify", "mail_from", CONF_STR, mail_from), .check = check_email,
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ GLIST("notify", "support_recipients", support_recipients), .check = check_email,
-	  .flags = RELOAD },
+	  .flags = CONF_RELOAD },
 	{ GLIST("notify", "oncall_recipients", oncall_recipients), .check = check_email,
-	  .flags = RELOAD },
+	  .flags = CONF_RELOAD },
 	{ GLIST("notify", "hospital_recipients", hospital_recipients), .check = check_email,
-	  .flags = RELOAD },
+	  .flags = CONF_RELOAD },
 	{ GLIST("notify", "municipality_recipients", municipality_recipients),
-	  .check = check_email, .flags = RELOAD },
-	{ G("notify", "webhook_url", T_STR, webhook_url), .check = check_http_url,
-	  .flags = RELOAD | OPTIONAL },
-	{ G("notify", "fallback_command", T_STR, fallback_command), .flags = RELOAD | OPTIONAL },
-	{ G("notify", "retry_initial", T_DURATION, notify_retry_ms), .def = "30s", .min = 100,
-	  .max = 1 * HOURS, .flags = RELOAD },
-	{ G("notify", "fallback_after", T_INT, fallback_after), .def = "3", .min = 1, .max = 100,
-	  .flags = RELOAD },
-	{ G("notify", "timeout", T_DURATION, notify_timeout_ms), .def = "30s", .min = 100,
-	  .max = 10 * 60 * 1000, .flags = RELOAD },
-	{ G("notify", "closed_days", T_STR, closed_days), .check = check_closed_days,
-	  .flags = RELOAD | OPTIONAL },
-	{ G("notify", "status_dir", T_PATH, status_dir), .def = "status", .flags = RELOAD },
+	  .check = check_email, .flags = CONF_RELOAD },
+	{ G("notify", "webhook_url", CONF_STR, webhook_url), .check = check_http_url,
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "fallback_command", CONF_STR, fallback_command),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "retry_initial", CONF_DURATION, notify_retry_ms), .def = "30s", .min = 100,
+	  .max = 1 * HOURS, .flags = CONF_RELOAD },
+	{ G("notify", "fallback_after", CONF_INT, fallback_after), .def = "3", .min = 1, .max = 100,
+	  .flags = CONF_RELOAD },
+	{ G("notify", "timeout", CONF_DURATION, notify_timeout_ms), .def = "30s", .min = 100,
+	  .max = 10 * 60 * 1000, .flags = CONF_RELOAD },
+	{ G("notify", "closed_days", CONF_STR, closed_days), .check = check_closed_days,
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "status_dir", CONF_PATH, status_dir), .def = "status", .flags = CONF_RELOAD },
 };
 
 /*
- * The keys of an [endpoint NAME] section. A SIGHUP may add, remove and
- * change endpoints, so every key is reloadable. quarantine (default
- * <state_dir>/quarantine/<name>) and organisation (default: the name) are
- * derived in endpoint_defaults(); transport = spool also needs inbox and
- * outbox (check_endpoint()).
+ * The keys every [endpoint NAME] section has; its transport's schema adds
+ * its own. A SIGHUP may add, remove and change endpoints, so every key is
+ * reloadable. transport takes the names of the schemas given to
+ * config_load() (set_transport()); the first is its default.
  */
-static const struct key endpoint_keys[] = {
-	{ E("kind", T_ENUM, kind), .choices = kinds, .flags = RELOAD | REQUIRED },
-	{ E("transport", T_STR, transport), .def = "spool", .choices = transports, .flags = RELOAD },
-	{ ELIST("gln", gln), .check = check_gln, .flags = RELOAD | REQUIRED },
-	{ E("inbox", T_PATH, inbox), .flags = RELOAD | OPTIONAL },
-	{ E("outbox", T_PATH, outbox), .flags = RELOAD | OPTIONAL },
-	{ E("quarantine", T_PATH, quarantine), .flags = RELOAD | OPTIONAL },
-	{ E("create_dirs", T_BOOL, create_dirs), .def = "no", .flags = RELOAD },
-	{ E("contact", T_STR, contact), .flags = RELOAD | OPTIONAL },
-	{ ELIST("recipients", recipients), .check = check_email, .flags = RELOAD },
-	{ E("pickup_timeout", T_DURATION, pickup_timeout_ms), .def = "0", .min = 100,
-	  .max = 30 * DAYS, .flags = RELOAD | ZERO_OFF },
-	{ E("organisation", T_STR, organisation), .flags = RELOAD | OPTIONAL },
+static const struct conf_key endpoint_keys[] = {
+	{ E("kind", CONF_ENUM, kind), .choices = kinds, .flags = CONF_RELOAD | CONF_REQUIRED },
+	{ E("transport", CONF_STR, transport), .flags = CONF_RELOAD },
+	{ ELIST("gln", gln), .check = check_gln, .flags = CONF_RELOAD | CONF_REQUIRED },
+	{ E("contact", CONF_STR, contact), .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ ELIST("recipients", recipients), .check = check_email, .flags = CONF_RELOAD },
+	{ E("organisation", CONF_STR, organisation), .def = CONF_ENDPOINT_NAME,
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
 };
 
-_Static_assert(sizeof(enum endpoint_kind) == sizeof(int), "T_ENUM stores an int");
+_Static_assert(sizeof(enum endpoint_kind) == sizeof(int), "CONF_ENUM stores an int");
 
 /* ---- the loader's state ------------------------------------------------- */
 
@@ -230,8 +188,24 @@ struct item_line {
 	int line;
 };
 
+/* A line of the current endpoint, held until its section ends. */
+struct held {
+	char *key;  /* NULL: a continuation of the previous key */
+	char *value;
+	int line;
+};
+
 struct ep_state {
 	int seen[ARRAY_SIZE(endpoint_keys)]; /* the line that set each key; 0 = not set */
+	int *tseen;			     /* the same for its schema's keys */
+};
+
+/* The keys of one table and the struct they fill. */
+struct target {
+	const struct conf_key *keys;
+	size_t n;
+	int *seen;
+	char *base;
 };
 
 struct loader {
@@ -239,30 +213,24 @@ struct loader {
 	const char *path;	/* as the caller wrote it, for messages */
 	char *cwd;		/* relative paths in the file resolve against it */
 	FILE *f;
-	char *buf;		/* the current physical line, handed to inih in pieces */
-	size_t cap, len, pos;
-	int lineno;
-	bool have_prev;		/* inih has a previous key that indented lines continue */
-	bool cont;		/* the current line is such a continuation */
-	const char *section;	/* the current global section (a table string), or NULL */
+	size_t nschemas;	/* of cfg->schemas */
+	const char *section;	/* the current non-endpoint section (a table string), or NULL */
+	long ssec;		/* the schema whose section it is, or -1 for the broker's */
 	long ep;		/* the current endpoint's index, or -1 */
 	int seen[ARRAY_SIZE(global_keys)];
+	int **sseen;		/* sseen[i]: lines of schemas[i]'s section keys */
 	struct ep_state *eps;	/* parallel to cfg->endpoints */
-	const struct key *last; /* the key of the previous pair */
+	size_t neps;
+	struct held *held;	/* the current endpoint's lines */
+	size_t nheld;
+	const struct conf_key *last;  /* the key of the previous pair; NULL when skipped */
+	char *last_base;	      /* and the struct it fills */
 	int comma_line;		/* a list line ended with ',': a continuation must follow */
 	struct item_line *items;
 	size_t nitems;
 	char *err;
 	size_t errlen;
 	int rc;			/* the first error; 0 while there is none */
-};
-
-/* Where the keys of the current section live. */
-struct target {
-	const struct key *keys;
-	size_t n;
-	int *seen;
-	char *base;
 };
 
 static int fail_at(struct loader *L, int rc, int line, const char *fmt, ...)
@@ -293,14 +261,6 @@ static int fail_at(struct loader *L, int rc, int line, const char *fmt, ...)
 
 /* ---- small string helpers ----------------------------------------------- */
 
-static char *dup_range(const char *s, size_t n)
-{
-	char *p = xmalloc(n + 1);
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
-
 static char *trim(char *s)
 {
 	while (isspace((unsigned char)*s))
@@ -316,19 +276,6 @@ static const char *skip_blanks(const char *p)
 	while (*p == ' ' || *p == '\t')
 		p++;
 	return p;
-}
-
-/* inih 55 strips "; comment" from key lines but not from continuation lines;
- * do it the same way here (a ';' after a blank starts a comment). */
-static void strip_inline_comment(char *s)
-{
-	for (char *p = s; *p; p++) {
-		if (*p == ';' && p > s && isspace((unsigned char)p[-1])) {
-			*p = '\0';
-			break;
-		}
-	}
-	trim(s);
 }
 
 /* Appends s to the string in buf, truncating at len. */
@@ -470,7 +417,7 @@ static void format_size(int64_t bytes, char *buf, size_t len)
 	snprintf(buf, len, "%lld", (long long)bytes);
 }
 
-/* ---- value checks (the check_fn of a key) ------------------------------- */
+/* ---- value checks (the conf_check_fn of a key) ------------------------------- */
 
 static bool ident_ok(const char *s)
 {
@@ -566,7 +513,7 @@ static int check_timezone(const char *v, char *why, size_t len)
 
 /* ---- setting one value -------------------------------------------------- */
 
-static const struct choice *find_choice(const struct choice *c, const char *name)
+static const struct conf_choice *find_choice(const struct conf_choice *c, const char *name)
 {
 	for (; c->name; c++)
 		if (strcmp(c->name, name) == 0)
@@ -574,51 +521,57 @@ static const struct choice *find_choice(const struct choice *c, const char *name
 	return NULL;
 }
 
+/* Appends word to a list read as "a, b or c". */
+static void list_word(char *list, size_t len, const char *word, bool first, bool last)
+{
+	if (!first)
+		cat(list, len, last ? " or " : ", ");
+	cat(list, len, word);
+}
+
 /* "KEY: must be a, b or c" */
-static int fail_choices(struct loader *L, const struct key *k, int line)
+static int fail_choices(struct loader *L, const struct conf_key *k, int line)
 {
 	char list[160] = "";
-	for (const struct choice *c = k->choices; c->name; c++) {
-		if (c != k->choices)
-			cat(list, sizeof(list), c[1].name ? ", " : " or ");
-		cat(list, sizeof(list), c->name);
-	}
+	for (const struct conf_choice *c = k->choices; c->name; c++)
+		list_word(list, sizeof(list), c->name, c == k->choices, !c[1].name);
 	return fail(L, line, "%s: must be %s", k->name, list);
 }
 
-static void format_value(const struct key *k, int64_t v, char *buf, size_t len)
+static void format_value(const struct conf_key *k, int64_t v, char *buf, size_t len)
 {
-	if (k->type == T_DURATION)
+	if (k->type == CONF_DURATION)
 		format_duration(v, buf, len);
-	else if (k->type == T_SIZE)
+	else if (k->type == CONF_SIZE)
 		format_size(v, buf, len);
 	else
 		snprintf(buf, len, "%lld", (long long)v);
 }
 
-static int check_range(struct loader *L, const struct key *k, int64_t v, int line)
+static int check_range(struct loader *L, const struct conf_key *k, int64_t v, int line)
 {
-	const char *noun = k->type == T_DURATION ? "duration " : k->type == T_SIZE ? "size " : "";
+	const char *noun = k->type == CONF_DURATION ? "duration " : k->type == CONF_SIZE ? "size " : "";
 	bool low = v < k->min;
 	char limit[32];
 
-	if ((v == 0 && (k->flags & ZERO_OFF)) || (!low && v <= k->max))
+	if ((v == 0 && (k->flags & CONF_ZERO_OFF)) || (!low && v <= k->max))
 		return 0;
 	format_value(k, low ? k->min : k->max, limit, sizeof(limit));
 	return fail(L, line, "%s: %smust be at %s %s%s", k->name, noun, low ? "least" : "most", limit,
-		    (k->flags & ZERO_OFF) ? " (or 0 for off)" : "");
+		    (k->flags & CONF_ZERO_OFF) ? " (or 0 for off)" : "");
 }
 
-static int set_unset(struct loader *L, const struct key *k, char **field, int line)
+static int set_unset(struct loader *L, const struct conf_key *k, char **field, int line)
 {
-	if (!(k->flags & OPTIONAL))
+	if (!(k->flags & CONF_OPTIONAL))
 		return fail(L, line, "%s: must not be empty", k->name);
 	free(*field);
 	*field = NULL;
 	return 0;
 }
 
-static int set_str(struct loader *L, const struct key *k, char **field, const char *v, int line)
+static int set_str(struct loader *L, const struct conf_key *k, char **field, const char *v,
+		   int line)
 {
 	char why[256];
 
@@ -635,7 +588,8 @@ static int set_str(struct loader *L, const struct key *k, char **field, const ch
 
 /* A relative path written in the file is relative to the working directory;
  * a relative default (control.sock, status) to state_dir. */
-static int set_path(struct loader *L, const struct key *k, char **field, const char *v, int line)
+static int set_path(struct loader *L, const struct conf_key *k, char **field, const char *v,
+		    int line)
 {
 	if (*v == '\0')
 		return set_unset(L, k, field, line);
@@ -646,7 +600,7 @@ static int set_path(struct loader *L, const struct key *k, char **field, const c
 	return 0;
 }
 
-static int set_duration(struct loader *L, const struct key *k, int64_t *field, const char *v,
+static int set_duration(struct loader *L, const struct conf_key *k, int64_t *field, const char *v,
 			int line)
 {
 	int64_t ms;
@@ -658,7 +612,8 @@ static int set_duration(struct loader *L, const struct key *k, int64_t *field, c
 	return 0;
 }
 
-static int set_int(struct loader *L, const struct key *k, int64_t *field, const char *v, int line)
+static int set_int(struct loader *L, const struct conf_key *k, int64_t *field, const char *v,
+		   int line)
 {
 	char *end;
 	errno = 0;
@@ -671,7 +626,8 @@ static int set_int(struct loader *L, const struct key *k, int64_t *field, const 
 	return 0;
 }
 
-static int set_size(struct loader *L, const struct key *k, int64_t *field, const char *v, int line)
+static int set_size(struct loader *L, const struct conf_key *k, int64_t *field, const char *v,
+		    int line)
 {
 	int64_t bytes;
 	if (parse_size(v, &bytes) < 0)
@@ -682,7 +638,8 @@ static int set_size(struct loader *L, const struct key *k, int64_t *field, const
 	return 0;
 }
 
-static int set_double(struct loader *L, const struct key *k, double *field, const char *v, int line)
+static int set_double(struct loader *L, const struct conf_key *k, double *field, const char *v,
+		      int line)
 {
 	char *end;
 	errno = 0;
@@ -696,7 +653,8 @@ static int set_double(struct loader *L, const struct key *k, double *field, cons
 	return 0;
 }
 
-static int set_bool(struct loader *L, const struct key *k, bool *field, const char *v, int line)
+static int set_bool(struct loader *L, const struct conf_key *k, bool *field, const char *v,
+		    int line)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };
 	static const char *const no[] = { "no", "false", "off", "0" };
@@ -709,16 +667,17 @@ static int set_bool(struct loader *L, const struct key *k, bool *field, const ch
 	return fail(L, line, "%s: must be yes or no", k->name);
 }
 
-static int set_enum(struct loader *L, const struct key *k, int *field, const char *v, int line)
+static int set_enum(struct loader *L, const struct conf_key *k, int *field, const char *v, int line)
 {
-	const struct choice *c = find_choice(k->choices, v);
+	const struct conf_choice *c = find_choice(k->choices, v);
 	if (!c)
 		return fail_choices(L, k, line);
 	*field = c->value;
 	return 0;
 }
 
-static void list_push(struct loader *L, const struct key *k, char *base, const char *item, int line)
+static void list_push(struct loader *L, const struct conf_key *k, char *base, const char *item,
+		      int line)
 {
 	char ***items = (char ***)(void *)(base + k->off);
 	size_t *n = (size_t *)(void *)(base + k->count_off);
@@ -729,7 +688,8 @@ static void list_push(struct loader *L, const struct key *k, char *base, const c
 	L->items[L->nitems++] = (struct item_line){ copy, line };
 }
 
-static int list_item(struct loader *L, const struct key *k, char *base, const char *item, int line)
+static int list_item(struct loader *L, const struct conf_key *k, char *base, const char *item,
+		     int line)
 {
 	char why[256];
 	if (*item == '\0')
@@ -742,7 +702,8 @@ static int list_item(struct loader *L, const struct key *k, char *base, const ch
 
 /* Appends the comma-separated items of one line. An empty value adds none;
  * a line may end with ',' when an indented line continues the list. */
-static int list_add(struct loader *L, const struct key *k, char *base, const char *value, int line)
+static int list_add(struct loader *L, const struct conf_key *k, char *base, const char *value,
+		    int line)
 {
 	_cleanup_free_ char *copy = xstrdup(value);
 	char *p = copy;
@@ -765,28 +726,29 @@ static int list_add(struct loader *L, const struct key *k, char *base, const cha
 	}
 }
 
-static int set_value(struct loader *L, const struct key *k, char *base, const char *v, int line)
+static int set_value(struct loader *L, const struct conf_key *k, char *base, const char *v,
+		     int line)
 {
 	void *field = base + k->off;
 
 	switch (k->type) {
-	case T_STR:
+	case CONF_STR:
 		return set_str(L, k, field, v, line);
-	case T_PATH:
+	case CONF_PATH:
 		return set_path(L, k, field, v, line);
-	case T_DURATION:
+	case CONF_DURATION:
 		return set_duration(L, k, field, v, line);
-	case T_INT:
+	case CONF_INT:
 		return set_int(L, k, field, v, line);
-	case T_SIZE:
+	case CONF_SIZE:
 		return set_size(L, k, field, v, line);
-	case T_DOUBLE:
+	case CONF_DOUBLE:
 		return set_double(L, k, field, v, line);
-	case T_BOOL:
+	case CONF_BOOL:
 		return set_bool(L, k, field, v, line);
-	case T_ENUM:
+	case CONF_ENUM:
 		return set_enum(L, k, field, v, line);
-	case T_LIST:
+	case CONF_LIST:
 		return list_add(L, k, base, v, line);
 	}
 	assert(!"unknown key type");
@@ -795,29 +757,36 @@ static int set_value(struct loader *L, const struct key *k, char *base, const ch
 
 /* ---- sections and pairs ------------------------------------------------- */
 
-static struct target endpoint_target(struct loader *L, size_t i)
-{
-	return (struct target){ endpoint_keys, ARRAY_SIZE(endpoint_keys), L->eps[i].seen,
-				(char *)&L->cfg->endpoints[i] };
-}
-
-static bool current_target(struct loader *L, struct target *t)
-{
-	if (L->ep >= 0)
-		*t = endpoint_target(L, (size_t)L->ep);
-	else if (L->section)
-		*t = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen, (char *)L->cfg };
-	return L->ep >= 0 || L->section;
-}
-
-/* section is NULL for the endpoint table. */
-static const struct key *find_key(const struct key *keys, size_t n, const char *section,
-				  const char *name)
+/* section is NULL for a table of one section. */
+static const struct conf_key *find_key(const struct conf_key *keys, size_t n, const char *section,
+				       const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if ((!section || strcmp(keys[i].section, section) == 0) && strcmp(keys[i].name, name) == 0)
 			return &keys[i];
 	return NULL;
+}
+
+static const struct conf_schema *find_schema(const struct loader *L, const char *name)
+{
+	for (size_t i = 0; i < L->nschemas; i++)
+		if (strcmp(L->cfg->schemas[i]->name, name) == 0)
+			return L->cfg->schemas[i];
+	return NULL;
+}
+
+/* The common keys of endpoint i, and those of its transport when known. */
+static size_t endpoint_targets(const struct loader *L, size_t i, struct target t[2])
+{
+	struct endpoint_conf *ep = &L->cfg->endpoints[i];
+
+	t[0] = (struct target){ endpoint_keys, ARRAY_SIZE(endpoint_keys), L->eps[i].seen,
+				(char *)ep };
+	if (!ep->schema)
+		return 1;
+	t[1] = (struct target){ ep->schema->endpoint_keys, ep->schema->nendpoint_keys,
+				L->eps[i].tseen, ep->tconf };
+	return 2;
 }
 
 static const char *section_label(const struct loader *L, char *buf, size_t len)
@@ -835,6 +804,89 @@ static int close_list(struct loader *L)
 	return line ? fail(L, line, "%s: empty item in list", L->last->name) : 0;
 }
 
+/* transport = NAME takes the name of a schema given to config_load(). */
+static int set_transport(struct loader *L, const char *v, int line)
+{
+	struct endpoint_conf *ep = &L->cfg->endpoints[L->ep];
+	char list[160] = "";
+
+	if (*v == '\0')
+		return fail(L, line, "transport: must not be empty");
+	if (find_schema(L, v)) {
+		free(ep->transport);
+		ep->transport = xstrdup(v);
+		return 0;
+	}
+	for (size_t i = 0; i < L->nschemas; i++)
+		list_word(list, sizeof(list), L->cfg->schemas[i]->name, i == 0,
+			  i + 1 == L->nschemas);
+	return fail(L, line, "transport: must be %s", list);
+}
+
+/* The schema whose endpoints have a key called name, or NULL. */
+static const struct conf_schema *key_owner(const struct loader *L, const char *name)
+{
+	for (size_t i = 0; i < L->nschemas; i++) {
+		const struct conf_schema *s = L->cfg->schemas[i];
+		if (find_key(s->endpoint_keys, s->nendpoint_keys, NULL, name))
+			return s;
+	}
+	return NULL;
+}
+
+/* A key of the current endpoint: a common one, or one of its transport. */
+static const struct conf_key *endpoint_lookup(struct loader *L, const char *name, int line,
+					      struct target *t)
+{
+	const struct endpoint_conf *ep = &L->cfg->endpoints[L->ep];
+	struct target all[2];
+	size_t n = endpoint_targets(L, (size_t)L->ep, all);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_key *k = find_key(all[i].keys, all[i].n, NULL, name);
+		if (k) {
+			*t = all[i];
+			return k;
+		}
+	}
+	const struct conf_schema *owner = key_owner(L, name);
+	if (!owner)
+		fail(L, line, "unknown key '%s' in [endpoint %s]", name, ep->name);
+	else if (ep->schema)
+		fail(L, line, "%s: a key of transport %s, but endpoint '%s' uses transport %s",
+		     name, owner->name, ep->name, ep->schema->name);
+	/* else its "transport =" names no transport: that line is the error */
+	return NULL;
+}
+
+/* The row of key name in the current section and where it goes, or NULL
+ * having reported why. */
+static const struct conf_key *lookup(struct loader *L, const char *name, int line,
+				     struct target *t)
+{
+	const struct conf_key *k;
+
+	if (L->ep >= 0)
+		return endpoint_lookup(L, name, line, t);
+	if (!L->section) {
+		fail(L, line, "key '%s' before the first [section]", name);
+		return NULL;
+	}
+	if (L->ssec >= 0) {
+		const struct conf_schema *s = L->cfg->schemas[L->ssec];
+		*t = (struct target){ s->section_keys, s->nsection_keys, L->sseen[L->ssec],
+				      L->cfg->sections[L->ssec] };
+		k = find_key(t->keys, t->n, NULL, name);
+	} else {
+		*t = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen,
+				      (char *)L->cfg };
+		k = find_key(t->keys, t->n, L->section, name);
+	}
+	if (!k)
+		fail(L, line, "unknown key '%s' in [%s]", name, L->section);
+	return k;
+}
+
 static bool endpoint_name_ok(const char *s)
 {
 	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
@@ -842,244 +894,258 @@ static bool endpoint_name_ok(const char *s)
 	       strcmp(s, "..") != 0;
 }
 
-static int endpoint_begin(struct loader *L, const char *name)
+static int endpoint_begin(struct loader *L, const char *name, int line)
 {
 	struct config *cfg = L->cfg;
 	size_t n = cfg->nendpoints;
 
 	name = skip_blanks(name);
 	if (*name == '\0')
-		return fail(L, L->lineno, "endpoint section without a name (write [endpoint NAME])");
+		return fail(L, line, "endpoint section without a name (write [endpoint NAME])");
 	if (!endpoint_name_ok(name))
-		return fail(L, L->lineno,
-			    "invalid endpoint name '%s' (1-%d letters, digits, '.', '_' or '-')", name,
-			    ENDPOINT_NAME_MAX);
+		return fail(L, line, "invalid endpoint name '%s' (1-%d letters, digits, '.', '_' or '-')",
+			    name, ENDPOINT_NAME_MAX);
 	const struct endpoint_conf *dup = config_endpoint(cfg, name);
 	if (dup)
-		return fail(L, L->lineno, "duplicate endpoint '%s' (first at line %d)", name, dup->line);
+		return fail(L, line, "duplicate endpoint '%s' (first at line %d)", name, dup->line);
 	cfg->endpoints = xrealloc(cfg->endpoints, (n + 1) * sizeof(*cfg->endpoints));
 	L->eps = xrealloc(L->eps, (n + 1) * sizeof(*L->eps));
-	cfg->endpoints[n] = (struct endpoint_conf){ .name = xstrdup(name), .line = L->lineno };
-	memset(&L->eps[n], 0, sizeof(L->eps[n]));
-	cfg->nendpoints = n + 1;
+	cfg->endpoints[n] = (struct endpoint_conf){ .name = xstrdup(name), .line = line };
+	L->eps[n] = (struct ep_state){ .tseen = NULL };
+	cfg->nendpoints = L->neps = n + 1;
 	L->ep = (long)n;
 	return 0;
 }
 
-static int section_begin(struct loader *L, const char *name)
+static int section_begin(struct loader *L, const char *name, int line)
 {
-	if (close_list(L) < 0)
-		return L->rc;
 	L->section = NULL;
+	L->ssec = -1;
 	L->ep = -1;
 	if (strncmp(name, "endpoint", 8) == 0 && (name[8] == '\0' || isspace((unsigned char)name[8])))
-		return endpoint_begin(L, name + 8);
+		return endpoint_begin(L, name + 8, line);
 	for (size_t i = 0; i < ARRAY_SIZE(global_keys); i++) {
 		if (strcmp(global_keys[i].section, name) == 0) {
 			L->section = global_keys[i].section;
 			return 0;
 		}
 	}
-	return fail(L, L->lineno, "unknown section [%s]", name);
+	for (size_t i = 0; i < L->nschemas; i++) {
+		const char *sec = L->cfg->schemas[i]->section;
+		if (sec && strcmp(sec, name) == 0) {
+			L->section = sec;
+			L->ssec = (long)i;
+			return 0;
+		}
+	}
+	return fail(L, line, "unknown section [%s]", name);
 }
 
-static int set_pair(struct loader *L, const char *name, const char *value)
+static int set_pair(struct loader *L, const char *name, const char *value, int line)
 {
 	struct target t;
 	char where[96];
 
 	if (close_list(L) < 0)
 		return L->rc;
-	if (!current_target(L, &t))
-		return fail(L, L->lineno, "key '%s' before the first [section]", name);
-	const struct key *k = find_key(t.keys, t.n, L->ep < 0 ? L->section : NULL, name);
+	const struct conf_key *k = lookup(L, name, line, &t);
+	L->last = k;
 	if (!k)
-		return fail(L, L->lineno, "unknown key '%s' in [%s]", name,
-			    section_label(L, where, sizeof(where)));
+		return L->rc; /* 0: skipped, see endpoint_lookup() */
 	int *seen = &t.seen[k - t.keys];
 	if (*seen)
-		return fail(L, L->lineno, "duplicate key '%s' in [%s] (first at line %d)", name,
+		return fail(L, line, "duplicate key '%s' in [%s] (first at line %d)", name,
 			    section_label(L, where, sizeof(where)), *seen);
-	*seen = L->lineno;
-	L->last = k;
-	return set_value(L, k, t.base, value, L->lineno);
+	*seen = line;
+	L->last_base = t.base;
+	if (t.keys == endpoint_keys && strcmp(k->name, "transport") == 0)
+		return set_transport(L, value, line);
+	return set_value(L, k, t.base, value, line);
 }
 
-/* An indented line after a key: inih hands us the line as its value. */
-static int continue_pair(struct loader *L, const char *value)
+/* An indented line after a key: the text continues that key's value. */
+static int continue_pair(struct loader *L, const char *text, int line)
 {
-	struct target t;
-
-	if (!current_target(L, &t) || !L->last) {
-		assert(!"a continuation always follows a key of the same section");
-		return -EINVAL;
-	}
-	if (L->last->type != T_LIST)
-		return fail(L, L->lineno, "%s: only lists may continue on an indented line",
+	if (!L->last)
+		return 0; /* it continues a key that was skipped */
+	if (L->last->type != CONF_LIST)
+		return fail(L, line, "%s: only lists may continue on an indented line",
 			    L->last->name);
-	_cleanup_free_ char *v = xstrdup(value);
-	strip_inline_comment(v);
 	L->comma_line = 0;
-	return list_add(L, L->last, t.base, v, L->lineno);
+	return list_add(L, L->last, L->last_base, text, line);
 }
 
-static int on_pair(void *user, const char *section, const char *name, const char *value)
+/* ---- an endpoint's section ---------------------------------------------- */
+
+static void hold(struct loader *L, const char *key, const char *value, int line)
+{
+	L->held = xrealloc(L->held, (L->nheld + 1) * sizeof(*L->held));
+	L->held[L->nheld++] = (struct held){ xstrdup_or_null(key), xstrdup(value), line };
+}
+
+static void drop_held(struct loader *L)
+{
+	for (size_t i = 0; i < L->nheld; i++) {
+		free(L->held[i].key);
+		free(L->held[i].value);
+	}
+	L->nheld = 0;
+}
+
+/* Settles the current endpoint's transport from its first "transport ="
+ * (the first schema when there is none), then applies its lines in order.
+ * Under a transport that does not exist its transport's keys are skipped:
+ * the "transport =" line is then the error. */
+static int endpoint_end(struct loader *L)
+{
+	if (L->ep < 0)
+		return 0;
+	struct endpoint_conf *ep = &L->cfg->endpoints[L->ep];
+	const struct held *transport = NULL;
+	const struct conf_schema *s = L->cfg->schemas[0];
+
+	for (size_t i = 0; i < L->nheld && !transport; i++)
+		if (L->held[i].key && strcmp(L->held[i].key, "transport") == 0)
+			transport = &L->held[i];
+	if (transport)
+		s = find_schema(L, transport->value);
+	if (s) {
+		ep->schema = s;
+		ep->tconf = s->endpoint_size ? xcalloc(1, s->endpoint_size) : NULL;
+		L->eps[L->ep].tseen = xcalloc(s->nendpoint_keys + 1, sizeof(int));
+		if (!transport)
+			ep->transport = xstrdup(s->name);
+	}
+	for (size_t i = 0; i < L->nheld && !L->rc; i++) {
+		const struct held *h = &L->held[i];
+		if (h->key)
+			set_pair(L, h->key, h->value, h->line);
+		else
+			continue_pair(L, h->value, h->line);
+	}
+	drop_held(L);
+	L->ep = -1;
+	return L->rc;
+}
+
+/* ---- the reader's callbacks ---------------------------------------------- */
+
+static int on_section(void *user, const char *text, int line)
 {
 	struct loader *L = user;
 
-	(void)section; /* the reader tracks sections: it also sees those without keys */
-	if (L->rc)
-		return 0;
-	return (L->cont ? continue_pair(L, value) : set_pair(L, name, value)) == 0;
+	if (endpoint_end(L) < 0 || close_list(L) < 0)
+		return L->rc;
+	return section_begin(L, text, line);
 }
 
-/* ---- the reader --------------------------------------------------------- */
-
-/* Decides what the line just read is, exactly as inih 55 will: a comment
- * or blank, a continuation (indented, after a key of this section), a
- * section header, or a key. */
-static int classify(struct loader *L)
+/* An endpoint's lines wait for its transport (endpoint_end()). */
+static int on_pair(void *user, const char *key, const char *value, int line)
 {
-	const char *p = L->buf;
+	struct loader *L = user;
 
-	if (L->lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
-		p += 3;
-	while (isspace((unsigned char)*p))
-		p++;
-	L->cont = false;
-	if (*p == '\0' || *p == ';' || *p == '#')
-		return 0;
-	if (p > L->buf && L->have_prev) {
-		L->cont = true;
-		return 0;
-	}
-	if (*p != '[') {
-		L->have_prev = true;
-		return 0;
-	}
-	const char *end = strchr(p, ']');
-	if (!end)
-		return 0; /* inih reports the line as a syntax error */
-	L->have_prev = false;
-	_cleanup_free_ char *name = dup_range(p + 1, (size_t)(end - p - 1));
-	return section_begin(L, name);
+	if (L->ep < 0)
+		return set_pair(L, key, value, line);
+	hold(L, key, value, line);
+	return 0;
 }
 
-/* 1 with the next line in buf, 0 at the end of the file, or an error. */
-static int next_line(struct loader *L)
+static int on_more(void *user, const char *key, const char *text, int line)
 {
-	errno = 0;
-	ssize_t n = getline(&L->buf, &L->cap, L->f);
-	if (n < 0) {
-		int e = errno ? errno : EIO;
-		return ferror(L->f) ? fail_at(L, -e, L->lineno + 1, "read error: %s", strerror(e)) : 0;
-	}
-	L->lineno++;
-	L->len = (size_t)n;
-	L->pos = 0;
-	if (memchr(L->buf, '\0', L->len))
-		return fail(L, L->lineno, "NUL byte in the line");
-	if (L->len > LINE_BYTES_MAX)
-		return fail(L, L->lineno, "line longer than %d bytes (lists may continue on indented lines)",
-			    LINE_BYTES_MAX);
-	return classify(L) < 0 ? L->rc : 1;
-}
+	struct loader *L = user;
 
-/* inih's fgets-style reader. inih may ask for one long line in several
- * pieces (its buffer grows by realloc); lines are counted only when a new
- * physical line is read, so the handler's L->lineno is always its line. */
-static char *read_piece(char *str, int num, void *stream)
-{
-	struct loader *L = stream;
-
-	if (L->rc || (L->pos == L->len && next_line(L) <= 0))
-		return NULL;
-	if (num < 2) {
-		/* inih's buffer stopped growing: never with ini_max_line above our limit */
-		fail(L, L->lineno, "line too long for the parser");
-		return NULL;
-	}
-	size_t n = L->len - L->pos;
-	if (n > (size_t)num - 1)
-		n = (size_t)num - 1;
-	memcpy(str, L->buf + L->pos, n);
-	str[n] = '\0';
-	L->pos += n;
-	return str;
+	(void)key; /* L->last is that key's row */
+	if (L->ep < 0)
+		return continue_pair(L, text, line);
+	hold(L, NULL, text, line);
+	return 0;
 }
 
 static int parse(struct loader *L)
 {
-	static char start_comments[] = ";#", inline_comments[] = ";";
+	static const struct ini_handler handler = { on_section, on_pair, on_more };
 
-	/* A heap line buffer that grows past our own line limit, so inih never
-	 * splits a line; everything else as classify() assumes. */
-	ini_use_stack = false;
-	ini_allow_realloc = true;
-	ini_max_line = 2 * LINE_BYTES_MAX;
-	ini_stop_on_first_error = true;
-	ini_allow_multiline = true;
-	ini_allow_inline_comments = true;
-	ini_allow_bom = true;
-	ini_allow_no_value = false;
-	ini_start_comment_prefixes = start_comments;
-	ini_inline_comment_prefixes = inline_comments;
-
-	int r = ini_parse_stream(read_piece, L, on_pair, L);
+	int r = ini_parse(L->f, L->path, &handler, L, L->err, L->errlen);
 	if (L->rc)
 		return L->rc;
-	if (r == -2)
-		return fail_at(L, -ENOMEM, 0, "out of memory");
-	if (r != 0)
-		return fail(L, r, "syntax error (expected 'key = value', '[section]' or a ; comment)");
-	return 0;
+	/* At the end, or at a line the reader refused: the endpoint open there
+	 * ends first, so an error on one of its earlier lines still comes first. */
+	if (endpoint_end(L) < 0)
+		return L->rc;
+	L->rc = r;
+	return r;
 }
 
 /* ---- defaults ----------------------------------------------------------- */
 
-static void fill_defaults(struct loader *L, const struct key *keys, size_t n, const int *seen,
-			  char *base)
+static bool is_unset_string(const struct conf_key *k, const char *base)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (seen[i] || !keys[i].def)
+	return (k->type == CONF_STR || k->type == CONF_PATH) &&
+	       *(char *const *)(const void *)(base + k->off) == NULL;
+}
+
+/* CONF_ENDPOINT_NAME in a default stands for the endpoint's name (once). */
+static char *expand_default(const char *def, const char *endpoint)
+{
+	const char *at = endpoint ? strstr(def, CONF_ENDPOINT_NAME) : NULL;
+
+	if (!at)
+		return xstrdup(def);
+	return xasprintf("%.*s%s%s", (int)(at - def), def, endpoint,
+			 at + strlen(CONF_ENDPOINT_NAME));
+}
+
+/* Keys the file does not set, or sets empty (CONF_OPTIONAL), take their
+ * default. endpoint names the endpoint of an endpoint table, else NULL. */
+static void fill_defaults(struct loader *L, const struct target *t, const char *endpoint)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct conf_key *k = &t->keys[i];
+		if (!k->def || (t->seen[i] && !is_unset_string(k, t->base)))
 			continue;
-		int r = set_value(L, &keys[i], base, keys[i].def, 0);
+		_cleanup_free_ char *def = expand_default(k->def, endpoint);
+		int r = set_value(L, k, t->base, def, 0);
 		assert(r == 0 && "every default is valid");
 		(void)r;
 	}
 }
 
-static void endpoint_defaults(struct loader *L, size_t i)
+/* state_dir first: the relative defaults of other paths are relative to it. */
+static void all_defaults(struct loader *L)
 {
-	struct endpoint_conf *ep = &L->cfg->endpoints[i];
+	struct config *cfg = L->cfg;
+	struct target t[2];
 
-	fill_defaults(L, endpoint_keys, ARRAY_SIZE(endpoint_keys), L->eps[i].seen, (char *)ep);
-	if (!ep->quarantine)
-		ep->quarantine = xasprintf("%s/quarantine/%s", L->cfg->state_dir, ep->name);
-	if (!ep->organisation)
-		ep->organisation = xstrdup(ep->name);
+	t[0] = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen, (char *)cfg };
+	fill_defaults(L, &t[0], NULL);
+	for (size_t i = 0; i < L->nschemas; i++) {
+		const struct conf_schema *s = cfg->schemas[i];
+		if (!s->section)
+			continue;
+		t[0] = (struct target){ s->section_keys, s->nsection_keys, L->sseen[i],
+					cfg->sections[i] };
+		fill_defaults(L, &t[0], NULL);
+	}
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
+		size_t n = endpoint_targets(L, i, t);
+		for (size_t j = 0; j < n; j++)
+			fill_defaults(L, &t[j], cfg->endpoints[i].name);
+	}
 }
 
 /* ---- whole-config validation -------------------------------------------- */
 
 static int global_line(const struct loader *L, const char *section, const char *name)
 {
-	const struct key *k = find_key(global_keys, ARRAY_SIZE(global_keys), section, name);
+	const struct conf_key *k = find_key(global_keys, ARRAY_SIZE(global_keys), section, name);
 	assert(k);
 	return L->seen[k - global_keys];
 }
 
-static int endpoint_line(const struct loader *L, size_t i, const char *name)
-{
-	const struct key *k = find_key(endpoint_keys, ARRAY_SIZE(endpoint_keys), NULL, name);
-	assert(k);
-	return L->eps[i].seen[k - endpoint_keys];
-}
-
 static int64_t global_ms(const struct loader *L, const char *section, const char *name)
 {
-	const struct key *k = find_key(global_keys, ARRAY_SIZE(global_keys), section, name);
-	assert(k && k->type == T_DURATION);
+	const struct conf_key *k = find_key(global_keys, ARRAY_SIZE(global_keys), section, name);
+	assert(k && k->type == CONF_DURATION);
 	return *(const int64_t *)(const void *)((const char *)L->cfg + k->off);
 }
 
@@ -1099,43 +1165,45 @@ static int check_order(struct loader *L, const char *section, const char *lo, co
 	return fail(L, global_line(L, section, lo), "%s: must not exceed %s (%s)", lo, hi, fb);
 }
 
-/* A key an endpoint must have: blamed on its line when written empty, else
- * on the section header. */
-static int need(struct loader *L, size_t i, const char *name, bool present, const char *why)
+static bool has_value(const struct conf_key *k, const char *base, int seen)
 {
-	const struct endpoint_conf *ep = &L->cfg->endpoints[i];
-	int line = endpoint_line(L, i, name);
-
-	if (present)
-		return 0;
-	if (line)
-		return fail(L, line, "endpoint '%s': %s must not be empty%s", ep->name, name, why);
-	return fail(L, ep->line, "endpoint '%s': missing required key '%s'%s", ep->name, name, why);
-}
-
-static bool has_value(const struct key *k, const char *base, int seen)
-{
-	if (k->type == T_LIST)
+	if (k->type == CONF_LIST)
 		return *(const size_t *)(const void *)(base + k->count_off) > 0;
-	if (k->type == T_STR || k->type == T_PATH)
+	if (k->type == CONF_STR || k->type == CONF_PATH)
 		return *(char *const *)(const void *)(base + k->off) != NULL;
 	return seen > 0;
 }
 
+/* The CONF_REQUIRED keys of one table: a missing one is blamed on its line
+ * when written empty, else on the section header. */
+static int need(struct loader *L, const struct endpoint_conf *ep, const struct target *t,
+		const char *why)
+{
+	for (size_t k = 0; k < t->n; k++) {
+		const struct conf_key *key = &t->keys[k];
+		if (!(key->flags & CONF_REQUIRED) || has_value(key, t->base, t->seen[k]))
+			continue;
+		if (t->seen[k])
+			return fail(L, t->seen[k], "endpoint '%s': %s must not be empty%s", ep->name,
+				    key->name, why);
+		return fail(L, ep->line, "endpoint '%s': missing required key '%s'%s", ep->name,
+			    key->name, why);
+	}
+	return 0;
+}
+
+/* The common keys an endpoint needs, then those its transport needs. */
 static int check_endpoint(struct loader *L, size_t i)
 {
 	const struct endpoint_conf *ep = &L->cfg->endpoints[i];
+	struct target t[2];
+	char why[96];
 
-	for (size_t k = 0; k < ARRAY_SIZE(endpoint_keys); k++) {
-		const struct key *key = &endpoint_keys[k];
-		if ((key->flags & REQUIRED) &&
-		    need(L, i, key->name, has_value(key, (const char *)ep, L->eps[i].seen[k]), "") < 0)
+	size_t n = endpoint_targets(L, i, t);
+	snprintf(why, sizeof(why), " (transport %s)", ep->transport);
+	for (size_t j = 0; j < n; j++)
+		if (need(L, ep, &t[j], j == 0 ? "" : why) < 0)
 			return L->rc;
-	}
-	if (strcmp(ep->transport, "spool") == 0 &&
-	    (need(L, i, "inbox", ep->inbox, " (transport spool)") < 0 ||
-	     need(L, i, "outbox", ep->outbox, " (transport spool)") < 0))
-		return L->rc;
 	return 0;
 }
 
@@ -1145,6 +1213,7 @@ struct claim {
 	const char *what;
 	size_t ep;
 	int line;
+	bool shared; /* other endpoints may claim it as the same `what` */
 };
 
 static int claim_cmp(const void *a, const void *b)
@@ -1156,8 +1225,8 @@ static int claim_cmp(const void *a, const void *b)
 
 /* Sorts the claims and returns the index of the clash whose later claim is
  * nearest the top of the file (the earlier claim is just before it), or 0.
- * Two claims of a value clash unless both are a `shared` kind. */
-static size_t first_clash(struct claim *c, size_t n, const char *shared)
+ * Two claims of a value clash unless both are shared and the same `what`. */
+static size_t first_clash(struct claim *c, size_t n)
 {
 	size_t best = 0;
 
@@ -1167,7 +1236,7 @@ static size_t first_clash(struct claim *c, size_t n, const char *shared)
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(c[i - 1].value, c[i].value) != 0)
 			continue;
-		if (shared && strcmp(c[i - 1].what, shared) == 0 && strcmp(c[i].what, shared) == 0)
+		if (c[i - 1].shared && c[i].shared && strcmp(c[i - 1].what, c[i].what) == 0)
 			continue;
 		if (best == 0 || c[i].line < c[best].line)
 			best = i;
@@ -1195,9 +1264,9 @@ static int check_gln_owners(struct loader *L)
 	for (size_t i = 0; i < cfg->nendpoints; i++)
 		for (size_t g = 0; g < cfg->endpoints[i].ngln; g++) {
 			const char *gln = cfg->endpoints[i].gln[g];
-			c[n++] = (struct claim){ gln, "gln", i, item_line(L, gln) };
+			c[n++] = (struct claim){ gln, "gln", i, item_line(L, gln), false };
 		}
-	size_t k = first_clash(c, n, NULL);
+	size_t k = first_clash(c, n);
 	if (k == 0)
 		return 0;
 	return fail(L, c[k].line, "endpoint '%s': gln %s is already owned by endpoint '%s' (line %d)",
@@ -1205,28 +1274,46 @@ static int check_gln_owners(struct loader *L)
 		    c[k - 1].line);
 }
 
-static void claim_dir(const struct loader *L, struct claim *c, size_t *n, size_t i,
-		      const char *what, const char *path)
+/* The CONF_FOLDER keys of endpoint i that hold a path, as claims (into c
+ * when not NULL); returns how many. */
+static size_t folder_claims(const struct loader *L, size_t i, struct claim *c)
 {
-	int line = endpoint_line(L, i, what);
-	if (path)
-		c[(*n)++] = (struct claim){ path, what, i, line ? line : L->cfg->endpoints[i].line };
+	const struct endpoint_conf *ep = &L->cfg->endpoints[i];
+	struct target t[2];
+	size_t n = 0, nt = endpoint_targets(L, i, t);
+
+	for (size_t j = 0; j < nt; j++) {
+		for (size_t k = 0; k < t[j].n; k++) {
+			const struct conf_key *key = &t[j].keys[k];
+			if (!(key->flags & CONF_FOLDER))
+				continue;
+			const char *path = *(char *const *)(const void *)(t[j].base + key->off);
+			if (!path)
+				continue;
+			if (c)
+				c[n] = (struct claim){ path, key->name, i,
+						       t[j].seen[k] ? t[j].seen[k] : ep->line,
+						       (key->flags & CONF_SHARED) != 0 };
+			n++;
+		}
+	}
+	return n;
 }
 
 /* One folder, one role: a shared inbox would be picked up twice, an outbox
- * that is an inbox would loop. Endpoints may share a quarantine. */
-static int check_spool_dirs(struct loader *L)
+ * that is an inbox would loop. Keys marked CONF_SHARED (a quarantine) may be
+ * shared in their own role. */
+static int check_folders(struct loader *L)
 {
 	const struct config *cfg = L->cfg;
-	_cleanup_free_ struct claim *c = xcalloc(3 * cfg->nendpoints + 1, sizeof(*c));
-	size_t n = 0;
+	size_t n = 0, total = 0;
 
-	for (size_t i = 0; i < cfg->nendpoints; i++) {
-		claim_dir(L, c, &n, i, "inbox", cfg->endpoints[i].inbox);
-		claim_dir(L, c, &n, i, "outbox", cfg->endpoints[i].outbox);
-		claim_dir(L, c, &n, i, "quarantine", cfg->endpoints[i].quarantine);
-	}
-	size_t k = first_clash(c, n, "quarantine");
+	for (size_t i = 0; i < cfg->nendpoints; i++)
+		total += folder_claims(L, i, NULL);
+	_cleanup_free_ struct claim *c = xcalloc(total + 1, sizeof(*c));
+	for (size_t i = 0; i < cfg->nendpoints; i++)
+		n += folder_claims(L, i, c + n);
+	size_t k = first_clash(c, n);
 	if (k == 0)
 		return 0;
 	return fail(L, c[k].line, "endpoint '%s': %s %s is already the %s of endpoint '%s' (line %d)",
@@ -1269,7 +1356,7 @@ static int validate(struct loader *L)
 	for (size_t i = 0; i < L->cfg->nendpoints; i++)
 		if (check_endpoint(L, i) < 0)
 			return L->rc;
-	if (check_gln_owners(L) < 0 || check_spool_dirs(L) < 0 || check_default_endpoint(L) < 0 ||
+	if (check_gln_owners(L) < 0 || check_folders(L) < 0 || check_default_endpoint(L) < 0 ||
 	    check_order(L, "delivery", "retry_initial", "retry_max") < 0 ||
 	    check_order(L, "store", "retention", "history") < 0 || check_mail(L) < 0 ||
 	    check_socket_path(L) < 0)
@@ -1281,15 +1368,37 @@ static int finish(struct loader *L)
 {
 	if (close_list(L) < 0)
 		return L->rc;
-	fill_defaults(L, global_keys, ARRAY_SIZE(global_keys), L->seen, (char *)L->cfg);
-	for (size_t i = 0; i < L->cfg->nendpoints; i++)
-		endpoint_defaults(L, i);
+	all_defaults(L);
 	return validate(L);
 }
 
 /* ---- the public functions ----------------------------------------------- */
 
-static int loader_open(struct loader *L)
+/* Programmer errors in a schema: caught on every load, by the unit tests. */
+static void assert_schemas_sound(const struct conf_schema *const *schemas)
+{
+	for (size_t i = 0; schemas[i]; i++) {
+		const struct conf_schema *s = schemas[i];
+		assert(s->name && *s->name && (s->section_keys || !s->section));
+		for (size_t j = 0; j < i; j++)
+			assert(strcmp(schemas[j]->name, s->name) != 0 && "one schema per name");
+		for (size_t k = 0; k < s->nendpoint_keys; k++) {
+			const struct conf_key *key = &s->endpoint_keys[k];
+			assert((key->flags & CONF_RELOAD) && "endpoint keys reload");
+			assert((!(key->flags & CONF_FOLDER) || key->type == CONF_PATH) &&
+			       "a folder is a path");
+			assert(!find_key(endpoint_keys, ARRAY_SIZE(endpoint_keys), NULL, key->name) &&
+			       "a common endpoint key");
+			(void)key;
+		}
+		for (size_t k = 0; s->section && k < ARRAY_SIZE(global_keys); k++)
+			assert(strcmp(global_keys[k].section, s->section) != 0 &&
+			       "a broker section");
+		(void)s;
+	}
+}
+
+static int loader_open(struct loader *L, const struct conf_schema *const *schemas)
 {
 	L->cwd = getcwd(NULL, 0);
 	if (!L->cwd) {
@@ -1303,6 +1412,17 @@ static int loader_open(struct loader *L)
 	}
 	L->cfg = xcalloc(1, sizeof(*L->cfg));
 	L->cfg->path = resolve_path(L->cwd, L->path);
+	L->cfg->schemas = schemas;
+	while (schemas[L->nschemas])
+		L->nschemas++;
+	L->cfg->sections = xcalloc(L->nschemas, sizeof(void *));
+	L->sseen = xcalloc(L->nschemas, sizeof(int *));
+	for (size_t i = 0; i < L->nschemas; i++) {
+		if (!schemas[i]->section)
+			continue;
+		L->cfg->sections[i] = xcalloc(1, schemas[i]->section_size);
+		L->sseen[i] = xcalloc(schemas[i]->nsection_keys + 1, sizeof(int));
+	}
 	return 0;
 }
 
@@ -1311,19 +1431,27 @@ static void loader_close(struct loader *L)
 	if (L->f)
 		fclose(L->f);
 	config_free(L->cfg);
-	free(L->buf);
+	drop_held(L);
+	free(L->held);
 	free(L->cwd);
+	for (size_t i = 0; i < L->neps; i++)
+		free(L->eps[i].tseen);
 	free(L->eps);
+	for (size_t i = 0; i < L->nschemas; i++)
+		free(L->sseen[i]);
+	free(L->sseen);
 	free(L->items);
 }
 
-int config_load(const char *path, struct config **out, char *err, size_t errlen)
+int config_load(const char *path, const struct conf_schema *const *schemas, struct config **out,
+		char *err, size_t errlen)
 {
-	struct loader L = { .path = path, .err = err, .errlen = errlen, .ep = -1 };
+	struct loader L = { .path = path, .err = err, .errlen = errlen, .ssec = -1, .ep = -1 };
 	int r;
 
-	assert(path && out);
-	r = loader_open(&L);
+	assert(path && out && schemas && schemas[0]);
+	assert_schemas_sound(schemas);
+	r = loader_open(&L, schemas);
 	if (r == 0)
 		r = parse(&L);
 	if (r == 0)
@@ -1334,13 +1462,13 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	return r;
 }
 
-static void free_fields(const struct key *keys, size_t n, char *base)
+static void free_fields(const struct conf_key *keys, size_t n, char *base)
 {
 	for (size_t i = 0; i < n; i++) {
 		void *field = base + keys[i].off;
-		if (keys[i].type == T_STR || keys[i].type == T_PATH) {
+		if (keys[i].type == CONF_STR || keys[i].type == CONF_PATH) {
 			free(*(char **)field);
-		} else if (keys[i].type == T_LIST) {
+		} else if (keys[i].type == CONF_LIST) {
 			char **items = *(char ***)field;
 			size_t count = *(size_t *)(void *)(base + keys[i].count_off);
 			for (size_t j = 0; j < count; j++)
@@ -1355,13 +1483,33 @@ void config_free(struct config *cfg)
 	if (!cfg)
 		return;
 	for (size_t i = 0; i < cfg->nendpoints; i++) {
-		free_fields(endpoint_keys, ARRAY_SIZE(endpoint_keys), (char *)&cfg->endpoints[i]);
-		free(cfg->endpoints[i].name);
+		struct endpoint_conf *ep = &cfg->endpoints[i];
+		free_fields(endpoint_keys, ARRAY_SIZE(endpoint_keys), (char *)ep);
+		if (ep->tconf)
+			free_fields(ep->schema->endpoint_keys, ep->schema->nendpoint_keys,
+				    ep->tconf);
+		free(ep->tconf);
+		free(ep->name);
 	}
 	free(cfg->endpoints);
+	for (size_t i = 0; cfg->sections && cfg->schemas[i]; i++) {
+		const struct conf_schema *s = cfg->schemas[i];
+		if (cfg->sections[i])
+			free_fields(s->section_keys, s->nsection_keys, cfg->sections[i]);
+		free(cfg->sections[i]);
+	}
+	free(cfg->sections);
 	free_fields(global_keys, ARRAY_SIZE(global_keys), (char *)cfg);
 	free(cfg->path);
 	free(cfg);
+}
+
+const void *config_section(const struct config *cfg, const struct conf_schema *schema)
+{
+	for (size_t i = 0; cfg->schemas && cfg->schemas[i]; i++)
+		if (cfg->schemas[i] == schema)
+			return cfg->sections ? cfg->sections[i] : NULL;
+	return NULL;
 }
 
 const struct endpoint_conf *config_endpoint(const struct config *cfg, const char *name)
@@ -1377,25 +1525,25 @@ static bool str_equal(const char *a, const char *b)
 	return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static bool field_equal(const struct key *k, const char *a, const char *b)
+static bool field_equal(const struct conf_key *k, const char *a, const char *b)
 {
 	const void *fa = a + k->off, *fb = b + k->off;
 
 	switch (k->type) {
-	case T_STR:
-	case T_PATH:
+	case CONF_STR:
+	case CONF_PATH:
 		return str_equal(*(char *const *)fa, *(char *const *)fb);
-	case T_DURATION:
-	case T_INT:
-	case T_SIZE:
+	case CONF_DURATION:
+	case CONF_INT:
+	case CONF_SIZE:
 		return *(const int64_t *)fa == *(const int64_t *)fb;
-	case T_DOUBLE:
+	case CONF_DOUBLE:
 		return *(const double *)fa == *(const double *)fb;
-	case T_BOOL:
+	case CONF_BOOL:
 		return *(const bool *)fa == *(const bool *)fb;
-	case T_ENUM:
+	case CONF_ENUM:
 		return *(const int *)fa == *(const int *)fb;
-	case T_LIST: {
+	case CONF_LIST: {
 		size_t n = *(const size_t *)(const void *)(a + k->count_off);
 		if (n != *(const size_t *)(const void *)(b + k->count_off))
 			return false;
@@ -1408,18 +1556,20 @@ static bool field_equal(const struct key *k, const char *a, const char *b)
 	return false;
 }
 
-/* Only global keys can need a restart: every endpoint key is reloadable. */
-int config_nonreloadable_changes(const struct config *old, const struct config *new,
-				 void (*warn)(const char *key, void *arg), void *arg)
+/* Counts (and names to warn) the non-reloadable keys of one table whose
+ * values differ between the structs a and b. */
+static int compare_keys(const struct conf_key *keys, size_t n, const char *section,
+			const char *a, const char *b, void (*warn)(const char *key, void *arg),
+			void *arg)
 {
 	int changed = 0;
 
-	for (size_t i = 0; i < ARRAY_SIZE(global_keys); i++) {
-		const struct key *k = &global_keys[i];
-		if ((k->flags & RELOAD) || field_equal(k, (const char *)old, (const char *)new))
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_key *k = &keys[i];
+		if ((k->flags & CONF_RELOAD) || field_equal(k, a, b))
 			continue;
-		char name[64];
-		snprintf(name, sizeof(name), "%s.%s", k->section, k->name);
+		char name[96];
+		snprintf(name, sizeof(name), "%s.%s", section ? section : k->section, k->name);
 		if (warn)
 			warn(name, arg);
 		changed++;
@@ -1427,9 +1577,27 @@ int config_nonreloadable_changes(const struct config *old, const struct config *
 	return changed;
 }
 
+/* Global keys and the schemas' sections can need a restart; every endpoint
+ * key is reloadable (a reload gives each endpoint a new transport). */
+int config_nonreloadable_changes(const struct config *old, const struct config *new,
+				 void (*warn)(const char *key, void *arg), void *arg)
+{
+	int changed = compare_keys(global_keys, ARRAY_SIZE(global_keys), NULL, (const char *)old,
+				   (const char *)new, warn, arg);
+
+	for (size_t i = 0; new->schemas && new->schemas[i]; i++) {
+		const struct conf_schema *s = new->schemas[i];
+		const char *a = config_section(old, s), *b = new->sections[i];
+		if (a && b)
+			changed += compare_keys(s->section_keys, s->nsection_keys, s->section, a, b,
+						warn, arg);
+	}
+	return changed;
+}
+
 const char *endpoint_kind_name(enum endpoint_kind kind)
 {
-	for (const struct choice *c = kinds; c->name; c++)
+	for (const struct conf_choice *c = kinds; c->name; c++)
 		if (c->value == (int)kind)
 			return c->name;
 	return "unknown";

@@ -1,12 +1,18 @@
 /*
- * config.h - the daemon's configuration: an INI file (libinih) read through
- * one declarative table of keys (name, type, default, min, max, reloadable).
+ * config.h - the daemon's configuration: an INI file (conf/ini.h) read
+ * through declarative tables of keys (name, type, default, min, max,
+ * reloadable).
  *
  * config_load() builds a complete, validated `struct config` or nothing: a
  * bad file yields "FILE:LINE: reason" and no config, so a SIGHUP with a bad
  * file keeps the running config. Durations are "500ms", "90s", "15m", "2h",
  * "7d" (100ms at least). Lists are comma-separated and may continue on
  * indented lines.
+ *
+ * The broker's own keys are config.c's; a transport brings its own in a
+ * `struct conf_schema` (keys of its endpoints, and an optional [section] of
+ * its own), read, defaulted, checked, freed and compared by the same code.
+ * This module names no transport: the caller passes the schemas.
  */
 #ifndef EDIBROKER_CONFIG_H
 #define EDIBROKER_CONFIG_H
@@ -15,24 +21,100 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- key tables ---------------------------------------------------------- */
+
+/* Milliseconds, for the bounds of duration keys. */
+#define CONF_SECOND 1000LL
+#define CONF_MINUTE (60 * CONF_SECOND)
+#define CONF_HOUR (60 * CONF_MINUTE)
+#define CONF_DAY (24 * CONF_HOUR)
+
+enum conf_type {
+	CONF_STR,      /* char *; NULL when unset */
+	CONF_PATH,     /* char *, made absolute: a written one against the working
+			  directory, a default against state_dir */
+	CONF_DURATION, /* int64_t milliseconds */
+	CONF_INT,      /* int64_t */
+	CONF_SIZE,     /* int64_t bytes; "16M" */
+	CONF_DOUBLE,   /* double */
+	CONF_BOOL,     /* bool; yes/no, true/false, on/off, 1/0 */
+	CONF_ENUM,     /* int: the value of the chosen word */
+	CONF_LIST,     /* char ** and a size_t count (count_off) */
+};
+
+enum {
+	CONF_RELOAD = 1 << 0,   /* a SIGHUP may change it; without it, a restart is needed */
+	CONF_OPTIONAL = 1 << 1, /* strings: an empty value means unset (then the default) */
+	CONF_REQUIRED = 1 << 2, /* endpoints: must be given (a list: with an item); checked
+				   after the file, so with CONF_OPTIONAL "key =" is named */
+	CONF_ZERO_OFF = 1 << 3, /* numbers: 0 means "off" and is allowed below min */
+	CONF_FOLDER = 1 << 4,   /* endpoint paths: a folder with one role among all endpoints */
+	CONF_SHARED = 1 << 5,   /* with CONF_FOLDER: endpoints may share it in this role */
+};
+
+/* A word a key accepts; a CONF_ENUM key stores its value. */
+struct conf_choice {
+	const char *name;
+	int value;
+};
+
+/* Extra syntax of a string or of each list item: 0, or -EINVAL and why. */
+typedef int conf_check_fn(const char *v, char *why, size_t len);
+
+/* One key: where its value lives in the struct it fills, and its rules. */
+struct conf_key {
+	const char *section;		   /* the broker's [section]; NULL in a schema */
+	const char *name;
+	enum conf_type type;
+	size_t off;			   /* of the value in its struct */
+	size_t count_off;		   /* CONF_LIST: of its size_t count */
+	const char *def;		   /* default, written as in the file (in an endpoint
+					      key, CONF_ENDPOINT_NAME stands for the endpoint's
+					      name); NULL = unset */
+	int64_t min, max;		   /* INT, DOUBLE, SIZE (bytes), DURATION (ms) */
+	const struct conf_choice *choices; /* CONF_ENUM; for a CONF_STR the only words it takes */
+	conf_check_fn *check;		   /* CONF_STR: the value; CONF_LIST: each item */
+	unsigned flags;
+};
+
+/* In an endpoint key's default: "quarantine/" CONF_ENDPOINT_NAME. */
+#define CONF_ENDPOINT_NAME "{endpoint}"
+
+/* Row helpers: CONF_KEY(struct spool_conf, "inbox", CONF_PATH, inbox). */
+#define CONF_KEY(st, key, t, field) .name = (key), .type = (t), .off = offsetof(st, field)
+#define CONF_LIST_KEY(st, key, field)                                                              \
+	CONF_KEY(st, key, CONF_LIST, field), .count_off = offsetof(st, n##field)
+
+/* What a transport reads from the file. Endpoint keys are all CONF_RELOAD
+ * (a reload gives every endpoint a new transport); names must not repeat
+ * the common endpoint keys, nor a section the broker's. */
+struct conf_schema {
+	const char *name;			/* "transport = NAME" */
+	const struct conf_key *endpoint_keys;	/* keys of its [endpoint NAME] sections */
+	size_t nendpoint_keys;
+	size_t endpoint_size;			/* of the struct they fill (endpoint_conf.tconf) */
+	const char *section;			/* its own [section], or NULL */
+	const struct conf_key *section_keys;
+	size_t nsection_keys;
+	size_t section_size;			/* of the struct they fill (config_section()) */
+};
+
+/* ---- the configuration --------------------------------------------------- */
+
 enum endpoint_kind { ENDPOINT_HOSPITAL, ENDPOINT_MUNICIPALITY, ENDPOINT_OTHER };
 
 struct endpoint_conf {
 	char *name;               /* from "[endpoint NAME]" */
 	int line;                 /* line of the section header, for messages */
 	enum endpoint_kind kind;  /* kind = hospital | municipality | other */
-	char *transport;          /* transport = spool (the only one so far) */
+	char *transport;          /* transport = a schema's name; default: the first */
+	const struct conf_schema *schema; /* that transport's */
+	void *tconf;              /* its keys' struct (schema->endpoint_size bytes), or NULL */
 	char **gln;               /* gln = list of location numbers it owns */
 	size_t ngln;
-	char *inbox;              /* spool: the endpoint drops files here */
-	char *outbox;             /* spool: the broker delivers files here */
-	char *quarantine;         /* spool: unparseable inbound files; default
-				     <state_dir>/quarantine/<name> */
-	bool create_dirs;         /* create_dirs = yes: make missing inbox/outbox at start */
 	char *contact;            /* contact = free text: person, phone, mail */
 	char **recipients;        /* recipients = the endpoint's own function mailbox(es) */
 	size_t nrecipients;
-	int64_t pickup_timeout_ms;/* spool: outbox files not collected by then = down; 0 = off */
 	char *organisation;       /* organisation = display name in notices; default: name */
 };
 
@@ -55,9 +137,6 @@ struct config {
 
 	/* [routing] */
 	char *default_endpoint;    /* default_endpoint: NULL when unset */
-
-	/* [spool] */
-	int64_t rescan_interval_ms;/* rescan_interval: periodic inbox rescan (default 30s) */
 
 	/* [store] */
 	int64_t retention_ms;      /* retention: bodies of delivered messages kept this long (7d) */
@@ -99,18 +178,29 @@ struct config {
 
 	struct endpoint_conf *endpoints;
 	size_t nendpoints;
+
+	const struct conf_schema *const *schemas; /* as given to config_load() */
+	void **sections;               /* sections[i]: schemas[i]'s [section] struct, or NULL */
 };
 
-/* Loads and validates path. Returns 0 with *out set, or a negative errno
- * with "path:line: reason" (or "path: reason") in err. */
-int config_load(const char *path, struct config **out, char *err, size_t errlen);
+/* Loads and validates path against the broker's keys and the NULL-terminated
+ * schemas (at least one; they must outlive the config). Returns 0 with *out
+ * set, or a negative errno with "path:line: reason" (or "path: reason") in
+ * err. */
+int config_load(const char *path, const struct conf_schema *const *schemas, struct config **out,
+		char *err, size_t errlen);
 void config_free(struct config *cfg);
 
 /* The endpoint called name, or NULL. */
 const struct endpoint_conf *config_endpoint(const struct config *cfg, const char *name);
 
-/* Calls warn(key, arg) for every non-reloadable key whose value differs
- * between old and new (e.g. "broker.state_dir"); returns how many differ. */
+/* The struct schema's [section] filled (defaults when the file has none),
+ * or NULL when cfg was loaded without schema or it has no section. */
+const void *config_section(const struct config *cfg, const struct conf_schema *schema);
+
+/* Calls warn(key, arg) for every non-reloadable key, the schemas' sections
+ * included, whose value differs between old and new (e.g.
+ * "broker.state_dir"); returns how many differ. */
 int config_nonreloadable_changes(const struct config *old, const struct config *new,
 				 void (*warn)(const char *key, void *arg), void *arg);
 

@@ -24,6 +24,22 @@
 
 extern const struct transport_ops spool_transport;
 
+/* What an [endpoint NAME] with transport = spool sets (spool.c's keys). */
+struct spool_conf {
+	char *inbox;               /* inbox: the endpoint drops files here */
+	char *outbox;              /* outbox: the broker delivers files here */
+	char *quarantine;          /* quarantine: unparseable inbound files; default
+				      <state_dir>/quarantine/<name> */
+	bool create_dirs;          /* create_dirs = yes: make missing inbox/outbox at start */
+	int64_t pickup_timeout_ms; /* pickup_timeout: outbox files not collected by then =
+				      down; 0 = off */
+};
+
+/* The [spool] section. */
+struct spool_section {
+	int64_t rescan_interval_ms; /* rescan_interval: periodic inbox rescan (default 30s) */
+};
+
 struct spool_name {
 	struct spool_name *next;
 	char name[];

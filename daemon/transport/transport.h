@@ -51,7 +51,8 @@ struct transport_env {
 struct transport;
 
 struct transport_ops {
-	const char *name;
+	const char *name;                 /* "transport = NAME" */
+	const struct conf_schema *schema; /* its configuration; its name is NAME */
 	struct transport *(*create)(const struct endpoint_conf *ep, const struct transport_env *env,
 				    char *err, size_t errlen);
 	void (*destroy)(struct transport *t);
@@ -70,6 +71,10 @@ struct transport_ops {
 	void (*resume)(struct transport *t);
 };
 
+/* The registered transport called name, or NULL. */
 const struct transport_ops *transport_find(const char *name);
+/* The schemas of the registered transports, NULL-terminated, for
+ * config_load(); the first is the default transport. */
+const struct conf_schema *const *transport_schemas(void);
 
 #endif

@@ -19,15 +19,23 @@
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
 #include "tests/unit/testutil.h"
+#include "transport/spool.h"
+#include "transport/transport.h"
+
+/* The spool settings of an endpoint, and of the [spool] section. */
+#define SP(ep) ((const struct spool_conf *)(ep)->tconf)
+#define SPOOL(cfg) ((const struct spool_section *)config_section((cfg), spool_transport.schema))
 
 static char dir[PATH_MAX];
 static char conf[PATH_MAX + 32];
 static char err[512];
+static const struct conf_schema *const *schemas; /* what config_load() is given */
 
 static void setup(void)
 {
 	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_config.XXXXXX");
 	snprintf(conf, sizeof(conf), "%s/edibroker.conf", dir);
+	schemas = transport_schemas();
 	/* A zone database of our own, so timezone checks do not depend on tzdata. */
 	char zone[PATH_MAX + 64];
 	snprintf(zone, sizeof(zone), "%s/zoneinfo/Europe", dir);
@@ -54,7 +62,7 @@ static int load(const char *text, struct config **cfg)
 {
 	write_bytes(conf, text, strlen(text));
 	err[0] = '\0';
-	return config_load(conf, cfg, err, sizeof(err));
+	return config_load(conf, schemas, cfg, err, sizeof(err));
 }
 
 static struct config *load_ok(const char *text)
@@ -125,10 +133,10 @@ Test(config, issue2_snippet_loads_with_documented_values)
 	cr_assert_eq(ep->ngln, 2);
 	cr_assert_str_eq(ep->gln[0], "5790001234567");
 	cr_assert_str_eq(ep->gln[1], "5790001234574");
-	cr_assert_str_eq(ep->inbox, "/srv/edi/aarhus/in");
-	cr_assert_str_eq(ep->outbox, "/srv/edi/aarhus/out");
+	cr_assert_str_eq(SP(ep)->inbox, "/srv/edi/aarhus/in");
+	cr_assert_str_eq(SP(ep)->outbox, "/srv/edi/aarhus/out");
 	cr_assert_str_eq(ep->contact, "EOJ systemansvarlig, +45 ..., eoj@example.dk");
-	cr_assert_str_eq(ep->quarantine, "/var/lib/edibroker/quarantine/aarhus-kommune");
+	cr_assert_str_eq(SP(ep)->quarantine, "/var/lib/edibroker/quarantine/aarhus-kommune");
 	cr_assert_str_eq(ep->organisation, "aarhus-kommune");
 	cr_assert_eq(cfg->retry_initial_ms, 5000);
 	cr_assert_eq(cfg->retry_max_ms, 600000);
@@ -196,7 +204,7 @@ Test(config, issue3_snippet_loads_with_documented_values)
 	cr_assert_not_null(ep);
 	cr_assert_eq(ep->nrecipients, 1);
 	cr_assert_str_eq(ep->recipients[0], "eoj-drift@aarhus.example");
-	cr_assert_eq(ep->pickup_timeout_ms, 900000);
+	cr_assert_eq(SP(ep)->pickup_timeout_ms, 900000);
 	config_free(cfg);
 }
 
@@ -220,7 +228,7 @@ Test(config, multi_line_gln_list_with_comments)
 	cr_assert_str_eq(ep->gln[2], "5790000000003");
 	cr_assert_str_eq(ep->gln[3], "5790000000004");
 	cr_assert_str_eq(ep->gln[4], "5790000000005");
-	cr_assert_str_eq(ep->inbox, "/i");
+	cr_assert_str_eq(SP(ep)->inbox, "/i");
 	config_free(cfg);
 }
 
@@ -239,7 +247,7 @@ Test(config, defaults)
 	cr_assert_eq(cfg->drain_rate, 0.0);
 	cr_assert_eq(cfg->batch_max, 256);
 	cr_assert_null(cfg->default_endpoint);
-	cr_assert_eq(cfg->rescan_interval_ms, 30000);
+	cr_assert_eq(SPOOL(cfg)->rescan_interval_ms, 30000);
 	cr_assert_eq(cfg->retention_ms, 7LL * 86400000);
 	cr_assert_eq(cfg->history_ms, 90LL * 86400000);
 	cr_assert_eq(cfg->store_max_size, 0);
@@ -272,10 +280,10 @@ Test(config, endpoint_defaults_and_derived_paths)
 	cr_assert_str_eq(cfg->control_socket, "/srv/eb/control.sock");
 	cr_assert_str_eq(cfg->status_dir, "/srv/eb/status");
 	cr_assert_str_eq(ep->transport, "spool");
-	cr_assert_str_eq(ep->quarantine, "/srv/eb/quarantine/x.y_z-1");
+	cr_assert_str_eq(SP(ep)->quarantine, "/srv/eb/quarantine/x.y_z-1");
 	cr_assert_str_eq(ep->organisation, "x.y_z-1");
-	cr_assert_eq(ep->create_dirs, false);
-	cr_assert_eq(ep->pickup_timeout_ms, 0);
+	cr_assert_eq(SP(ep)->create_dirs, false);
+	cr_assert_eq(SP(ep)->pickup_timeout_ms, 0);
 	cr_assert_null(ep->contact);
 	cr_assert_eq(ep->nrecipients, 0);
 	cr_assert_null(config_endpoint(cfg, "x"));
@@ -324,7 +332,7 @@ Test(config, duplicate_keys_versus_continuation)
 		{ "[endpoint a]\ngln = 1\n  , 2\n", "3: gln: empty item in list" },
 		{ "[endpoint a]\ngln = 1\n  2 3\n",
 		  "3: gln: '2 3' is not a location number (1-35 printable characters, no spaces)" },
-		/* an indented key after a key continues it, as inih reads it */
+		/* an indented key after a key continues it (ini.h) */
 		{ "[endpoint a]\ngln = 1\n  inbox = /i\n",
 		  "3: gln: 'inbox = /i' is not a location number (1-35 printable characters, no spaces)" },
 	};
@@ -467,8 +475,8 @@ Test(config, endpoints_may_share_a_quarantine)
 	struct config *cfg = load_ok(EP("a", "1", "a") "quarantine = /q\n" EP("b", "2", "b")
 					     "quarantine = /q\n");
 
-	cr_assert_str_eq(cfg->endpoints[0].quarantine, "/q");
-	cr_assert_str_eq(cfg->endpoints[1].quarantine, "/q");
+	cr_assert_str_eq(SP(&cfg->endpoints[0])->quarantine, "/q");
+	cr_assert_str_eq(SP(&cfg->endpoints[1])->quarantine, "/q");
 	config_free(cfg);
 }
 
@@ -563,11 +571,11 @@ Test(config, relative_paths_resolve_against_the_working_directory)
 	snprintf(want, sizeof(want), "%s/../tpl", cwd);
 	cr_assert_str_eq(cfg->template_dir, want, "'..' is kept: resolving it could cross a symlink");
 	snprintf(want, sizeof(want), "%s/spool/in", cwd);
-	cr_assert_str_eq(ep->inbox, want);
+	cr_assert_str_eq(SP(ep)->inbox, want);
 	snprintf(want, sizeof(want), "%s/spool/out", cwd);
-	cr_assert_str_eq(ep->outbox, want);
+	cr_assert_str_eq(SP(ep)->outbox, want);
 	snprintf(want, sizeof(want), "%s/q", cwd);
-	cr_assert_str_eq(ep->quarantine, want);
+	cr_assert_str_eq(SP(ep)->quarantine, want);
 	snprintf(want, sizeof(want), "%s/edibroker.conf", cwd);
 	cr_assert_str_eq(cfg->path, want);
 	config_free(cfg);
@@ -623,7 +631,7 @@ Test(config, example_config_loads)
 {
 	struct config *cfg = NULL;
 	char cwd[PATH_MAX], want[PATH_MAX + 64];
-	int r = config_load("config/edibroker.conf.example", &cfg, err, sizeof(err));
+	int r = config_load("config/edibroker.conf.example", schemas, &cfg, err, sizeof(err));
 
 	cr_assert_eq(r, 0, "%s", err);
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
@@ -642,10 +650,10 @@ Test(config, example_config_loads)
 	cr_assert_str_eq(m->gln[0], "5790000143055");
 	cr_assert_str_eq(m->gln[1], "5790002508226");
 	snprintf(want, sizeof(want), "%s/var/spool/demo-hospital/in", cwd);
-	cr_assert_str_eq(h->inbox, want);
+	cr_assert_str_eq(SP(h)->inbox, want);
 	snprintf(want, sizeof(want), "%s/var/spool/demo-municipality/out", cwd);
-	cr_assert_str_eq(m->outbox, want);
-	cr_assert(h->create_dirs && m->create_dirs);
+	cr_assert_str_eq(SP(m)->outbox, want);
+	cr_assert(SP(h)->create_dirs && SP(m)->create_dirs);
 	cr_assert_str_eq(cfg->smtp_url, "smtp://127.0.0.1:2525");
 	cr_assert_eq(cfg->nmunicipality_recipients, 2);
 	cr_assert_str_eq(cfg->municipality_recipients[1], "kommune-drift@region.example");
@@ -664,8 +672,7 @@ Test(config, crlf_and_byte_order_mark)
 	config_free(cfg);
 }
 
-/* inih reads a line longer than its first buffer in several reader calls;
- * line numbers after it must still be right. */
+/* Line numbers after a long line must still be right. */
 Test(config, long_lines_keep_line_numbers)
 {
 	size_t n = 400, len = 64 + n * 16;
@@ -699,7 +706,7 @@ Test(config, line_too_long_and_nul_byte)
 
 	static const char nul[] = "[broker]\nid = A\0B\n";
 	write_bytes(conf, nul, sizeof(nul) - 1);
-	cr_assert_eq(config_load(conf, &cfg, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(config_load(conf, schemas, &cfg, err, sizeof(err)), -EINVAL);
 	char want[sizeof(conf) + 64];
 	snprintf(want, sizeof(want), "%s:2: NUL byte in the line", conf);
 	cr_assert_str_eq(err, want);
@@ -711,11 +718,11 @@ Test(config, missing_file)
 	char path[PATH_MAX + 32], want[PATH_MAX + 96];
 
 	snprintf(path, sizeof(path), "%s/nope.conf", dir);
-	cr_assert_eq(config_load(path, &cfg, err, sizeof(err)), -ENOENT);
+	cr_assert_eq(config_load(path, schemas, &cfg, err, sizeof(err)), -ENOENT);
 	snprintf(want, sizeof(want), "%s: cannot open: No such file or directory", path);
 	cr_assert_str_eq(err, want);
 	cr_assert_null(cfg);
-	cr_assert_eq(config_load(path, &cfg, NULL, 0), -ENOENT, "err may be NULL");
+	cr_assert_eq(config_load(path, schemas, &cfg, NULL, 0), -ENOENT, "err may be NULL");
 }
 
 Test(config, endpoint_kind_names)
@@ -735,9 +742,166 @@ Test(config, log_levels_and_booleans)
 				     "create_dirs = off\norganisation =\n");
 
 	cr_assert_eq(cfg->log_level, LOG_WARNING);
-	cr_assert_eq(cfg->endpoints[0].create_dirs, true);
-	cr_assert_eq(cfg->endpoints[1].create_dirs, false);
+	cr_assert_eq(SP(&cfg->endpoints[0])->create_dirs, true);
+	cr_assert_eq(SP(&cfg->endpoints[1])->create_dirs, false);
 	cr_assert_str_eq(cfg->endpoints[1].organisation, "b", "empty means the default");
 	config_free(cfg);
 	config_free(NULL);
+}
+
+/* ---- transports declare their keys -------------------------------------- */
+
+/* A second transport, as a test double: endpoint keys of its own (one
+ * required, a list, a folder) and a [fake] section with a key that needs a
+ * restart. */
+struct fake_conf {
+	char *url;
+	char **hosts;
+	size_t nhosts;
+	char *staging;
+};
+
+struct fake_section {
+	int64_t pool;
+	int64_t timeout_ms;
+};
+
+static const struct conf_key fake_endpoint_keys[] = {
+	{ CONF_KEY(struct fake_conf, "url", CONF_STR, url),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_REQUIRED },
+	{ CONF_LIST_KEY(struct fake_conf, "hosts", hosts), .flags = CONF_RELOAD },
+	{ CONF_KEY(struct fake_conf, "staging", CONF_PATH, staging),
+	  .def = "fake/" CONF_ENDPOINT_NAME, .flags = CONF_RELOAD | CONF_FOLDER },
+};
+
+static const struct conf_key fake_section_keys[] = {
+	{ CONF_KEY(struct fake_section, "pool", CONF_INT, pool), .def = "4", .min = 1, .max = 64 },
+	{ CONF_KEY(struct fake_section, "timeout", CONF_DURATION, timeout_ms), .def = "10s",
+	  .min = 100, .max = CONF_HOUR, .flags = CONF_RELOAD },
+};
+
+static const struct conf_schema fake_schema = {
+	.name = "fake",
+	.endpoint_keys = fake_endpoint_keys,
+	.nendpoint_keys = ARRAY_SIZE(fake_endpoint_keys),
+	.endpoint_size = sizeof(struct fake_conf),
+	.section = "fake",
+	.section_keys = fake_section_keys,
+	.nsection_keys = ARRAY_SIZE(fake_section_keys),
+	.section_size = sizeof(struct fake_section),
+};
+
+static const struct conf_schema *spool_and_fake[3], *fake_only[2] = { &fake_schema, NULL };
+
+/* After the suite's setup(). */
+static void with_fake(void)
+{
+	spool_and_fake[0] = spool_transport.schema;
+	spool_and_fake[1] = &fake_schema;
+	schemas = spool_and_fake;
+}
+
+#define FAKE(ep) ((const struct fake_conf *)(ep)->tconf)
+#define FAKE_SECTION(cfg) ((const struct fake_section *)config_section((cfg), &fake_schema))
+
+Test(config, a_transport_fills_its_own_struct, .init = with_fake)
+{
+	struct config *cfg = load_ok("[broker]\nstate_dir = /s\n[fake]\ntimeout = 2s\n"
+				     "[endpoint f]\nkind = other\ngln = 1\nurl = x://y ; c\n"
+				     "hosts = a,\n  b\ntransport = fake\n"
+				     "[endpoint s]\nkind = other\ngln = 2\ninbox = /i\noutbox = /o\n");
+	const struct endpoint_conf *f = config_endpoint(cfg, "f"), *s = config_endpoint(cfg, "s");
+
+	cr_assert_str_eq(f->transport, "fake");
+	cr_assert_eq(f->schema, &fake_schema);
+	cr_assert_str_eq(FAKE(f)->url, "x://y");
+	cr_assert_eq(FAKE(f)->nhosts, 2);
+	cr_assert_str_eq(FAKE(f)->hosts[1], "b");
+	cr_assert_str_eq(FAKE(f)->staging, "/s/fake/f", "a relative default is under state_dir");
+	cr_assert_str_eq(s->transport, "spool", "the first schema is the default transport");
+	cr_assert_eq(s->schema, spool_transport.schema);
+	cr_assert_str_eq(SP(s)->quarantine, "/s/quarantine/s");
+	cr_assert_eq(FAKE_SECTION(cfg)->pool, 4, "a section the file does not write has defaults");
+	cr_assert_eq(FAKE_SECTION(cfg)->timeout_ms, 2000);
+	cr_assert_eq(SPOOL(cfg)->rescan_interval_ms, 30000);
+	cr_assert_null(config_section(cfg, (const struct conf_schema *)&cfg));
+	config_free(cfg);
+}
+
+Test(config, transport_keys_belong_to_their_transport, .init = with_fake)
+{
+	static const struct error_case cases[] = {
+		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = fake\nurl = u\ninbox = /i\n",
+		  "6: inbox: a key of transport spool, but endpoint 'a' uses transport fake" },
+		/* the transport is known before the endpoint's keys are read */
+		{ "[endpoint a]\nkind = other\ngln = 1\ninbox = /i\ntransport = fake\n",
+		  "4: inbox: a key of transport spool, but endpoint 'a' uses transport fake" },
+		{ EP("a", "1", "a") "url = u\n",
+		  "6: url: a key of transport fake, but endpoint 'a' uses transport spool" },
+		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = fake\n",
+		  "1: endpoint 'a': missing required key 'url' (transport fake)" },
+		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = fake\nurl =\n",
+		  "5: endpoint 'a': url must not be empty (transport fake)" },
+		{ "[endpoint a]\ntransport = fake\nurl = u\nurl = v\n",
+		  "4: duplicate key 'url' in [endpoint a] (first at line 3)" },
+		{ "[endpoint a]\ntransport = fake\nurl = u\nhosts = a,,b\n", "4: hosts: empty item in list" },
+		{ "[endpoint a]\ntransport = fake\nurl = u\nhosts = a,\n[broker]\n",
+		  "4: hosts: empty item in list" },
+		/* folders have one role whatever transport claims them */
+		{ EP("a", "1", "a") "[endpoint b]\nkind = other\ngln = 2\ntransport = fake\nurl = u\n"
+				    "staging = /a/out\n",
+		  "11: endpoint 'b': staging /a/out is already the outbox of endpoint 'a' (line 5)" },
+		{ "[fake]\npool = 0\n", "2: pool: must be at least 1" },
+		{ "[fake]\nrescan_interval = 1s\n", "2: unknown key 'rescan_interval' in [fake]" },
+		{ "[broker]\nrescan_interval = 1s\n", "2: unknown key 'rescan_interval' in [broker]" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+Test(config, unknown_transport_names_the_known_ones, .init = with_fake)
+{
+	static const struct error_case cases[] = {
+		{ "[endpoint a]\nkind = other\ntransport = ftp\n", "3: transport: must be spool or fake" },
+		{ "[endpoint a]\nkind = other\ntransport =\n", "3: transport: must not be empty" },
+		/* its transport's keys wait for it: the transport line is the error */
+		{ "[endpoint a]\nkind = other\ninbox = /i\n  more\nurl = u\ntransport = sftp\n",
+		  "6: transport: must be spool or fake" },
+		/* an earlier error among the common keys still comes first */
+		{ "[endpoint a]\nkind = clinic\ninbox = /i\ntransport = sftp\n",
+		  "2: kind: must be hospital, municipality or other" },
+		{ "[endpoint a]\ntransport = fake\ntransport = spool\n",
+		  "3: duplicate key 'transport' in [endpoint a] (first at line 2)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+Test(config, spool_keys_need_the_spool_schema)
+{
+	static const struct error_case cases[] = {
+		{ "[spool]\nrescan_interval = 1s\n", "1: unknown section [spool]" },
+		{ "[endpoint a]\nkind = other\ngln = 1\nurl = u\ninbox = /i\n",
+		  "5: unknown key 'inbox' in [endpoint a]" },
+		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = spool\n", "4: transport: must be fake" },
+	};
+	schemas = fake_only;
+	expect_errors(cases, ARRAY_SIZE(cases));
+	struct config *cfg = load_ok("[endpoint a]\nkind = other\ngln = 1\nurl = u\n");
+	cr_assert_str_eq(cfg->endpoints[0].transport, "fake");
+	cr_assert_null(config_section(cfg, spool_transport.schema));
+	config_free(cfg);
+}
+
+Test(config, nonreloadable_transport_section_keys, .init = with_fake)
+{
+	struct config *a = load_ok("[fake]\npool = 2\ntimeout = 1s\n[spool]\nrescan_interval = 5s\n");
+	struct config *b = load_ok("[fake]\npool = 3\ntimeout = 2s\n[spool]\nrescan_interval = 6s\n");
+	struct config *c = load_ok("[fake]\npool = 2\n" EP("new", "1", "n"));
+	char keys[256] = "";
+
+	cr_assert_eq(config_nonreloadable_changes(a, b, collect, keys), 1);
+	cr_assert_str_eq(keys, "fake.pool ", "timeout and rescan_interval reload");
+	cr_assert_eq(config_nonreloadable_changes(a, c, NULL, NULL), 0);
+	config_free(a);
+	config_free(b);
+	config_free(c);
 }

@@ -9,6 +9,7 @@
  */
 #include "conf/config.h"
 #include "accept/router.h"
+#include "transport/transport.h"
 #include "codecs/base/mem.h"
 #include "tests/unit/testutil.h"
 
@@ -366,7 +367,7 @@ Test(router_config, built_from_a_loaded_config, .init = cfg_setup, .fini = cfg_t
 	cr_assert_eq(fclose(f), 0);
 	struct config *cfg = NULL;
 	char err[512] = "";
-	int rc = config_load(path, &cfg, err, sizeof(err));
+	int rc = config_load(path, transport_schemas(), &cfg, err, sizeof(err));
 	cr_assert_eq(rc, 0, "config_load: %s", err);
 	struct router *r = router_new(cfg);
 	config_free(cfg); /* the router keeps its own copies */

@@ -38,6 +38,10 @@ static bool immutable_set;
 static const struct transport_ops *ops;
 static struct config cfg;
 static struct endpoint_conf epc;
+static struct spool_conf sconf;           /* epc's spool settings */
+static struct spool_section ssect;        /* cfg's [spool] */
+static const struct conf_schema *schemas[2];
+static void *sections[1];
 static struct transport_env tenv;
 
 static void set_immutable(bool on)
@@ -63,13 +67,17 @@ static void setup(void)
 	cfg = (struct config){ 0 };
 	cfg.max_message_size = 16 << 20;
 	cfg.batch_max = 256;
-	cfg.rescan_interval_ms = 30000;
+	ssect = (struct spool_section){ .rescan_interval_ms = 30000 };
+	schemas[0] = ops->schema;
+	sections[0] = &ssect;
+	cfg.schemas = schemas;
+	cfg.sections = sections;
+	sconf = (struct spool_conf){ .inbox = inbox, .outbox = outbox, .quarantine = qdir };
 	epc = (struct endpoint_conf){ 0 };
 	epc.name = "municipality";
 	epc.transport = "spool";
-	epc.inbox = inbox;
-	epc.outbox = outbox;
-	epc.quarantine = qdir;
+	epc.schema = ops->schema;
+	epc.tconf = &sconf;
 	tenv = (struct transport_env){ .instance = INSTANCE, .cfg = &cfg };
 }
 
@@ -347,8 +355,8 @@ Test(spool_out, immutable_outbox_is_refused_and_nothing_left)
 Test(spool_out, create_dirs_makes_a_missing_outbox)
 {
 	_cleanup_free_ char *deep = xasprintf("%s/a/b/out", dir);
-	epc.outbox = deep;
-	epc.create_dirs = true;
+	sconf.outbox = deep;
+	sconf.create_dirs = true;
 	struct transport *t = create();
 	struct stat st;
 	cr_assert_eq(stat(deep, &st), 0);
@@ -363,7 +371,7 @@ Test(spool_out, create_dirs_makes_a_missing_outbox)
 
 Test(spool_out, create_refuses_an_endpoint_without_folders)
 {
-	epc.outbox = NULL;
+	sconf.outbox = NULL;
 	char err[256] = "";
 	cr_assert_null(ops->create(&epc, &tenv, err, sizeof(err)));
 	cr_assert(strstr(err, "municipality"), "%s", err);
@@ -434,7 +442,7 @@ static void drop_file(const char *name)
 
 Test(spool_out, probe_reports_uncollected_files)
 {
-	epc.pickup_timeout_ms = 600000; /* 10 min */
+	sconf.pickup_timeout_ms = 600000; /* 10 min */
 	struct transport *t = create();
 	_cleanup_free_ uint8_t *b = body_of(10, 1);
 	struct out_msg msgs[3] = { { 1, "xml", b, 10 }, { 2, "xml", b, 10 }, { 3, "xml", b, 10 } };
@@ -462,7 +470,7 @@ Test(spool_out, probe_reports_uncollected_files)
 
 Test(spool_out, probe_ignores_age_when_pickup_timeout_is_off)
 {
-	epc.pickup_timeout_ms = 0;
+	sconf.pickup_timeout_ms = 0;
 	struct transport *t = create();
 	drop_file(INSTANCE "-000000000001.xml");
 	age_file(INSTANCE "-000000000001.xml", 86400 * 30);
