@@ -3,7 +3,7 @@
 #   make              build bin/edibrokerd and bin/edibrokerctl
 #   make deps         install missing build dependencies (apt-get, as root)
 #   make run          build and run the daemon on config/edibroker.conf.example
-#   make check        deps + build + unit tests + fuzz corpus replay + integration tests
+#   make check        deps + layer check + build + unit tests + fuzz corpus replay + integration tests
 #   make unit         unit tests only;  make unit T=config  one test binary
 #   make integration  integration tests only;  make integration T=spool  one scenario
 #   make bench        end-to-end benchmark (tests/bench/bench.py; BENCH_ARGS=--quick)
@@ -53,7 +53,7 @@ FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/%.o)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz-replay/%)
 
-.PHONY: all deps run check unit integration fuzz fuzz-replay bench install clean
+.PHONY: all deps run check layers unit integration fuzz fuzz-replay bench install clean
 # Keep test and fuzz objects (chain intermediates) so a second `make check` relinks nothing.
 .SECONDARY:
 all: bin/edibrokerd bin/edibrokerctl
@@ -111,8 +111,14 @@ fuzz-replay: $(FUZZ_REPLAY)
 integration: all
 	$(Q)$(PYTHON) tests/integration/run.py $(if $(T),$(T),)
 
+# The house rules for includes (scripts/check-layers.py), and a test that the
+# check does fail on a wrong include.
+layers:
+	$(Q)$(PYTHON) scripts/check-layers.py
+	$(Q)sh tests/scripts/test_layers.sh
+
 check: deps
-	$(Q)$(MAKE) --no-print-directory all unit fuzz-replay
+	$(Q)$(MAKE) --no-print-directory layers all unit fuzz-replay
 	$(Q)$(MAKE) --no-print-directory integration
 
 bench: all $(B)/bench/minrelay
