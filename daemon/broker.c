@@ -17,7 +17,7 @@
 #include "base/fileio.h"
 #include "base/log.h"
 #include "base/sdnotify.h"
-#include "base/workq.h"
+#include "base/lanes.h"
 #include "codecs/base/mem.h"
 #include "control/control.h"
 #include "control/control_cmds.h"
@@ -48,6 +48,16 @@ struct endpoint {
 	bool inbound_paused;              /* pick-up stopped: store unavailable */
 };
 
+/* The lanes of an endpoint's blocking work, by name. They outlive the
+ * endpoint's transports and the endpoint itself (a reload may remove and
+ * bring it back while a job of its old transport is stuck in the kernel):
+ * whatever happens, an endpoint never has more than one job running per
+ * direction. Freed with the pool. */
+struct ep_lanes {
+	char *name;
+	struct lane *in, *out;
+};
+
 struct broker {
 	struct event_base *base;
 	struct config *cfg;
@@ -55,10 +65,11 @@ struct broker {
 	struct commit *commit;
 	struct router *router;
 	struct ingest *ingest;
-	struct workq *workq;       /* deliveries and probes */
-	struct workq *janitor;     /* inbox clean-up, never ahead of a delivery */
-	struct workq *notifyq;     /* outage notices: slow mail servers wait here */
-	struct notifier *notifier; /* carries notices over notifyq */
+	struct lanes *lanes;       /* blocking work: a lane per endpoint direction */
+	struct ep_lanes *eplanes;  /* every endpoint's lanes, ever */
+	size_t neplanes;
+	struct lane *notify_lane;  /* outage notices: slow mail servers wait here */
+	struct notifier *notifier; /* carries notices over notify_lane */
 	struct procedure *proc;    /* the outage procedure */
 	struct control *control;
 	struct control_env control_env;
@@ -68,6 +79,10 @@ struct broker {
 	int lock_fd;
 	bool stopping;
 	int64_t started_at;
+	struct event *stop_ev;     /* polls the work in flight while stopping */
+	int64_t stop_deadline;     /* mono ms */
+	void (*stopped)(void *arg);
+	void *stopped_arg;
 };
 
 /* The runtime endpoint called name, or NULL. */
@@ -117,7 +132,8 @@ static void on_inbound_state(void *ctx, const char *endpoint, bool paused)
 		ep->inbound_paused = paused;
 }
 
-static struct deliver_params delivery_params(const struct config *cfg)
+static struct deliver_params delivery_params(const struct config *cfg,
+					     const struct endpoint_conf *conf)
 {
 	return (struct deliver_params){
 		.retry_initial_ms = cfg->retry_initial_ms,
@@ -126,7 +142,21 @@ static struct deliver_params delivery_params(const struct config *cfg)
 		.batch_max = (size_t)cfg->batch_max,
 		.window_msgs = (size_t)cfg->batch_max * 4,
 		.window_bytes = 8u * 1024u * 1024u,
+		.delivery_timeout_ms = conf->delivery_timeout_ms,
 	};
+}
+
+/* The lanes of endpoint name, made on first use. */
+static struct ep_lanes *lanes_of(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->neplanes; i++)
+		if (strcmp(b->eplanes[i].name, name) == 0)
+			return &b->eplanes[i];
+	b->eplanes = xrealloc(b->eplanes, (b->neplanes + 1) * sizeof(*b->eplanes));
+	struct ep_lanes *l = &b->eplanes[b->neplanes++];
+	_cleanup_free_ char *in = xasprintf("in:%s", name), *out = xasprintf("out:%s", name);
+	*l = (struct ep_lanes){ xstrdup(name), lane_new(b->lanes, in), lane_new(b->lanes, out) };
+	return l;
 }
 
 /* Creates conf's transport and hands it to the endpoint's scheduler (which
@@ -135,8 +165,9 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 			   const struct endpoint_conf *conf)
 {
 	const struct transport_ops *ops = transport_find(conf->transport);
+	struct ep_lanes *l = lanes_of(b, conf->name);
 	struct transport_env env = {
-		.base = b->base, .ingest = b->ingest, .workq = b->janitor,
+		.base = b->base, .ingest = b->ingest, .lane_in = l->in, .lane_out = l->out,
 		.instance = store_instance(b->store),
 		.cfg = b->cfg, .inbound_state = on_inbound_state, .ctx = b,
 	};
@@ -213,10 +244,10 @@ static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_con
 	ep->name = xstrdup(conf->name);
 	ep->conf = conf;
 	struct deliver_env env = {
-		.base = b->base, .workq = b->workq, .commit = b->commit, .store = b->store,
+		.base = b->base, .commit = b->commit, .store = b->store,
 		.may_deliver = may_deliver, .on_event = on_delivery_event, .ctx = b,
 	};
-	struct deliver_params p = delivery_params(b->cfg);
+	struct deliver_params p = delivery_params(b->cfg, conf);
 	ep->dep = deliver_ep_new(conf->name, &env, &p);
 	give_transport(b, ep->dep, conf);
 	int r = deliver_load(ep->dep);
@@ -282,14 +313,13 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	b->store = store_open(cfg->store_backend, cfg->state_dir, &so, err, errlen);
 	if (!b->store)
 		goto fail;
-	b->workq = workq_new(base, 2);
-	b->janitor = workq_new(base, 1);
-	b->notifyq = workq_new(base, 1);
-	if (!b->workq || !b->janitor || !b->notifyq) {
-		snprintf(err, errlen, "cannot start worker threads");
+	b->lanes = lanes_new(base, 0);
+	if (!b->lanes) {
+		snprintf(err, errlen, "cannot make the worker pool: %s", strerror(errno));
 		goto fail;
 	}
-	b->notifier = notifier_new(b->notifyq);
+	b->notify_lane = lane_new(b->lanes, "notify");
+	b->notifier = notifier_new(b->notify_lane);
 	b->commit = commit_new(base, b->store);
 	commit_on_health(b->commit, on_store_health, b);
 	b->router = router_new(cfg);
@@ -396,7 +426,7 @@ static void reconcile_endpoints(struct broker *b)
 		/* Keep its queue; give it a fresh transport on the new settings. */
 		ep->conf = conf;
 		ep->inbound_paused = false;
-		struct deliver_params p = delivery_params(b->cfg);
+		struct deliver_params p = delivery_params(b->cfg, conf);
 		deliver_set_params(ep->dep, &p);
 		give_transport(b, ep->dep, conf);
 		start_inbound(b, ep);
@@ -444,23 +474,58 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	return 0;
 }
 
-void broker_shutdown(struct broker *b)
+static void log_abandoned(const char *lane, int64_t since_mono, void *arg)
+{
+	const char *colon = strchr(lane, ':');
+	log_err("event=stop-abandoned endpoint=%s work=%.*s running_s=%lld "
+		"state=messages-stay-queued",
+		colon ? colon + 1 : lane, colon ? (int)(colon - lane) : (int)strlen(lane), lane,
+		(long long)((clock_mono_ms() - since_mono) / 1000));
+}
+
+/* The last step of a stop: record what finished, close the socket, and
+ * leave the loop, abandoning work still stuck in the kernel. */
+static void stop_finish(struct broker *b)
+{
+	event_del(b->stop_ev);
+	if (lanes_pending(b->lanes) > 0)
+		lanes_stuck(b->lanes, INT64_MAX, log_abandoned, NULL);
+	commit_flush(b->commit);
+	control_free(b->control);
+	b->control = NULL;
+	if (b->stopped)
+		b->stopped(b->stopped_arg);
+}
+
+/* While stopping: lets the loop run completions (deliveries confirmed,
+ * accepted files removed, notices recorded) until nothing is in flight or
+ * stop_timeout has passed. */
+static void on_stop_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker *b = arg;
+	commit_flush(b->commit);
+	if (lanes_pending(b->lanes) == 0 || clock_mono_ms() >= b->stop_deadline)
+		stop_finish(b);
+}
+
+void broker_shutdown(struct broker *b, void (*stopped)(void *arg), void *arg)
 {
 	b->stopping = true;
+	b->stopped = stopped;
+	b->stopped_arg = arg;
 	for (size_t i = 0; i < b->neps; i++) {
 		struct transport *t = deliver_transport(b->eps[i]->dep);
 		if (t)
 			deliver_transport_ops(b->eps[i]->dep)->stop(t);
 	}
 	commit_flush(b->commit);   /* messages picked up: accepted or left in place */
-	workq_drain(b->workq);     /* deliveries in flight finish and are recorded */
-	commit_flush(b->commit);
-	workq_drain(b->janitor);   /* accepted files leave the inbox */
-	workq_drain(b->notifyq);   /* notices being sent are recorded */
-	control_free(b->control);
-	b->control = NULL;
 	if (b->housekeeping_ev)
 		event_del(b->housekeeping_ev);
+	b->stop_deadline = clock_mono_ms() + b->cfg->stop_timeout_ms;
+	b->stop_ev = event_new(b->base, -1, EV_PERSIST, on_stop_poll, b);
+	struct timeval tv = { 0, 20 * 1000 };
+	event_add(b->stop_ev, &tv);
+	on_stop_poll(-1, 0, b);
 }
 
 void broker_free(struct broker *b)
@@ -471,17 +536,23 @@ void broker_free(struct broker *b)
 	for (size_t i = 0; i < b->neps; i++)
 		endpoint_free(b->eps[i]);
 	free(b->eps);
-	workq_free(b->workq);
-	workq_free(b->janitor);
-	workq_free(b->notifyq);  /* completes every send round: they point into proc */
+	/* Runs the completions of finished work (send rounds point into the
+	 * procedure) and frees the pool, or abandons it to threads stuck in
+	 * the kernel: their endpoints' structures then stay allocated. */
+	lanes_free(b->lanes);
+	for (size_t i = 0; i < b->neplanes; i++)
+		free(b->eplanes[i].name);
+	free(b->eplanes);
 	notifier_free(b->notifier);
-	procedure_free(b->proc); /* after the workers: jobs point into it */
+	procedure_free(b->proc); /* after the pool: finished send rounds point into it */
 	commit_free(b->commit);
 	ingest_free(b->ingest);
 	router_free(b->router);
 	store_close(b->store);
 	if (b->housekeeping_ev)
 		event_free(b->housekeeping_ev);
+	if (b->stop_ev)
+		event_free(b->stop_ev);
 	if (b->lock_fd >= 0)
 		close(b->lock_fd);
 	config_free(b->cfg);

@@ -31,9 +31,12 @@ int broker_start(struct broker *b, char *err, size_t errlen);
  * their old values. -EINVAL with a reason when cfg's notice templates do
  * not load; the running config then stays. */
 int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen);
-/* Stops accepting, waits for deliveries in flight, commits what is
- * pending. The loop may then be left. */
-void broker_shutdown(struct broker *b);
+/* Stops accepting, lets deliveries, removals and notices in flight finish
+ * (the loop keeps running) for at most [broker] stop_timeout, commits what
+ * they confirmed, closes the control socket and calls stopped(arg): the
+ * loop may then be left. Work still stuck in the kernel (a frozen share)
+ * is logged and abandoned: its messages stay queued for the next start. */
+void broker_shutdown(struct broker *b, void (*stopped)(void *arg), void *arg);
 void broker_free(struct broker *b);
 
 /* One-line summary for STATUS= ("queued=12 endpoints=2 down=0 ..."). */

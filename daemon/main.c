@@ -37,6 +37,7 @@ struct daemon {
 	char *config_path;
 	int verbose;
 	int exit_code;
+	bool stopping;
 };
 
 static void usage(FILE *f)
@@ -72,19 +73,31 @@ static int check_config(const char *path)
 	return 0;
 }
 
+static void on_stopped(void *arg)
+{
+	struct daemon *d = arg;
+	sdnotify_watchdog_stop();
+	event_base_loopbreak(d->base);
+}
+
 static void on_terminate(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
+	if (d->stopping)
+		return; /* already finishing what is in flight */
+	d->stopping = true;
 	log_notice("event=stopping signal=%s", strsignal((int)sig));
 	sdnotify_stopping();
-	broker_shutdown(d->broker);
-	sdnotify_watchdog_stop();
-	event_base_loopbreak(d->base);
+	/* The loop keeps running (and pinging the watchdog) until the work in
+	 * flight is done or stop_timeout has passed. */
+	broker_shutdown(d->broker, on_stopped, d);
 }
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
+	if (d->stopping)
+		return;
 	sdnotify_reloading();
 	struct config *cfg = NULL;
 	char err[1024];

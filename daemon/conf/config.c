@@ -91,6 +91,8 @@ static const struct conf_key global_keys[] = {
 	{ G("broker", "store", CONF_STR, store_backend), .def = "sqlite", .choices = stores },
 	{ G("broker", "max_message_size", CONF_SIZE, max_message_size), .def = "16M", .min = KIB,
 	  .max = 100 * MIB, .flags = CONF_RELOAD },
+	{ G("broker", "stop_timeout", CONF_DURATION, stop_timeout_ms), .def = "20s", .min = 100,
+	  .max = 10 * 60 * 1000, .flags = CONF_RELOAD },
 	{ G("broker", "log_level", CONF_ENUM, log_level), .def = "info", .choices = log_levels,
 	  .flags = CONF_RELOAD },
 
@@ -174,6 +176,8 @@ static const struct conf_key endpoint_keys[] = {
 	{ E("transport", CONF_STR, transport), .flags = CONF_RELOAD },
 	{ ELIST("gln", gln), .check = check_gln, .flags = CONF_RELOAD | CONF_REQUIRED },
 	{ E("contact", CONF_STR, contact), .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ E("delivery_timeout", CONF_DURATION, delivery_timeout_ms), .def = "60s", .min = 100,
+	  .max = 1 * HOURS, .flags = CONF_RELOAD },
 	{ ELIST("recipients", recipients), .check = check_email, .flags = CONF_RELOAD },
 	{ E("organisation", CONF_STR, organisation), .def = CONF_ENDPOINT_NAME,
 	  .flags = CONF_RELOAD | CONF_OPTIONAL },

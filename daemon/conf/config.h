@@ -113,6 +113,8 @@ struct endpoint_conf {
 	char **gln;               /* gln = list of location numbers it owns */
 	size_t ngln;
 	char *contact;            /* contact = free text: person, phone, mail */
+	int64_t delivery_timeout_ms; /* delivery_timeout: a delivery or probe still running
+				       after this counts as failed (60s) */
 	char **recipients;        /* recipients = the endpoint's own function mailbox(es) */
 	size_t nrecipients;
 	char *organisation;       /* organisation = display name in notices; default: name */
@@ -127,6 +129,8 @@ struct config {
 	char *broker_id;           /* id: the broker's network id in receipts (default EDIBROKER) */
 	char *store_backend;       /* store: "sqlite" */
 	int64_t max_message_size;  /* max_message_size: bytes (default 16 MiB) */
+	int64_t stop_timeout_ms;   /* stop_timeout: how long SIGTERM waits for work in flight
+				      (20s; keep it below the unit's TimeoutStopSec) */
 	int log_level;             /* log_level: err|warning|notice|info|debug -> syslog priority */
 
 	/* [delivery] */

@@ -5,18 +5,32 @@
  *
  *   state      | event                     | action                      | next
  *   -----------+---------------------------+-----------------------------+-----------
- *   IDLE       | kick, window not empty    | start batch on a worker     | BUSY
+ *   IDLE       | kick, window not empty    | hand a batch to the         | BUSY
+ *              |                           | transport, arm the deadline |
  *   IDLE       | kick, rate bucket empty   | arm rate timer              | RATE_WAIT
  *   BUSY       | batch fully confirmed     | mark delivered, kick        | IDLE
  *   BUSY       | batch failed at message k | mark 0..k-1, record attempt,| BACKOFF
  *              |                           | arm backoff timer           |
+ *   BUSY       | deadline, transport can   | cancel: it completes soon   | BUSY
+ *              | cancel                    | with a timeout fault        |
+ *   BUSY       | deadline, it cannot (a    | count a failure now (health)| OVERDUE
+ *              | write stuck in the kernel)|                             |
+ *   OVERDUE    | late success              | mark delivered, kick now    | IDLE
+ *   OVERDUE    | late failure              | arm backoff timer           | BACKOFF
  *   BACKOFF    | timer / retry_now         | kick                        | IDLE
  *   RATE_WAIT  | timer                     | kick                        | IDLE
  *   any        | hold                      | (no new batches)            | HELD
  *   HELD       | release                   | kick                        | IDLE
  *
- * Invariants: at most one batch or probe per endpoint is on a worker; the
- * window holds the endpoint's oldest queued messages in id order (the
+ * A transport's deliver() and probe() return at once and complete later
+ * through a callback on the loop; where the blocking work runs is the
+ * transport's business (the spool on its endpoint's lane, a network
+ * transport on the loop). Each operation has a deadline (delivery_timeout).
+ *
+ * Invariants: at most one batch or probe per endpoint is with the
+ * transport, also past its deadline: an endpoint stuck in the kernel never
+ * gets a second blocking operation, so a dead share cannot pile up threads;
+ * the window holds the endpoint's oldest queued messages in id order (the
  * batch in flight is its head); ids enter the window only once (last_id).
  */
 #include "deliver/deliver.h"
@@ -44,6 +58,8 @@ struct job {
 	const struct transport_ops *ops;
 	struct transport *t;
 	bool probe;
+	bool overdue;            /* past its deadline; the failure was counted */
+	int64_t overdue_ms;      /* how long past the start it has been counted */
 	struct out_msg *msgs;
 	size_t n;
 	struct deliver_result res;
@@ -66,7 +82,8 @@ struct deliver_ep {
 
 	enum deliver_state state;
 	bool busy, held, freeing;
-	struct event *kick_ev, *timer_ev;
+	struct event *kick_ev, *timer_ev, *deadline_ev;
+	struct job *job;        /* the operation with the transport, or NULL */
 	int failures;
 	int64_t next_attempt_ms, first_failure_at, last_success_at;
 	enum transport_fault last_fault;
@@ -82,9 +99,11 @@ static void start_round(struct deliver_ep *ep);
 const char *deliver_state_name(enum deliver_state s)
 {
 	static const char *const names[] = { "idle", "delivering", "retrying", "rate-limited",
-					     "held" };
+					     "held", "overdue" };
 	return s < ARRAY_SIZE(names) ? names[s] : "?";
 }
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg);
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
@@ -109,6 +128,7 @@ struct deliver_ep *deliver_ep_new(const char *name, const struct deliver_env *en
 	ep->p = *params;
 	ep->kick_ev = event_new(env->base, -1, 0, on_kick, ep);
 	ep->timer_ev = event_new(env->base, -1, 0, on_timer, ep);
+	ep->deadline_ev = event_new(env->base, -1, 0, on_deadline, ep);
 	ep->tokens_at = clock_mono_ms();
 	return ep;
 }
@@ -145,6 +165,7 @@ static void ep_destroy(struct deliver_ep *ep)
 	window_clear(ep);
 	event_free(ep->kick_ev);
 	event_free(ep->timer_ev);
+	event_free(ep->deadline_ev);
 	free(ep->name);
 	free(ep);
 }
@@ -374,27 +395,25 @@ static size_t rate_allowance(struct deliver_ep *ep)
 	return (size_t)floor(ep->tokens);
 }
 
-static void job_work(void *arg)
-{
-	struct job *j = arg;
-	if (j->probe) {
-		j->res.fault = j->ops->probe(j->t, j->res.error, sizeof(j->res.error));
-		return;
-	}
-	j->ops->deliver(j->t, j->msgs, j->n, &j->res);
-}
+static void job_done(void *arg, const struct deliver_result *res);
 
-static void job_done(void *arg);
-
+/* Hands the job to the transport and arms its deadline. */
 static void submit(struct deliver_ep *ep, struct job *j)
 {
 	j->ep = ep;
 	j->ops = ep->ops;
 	j->t = ep->t;
 	ep->busy = true;
+	ep->job = j;
 	if (!j->probe) /* a probe leaves a backoff or hold as it is */
 		ep->state = DELIVER_BUSY;
-	workq_submit(ep->env.workq, job_work, job_done, j);
+	int64_t ms = ep->p.delivery_timeout_ms > 0 ? ep->p.delivery_timeout_ms : 60000;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	event_add(ep->deadline_ev, &tv);
+	if (j->probe)
+		j->ops->probe(j->t, job_done, j);
+	else
+		j->ops->deliver(j->t, j->msgs, j->n, job_done, j);
 }
 
 static void start_batch(struct deliver_ep *ep, size_t n)
@@ -469,7 +488,8 @@ static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now)
 	}
 }
 
-static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res)
+/* Counts a failed attempt at the head message. */
+static void count_failure(struct deliver_ep *ep, const struct deliver_result *res)
 {
 	struct qmsg *q = ep->head;
 	ep->failures++;
@@ -482,6 +502,12 @@ static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res
 	ep->tokens_at = clock_mono_ms();
 	q->attempts++;
 	commit_add_attempt(ep->env.commit, q->id, res->error);
+}
+
+/* Waits before the next attempt (capped exponential backoff). */
+static void back_off(struct deliver_ep *ep, const struct deliver_result *res)
+{
+	struct qmsg *q = ep->head;
 	int64_t delay = backoff_ms(ep);
 	log_warn("event=deferred msg=%lld endpoint=%s attempt=%d delay=%.1fs fault=%s "
 		 "error=\"%s\"",
@@ -489,6 +515,12 @@ static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res
 		 fault_name(res->fault), res->error);
 	ep->state = DELIVER_BACKOFF;
 	arm_timer(ep, delay);
+}
+
+static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res)
+{
+	count_failure(ep, res);
+	back_off(ep, res);
 }
 
 static void endpoint_succeeded(struct deliver_ep *ep)
@@ -510,16 +542,30 @@ static void emit(struct deliver_ep *ep, bool ok, bool probe, const struct delive
 		ep->env.on_event(ep->env.ctx, ep, &ev);
 }
 
+/* A batch past its deadline failed as well: the failure was counted at the
+ * deadline; back off from now. */
+static void late_failure(struct deliver_ep *ep, const struct deliver_result *res)
+{
+	ep->last_fault = res->fault;
+	str_copy(ep->last_error, res->error, sizeof(ep->last_error));
+	back_off(ep, res);
+}
+
 static void finish_batch(struct deliver_ep *ep, struct job *j)
 {
 	size_t done = j->res.delivered > j->n ? j->n : j->res.delivered;
 	pop_delivered(ep, done, clock_wall_ms());
 	bool ok = done == j->n;
+	if (ok && j->overdue)
+		log_notice("event=delivery-returned endpoint=%s delivered=%zu", ep->name, done);
 	if (ok)
 		endpoint_succeeded(ep);
+	else if (j->overdue)
+		late_failure(ep, &j->res);
 	else
 		batch_failed(ep, &j->res);
-	emit(ep, ok, false, &j->res);
+	if (ok || !j->overdue) /* a late failure was reported at the deadline */
+		emit(ep, ok, false, &j->res);
 }
 
 static void finish_probe(struct deliver_ep *ep, struct job *j)
@@ -529,15 +575,57 @@ static void finish_probe(struct deliver_ep *ep, struct job *j)
 		ep->last_fault = j->res.fault;
 		str_copy(ep->last_error, j->res.error, sizeof(ep->last_error));
 	}
-	emit(ep, ok, true, &j->res);
+	if (ok || !j->overdue)
+		emit(ep, ok, true, &j->res);
 }
 
-static void job_done(void *arg)
+/* The operation outlived delivery_timeout. A transport that can give up
+ * (a network connection) is told to, and completes with a timeout; one
+ * that cannot (a write stuck in the kernel) keeps the endpoint's one
+ * operation, and the failure counts now, and again at every further
+ * delivery_timeout it stays stuck: the endpoint turns SUSPECT, then DOWN
+ * (the outage procedure runs as for any failure), and gets no new
+ * operation until this one returns. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct deliver_ep *ep = arg;
+	struct job *j = ep->job;
+	if (!j)
+		return;
+	int64_t ms = ep->p.delivery_timeout_ms > 0 ? ep->p.delivery_timeout_ms : 60000;
+	j->overdue_ms += ms;
+	long long secs = (long long)(j->overdue_ms / 1000);
+	if (!j->overdue)
+		log_warn("event=delivery-overdue endpoint=%s operation=%s timeout_s=%lld msg=%lld",
+			 ep->name, j->probe ? "probe" : "deliver", secs,
+			 j->probe ? 0LL : (long long)j->msgs[0].id);
+	if (j->ops->cancel) {
+		j->ops->cancel(j->t);
+		return;
+	}
+	struct deliver_result res = { .fault = FAULT_TIMEOUT };
+	snprintf(res.error, sizeof(res.error), "no answer within %llds", secs);
+	ep->last_fault = res.fault;
+	str_copy(ep->last_error, res.error, sizeof(ep->last_error));
+	if (!j->probe && !j->overdue)
+		count_failure(ep, &res); /* one attempt per operation, however long */
+	if (!j->probe)
+		ep->state = DELIVER_OVERDUE; /* no retry while the operation still runs */
+	j->overdue = true;
+	emit(ep, false, j->probe, &res);
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	event_add(ep->deadline_ev, &tv);
+}
+
+static void job_done(void *arg, const struct deliver_result *res)
 {
 	struct job *j = arg;
 	struct deliver_ep *ep = j->ep;
+	j->res = *res;
+	event_del(ep->deadline_ev);
+	ep->job = NULL;
 	ep->busy = false;
-	if (ep->state == DELIVER_BUSY)
+	if (ep->state == DELIVER_BUSY || ep->state == DELIVER_OVERDUE)
 		ep->state = DELIVER_IDLE;
 	if (ep->old_t) {
 		destroy_transport(ep->old_ops, ep->old_t);

@@ -4,11 +4,13 @@
  * The queue lives in the store; an endpoint keeps only a bounded window of
  * its oldest messages in memory (refilled from the store), so memory does
  * not grow with the backlog. Batches from the head of the window go to the
- * endpoint's transport on a worker thread, one batch at a time, so the
+ * endpoint's transport, which completes them later, one batch at a time, so the
  * order within an endpoint is the order of acceptance. A failure backs off
  * the whole endpoint (capped exponential with jitter), not the message; when
  * the endpoint is back the backlog drains in order, at drain_rate msg/s when
- * set. Delivered marks and failed attempts go to the group commit.
+ * set. Delivered marks and failed attempts go to the group commit. Each
+ * operation has a deadline (delivery_timeout); one that outlives it counts
+ * as a failure, and the endpoint gets no new operation until it returns.
  */
 #ifndef EDIBROKER_DELIVER_H
 #define EDIBROKER_DELIVER_H
@@ -16,7 +18,6 @@
 #include "store/commit.h"
 #include "store/store.h"
 #include "transport/transport.h"
-#include "base/workq.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -31,6 +32,7 @@ struct deliver_params {
 	size_t batch_max;        /* messages per batch */
 	size_t window_msgs;      /* messages kept in memory */
 	size_t window_bytes;     /* bytes kept in memory (at least one message) */
+	int64_t delivery_timeout_ms; /* a delivery or probe past this counts as failed */
 };
 
 /* A finished delivery attempt or probe, for endpoint health. */
@@ -44,7 +46,6 @@ struct deliver_event {
 
 struct deliver_env {
 	struct event_base *base;
-	struct workq *workq;
 	struct commit *commit;
 	struct store *store;
 	/* May the endpoint deliver now? (false while the store cannot commit) */
@@ -54,7 +55,7 @@ struct deliver_env {
 };
 
 enum deliver_state { DELIVER_IDLE, DELIVER_BUSY, DELIVER_BACKOFF, DELIVER_RATE_WAIT,
-		     DELIVER_HELD };
+		     DELIVER_HELD, DELIVER_OVERDUE };
 
 struct deliver_info {
 	enum deliver_state state;

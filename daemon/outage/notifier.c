@@ -1,6 +1,6 @@
 /*
  * notifier.c - the real notifier: carries a notice over its channels on a
- * worker thread, so a slow mail server never holds the event loop.
+ * lane of its own, so a slow mail server never holds the event loop.
  *
  * A round is one job: it owns deep copies of the settings and the message
  * (the config may be reloaded, and the notice changed, while it runs), runs
@@ -70,7 +70,7 @@ static void round_done(void *arg)
 	round_free(r);
 }
 
-static void workq_send(const struct notifier *n, const struct notifier_request *req,
+static void lane_send(const struct notifier *n, const struct notifier_request *req,
 		       notifier_done_fn done, void *arg)
 {
 	const struct notify_config *c = req->cfg;
@@ -97,13 +97,13 @@ static void workq_send(const struct notifier *n, const struct notifier_request *
 	r->fallback_too = req->fallback;
 	r->done = done;
 	r->arg = arg;
-	workq_submit(n->ctx, round_work, round_done, r);
+	lane_submit(n->ctx, round_work, round_done, r);
 }
 
-struct notifier *notifier_new(struct workq *wq)
+struct notifier *notifier_new(struct lane *lane)
 {
 	struct notifier *n = xcalloc(1, sizeof(*n));
-	*n = (struct notifier){ workq_send, wq };
+	*n = (struct notifier){ lane_send, lane };
 	return n;
 }
 

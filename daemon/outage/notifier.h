@@ -5,7 +5,7 @@
  * channel.
  *
  * An interface, so the procedure can be driven without mail servers: the
- * real notifier runs the channels of notify.h on a worker queue (their
+ * real notifier runs the channels of notify.h on a lane of its own (their
  * sends block for up to the configured timeout); a test double records
  * the request and completes it when the test says so.
  */
@@ -13,7 +13,7 @@
 #define EDIBROKER_NOTIFIER_H
 
 #include "notice/notify.h"
-#include "base/workq.h"
+#include "base/lanes.h"
 
 #include <stdbool.h>
 
@@ -47,10 +47,11 @@ struct notifier {
 	void *ctx;
 };
 
-/* The real notifier: each round is a job on wq (notify_email, then
- * notify_webhook, then notify_fallback when e-mail failed). Draining or
- * freeing wq completes every round started. Free with notifier_free(). */
-struct notifier *notifier_new(struct workq *wq);
+/* The real notifier: each round is a job on lane (notify_email, then
+ * notify_webhook, then notify_fallback when e-mail failed); a round owns
+ * copies of everything it uses, so a shutdown may abandon one that hangs.
+ * Free with notifier_free(). */
+struct notifier *notifier_new(struct lane *lane);
 void notifier_free(struct notifier *n);
 
 #endif

@@ -8,7 +8,9 @@
  *
  * A spool copies its endpoint's settings when created; a reload that
  * changes them creates a new spool and retires the old one (see deliver.c),
- * so the worker thread only ever reads settings that cannot change.
+ * so the jobs on its lanes only ever read settings that cannot change. It
+ * is freed when the last of its jobs and ingest submissions has completed
+ * (spool_release), however long a hung share keeps one of them.
  */
 #include "transport/spool.h"
 
@@ -82,15 +84,8 @@ static struct transport *spool_create(const struct endpoint_conf *ep,
 	sp->env = *env;
 	sp->inbox_fd = sp->ino_fd = sp->wd = -1;
 	sp->known = strset_new();
-	if (sp->create_dirs) {
-		int r = mkdir_p(sp->outbox, 0750);
-		if (r < 0) {
-			snprintf(err, errlen, "endpoint %s: cannot create outbox %s: %s", ep->name,
-				 sp->outbox, strerror(-r));
-			spool_release(sp);
-			return NULL;
-		}
-	}
+	if (sp->create_dirs)
+		spool_out_prepare(sp); /* on the lane: the share may hang */
 	return (struct transport *)sp;
 }
 
@@ -110,14 +105,14 @@ static void spool_stop(struct transport *t)
 }
 
 static void spool_deliver(struct transport *t, const struct out_msg *msgs, size_t n,
-			  struct deliver_result *res)
+			  transport_done_fn done, void *arg)
 {
-	spool_out_deliver((struct spool *)t, msgs, n, res);
+	spool_out_deliver((struct spool *)t, msgs, n, done, arg);
 }
 
-static enum transport_fault spool_probe(struct transport *t, char *err, size_t errlen)
+static void spool_probe(struct transport *t, transport_done_fn done, void *arg)
 {
-	return spool_out_probe((struct spool *)t, err, errlen);
+	spool_out_probe((struct spool *)t, done, arg);
 }
 
 static void spool_resume(struct transport *t)

@@ -57,20 +57,26 @@ struct spool {
 	int64_t rescan_ms;
 	struct transport_env env;
 
-	/* inbound, loop thread only */
+	/* inbound, loop thread only (the lane jobs get copies and dups) */
 	bool running;
 	int inbox_fd, ino_fd, wd;
 	struct event *ino_ev, *rescan_ev, *work_ev, *retry_ev;
-	struct strset *known;            /* names in todo or submitted */
+	struct strset *known;            /* names queued, being read, with ingest, or
+					    waiting to leave the inbox */
 	struct spool_name *todo, *todo_tail;
 	size_t ntodo;
-	size_t inflight;                 /* submissions and unlink jobs not yet done */
-	struct event *unlink_ev;         /* flushes `unlinks` at the end of the turn */
-	char **unlinks;                  /* accepted names waiting to leave the inbox */
-	size_t nunlinks, capunlinks;
+	bool listed;                     /* the first scan since opening is in */
+	struct spool_name *events, *events_tail; /* inotify names until then */
+	bool opening, scanning, reading, cleaning; /* a job of that kind is out */
+	size_t held_bytes;               /* bytes read and not yet committed */
+	struct event *clean_ev;          /* starts a clean job at the end of the turn */
+	struct in_file *clean;           /* removals and quarantines waiting for it */
+	size_t nclean, capclean;
 	bool paused, pause_logged;
 	int64_t retry_ms;
 	bool inbox_error_logged;
+
+	size_t inflight;                 /* lane jobs and ingest submissions out */
 	bool destroyed;                  /* freed when inflight drops to 0 */
 };
 
@@ -81,10 +87,15 @@ void spool_in_resume(struct spool *sp);
 /* Frees the spool now, or when its last submission completes. */
 void spool_release(struct spool *sp);
 
-/* spool_out.c (worker thread) */
+/* spool_out.c: each runs its blocking part on the endpoint's outbound lane
+ * and completes through done() on the loop (transport.h). */
 void spool_out_deliver(struct spool *sp, const struct out_msg *msgs, size_t n,
-		       struct deliver_result *res);
-enum transport_fault spool_out_probe(struct spool *sp, char *err, size_t errlen);
+		       transport_done_fn done, void *arg);
+void spool_out_probe(struct spool *sp, transport_done_fn done, void *arg);
+/* Creates the outbox on the outbound lane (create_dirs = yes). */
+void spool_out_prepare(struct spool *sp);
+/* Called by spool_in.c and spool_out.c when a job or submission ends. */
+void spool_job_finished(struct spool *sp);
 /* The final file name of message id ("<instance>-<id>.<ext>"). */
 void spool_final_name(const struct spool *sp, int64_t id, const char *ext, char *buf,
 		      size_t len);

@@ -1,24 +1,40 @@
 /*
  * spool_in.c - pick-up of complete files from an endpoint's inbox.
  *
+ * Everything that touches the inbox's file system - opening (and creating)
+ * it, listing it, reading files, removing accepted ones and moving refused
+ * ones to quarantine - runs as a job on the endpoint's inbound lane, never
+ * on the event loop: an inbox on a share that hangs stalls only its own
+ * endpoint, while pick-up, commits and deliveries of every other endpoint
+ * and the control socket go on. The loop keeps the state: the names known
+ * (queued, being read, with ingest, or waiting to leave the inbox), the
+ * FIFO of names to read, and the removals and quarantines waiting for a
+ * clean job. At most one job of each kind is outstanding.
+ *
  * Names arrive from inotify (IN_MOVED_TO, IN_CLOSE_WRITE) in the order the
  * sender completed them, and from a periodic rescan sorted by (mtime, name).
- * Each new name goes once into `known` and the `todo` FIFO. A work event
- * takes up to batch_max names per loop turn, reads each file and submits it
- * to ingest; the group commit at the end of the turn covers them all.
+ * After the inbox is (re)opened, events wait until its first scan is in:
+ * files that were there before come first, in (mtime, name) order, so a
+ * restart never lets a new file overtake the backlog.
+ * A read job takes up to batch_max names and at most READ_BUDGET bytes; the
+ * files it read go to ingest in that order, and the group commit at the end
+ * of the loop turn covers them. The next read starts while they commit,
+ * unless the bytes held for ingest reach the budget, so memory stays
+ * bounded whatever the inbox holds.
  *
- * Outcomes: accepted, duplicate or dead -> unlink from the inbox (the
- * commit holds it); rejected -> quarantine; temporary failure (the store
- * cannot commit) -> the file stays, pick-up pauses, logged once, and a
+ * Outcomes: accepted, duplicate or dead -> the file is removed (the commit
+ * holds it); rejected or too big -> quarantine; temporary failure (the
+ * store cannot commit) -> the file stays, pick-up pauses, logged once, and a
  * retry timer (1 s doubling to 5 s) rescans until commits work again.
  */
 #include "transport/spool.h"
 
 #include "base/clock.h"
-#include "base/log.h"
-#include "transport/quarantine.h"
-#include "codecs/base/mem.h"
 #include "base/fileio.h"
+#include "base/lanes.h"
+#include "base/log.h"
+#include "codecs/base/mem.h"
+#include "transport/quarantine.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,11 +46,48 @@
 
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 5000
+#define READ_BUDGET (16u * 1024u * 1024u) /* bytes read per job and held for ingest */
+#define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
+enum job_kind { JOB_OPEN, JOB_SCAN, JOB_READ, JOB_CLEAN };
+
+/* One file of a read or clean job. */
+struct in_file {
+	char *name;
+	uint8_t *body;        /* read: the bytes; NULL when err */
+	size_t size;
+	int err;              /* read / clean: 0 or -errno; -EAGAIN = not read (budget) */
+	bool quarantine;      /* clean: move aside instead of removing */
+	char *error, *reason; /* clean: why it is quarantined */
+	int64_t received_at;
+	char where[PATH_MAX]; /* clean: where it went */
+};
+
+struct scan_entry {
+	int64_t mtime_ns;
+	char *name;
+};
+
+struct in_job {
+	struct spool *sp;
+	enum job_kind kind;
+	int dirfd;               /* scan, read, clean: a dup of the inbox fd */
+	int fd, wd, err;         /* open: the inbox, its watch, or why not */
+	struct scan_entry *v;    /* scan: complete regular files, sorted */
+	size_t n;
+	struct in_file *files;   /* read, clean */
+	size_t nfiles;
+};
+
+/* An ingest submission: the file it came from. */
 struct infile {
 	struct spool *sp;
+	size_t size;
 	char name[];
 };
+
+static void schedule_read(struct spool *sp);
+static void flush_clean(struct spool *sp);
 
 static bool name_complete(const char *name)
 {
@@ -44,30 +97,92 @@ static bool name_complete(const char *name)
 	return !(n >= 4 && strcmp(name + n - 4, ".tmp") == 0);
 }
 
-/* Work runs on a zero timeout, not event_active(): a self-activating event
- * would keep the loop from polling, starving delivery completions and the
- * control socket while a large inbox is read. */
+/* ---- jobs on the inbound lane ------------------------------------------ */
+
+void spool_job_finished(struct spool *sp)
+{
+	sp->inflight--;
+	if (sp->destroyed && sp->inflight == 0)
+		spool_release(sp);
+}
+
+static void submit_job(struct spool *sp, struct in_job *j, lane_fn work, lane_fn done)
+{
+	j->sp = sp;
+	sp->inflight++;
+	lane_submit(sp->env.lane_in, work, done, j);
+}
+
+static void in_job_free(struct in_job *j)
+{
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	for (size_t i = 0; i < j->n; i++)
+		free(j->v[i].name);
+	free(j->v);
+	for (size_t i = 0; i < j->nfiles; i++) {
+		free(j->files[i].name);
+		free(j->files[i].body);
+		free(j->files[i].error);
+		free(j->files[i].reason);
+	}
+	free(j->files);
+	free(j);
+}
+
+static struct in_job *job_new(struct spool *sp, enum job_kind kind)
+{
+	struct in_job *j = xcalloc(1, sizeof(*j));
+	j->kind = kind;
+	j->fd = j->wd = -1;
+	j->dirfd = kind == JOB_OPEN ? -1 : dup(sp->inbox_fd);
+	return j;
+}
+
+/* ---- todo FIFO and known names (loop thread) --------------------------- */
+
 static void schedule_work(struct spool *sp)
 {
+	/* Work runs on a zero timeout, not event_active(): a self-activating
+	 * event would keep the loop from polling while a large inbox is read. */
 	static const struct timeval now = { 0, 0 };
-	if (sp->todo && !sp->paused && !evtimer_pending(sp->work_ev, NULL))
+	if (sp->todo && !sp->paused && sp->running && !evtimer_pending(sp->work_ev, NULL))
 		evtimer_add(sp->work_ev, &now);
+}
+
+static struct spool_name *name_new(const char *name)
+{
+	size_t len = strlen(name);
+	struct spool_name *n = xmalloc(sizeof(*n) + len + 1);
+	memcpy(n->name, name, len + 1);
+	n->next = NULL;
+	return n;
 }
 
 static void todo_push(struct spool *sp, const char *name)
 {
 	if (!name_complete(name) || !strset_add(sp->known, name))
 		return;
-	size_t len = strlen(name);
-	struct spool_name *n = xmalloc(sizeof(*n) + len + 1);
-	memcpy(n->name, name, len + 1);
-	n->next = NULL;
+	struct spool_name *n = name_new(name);
 	if (sp->todo_tail)
 		sp->todo_tail->next = n;
 	else
 		sp->todo = n;
 	sp->todo_tail = n;
 	sp->ntodo++;
+}
+
+/* Puts names a read job did not get to back at the head, in order. */
+static void todo_unshift(struct spool *sp, struct in_file *f, size_t n)
+{
+	for (size_t i = n; i-- > 0;) {
+		struct spool_name *e = name_new(f[i].name);
+		e->next = sp->todo;
+		sp->todo = e;
+		if (!sp->todo_tail)
+			sp->todo_tail = e;
+		sp->ntodo++;
+	}
 }
 
 static void todo_clear(struct spool *sp)
@@ -82,55 +197,77 @@ static void todo_clear(struct spool *sp)
 	sp->ntodo = 0;
 }
 
-static void close_inbox(struct spool *sp)
-{
-	if (sp->ino_ev) {
-		event_free(sp->ino_ev);
-		sp->ino_ev = NULL;
-	}
-	if (sp->ino_fd >= 0)
-		close(sp->ino_fd);
-	if (sp->inbox_fd >= 0)
-		close(sp->inbox_fd);
-	sp->ino_fd = sp->inbox_fd = sp->wd = -1;
-}
+/* ---- opening the inbox ------------------------------------------------- */
 
-static void on_inotify(evutil_socket_t fd, short what, void *arg);
-
-/* Opens the inbox and its inotify watch; logs a missing inbox once. */
-static int open_inbox(struct spool *sp)
+static void open_work(void *arg)
 {
-	if (sp->inbox_fd >= 0)
-		return 0;
+	struct in_job *j = arg;
+	struct spool *sp = j->sp;
 	if (sp->create_dirs)
 		mkdir_p(sp->inbox, 0750);
-	sp->inbox_fd = open(sp->inbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	sp->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (sp->inbox_fd >= 0 && sp->ino_fd >= 0)
-		sp->wd = inotify_add_watch(sp->ino_fd, sp->inbox,
-					   IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF |
-						   IN_MOVE_SELF | IN_ONLYDIR);
-	if (sp->inbox_fd < 0 || sp->ino_fd < 0 || sp->wd < 0) {
-		int e = errno;
-		if (!sp->inbox_error_logged)
-			log_err("event=inbox-unavailable endpoint=%s path=%s error=\"%s\"",
-				sp->endpoint, sp->inbox, strerror(e));
-		sp->inbox_error_logged = true;
-		close_inbox(sp);
-		return -e;
+	j->fd = open(sp->inbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->fd >= 0)
+		j->wd = inotify_add_watch(sp->ino_fd, sp->inbox, WATCH_MASK);
+	if (j->fd < 0 || j->wd < 0) {
+		j->err = errno;
+		if (j->fd >= 0)
+			close(j->fd);
+		j->fd = -1;
 	}
-	if (sp->inbox_error_logged)
-		log_notice("event=inbox-available endpoint=%s path=%s", sp->endpoint, sp->inbox);
-	sp->inbox_error_logged = false;
-	sp->ino_ev = event_new(sp->env.base, sp->ino_fd, EV_READ | EV_PERSIST, on_inotify, sp);
-	event_add(sp->ino_ev, NULL);
-	return 0;
 }
 
-struct scan_entry {
-	int64_t mtime_ns;
-	char *name;
-};
+static void start_scan(struct spool *sp);
+
+static void open_done(void *arg)
+{
+	struct in_job *j = arg;
+	struct spool *sp = j->sp;
+	sp->opening = false;
+	if (j->fd < 0 || sp->destroyed || !sp->running) {
+		if (j->fd >= 0)
+			close(j->fd);
+		if (j->fd < 0 && !sp->inbox_error_logged && !sp->destroyed)
+			log_err("event=inbox-unavailable endpoint=%s path=%s error=\"%s\"",
+				sp->endpoint, sp->inbox, strerror(j->err));
+		sp->inbox_error_logged |= j->fd < 0;
+	} else {
+		if (sp->inbox_error_logged)
+			log_notice("event=inbox-available endpoint=%s path=%s", sp->endpoint,
+				   sp->inbox);
+		sp->inbox_error_logged = false;
+		sp->inbox_fd = j->fd;
+		sp->wd = j->wd;
+		sp->listed = false; /* events wait for the first scan */
+		start_scan(sp);
+	}
+	in_job_free(j);
+	spool_job_finished(sp);
+}
+
+/* Opens the inbox and its watch on the lane, then scans it. */
+static void open_inbox(struct spool *sp)
+{
+	if (sp->inbox_fd >= 0 || sp->opening || sp->ino_fd < 0 || !sp->running)
+		return;
+	sp->opening = true;
+	submit_job(sp, job_new(sp, JOB_OPEN), open_work, open_done);
+}
+
+static void events_clear(struct spool *sp);
+
+static void close_inbox(struct spool *sp)
+{
+	sp->listed = false;
+	events_clear(sp);
+	if (sp->inbox_fd >= 0) {
+		if (sp->wd >= 0)
+			inotify_rm_watch(sp->ino_fd, sp->wd);
+		close(sp->inbox_fd);
+	}
+	sp->inbox_fd = sp->wd = -1;
+}
+
+/* ---- scanning ------------------------------------------------------------ */
 
 static int scan_cmp(const void *a, const void *b)
 {
@@ -140,44 +277,97 @@ static int scan_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* Lists complete, not yet known files, oldest first, into todo. */
-static void rescan(struct spool *sp)
+static void scan_work(void *arg)
 {
-	if (open_inbox(sp) < 0)
-		return;
-	int fd = dup(sp->inbox_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct in_job *j = arg;
+	DIR *d = j->dirfd >= 0 ? fdopendir(j->dirfd) : NULL;
 	if (!d) {
-		if (fd >= 0)
-			close(fd);
+		j->err = errno;
 		return;
 	}
+	int dfd = j->dirfd;
+	j->dirfd = -1; /* owned by d now */
 	rewinddir(d);
-	struct scan_entry *v = NULL;
-	size_t n = 0, cap = 0;
+	size_t cap = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		struct stat st;
-		if (!name_complete(e->d_name) || strset_has(sp->known, e->d_name))
+		if (!name_complete(e->d_name))
 			continue;
-		if (fstatat(sp->inbox_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode))
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		if (n == cap)
-			v = xrealloc(v, (cap = cap ? cap * 2 : 256) * sizeof(*v));
-		v[n++] = (struct scan_entry){
+		if (j->n == cap)
+			j->v = xrealloc(j->v, (cap = cap ? cap * 2 : 256) * sizeof(*j->v));
+		j->v[j->n++] = (struct scan_entry){
 			(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
 			xstrdup(e->d_name) };
 	}
 	closedir(d);
-	if (n > 1)
-		qsort(v, n, sizeof(*v), scan_cmp);
-	for (size_t i = 0; i < n; i++) {
-		todo_push(sp, v[i].name);
-		free(v[i].name);
+	if (j->n > 1)
+		qsort(j->v, j->n, sizeof(*j->v), scan_cmp);
+}
+
+static void scan_done(void *arg)
+{
+	struct in_job *j = arg;
+	struct spool *sp = j->sp;
+	sp->scanning = false;
+	if (sp->running && !sp->destroyed && !sp->paused) {
+		for (size_t i = 0; i < j->n; i++)
+			todo_push(sp, j->v[i].name);
+		/* then what inotify saw meanwhile, in its order */
+		while (sp->events) {
+			struct spool_name *e = sp->events;
+			sp->events = e->next;
+			todo_push(sp, e->name);
+			free(e);
+		}
+		sp->events_tail = NULL;
+		sp->listed = true;
+		schedule_work(sp);
 	}
-	free(v);
-	schedule_work(sp);
+	in_job_free(j);
+	spool_job_finished(sp);
+}
+
+/* Lists complete, not yet known files, oldest first, into todo. */
+static void start_scan(struct spool *sp)
+{
+	if (!sp->running || sp->paused || sp->scanning)
+		return;
+	if (sp->inbox_fd < 0) {
+		open_inbox(sp);
+		return;
+	}
+	sp->scanning = true;
+	submit_job(sp, job_new(sp, JOB_SCAN), scan_work, scan_done);
+}
+
+/* A name from inotify: to todo, or held until the first scan is in. */
+static void event_name(struct spool *sp, const char *name)
+{
+	if (sp->listed) {
+		todo_push(sp, name);
+		return;
+	}
+	if (!name_complete(name))
+		return;
+	struct spool_name *e = name_new(name);
+	if (sp->events_tail)
+		sp->events_tail->next = e;
+	else
+		sp->events = e;
+	sp->events_tail = e;
+}
+
+static void events_clear(struct spool *sp)
+{
+	while (sp->events) {
+		struct spool_name *e = sp->events;
+		sp->events = e->next;
+		free(e);
+	}
+	sp->events_tail = NULL;
 }
 
 static void on_inotify(evutil_socket_t fd, short what, void *arg)
@@ -193,18 +383,204 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 			struct inotify_event *ev = (struct inotify_event *)p;
 			if (ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
 				lost = true;
-			else if (ev->len > 0)
-				todo_push(sp, ev->name);
+			else if (ev->len > 0 && sp->running && !sp->paused)
+				event_name(sp, ev->name);
 			p += sizeof(*ev) + ev->len;
 		}
 	}
 	if (lost) {
 		/* Overflow, or the inbox itself went away: start over. */
 		close_inbox(sp);
-		rescan(sp);
+		open_inbox(sp);
 	}
 	schedule_work(sp);
 }
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void read_work(void *arg)
+{
+	struct in_job *j = arg;
+	size_t used = 0;
+	for (size_t i = 0; i < j->nfiles; i++) {
+		struct in_file *f = &j->files[i];
+		if (i > 0 && used >= READ_BUDGET) {
+			f->err = -EAGAIN;
+			continue;
+		}
+		f->err = read_file_at(j->dirfd, f->name, j->sp->max_bytes, &f->body, &f->size);
+		if (f->err == 0)
+			used += f->size;
+	}
+}
+
+static void quarantine_later(struct spool *sp, const char *name, const char *error,
+			     const char *reason);
+
+/* Hands one file that was read to ingest. */
+static void submit_file(struct spool *sp, struct in_file *f);
+
+static void read_done(void *arg)
+{
+	struct in_job *j = arg;
+	struct spool *sp = j->sp;
+	sp->reading = false;
+	bool live = sp->running && !sp->destroyed && !sp->paused;
+	size_t first_unread = j->nfiles;
+	for (size_t i = 0; i < j->nfiles; i++) {
+		struct in_file *f = &j->files[i];
+		if (f->err == -EAGAIN && first_unread == j->nfiles)
+			first_unread = i;
+		if (!live || f->err == -EAGAIN) {
+			strset_del(sp->known, f->name);
+			continue;
+		}
+		if (f->err == 0) {
+			submit_file(sp, f);
+		} else if (f->err == -EFBIG) {
+			char why[128];
+			snprintf(why, sizeof(why), "message larger than max_message_size (%zu bytes)",
+				 sp->max_bytes);
+			quarantine_later(sp, f->name, "too-big", why);
+		} else {
+			if (f->err != -ENOENT)
+				log_warn("event=inbox-read-failed endpoint=%s file=%s error=\"%s\"",
+					 sp->endpoint, f->name, strerror(-f->err));
+			strset_del(sp->known, f->name);
+		}
+	}
+	if (live && first_unread < j->nfiles) {
+		/* Over the byte budget: read them in the next job, in order. */
+		size_t k = 0;
+		for (size_t i = first_unread; i < j->nfiles; i++)
+			if (j->files[i].err == -EAGAIN)
+				j->files[k++] = j->files[i], j->files[i] = (struct in_file){ 0 };
+		for (size_t i = 0; i < k; i++)
+			strset_add(sp->known, j->files[i].name);
+		todo_unshift(sp, j->files, k);
+		for (size_t i = 0; i < k; i++)
+			free(j->files[i].name), j->files[i].name = NULL;
+	}
+	in_job_free(j);
+	flush_clean(sp);
+	schedule_read(sp);
+	spool_job_finished(sp);
+}
+
+static void schedule_read(struct spool *sp)
+{
+	if (!sp->running || sp->paused || sp->reading || sp->destroyed || !sp->todo ||
+	    sp->inbox_fd < 0 || sp->held_bytes >= READ_BUDGET)
+		return;
+	struct in_job *j = job_new(sp, JOB_READ);
+	size_t n = sp->ntodo < sp->batch_max ? sp->ntodo : sp->batch_max;
+	j->files = xcalloc(n, sizeof(*j->files));
+	for (size_t i = 0; i < n; i++) {
+		struct spool_name *e = sp->todo;
+		sp->todo = e->next;
+		if (!sp->todo)
+			sp->todo_tail = NULL;
+		sp->ntodo--;
+		j->files[j->nfiles++].name = xstrdup(e->name);
+		free(e);
+	}
+	sp->reading = true;
+	submit_job(sp, j, read_work, read_done);
+}
+
+static void on_work(evutil_socket_t fd, short what, void *arg)
+{
+	schedule_read(arg);
+}
+
+/* ---- after the commit: remove or quarantine -------------------------------- */
+
+static void clean_add(struct spool *sp, const char *name, const char *error, const char *reason)
+{
+	if (sp->nclean == sp->capclean) {
+		sp->capclean = sp->capclean ? sp->capclean * 2 : 64;
+		sp->clean = xrealloc(sp->clean, sp->capclean * sizeof(*sp->clean));
+	}
+	struct in_file *f = &sp->clean[sp->nclean++];
+	*f = (struct in_file){ .name = xstrdup(name), .quarantine = error != NULL,
+			       .error = xstrdup_or_null(error), .reason = xstrdup_or_null(reason),
+			       .received_at = clock_wall_ms() };
+	strset_add(sp->known, name); /* until it has left the inbox */
+	if (sp->clean_ev && sp->running)
+		event_active(sp->clean_ev, 0, 0);
+	else
+		flush_clean(sp); /* stopping: the loop may not turn again */
+}
+
+static void quarantine_later(struct spool *sp, const char *name, const char *error,
+			     const char *reason)
+{
+	clean_add(sp, name, error, reason);
+}
+
+static void clean_work(void *arg)
+{
+	struct in_job *j = arg;
+	struct spool *sp = j->sp;
+	for (size_t i = 0; i < j->nfiles; i++) {
+		struct in_file *f = &j->files[i];
+		if (j->dirfd < 0) {
+			f->err = -EBADF;
+		} else if (!f->quarantine) {
+			f->err = unlinkat(j->dirfd, f->name, 0) < 0 ? -errno : 0;
+		} else {
+			struct quarantine_info qi = { sp->endpoint, f->error, f->reason,
+						      f->received_at };
+			f->err = quarantine_file(j->dirfd, f->name, sp->quarantine, &qi, f->where,
+						 sizeof(f->where));
+		}
+	}
+}
+
+static void clean_done(void *arg)
+{
+	struct in_job *j = arg;
+	struct spool *sp = j->sp;
+	sp->cleaning = false;
+	for (size_t i = 0; i < j->nfiles; i++) {
+		struct in_file *f = &j->files[i];
+		if (f->quarantine && f->err < 0)
+			log_err("event=quarantine-failed endpoint=%s file=%s dir=%s error=\"%s\"",
+				sp->endpoint, f->name, sp->quarantine, strerror(-f->err));
+		else if (f->quarantine)
+			log_warn("event=quarantined endpoint=%s file=%s error=%s path=%s "
+				 "reason=\"%s\"",
+				 sp->endpoint, f->name, f->error, f->where, f->reason);
+		else if (f->err < 0 && f->err != -ENOENT)
+			log_err("event=inbox-unlink-failed endpoint=%s file=%s error=\"%s\"",
+				sp->endpoint, f->name, strerror(-f->err));
+		strset_del(sp->known, f->name);
+	}
+	in_job_free(j);
+	flush_clean(sp);
+	spool_job_finished(sp);
+}
+
+/* Starts a clean job with everything waiting, unless one is running. */
+static void flush_clean(struct spool *sp)
+{
+	if (sp->cleaning || sp->nclean == 0)
+		return;
+	struct in_job *j = job_new(sp, JOB_CLEAN);
+	j->files = sp->clean;
+	j->nfiles = sp->nclean;
+	sp->clean = NULL;
+	sp->nclean = sp->capclean = 0;
+	sp->cleaning = true;
+	submit_job(sp, j, clean_work, clean_done);
+}
+
+static void on_clean(evutil_socket_t fd, short what, void *arg)
+{
+	flush_clean(arg);
+}
+
+/* ---- ingest outcomes ------------------------------------------------------ */
 
 static void pause_pickup(struct spool *sp, const char *why)
 {
@@ -222,6 +598,8 @@ static void pause_pickup(struct spool *sp, const char *why)
 			sp->retry_ms = RETRY_MAX_MS;
 	}
 	todo_clear(sp);
+	events_clear(sp);
+	sp->listed = false; /* the retry's scan puts everything in order again */
 	if (!evtimer_pending(sp->retry_ev, NULL)) {
 		struct timeval tv = { (time_t)(sp->retry_ms / 1000),
 				      (suseconds_t)(sp->retry_ms % 1000) * 1000 };
@@ -239,187 +617,84 @@ static void pickup_works(struct spool *sp)
 		sp->env.inbound_state(sp->env.ctx, sp->endpoint, false);
 }
 
-static void do_quarantine(struct spool *sp, const char *name, const char *error,
-			  const char *reason)
-{
-	char where[PATH_MAX];
-	struct quarantine_info qi = { sp->endpoint, error, reason, clock_wall_ms() };
-	int r = quarantine_file(sp->inbox_fd, name, sp->quarantine, &qi, where, sizeof(where));
-	if (r < 0)
-		log_err("event=quarantine-failed endpoint=%s file=%s dir=%s error=\"%s\"",
-			sp->endpoint, name, sp->quarantine, strerror(-r));
-	else
-		log_warn("event=quarantined endpoint=%s file=%s error=%s path=%s reason=\"%s\"",
-			 sp->endpoint, name, error, where, reason);
-}
-
-/* Inbox files whose commit succeeded leave the inbox on a worker: unlink
- * can block (synchronous discard) and must not stall the loop. Their names
- * stay in `known` until then, so a rescan does not submit them again. */
-struct unlink_job {
-	struct spool *sp;
-	int dirfd;
-	char **names;
-	int *errs;
-	size_t n;
-};
-
-static void unlink_work(void *arg)
-{
-	struct unlink_job *j = arg;
-	for (size_t i = 0; i < j->n; i++)
-		j->errs[i] = unlinkat(j->dirfd, j->names[i], 0) < 0 ? errno : 0;
-}
-
-static void unlink_done(void *arg)
-{
-	struct unlink_job *j = arg;
-	struct spool *sp = j->sp;
-	for (size_t i = 0; i < j->n; i++) {
-		if (j->errs[i] && j->errs[i] != ENOENT)
-			log_err("event=inbox-unlink-failed endpoint=%s file=%s error=\"%s\"",
-				sp->endpoint, j->names[i], strerror(j->errs[i]));
-		strset_del(sp->known, j->names[i]);
-		free(j->names[i]);
-	}
-	close(j->dirfd);
-	free(j->names);
-	free(j->errs);
-	free(j);
-	sp->inflight--;
-	if (sp->destroyed && sp->inflight == 0)
-		spool_release(sp);
-}
-
-static void on_unlink_flush(evutil_socket_t fd, short what, void *arg)
-{
-	struct spool *sp = arg;
-	if (sp->nunlinks == 0)
-		return;
-	struct unlink_job *j = xcalloc(1, sizeof(*j));
-	j->sp = sp;
-	j->dirfd = dup(sp->inbox_fd);
-	j->names = TAKE_PTR(sp->unlinks);
-	j->n = sp->nunlinks;
-	j->errs = xcalloc(j->n, sizeof(int));
-	sp->nunlinks = sp->capunlinks = 0;
-	if (j->dirfd < 0) {
-		for (size_t i = 0; i < j->n; i++)
-			j->errs[i] = errno;
-		sp->inflight++;
-		unlink_done(j);
-		return;
-	}
-	sp->inflight++;
-	workq_submit(sp->env.workq, unlink_work, unlink_done, j);
-}
-
-static void remove_input(struct spool *sp, const char *name)
-{
-	if (sp->nunlinks == sp->capunlinks) {
-		sp->capunlinks = sp->capunlinks ? sp->capunlinks * 2 : 64;
-		sp->unlinks = xrealloc(sp->unlinks, sp->capunlinks * sizeof(char *));
-	}
-	sp->unlinks[sp->nunlinks++] = xstrdup(name);
-	strset_add(sp->known, name); /* until the unlink has happened */
-	if (sp->running)
-		event_active(sp->unlink_ev, 0, 0);
-	else
-		on_unlink_flush(-1, 0, sp); /* stopping: the loop may not turn again */
-}
-
 static void on_outcome(const struct ingest_outcome *o, void *arg)
 {
 	struct infile *f = arg;
 	struct spool *sp = f->sp;
-	sp->inflight--;
-	strset_del(sp->known, f->name);
-	if (!sp->destroyed && sp->inbox_fd >= 0) {
-		if (o->result == INGEST_TEMPFAIL) {
+	sp->held_bytes -= f->size;
+	if (o->result == INGEST_TEMPFAIL) {
+		strset_del(sp->known, f->name);
+		if (!sp->destroyed && sp->running)
 			pause_pickup(sp, o->reason ? o->reason : "store unavailable");
-		} else {
-			pickup_works(sp);
-			if (o->result == INGEST_REJECTED)
-				do_quarantine(sp, f->name, codec_errcode_name(o->error->code),
-					      o->error->text);
-			else
-				remove_input(sp, f->name);
-		}
+	} else {
+		pickup_works(sp);
+		/* Accepted files leave the inbox even when the spool is going:
+		 * the commit holds them now. */
+		strset_del(sp->known, f->name);
+		if (o->result == INGEST_REJECTED)
+			quarantine_later(sp, f->name, codec_errcode_name(o->error->code),
+					 o->error->text);
+		else
+			clean_add(sp, f->name, NULL, NULL);
 	}
 	free(f);
-	if (sp->destroyed && sp->inflight == 0)
-		spool_release(sp);
+	schedule_read(sp);
+	spool_job_finished(sp);
 }
 
-/* Reads one file and submits it to ingest (a vanished file is skipped). */
-static void submit_file(struct spool *sp, const char *name)
+static void submit_file(struct spool *sp, struct in_file *f)
 {
-	uint8_t *body = NULL;
-	size_t len = 0;
-	int r = read_file_at(sp->inbox_fd, name, sp->max_bytes, &body, &len);
-	if (r == -EFBIG) {
-		char why[128];
-		snprintf(why, sizeof(why), "message larger than max_message_size (%zu bytes)",
-			 sp->max_bytes);
-		do_quarantine(sp, name, "too-big", why);
-	}
-	if (r < 0) {
-		if (r != -ENOENT && r != -EFBIG)
-			log_warn("event=inbox-read-failed endpoint=%s file=%s error=\"%s\"",
-				 sp->endpoint, name, strerror(-r));
-		strset_del(sp->known, name);
-		return;
-	}
-	size_t nlen = strlen(name);
-	struct infile *f = xmalloc(sizeof(*f) + nlen + 1);
-	f->sp = sp;
-	memcpy(f->name, name, nlen + 1);
+	size_t nlen = strlen(f->name);
+	struct infile *in = xmalloc(sizeof(*in) + nlen + 1);
+	in->sp = sp;
+	in->size = f->size;
+	memcpy(in->name, f->name, nlen + 1);
+	sp->held_bytes += f->size;
 	sp->inflight++;
-	ingest_submit(sp->env.ingest, sp->endpoint, body, len, on_outcome, f);
+	ingest_submit(sp->env.ingest, sp->endpoint, TAKE_PTR(f->body), f->size, on_outcome, in);
 }
 
-static void on_work(evutil_socket_t fd, short what, void *arg)
-{
-	struct spool *sp = arg;
-	for (size_t i = 0; i < sp->batch_max && sp->todo && !sp->paused && sp->running; i++) {
-		struct spool_name *n = sp->todo;
-		sp->todo = n->next;
-		if (!sp->todo)
-			sp->todo_tail = NULL;
-		sp->ntodo--;
-		submit_file(sp, n->name);
-		free(n);
-	}
-	schedule_work(sp);
-}
+/* ---- timers and life cycle ------------------------------------------------ */
 
 static void on_rescan(evutil_socket_t fd, short what, void *arg)
 {
 	struct spool *sp = arg;
 	if (!sp->paused)
-		rescan(sp);
+		start_scan(sp);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct spool *sp = arg;
 	sp->paused = false;
-	rescan(sp);
+	start_scan(sp);
 }
 
 int spool_in_start(struct spool *sp)
 {
 	if (!sp->work_ev) {
-		sp->unlink_ev = event_new(sp->env.base, -1, 0, on_unlink_flush, sp);
+		sp->clean_ev = event_new(sp->env.base, -1, 0, on_clean, sp);
 		sp->work_ev = event_new(sp->env.base, -1, 0, on_work, sp);
 		sp->rescan_ev = event_new(sp->env.base, -1, EV_PERSIST, on_rescan, sp);
 		sp->retry_ev = evtimer_new(sp->env.base, on_retry, sp);
+	}
+	if (sp->ino_fd < 0) {
+		sp->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (sp->ino_fd < 0) {
+			int e = errno;
+			log_err("event=inbox-unavailable endpoint=%s path=%s error=\"inotify: %s\"",
+				sp->endpoint, sp->inbox, strerror(e));
+			return -e;
+		}
+		sp->ino_ev = event_new(sp->env.base, sp->ino_fd, EV_READ | EV_PERSIST, on_inotify,
+				       sp);
+		event_add(sp->ino_ev, NULL);
 	}
 	sp->running = true;
 	struct timeval tv = { (time_t)(sp->rescan_ms / 1000),
 			      (suseconds_t)(sp->rescan_ms % 1000) * 1000 };
 	event_add(sp->rescan_ev, &tv);
-	rescan(sp);
+	start_scan(sp);
 	return 0;
 }
 
@@ -435,6 +710,8 @@ void spool_in_stop(struct spool *sp)
 	if (sp->ino_ev)
 		event_del(sp->ino_ev);
 	todo_clear(sp);
+	events_clear(sp);
+	flush_clean(sp); /* accepted files must still leave the inbox */
 }
 
 void spool_in_resume(struct spool *sp)
@@ -448,21 +725,27 @@ void spool_in_resume(struct spool *sp)
 void spool_release(struct spool *sp)
 {
 	sp->destroyed = true;
-	if (sp->unlink_ev && sp->nunlinks > 0)
-		on_unlink_flush(-1, 0, sp); /* accepted files must still leave the inbox */
-	if (sp->inflight > 0)
-		return;
 	spool_in_stop(sp);
+	if (sp->inflight > 0)
+		return; /* the last job or outcome frees it */
 	close_inbox(sp);
+	if (sp->ino_ev)
+		event_free(sp->ino_ev);
+	if (sp->ino_fd >= 0)
+		close(sp->ino_fd);
 	if (sp->work_ev) {
-		event_free(sp->unlink_ev);
+		event_free(sp->clean_ev);
 		event_free(sp->work_ev);
 		event_free(sp->rescan_ev);
 		event_free(sp->retry_ev);
 	}
-	for (size_t i = 0; i < sp->nunlinks; i++)
-		free(sp->unlinks[i]);
-	free(sp->unlinks);
+	struct in_file *c = sp->clean;
+	for (size_t i = 0; i < sp->nclean; i++) {
+		free(c[i].name);
+		free(c[i].error);
+		free(c[i].reason);
+	}
+	free(sp->clean);
 	strset_free(sp->known);
 	free(sp->endpoint);
 	free(sp->inbox);

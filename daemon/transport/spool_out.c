@@ -1,7 +1,11 @@
 /*
  * spool_out.c - delivery into an endpoint's outbox folder, and its probe.
  *
- * Runs on a worker thread and reads only the spool's immutable settings.
+ * Each delivery and probe is a job on the endpoint's outbound lane: it runs
+ * off the event loop, on a thread no other endpoint waits for, reads only
+ * the spool's immutable settings and its own job, and completes through the
+ * caller's callback on the loop. A write stuck on a frozen share keeps its
+ * job (and only its job) until the kernel returns; its result then counts.
  * Batch protocol, in order:
  *   1. open the outbox by path (so a remounted share is found again);
  *   2. write every message to ".<final>.tmp" (O_TRUNC: a leftover of a
@@ -14,6 +18,9 @@
  * succeeds; the count reported delivered is the renamed prefix after 5.
  */
 #include "transport/spool.h"
+
+#include "base/lanes.h"
+#include "base/log.h"
 
 #include "codecs/base/mem.h"
 #include "base/fileio.h"
@@ -121,8 +128,8 @@ static void remove_tmp(struct spool *sp, int dfd, const struct out_msg *msgs, si
 	}
 }
 
-void spool_out_deliver(struct spool *sp, const struct out_msg *msgs, size_t n,
-		       struct deliver_result *res)
+static void deliver_batch(struct spool *sp, const struct out_msg *msgs, size_t n,
+			  struct deliver_result *res)
 {
 	res->delivered = 0;
 	_cleanup_close_ int dfd = open(sp->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -177,7 +184,7 @@ static size_t uncollected(struct spool *sp, int dfd, int64_t now_s, int64_t *old
 	return n;
 }
 
-enum transport_fault spool_out_probe(struct spool *sp, char *err, size_t errlen)
+static enum transport_fault probe_outbox(struct spool *sp, char *err, size_t errlen)
 {
 	_cleanup_close_ int dfd = open(sp->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
@@ -210,4 +217,85 @@ enum transport_fault spool_out_probe(struct spool *sp, char *err, size_t errlen)
 	}
 	err[0] = '\0';
 	return FAULT_NONE;
+}
+
+/* ---- jobs on the outbound lane ------------------------------------------- */
+
+struct out_job {
+	struct spool *sp;
+	const struct out_msg *msgs; /* NULL for a probe */
+	size_t n;
+	transport_done_fn done;
+	void *arg;
+	struct deliver_result res;
+};
+
+static void out_work(void *arg)
+{
+	struct out_job *j = arg;
+	if (j->msgs)
+		deliver_batch(j->sp, j->msgs, j->n, &j->res);
+	else
+		j->res.fault = probe_outbox(j->sp, j->res.error, sizeof(j->res.error));
+}
+
+static void out_done(void *arg)
+{
+	struct out_job *j = arg;
+	struct spool *sp = j->sp;
+	/* The spool is still counted busy here, so a destroy from inside
+	 * done() only marks it; it is freed below once nothing is left. */
+	j->done(j->arg, &j->res);
+	free(j);
+	spool_job_finished(sp);
+}
+
+static void submit_out(struct spool *sp, const struct out_msg *msgs, size_t n,
+		       transport_done_fn done, void *arg)
+{
+	struct out_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct out_job){ .sp = sp, .msgs = msgs, .n = n, .done = done, .arg = arg };
+	sp->inflight++;
+	lane_submit(sp->env.lane_out, out_work, out_done, j);
+}
+
+void spool_out_deliver(struct spool *sp, const struct out_msg *msgs, size_t n,
+		       transport_done_fn done, void *arg)
+{
+	submit_out(sp, msgs, n, done, arg);
+}
+
+void spool_out_probe(struct spool *sp, transport_done_fn done, void *arg)
+{
+	submit_out(sp, NULL, 0, done, arg);
+}
+
+struct prepare_job {
+	struct spool *sp;
+	int err;
+};
+
+static void prepare_work(void *arg)
+{
+	struct prepare_job *j = arg;
+	j->err = mkdir_p(j->sp->outbox, 0750);
+}
+
+static void prepare_done(void *arg)
+{
+	struct prepare_job *j = arg;
+	struct spool *sp = j->sp;
+	if (j->err < 0 && !sp->destroyed)
+		log_err("event=outbox-unavailable endpoint=%s path=%s error=\"cannot create: %s\"",
+			sp->endpoint, sp->outbox, strerror(-j->err));
+	free(j);
+	spool_job_finished(sp);
+}
+
+void spool_out_prepare(struct spool *sp)
+{
+	struct prepare_job *j = xcalloc(1, sizeof(*j));
+	j->sp = sp;
+	sp->inflight++;
+	lane_submit(sp->env.lane_out, prepare_work, prepare_done, j);
 }

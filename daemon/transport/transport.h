@@ -5,9 +5,21 @@
  * messages and feeds them to ingest, acting on each outcome (remove the
  * input when accepted, quarantine when rejected, keep it on a temporary
  * failure). Outbound, deliver() hands a batch to the endpoint in order and
- * reports how many were confirmed; it runs on a worker thread and touches
- * only the transport's outbound state and the batch. probe() checks that
- * the endpoint could take a delivery now without leaving anything visible.
+ * probe() checks that the endpoint could take a delivery now without
+ * leaving anything visible; both return at once and complete later through
+ * a callback on the event loop, with how many messages were confirmed.
+ *
+ * The transport decides where its blocking work runs, and it never runs on
+ * the event loop: the spool on its endpoint's lanes (lanes.h: one for
+ * pick-up, one for delivery, each with at most one job at a time and a
+ * thread of its own while it has one), a network transport on the loop's
+ * own sockets. So one endpoint's hung share or silent peer costs only that
+ * endpoint. The delivery scheduler (deliver.h) gives a transport at most
+ * one operation at a time and enforces its deadline: cancel() when the
+ * transport can give up, otherwise it counts the failure and waits.
+ *
+ * A new transport is one file (its ops, its configuration schema) and one
+ * line in the registry (transport.c).
  */
 #ifndef EDIBROKER_TRANSPORT_H
 #define EDIBROKER_TRANSPORT_H
@@ -15,7 +27,7 @@
 #include "conf/config.h"
 #include "accept/ingest.h"
 #include "base/fault.h"
-#include "base/workq.h"
+#include "base/lanes.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -40,7 +52,9 @@ struct deliver_result {
 struct transport_env {
 	struct event_base *base;
 	struct ingest *ingest;
-	struct workq *workq;       /* for blocking inbound clean-up off the loop */
+	struct lane *lane_in;      /* the endpoint's lane for blocking inbound work */
+	struct lane *lane_out;     /* ... and for blocking outbound work; both outlive
+				    * the transport (they belong to the endpoint) */
 	const char *instance;      /* store instance id: part of delivered file names */
 	const struct config *cfg;  /* the running config (replaced on reload) */
 	/* Called when an inbound side pauses or resumes (store unavailable). */
@@ -49,6 +63,9 @@ struct transport_env {
 };
 
 struct transport;
+
+/* Completion of a delivery or probe, on the loop thread. */
+typedef void (*transport_done_fn)(void *arg, const struct deliver_result *res);
 
 struct transport_ops {
 	const char *name;                 /* "transport = NAME" */
@@ -60,13 +77,23 @@ struct transport_ops {
 	int (*start)(struct transport *t);
 	/* Stops inbound pick-up; submissions already made still complete. */
 	void (*stop)(struct transport *t);
-	/* Worker thread: delivers msgs[0..n) in order. */
+	/* Loop thread: starts delivering msgs[0..n) in order and returns at
+	 * once; done(arg, res) runs later on the loop thread, exactly once and
+	 * never from inside this call, with the confirmed prefix in
+	 * res->delivered. msgs and the bodies stay valid until then; the
+	 * caller neither destroys the transport nor starts another operation
+	 * before it. */
 	void (*deliver)(struct transport *t, const struct out_msg *msgs, size_t n,
-			struct deliver_result *res);
-	/* Worker thread: FAULT_NONE when a delivery could succeed now (for a
-	 * spool: the outbox is writable and nothing waits uncollected longer
-	 * than pickup_timeout), else the fault and a reason. */
-	enum transport_fault (*probe)(struct transport *t, char *err, size_t errlen);
+			transport_done_fn done, void *arg);
+	/* Loop thread: checks that a delivery could succeed now (for a spool:
+	 * the outbox is writable and nothing waits uncollected longer than
+	 * pickup_timeout) and completes like deliver() with res->fault
+	 * FAULT_NONE, or the fault and a reason in res->error. */
+	void (*probe)(struct transport *t, transport_done_fn done, void *arg);
+	/* Loop thread, optional: the operation outstanding is past its
+	 * deadline; give it up and complete it soon with FAULT_TIMEOUT. NULL
+	 * when the work cannot be interrupted (a write stuck in the kernel). */
+	void (*cancel)(struct transport *t);
 	/* Loop thread: the store committed again, resume pick-up now. */
 	void (*resume)(struct transport *t);
 };

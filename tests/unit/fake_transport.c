@@ -1,9 +1,9 @@
 /*
- * fake_transport.c - the transport double of fake_transport.h. Every entry
- * point takes the fake's lock; deliver() alone may wait on its condition
- * variable (while block is set), and release() is what wakes it. Nothing
- * here touches the event loop: the fake runs on whichever worker thread the
- * scheduler calls it from.
+ * fake_transport.c - the transport double of fake_transport.h. deliver()
+ * and probe() queue a job on the fake's lane and return; the job's work
+ * takes the fake's lock, and a delivery may wait on its condition variable
+ * (while block is set) until release() or cancel() wakes it; the job's
+ * completion calls the scheduler back on the loop.
  */
 #include "tests/unit/fake_transport.h"
 
@@ -22,12 +22,13 @@ uint64_t fake_transport_hash(const uint8_t *body, size_t size)
 	return h;
 }
 
-struct fake_transport *fake_transport_new(const char *label)
+struct fake_transport *fake_transport_new(const char *label, struct lane *lane)
 {
 	struct fake_transport *f = xcalloc(1, sizeof(*f));
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	f->label = label;
+	f->lane = lane;
 	f->fail_id = -1;
 	return f;
 }
@@ -63,22 +64,27 @@ static void record_call(struct fake_transport *f, const struct out_msg *msgs, si
 	if (f->block) {
 		f->entered = true;
 		pthread_cond_broadcast(&f->cond);
-		while (f->block)
+		while (f->block && !f->cancelled)
 			pthread_cond_wait(&f->cond, &f->lock);
 	}
 }
 
 /* Confirms the batch in order up to the programmed failure, if any. */
-static void fake_deliver(struct transport *t, const struct out_msg *msgs, size_t n,
+static void deliver_work(struct fake_transport *f, const struct out_msg *msgs, size_t n,
 			 struct deliver_result *res)
 {
-	struct fake_transport *f = fake_of(t);
 	pthread_mutex_lock(&f->lock);
 	f->in_deliver++;
 	record_call(f, msgs, n);
 	res->delivered = 0;
 	res->fault = FAULT_NONE;
 	res->error[0] = '\0';
+	if (f->cancelled) {
+		f->cancelled = false;
+		res->fault = FAULT_TIMEOUT;
+		snprintf(res->error, sizeof(res->error), "%s: cancelled", f->label);
+		n = 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (msgs[i].id == f->fail_id && f->fails_left > 0) {
 			f->fails_left--;
@@ -98,11 +104,16 @@ static void fake_deliver(struct transport *t, const struct out_msg *msgs, size_t
 	pthread_mutex_unlock(&f->lock);
 }
 
-static enum transport_fault fake_probe(struct transport *t, char *err, size_t errlen)
+static enum transport_fault probe_work(struct fake_transport *f, char *err, size_t errlen)
 {
-	struct fake_transport *f = fake_of(t);
 	pthread_mutex_lock(&f->lock);
 	f->probes++;
+	if (f->block_probe) {
+		f->entered = true;
+		pthread_cond_broadcast(&f->cond);
+		while (f->block_probe)
+			pthread_cond_wait(&f->cond, &f->lock);
+	}
 	enum transport_fault r = f->probe_fault;
 	if (r != FAULT_NONE)
 		snprintf(err, errlen, "%s: probe says %s", f->label, fault_name(r));
@@ -110,6 +121,61 @@ static enum transport_fault fake_probe(struct transport *t, char *err, size_t er
 		err[0] = '\0';
 	pthread_mutex_unlock(&f->lock);
 	return r;
+}
+
+/* One deliver() or probe(): its work on the lane, its completion on the loop. */
+struct fake_job {
+	struct fake_transport *f;
+	const struct out_msg *msgs; /* NULL for a probe */
+	size_t n;
+	transport_done_fn done;
+	void *arg;
+	struct deliver_result res;
+};
+
+static void job_work(void *arg)
+{
+	struct fake_job *j = arg;
+	if (j->msgs)
+		deliver_work(j->f, j->msgs, j->n, &j->res);
+	else
+		j->res.fault = probe_work(j->f, j->res.error, sizeof(j->res.error));
+}
+
+static void job_done(void *arg)
+{
+	struct fake_job *j = arg;
+	j->done(j->arg, &j->res);
+	free(j);
+}
+
+static void submit(struct transport *t, const struct out_msg *msgs, size_t n,
+		   transport_done_fn done, void *arg)
+{
+	struct fake_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct fake_job){ fake_of(t), msgs, n, done, arg, { 0 } };
+	lane_submit(fake_of(t)->lane, job_work, job_done, j);
+}
+
+static void fake_deliver(struct transport *t, const struct out_msg *msgs, size_t n,
+			 transport_done_fn done, void *arg)
+{
+	submit(t, msgs, n, done, arg);
+}
+
+static void fake_probe(struct transport *t, transport_done_fn done, void *arg)
+{
+	submit(t, NULL, 0, done, arg);
+}
+
+/* Gives up a blocked delivery: it returns with FAULT_TIMEOUT. */
+static void fake_cancel(struct transport *t)
+{
+	struct fake_transport *f = fake_of(t);
+	pthread_mutex_lock(&f->lock);
+	f->cancelled = true;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
 }
 
 static void fake_stop(struct transport *t)
@@ -137,6 +203,15 @@ const struct transport_ops fake_transport_ops = {
 	.stop = fake_stop,
 	.deliver = fake_deliver,
 	.probe = fake_probe,
+};
+
+const struct transport_ops fake_transport_cancellable_ops = {
+	.name = "fake",
+	.destroy = fake_destroy,
+	.stop = fake_stop,
+	.deliver = fake_deliver,
+	.probe = fake_probe,
+	.cancel = fake_cancel,
 };
 
 size_t fake_transport_calls(struct fake_transport *f)
@@ -174,6 +249,7 @@ void fake_transport_release(struct fake_transport *f)
 {
 	pthread_mutex_lock(&f->lock);
 	f->block = false;
+	f->block_probe = false;
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->lock);
 }

@@ -9,7 +9,10 @@
  * probes with a programmed fault, and notices being destroyed while one of
  * its deliver() calls still runs.
  *
- * Threads: deliver() and probe() run on worker threads and take the lock.
+ * Threads: deliver() and probe() return at once and do their work as a
+ * job on the lane the test gives the fake (as the spool does on its
+ * endpoint's lane), completing through the scheduler's callback on the
+ * loop; the work takes the lock.
  * The test programs the fields under "behaviour" before the work they are
  * meant for is queued, reads counters through fake_transport_calls() and
  * fake_transport_confirmed() while workers may run, and reads the arrays
@@ -43,6 +46,9 @@ struct fake_transport {
 	enum transport_fault fault;  /* ... with this fault */
 	enum transport_fault probe_fault;
 	bool block;                  /* deliver() waits until released */
+	bool block_probe;            /* probe() waits until released */
+	struct lane *lane;           /* where its work runs */
+	bool cancelled;              /* cancel() was called (cancellable ops) */
 
 	/* what happened */
 	size_t calls;                /* deliver() calls */
@@ -61,9 +67,13 @@ struct fake_transport {
 
 /* The ops to hand the scheduler together with fake_transport_handle(). */
 extern const struct transport_ops fake_transport_ops;
+/* The same with cancel(): a blocked deliver() then returns at once with
+ * FAULT_TIMEOUT, as a network transport gives up a connection. */
+extern const struct transport_ops fake_transport_cancellable_ops;
 
-/* A fake that confirms everything, never blocks and probes healthy. */
-struct fake_transport *fake_transport_new(const char *label);
+/* A fake that confirms everything, never blocks and probes healthy; its
+ * work runs on lane. */
+struct fake_transport *fake_transport_new(const char *label, struct lane *lane);
 /* Frees f (NULL is fine); the scheduler must be done with it. */
 void fake_transport_free(struct fake_transport *f);
 /* f as the struct transport the scheduler takes. */
@@ -74,9 +84,9 @@ size_t fake_transport_calls(struct fake_transport *f);
 /* Messages confirmed so far, read under the lock. */
 size_t fake_transport_confirmed(struct fake_transport *f);
 /* Waits up to 5 s, without running the loop, until a blocking deliver()
- * has started; fails the test otherwise. */
+ * or probe() has started; fails the test otherwise. */
 void fake_transport_wait_entered(struct fake_transport *f);
-/* Lets a blocking deliver() go on, and later ones run through. */
+/* Lets a blocking deliver() or probe() go on, and later ones run through. */
 void fake_transport_release(struct fake_transport *f);
 
 /* The hash recorded for a confirmed body (64-bit FNV-1a). */

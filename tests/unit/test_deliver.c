@@ -17,7 +17,7 @@
 #include "store/store.h"
 #include "transport/transport.h"
 #include "codecs/base/mem.h"
-#include "base/workq.h"
+#include "base/lanes.h"
 #include "tests/unit/fake_transport.h"
 #include "tests/unit/testutil.h"
 
@@ -37,7 +37,8 @@
 
 static char dir[PATH_MAX];
 static struct event_base *base;
-static struct workq *wq;
+static struct lanes *pool;
+static struct lane *lane;
 static struct store *store;
 static struct commit *commit;
 static bool allow_delivery;
@@ -70,7 +71,7 @@ static void on_event(void *ctx, struct deliver_ep *ep, const struct deliver_even
 
 static struct deliver_env env(void)
 {
-	return (struct deliver_env){ base, wq, commit, store, may_deliver, on_event, &nevents };
+	return (struct deliver_env){ base, commit, store, may_deliver, on_event, &nevents };
 }
 
 static struct deliver_params params(void)
@@ -86,7 +87,8 @@ static void setup(void)
 	log_setup(LOG_CRIT, 0); /* the failures these tests cause are logged as errors */
 	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_deliver.XXXXXX");
 	base = event_base_new();
-	wq = workq_new(base, 2);
+	pool = lanes_new(base, 0);
+	lane = lane_new(pool, "out:" EP);
 	char err[512] = "";
 	store = store_open("sqlite", dir, NULL, err, sizeof(err));
 	cr_assert_not_null(store, "%s", err);
@@ -97,7 +99,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-	workq_free(wq);
+	cr_assert_eq(lanes_wait(pool, 10000), 0, "work still running at teardown");
+	lane_free(lane);
+	lanes_free(pool);
 	commit_free(commit);
 	store_close(store);
 	event_base_free(base);
@@ -338,7 +342,7 @@ static void free_ep(struct deliver_ep *ep)
 
 Test(deliver, delivers_in_id_order_in_bounded_batches)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	struct msgset *s = add_msgs(EP, 35, 300, ep);
@@ -378,7 +382,7 @@ Test(deliver, delivers_in_id_order_in_bounded_batches)
 
 Test(deliver, nothing_without_transport_or_while_store_failing)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(NULL, &p);
 	struct msgset *s = add_msgs(EP, 5, 100, ep);
@@ -402,7 +406,7 @@ Test(deliver, nothing_without_transport_or_while_store_failing)
 
 Test(deliver, failure_confirms_prefix_and_backs_off)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.retry_initial_ms = 300;
 	p.retry_max_ms = 1200;
@@ -472,7 +476,7 @@ Test(deliver, failure_confirms_prefix_and_backs_off)
 
 Test(deliver, backoff_grows_and_is_capped)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.retry_initial_ms = 100;
 	p.retry_max_ms = 400;
@@ -510,7 +514,7 @@ Test(deliver, backoff_grows_and_is_capped)
 
 Test(deliver, retry_now_skips_the_wait)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.retry_initial_ms = 5000;
 	p.retry_max_ms = 10000;
@@ -538,7 +542,7 @@ Test(deliver, retry_now_skips_the_wait)
 
 Test(deliver, drain_rate_limits_after_a_failure)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.retry_initial_ms = 100;
 	p.batch_max = 256;
@@ -574,7 +578,7 @@ Test(deliver, drain_rate_limits_after_a_failure)
 
 Test(deliver, drain_rate_not_applied_before_any_failure)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.batch_max = 256;
 	p.drain_rate = 100;
@@ -601,7 +605,7 @@ Test(deliver, drain_rate_not_applied_before_any_failure)
 
 Test(deliver, window_is_bounded_and_refilled_from_store, .timeout = 60)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.batch_max = 256;
 	p.window_msgs = 64;
@@ -636,7 +640,7 @@ Test(deliver, window_is_bounded_and_refilled_from_store, .timeout = 60)
  * their place after the backlog. */
 Test(deliver, arrivals_during_backlog_keep_order)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.window_msgs = 16;
 	p.batch_max = 8;
@@ -661,7 +665,7 @@ Test(deliver, arrivals_during_backlog_keep_order)
 Test(deliver, window_bytes_bounds_refill_from_store)
 {
 	struct msgset *s = add_msgs(EP, 40, 600, NULL);
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.batch_max = 256;
 	p.window_msgs = 32;
@@ -688,7 +692,7 @@ Test(deliver, load_picks_up_queue_left_in_store)
 	/* a queue left by an earlier run, and another endpoint's messages */
 	struct msgset *s = add_msgs(EP, 20, 500, NULL);
 	struct msgset *other = add_msgs("hospital", 5, 500, NULL);
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	allow_delivery = false;
 	struct deliver_ep *ep = new_ep(f, &p);
@@ -716,7 +720,7 @@ Test(deliver, load_picks_up_queue_left_in_store)
 Test(deliver, load_then_new_arrivals_in_order)
 {
 	struct msgset *old = add_msgs(EP, 10, 100, NULL);
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	allow_delivery = false;
 	struct deliver_ep *ep = new_ep(f, &p);
@@ -740,7 +744,7 @@ Test(deliver, load_then_new_arrivals_in_order)
 
 Test(deliver, hold_stops_new_batches)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	deliver_hold(ep, true);
@@ -763,7 +767,7 @@ Test(deliver, hold_stops_new_batches)
  * other. */
 Test(deliver, hold_during_batch_stops_the_next)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.batch_max = 4;
 	allow_delivery = false;
@@ -791,11 +795,165 @@ Test(deliver, hold_during_batch_stops_the_next)
 	fake_transport_free(f);
 }
 
+/* ---- deadlines ---------------------------------------------------------- */
+
+/* A delivery stuck past delivery_timeout (a write blocked in the kernel on a
+ * frozen share) counts as a failure at the deadline, and again at every
+ * further deadline it stays stuck (so the endpoint goes SUSPECT, then
+ * DOWN): failed events, one attempt recorded, state overdue; no second
+ * operation starts while it runs. When it finally returns, its result
+ * counts: success delivers and the next batch starts at once, not after a
+ * backoff. */
+Test(deliver, a_stuck_delivery_counts_at_its_deadline_and_its_late_result_counts)
+{
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	struct deliver_params p = params();
+	p.batch_max = 4;
+	p.delivery_timeout_ms = 200;
+	p.retry_initial_ms = 5000; /* a backoff would show as a long pause */
+	p.retry_max_ms = 5000;
+	struct deliver_ep *ep = new_ep(f, &p);
+	f->block = true;
+	struct msgset *s = add_msgs(EP, 8, 100, ep);
+	run_for(10);
+	fake_transport_wait_entered(f);
+	int64_t t0 = clock_mono_ms();
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000), "no event at the deadline");
+	cr_assert_geq(clock_mono_ms() - t0, 150, "the failure came before the deadline");
+	cr_assert_not(events[0].ok);
+	cr_assert_not(events[0].probe);
+	cr_assert_eq(events[0].fault, FAULT_TIMEOUT);
+	cr_assert(strstr(events[0].error, "no answer within"), "%s", events[0].error);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.state, DELIVER_OVERDUE);
+	cr_assert_eq(info.failures, 1);
+	cr_assert(deliver_busy(ep));
+	cr_assert_not(deliver_probe(ep), "a probe beside a stuck delivery");
+	run_for(400);
+	cr_assert_eq(fake_transport_calls(f), 1, "a second operation beside the stuck one");
+	size_t stuck = nevents;
+	cr_assert_geq(stuck, 2, "stuck for three deadlines, counted %zu times", stuck);
+	for (size_t i = 0; i < stuck; i++)
+		cr_assert(!events[i].ok && events[i].fault == FAULT_TIMEOUT && !events[i].probe);
+	settle();
+	int attempts = 0;
+	state_of(s->id[0], &attempts, NULL, 0);
+	cr_assert_eq(attempts, 1, "the overdue attempt is recorded with the message");
+	int64_t released = clock_mono_ms();
+	fake_transport_release(f);
+	wait_confirmed(f, 8, 3000);
+	cr_assert_lt(clock_mono_ms() - released, 2000, "the next batch waited for a backoff");
+	cr_assert(events[stuck].ok, "the late success was not reported");
+	cr_assert_eq(events[stuck].delivered, 4);
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.failures, 0);
+	assert_all_in_order(f, s);
+	free_ep(ep);
+	msgs_free(s);
+	fake_transport_free(f);
+}
+
+/* A stuck delivery that finally fails: counted once (at the deadline),
+ * then the endpoint backs off from the late result. */
+Test(deliver, a_stuck_delivery_that_fails_late_is_counted_once)
+{
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	struct deliver_params p = params();
+	p.delivery_timeout_ms = 150;
+	struct deliver_ep *ep = new_ep(f, &p);
+	f->block = true;
+	struct msgset *s = add_msgs(EP, 3, 100, ep);
+	f->fail_id = s->id[0];
+	f->fails_left = 1;
+	f->fault = FAULT_IO;
+	run_for(10);
+	fake_transport_wait_entered(f);
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000));
+	size_t before = nevents;
+	fake_transport_release(f);
+	cr_assert(run_until(ep_idle, ep, 3000));
+	run_for(20);
+	cr_assert_eq(nevents, before, "the late failure was reported again");
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.state, DELIVER_BACKOFF);
+	cr_assert_eq(info.failures, 1);
+	cr_assert_eq(info.last_fault, FAULT_IO, "the late error is kept for operators");
+	wait_confirmed(f, 3, 3000);
+	free_ep(ep);
+	msgs_free(s);
+	fake_transport_free(f);
+}
+
+/* A transport that can give up (a network connection) is cancelled at the
+ * deadline and completes with a timeout: an ordinary failure and backoff. */
+Test(deliver, a_cancellable_transport_is_cancelled_at_the_deadline)
+{
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	struct deliver_params p = params();
+	p.delivery_timeout_ms = 150;
+	struct deliver_env e = env();
+	struct deliver_ep *ep = deliver_ep_new(EP, &e, &p);
+	deliver_set_transport(ep, &fake_transport_cancellable_ops, fake_transport_handle(f));
+	f->block = true;
+	struct msgset *s = add_msgs(EP, 2, 100, ep);
+	run_for(10);
+	fake_transport_wait_entered(f);
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000), "not cancelled at the deadline");
+	cr_assert_not(events[0].ok);
+	cr_assert_eq(events[0].fault, FAULT_TIMEOUT);
+	cr_assert(strstr(events[0].error, "cancelled"), "%s", events[0].error);
+	cr_assert(run_until(ep_idle, ep, 3000), "the cancelled delivery did not complete");
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.state, DELIVER_BACKOFF);
+	fake_transport_release(f);
+	wait_confirmed(f, 2, 3000);
+	free_ep(ep);
+	msgs_free(s);
+	fake_transport_free(f);
+}
+
+/* A probe stuck past the deadline counts a failure at every deadline; its
+ * late success brings the endpoint back. */
+Test(deliver, a_stuck_probe_counts_per_deadline_and_its_late_success_counts)
+{
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	struct deliver_params p = params();
+	p.delivery_timeout_ms = 150;
+	struct deliver_ep *ep = new_ep(f, &p);
+	f->block_probe = true;
+	cr_assert(deliver_probe(ep));
+	fake_transport_wait_entered(f);
+	size_t one = 1;
+	cr_assert(run_until(events_reached, &one, 3000), "no failure at the deadline");
+	cr_assert(events[0].probe);
+	cr_assert_not(events[0].ok);
+	cr_assert_eq(events[0].fault, FAULT_TIMEOUT);
+	run_for(300);
+	size_t stuck = nevents;
+	cr_assert_geq(stuck, 2, "a probe stuck for three deadlines counted %zu times", stuck);
+	cr_assert(deliver_busy(ep));
+	cr_assert_not(deliver_probe(ep), "a second probe beside the stuck one");
+	cr_assert_eq(f->probes, 1);
+	fake_transport_release(f);
+	size_t more = stuck + 1;
+	cr_assert(run_until(events_reached, &more, 3000), "the late probe result was lost");
+	cr_assert(events[stuck].probe);
+	cr_assert(events[stuck].ok);
+	free_ep(ep);
+	fake_transport_free(f);
+}
+
 /* ---- probe ------------------------------------------------------------- */
 
 Test(deliver, probe_reports_through_on_event)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	f->probe_fault = FAULT_TIMEOUT;
@@ -831,7 +989,7 @@ Test(deliver, probe_refused_while_busy_or_without_transport)
 	cr_assert_not(deliver_probe(bare), "probe without a transport");
 	deliver_ep_free(bare);
 
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_ep *ep = new_ep(f, &p);
 	f->block = true;
 	struct msgset *s = add_msgs(EP, 3, 100, ep);
@@ -851,7 +1009,7 @@ Test(deliver, probe_refused_while_busy_or_without_transport)
  * leaves BACKOFF only on the timer or retry_now. */
 Test(deliver, failed_probe_during_backoff_keeps_the_backoff)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.retry_initial_ms = 1000;
 	p.retry_max_ms = 2000;
@@ -895,7 +1053,7 @@ Test(deliver, failed_probe_during_backoff_keeps_the_backoff)
 
 Test(deliver, set_transport_while_batch_in_flight)
 {
-	struct fake_transport *f1 = fake_transport_new("t1"), *f2 = fake_transport_new("t2");
+	struct fake_transport *f1 = fake_transport_new("t1", lane), *f2 = fake_transport_new("t2", lane);
 	struct deliver_params p = params();
 	p.batch_max = 5;
 	allow_delivery = false;
@@ -935,8 +1093,8 @@ Test(deliver, set_transport_while_batch_in_flight)
  * must survive until it returns. */
 Test(deliver, set_transport_twice_while_batch_in_flight)
 {
-	struct fake_transport *f1 = fake_transport_new("t1"), *f2 = fake_transport_new("t2"),
-			      *f3 = fake_transport_new("t3");
+	struct fake_transport *f1 = fake_transport_new("t1", lane), *f2 = fake_transport_new("t2", lane),
+			      *f3 = fake_transport_new("t3", lane);
 	struct deliver_params p = params();
 	p.batch_max = 5;
 	allow_delivery = false;
@@ -970,7 +1128,7 @@ Test(deliver, set_transport_twice_while_batch_in_flight)
 
 Test(deliver, free_while_busy_waits_for_the_batch)
 {
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	p.batch_max = 5;
 	allow_delivery = false;
@@ -986,8 +1144,8 @@ Test(deliver, free_while_busy_waits_for_the_batch)
 	cr_assert_geq(f->stops, 1, "transport not stopped");
 	size_t ev_before = nevents;
 	fake_transport_release(f);
-	cr_assert_eq(workq_pending(wq), 1);
-	workq_drain(wq); /* runs the completion that frees the endpoint */
+	cr_assert_eq(lanes_pending(pool), 1);
+	cr_assert_eq(lanes_wait(pool, 5000), 0); /* runs the completion that frees the endpoint */
 	cr_assert_eq(f->destroys, 1);
 	cr_assert_not(f->destroyed_in_use);
 	cr_assert_eq(fake_transport_confirmed(f), 5);
@@ -1008,7 +1166,7 @@ Test(deliver, free_while_busy_waits_for_the_batch)
 Test(deliver, free_accepts_null_and_idle)
 {
 	deliver_ep_free(NULL);
-	struct fake_transport *f = fake_transport_new("t1");
+	struct fake_transport *f = fake_transport_new("t1", lane);
 	struct deliver_params p = params();
 	struct deliver_ep *ep = new_ep(f, &p);
 	deliver_ep_free(ep);

@@ -2,8 +2,8 @@
  * test_spool_out.c - outbound spool delivery and the outbox probe
  * (spool_out.c), through the public spool transport: transport_find("spool")
  * -> create() with an endpoint pointing at fresh temporary folders; deliver()
- * and probe() are called directly from the test thread (in the daemon they
- * run on a worker).
+ * and probe() run their work on the endpoint's outbound lane, as in the
+ * daemon, and the test turns a real event loop until they complete.
  *
  * Covers: final names "<instance>-<12-digit id>.<ext>", byte-identical
  * contents, no temporary ("."-prefixed) files left, re-delivery replacing
@@ -15,6 +15,8 @@
 #include "conf/config.h"
 #include "transport/spool.h"
 #include "transport/transport.h"
+#include "base/clock.h"
+#include "base/lanes.h"
 #include "codecs/base/mem.h"
 #include "tests/unit/testutil.h"
 
@@ -43,6 +45,8 @@ static struct spool_section ssect;        /* cfg's [spool] */
 static const struct conf_schema *schemas[2];
 static void *sections[1];
 static struct transport_env tenv;
+static struct event_base *base;
+static struct lanes *pool;
 
 static void set_immutable(bool on)
 {
@@ -78,14 +82,65 @@ static void setup(void)
 	epc.transport = "spool";
 	epc.schema = ops->schema;
 	epc.tconf = &sconf;
-	tenv = (struct transport_env){ .instance = INSTANCE, .cfg = &cfg };
+	base = event_base_new();
+	pool = lanes_new(base, 0);
+	cr_assert_not_null(pool);
+	tenv = (struct transport_env){ .base = base, .instance = INSTANCE, .cfg = &cfg,
+				       .lane_in = lane_new(pool, "in:municipality"),
+				       .lane_out = lane_new(pool, "out:municipality") };
 }
 
 static void teardown(void)
 {
 	if (immutable_set)
 		set_immutable(false);
+	cr_assert_eq(lanes_wait(pool, 5000), 0, "spool work still running at teardown");
+	lanes_free(pool);
+	event_base_free(base);
 	testutil_rm_rf(dir);
+}
+
+/* The completion of one deliver() or probe(). */
+struct outcome {
+	bool done;
+	struct deliver_result res;
+};
+
+static void on_done(void *arg, const struct deliver_result *res)
+{
+	struct outcome *o = arg;
+	o->res = *res;
+	o->done = true;
+}
+
+/* Turns the loop until o is done (at most 5 s). */
+static void wait_done(struct outcome *o)
+{
+	int64_t end = clock_mono_ms() + 5000;
+	while (!o->done && clock_mono_ms() < end)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(500);
+	cr_assert(o->done, "the spool did not complete");
+}
+
+/* deliver() and wait for its result. */
+static void deliver_now(struct transport *t, const struct out_msg *msgs, size_t n,
+			struct deliver_result *res)
+{
+	struct outcome o = { 0 };
+	ops->deliver(t, msgs, n, on_done, &o);
+	cr_assert_not(o.done, "deliver() completed inside the call");
+	wait_done(&o);
+	*res = o.res;
+}
+
+/* probe() and wait for its result. */
+static enum transport_fault probe_now(struct transport *t, char *err, size_t errlen)
+{
+	struct outcome o = { 0 };
+	ops->probe(t, on_done, &o);
+	wait_done(&o);
+	str_copy(err, o.res.error, errlen);
+	return o.res.fault;
 }
 
 TestSuite(spool_out, .init = setup, .fini = teardown, .timeout = 20);
@@ -175,7 +230,7 @@ Test(spool_out, delivers_batch_with_final_names_and_exact_bytes)
 		{ 1000000000001LL, "edi", b3, 1 },
 	};
 	struct deliver_result res = { .delivered = 99, .fault = FAULT_IO };
-	ops->deliver(t, msgs, 3, &res);
+	deliver_now(t, msgs, 3, &res);
 	cr_assert_eq(res.delivered, 3, "delivered %zu: %s", res.delivered, res.error);
 	struct listing l = list_dir(outbox);
 	cr_assert_eq(l.n, 3, "%zu entries in the outbox", l.n);
@@ -196,7 +251,7 @@ Test(spool_out, empty_body_is_an_empty_file)
 	struct transport *t = create();
 	struct out_msg m = { 7, "xml", (const uint8_t *)"", 0 };
 	struct deliver_result res = { 0 };
-	ops->deliver(t, &m, 1, &res);
+	deliver_now(t, &m, 1, &res);
 	cr_assert_eq(res.delivered, 1);
 	assert_file(INSTANCE "-000000000007.xml", "", 0);
 	ops->destroy(t);
@@ -213,7 +268,7 @@ Test(spool_out, many_messages_in_one_batch)
 		msgs[i] = (struct out_msg){ (int64_t)(500 + i), "xml", bodies[i], 100 + i };
 	}
 	struct deliver_result res = { 0 };
-	ops->deliver(t, msgs, N, &res);
+	deliver_now(t, msgs, N, &res);
 	cr_assert_eq(res.delivered, N);
 	struct listing l = list_dir(outbox);
 	cr_assert_eq(l.n, N);
@@ -235,12 +290,12 @@ Test(spool_out, redelivery_replaces_the_file)
 	_cleanup_free_ uint8_t *a = body_of(5000, 1), *b = body_of(300, 9);
 	struct out_msg m = { 42, "xml", a, 5000 };
 	struct deliver_result res = { 0 };
-	ops->deliver(t, &m, 1, &res);
+	deliver_now(t, &m, 1, &res);
 	cr_assert_eq(res.delivered, 1);
 	m.body = b;
 	m.size = 300;
 	res = (struct deliver_result){ 0 };
-	ops->deliver(t, &m, 1, &res);
+	deliver_now(t, &m, 1, &res);
 	cr_assert_eq(res.delivered, 1, "%s", res.error);
 	struct listing l = list_dir(outbox);
 	cr_assert_eq(l.n, 1, "%zu files after a re-delivery", l.n);
@@ -262,7 +317,7 @@ Test(spool_out, leftover_temporary_is_overwritten)
 	_cleanup_free_ uint8_t *b = body_of(100, 4);
 	struct out_msg m = { 42, "xml", b, 100 };
 	struct deliver_result res = { 0 };
-	ops->deliver(t, &m, 1, &res);
+	deliver_now(t, &m, 1, &res);
 	cr_assert_eq(res.delivered, 1);
 	struct listing l = list_dir(outbox);
 	cr_assert_eq(l.n, 1);
@@ -283,7 +338,7 @@ Test(spool_out, write_failure_delivers_the_prefix)
 		{ 1, "xml", b, 200 }, { 2, "xml", b, 200 }, { 3, "xml", b, 200 }, { 4, "xml", b, 200 },
 	};
 	struct deliver_result res = { 0 };
-	ops->deliver(t, msgs, 4, &res);
+	deliver_now(t, msgs, 4, &res);
 	cr_assert_eq(res.delivered, 2, "delivered %zu", res.delivered);
 	cr_assert_neq(res.fault, FAULT_NONE);
 	cr_assert(strstr(res.error, outbox), "error does not name the outbox: %s", res.error);
@@ -309,7 +364,7 @@ Test(spool_out, rename_failure_delivers_the_prefix)
 	_cleanup_free_ uint8_t *b = body_of(200, 5);
 	struct out_msg msgs[3] = { { 1, "xml", b, 200 }, { 2, "xml", b, 200 }, { 3, "xml", b, 200 } };
 	struct deliver_result res = { 0 };
-	ops->deliver(t, msgs, 3, &res);
+	deliver_now(t, msgs, 3, &res);
 	cr_assert_eq(res.delivered, 1, "delivered %zu", res.delivered);
 	cr_assert_neq(res.fault, FAULT_NONE);
 	struct listing l = list_dir(outbox);
@@ -327,7 +382,7 @@ Test(spool_out, missing_outbox_is_refused_naming_the_path)
 	_cleanup_free_ uint8_t *b = body_of(10, 1);
 	struct out_msg m = { 1, "xml", b, 10 };
 	struct deliver_result res = { .delivered = 5 };
-	ops->deliver(t, &m, 1, &res);
+	deliver_now(t, &m, 1, &res);
 	cr_assert_eq(res.delivered, 0);
 	cr_assert_eq(res.fault, FAULT_REFUSED);
 	cr_assert(strstr(res.error, outbox), "error does not name %s: %s", outbox, res.error);
@@ -341,7 +396,7 @@ Test(spool_out, immutable_outbox_is_refused_and_nothing_left)
 	_cleanup_free_ uint8_t *b = body_of(10, 1);
 	struct out_msg msgs[2] = { { 1, "xml", b, 10 }, { 2, "xml", b, 10 } };
 	struct deliver_result res = { .delivered = 5 };
-	ops->deliver(t, msgs, 2, &res);
+	deliver_now(t, msgs, 2, &res);
 	cr_assert_eq(res.delivered, 0);
 	cr_assert_eq(res.fault, FAULT_REFUSED, "fault %s: %s", fault_name(res.fault),
 		     res.error);
@@ -358,13 +413,15 @@ Test(spool_out, create_dirs_makes_a_missing_outbox)
 	sconf.outbox = deep;
 	sconf.create_dirs = true;
 	struct transport *t = create();
+	/* the folder is made on the outbound lane, not inside create() */
+	cr_assert_eq(lanes_wait(pool, 5000), 0);
 	struct stat st;
 	cr_assert_eq(stat(deep, &st), 0);
 	cr_assert(S_ISDIR(st.st_mode));
 	_cleanup_free_ uint8_t *b = body_of(10, 1);
 	struct out_msg m = { 1, "xml", b, 10 };
 	struct deliver_result res = { 0 };
-	ops->deliver(t, &m, 1, &res);
+	deliver_now(t, &m, 1, &res);
 	cr_assert_eq(res.delivered, 1);
 	ops->destroy(t);
 }
@@ -394,7 +451,7 @@ Test(spool_out, probe_ok_on_writable_outbox_leaves_nothing)
 {
 	struct transport *t = create();
 	char err[256] = "junk";
-	cr_assert_eq(ops->probe(t, err, sizeof(err)), FAULT_NONE, "%s", err);
+	cr_assert_eq(probe_now(t, err, sizeof(err)), FAULT_NONE, "%s", err);
 	cr_assert_str_eq(err, "");
 	struct listing l = list_dir(outbox);
 	cr_assert_eq(l.n - l.hidden, 0, "the probe left a visible file: %s", l.names[0]);
@@ -407,7 +464,7 @@ Test(spool_out, probe_missing_outbox_is_refused)
 	struct transport *t = create();
 	cr_assert_eq(rmdir(outbox), 0);
 	char err[256] = "";
-	cr_assert_eq(ops->probe(t, err, sizeof(err)), FAULT_REFUSED);
+	cr_assert_eq(probe_now(t, err, sizeof(err)), FAULT_REFUSED);
 	cr_assert(strstr(err, outbox), "%s", err);
 	ops->destroy(t);
 }
@@ -417,7 +474,7 @@ Test(spool_out, probe_immutable_outbox_is_refused)
 	struct transport *t = create();
 	set_immutable(true);
 	char err[256] = "";
-	cr_assert_eq(ops->probe(t, err, sizeof(err)), FAULT_REFUSED, "%s", err);
+	cr_assert_eq(probe_now(t, err, sizeof(err)), FAULT_REFUSED, "%s", err);
 	cr_assert(strstr(err, outbox), "%s", err);
 	set_immutable(false);
 	cr_assert_eq(list_dir(outbox).n, 0);
@@ -447,11 +504,11 @@ Test(spool_out, probe_reports_uncollected_files)
 	_cleanup_free_ uint8_t *b = body_of(10, 1);
 	struct out_msg msgs[3] = { { 1, "xml", b, 10 }, { 2, "xml", b, 10 }, { 3, "xml", b, 10 } };
 	struct deliver_result res = { 0 };
-	ops->deliver(t, msgs, 3, &res);
+	deliver_now(t, msgs, 3, &res);
 	cr_assert_eq(res.delivered, 3);
 	char err[256] = "";
 	/* fresh files: collected in time so far */
-	cr_assert_eq(ops->probe(t, err, sizeof(err)), FAULT_NONE, "%s", err);
+	cr_assert_eq(probe_now(t, err, sizeof(err)), FAULT_NONE, "%s", err);
 
 	age_file(INSTANCE "-000000000001.xml", 3600);
 	age_file(INSTANCE "-000000000002.xml", 1800);
@@ -461,7 +518,7 @@ Test(spool_out, probe_reports_uncollected_files)
 	drop_file("." INSTANCE "-000000000009.xml.tmp");
 	age_file("." INSTANCE "-000000000009.xml.tmp", 7200);
 
-	cr_assert_eq(ops->probe(t, err, sizeof(err)), FAULT_TIMEOUT, "%s", err);
+	cr_assert_eq(probe_now(t, err, sizeof(err)), FAULT_TIMEOUT, "%s", err);
 	cr_assert(strstr(err, "2 file(s)"), "count missing or wrong: %s", err);
 	cr_assert(strstr(err, outbox), "%s", err);
 	cr_assert(strstr(err, "3600s") || strstr(err, "3601s"), "oldest age missing: %s", err);
@@ -475,6 +532,6 @@ Test(spool_out, probe_ignores_age_when_pickup_timeout_is_off)
 	drop_file(INSTANCE "-000000000001.xml");
 	age_file(INSTANCE "-000000000001.xml", 86400 * 30);
 	char err[256] = "";
-	cr_assert_eq(ops->probe(t, err, sizeof(err)), FAULT_NONE, "%s", err);
+	cr_assert_eq(probe_now(t, err, sizeof(err)), FAULT_NONE, "%s", err);
 	ops->destroy(t);
 }
