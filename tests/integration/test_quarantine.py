@@ -73,7 +73,9 @@ class Quarantine(BrokerTest):
         for name, (data, _) in expected.items():
             drop(b.inbox("hospital"), name, data)
         q = b.quarantine("hospital")
-        wait_for(lambda: len([f for f in os.listdir(q) if not f.endswith(".reason")]) ==
+        # (a reason file is written under a temporary ".*.tmp" name first)
+        wait_for(lambda: len([f for f in os.listdir(q) if not f.endswith(".reason")
+                              and not f.startswith(".")]) ==
                  len(expected) if os.path.isdir(q) else False, timeout=20,
                  what="all bad files quarantined")
         self.assertEqual(os.listdir(b.inbox("hospital")), [])
