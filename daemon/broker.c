@@ -79,6 +79,10 @@ struct broker {
 	int lock_fd;
 	bool stopping;
 	int64_t started_at;
+	struct event *ready_ev;    /* polls the transports' start-up */
+	int64_t ready_deadline;    /* mono ms */
+	void (*ready)(void *arg);
+	void *ready_arg;
 	struct event *stop_ev;     /* polls the work in flight while stopping */
 	int64_t stop_deadline;     /* mono ms */
 	void (*stopped)(void *arg);
@@ -371,6 +375,41 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 		prune(b);
 }
 
+/* True when every endpoint's transport has finished its start-up work. */
+static bool all_started(struct broker *b)
+{
+	for (size_t i = 0; i < b->neps; i++) {
+		struct transport *t = deliver_transport(b->eps[i]->dep);
+		const struct transport_ops *ops = deliver_transport_ops(b->eps[i]->dep);
+		if (t && ops->started && !ops->started(t))
+			return false;
+	}
+	return true;
+}
+
+static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker *b = arg;
+	bool all = all_started(b);
+	if (!all && clock_mono_ms() < b->ready_deadline)
+		return;
+	if (!all)
+		log_warn("event=ready-without-all-folders state=still-opening");
+	event_del(b->ready_ev);
+	b->ready(b->ready_arg);
+}
+
+void broker_when_started(struct broker *b, int64_t grace_ms, void (*ready)(void *arg),
+			 void *arg)
+{
+	b->ready = ready;
+	b->ready_arg = arg;
+	b->ready_deadline = clock_mono_ms() + grace_ms;
+	b->ready_ev = event_new(b->base, -1, EV_PERSIST, on_ready_poll, b);
+	struct timeval tv = { 0, 5 * 1000 };
+	event_add(b->ready_ev, &tv);
+}
+
 int broker_start(struct broker *b, char *err, size_t errlen)
 {
 	b->control_env = (struct control_env){
@@ -553,6 +592,8 @@ void broker_free(struct broker *b)
 		event_free(b->housekeeping_ev);
 	if (b->stop_ev)
 		event_free(b->stop_ev);
+	if (b->ready_ev)
+		event_free(b->ready_ev);
 	if (b->lock_fd >= 0)
 		close(b->lock_fd);
 	config_free(b->cfg);

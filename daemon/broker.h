@@ -26,6 +26,11 @@ struct broker;
 struct broker *broker_new(struct event_base *base, struct config *cfg, char *err, size_t errlen);
 /* Binds the control socket and starts inbound pick-up. 0 or -errno. */
 int broker_start(struct broker *b, char *err, size_t errlen);
+/* Calls ready(arg) on the loop once every transport has finished its
+ * start-up work (folders made, inboxes opened), or after grace_ms when one
+ * has not (a hung share must not hold READY=1). */
+void broker_when_started(struct broker *b, int64_t grace_ms, void (*ready)(void *arg),
+			 void *arg);
 /* Replaces the config with cfg (taken over, freed on failure). Endpoints
  * and routes change; queued messages are kept. Non-reloadable keys keep
  * their old values. -EINVAL with a reason when cfg's notice templates do

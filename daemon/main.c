@@ -26,6 +26,7 @@
 #include <string.h>
 
 #define EX_CONFIG 78
+#define READY_GRACE_MS 5000 /* READY=1 waits this long at most for slow shares */
 
 #ifndef EDIBROKER_VERSION
 #define EDIBROKER_VERSION "0.1.0"
@@ -71,6 +72,14 @@ static int check_config(const char *path)
 	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
 	config_free(cfg);
 	return 0;
+}
+
+/* Every inbox is open and every folder made (or READY_GRACE_MS passed). */
+static void on_started(void *arg)
+{
+	struct daemon *d = arg;
+	sdnotify_ready();
+	log_notice("event=ready version=%s config=%s", EDIBROKER_VERSION, d->config_path);
 }
 
 static void on_stopped(void *arg)
@@ -147,9 +156,8 @@ static int run(struct daemon *d)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		event_add(sigs[i], NULL);
-	sdnotify_ready();
 	sdnotify_watchdog_start(d->base);
-	log_notice("event=ready version=%s config=%s", EDIBROKER_VERSION, d->config_path);
+	broker_when_started(d->broker, READY_GRACE_MS, on_started, d);
 	event_base_dispatch(d->base);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		event_free(sigs[i]);

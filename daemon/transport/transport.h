@@ -96,6 +96,11 @@ struct transport_ops {
 	void (*cancel)(struct transport *t);
 	/* Loop thread: the store committed again, resume pick-up now. */
 	void (*resume)(struct transport *t);
+	/* Loop thread, optional: true once the start-up work begun by create()
+	 * and start() has finished, well or not (a spool's folders made and its
+	 * inbox opened). The daemon says READY=1 when every transport is
+	 * started, or after a grace period: a hung share cannot hold it. */
+	bool (*started)(struct transport *t);
 };
 
 /* The registered transport called name, or NULL. */
