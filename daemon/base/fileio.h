@@ -11,9 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Reads a whole file of at most max bytes. Returns 0, -EFBIG when the file
- * is larger than max, or another negative errno. *out is NUL-terminated
- * (one byte past *len) for convenience; free it with free(). */
+/* Reads a whole regular file of at most max bytes, never following a
+ * symlink (-ELOOP) nor waiting on a FIFO (-EINVAL: not a regular file;
+ * -EISDIR for a folder).
+ * Returns 0, -EFBIG when the file is larger than max (checked before
+ * reading), or another negative errno. *out is NUL-terminated (one byte
+ * past *len) for convenience; free it with free(). */
 int read_file_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len);
 
 /* Writes all of buf, retrying on EINTR and short writes. 0 or -errno. */

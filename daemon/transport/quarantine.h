@@ -18,11 +18,14 @@ struct quarantine_info {
 	const char *error;      /* short class, e.g. "syntax", "encoding", "too-big" */
 	const char *reason;     /* one line, no message content */
 	int64_t received_at;    /* wall ms */
+	uint64_t max_copy;      /* largest file copied across file systems; 0 = no cap */
 };
 
 /* Moves name from the directory open at inbox_fd into dir (created when
  * missing) as "<UTC timestamp>-<name>" with "<...>.reason" beside it.
- * Writes the final path into out when out is not NULL. 0 or -errno. */
+ * Writes the final path into out when out is not NULL. 0 or -errno:
+ * -EFBIG / -EXDEV when it would have to be copied across file systems and
+ * is larger than info->max_copy or not a regular file; it then stays. */
 int quarantine_file(int inbox_fd, const char *name, const char *dir,
 		    const struct quarantine_info *info, char *out, size_t outlen);
 

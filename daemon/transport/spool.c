@@ -120,6 +120,12 @@ static void spool_resume(struct transport *t)
 	spool_in_resume((struct spool *)t);
 }
 
+static bool spool_started(struct transport *t)
+{
+	struct spool *sp = (struct spool *)t;
+	return sp->open_tried && !sp->preparing;
+}
+
 const struct transport_ops spool_transport = {
 	.name = SPOOL_NAME,
 	.schema = &spool_schema,
@@ -130,4 +136,5 @@ const struct transport_ops spool_transport = {
 	.deliver = spool_deliver,
 	.probe = spool_probe,
 	.resume = spool_resume,
+	.started = spool_started,
 };

@@ -21,6 +21,7 @@
 #include "transport/transport.h"
 
 #include <event2/event.h>
+#include <sys/stat.h>
 
 extern const struct transport_ops spool_transport;
 
@@ -43,6 +44,24 @@ struct spool_section {
 struct spool_name {
 	struct spool_name *next;
 	char name[];
+};
+
+/* What identifies a file's content for "until it changes". */
+struct file_id {
+	uint64_t ino, size;
+	int64_t mtime_ns;
+};
+
+static inline struct file_id file_id_of(const struct stat *st)
+{
+	return (struct file_id){ (uint64_t)st->st_ino, (uint64_t)st->st_size,
+				 (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec };
+}
+
+/* An inbox entry the spool will not pick up again until it changes. */
+struct refused {
+	char *name;
+	struct file_id id;
 };
 
 struct spool {
@@ -68,10 +87,14 @@ struct spool {
 	bool listed;                     /* the first scan since opening is in */
 	struct spool_name *events, *events_tail; /* inotify names until then */
 	bool opening, scanning, reading, cleaning; /* a job of that kind is out */
+	bool open_tried;                 /* the inbox was opened once, or failed to */
+	bool preparing;                  /* the outbox is being made (create_dirs) */
 	size_t held_bytes;               /* bytes read and not yet committed */
 	struct event *clean_ev;          /* starts a clean job at the end of the turn */
 	struct in_file *clean;           /* removals and quarantines waiting for it */
 	size_t nclean, capclean;
+	struct refused *refused;         /* could not be quarantined, or a folder */
+	size_t nrefused;
 	bool paused, pause_logged;
 	int64_t retry_ms;
 	bool inbox_error_logged;

@@ -26,6 +26,15 @@
  * holds it); rejected or too big -> quarantine; temporary failure (the
  * store cannot commit) -> the file stays, pick-up pauses, logged once, and a
  * retry timer (1 s doubling to 5 s) rescans until commits work again.
+ *
+ * Hostile or careless entries: files are opened with O_NONBLOCK and
+ * O_NOFOLLOW, so a FIFO or a symlink never blocks or redirects a read; a
+ * FIFO, socket, device or symlink is moved aside to quarantine at once; a
+ * folder is left alone with one log line. A file that cannot be
+ * quarantined (a name too long, a full disk, too large to copy to another
+ * file system) is remembered as refused by (inode, size, mtime): it is not
+ * picked up again, so it gets one receipt and one log line, until it
+ * changes.
  */
 #include "transport/spool.h"
 
@@ -47,6 +56,7 @@
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 5000
 #define READ_BUDGET (16u * 1024u * 1024u) /* bytes read per job and held for ingest */
+#define REFUSED_MAX 4096                   /* refused entries remembered per inbox */
 #define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
 enum job_kind { JOB_OPEN, JOB_SCAN, JOB_READ, JOB_CLEAN };
@@ -59,6 +69,7 @@ struct in_file {
 	int err;              /* read / clean: 0 or -errno; -EAGAIN = not read (budget) */
 	bool quarantine;      /* clean: move aside instead of removing */
 	char *error, *reason; /* clean: why it is quarantined */
+	struct file_id id;    /* clean: what stayed when quarantine failed */
 	int64_t received_at;
 	char where[PATH_MAX]; /* clean: where it went */
 };
@@ -66,6 +77,8 @@ struct in_file {
 struct scan_entry {
 	int64_t mtime_ns;
 	char *name;
+	mode_t mode;             /* S_IFMT bits */
+	struct file_id id;
 };
 
 struct in_job {
@@ -88,6 +101,77 @@ struct infile {
 
 static void schedule_read(struct spool *sp);
 static void flush_clean(struct spool *sp);
+static void clean_add(struct spool *sp, const char *name, const char *error, const char *reason);
+
+/* ---- refused entries: remembered by name and identity ------------------- */
+
+static struct refused *refused_find(struct spool *sp, const char *name)
+{
+	for (size_t i = 0; i < sp->nrefused; i++)
+		if (strcmp(sp->refused[i].name, name) == 0)
+			return &sp->refused[i];
+	return NULL;
+}
+
+static void refused_forget(struct spool *sp, const char *name)
+{
+	struct refused *r = refused_find(sp, name);
+	if (!r)
+		return;
+	free(r->name);
+	*r = sp->refused[--sp->nrefused];
+}
+
+/* True when name is refused and still the same file (id matches). */
+static bool refused_same(struct spool *sp, const char *name, const struct file_id *id)
+{
+	struct refused *r = refused_find(sp, name);
+	if (!r)
+		return false;
+	if (memcmp(&r->id, id, sizeof(*id)) == 0)
+		return true;
+	refused_forget(sp, name); /* it changed: try again */
+	return false;
+}
+
+/* Remembers name as refused; false when it already was (then say nothing). */
+static bool refuse(struct spool *sp, const char *name, const struct file_id *id)
+{
+	struct refused *r = refused_find(sp, name);
+	if (r) {
+		bool same = memcmp(&r->id, id, sizeof(*id)) == 0;
+		r->id = *id;
+		return !same;
+	}
+	if (sp->nrefused == REFUSED_MAX)
+		refused_forget(sp, sp->refused[0].name); /* bounded: the oldest goes */
+	sp->refused = xrealloc(sp->refused, (sp->nrefused + 1) * sizeof(*sp->refused));
+	sp->refused[sp->nrefused++] = (struct refused){ xstrdup(name), *id };
+	return true;
+}
+
+static const char *type_word(mode_t m)
+{
+	return S_ISFIFO(m) ? "fifo" : S_ISLNK(m) ? "symlink" : S_ISSOCK(m) ? "socket"
+	       : S_ISCHR(m) || S_ISBLK(m) ? "device" : S_ISDIR(m) ? "folder" : "file";
+}
+
+/* Moves an entry that is no regular file aside, or leaves a folder alone. */
+static void not_regular(struct spool *sp, const char *name, mode_t m, const struct file_id *id)
+{
+	if (S_ISDIR(m)) {
+		if (refuse(sp, name, id))
+			log_warn("event=inbox-entry-skipped endpoint=%s file=%s type=folder",
+				 sp->endpoint, name);
+		return;
+	}
+	if (refused_same(sp, name, id) || !strset_add(sp->known, name))
+		return;
+	strset_del(sp->known, name);
+	_cleanup_free_ char *why = xasprintf("not a regular file (%s): moved aside unread",
+					     type_word(m));
+	clean_add(sp, name, "not-regular", why);
+}
 
 static bool name_complete(const char *name)
 {
@@ -223,6 +307,7 @@ static void open_done(void *arg)
 	struct in_job *j = arg;
 	struct spool *sp = j->sp;
 	sp->opening = false;
+	sp->open_tried = true;
 	if (j->fd < 0 || sp->destroyed || !sp->running) {
 		if (j->fd >= 0)
 			close(j->fd);
@@ -294,13 +379,13 @@ static void scan_work(void *arg)
 		struct stat st;
 		if (!name_complete(e->d_name))
 			continue;
-		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		if (j->n == cap)
 			j->v = xrealloc(j->v, (cap = cap ? cap * 2 : 256) * sizeof(*j->v));
 		j->v[j->n++] = (struct scan_entry){
 			(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-			xstrdup(e->d_name) };
+			xstrdup(e->d_name), st.st_mode & S_IFMT, file_id_of(&st) };
 	}
 	closedir(d);
 	if (j->n > 1)
@@ -313,8 +398,13 @@ static void scan_done(void *arg)
 	struct spool *sp = j->sp;
 	sp->scanning = false;
 	if (sp->running && !sp->destroyed && !sp->paused) {
-		for (size_t i = 0; i < j->n; i++)
-			todo_push(sp, j->v[i].name);
+		for (size_t i = 0; i < j->n; i++) {
+			const struct scan_entry *e = &j->v[i];
+			if (!S_ISREG(e->mode))
+				not_regular(sp, e->name, e->mode, &e->id);
+			else if (!refused_same(sp, e->name, &e->id))
+				todo_push(sp, e->name);
+		}
 		/* then what inotify saw meanwhile, in its order */
 		while (sp->events) {
 			struct spool_name *e = sp->events;
@@ -346,6 +436,7 @@ static void start_scan(struct spool *sp)
 /* A name from inotify: to todo, or held until the first scan is in. */
 static void event_name(struct spool *sp, const char *name)
 {
+	refused_forget(sp, name); /* written or moved in again: it changed */
 	if (sp->listed) {
 		todo_push(sp, name);
 		return;
@@ -426,6 +517,7 @@ static void read_done(void *arg)
 	struct spool *sp = j->sp;
 	sp->reading = false;
 	bool live = sp->running && !sp->destroyed && !sp->paused;
+	bool force_scan = false;
 	size_t first_unread = j->nfiles;
 	for (size_t i = 0; i < j->nfiles; i++) {
 		struct in_file *f = &j->files[i];
@@ -442,6 +534,11 @@ static void read_done(void *arg)
 			snprintf(why, sizeof(why), "message larger than max_message_size (%zu bytes)",
 				 sp->max_bytes);
 			quarantine_later(sp, f->name, "too-big", why);
+		} else if (f->err == -ELOOP || f->err == -EINVAL || f->err == -EISDIR) {
+			/* became a symlink, FIFO, ... since it was listed: a
+			 * scan sees what it is now and acts on it */
+			strset_del(sp->known, f->name);
+			force_scan = true;
 		} else {
 			if (f->err != -ENOENT)
 				log_warn("event=inbox-read-failed endpoint=%s file=%s error=\"%s\"",
@@ -463,6 +560,8 @@ static void read_done(void *arg)
 	}
 	in_job_free(j);
 	flush_clean(sp);
+	if (force_scan)
+		start_scan(sp);
 	schedule_read(sp);
 	spool_job_finished(sp);
 }
@@ -530,9 +629,12 @@ static void clean_work(void *arg)
 			f->err = unlinkat(j->dirfd, f->name, 0) < 0 ? -errno : 0;
 		} else {
 			struct quarantine_info qi = { sp->endpoint, f->error, f->reason,
-						      f->received_at };
+						      f->received_at, sp->max_bytes };
 			f->err = quarantine_file(j->dirfd, f->name, sp->quarantine, &qi, f->where,
 						 sizeof(f->where));
+			struct stat st;
+			if (f->err < 0 && fstatat(j->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				f->id = file_id_of(&st);
 		}
 	}
 }
@@ -544,9 +646,14 @@ static void clean_done(void *arg)
 	sp->cleaning = false;
 	for (size_t i = 0; i < j->nfiles; i++) {
 		struct in_file *f = &j->files[i];
-		if (f->quarantine && f->err < 0)
-			log_err("event=quarantine-failed endpoint=%s file=%s dir=%s error=\"%s\"",
-				sp->endpoint, f->name, sp->quarantine, strerror(-f->err));
+		if (f->quarantine && f->err < 0 && f->err != -ENOENT) {
+			/* It stays in the inbox: refused until it changes, so it is
+			 * not picked up (and answered) again, and said once. */
+			if (refuse(sp, f->name, &f->id))
+				log_err("event=quarantine-failed endpoint=%s file=%s dir=%s error=\"%s\" "
+					"state=left-in-inbox",
+					sp->endpoint, f->name, sp->quarantine, strerror(-f->err));
+		}
 		else if (f->quarantine)
 			log_warn("event=quarantined endpoint=%s file=%s error=%s path=%s "
 				 "reason=\"%s\"",
@@ -746,6 +853,9 @@ void spool_release(struct spool *sp)
 		free(c[i].reason);
 	}
 	free(sp->clean);
+	for (size_t i = 0; i < sp->nrefused; i++)
+		free(sp->refused[i].name);
+	free(sp->refused);
 	strset_free(sp->known);
 	free(sp->endpoint);
 	free(sp->inbox);

@@ -285,6 +285,7 @@ static void prepare_done(void *arg)
 {
 	struct prepare_job *j = arg;
 	struct spool *sp = j->sp;
+	sp->preparing = false;
 	if (j->err < 0 && !sp->destroyed)
 		log_err("event=outbox-unavailable endpoint=%s path=%s error=\"cannot create: %s\"",
 			sp->endpoint, sp->outbox, strerror(-j->err));
@@ -296,6 +297,7 @@ void spool_out_prepare(struct spool *sp)
 {
 	struct prepare_job *j = xcalloc(1, sizeof(*j));
 	j->sp = sp;
+	sp->preparing = true;
 	sp->inflight++;
 	lane_submit(sp->env.lane_out, prepare_work, prepare_done, j);
 }
