@@ -16,12 +16,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codecs/edifact.h"
 #include "codecs/oioxml.h"
 #include "codecs/base/mem.h"
 
 /* Sniff order matters once formats overlap; first match wins. */
 static const struct codec *const codecs[] = {
 	&codec_oioxml,
+	&codec_edifact,
 };
 
 /* Indexed by enum codec_errcode: token for logs, why it is refused. */
