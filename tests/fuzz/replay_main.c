@@ -27,8 +27,8 @@ static int replay_one(int dirfd, const char *name)
 	_cleanup_free_ uint8_t *buf = NULL;
 	size_t len;
 	int r = read_file_at(dirfd, name, REPLAY_MAX_BYTES, &buf, &len);
-	if (r == -EINVAL)
-		return 0; /* ".", "..", subdirectories */
+	if (r == -EINVAL || r == -EISDIR)
+		return 0; /* ".", "..", subdirectories, anything not a regular file */
 	if (r < 0)
 		return r;
 	LLVMFuzzerTestOneInput(buf, len);
