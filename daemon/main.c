@@ -52,6 +52,13 @@ static void usage(FILE *f)
 		   "  -V, --version            print the version\n");
 }
 
+/* The config's warnings, once per load. */
+static void log_config_warnings(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		log_warn("event=config-warning warning=\"%s\"", cfg->warnings[i]);
+}
+
 static int check_config(const char *path)
 {
 	struct config *cfg = NULL;
@@ -69,6 +76,8 @@ static int check_config(const char *path)
 		return EX_CONFIG;
 	}
 	notice_templates_free(t);
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
 	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
 	config_free(cfg);
 	return 0;
@@ -116,6 +125,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		sdnotify_status(status);
 	} else {
 		int level = d->verbose ? LOG_DEBUG : cfg->log_level;
+		log_config_warnings(cfg);
 		if (broker_reload(d->broker, cfg, err, sizeof(err)) < 0) {
 			log_err("event=reload-rejected state=running-config-kept error=\"%s: %s\"",
 				d->config_path, err);
@@ -137,6 +147,7 @@ static int run(struct daemon *d)
 		return EX_CONFIG;
 	}
 	log_setup(d->verbose ? LOG_DEBUG : cfg->log_level, isatty(STDERR_FILENO));
+	log_config_warnings(cfg);
 	d->base = event_base_new();
 	if (!d->base)
 		return 1;

@@ -19,8 +19,11 @@ struct route {
 };
 
 struct router {
-	struct route *routes;
+	int refs;
+	struct route *routes;      /* receiver GLN -> endpoint, sorted by GLN */
 	size_t n;
+	struct route *senders;     /* (sender GLN, endpoint) pairs, sorted by both */
+	size_t nsenders;
 	char **names; /* owned copies of endpoint names, and of GLNs */
 	size_t nnames;
 	char *default_endpoint;
@@ -29,6 +32,13 @@ struct router {
 static int route_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct route *)a)->gln, ((const struct route *)b)->gln);
+}
+
+static int sender_cmp(const void *a, const void *b)
+{
+	const struct route *x = a, *y = b;
+	int c = strcmp(x->gln, y->gln);
+	return c ? c : strcmp(x->endpoint, y->endpoint);
 }
 
 static char *keep(struct router *r, const char *s)
@@ -40,30 +50,53 @@ static char *keep(struct router *r, const char *s)
 struct router *router_new(const struct config *cfg)
 {
 	struct router *r = xcalloc(1, sizeof(*r));
-	size_t total = 0;
-	for (size_t i = 0; i < cfg->nendpoints; i++)
+	r->refs = 1;
+	size_t total = 0, nsend = 0;
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
 		total += cfg->endpoints[i].ngln;
+		nsend += cfg->endpoints[i].ngln + cfg->endpoints[i].nmay_send_for;
+	}
 	r->routes = xcalloc(total, sizeof(struct route));
+	r->senders = xcalloc(nsend, sizeof(struct route));
 	for (size_t i = 0; i < cfg->nendpoints; i++) {
 		const struct endpoint_conf *ep = &cfg->endpoints[i];
 		const char *name = keep(r, ep->name);
-		for (size_t g = 0; g < ep->ngln; g++)
-			r->routes[r->n++] = (struct route){ keep(r, ep->gln[g]), name };
+		for (size_t g = 0; g < ep->ngln; g++) {
+			const char *gln = keep(r, ep->gln[g]);
+			r->routes[r->n++] = (struct route){ gln, name };
+			r->senders[r->nsenders++] = (struct route){ gln, name };
+		}
+		for (size_t g = 0; g < ep->nmay_send_for; g++)
+			r->senders[r->nsenders++] = (struct route){ keep(r, ep->may_send_for[g]), name };
 	}
 	qsort(r->routes, r->n, sizeof(struct route), route_cmp);
+	qsort(r->senders, r->nsenders, sizeof(struct route), sender_cmp);
 	if (!str_empty(cfg->default_endpoint))
 		r->default_endpoint = xstrdup(cfg->default_endpoint);
 	return r;
 }
 
+struct router *router_ref(struct router *r)
+{
+	r->refs++;
+	return r;
+}
+
+bool router_may_send(const struct router *r, const char *source, const char *gln)
+{
+	struct route key = { gln, source };
+	return bsearch(&key, r->senders, r->nsenders, sizeof(struct route), sender_cmp) != NULL;
+}
+
 void router_free(struct router *r)
 {
-	if (!r)
+	if (!r || --r->refs > 0)
 		return;
 	for (size_t i = 0; i < r->nnames; i++)
 		free(r->names[i]);
 	free(r->names);
 	free(r->routes);
+	free(r->senders);
 	free(r->default_endpoint);
 	free(r);
 }

@@ -6,6 +6,13 @@
  * whole (the broker never splits or rewrites a message): when its letters
  * resolve to different endpoints, or any letter's receiver is unknown and
  * there is no default, it is not routed and router_route explains why.
+ *
+ * It also knows who may send what: an endpoint sends as the location
+ * numbers it owns (gln) and those it relays for (may_send_for), and as no
+ * other (router_may_send). The table is immutable and self-contained (it
+ * copies what it needs from the config), so a decode job may use it off
+ * the loop while a reload builds the next one: it is reference counted,
+ * and every reference is taken and dropped on the loop thread.
  */
 #ifndef EDIBROKER_ROUTER_H
 #define EDIBROKER_ROUTER_H
@@ -17,9 +24,16 @@
 
 struct router;
 
-/* Builds the table from cfg (endpoint names are copied). */
+/* Builds the table from cfg (everything is copied); one reference. */
 struct router *router_new(const struct config *cfg);
+/* Another reference to r (loop thread). */
+struct router *router_ref(struct router *r);
+/* Drops a reference; the last frees the table. Accepts NULL. */
 void router_free(struct router *r);
+
+/* True when endpoint source may send messages whose sender is gln: it owns
+ * gln or lists it under may_send_for. False for an unknown endpoint. */
+bool router_may_send(const struct router *r, const char *source, const char *gln);
 
 /* The endpoint owning gln, else the default endpoint, else NULL. */
 const char *router_lookup(const struct router *r, const char *gln);

@@ -175,6 +175,7 @@ static const struct conf_key endpoint_keys[] = {
 	{ E("kind", CONF_ENUM, kind), .choices = kinds, .flags = CONF_RELOAD | CONF_REQUIRED },
 	{ E("transport", CONF_STR, transport), .flags = CONF_RELOAD },
 	{ ELIST("gln", gln), .check = check_gln, .flags = CONF_RELOAD | CONF_REQUIRED },
+	{ ELIST("may_send_for", may_send_for), .check = check_gln, .flags = CONF_RELOAD },
 	{ E("contact", CONF_STR, contact), .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ E("delivery_timeout", CONF_DURATION, delivery_timeout_ms), .def = "60s", .min = 100,
 	  .max = 1 * HOURS, .flags = CONF_RELOAD },
@@ -442,12 +443,59 @@ static int check_ident(const char *v, char *why, size_t len)
 	return -EINVAL;
 }
 
+/* A location number (GLN) is 13 digits. */
 static int check_gln(const char *v, char *why, size_t len)
 {
-	if (ident_ok(v))
+	size_t n = strspn(v, "0123456789");
+	if (n == 13 && v[n] == '\0')
 		return 0;
-	snprintf(why, len, "'%s' is not a location number (1-35 printable characters, no spaces)", v);
+	snprintf(why, len, "'%s' is not a location number (13 digits)", v);
 	return -EINVAL;
+}
+
+/* The GS1 check digit of a 13-digit GLN: weights 1, 3, 1, ... from the left. */
+static bool gln_check_digit_ok(const char *gln)
+{
+	int sum = 0;
+	for (int i = 0; i < 12; i++)
+		sum += (gln[i] - '0') * (i % 2 ? 3 : 1);
+	return (10 - sum % 10) % 10 == gln[12] - '0';
+}
+
+static int item_line(const struct loader *L, const char *item);
+static void warn_at(struct loader *L, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Records a warning as "FILE:LINE: text" with the config. */
+static void warn_at(struct loader *L, int line, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *text = NULL;
+	if (vasprintf(&text, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	struct config *cfg = L->cfg;
+	cfg->warnings = xrealloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(char *));
+	cfg->warnings[cfg->nwarnings++] = xasprintf("%s:%d: %s", L->path, line, text);
+}
+
+/* A wrong GS1 check digit is no reason to refuse (MedCom's own test data
+ * has some), but one in the config is likely a typo: say so. */
+static void check_gln_digits(struct loader *L)
+{
+	const struct config *cfg = L->cfg;
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
+		const struct endpoint_conf *ep = &cfg->endpoints[i];
+		char **lists[] = { ep->gln, ep->may_send_for };
+		size_t counts[] = { ep->ngln, ep->nmay_send_for };
+		for (size_t l = 0; l < 2; l++)
+			for (size_t g = 0; g < counts[l]; g++)
+				if (!gln_check_digit_ok(lists[l][g]))
+					warn_at(L, item_line(L, lists[l][g]),
+						"endpoint '%s': location number %s has a wrong GS1 "
+						"check digit", ep->name, lists[l][g]);
+	}
 }
 
 /* A bare address, local@domain: what SMTP's MAIL FROM and RCPT TO take. */
@@ -1360,6 +1408,7 @@ static int validate(struct loader *L)
 	for (size_t i = 0; i < L->cfg->nendpoints; i++)
 		if (check_endpoint(L, i) < 0)
 			return L->rc;
+	check_gln_digits(L);
 	if (check_gln_owners(L) < 0 || check_folders(L) < 0 || check_default_endpoint(L) < 0 ||
 	    check_order(L, "delivery", "retry_initial", "retry_max") < 0 ||
 	    check_order(L, "store", "retention", "history") < 0 || check_mail(L) < 0 ||
@@ -1486,6 +1535,9 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	for (size_t i = 0; i < cfg->nendpoints; i++) {
 		struct endpoint_conf *ep = &cfg->endpoints[i];
 		free_fields(endpoint_keys, ARRAY_SIZE(endpoint_keys), (char *)ep);

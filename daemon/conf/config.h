@@ -112,6 +112,9 @@ struct endpoint_conf {
 	void *tconf;              /* its keys' struct (schema->endpoint_size bytes), or NULL */
 	char **gln;               /* gln = list of location numbers it owns */
 	size_t ngln;
+	char **may_send_for;      /* may_send_for = location numbers it may also send as
+				     (a system that relays for others); it owns none of them */
+	size_t nmay_send_for;
 	char *contact;            /* contact = free text: person, phone, mail */
 	int64_t delivery_timeout_ms; /* delivery_timeout: a delivery or probe still running
 				       after this counts as failed (60s) */
@@ -122,6 +125,8 @@ struct endpoint_conf {
 
 struct config {
 	char *path;                /* the file it was read from */
+	char **warnings;           /* "FILE:LINE: text": worth saying, not worth refusing */
+	size_t nwarnings;
 
 	/* [broker] */
 	char *state_dir;           /* state_dir: SQLite database and internal files */

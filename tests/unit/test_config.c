@@ -273,7 +273,7 @@ Test(config, defaults)
 Test(config, endpoint_defaults_and_derived_paths)
 {
 	struct config *cfg = load_ok("[broker]\nstate_dir = /srv/eb\n"
-				     "[endpoint x.y_z-1]\nkind = other\ngln = 1\ninbox = /i\noutbox = /o\n");
+				     "[endpoint x.y_z-1]\nkind = other\ngln = 5790000000012\ninbox = /i\noutbox = /o\n");
 	const struct endpoint_conf *ep = config_endpoint(cfg, "x.y_z-1");
 
 	cr_assert_not_null(ep);
@@ -318,23 +318,23 @@ Test(config, duplicate_keys_versus_continuation)
 		{ "[delivery]\nretry_initial = 5s\nretry_initial = 6s\n",
 		  "3: duplicate key 'retry_initial' in [delivery] (first at line 2)" },
 		/* a list key written twice at column 0 is a repetition, not a continuation */
-		{ "[endpoint a]\nkind = other\ngln = 1\ngln = 2\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ngln = 5790000000029\n",
 		  "4: duplicate key 'gln' in [endpoint a] (first at line 3)" },
 		/* a section may reopen, its keys stay unique */
 		{ "[delivery]\nretry_max = 1m\n[broker]\n[delivery]\nretry_max = 2m\n",
 		  "5: duplicate key 'retry_max' in [delivery] (first at line 2)" },
 		{ "[endpoint a]\ncontact = Jens\n  +45 12 34 56 78\n",
 		  "3: contact: only lists may continue on an indented line" },
-		{ "[endpoint a]\ngln = 1,\nkind = other\n", "2: gln: empty item in list" },
-		{ "[endpoint a]\nkind = other\ngln = 1,", "3: gln: empty item in list" },
-		{ "[endpoint a]\ngln = 1,\n[broker]\n", "2: gln: empty item in list" },
-		{ "[endpoint a]\ngln = 1,,2\n", "2: gln: empty item in list" },
-		{ "[endpoint a]\ngln = 1\n  , 2\n", "3: gln: empty item in list" },
-		{ "[endpoint a]\ngln = 1\n  2 3\n",
-		  "3: gln: '2 3' is not a location number (1-35 printable characters, no spaces)" },
+		{ "[endpoint a]\ngln = 5790000000012,\nkind = other\n", "2: gln: empty item in list" },
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012,", "3: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 5790000000012,\n[broker]\n", "2: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 5790000000012,,5790000000029\n", "2: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 5790000000012\n  , 5790000000029\n", "3: gln: empty item in list" },
+		{ "[endpoint a]\ngln = 5790000000012\n  2 3\n",
+		  "3: gln: '2 3' is not a location number (13 digits)" },
 		/* an indented key after a key continues it (ini.h) */
-		{ "[endpoint a]\ngln = 1\n  inbox = /i\n",
-		  "3: gln: 'inbox = /i' is not a location number (1-35 printable characters, no spaces)" },
+		{ "[endpoint a]\ngln = 5790000000012\n  inbox = /i\n",
+		  "3: gln: 'inbox = /i' is not a location number (13 digits)" },
 	};
 	expect_errors(cases, ARRAY_SIZE(cases));
 }
@@ -386,7 +386,7 @@ Test(config, value_errors_name_their_line)
 		{ "[endpoint a]\npickup_timeout = 50ms\n",
 		  "2: pickup_timeout: duration must be at least 100ms (or 0 for off)" },
 		{ "[endpoint a]\ngln = 123456789012345678901234567890123456\n",
-		  "2: gln: '123456789012345678901234567890123456' is not a location number (1-35 printable characters, no spaces)" },
+		  "2: gln: '123456789012345678901234567890123456' is not a location number (13 digits)" },
 		{ "[endpoint a]\nrecipients = ok@x.example, eoj-drift\n",
 		  "2: recipients: 'eoj-drift' is not an e-mail address" },
 		{ "[notify]\nmail_from = <a@b.example>\n",
@@ -442,23 +442,23 @@ Test(config, whole_config_errors_name_their_lines)
 		  "1: endpoint 'a': missing required key 'gln'" },
 		{ "[endpoint a]\nkind = other\ngln =\ninbox = /i\noutbox = /o\n",
 		  "3: endpoint 'a': gln must not be empty" },
-		{ "[endpoint a]\ngln = 1\ninbox = /i\noutbox = /o\n",
+		{ "[endpoint a]\ngln = 5790000000012\ninbox = /i\noutbox = /o\n",
 		  "1: endpoint 'a': missing required key 'kind'" },
 		{ "[broker]\n[endpoint a]\n", "2: endpoint 'a': missing required key 'kind'" },
-		{ "[endpoint a]\nkind = other\ngln = 1\noutbox = /o\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\noutbox = /o\n",
 		  "1: endpoint 'a': missing required key 'inbox' (transport spool)" },
-		{ "[endpoint a]\nkind = other\ngln = 1\ninbox = /i\noutbox =\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ninbox = /i\noutbox =\n",
 		  "5: endpoint 'a': outbox must not be empty (transport spool)" },
-		{ EP("a", "1, 2", "a") EP("b", "3,\n  2", "b"),
-		  "9: endpoint 'b': gln 2 is already owned by endpoint 'a' (line 3)" },
-		{ EP("a", "1, 1", "a"), "3: endpoint 'a': gln 1 is already owned by endpoint 'a' (line 3)" },
-		{ EP("a", "1", "a") "[routing]\ndefault_endpoint = gateway\n",
+		{ EP("a", "5790000000012, 5790000000029", "a") EP("b", "5790000000036,\n  5790000000029", "b"),
+		  "9: endpoint 'b': gln 5790000000029 is already owned by endpoint 'a' (line 3)" },
+		{ EP("a", "5790000000012, 5790000000012", "a"), "3: endpoint 'a': gln 5790000000012 is already owned by endpoint 'a' (line 3)" },
+		{ EP("a", "5790000000012", "a") "[routing]\ndefault_endpoint = gateway\n",
 		  "7: default_endpoint: no endpoint named 'gateway'" },
-		{ EP("a", "1", "a") EP("b", "2", "a"),
+		{ EP("a", "5790000000012", "a") EP("b", "5790000000029", "a"),
 		  "9: endpoint 'b': inbox /a/in is already the inbox of endpoint 'a' (line 4)" },
-		{ "[endpoint a]\nkind = other\ngln = 1\ninbox = /x\noutbox = /x/\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ninbox = /x\noutbox = /x/\n",
 		  "5: endpoint 'a': outbox /x is already the inbox of endpoint 'a' (line 4)" },
-		{ EP("a", "1", "a") "quarantine = /a/in\n",
+		{ EP("a", "5790000000012", "a") "quarantine = /a/in\n",
 		  "6: endpoint 'a': quarantine /a/in is already the inbox of endpoint 'a' (line 4)" },
 		{ "[delivery]\nretry_initial = 20s\nretry_max = 10s\n",
 		  "3: retry_max: must be at least retry_initial (20s)" },
@@ -472,7 +472,7 @@ Test(config, whole_config_errors_name_their_lines)
 
 Test(config, endpoints_may_share_a_quarantine)
 {
-	struct config *cfg = load_ok(EP("a", "1", "a") "quarantine = /q\n" EP("b", "2", "b")
+	struct config *cfg = load_ok(EP("a", "5790000000012", "a") "quarantine = /q\n" EP("b", "5790000000029", "b")
 					     "quarantine = /q\n");
 
 	cr_assert_str_eq(SP(&cfg->endpoints[0])->quarantine, "/q");
@@ -558,7 +558,7 @@ Test(config, relative_paths_resolve_against_the_working_directory)
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	struct config *cfg = load_ok("[broker]\nstate_dir = ./var/state\n"
 				     "[outage]\ntemplate_dir = ../tpl\n"
-				     "[endpoint a]\nkind = other\ngln = 1\n"
+				     "[endpoint a]\nkind = other\ngln = 5790000000012\n"
 				     "inbox = spool/in\noutbox = ./spool//out/\nquarantine = q\n");
 	const struct endpoint_conf *ep = &cfg->endpoints[0];
 
@@ -607,7 +607,7 @@ Test(config, nonreloadable_changes)
 {
 	struct config *a = load_ok("[broker]\nstate_dir = /a\n[delivery]\nretry_max = 1m\n");
 	struct config *same = load_ok("[broker]\nstate_dir = /a\n[delivery]\nretry_max = 1m\n"
-				      EP("new", "1", "n"));
+				      EP("new", "5790000000012", "n"));
 	struct config *b = load_ok("[broker]\nstate_dir = /b\n[delivery]\nretry_max = 2m\n");
 	struct config *c = load_ok("[broker]\nstate_dir = /a\ncontrol_socket = /a/control.sock\n"
 				   "id = OTHER\nmax_message_size = 1M\nlog_level = debug\n");
@@ -663,12 +663,12 @@ Test(config, example_config_loads)
 Test(config, crlf_and_byte_order_mark)
 {
 	struct config *cfg = load_ok("\xEF\xBB\xBF[broker]\r\nstate_dir = /x   ; c\r\n"
-				     "[endpoint a]\r\nkind = other\r\ngln = 1,\r\n  2 ; c\r\n"
+				     "[endpoint a]\r\nkind = other\r\ngln = 5790000000012,\r\n  5790000000029 ; c\r\n"
 				     "inbox = /i\r\noutbox = /o\r\n");
 
 	cr_assert_str_eq(cfg->state_dir, "/x");
 	cr_assert_eq(cfg->endpoints[0].ngln, 2);
-	cr_assert_str_eq(cfg->endpoints[0].gln[1], "2");
+	cr_assert_str_eq(cfg->endpoints[0].gln[1], "5790000000029");
 	config_free(cfg);
 }
 
@@ -736,9 +736,9 @@ Test(config, endpoint_kind_names)
 Test(config, log_levels_and_booleans)
 {
 	struct config *cfg = load_ok("[broker]\nlog_level = warning\n"
-				     "[endpoint a]\nkind = hospital\ngln = 1\ninbox = /i\noutbox = /o\n"
+				     "[endpoint a]\nkind = hospital\ngln = 5790000000012\ninbox = /i\noutbox = /o\n"
 				     "create_dirs = YES\n"
-				     "[endpoint b]\nkind = other\ngln = 2\ninbox = /j\noutbox = /p\n"
+				     "[endpoint b]\nkind = other\ngln = 5790000000029\ninbox = /j\noutbox = /p\n"
 				     "create_dirs = off\norganisation =\n");
 
 	cr_assert_eq(cfg->log_level, LOG_WARNING);
@@ -807,9 +807,9 @@ static void with_fake(void)
 Test(config, a_transport_fills_its_own_struct, .init = with_fake)
 {
 	struct config *cfg = load_ok("[broker]\nstate_dir = /s\n[fake]\ntimeout = 2s\n"
-				     "[endpoint f]\nkind = other\ngln = 1\nurl = x://y ; c\n"
+				     "[endpoint f]\nkind = other\ngln = 5790000000012\nurl = x://y ; c\n"
 				     "hosts = a,\n  b\ntransport = fake\n"
-				     "[endpoint s]\nkind = other\ngln = 2\ninbox = /i\noutbox = /o\n");
+				     "[endpoint s]\nkind = other\ngln = 5790000000029\ninbox = /i\noutbox = /o\n");
 	const struct endpoint_conf *f = config_endpoint(cfg, "f"), *s = config_endpoint(cfg, "s");
 
 	cr_assert_str_eq(f->transport, "fake");
@@ -831,16 +831,16 @@ Test(config, a_transport_fills_its_own_struct, .init = with_fake)
 Test(config, transport_keys_belong_to_their_transport, .init = with_fake)
 {
 	static const struct error_case cases[] = {
-		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = fake\nurl = u\ninbox = /i\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ntransport = fake\nurl = u\ninbox = /i\n",
 		  "6: inbox: a key of transport spool, but endpoint 'a' uses transport fake" },
 		/* the transport is known before the endpoint's keys are read */
-		{ "[endpoint a]\nkind = other\ngln = 1\ninbox = /i\ntransport = fake\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ninbox = /i\ntransport = fake\n",
 		  "4: inbox: a key of transport spool, but endpoint 'a' uses transport fake" },
-		{ EP("a", "1", "a") "url = u\n",
+		{ EP("a", "5790000000012", "a") "url = u\n",
 		  "6: url: a key of transport fake, but endpoint 'a' uses transport spool" },
-		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = fake\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ntransport = fake\n",
 		  "1: endpoint 'a': missing required key 'url' (transport fake)" },
-		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = fake\nurl =\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ntransport = fake\nurl =\n",
 		  "5: endpoint 'a': url must not be empty (transport fake)" },
 		{ "[endpoint a]\ntransport = fake\nurl = u\nurl = v\n",
 		  "4: duplicate key 'url' in [endpoint a] (first at line 3)" },
@@ -848,7 +848,7 @@ Test(config, transport_keys_belong_to_their_transport, .init = with_fake)
 		{ "[endpoint a]\ntransport = fake\nurl = u\nhosts = a,\n[broker]\n",
 		  "4: hosts: empty item in list" },
 		/* folders have one role whatever transport claims them */
-		{ EP("a", "1", "a") "[endpoint b]\nkind = other\ngln = 2\ntransport = fake\nurl = u\n"
+		{ EP("a", "5790000000012", "a") "[endpoint b]\nkind = other\ngln = 5790000000029\ntransport = fake\nurl = u\n"
 				    "staging = /a/out\n",
 		  "11: endpoint 'b': staging /a/out is already the outbox of endpoint 'a' (line 5)" },
 		{ "[fake]\npool = 0\n", "2: pool: must be at least 1" },
@@ -879,13 +879,13 @@ Test(config, spool_keys_need_the_spool_schema)
 {
 	static const struct error_case cases[] = {
 		{ "[spool]\nrescan_interval = 1s\n", "1: unknown section [spool]" },
-		{ "[endpoint a]\nkind = other\ngln = 1\nurl = u\ninbox = /i\n",
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\nurl = u\ninbox = /i\n",
 		  "5: unknown key 'inbox' in [endpoint a]" },
-		{ "[endpoint a]\nkind = other\ngln = 1\ntransport = spool\n", "4: transport: must be fake" },
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\ntransport = spool\n", "4: transport: must be fake" },
 	};
 	schemas = fake_only;
 	expect_errors(cases, ARRAY_SIZE(cases));
-	struct config *cfg = load_ok("[endpoint a]\nkind = other\ngln = 1\nurl = u\n");
+	struct config *cfg = load_ok("[endpoint a]\nkind = other\ngln = 5790000000012\nurl = u\n");
 	cr_assert_str_eq(cfg->endpoints[0].transport, "fake");
 	cr_assert_null(config_section(cfg, spool_transport.schema));
 	config_free(cfg);
@@ -895,7 +895,7 @@ Test(config, nonreloadable_transport_section_keys, .init = with_fake)
 {
 	struct config *a = load_ok("[fake]\npool = 2\ntimeout = 1s\n[spool]\nrescan_interval = 5s\n");
 	struct config *b = load_ok("[fake]\npool = 3\ntimeout = 2s\n[spool]\nrescan_interval = 6s\n");
-	struct config *c = load_ok("[fake]\npool = 2\n" EP("new", "1", "n"));
+	struct config *c = load_ok("[fake]\npool = 2\n" EP("new", "5790000000012", "n"));
 	char keys[256] = "";
 
 	cr_assert_eq(config_nonreloadable_changes(a, b, collect, keys), 1);
@@ -904,4 +904,32 @@ Test(config, nonreloadable_transport_section_keys, .init = with_fake)
 	config_free(a);
 	config_free(b);
 	config_free(c);
+}
+
+/* Location numbers are 13 digits; a wrong GS1 check digit loads but warns,
+ * with the line of the value. may_send_for takes the same values. */
+Test(config, location_numbers_and_their_check_digits)
+{
+	struct config *cfg = load_ok("[endpoint relay]\nkind = other\n"
+				     "gln = 5790000143054\n"             /* line 3: check digit ok */
+				     "may_send_for = 5790002515200,\n"   /* line 4: ok */
+				     "  5790000143055\n"                 /* line 5: wrong check digit */
+				     "inbox = /i\noutbox = /o\n");
+	const struct endpoint_conf *ep = config_endpoint(cfg, "relay");
+	cr_assert_eq(ep->nmay_send_for, 2);
+	cr_assert_str_eq(ep->may_send_for[1], "5790000143055");
+	cr_assert_eq(cfg->nwarnings, 1, "%zu warnings", cfg->nwarnings);
+	cr_assert(strstr(cfg->warnings[0], "edibroker.conf:5: ") != NULL, "%s", cfg->warnings[0]);
+	cr_assert(strstr(cfg->warnings[0], "5790000143055 has a wrong GS1 check digit") != NULL,
+		  "%s", cfg->warnings[0]);
+	config_free(cfg);
+	const struct error_case cases[] = {
+		{ "[endpoint a]\nkind = other\ngln = 579000014305\ninbox = /i\noutbox = /o\n",
+		  "3: gln: '579000014305' is not a location number (13 digits)" },
+		{ "[endpoint a]\nkind = other\ngln = 579000014305X\ninbox = /i\noutbox = /o\n",
+		  "3: gln: '579000014305X' is not a location number (13 digits)" },
+		{ "[endpoint a]\nkind = other\ngln = 5790000143054\nmay_send_for = x\n",
+		  "4: may_send_for: 'x' is not a location number (13 digits)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
 }
