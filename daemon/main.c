@@ -51,6 +51,14 @@ static void usage(FILE *f)
 		   "  -V, --version            print the version\n");
 }
 
+/* What the loader had to say about a valid file (a secret others can
+ * read), once per load. */
+static void log_warnings(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		log_warn("event=config-warning warning=\"%s\"", cfg->warnings[i]);
+}
+
 static int check_config(const char *path)
 {
 	struct config *cfg = NULL;
@@ -60,6 +68,8 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s\n", err);
 		return EX_CONFIG;
 	}
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
 	struct notice_templates *t = notice_templates_load(cfg->language, cfg->template_dir, err,
 							   sizeof(err));
 	if (!t) {
@@ -107,6 +117,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		sdnotify_status(status);
 	} else {
 		int level = d->verbose ? LOG_DEBUG : cfg->log_level;
+		log_warnings(cfg);
 		if (broker_reload(d->broker, cfg, err, sizeof(err)) < 0) {
 			log_err("event=reload-rejected state=running-config-kept error=\"%s: %s\"",
 				d->config_path, err);
@@ -128,6 +139,7 @@ static int run(struct daemon *d)
 		return EX_CONFIG;
 	}
 	log_setup(d->verbose ? LOG_DEBUG : cfg->log_level, isatty(STDERR_FILENO));
+	log_warnings(cfg);
 	d->base = event_base_new();
 	if (!d->base)
 		return 1;
