@@ -32,28 +32,55 @@ static bool scheme_ok(const char *s, size_t n)
 	return true;
 }
 
-const char *redact_url(const char *url, char *out, size_t outsz)
+/* A URL taken apart; each part points into the URL. */
+struct url_parts {
+	const char *scheme, *userinfo, *host, *path, *query, *fragment;
+	size_t scheme_len, userinfo_len, host_len, path_len, query_len, fragment_len;
+};
+
+static bool url_split(const char *url, struct url_parts *u)
 {
 	const char *sep = url ? strstr(url, "://") : NULL;
-	if (!sep || !scheme_ok(url, (size_t)(sep - url))) {
-		str_copy(out, "***", outsz);
-		return out;
-	}
+	if (!sep || !scheme_ok(url, (size_t)(sep - url)))
+		return false;
+	*u = (struct url_parts){ .scheme = url, .scheme_len = (size_t)(sep - url) };
 	const char *rest = sep + 3;
 	size_t authority = strcspn(rest, "/?#");
 	const char *at = NULL;
 	for (size_t i = 0; i < authority; i++)
 		if (rest[i] == '@')
 			at = rest + i;
-	const char *host = at ? at + 1 : rest;
-	size_t hostlen = authority - (size_t)(host - rest);
-	const char *path = rest + authority;
-	size_t pathlen = strcspn(path, "?#");
-	const char *tail = path + pathlen;
-	bool query = *tail == '?', fragment = strchr(tail, '#') != NULL;
-	snprintf(out, outsz, "%.*s://%s%.*s%.*s%s%s", (int)(sep - url), url, at ? "***@" : "",
-		 (int)hostlen, host, (int)pathlen, path, query ? "?***" : "",
-		 fragment ? "#***" : "");
+	if (at) {
+		u->userinfo = rest;
+		u->userinfo_len = (size_t)(at - rest);
+	}
+	u->host = at ? at + 1 : rest;
+	u->host_len = authority - (size_t)(u->host - rest);
+	u->path = rest + authority;
+	u->path_len = strcspn(u->path, "?#");
+	const char *tail = u->path + u->path_len;
+	if (*tail == '?') {
+		u->query = tail + 1;
+		u->query_len = strcspn(u->query, "#");
+		tail = u->query + u->query_len;
+	}
+	if (*tail == '#') {
+		u->fragment = tail + 1;
+		u->fragment_len = strlen(u->fragment);
+	}
+	return true;
+}
+
+const char *redact_url(const char *url, char *out, size_t outsz)
+{
+	struct url_parts u;
+	if (!url_split(url, &u)) {
+		str_copy(out, "***", outsz);
+		return out;
+	}
+	snprintf(out, outsz, "%.*s://%s%.*s%.*s%s%s", (int)u.scheme_len, u.scheme,
+		 u.userinfo ? "***@" : "", (int)u.host_len, u.host, (int)u.path_len, u.path,
+		 u.query ? "?***" : "", u.fragment ? "#***" : "");
 	return out;
 }
 
@@ -120,4 +147,26 @@ void redact_scrub(char *buf, size_t size, const char *secret)
 	}
 	tmp[len] = '\0';
 	memcpy(buf, tmp, len + 1);
+}
+
+static void scrub_part(char *buf, size_t size, const char *part, size_t n)
+{
+	char secret[1024];
+	if (n == 0 || n >= sizeof(secret))
+		return;
+	memcpy(secret, part, n);
+	secret[n] = '\0';
+	redact_scrub(buf, size, secret);
+}
+
+void redact_scrub_url(char *buf, size_t size, const char *url)
+{
+	struct url_parts u;
+	if (!url_split(url, &u)) {
+		redact_scrub(buf, size, url); /* no telling its parts apart: all of it */
+		return;
+	}
+	scrub_part(buf, size, u.userinfo, u.userinfo_len);
+	scrub_part(buf, size, u.query, u.query_len);
+	scrub_part(buf, size, u.fragment, u.fragment_len);
 }

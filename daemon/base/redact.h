@@ -33,4 +33,8 @@ const char *redact_command(const char *cmd, char *out, size_t outsz);
  * in buf (size bytes) with "***", in place; the result is cut to fit. */
 void redact_scrub(char *buf, size_t size, const char *secret);
 
+/* redact_scrub() for the secret parts of url (as redact_url() splits it):
+ * its user-info, query and fragment, wherever they occur in buf. */
+void redact_scrub_url(char *buf, size_t size, const char *url);
+
 #endif

@@ -94,3 +94,15 @@ Test(redact, scrub_replaces_every_occurrence)
 	cr_assert_str_eq(small, "a*** a*");
 	cr_assert_null(strchr(small, 'b'));
 }
+
+Test(redact, scrub_url_takes_out_its_secret_parts)
+{
+	char buf[160] = "POST https://ops:pw@h.example/x?token=t0k#f to ops:pw failed: t0k token=t0k";
+	redact_scrub_url(buf, sizeof(buf), "https://ops:pw@h.example/x?token=t0k#f");
+	cr_assert_null(strstr(buf, "ops:pw"), "%s", buf);
+	cr_assert_null(strstr(buf, "token=t0k"), "%s", buf);
+	cr_assert(strstr(buf, "h.example/x"), "host and path stay: %s", buf);
+	char plain[64] = "no url here: abc";
+	redact_scrub_url(plain, sizeof(plain), "abc");
+	cr_assert_str_eq(plain, "no url here: ***");
+}
