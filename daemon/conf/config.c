@@ -1534,7 +1534,8 @@ static int check_files(struct loader *L, const struct target *t)
 		if (!(k->flags & (CONF_FILE | CONF_PRIVATE_FILE | CONF_SECRET_FILE)) ||
 		    !str_field(t, k->off))
 			continue;
-		assert(k->type == CONF_PATH);
+		assert(k->type == CONF_PATH && "a file key is a path");
+		assert((!(k->flags & CONF_SECRET_FILE) || k->secret_off) && "where the secret goes");
 		if (check_file(L, t, k, t->seen[i]) < 0)
 			return L->rc;
 	}
