@@ -52,8 +52,9 @@ static void usage(FILE *f)
 		   "  -V, --version            print the version\n");
 }
 
-/* The config's warnings, once per load. */
-static void log_config_warnings(const struct config *cfg)
+/* What the loader had to say about a valid file (a secret others can
+ * read), once per load. */
+static void log_warnings(const struct config *cfg)
 {
 	for (size_t i = 0; i < cfg->nwarnings; i++)
 		log_warn("event=config-warning warning=\"%s\"", cfg->warnings[i]);
@@ -68,6 +69,8 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s\n", err);
 		return EX_CONFIG;
 	}
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
 	struct notice_templates *t = notice_templates_load(cfg->language, cfg->template_dir, err,
 							   sizeof(err));
 	if (!t) {
@@ -125,7 +128,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		sdnotify_status(status);
 	} else {
 		int level = d->verbose ? LOG_DEBUG : cfg->log_level;
-		log_config_warnings(cfg);
+		log_warnings(cfg);
 		if (broker_reload(d->broker, cfg, err, sizeof(err)) < 0) {
 			log_err("event=reload-rejected state=running-config-kept error=\"%s: %s\"",
 				d->config_path, err);
@@ -147,7 +150,7 @@ static int run(struct daemon *d)
 		return EX_CONFIG;
 	}
 	log_setup(d->verbose ? LOG_DEBUG : cfg->log_level, isatty(STDERR_FILENO));
-	log_config_warnings(cfg);
+	log_warnings(cfg);
 	d->base = event_base_new();
 	if (!d->base)
 		return 1;

@@ -77,7 +77,10 @@ static char *socket_path(const struct ctl *c)
 		return xstrdup(DEFAULT_SOCKET);
 	struct config *cfg = NULL;
 	char err[1024];
-	if (config_load(path, transport_schemas(), &cfg, err, sizeof(err)) < 0) {
+	/* Only the socket path: no secret file is read, so an operator needs
+	 * the config, not the daemon's secrets. */
+	if (config_load_opts(path, transport_schemas(), CONFIG_NO_FILES, &cfg, err,
+			     sizeof(err)) < 0) {
 		fprintf(stderr, "edibrokerctl: %s\n", err);
 		return NULL;
 	}

@@ -24,11 +24,14 @@
  */
 #include "conf/config.h"
 #include "conf/ini.h"
+#include "base/redact.h"
 #include "time/timerules.h"
 
 #include <assert.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -135,11 +138,19 @@ static const struct conf_key global_keys[] = {
 	{ G("outage", "template_dir", CONF_PATH, template_dir), .flags = CONF_RELOAD | CONF_OPTIONAL },
 
 	{ G("notify", "smtp_url", CONF_STR, smtp_url), .check = check_smtp_url,
-	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_CREDENTIAL_URL },
 	{ G("notify", "smtp_user", CONF_STR, smtp_user), .flags = CONF_RELOAD | CONF_OPTIONAL },
-	{ G("notify", "smtp_password", CONF_STR, smtp_password), .flags = CONF_RELOAD | CONF_OPTIONAL },
-	{ G("notify", "smtp_starttls", CONF_STR, smtp_starttls), .def = "try", .choices = starttls,
-	  .flags = CONF_RELOAD },
+	{ G("notify", "smtp_password", CONF_STR, smtp_password),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_SECRET },
+	{ G("notify", "smtp_password_file", CONF_PATH, smtp_password_file),
+	  .secret_off = offsetof(struct config, smtp_password),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_SECRET_FILE },
+	/* No default: unset means "yes" when credentials are set, else "try"
+	 * (notify.c), so only a written "no" sends a password in clear. */
+	{ G("notify", "smtp_starttls", CONF_STR, smtp_starttls), .choices = starttls,
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "smtp_ca_file", CONF_PATH, smtp_ca_file),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_FILE },
 	{ G("notify", "mail_from", CONF_STR, mail_from), .check = check_email,
 	  .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ GLIST("notify", "support_recipients", support_recipients), .check = check_email,
@@ -151,7 +162,12 @@ static const struct conf_key global_keys[] = {
 	{ GLIST("notify", "municipality_recipients", municipality_recipients),
 	  .check = check_email, .flags = CONF_RELOAD },
 	{ G("notify", "webhook_url", CONF_STR, webhook_url), .check = check_http_url,
-	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_CREDENTIAL_URL },
+	{ G("notify", "webhook_token_file", CONF_PATH, webhook_token_file),
+	  .secret_off = offsetof(struct config, webhook_token),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_SECRET_FILE },
+	{ G("notify", "webhook_ca_file", CONF_PATH, webhook_ca_file),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_FILE },
 	{ G("notify", "fallback_command", CONF_STR, fallback_command),
 	  .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ G("notify", "retry_initial", CONF_DURATION, notify_retry_ms), .def = "30s", .min = 100,
@@ -236,6 +252,8 @@ struct loader {
 	char *err;
 	size_t errlen;
 	int rc;			/* the first error; 0 while there is none */
+	unsigned flags;		/* CONFIG_* */
+	unsigned mode;		/* the file's permission bits */
 };
 
 static int fail_at(struct loader *L, int rc, int line, const char *fmt, ...)
@@ -463,22 +481,8 @@ static bool gln_check_digit_ok(const char *gln)
 }
 
 static int item_line(const struct loader *L, const char *item);
-static void warn_at(struct loader *L, int line, const char *fmt, ...)
+static void add_warning(struct loader *L, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-
-/* Records a warning as "FILE:LINE: text" with the config. */
-static void warn_at(struct loader *L, int line, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	_cleanup_free_ char *text = NULL;
-	if (vasprintf(&text, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	struct config *cfg = L->cfg;
-	cfg->warnings = xrealloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(char *));
-	cfg->warnings[cfg->nwarnings++] = xasprintf("%s:%d: %s", L->path, line, text);
-}
 
 /* A wrong GS1 check digit is no reason to refuse (MedCom's own test data
  * has some), but one in the config is likely a typo: say so. */
@@ -492,7 +496,7 @@ static void check_gln_digits(struct loader *L)
 		for (size_t l = 0; l < 2; l++)
 			for (size_t g = 0; g < counts[l]; g++)
 				if (!gln_check_digit_ok(lists[l][g]))
-					warn_at(L, item_line(L, lists[l][g]),
+					add_warning(L, item_line(L, lists[l][g]),
 						"endpoint '%s': location number %s has a wrong GS1 "
 						"check digit", ep->name, lists[l][g]);
 	}
@@ -525,20 +529,36 @@ static bool url_ok(const char *v, const char *scheme)
 	return true;
 }
 
+/* The URL as libcurl will parse it when sending, so what base/redact.c
+ * shows of it is what libcurl connects to. The value may hold a password:
+ * why never quotes it. */
+static int check_url(const char *v, const char *a, const char *b, char *why, size_t len)
+{
+	if (!url_ok(v, a) && !url_ok(v, b)) {
+		snprintf(why, len, "not an %s or %s URL (value not shown: it may hold a password)",
+			 a, b);
+		return -EINVAL;
+	}
+	CURLU *u = curl_url();
+	if (!u)
+		abort(); /* out of memory, as xmalloc */
+	CURLUcode rc = curl_url_set(u, CURLUPART_URL, v, 0);
+	curl_url_cleanup(u);
+	if (rc == CURLUE_OK)
+		return 0;
+	snprintf(why, len, "not a valid URL: %s (value not shown: it may hold a password)",
+		 curl_url_strerror(rc));
+	return -EINVAL;
+}
+
 static int check_smtp_url(const char *v, char *why, size_t len)
 {
-	if (url_ok(v, "smtp://") || url_ok(v, "smtps://"))
-		return 0;
-	snprintf(why, len, "'%s' is not an smtp:// or smtps:// URL", v);
-	return -EINVAL;
+	return check_url(v, "smtp://", "smtps://", why, len);
 }
 
 static int check_http_url(const char *v, char *why, size_t len)
 {
-	if (url_ok(v, "http://") || url_ok(v, "https://"))
-		return 0;
-	snprintf(why, len, "'%s' is not an http:// or https:// URL", v);
-	return -EINVAL;
+	return check_url(v, "http://", "https://", why, len);
 }
 
 /* The time-rule grammar lives in timerules.c; asking it here lets the
@@ -1417,12 +1437,206 @@ static int validate(struct loader *L)
 	return 0;
 }
 
+/* ---- files the keys name, and secrets ------------------------------------ */
+
+#define SECRET_MAX 4096
+
+typedef int target_fn(struct loader *L, const struct target *t);
+
+/* Calls fn on every table of the config: the broker's, the schemas'
+ * sections, each endpoint's; stops at the first error. */
+static int each_target(struct loader *L, target_fn *fn)
+{
+	struct config *cfg = L->cfg;
+	struct target t[2];
+
+	t[0] = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen, (char *)cfg };
+	if (fn(L, &t[0]) < 0)
+		return L->rc;
+	for (size_t i = 0; i < L->nschemas; i++) {
+		const struct conf_schema *s = cfg->schemas[i];
+		if (!s->section)
+			continue;
+		t[0] = (struct target){ s->section_keys, s->nsection_keys, L->sseen[i],
+					cfg->sections[i] };
+		if (fn(L, &t[0]) < 0)
+			return L->rc;
+	}
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
+		size_t n = endpoint_targets(L, i, t);
+		for (size_t j = 0; j < n; j++)
+			if (fn(L, &t[j]) < 0)
+				return L->rc;
+	}
+	return 0;
+}
+
+static char *str_field(const struct target *t, size_t off)
+{
+	return *(char **)(void *)(t->base + off);
+}
+
+/* The key of table t whose value lives at off, or NULL. */
+static const struct conf_key *key_at(const struct target *t, size_t off, int *line)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->keys[i].off == off && t->keys[i].type != CONF_LIST) {
+			*line = t->seen[i];
+			return &t->keys[i];
+		}
+	}
+	return NULL;
+}
+
+/* One line, no control characters: it goes into a header or an AUTH
+ * exchange, where a line break would be an injection. */
+static bool secret_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return n > 0;
+}
+
+/* The secret in fd into the field at k->secret_off; nothing of it is ever
+ * put into a message. */
+static int read_secret(struct loader *L, const struct target *t, const struct conf_key *k,
+		       int fd, int line)
+{
+	char **dst = (char **)(void *)(t->base + k->secret_off);
+	char buf[SECRET_MAX + 2];
+	size_t n = 0;
+	int inline_line = 0;
+	const struct conf_key *twin = key_at(t, k->secret_off, &inline_line);
+
+	if (*dst)
+		return fail(L, line, "%s: %s is set too (line %d); keep one of them", k->name,
+			    twin ? twin->name : "the secret", inline_line);
+	while (n < sizeof(buf) - 1) {
+		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+		if (r == 0)
+			break;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return fail(L, line, "%s: %s: %s", k->name, str_field(t, k->off), strerror(errno));
+		n += (size_t)r;
+	}
+	bool too_long = n > SECRET_MAX;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	bool ok = !too_long && secret_ok(buf, n);
+	buf[n] = '\0';
+	if (ok)
+		*dst = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	if (ok)
+		return 0;
+	if (too_long)
+		return fail(L, line, "%s: %s is longer than %d bytes", k->name, str_field(t, k->off),
+			    SECRET_MAX);
+	return fail(L, line, "%s: %s must hold one non-empty line without control characters",
+		    k->name, str_field(t, k->off));
+}
+
+/* A file a key names: there and a regular file; a private one (a secret, a
+ * key) not open to others; a secret read. */
+static int check_file(struct loader *L, const struct target *t, const struct conf_key *k,
+		      int line)
+{
+	const char *path = str_field(t, k->off);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return fail(L, line, "%s: %s: %s", k->name, path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(L, line, "%s: %s is not a regular file", k->name, path);
+	if ((k->flags & (CONF_PRIVATE_FILE | CONF_SECRET_FILE)) && (st.st_mode & S_IRWXO))
+		return fail(L, line,
+			    "%s: %s is open to others (mode %04o): refusing it; chmod o-rwx it "
+			    "(owner root, group edibroker, mode 0640 is fine)",
+			    k->name, path, (unsigned)(st.st_mode & 07777));
+	if (k->flags & CONF_SECRET_FILE)
+		return read_secret(L, t, k, fd, line);
+	return 0;
+}
+
+static int check_files(struct loader *L, const struct target *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct conf_key *k = &t->keys[i];
+		if (!(k->flags & (CONF_FILE | CONF_PRIVATE_FILE | CONF_SECRET_FILE)) ||
+		    !str_field(t, k->off))
+			continue;
+		assert(k->type == CONF_PATH && "a file key is a path");
+		assert((!(k->flags & CONF_SECRET_FILE) || k->secret_off) && "where the secret goes");
+		if (check_file(L, t, k, t->seen[i]) < 0)
+			return L->rc;
+	}
+	return 0;
+}
+
+static void add_warning(struct loader *L, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void add_warning(struct loader *L, int line, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	struct config *cfg = L->cfg;
+	cfg->warnings = xrealloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(char *));
+	cfg->warnings[cfg->nwarnings++] = xasprintf("%s:%d: %s", L->path, line, text);
+}
+
+/* The CONF_SECRET_FILE key of t that can hold k's secret instead, or NULL. */
+static const struct conf_key *file_twin(const struct target *t, const struct conf_key *k)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if ((t->keys[i].flags & CONF_SECRET_FILE) && t->keys[i].secret_off == k->off)
+			return &t->keys[i];
+	return NULL;
+}
+
+/* Secrets written in a file others can read: a warning each, not an error,
+ * so an upgrade does not stop a running broker. */
+static int inline_secrets(struct loader *L, const struct target *t)
+{
+	char shown[REDACT_MAX];
+
+	for (size_t i = 0; i < t->n; i++) {
+		const struct conf_key *k = &t->keys[i];
+		if (!(k->flags & (CONF_SECRET | CONF_CREDENTIAL_URL)) || !t->seen[i] ||
+		    (k->type != CONF_STR && k->type != CONF_PATH) || !str_field(t, k->off))
+			continue;
+		const char *v = str_field(t, k->off);
+		if (!(k->flags & CONF_SECRET) && strcmp(redact_url(v, shown, sizeof(shown)), v) == 0)
+			continue; /* a URL without user-info, query or fragment */
+		const struct conf_key *twin = file_twin(t, k);
+		add_warning(L, t->seen[i], "%s: %s in a file others can read (mode %04o); %s%s%s",
+		     k->name, (k->flags & CONF_SECRET) ? "a secret" : "credentials in the URL",
+		     L->mode, twin ? "put it in " : "", twin ? twin->name : "",
+		     twin ? ", or chmod o-r the file" : "chmod o-r the file");
+	}
+	return 0;
+}
+
 static int finish(struct loader *L)
 {
 	if (close_list(L) < 0)
 		return L->rc;
 	all_defaults(L);
-	return validate(L);
+	if (validate(L) < 0)
+		return L->rc;
+	if (!(L->flags & CONFIG_NO_FILES) && each_target(L, check_files) < 0)
+		return L->rc;
+	if (L->mode & S_IROTH)
+		(void)each_target(L, inline_secrets);
+	return 0;
 }
 
 /* ---- the public functions ----------------------------------------------- */
@@ -1463,6 +1677,9 @@ static int loader_open(struct loader *L, const struct conf_schema *const *schema
 		int e = errno;
 		return fail_at(L, -e, 0, "cannot open: %s", strerror(e));
 	}
+	struct stat st;
+	if (fstat(fileno(L->f), &st) == 0)
+		L->mode = st.st_mode & 07777;
 	L->cfg = xcalloc(1, sizeof(*L->cfg));
 	L->cfg->path = resolve_path(L->cwd, L->path);
 	L->cfg->schemas = schemas;
@@ -1499,7 +1716,14 @@ static void loader_close(struct loader *L)
 int config_load(const char *path, const struct conf_schema *const *schemas, struct config **out,
 		char *err, size_t errlen)
 {
-	struct loader L = { .path = path, .err = err, .errlen = errlen, .ssec = -1, .ep = -1 };
+	return config_load_opts(path, schemas, 0, out, err, errlen);
+}
+
+int config_load_opts(const char *path, const struct conf_schema *const *schemas, unsigned flags,
+		     struct config **out, char *err, size_t errlen)
+{
+	struct loader L = { .path = path, .err = err, .errlen = errlen, .ssec = -1, .ep = -1,
+			    .flags = flags };
 	int r;
 
 	assert(path && out && schemas && schemas[0]);
@@ -1515,12 +1739,24 @@ int config_load(const char *path, const struct conf_schema *const *schemas, stru
 	return r;
 }
 
+/* Frees *p, wiping it first when it is a secret; leaves NULL, since a
+ * secret file's field may be another key's too. */
+static void free_str(char **p, bool secret)
+{
+	if (*p && secret)
+		explicit_bzero(*p, strlen(*p));
+	free(*p);
+	*p = NULL;
+}
+
 static void free_fields(const struct conf_key *keys, size_t n, char *base)
 {
 	for (size_t i = 0; i < n; i++) {
 		void *field = base + keys[i].off;
+		if (keys[i].flags & CONF_SECRET_FILE)
+			free_str((char **)(void *)(base + keys[i].secret_off), true);
 		if (keys[i].type == CONF_STR || keys[i].type == CONF_PATH) {
-			free(*(char **)field);
+			free_str(field, keys[i].flags & CONF_SECRET);
 		} else if (keys[i].type == CONF_LIST) {
 			char **items = *(char ***)field;
 			size_t count = *(size_t *)(void *)(base + keys[i].count_off);
@@ -1535,9 +1771,6 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
-	for (size_t i = 0; i < cfg->nwarnings; i++)
-		free(cfg->warnings[i]);
-	free(cfg->warnings);
 	for (size_t i = 0; i < cfg->nendpoints; i++) {
 		struct endpoint_conf *ep = &cfg->endpoints[i];
 		free_fields(endpoint_keys, ARRAY_SIZE(endpoint_keys), (char *)ep);
@@ -1556,6 +1789,9 @@ void config_free(struct config *cfg)
 	}
 	free(cfg->sections);
 	free_fields(global_keys, ARRAY_SIZE(global_keys), (char *)cfg);
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	free(cfg->path);
 	free(cfg);
 }

@@ -50,6 +50,17 @@ enum {
 	CONF_ZERO_OFF = 1 << 3, /* numbers: 0 means "off" and is allowed below min */
 	CONF_FOLDER = 1 << 4,   /* endpoint paths: a folder with one role among all endpoints */
 	CONF_SHARED = 1 << 5,   /* with CONF_FOLDER: endpoints may share it in this role */
+	CONF_SECRET = 1 << 6,   /* strings: a secret; never quoted in a message, wiped when
+				   freed; written in a file others can read: a warning */
+	CONF_CREDENTIAL_URL = 1 << 7, /* strings: a URL that may carry user-info or a query
+				   (credentials): messages show it redacted (base/redact.h);
+				   with them, in a file others can read: a warning */
+	CONF_FILE = 1 << 8,     /* paths: must name a readable regular file at load */
+	CONF_PRIVATE_FILE = 1 << 9, /* paths: as CONF_FILE, and not open to others (mode &
+				   007), or the load fails (key files, secret files) */
+	CONF_SECRET_FILE = 1 << 10, /* paths: as CONF_PRIVATE_FILE, and its one line (without a
+				   trailing newline) is read at load into the char * at
+				   .secret_off, which must not be set otherwise too */
 };
 
 /* A word a key accepts; a CONF_ENUM key stores its value. */
@@ -73,8 +84,11 @@ struct conf_key {
 					      name); NULL = unset */
 	int64_t min, max;		   /* INT, DOUBLE, SIZE (bytes), DURATION (ms) */
 	const struct conf_choice *choices; /* CONF_ENUM; for a CONF_STR the only words it takes */
-	conf_check_fn *check;		   /* CONF_STR: the value; CONF_LIST: each item */
+	conf_check_fn *check;		   /* CONF_STR: the value; CONF_LIST: each item. With
+					      CONF_SECRET or CONF_CREDENTIAL_URL its why must
+					      not quote the value */
 	unsigned flags;
+	size_t secret_off;		   /* CONF_SECRET_FILE: of the char * the secret goes to */
 };
 
 /* In an endpoint key's default: "quarantine/" CONF_ENDPOINT_NAME. */
@@ -125,8 +139,6 @@ struct endpoint_conf {
 
 struct config {
 	char *path;                /* the file it was read from */
-	char **warnings;           /* "FILE:LINE: text": worth saying, not worth refusing */
-	size_t nwarnings;
 
 	/* [broker] */
 	char *state_dir;           /* state_dir: SQLite database and internal files */
@@ -166,8 +178,12 @@ struct config {
 	/* [notify] */
 	char *smtp_url;
 	char *smtp_user;
-	char *smtp_password;
-	char *smtp_starttls;           /* "no" | "try" | "yes" */
+	char *smtp_password;           /* inline, or read from smtp_password_file */
+	char *smtp_password_file;      /* a private file holding the password */
+	char *smtp_starttls;           /* "no" | "try" | "yes"; NULL (unset): "yes" with
+					  credentials, else "try" (notify.h) */
+	char *smtp_ca_file;            /* CA certificates trusted for the mail server; NULL =
+					  the host's store */
 	char *mail_from;
 	char **support_recipients;
 	size_t nsupport_recipients;
@@ -178,6 +194,9 @@ struct config {
 	char **municipality_recipients;
 	size_t nmunicipality_recipients;
 	char *webhook_url;
+	char *webhook_token_file;      /* a private file holding the webhook's bearer token */
+	char *webhook_token;           /* read from it; NULL = no Authorization header */
+	char *webhook_ca_file;         /* CA certificates trusted for the webhook; NULL = host's */
 	char *fallback_command;
 	int64_t notify_retry_ms;       /* retry_initial: first retry of a failed send (30s, doubling) */
 	int64_t fallback_after;        /* fallback_after: failed e-mail attempts before the fallback (3) */
@@ -190,6 +209,10 @@ struct config {
 
 	const struct conf_schema *const *schemas; /* as given to config_load() */
 	void **sections;               /* sections[i]: schemas[i]'s [section] struct, or NULL */
+
+	char **warnings;               /* "FILE:LINE: text" the loader has to say about a valid
+					  file (a secret others can read); the caller logs them */
+	size_t nwarnings;
 };
 
 /* Loads and validates path against the broker's keys and the NULL-terminated
@@ -198,6 +221,18 @@ struct config {
  * err. */
 int config_load(const char *path, const struct conf_schema *const *schemas, struct config **out,
 		char *err, size_t errlen);
+
+/* config_load_opts() flags. */
+enum {
+	/* Opens no file a key names (secret files, CA files) and reads no
+	 * secret: for a client that wants only, say, the control socket, and
+	 * must not need the daemon's secrets to find it. */
+	CONFIG_NO_FILES = 1 << 0,
+};
+
+/* config_load() with flags (CONFIG_*). */
+int config_load_opts(const char *path, const struct conf_schema *const *schemas, unsigned flags,
+		     struct config **out, char *err, size_t errlen);
 void config_free(struct config *cfg);
 
 /* The endpoint called name, or NULL. */

@@ -12,11 +12,13 @@
 #include "control/views.h"
 
 #include "base/clock.h"
+#include "base/redact.h"
 #include "codecs/base/mem.h"
 #include "time/timerules.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #define OUTAGES_MAX 500
 #define RECENT_MS (7 * 24 * 3600 * 1000LL)
@@ -156,12 +158,26 @@ static int add_notice(const struct notice_record *n, void *arg)
 	return 0;
 }
 
+/* Where a send went, as it may be shown. Records are stored redacted;
+ * this also covers those stored before they were (a webhook URL with its
+ * token, a fallback command with its arguments). */
+static const char *send_to(const struct store_send *s, char *buf, size_t len)
+{
+	const char *to = s->recipients ? s->recipients : "";
+	if (strcmp(s->channel, "webhook") == 0)
+		return redact_url(to, buf, len);
+	if (strcmp(s->channel, "fallback") == 0)
+		return redact_command(to, buf, len);
+	return to;
+}
+
 static int add_send(const struct store_send *s, void *arg)
 {
+	char to[REDACT_MAX];
 	json_array_append_new(arg, json_pack("{s:s, s:o, s:I, s:b, s:s, s:s}", "channel",
 					     s->channel, "at", time_json(s->at), "at_ms",
 					     (json_int_t)s->at, "ok", s->ok, "to",
-					     s->recipients ? s->recipients : "", "error",
+					     send_to(s, to, sizeof(to)), "error",
 					     s->error ? s->error : ""));
 	return 0;
 }

@@ -6,7 +6,17 @@
  * them. Every call is blocking, runs on a worker thread, is bounded by
  * cfg->timeout_ms and never logs: it fills a notify_result with ok or one
  * line saying why not (the transport's error, never the notice's text, and
- * never a password from a URL), and the caller records it with the notice.
+ * never a secret: URLs are shown through base/redact.h, and the password,
+ * the token and a URL's user-info and query are scrubbed from every error
+ * line), and the caller records it with the notice.
+ *
+ * TLS is never switched off: peer and host name are verified, against the
+ * channel's own CA file when one is configured (a private CA), else the
+ * host's store. With credentials and smtp_starttls unset, STARTTLS is
+ * required, so a server that does not offer it (or a man in the middle who
+ * strips it) gets no password; a refused login (SMTP 535, libcurl's
+ * CURLE_LOGIN_DENIED) is flagged as denied for the caller, who must not
+ * retry the same credential.
  *
  * E-mail: libcurl's SMTP client with a message built here - RFC 5322
  * headers, a UTF-8 subject as RFC 2047 encoded-words folded to 78
@@ -38,6 +48,7 @@
 #include "codecs/base/mem.h"
 #include "codecs/base/utf8.h"
 #include "base/fileio.h"
+#include "base/redact.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -88,26 +99,25 @@ static int succeed(struct notify_result *res)
 	return 0;
 }
 
-/* The URL without "user:password@", for error lines that end up in logs. */
-static void url_redacted(const char *url, char *out, size_t outsz)
-{
-	const char *host = strstr(url, "://");
-	host = host ? host + 3 : url;
-	size_t authority = strcspn(host, "/?#");
-	const char *at = memchr(host, '@', authority);
-	if (!at) {
-		str_copy(out, url, outsz);
-		return;
-	}
-	snprintf(out, outsz, "%.*s%s", (int)(host - url), url, at + 1);
-}
-
 static int curl_fail(struct notify_result *res, const char *url, CURLcode rc,
 		     const char *errbuf)
 {
-	char u[128];
-	url_redacted(url, u, sizeof(u));
-	return fail(res, "%s: %s", u, *errbuf ? errbuf : curl_easy_strerror(rc));
+	char u[REDACT_MAX];
+	return fail(res, "%s: %s", redact_url(url, u, sizeof(u)),
+		    *errbuf ? errbuf : curl_easy_strerror(rc));
+}
+
+/* Whatever an error line was built from (libcurl's words, a peer's
+ * answer), the config's secrets leave it here: a result goes to the log,
+ * the store and edibrokerctl. */
+static void scrub(struct notify_result *res, const struct notify_config *cfg)
+{
+	redact_scrub(res->error, sizeof(res->error), cfg->smtp_password);
+	redact_scrub(res->error, sizeof(res->error), cfg->webhook_token);
+	if (cfg->smtp_url)
+		redact_scrub_url(res->error, sizeof(res->error), cfg->smtp_url);
+	if (cfg->webhook_url)
+		redact_scrub_url(res->error, sizeof(res->error), cfg->webhook_url);
 }
 
 static long timeout_of(const struct notify_config *cfg)
@@ -164,13 +174,21 @@ static struct curl_slist *slist_add(struct curl_slist *l, const char *s)
 	return n;
 }
 
-/* Options every channel shares. Returns the number of options refused. */
+/* Options every channel shares. TLS is always verified: against ca_file
+ * alone when one is given (a private CA for this channel), else against
+ * the host's store. Returns the number of options refused. */
 static int common_options(CURL *c, const struct notify_config *cfg, const char *url,
-			  const char *protocols, char *errbuf)
+			  const char *protocols, const char *ca_file, char *errbuf)
 {
 	long t = timeout_of(cfg);
 	int bad = 0;
 	bad += curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK;
+	bad += curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+	bad += curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+	if (!str_empty(ca_file)) {
+		bad += curl_easy_setopt(c, CURLOPT_CAINFO, ca_file) != CURLE_OK;
+		bad += curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
+	}
 	bad += curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK;
 	bad += curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK; /* worker threads */
 	bad += curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, t) != CURLE_OK;
@@ -393,10 +411,24 @@ static int email_check(const struct notify_config *cfg, const struct notify_mess
 	return 0;
 }
 
-static int starttls_level(const char *s, long *level)
+/* Credentials: smtp_user, or user-info in the URL (libcurl uses both). */
+static bool has_credentials(const struct notify_config *cfg)
 {
-	if (s == NULL || strcmp(s, "try") == 0)
-		*level = CURLUSESSL_TRY; /* unset: opportunistic, never worse than "no" */
+	char shown[REDACT_MAX];
+	return !str_empty(cfg->smtp_user) ||
+	       strstr(redact_url(cfg->smtp_url, shown, sizeof(shown)), "://***@") != NULL;
+}
+
+/* Unset means required with credentials, so a server that does not offer
+ * STARTTLS (or an attacker who strips it) never sees the password; only a
+ * written "no" sends it in clear. */
+static int starttls_level(const struct notify_config *cfg, long *level)
+{
+	const char *s = cfg->smtp_starttls;
+	if (s == NULL)
+		*level = has_credentials(cfg) ? CURLUSESSL_ALL : CURLUSESSL_TRY;
+	else if (strcmp(s, "try") == 0)
+		*level = CURLUSESSL_TRY;
 	else if (strcmp(s, "no") == 0)
 		*level = CURLUSESSL_NONE;
 	else if (strcmp(s, "yes") == 0)
@@ -440,13 +472,34 @@ static int email_options(CURL *c, const struct notify_config *cfg, long tls, con
 	return bad;
 }
 
-int notify_email(const struct notify_config *cfg, const struct notify_message *m,
-		 struct notify_result *res)
+/* What libcurl's failure means here, with the server's reply code. */
+static int email_result(struct notify_result *res, const struct notify_config *cfg, CURL *c,
+			CURLcode rc, const char *errbuf)
+{
+	char u[REDACT_MAX];
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->code);
+	if (rc == CURLE_OK)
+		return succeed(res);
+	redact_url(cfg->smtp_url, u, sizeof(u));
+	if (rc == CURLE_LOGIN_DENIED) {
+		fail(res, "%s: the server refused the credentials (SMTP %ld)", u, res->code);
+		res->denied = true;
+		return -1;
+	}
+	if (rc == CURLE_USE_SSL_FAILED)
+		return fail(res, "%s: the server offers no STARTTLS, and smtp_starttls %s requires it;"
+			    " nothing was sent", u,
+			    cfg->smtp_starttls ? "= yes" : "(unset, with credentials)");
+	return curl_fail(res, cfg->smtp_url, rc, errbuf);
+}
+
+static int email_send(const struct notify_config *cfg, const struct notify_message *m,
+		      struct notify_result *res)
 {
 	long tls;
 	if (email_check(cfg, m, res) < 0)
 		return -1;
-	if (starttls_level(cfg->smtp_starttls, &tls) < 0)
+	if (starttls_level(cfg, &tls) < 0)
 		return fail(res, "e-mail: smtp_starttls must be no, try or yes");
 	size_t len;
 	_cleanup_free_ char *text = mail_compose(cfg, m, &len);
@@ -457,11 +510,20 @@ int notify_email(const struct notify_config *cfg, const struct notify_message *m
 	if (!c)
 		return fail(res, "e-mail: curl_easy_init failed");
 	struct upload up = { text, len };
-	if (common_options(c, cfg, cfg->smtp_url, "smtp,smtps", errbuf) ||
+	if (common_options(c, cfg, cfg->smtp_url, "smtp,smtps", cfg->smtp_ca_file, errbuf) ||
 	    email_options(c, cfg, tls, from, rcpt, &up))
 		return fail(res, "e-mail: libcurl refused an option");
 	CURLcode rc = curl_easy_perform(c);
-	return rc == CURLE_OK ? succeed(res) : curl_fail(res, cfg->smtp_url, rc, errbuf);
+	return email_result(res, cfg, c, rc, errbuf);
+}
+
+int notify_email(const struct notify_config *cfg, const struct notify_message *m,
+		 struct notify_result *res)
+{
+	*res = (struct notify_result){ .ok = false };
+	int r = email_send(cfg, m, res);
+	scrub(res, cfg);
+	return r;
 }
 
 /* ---- the webhook ---------------------------------------------------------- */
@@ -486,32 +548,63 @@ static int webhook_options(CURL *c, const char *payload, struct curl_slist *head
 	return bad;
 }
 
-int notify_webhook(const struct notify_config *cfg, const struct notify_message *m,
-		   struct notify_result *res)
+/* The header list holds the bearer token: wiped before it is freed. */
+static void slist_wipe_freep(struct curl_slist **l)
+{
+	for (struct curl_slist *n = *l; n; n = n->next)
+		explicit_bzero(n->data, strlen(n->data));
+	curl_slist_free_all(*l);
+}
+
+static struct curl_slist *webhook_headers(const struct notify_config *cfg)
+{
+	struct curl_slist *h = slist_add(NULL, "Content-Type: application/json");
+	/* Never wait for "100 Continue" (libcurl may ask on a large body). */
+	h = slist_add(h, "Expect:");
+	if (!str_empty(cfg->webhook_token)) {
+		char *line = xasprintf("Authorization: Bearer %s", cfg->webhook_token);
+		h = slist_add(h, line);
+		explicit_bzero(line, strlen(line));
+		free(line);
+	}
+	return h;
+}
+
+static int webhook_send(const struct notify_config *cfg, const struct notify_message *m,
+			struct notify_result *res)
 {
 	if (str_empty(cfg->webhook_url))
 		return fail(res, "webhook: no webhook_url configured");
 	if (!m->payload)
 		return fail(res, "webhook: no payload");
-	_cleanup_(slist_freep) struct curl_slist *h = NULL;
-	h = slist_add(h, "Content-Type: application/json");
-	/* Never wait for "100 Continue" (libcurl may ask on a large body). */
-	h = slist_add(h, "Expect:");
+	if (cfg->webhook_token && has_ctl(cfg->webhook_token))
+		return fail(res, "webhook: the token holds control characters");
+	_cleanup_(slist_wipe_freep) struct curl_slist *h = webhook_headers(cfg);
 	char errbuf[CURL_ERROR_SIZE] = ""; /* before c: curl may write it until cleanup */
 	_cleanup_(curl_cleanupp) CURL *c = curl_easy_init();
 	if (!c)
 		return fail(res, "webhook: curl_easy_init failed");
-	if (common_options(c, cfg, cfg->webhook_url, "http,https", errbuf) ||
+	if (common_options(c, cfg, cfg->webhook_url, "http,https", cfg->webhook_ca_file, errbuf) ||
 	    webhook_options(c, m->payload, h))
 		return fail(res, "webhook: libcurl refused an option");
 	CURLcode rc = curl_easy_perform(c);
 	if (rc != CURLE_OK)
 		return curl_fail(res, cfg->webhook_url, rc, errbuf);
-	long code = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	char u[128];
-	url_redacted(cfg->webhook_url, u, sizeof(u));
-	return code >= 200 && code < 300 ? succeed(res) : fail(res, "HTTP %ld from %s", code, u);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->code);
+	char u[REDACT_MAX];
+	redact_url(cfg->webhook_url, u, sizeof(u));
+	if (res->code >= 200 && res->code < 300)
+		return succeed(res);
+	return fail(res, "HTTP %ld from %s", res->code, u);
+}
+
+int notify_webhook(const struct notify_config *cfg, const struct notify_message *m,
+		   struct notify_result *res)
+{
+	*res = (struct notify_result){ .ok = false };
+	int r = webhook_send(cfg, m, res);
+	scrub(res, cfg);
+	return r;
 }
 
 /* ---- the fallback command ------------------------------------------------- */
@@ -672,8 +765,8 @@ static int fallback_result(struct notify_result *res, int r, int st, long t,
 	return succeed(res);
 }
 
-int notify_fallback(const struct notify_config *cfg, const struct notify_message *m,
-		    struct notify_result *res)
+static int fallback_run(const struct notify_config *cfg, const struct notify_message *m,
+			struct notify_result *res)
 {
 	if (str_empty(cfg->fallback_command))
 		return fail(res, "fallback: no fallback_command configured");
@@ -697,4 +790,13 @@ int notify_fallback(const struct notify_config *cfg, const struct notify_message
 	int st = 0;
 	r = child_wait(pid, &o, deadline, &st);
 	return fallback_result(res, r, st, t, &o);
+}
+
+int notify_fallback(const struct notify_config *cfg, const struct notify_message *m,
+		    struct notify_result *res)
+{
+	*res = (struct notify_result){ .ok = false };
+	int r = fallback_run(cfg, m, res);
+	scrub(res, cfg); /* the command's own output could echo a secret */
+	return r;
 }

@@ -17,6 +17,15 @@
 
 #include <stdbool.h>
 
+/* When a round runs the fallback command (after e-mail, when e-mail is
+ * tried at all). */
+enum notifier_fallback {
+	NOTIFIER_FALLBACK_NEVER,
+	NOTIFIER_FALLBACK_DENIED,  /* only if the mail server refuses the credentials */
+	NOTIFIER_FALLBACK_FAILED,  /* if e-mail fails, for whatever reason */
+	NOTIFIER_FALLBACK_ALWAYS,  /* whatever e-mail does: it cannot carry the notice */
+};
+
 /* One send round. Everything is borrowed for the call to send(); the
  * notifier copies what it keeps. */
 struct notifier_request {
@@ -24,7 +33,7 @@ struct notifier_request {
 	const struct notify_message *msg;
 	bool email;               /* try e-mail */
 	bool webhook;             /* try the webhook */
-	bool fallback;            /* run the fallback command if e-mail was tried and failed */
+	enum notifier_fallback fallback;
 };
 
 /* How each channel went; one not tried has tried == false. */
@@ -48,7 +57,7 @@ struct notifier {
 };
 
 /* The real notifier: each round is a job on lane (notify_email, then
- * notify_webhook, then notify_fallback when e-mail failed); a round owns
+ * notify_webhook, then notify_fallback as the request says); a round owns
  * copies of everything it uses, so a shutdown may abandon one that hangs.
  * Free with notifier_free(). */
 struct notifier *notifier_new(struct lane *lane);

@@ -44,6 +44,10 @@ struct procedure {
 	struct maint **maint;     /* in force and not yet ended */
 	size_t nmaint;
 	struct pnotice *notices;
+	/* The mail server refused the credentials whose fingerprint this is
+	 * (procedure_notice.c): e-mail waits until the config changes them. */
+	bool email_denied;
+	uint64_t email_denied_fp;
 	struct event *tick_ev;
 	bool status_dirty;
 	int64_t status_written_at;

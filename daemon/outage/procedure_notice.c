@@ -11,6 +11,16 @@
  * at most 10 rounds); when e-mail has failed fallback_after times the
  * fallback command carries the notice as well.
  *
+ * A mail server that refuses the credentials (SMTP 535) is a configuration
+ * error, and retrying it could lock the account: it is logged once with the
+ * reply code (event=notice-auth-failed), the fallback command carries the
+ * notice in the same round, and no notice tries e-mail again with the same
+ * credentials (a fingerprint of URL, user and password, kept in memory)
+ * until a reload changes them; the waiting notices' e-mail goes then. The
+ * webhook goes on meanwhile. What is logged or stored of where a notice
+ * went is redacted (base/redact.h): the webhook's URL without user-info or
+ * query, the fallback command by name.
+ *
  * Addressing: EDI support inside support hours, else the on-call duty; the
  * failed endpoint's own mailbox; and for every endpoint that exchanges
  * messages with it, its organisation kind's list and its own mailbox. When
@@ -20,6 +30,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/redact.h"
 #include "notice/statuspage.h"
 #include "codecs/base/mem.h"
 
@@ -294,9 +305,10 @@ struct send_round {
 	struct procedure *p;
 	struct pnotice *n;
 	/* where the channels went, as the config said when the round started
-	 * (it may be reloaded while the round runs) */
-	char *webhook_url, *fallback;
-	bool try_email, try_webhook, try_fallback;
+	 * (it may be reloaded while the round runs), as they may be shown */
+	char webhook_url[REDACT_MAX], fallback[REDACT_MAX], smtp_url[REDACT_MAX];
+	uint64_t cred_fp; /* the e-mail credentials it used */
+	bool try_email, try_webhook;
 	int64_t at;
 };
 
@@ -321,6 +333,8 @@ static char **split_recipients(const char *list, size_t *n)
 	return v;
 }
 
+/* Stores and logs one channel's result; to is already fit to be shown. A
+ * refused login is logged by email_refused() instead, once. */
 static void record(struct procedure *p, struct pnotice *n, const char *channel, const char *to,
 		   const struct notify_result *r, int64_t at)
 {
@@ -331,9 +345,56 @@ static void record(struct procedure *p, struct pnotice *n, const char *channel, 
 	if (r->ok)
 		log_info("event=notice-sent notice=%lld channel=%s to=%s", (long long)n->rec->id,
 			 channel, to);
-	else
+	else if (!r->denied)
 		log_warn("event=notice-send-failed notice=%lld channel=%s attempt=%d error=\"%s\"",
 			 (long long)n->rec->id, channel, n->rec->attempts, r->error);
+}
+
+/* ---- credentials the mail server refused ---------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); ; p++) {
+		h = (h ^ *p) * 0x100000001b3ULL;
+		if (!*p)
+			return h; /* the NUL too, so ("ab", "c") differs from ("a", "bc") */
+	}
+}
+
+/* Which credentials e-mail uses: a new password, user or server is a new
+ * chance. Only a hash is kept, not another copy of the password. */
+static uint64_t credentials_fp(const struct config *cfg)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	h = fnv1a(h, cfg->smtp_url);
+	h = fnv1a(h, cfg->smtp_user);
+	return fnv1a(h, cfg->smtp_password);
+}
+
+/* True while the server has refused the credentials cfg holds now. When
+ * a reload changed them, the refusal is forgotten (and said so). */
+static bool email_blocked(struct procedure *p, const struct config *cfg)
+{
+	if (!p->email_denied)
+		return false;
+	if (p->email_denied_fp == credentials_fp(cfg))
+		return true;
+	p->email_denied = false;
+	log_notice("event=notice-auth-changed channel=email state=e-mail-resumed");
+	return false;
+}
+
+static void email_refused(struct procedure *p, const struct send_round *j,
+			  const struct notify_result *r, bool fallback)
+{
+	if (p->email_denied && p->email_denied_fp == j->cred_fp)
+		return; /* said already, by an earlier round */
+	p->email_denied = true;
+	p->email_denied_fp = j->cred_fp;
+	log_err("event=notice-auth-failed channel=email code=%ld server=%s notice=%lld "
+		"action=%s error=\"the mail server refused smtp_user and smtp_password; e-mail "
+		"waits until a reload changes them\"",
+		r->code, j->smtp_url, (long long)j->n->rec->id, fallback ? "fallback" : "held");
 }
 
 static void update_pending(struct notice_record *rec, bool email_done, bool hook_done)
@@ -354,13 +415,6 @@ static void unlink_notice(struct procedure *p, struct pnotice *n)
 	}
 }
 
-static void round_free(struct send_round *r)
-{
-	free(r->webhook_url);
-	free(r->fallback);
-	free(r);
-}
-
 static void send_done(void *arg, const struct notifier_report *rep)
 {
 	struct send_round *j = arg;
@@ -372,9 +426,11 @@ static void send_done(void *arg, const struct notifier_report *rep)
 	bool email_ok = j->try_email && rep->email.result.ok;
 	if (j->try_email)
 		record(p, n, "email", rec->recipients, &rep->email.result, j->at);
+	if (j->try_email && rep->email.result.denied)
+		email_refused(p, j, &rep->email.result, rep->fallback.tried);
 	if (j->try_webhook)
 		record(p, n, "webhook", j->webhook_url, &rep->webhook.result, j->at);
-	if (j->try_fallback && j->try_email && !email_ok) {
+	if (rep->fallback.tried) {
 		record(p, n, "fallback", j->fallback, &rep->fallback.result, j->at);
 		n->fallback_done = rep->fallback.result.ok;
 	}
@@ -395,27 +451,58 @@ static void send_done(void *arg, const struct notifier_report *rep)
 		unlink_notice(p, n);
 		pnotice_free(n);
 	}
-	round_free(j);
+	free(j);
+}
+
+/* What a round of n does now: which channels, and when the fallback
+ * runs. False when there is nothing to do while e-mail waits for new
+ * credentials (the notice waits too, without using up its rounds). */
+static bool plan_round(struct procedure *p, const struct pnotice *n, bool *email, bool *webhook,
+		       enum notifier_fallback *fallback)
+{
+	const struct config *cfg = p->cfg;
+	const struct notice_record *rec = n->rec;
+	bool email_due = pending_has(rec->pending, "email") && cfg->smtp_url;
+	bool blocked = email_due && email_blocked(p, cfg);
+	*email = email_due && !blocked;
+	*webhook = pending_has(rec->pending, "webhook") && cfg->webhook_url;
+	*fallback = NOTIFIER_FALLBACK_NEVER;
+	if (cfg->fallback_command && !n->fallback_done) {
+		if (blocked)
+			*fallback = NOTIFIER_FALLBACK_ALWAYS; /* e-mail cannot carry it */
+		else if (*email && rec->attempts + 1 >= (int)cfg->fallback_after)
+			*fallback = NOTIFIER_FALLBACK_FAILED;
+		else if (*email)
+			*fallback = NOTIFIER_FALLBACK_DENIED; /* at once, not after fallback_after */
+	}
+	return !blocked || *webhook || *fallback != NOTIFIER_FALLBACK_NEVER;
 }
 
 static void start_send(struct procedure *p, struct pnotice *n, int64_t now)
 {
 	const struct config *cfg = p->cfg;
 	const struct notice_record *rec = n->rec;
+	bool email, webhook;
+	enum notifier_fallback fallback;
+	if (!plan_round(p, n, &email, &webhook, &fallback))
+		return;
 	struct send_round *j = xcalloc(1, sizeof(*j));
 	j->p = p;
 	j->n = n;
 	j->at = now;
-	j->webhook_url = xstrdup_or_null(cfg->webhook_url);
-	j->fallback = xstrdup_or_null(cfg->fallback_command);
-	j->try_email = pending_has(rec->pending, "email") && cfg->smtp_url;
-	j->try_webhook = pending_has(rec->pending, "webhook") && cfg->webhook_url;
-	j->try_fallback = cfg->fallback_command && !n->fallback_done &&
-			  rec->attempts + 1 >= (int)cfg->fallback_after;
+	redact_url(cfg->webhook_url, j->webhook_url, sizeof(j->webhook_url));
+	redact_command(cfg->fallback_command, j->fallback, sizeof(j->fallback));
+	redact_url(cfg->smtp_url, j->smtp_url, sizeof(j->smtp_url));
+	j->cred_fp = credentials_fp(cfg);
+	j->try_email = email;
+	j->try_webhook = webhook;
 	struct notify_config nc = {
-		cfg->smtp_url, cfg->smtp_user, cfg->smtp_password, cfg->smtp_starttls,
-		cfg->mail_from, cfg->webhook_url, cfg->fallback_command,
-		(long)cfg->notify_timeout_ms,
+		.smtp_url = cfg->smtp_url, .smtp_user = cfg->smtp_user,
+		.smtp_password = cfg->smtp_password, .smtp_starttls = cfg->smtp_starttls,
+		.mail_from = cfg->mail_from, .webhook_url = cfg->webhook_url,
+		.fallback_command = cfg->fallback_command, .timeout_ms = (long)cfg->notify_timeout_ms,
+		.webhook_token = cfg->webhook_token, .smtp_ca_file = cfg->smtp_ca_file,
+		.webhook_ca_file = cfg->webhook_ca_file,
 	};
 	size_t nr;
 	char **rcpt = split_recipients(rec->recipients, &nr);
@@ -423,7 +510,7 @@ static void start_send(struct procedure *p, struct pnotice *n, int64_t now)
 	snprintf(mid, sizeof(mid), "notice-%lld-%d", (long long)rec->id, rec->attempts + 1);
 	struct notify_message m = { rec->subject, rec->body, rec->payload,
 				    (const char *const *)rcpt, nr, rec->created_at, mid };
-	struct notifier_request req = { &nc, &m, j->try_email, j->try_webhook, j->try_fallback };
+	struct notifier_request req = { &nc, &m, j->try_email, j->try_webhook, fallback };
 	n->in_flight = true;
 	p->env.notifier->send(p->env.notifier, &req, send_done, j);
 	for (size_t i = 0; i < nr; i++)

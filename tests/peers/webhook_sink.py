@@ -3,14 +3,18 @@
 is given: the integration harness's WebhookSink, and the webhook peer
 tests/unit/test_notify.c runs as a subprocess:
 
-  webhook_sink.py OUTDIR [--lifetime SECONDS]
+  webhook_sink.py OUTDIR [--token TOKEN] [--tls] [--lifetime SECONDS]
 
 It listens on 127.0.0.1 on a port the kernel picks; url is its /hook. The
 answer depends on the path, so a test can make a delivery fail on purpose:
   /status/NNN   status NNN
   /redirect     302 to /status/200 (a client that follows makes a 2nd request)
   anything else 200
-always with the body "response body text".
+always with the body "response body text". With --token, a request without
+"Authorization: Bearer TOKEN" is answered 401 (and kept all the same).
+With --tls it serves HTTPS with a certificate of a private CA made for it
+(peer.py), written as OUTDIR/tls/ca.pem for a client to trust; a client
+that does not trust it ends the handshake and nothing is kept.
 
 Every request is kept in memory (bodies: method, path, headers, body, the
 body parsed as JSON when it is JSON, Content-Type, the monotonic time it
@@ -22,6 +26,7 @@ response is sent:
 
 import argparse
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +34,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import peer
 
 RESPONSE = b"response body text"
+
+
+class Server(ThreadingHTTPServer):
+    """Wraps each accepted connection in TLS when tls is set; a client that
+    refuses the certificate ends only its own request's thread."""
+
+    tls = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.tls:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        pass  # a refused handshake is what some tests want
 
 
 def parsed(data):
@@ -41,14 +62,22 @@ def parsed(data):
 class WebhookSink:
     """The HTTP server, serving on a thread of its own until close()."""
 
-    def __init__(self, outdir=None):
+    def __init__(self, outdir=None, token=None, tls=False, certdir=None):
         self.record = peer.Recorder(outdir)
+        self.token = token
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self):
+                if tls:  # the handshake on this request's thread, not the acceptor's
+                    self.request.do_handshake()
+                super().setup()
+
             def answer(self):
                 sink.keep(self)
                 code, extra = sink.reply_to(self.path)
+                if sink.token and self.headers.get("Authorization") != "Bearer " + sink.token:
+                    code, extra = 401, {}
                 self.send_response(code)
                 for k, v in extra.items():
                     self.send_header(k, v)
@@ -62,9 +91,13 @@ class WebhookSink:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        if tls:
+            certdir = certdir or os.path.join(outdir, "tls")
+            self.httpd.tls = peer.make_certs(certdir)
+            self.ca_file = os.path.join(certdir, "ca.pem")
         self.port = self.httpd.server_address[1]
-        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.url = "%s://127.0.0.1:%d/hook" % ("https" if tls else "http", self.port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -79,6 +112,7 @@ class WebhookSink:
 
     @staticmethod
     def reply_to(path):
+        path = path.split("?", 1)[0]  # a query (a token) does not choose the answer
         if path.startswith("/status/"):
             return int(path.split("/")[2]), {}
         if path == "/redirect":
@@ -100,9 +134,11 @@ class WebhookSink:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
+    ap.add_argument("--token")
+    ap.add_argument("--tls", action="store_true")
     ap.add_argument("--lifetime", type=float, default=60)
     args = ap.parse_args()
-    peer.run(WebhookSink(args.outdir), args.lifetime)
+    peer.run(WebhookSink(args.outdir, args.token, args.tls), args.lifetime)
 
 
 if __name__ == "__main__":

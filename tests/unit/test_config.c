@@ -262,7 +262,7 @@ Test(config, defaults)
 	cr_assert_null(cfg->template_dir);
 	cr_assert_null(cfg->smtp_url);
 	cr_assert_null(cfg->mail_from);
-	cr_assert_str_eq(cfg->smtp_starttls, "try");
+	cr_assert_null(cfg->smtp_starttls, "unset: yes with credentials, else try (notify.c)");
 	cr_assert_eq(cfg->nsupport_recipients, 0);
 	cr_assert_null(cfg->closed_days);
 	cr_assert_str_eq(cfg->status_dir, "/var/lib/edibroker/status");
@@ -392,9 +392,11 @@ Test(config, value_errors_name_their_line)
 		{ "[notify]\nmail_from = <a@b.example>\n",
 		  "2: mail_from: '<a@b.example>' is not an e-mail address" },
 		{ "[notify]\nsmtp_url = mail.example\n",
-		  "2: smtp_url: 'mail.example' is not an smtp:// or smtps:// URL" },
+		  "2: smtp_url: not an smtp:// or smtps:// URL (value not shown: it may hold a "
+		  "password)" },
 		{ "[notify]\nwebhook_url = ftp://x.example/\n",
-		  "2: webhook_url: 'ftp://x.example/' is not an http:// or https:// URL" },
+		  "2: webhook_url: not an http:// or https:// URL (value not shown: it may hold a "
+		  "password)" },
 		{ "[outage]\nsend_window = 8-22\n",
 		  "2: send_window: bad time \"8\" (want HH:MM)" },
 		{ "[outage]\nsend_window = 08:00-08:00\n",
@@ -411,7 +413,7 @@ Test(config, value_errors_name_their_line)
 
 Test(config, unknown_time_zone)
 {
-	char want[PATH_MAX + 128];
+	char want[2 * PATH_MAX + 256];
 
 	snprintf(want, sizeof(want),
 		 "2: timezone: unknown time zone \"Europe/Copenhagn\" (not found under %s/zoneinfo)", dir);
@@ -932,4 +934,221 @@ Test(config, location_numbers_and_their_check_digits)
 		  "4: may_send_for: 'x' is not a location number (13 digits)" },
 	};
 	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+/* ---- secrets (issue 8) ---------------------------------------------------- */
+
+/* Writes text to dir/name with exactly mode; returns the path (static). */
+static const char *secret_file(const char *name, const char *text, mode_t mode)
+{
+	static char path[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	testutil_write_file(path, text, strlen(text));
+	cr_assert_eq(chmod(path, mode), 0);
+	return path;
+}
+
+static int load_mode(const char *text, mode_t mode, unsigned flags, struct config **cfg)
+{
+	write_bytes(conf, text, strlen(text));
+	cr_assert_eq(chmod(conf, mode), 0);
+	err[0] = '\0';
+	return config_load_opts(conf, schemas, flags, cfg, err, sizeof(err));
+}
+
+Test(config, secret_files_are_read_without_their_newline)
+{
+	char text[3 * PATH_MAX];
+	const char *pw = secret_file("smtp.pw", "s3cret pass\n", 0640);
+	char pwpath[PATH_MAX + 64];
+	str_copy(pwpath, pw, sizeof(pwpath));
+	const char *tok = secret_file("hook.token", "tok-123\r\n", 0600);
+	snprintf(text, sizeof(text),
+		 "[notify]\nsmtp_url = smtp://mail.example:587\nsmtp_user = edibroker\n"
+		 "mail_from = edi@region.example\n"
+		 "smtp_password_file = %s\nwebhook_url = https://hooks.example/x\n"
+		 "webhook_token_file = %s\n",
+		 pwpath, tok);
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0644, 0, &cfg), 0, "%s", err);
+	cr_assert_str_eq(cfg->smtp_password, "s3cret pass");
+	cr_assert_str_eq(cfg->webhook_token, "tok-123");
+	cr_assert_str_eq(cfg->smtp_password_file, pwpath);
+	cr_assert_eq(cfg->nwarnings, 0, "no secret in the config itself: %s",
+		     cfg->nwarnings ? cfg->warnings[0] : "");
+	config_free(cfg);
+}
+
+Test(config, a_secret_file_open_to_others_refuses_the_config)
+{
+	char text[3 * PATH_MAX], want[4 * PATH_MAX];
+	const mode_t modes[] = { 0644, 0604, 0602, 0601 };
+	for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
+		const char *pw = secret_file("smtp.pw", "hunter2\n", modes[i]);
+		snprintf(text, sizeof(text), "[notify]\n\nsmtp_password_file = %s\n", pw);
+		struct config *cfg = NULL;
+		cr_assert_eq(load_mode(text, 0640, 0, &cfg), -EINVAL, "mode %o", modes[i]);
+		cr_assert_null(cfg);
+		snprintf(want, sizeof(want), "%s:3: smtp_password_file: %s is open to others (mode %04o)",
+			 conf, pw, (unsigned)modes[i]);
+		cr_assert(strncmp(err, want, strlen(want)) == 0, "%s", err);
+		cr_assert_null(strstr(err, "hunter2"));
+	}
+	/* the same for the webhook's token */
+	const char *tok = secret_file("hook.token", "tok-123\n", 0644);
+	snprintf(text, sizeof(text), "[notify]\nwebhook_token_file = %s\n", tok);
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0600, 0, &cfg), -EINVAL);
+	cr_assert(strstr(err, ":2: webhook_token_file: ") && strstr(err, "open to others"), "%s", err);
+}
+
+Test(config, bad_secret_files_name_the_key_not_the_secret)
+{
+	char text[2 * PATH_MAX];
+	struct {
+		const char *content;
+		const char *why;
+	} cases[] = {
+		{ "", "must hold one non-empty line" },
+		{ "\n", "must hold one non-empty line" },
+		{ "hunter2\nsecond line\n", "must hold one non-empty line" },
+		{ "hunter2\x01x", "without control characters" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const char *pw = secret_file("smtp.pw", cases[i].content, 0600);
+		snprintf(text, sizeof(text), "[notify]\nsmtp_password_file = %s\n", pw);
+		struct config *cfg = NULL;
+		cr_assert_eq(load_mode(text, 0600, 0, &cfg), -EINVAL);
+		cr_assert(strstr(err, ":2: smtp_password_file: ") && strstr(err, cases[i].why),
+			  "%zu: %s", i, err);
+		cr_assert_null(strstr(err, "hunter2"), "%s", err);
+	}
+	char *big = xmalloc(5000);
+	memset(big, 'x', 4999);
+	big[4999] = '\0';
+	const char *pw = secret_file("smtp.pw", big, 0600);
+	free(big);
+	snprintf(text, sizeof(text), "[notify]\nsmtp_password_file = %s\n", pw);
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0600, 0, &cfg), -EINVAL);
+	cr_assert(strstr(err, "longer than 4096 bytes"), "%s", err);
+	cr_assert_null(strstr(err, "xxxx"), "%s", err);
+	snprintf(text, sizeof(text), "[notify]\nsmtp_password_file = %s/missing\n", dir);
+	cr_assert_eq(load_mode(text, 0600, 0, &cfg), -EINVAL);
+	cr_assert(strstr(err, ":2: smtp_password_file: ") && strstr(err, "No such file"), "%s", err);
+	snprintf(text, sizeof(text), "[notify]\nsmtp_password_file = %s\n", dir);
+	cr_assert_eq(load_mode(text, 0600, 0, &cfg), -EINVAL);
+	cr_assert(strstr(err, "is not a regular file"), "%s", err);
+}
+
+Test(config, inline_password_and_file_are_one_too_many)
+{
+	char text[2 * PATH_MAX];
+	const char *pw = secret_file("smtp.pw", "from-file\n", 0600);
+	snprintf(text, sizeof(text),
+		 "[notify]\nsmtp_password = hunter2\nsmtp_password_file = %s\n", pw);
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0600, 0, &cfg), -EINVAL);
+	char want[2 * PATH_MAX + 256];
+	snprintf(want, sizeof(want),
+		 "%s:3: smtp_password_file: smtp_password is set too (line 2); keep one of them",
+		 conf);
+	cr_assert_str_eq(err, want);
+}
+
+Test(config, a_client_without_files_reads_no_secret)
+{
+	char text[5 * PATH_MAX + 256];
+	/* open to others, or not there at all: a client that wants only the
+	 * socket path reads neither */
+	const char *pw = secret_file("smtp.pw", "hunter2\n", 0644);
+	snprintf(text, sizeof(text),
+		 "[broker]\ncontrol_socket = %s/ctl.sock\n[notify]\nsmtp_password_file = %s\n"
+		 "webhook_token_file = %s/missing\nsmtp_ca_file = %s/missing.pem\n",
+		 dir, pw, dir, dir);
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0644, CONFIG_NO_FILES, &cfg), 0, "%s", err);
+	cr_assert_null(cfg->smtp_password);
+	cr_assert_null(cfg->webhook_token);
+	char want[2 * PATH_MAX + 256];
+	snprintf(want, sizeof(want), "%s/ctl.sock", dir);
+	cr_assert_str_eq(cfg->control_socket, want);
+	config_free(cfg);
+	cr_assert_eq(load_mode(text, 0644, 0, &cfg), -EINVAL, "the daemon does read them");
+}
+
+Test(config, inline_secrets_readable_by_others_draw_a_warning)
+{
+	static const char text[] =
+		"[notify]\n"
+		"smtp_url = smtp://ops:pw%40x@mail.example:587\n"
+		"smtp_password = hunter2\n"
+		"webhook_url = https://hooks.example/x?token=abc\n"
+		"mail_from = edi@region.example\n";
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0644, 0, &cfg), 0, "%s", err);
+	cr_assert_eq(cfg->nwarnings, 3);
+	char want[2 * PATH_MAX + 256];
+	snprintf(want, sizeof(want), "%s:2: smtp_url: credentials in the URL", conf);
+	cr_assert(strncmp(cfg->warnings[0], want, strlen(want)) == 0, "%s", cfg->warnings[0]);
+	snprintf(want, sizeof(want), "%s:3: smtp_password: a secret in a file others can read "
+		 "(mode 0644); put it in smtp_password_file, or chmod o-r the file", conf);
+	cr_assert_str_eq(cfg->warnings[1], want);
+	snprintf(want, sizeof(want), "%s:4: webhook_url: credentials in the URL", conf);
+	cr_assert(strncmp(cfg->warnings[2], want, strlen(want)) == 0, "%s", cfg->warnings[2]);
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		cr_assert(!strstr(cfg->warnings[i], "hunter2") && !strstr(cfg->warnings[i], "abc") &&
+				  !strstr(cfg->warnings[i], "pw%40x"),
+			  "%s", cfg->warnings[i]);
+	config_free(cfg);
+	/* group-readable (root:edibroker 0640) is fine */
+	cr_assert_eq(load_mode(text, 0640, 0, &cfg), 0, "%s", err);
+	cr_assert_eq(cfg->nwarnings, 0);
+	config_free(cfg);
+	/* a URL without credentials in a file anyone reads is no secret */
+	cr_assert_eq(load_mode("[notify]\nwebhook_url = https://hooks.example/x\n", 0644, 0, &cfg),
+		     0, "%s", err);
+	cr_assert_eq(cfg->nwarnings, 0);
+	config_free(cfg);
+}
+
+Test(config, a_bad_url_with_credentials_is_not_echoed)
+{
+	static const char *const texts[] = {
+		"[notify]\nsmtp_url = smtps//ops:hunter2@mail.example\n",
+		"[notify]\nsmtp_url = smtp://ops:hunter2@mail.example:port\n",
+		"[notify]\nwebhook_url = https://ops:hunter2@hooks.example:99999/x\n",
+		"[notify]\nwebhook_url = htps://hooks.example/x?token=hunter2\n",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(texts); i++) {
+		struct config *cfg = NULL;
+		cr_assert_eq(load(texts[i], &cfg), -EINVAL, "%s", texts[i]);
+		cr_assert(strstr(err, ":2: ") && strstr(err, "value not shown"), "%s", err);
+		cr_assert_null(strstr(err, "hunter2"), "%s", err);
+	}
+}
+
+Test(config, starttls_unset_empty_and_written)
+{
+	struct config *cfg = load_ok("[notify]\nsmtp_starttls =\n");
+	cr_assert_null(cfg->smtp_starttls);
+	config_free(cfg);
+	cfg = load_ok("[notify]\nsmtp_starttls = no\n");
+	cr_assert_str_eq(cfg->smtp_starttls, "no");
+	config_free(cfg);
+}
+
+Test(config, ca_files_must_be_there)
+{
+	char text[2 * PATH_MAX];
+	const char *ca = secret_file("ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+	snprintf(text, sizeof(text), "[notify]\nsmtp_ca_file = %s\nwebhook_ca_file = %s\n", ca, ca);
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0644, 0, &cfg), 0, "a CA file is public: %s", err);
+	cr_assert_str_eq(cfg->smtp_ca_file, ca);
+	cr_assert_str_eq(cfg->webhook_ca_file, ca);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "[notify]\nwebhook_ca_file = %s/nope.pem\n", dir);
+	cr_assert_eq(load_mode(text, 0644, 0, &cfg), -EINVAL);
+	cr_assert(strstr(err, ":2: webhook_ca_file: ") && strstr(err, "No such file"), "%s", err);
 }

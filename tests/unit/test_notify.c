@@ -123,7 +123,8 @@ static void make_dir(void)
 	notify_global_init();
 }
 
-static void helper_start(const char *script, const char *auth)
+/* Starts script with H.dir and the NULL-terminated extra arguments. */
+static void helper_start_args(const char *script, const char *const *extra)
 {
 	make_dir();
 	cr_assert(access(script, R_OK) == 0, "%s missing: run from the repository root", script);
@@ -133,7 +134,11 @@ static void helper_start(const char *script, const char *auth)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
 	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-	char *argv[] = { PYTHON, (char *)script, H.dir, auth ? "--auth" : NULL, (char *)auth, NULL };
+	char *argv[16] = { PYTHON, (char *)script, H.dir };
+	for (size_t i = 0; extra && extra[i]; i++) {
+		cr_assert_lt(i + 4, ARRAY_SIZE(argv));
+		argv[i + 3] = (char *)extra[i];
+	}
 	cr_assert(posix_spawn(&H.pid, PYTHON, &fa, NULL, argv, environ) == 0);
 	posix_spawn_file_actions_destroy(&fa);
 	close(in[0]);
@@ -141,6 +146,12 @@ static void helper_start(const char *script, const char *auth)
 	H.in = in[1];
 	H.port = read_port(out[0]);
 	close(out[0]);
+}
+
+static void helper_start(const char *script, const char *auth)
+{
+	const char *const extra[] = { auth ? "--auth" : NULL, auth, NULL };
+	helper_start_args(script, extra);
 }
 
 /* SIGTERM, at most 3 s to go, then SIGKILL; only the PID we started. */
@@ -437,16 +448,55 @@ Test(smtp_auth, right_password_accepted)
 	json_decref(j);
 }
 
+/* A 535 is a configuration error the caller must not retry: flagged as
+ * denied, with the reply code, after one AUTH, and without the password. */
 Test(smtp_auth, wrong_password_rejected)
 {
 	struct notify_config cfg = smtp_config();
 	cfg.smtp_user = "edibroker";
-	cfg.smtp_password = "wrong";
+	cfg.smtp_password = "wrong-pw";
 	struct notify_message m = message();
 	struct notify_result res;
 	cr_assert_eq(notify_email(&cfg, &m, &res), -1);
-	cr_assert(strstr(res.error, "Login denied"), "%s", res.error);
+	cr_assert(res.denied, "%s", res.error);
+	cr_assert_eq(res.code, 535);
+	_cleanup_free_ char *want =
+		xasprintf("%s: the server refused the credentials (SMTP 535)", H.url);
+	cr_assert_str_eq(res.error, want);
 	cr_assert_eq(received("json"), 0);
+	cr_assert_eq(received("auth"), 1, "one AUTH, not a loop");
+}
+
+/* The fake server offers AUTH and no STARTTLS (as when an attacker strips
+ * it): with credentials and smtp_starttls unset, the password never goes
+ * out, and the error says why. */
+Test(smtp_auth, unset_starttls_with_credentials_sends_no_password)
+{
+	struct notify_config cfg = smtp_config();
+	cfg.smtp_starttls = NULL;
+	cfg.smtp_user = "edibroker";
+	cfg.smtp_password = "s3cret";
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_email(&cfg, &m, &res), -1);
+	cr_assert_not(res.denied);
+	cr_assert(strstr(res.error, "offers no STARTTLS") && strstr(res.error, "nothing was sent"),
+		  "%s", res.error);
+	cr_assert_eq(received("auth"), 0, "the password reached the server");
+	cr_assert_eq(received("json"), 0);
+	/* credentials as user-info in the URL count too */
+	_cleanup_free_ char *url = xasprintf("smtp://edibroker:s3cret@127.0.0.1:%d", H.port);
+	cfg = smtp_config();
+	cfg.smtp_starttls = NULL;
+	cfg.smtp_url = url;
+	cr_assert_eq(notify_email(&cfg, &m, &res), -1);
+	cr_assert(strstr(res.error, "STARTTLS"), "%s", res.error);
+	cr_assert_null(strstr(res.error, "s3cret"), "%s", res.error);
+	cr_assert_eq(received("auth"), 0, "the password reached the server");
+	/* only a written "no" sends it in clear */
+	cfg.smtp_starttls = "no";
+	cr_assert_eq(notify_email(&cfg, &m, &res), 0, "%s", res.error);
+	cr_assert_eq(received("auth"), 1);
 }
 
 Test(smtp_auth, missing_credentials_rejected)
@@ -500,7 +550,7 @@ Test(smtp_down, password_never_in_the_error)
 	struct notify_result res;
 	cr_assert_eq(notify_email(&cfg, &m, &res), -1);
 	cr_assert_null(strstr(res.error, "hunter2"), "%s", res.error);
-	cr_assert(strncmp(res.error, "smtp://127.0.0.1:", 17) == 0, "%s", res.error);
+	cr_assert(strncmp(res.error, "smtp://***@127.0.0.1:", 21) == 0, "%s", res.error);
 }
 
 Test(smtp_down, no_url_no_mail)
@@ -776,4 +826,158 @@ Test(fallback, not_configured)
 	struct notify_result res;
 	cr_assert_eq(run(NULL, 5000, &m, &res), -1);
 	cr_assert_str_eq(res.error, "fallback: no fallback_command configured");
+}
+
+/* ---- TLS with a private CA, per channel (issue 8) ---------------------------- */
+
+static char ca_file[96];
+
+static void start_tls_peer(const char *script, const char *const *extra, const char *scheme,
+			   const char *path)
+{
+	helper_start_args(script, extra);
+	snprintf(H.url, sizeof(H.url), "%s://127.0.0.1:%d%s", scheme, H.port, path);
+	snprintf(ca_file, sizeof(ca_file), "%s/tls/ca.pem", H.dir);
+	cr_assert(access(ca_file, R_OK) == 0, "the peer wrote no %s", ca_file);
+}
+
+static void smtp_starttls_up(void)
+{
+	const char *const extra[] = { "--auth", "edibroker:s3cret", "--tls", "starttls", NULL };
+	start_tls_peer(SMTP_SINK, extra, "smtp", "");
+}
+
+static void smtps_up(void)
+{
+	const char *const extra[] = { "--tls", "smtps", NULL };
+	start_tls_peer(SMTP_SINK, extra, "smtps", "");
+}
+
+static void https_up(void)
+{
+	const char *const extra[] = { "--tls", "--token", "tok-123", NULL };
+	start_tls_peer(HTTP_SINK, extra, "https", "/hook");
+}
+
+TestSuite(smtp_tls, .init = smtp_starttls_up, .fini = helper_stop, .timeout = 20);
+
+/* Credentials, smtp_starttls unset: STARTTLS is required, and the server's
+ * certificate is trusted only through the channel's own CA file. */
+Test(smtp_tls, starttls_trusted_through_the_channel_ca_file)
+{
+	struct notify_config cfg = smtp_config();
+	cfg.smtp_starttls = NULL;
+	cfg.smtp_user = "edibroker";
+	cfg.smtp_password = "s3cret";
+	cfg.smtp_ca_file = ca_file;
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_email(&cfg, &m, &res), 0, "%s", res.error);
+	cr_assert_eq(received("json"), 1);
+	cr_assert_eq(received("auth"), 1);
+	_cleanup_free_ char *auth = received_file(1, "auth");
+	json_t *a = json_loads(auth, 0, NULL);
+	cr_assert(json_is_true(json_object_get(a, "tls")), "AUTH before STARTTLS: %s", auth);
+	cr_assert(json_is_true(json_object_get(a, "ok")), "%s", auth);
+	json_decref(a);
+}
+
+Test(smtp_tls, starttls_refused_without_the_ca_file)
+{
+	struct notify_config cfg = smtp_config();
+	cfg.smtp_starttls = NULL;
+	cfg.smtp_user = "edibroker";
+	cfg.smtp_password = "s3cret";
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_email(&cfg, &m, &res), -1);
+	cr_assert(strstr(res.error, "certificate") || strstr(res.error, "SSL"), "%s", res.error);
+	cr_assert_eq(received("auth"), 0, "credentials went to an unverified server");
+	cr_assert_eq(received("json"), 0);
+}
+
+TestSuite(smtps, .init = smtps_up, .fini = helper_stop, .timeout = 20);
+
+Test(smtps, implicit_tls_trusted_only_through_the_ca_file)
+{
+	struct notify_config cfg = smtp_config();
+	cfg.smtp_starttls = NULL;
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_email(&cfg, &m, &res), -1, "the host's store knows no private CA");
+	cr_assert_eq(received("json"), 0);
+	cfg.smtp_ca_file = ca_file;
+	cr_assert_eq(notify_email(&cfg, &m, &res), 0, "%s", res.error);
+	cr_assert_eq(received("json"), 1);
+	json_t *j = received_json(1);
+	cr_assert_str_eq(jstr(j, "body"), BODY);
+	json_decref(j);
+}
+
+TestSuite(webhook_tls, .init = https_up, .fini = helper_stop, .timeout = 20);
+
+Test(webhook_tls, https_with_the_ca_file_and_the_bearer_token)
+{
+	struct notify_config cfg = { .webhook_url = H.url, .timeout_ms = 5000,
+				     .webhook_token = "tok-123", .webhook_ca_file = ca_file };
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_webhook(&cfg, &m, &res), 0, "%s", res.error);
+	cr_assert_eq(res.code, 200);
+	json_t *j = received_json(1);
+	cr_assert_str_eq(jstr(j, "headers.authorization"), "Bearer tok-123");
+	json_decref(j);
+}
+
+Test(webhook_tls, refused_without_the_ca_file_and_nothing_sent)
+{
+	struct notify_config cfg = { .webhook_url = H.url, .timeout_ms = 5000,
+				     .webhook_token = "tok-123" };
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_webhook(&cfg, &m, &res), -1);
+	cr_assert(strstr(res.error, "certificate") || strstr(res.error, "SSL"), "%s", res.error);
+	cr_assert_null(strstr(res.error, "tok-123"), "%s", res.error);
+	cr_assert_eq(received("json"), 0, "the token went to an unverified server");
+}
+
+Test(webhook_tls, a_wrong_token_is_an_http_error_without_the_token)
+{
+	struct notify_config cfg = { .webhook_url = H.url, .timeout_ms = 5000,
+				     .webhook_token = "not-the-token", .webhook_ca_file = ca_file };
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_webhook(&cfg, &m, &res), -1);
+	cr_assert_eq(res.code, 401);
+	cr_assert_null(strstr(res.error, "not-the-token"), "%s", res.error);
+}
+
+/* ---- no secret in an error line ---------------------------------------------- */
+
+Test(webhook, url_credentials_never_in_the_error)
+{
+	_cleanup_free_ char *url =
+		xasprintf("http://ops:hunter2@127.0.0.1:%d/status/500?token=t0k3n#frag", H.port);
+	struct notify_config cfg = { .webhook_url = url, .timeout_ms = 5000 };
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_webhook(&cfg, &m, &res), -1);
+	_cleanup_free_ char *want =
+		xasprintf("HTTP 500 from http://***@127.0.0.1:%d/status/500?***#***", H.port);
+	cr_assert_str_eq(res.error, want);
+	json_t *j = received_json(1);
+	cr_assert_str_eq(jstr(j, "path"), "/status/500?token=t0k3n", "the real URL was used");
+	json_decref(j);
+}
+
+Test(fallback, a_secret_the_command_echoes_is_scrubbed)
+{
+	struct notify_config cfg = {
+		.fallback_command = "echo \"login hunter2 with t0k3n failed\"; exit 3",
+		.smtp_password = "hunter2", .webhook_token = "t0k3n", .timeout_ms = 5000,
+	};
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(notify_fallback(&cfg, &m, &res), -1);
+	cr_assert_str_eq(res.error, "fallback command exited with status 3: login *** with *** failed");
 }

@@ -49,7 +49,8 @@ static int64_t fake_now(void *ctx)
 /* A send round as the notifier got it. */
 struct round {
 	char *subject, *body, *payload, *rcpt;
-	bool email, webhook, fallback;
+	bool email, webhook;
+	enum notifier_fallback fallback;
 	notifier_done_fn done;
 	void *arg;
 	bool completed;
@@ -76,26 +77,46 @@ static void fake_send(const struct notifier *n, const struct notifier_request *r
 
 static const struct notifier fake_notifier = { fake_send, NULL };
 
-/* Completes every round not yet completed, each channel with ok. */
-static void complete_rounds(bool ok)
+/* How the fake completes a round's e-mail. */
+enum mail_outcome { MAIL_OK, MAIL_FAILS, MAIL_DENIED };
+
+/* Completes every round not yet completed: e-mail as told, the webhook
+ * and a fallback (run when the request says, as notifier.c decides) with
+ * ok unless the mail failed for an ordinary reason. */
+static void complete_rounds_as(enum mail_outcome mail)
 {
 	for (size_t i = 0; i < nrounds; i++) {
 		struct round *r = &rounds[i];
 		if (r->completed)
 			continue;
+		bool ok = mail != MAIL_FAILS;
 		struct notifier_report rep = { 0 };
 		struct notifier_outcome out = { .tried = true, .result = { .ok = ok } };
 		if (!ok)
 			str_copy(out.result.error, "SMTP 451 try later", sizeof(out.result.error));
-		if (r->email)
+		if (r->email) {
 			rep.email = out;
+			if (mail == MAIL_DENIED)
+				rep.email.result = (struct notify_result){
+					.denied = true, .code = 535,
+					.error = "smtp://mail.example: the server refused the "
+						 "credentials (SMTP 535)" };
+		}
 		if (r->webhook)
 			rep.webhook = out;
-		if (r->fallback && r->email && !ok)
+		bool failed = r->email && !rep.email.result.ok;
+		if (r->fallback == NOTIFIER_FALLBACK_ALWAYS ||
+		    (r->fallback == NOTIFIER_FALLBACK_FAILED && failed) ||
+		    (r->fallback == NOTIFIER_FALLBACK_DENIED && failed && rep.email.result.denied))
 			rep.fallback = out;
 		r->completed = true;
 		r->done(r->arg, &rep);
 	}
+}
+
+static void complete_rounds(bool ok)
+{
+	complete_rounds_as(ok ? MAIL_OK : MAIL_FAILS);
 }
 
 struct ep_state {
@@ -273,7 +294,7 @@ static int keep_kind(const struct notice_record *n, void *arg)
 	ids[nkinds] = n->id;
 	str_copy(kinds[nkinds++], n->kind, sizeof(kinds[0]));
 	cr_assert_str_eq(n->pending, *(const char *)arg ? "email,webhook" : "",
-			 "notice %lld pending", (long long)n->id);
+			 "notice %lld pending %s", (long long)n->id, n->pending);
 	return 0;
 }
 
@@ -512,4 +533,118 @@ Test(procedure, nothing_is_sent_about_an_outage_that_could_not_be_saved)
 	tick_at(T0 + 2 * HOUR);
 	cr_assert_eq(nrounds, 0);
 	cr_assert_eq(fake_store_saves(), 0);
+}
+
+/* ---- a mail server that refuses the credentials (issue 8) ------------------ */
+
+struct sends {
+	int n;
+	char channel[8][16];
+	char to[8][128];
+	bool ok[8];
+};
+
+static int keep_send(const struct store_send *s, void *arg)
+{
+	struct sends *v = arg;
+	cr_assert_lt(v->n, 8);
+	str_copy(v->channel[v->n], s->channel, sizeof(v->channel[0]));
+	str_copy(v->to[v->n], s->recipients ? s->recipients : "", sizeof(v->to[0]));
+	v->ok[v->n++] = s->ok;
+	return 0;
+}
+
+static int keep_id(const struct notice_record *n, void *arg)
+{
+	cr_assert_str_eq(n->pending, "email", "the webhook went, e-mail waits");
+	*(int64_t *)arg = n->id;
+	return 0;
+}
+
+/* The send of channel among v, or -1. */
+static int send_of(const struct sends *v, const char *channel)
+{
+	for (int i = 0; i < v->n; i++)
+		if (strcmp(v->channel[i], channel) == 0)
+			return i;
+	return -1;
+}
+
+Test(procedure, a_refused_login_goes_to_the_fallback_at_once_and_is_not_retried)
+{
+	cfg.smtp_user = "edibroker";
+	cfg.smtp_password = "pw-one";
+	cfg.fallback_command = "SMS_KEY=k3y /opt/sms/send.sh --api-key K3Y";
+	cfg.webhook_url = "https://ops:hunter2@hooks.example/edi?token=t0k";
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1);
+	cr_assert(rounds[0].email && rounds[0].webhook);
+	cr_assert_eq(rounds[0].fallback, NOTIFIER_FALLBACK_DENIED,
+		     "a refused login brings the fallback in the same round, not after "
+		     "fallback_after rounds");
+	complete_rounds_as(MAIL_DENIED);
+
+	cr_assert_eq(outages_stored(), 1);
+	int64_t notice = 0;
+	cr_assert_eq(store_notice_list(store, stored[0].id, 0, keep_id, &notice), 1);
+	struct sends v = { 0 };
+	cr_assert_geq(store_send_list(store, notice, keep_send, &v), 0);
+	cr_assert_eq(v.n, 3, "e-mail, webhook and fallback in one round");
+	int e = send_of(&v, "email"), w = send_of(&v, "webhook"), f = send_of(&v, "fallback");
+	cr_assert(e >= 0 && w >= 0 && f >= 0);
+	cr_assert_not(v.ok[e]);
+	cr_assert(v.ok[f]);
+	cr_assert_str_eq(v.to[f], "send.sh", "the fallback by name only");
+	cr_assert_str_eq(v.to[w], "https://***@hooks.example/edi?***", "the webhook redacted");
+
+	/* no retry of the refused credential, however long it waits */
+	for (int64_t t = T0 + 2 * HOUR + MIN; t < T0 + 2 * HOUR + 50 * MIN; t += 5 * MIN)
+		tick_at(t);
+	cr_assert_eq(nrounds, 1, "e-mail with the refused password is not tried again");
+
+	/* the next notice goes to the fallback without trying e-mail */
+	tick_at(T0 + 3 * HOUR);
+	cr_assert_eq(nrounds, 2);
+	cr_assert_not(rounds[1].email, "e-mail waits for new credentials");
+	cr_assert(rounds[1].webhook);
+	cr_assert_eq(rounds[1].fallback, NOTIFIER_FALLBACK_ALWAYS);
+	complete_rounds_as(MAIL_OK);
+	tick_at(T0 + 3 * HOUR + 10 * MIN);
+	cr_assert_eq(nrounds, 2);
+
+	/* a reload with a new password: the waiting e-mails go */
+	cfg.smtp_password = "pw-two";
+	tick_at(T0 + 3 * HOUR + 11 * MIN);
+	cr_assert_eq(nrounds, 4, "both notices' e-mail, once each");
+	for (size_t i = 2; i < 4; i++) {
+		cr_assert(rounds[i].email);
+		cr_assert_not(rounds[i].webhook, "the webhook had them already");
+		cr_assert_eq(rounds[i].fallback, NOTIFIER_FALLBACK_NEVER, "the fallback had them");
+	}
+	complete_rounds_as(MAIL_OK);
+	cr_assert_eq(notices_stored(stored[0].id, false), 2, "nothing pending any more");
+}
+
+Test(procedure, a_refused_login_without_a_fallback_holds_the_mail_not_the_webhook)
+{
+	cfg.smtp_user = "edibroker";
+	cfg.smtp_password = "pw-one";
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(rounds[0].fallback, NOTIFIER_FALLBACK_NEVER);
+	complete_rounds_as(MAIL_DENIED);
+	for (int64_t t = T0 + 2 * HOUR + MIN; t < T0 + 3 * HOUR; t += 5 * MIN)
+		tick_at(t);
+	cr_assert_eq(nrounds, 1, "no round while e-mail waits and nothing else is due");
+	tick_at(T0 + 3 * HOUR);
+	cr_assert_eq(nrounds, 2, "the update still goes by webhook");
+	cr_assert_not(rounds[1].email);
+	cr_assert(rounds[1].webhook);
+	/* a new user is a new chance too */
+	complete_rounds_as(MAIL_OK);
+	cfg.smtp_user = "edibroker2";
+	tick_at(T0 + 3 * HOUR + MIN);
+	cr_assert_eq(nrounds, 4);
+	cr_assert(rounds[2].email && rounds[3].email);
 }
