@@ -41,7 +41,9 @@ static const struct {
 	[CODEC_EFIELD] = { "field", CODEC_REFUSE_SYNTAX },
 	[CODEC_ETYPE] = { "type", CODEC_REFUSE_SYNTAX },
 	[CODEC_EVERSION] = { "version", CODEC_REFUSE_VERSION },
+	[CODEC_EADDRESS] = { "address", CODEC_REFUSE_RECEIVER_ID },
 };
+_Static_assert(ARRAY_SIZE(errcodes) == CODEC_ERRCODE_LAST + 1, "a name for every error class");
 
 const struct codec *codec_find(const char *name)
 {

@@ -10,11 +10,18 @@
  * namespace, because real traffic mixes schema releases in one document
  * (Region H XDIS18: Envelope in municipality 1.0.0, letters in 1.0.3).
  *
- * Invariants: on success every id, type, version and GLN is non-empty,
- * trimmed, free of control characters and fits its field; each letter's
- * element name, type and VersionCode agree with letter_kinds[]. On failure
+ * Type-agnostic: any letter element in a MedCom namespace is routed by its
+ * receiver; its type comes from TypeCode/StatisticalCode. Known letter
+ * elements and types (letter_kinds[]) add checks, unknown ones are no error.
+ *
+ * Invariants: on success every id, version and GLN is non-empty, trimmed,
+ * free of control characters and fits OIOXML's field (ids String_1_14);
+ * the type is too, except for an unknown letter without TypeCode and
+ * StatisticalCode (""); a known element or type agrees with letter_kinds[]
+ * (element, type and VersionCode). On failure
  * env holds only envelope_id and letters[0].sender, each only if its element
- * was read whole, so a negative receipt can still be addressed; nletters is 0.
+ * was read whole, so a negative receipt can still be addressed (and
+ * letters[0].id likewise); nletters is 0.
  * Error texts name elements and letter numbers, never message content.
  */
 #include "codecs/oioxml.h"
@@ -28,8 +35,11 @@
 #include "codecs/xctl01.h"
 #include "codecs/xmlsafe.h"
 
-/* Letter elements we route, and the type their TypeCode (StatisticalCode
- * for receipts, which have no TypeCode) must carry. */
+/* The letter elements the broker knows, and the type their TypeCode
+ * (StatisticalCode for receipts, which have no TypeCode) must carry. Any
+ * other letter element in a MedCom namespace is routed too (its type read
+ * from TypeCode/StatisticalCode); this list only adds checks: the element,
+ * type and VersionCode must agree. */
 static const struct letter_kind {
 	const char *element;
 	const char *type;
@@ -47,6 +57,24 @@ static const struct letter_kind {
 	{ "NegativeReceipt", "XCTL02", true },
 	{ "PositiveReceipt", "XCTL03", true },
 };
+
+/* The namespace prefixes of MedCom's OIOXML schema releases (medcom.md
+ * 2.1): 2004/06/01 and the sundcom.dk dates 2005/08/07 .. 2015/02/16, and
+ * the municipality URNs (1.0.0, 1.0.3, 1.0.4 seen). */
+static const char *const medcom_namespaces[] = {
+	"http://rep.oio.dk/medcom.dk/xml/schemas/",
+	"http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/",
+	"urn:oio:medcom:",
+};
+
+/* OIOXML's own field sizes, plus NUL (medcom.md 2.1): tighter than the
+ * codec.h fields, which also hold other formats' ids. */
+#define OIO_ID_MAX 15      /* Envelope/Identifier, Letter/Identifier: String_1_14 */
+#define OIO_TYPE_MAX 9     /* StatisticalCode, TypeCode: String_1_8 */
+#define OIO_VERSION_MAX 8  /* VersionCode: seven characters (XD2030C) */
+_Static_assert(OIO_ID_MAX <= CODEC_ID_MAX && OIO_TYPE_MAX <= CODEC_TYPE_MAX &&
+		       OIO_VERSION_MAX <= CODEC_VERSION_MAX,
+	       "OIOXML fields fit the envelope");
 
 /* Bytes sniff looks at before giving up on finding the root element. */
 #define SNIFF_WINDOW (64u * 1024u)
@@ -210,8 +238,7 @@ static const struct letter_kind *letter_kind_find(const xmlChar *element)
 static int decode_envelope(const xmlNode *el, struct codec_envelope *env, struct codec_error *err)
 {
 	char date[11], time[6], ack[sizeof("minuspositivkvitt")];
-	if (read_field(el, "Identifier", env->envelope_id, sizeof(env->envelope_id), "Envelope",
-		       err) < 0 ||
+	if (read_field(el, "Identifier", env->envelope_id, OIO_ID_MAX, "Envelope", err) < 0 ||
 	    read_field(el, "Sent/Date", date, sizeof(date), "Envelope", err) < 0 ||
 	    read_field(el, "Sent/Time", time, sizeof(time), "Envelope", err) < 0 ||
 	    read_field(el, "AcknowledgementCode", ack, sizeof(ack), "Envelope", err) < 0)
@@ -229,15 +256,59 @@ static int decode_envelope(const xmlNode *el, struct codec_envelope *env, struct
 	return 0;
 }
 
-/* Letter/Identifier, VersionCode and the type, checked against the kind. */
-static int decode_letter_head(const xmlNode *el, const struct letter_kind *k,
-			      struct codec_letter *l, const char *where, struct codec_error *err)
+/* The type a letter's TypeCode (or, for receipts and letters without one,
+ * its StatisticalCode) names, when the broker knows it. */
+static const struct letter_kind *letter_kind_by_type(const char *type)
 {
-	char stat[CODEC_TYPE_MAX];
-	if (read_field(el, "Letter/Identifier", l->id, sizeof(l->id), where, err) < 0 ||
-	    read_field(el, "Letter/VersionCode", l->version, sizeof(l->version), where, err) < 0 ||
-	    read_field(el, "Letter/StatisticalCode", stat, sizeof(stat), where, err) < 0 ||
-	    (!k->receipt && read_field(el, "Letter/TypeCode", l->type, sizeof(l->type), where, err) < 0))
+	for (size_t i = 0; i < ARRAY_SIZE(letter_kinds); i++)
+		if (strcmp(type, letter_kinds[i].type) == 0)
+			return &letter_kinds[i];
+	return NULL;
+}
+
+/* True when el is in one of MedCom's OIOXML namespaces (any release). */
+static bool in_medcom_ns(const xmlNode *el)
+{
+	const char *href = el->ns && el->ns->href ? (const char *)el->ns->href : "";
+	for (size_t i = 0; i < ARRAY_SIZE(medcom_namespaces); i++)
+		if (strncmp(href, medcom_namespaces[i], strlen(medcom_namespaces[i])) == 0)
+			return true;
+	return false;
+}
+
+/* Reads path below el into dst when the element is there; "" when not. */
+static int read_optional(const xmlNode *el, const char *path, char *dst, size_t dstsz,
+			 const char *where, struct codec_error *err)
+{
+	dst[0] = '\0';
+	return find_path(el, path) ? read_field(el, path, dst, dstsz, where, err) : 0;
+}
+
+/* The type of a letter element the broker does not know: TypeCode, else
+ * StatisticalCode, else none; both present must agree. */
+static int unknown_letter_type(const xmlNode *el, struct codec_letter *l, const char *where,
+			       struct codec_error *err)
+{
+	char stat[OIO_TYPE_MAX];
+	if (read_optional(el, "Letter/TypeCode", l->type, OIO_TYPE_MAX, where, err) < 0 ||
+	    read_optional(el, "Letter/StatisticalCode", stat, sizeof(stat), where, err) < 0)
+		return -1;
+	if (l->type[0] && stat[0] && strcmp(l->type, stat) != 0)
+		return xmlsafe_fail(err, CODEC_ETYPE, "%s: TypeCode %s and StatisticalCode %s differ",
+				    where, l->type, stat);
+	if (!l->type[0])
+		memcpy(l->type, stat, sizeof(stat));
+	return 0;
+}
+
+/* The type of a known letter element: its TypeCode (StatisticalCode for
+ * receipts, which have no TypeCode) must be the element's type. */
+static int known_letter_type(const xmlNode *el, const struct letter_kind *k,
+			     struct codec_letter *l, const char *where, struct codec_error *err)
+{
+	char stat[OIO_TYPE_MAX];
+	if (read_field(el, "Letter/StatisticalCode", stat, sizeof(stat), where, err) < 0 ||
+	    (!k->receipt && read_field(el, "Letter/TypeCode", l->type, OIO_TYPE_MAX, where, err) < 0))
 		return -1;
 	if (k->receipt)
 		memcpy(l->type, stat, sizeof(stat));
@@ -245,9 +316,23 @@ static int decode_letter_head(const xmlNode *el, const struct letter_kind *k,
 		return xmlsafe_fail(err, CODEC_ETYPE, "%s: %s %s does not match %s (%s)", where,
 				    k->receipt ? "StatisticalCode" : "TypeCode", l->type, k->element,
 				    k->type);
-	if (!version_fits(l->version, k->type))
+	return 0;
+}
+
+/* Letter/Identifier, VersionCode and the type. Any MedCom letter is
+ * routed; only a type the broker knows has its VersionCode checked. */
+static int decode_letter_head(const xmlNode *el, const struct letter_kind *k,
+			      struct codec_letter *l, const char *where, struct codec_error *err)
+{
+	if (read_field(el, "Letter/Identifier", l->id, OIO_ID_MAX, where, err) < 0 ||
+	    read_field(el, "Letter/VersionCode", l->version, OIO_VERSION_MAX, where, err) < 0)
+		return -1;
+	if ((k ? known_letter_type(el, k, l, where, err) : unknown_letter_type(el, l, where, err)) < 0)
+		return -1;
+	const struct letter_kind *known = k ? k : letter_kind_by_type(l->type);
+	if (known && !version_fits(l->version, known->type))
 		return xmlsafe_fail(err, CODEC_EVERSION, "%s: VersionCode %s does not belong to %s",
-				    where, l->version, k->type);
+				    where, l->version, known->type);
 	return 0;
 }
 
@@ -257,9 +342,10 @@ static int decode_letter(const xmlNode *el, size_t idx, struct codec_letter *l,
 	char where[32];
 	snprintf(where, sizeof(where), "letter %zu", idx + 1);
 	const struct letter_kind *k = letter_kind_find(el->name);
-	if (!k)
-		return xmlsafe_fail(err, CODEC_ETYPE, "%s: unknown letter element %.64s", where,
-				    (const char *)el->name);
+	if (!k && !in_medcom_ns(el))
+		return xmlsafe_fail(err, CODEC_ETYPE,
+				    "%s: %.64s is not a MedCom letter (not in a MedCom namespace)",
+				    where, (const char *)el->name);
 	if (decode_letter_head(el, k, l, where, err) < 0 ||
 	    read_field(el, "Sender/EANIdentifier", l->sender, sizeof(l->sender), where, err) < 0 ||
 	    read_field(el, "Receiver/EANIdentifier", l->receiver, sizeof(l->receiver), where, err) < 0)
@@ -316,21 +402,21 @@ static void salvage_field(const xmlNode *parent, const char *path, char *dst, si
 }
 
 /* Clears env, then re-reads what a negative receipt needs: the envelope id
- * and the first letter's sender, from elements whose end tag was seen (so a
+ * and the first letter's sender and id, from elements whose end tag was seen (so a
  * truncated GLN is never mistaken for a whole one). */
 static void keep_partial(struct codec_envelope *env, const xmlDoc *doc)
 {
 	char encoding[sizeof(env->encoding)];
 	memcpy(encoding, env->encoding, sizeof(encoding));
 	memset(env, 0, sizeof(*env));
-	env->codec = &codec_oioxml;
+	env->codec = env->inner = &codec_oioxml;
 	memcpy(env->encoding, encoding, sizeof(encoding));
 
 	const xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
 	const xmlNode *envelope = is_named(root, "Emessage") ? first_element(root->children) : NULL;
 	if (!is_named(envelope, "Envelope"))
 		return;
-	salvage_field(envelope, "Identifier", env->envelope_id, sizeof(env->envelope_id));
+	salvage_field(envelope, "Identifier", env->envelope_id, OIO_ID_MAX);
 	const xmlNode *letter = next_element(envelope);
 	while (is_named(letter, "Local_Elements"))
 		letter = next_element(letter);
@@ -338,6 +424,7 @@ static void keep_partial(struct codec_envelope *env, const xmlDoc *doc)
 		return;
 	salvage_field(letter, "Sender/EANIdentifier", env->letters[0].sender,
 		      sizeof(env->letters[0].sender));
+	salvage_field(letter, "Letter/Identifier", env->letters[0].id, OIO_ID_MAX);
 	/* A refused receipt must still be known as one: receipts are never
 	 * answered with receipts, even when they are broken. */
 	for (size_t i = 0; i < ARRAY_SIZE(letter_kinds); i++)
@@ -350,7 +437,7 @@ static int oioxml_decode(const uint8_t *buf, size_t len, const struct codec_limi
 {
 	struct xmlsafe_doc d;
 	memset(env, 0, sizeof(*env));
-	env->codec = &codec_oioxml;
+	env->codec = env->inner = &codec_oioxml;
 	*err = (struct codec_error){ .code = CODEC_OK };
 
 	int r = xmlsafe_parse(buf, len, lim, &d, err);

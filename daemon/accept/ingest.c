@@ -58,7 +58,7 @@ struct item {
 	char type[CODEC_TYPE_MAX], envelope_id[CODEC_ID_MAX];
 	char sender[CODEC_GLN_MAX], receiver[CODEC_GLN_MAX];
 	struct store_key *keys;
-	char (*keybuf)[2][CODEC_GLN_MAX];
+	struct { char sender[CODEC_GLN_MAX], id[CODEC_ID_MAX]; } *keybuf;
 	struct codec_error error;
 	struct receipt_item *receipt; /* NULL when none is due */
 	bool msg_pending;             /* m is in the commit */
@@ -71,7 +71,8 @@ struct ingest *ingest_new(struct commit *commit, ingest_queued_fn queued, void *
 	ing->commit = commit;
 	ing->queued = queued;
 	ing->ctx = ctx;
-	ing->limits = (struct codec_limits){ CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH };
+	ing->limits = (struct codec_limits){ .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+					     .max_depth = CODEC_DEFAULT_MAX_DEPTH };
 	ing->broker_id = xstrdup("EDIBROKER");
 	return ing;
 }
@@ -130,9 +131,9 @@ static void item_take_envelope(struct item *it, const struct codec_envelope *env
 	it->keys = xcalloc(env->nletters, sizeof(struct store_key));
 	it->keybuf = xcalloc(env->nletters, sizeof(*it->keybuf));
 	for (size_t i = 0; i < env->nletters; i++) {
-		str_copy(it->keybuf[i][0], env->letters[i].sender, CODEC_GLN_MAX);
-		str_copy(it->keybuf[i][1], env->letters[i].id, CODEC_GLN_MAX);
-		it->keys[i] = (struct store_key){ it->keybuf[i][0], it->keybuf[i][1] };
+		str_copy(it->keybuf[i].sender, env->letters[i].sender, CODEC_GLN_MAX);
+		str_copy(it->keybuf[i].id, env->letters[i].id, CODEC_ID_MAX);
+		it->keys[i] = (struct store_key){ it->keybuf[i].sender, it->keybuf[i].id };
 	}
 	it->m.nletters = (int)env->nletters;
 	it->m.nkeys = env->nletters;

@@ -144,7 +144,7 @@ static void start(uint64_t max_bytes, const char *extra_endpoint_gln)
 	nqueued = 0;
 	ing = ingest_new(commit, on_queued, &nqueued);
 	ingest_set_router(ing, router);
-	struct ingest_config ic = { { CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
+	struct ingest_config ic = { { .max_bytes = CODEC_DEFAULT_MAX_BYTES, .max_depth = CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
 	ingest_set_config(ing, &ic);
 }
 
@@ -752,7 +752,7 @@ Test(ingest, refused_receipt_gets_no_receipt)
 
 Test(ingest, size_limit_from_config_is_applied)
 {
-	struct ingest_config ic = { { 500, CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
+	struct ingest_config ic = { { .max_bytes = 500, .max_depth = CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
 	ingest_set_config(ing, &ic);
 	struct buf b = sample("DIS20_1.xml"); /* 1510 bytes */
 	struct outcome o;
@@ -824,7 +824,8 @@ Test(ingest, reload_between_submit_and_commit_keeps_receipt_consistent)
 	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
 	struct outcome o;
 	submit("hospital", b, &o);
-	struct ingest_config ic = { { CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH },
+	struct ingest_config ic = { { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+				      .max_depth = CODEC_DEFAULT_MAX_DEPTH },
 				    "NEWBROKER" };
 	ingest_set_config(ing, &ic);
 	turn();
