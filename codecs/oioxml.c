@@ -34,6 +34,8 @@
 #include "codecs/base/mem.h"
 #include "codecs/xctl01.h"
 #include "codecs/xmlsafe.h"
+#include "codecs/xmltree.h"
+#include "codecs/xmlsniff.h"
 
 /* The letter elements the broker knows, and the type their TypeCode
  * (StatisticalCode for receipts, which have no TypeCode) must carry. Any
@@ -76,114 +78,11 @@ _Static_assert(OIO_ID_MAX <= CODEC_ID_MAX && OIO_TYPE_MAX <= CODEC_TYPE_MAX &&
 		       OIO_VERSION_MAX <= CODEC_VERSION_MAX,
 	       "OIOXML fields fit the envelope");
 
-/* Bytes sniff looks at before giving up on finding the root element. */
-#define SNIFF_WINDOW (64u * 1024u)
-
-/* ---- tree helpers ------------------------------------------------------ */
-
-static bool is_space(xmlChar c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool is_named(const xmlNode *n, const char *local)
-{
-	return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, local) == 0;
-}
-
-static const xmlNode *first_element(const xmlNode *n)
-{
-	while (n && n->type != XML_ELEMENT_NODE)
-		n = n->next;
-	return n;
-}
-
-static const xmlNode *next_element(const xmlNode *n)
-{
-	return n ? first_element(n->next) : NULL;
-}
-
-/* First element child of n whose local name is name[0..len). */
-static const xmlNode *child_named(const xmlNode *n, const char *name, size_t len)
-{
-	for (const xmlNode *c = first_element(n->children); c; c = next_element(c)) {
-		const char *cn = (const char *)c->name;
-		if (strncmp(cn, name, len) == 0 && cn[len] == '\0')
-			return c;
-	}
-	return NULL;
-}
-
-/* Follows a "A/B/C" path of first-match children from n. */
-static const xmlNode *find_path(const xmlNode *n, const char *path)
-{
-	while (n && *path) {
-		const char *slash = strchrnul(path, '/');
-		n = child_named(n, path, (size_t)(slash - path));
-		path = *slash ? slash + 1 : slash;
-	}
-	return n;
-}
-
-enum text_status { TEXT_OK, TEXT_EMPTY, TEXT_TOO_LONG, TEXT_CONTROL, TEXT_NESTED };
-
-/* The text children of el, trimmed of XML whitespace, into dst (dst is ""
- * unless TEXT_OK). *len is the trimmed length even when it does not fit. */
-static enum text_status element_text(const xmlNode *el, char *dst, size_t dstsz, size_t *len)
-{
-	size_t n = 0, keep = 0, ctrl_at = SIZE_MAX;
-	for (const xmlNode *c = el->children; c; c = c->next) {
-		if (c->type == XML_ELEMENT_NODE) {
-			dst[0] = '\0';
-			*len = 0;
-			return TEXT_NESTED;
-		}
-		if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
-			continue; /* comments, PIs */
-		for (const xmlChar *p = c->content; p && *p; p++) {
-			if (n == 0 && is_space(*p))
-				continue;
-			if ((*p < 0x20 || *p == 0x7F) && ctrl_at == SIZE_MAX)
-				ctrl_at = n;
-			if (n < dstsz - 1)
-				dst[n] = (char)*p;
-			keep = is_space(*p) ? keep : n + 1;
-			n++;
-		}
-	}
-	*len = keep;
-	enum text_status st = keep == 0	       ? TEXT_EMPTY
-			      : keep >= dstsz  ? TEXT_TOO_LONG
-			      : ctrl_at < keep ? TEXT_CONTROL
-					       : TEXT_OK;
-	dst[st == TEXT_OK ? keep : 0] = '\0';
-	return st;
-}
-
-/* Reads the text at path below parent into dst; `where` prefixes errors. */
+/* Reads the text at path below parent into dst, at most dstsz - 1 bytes. */
 static int read_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz,
 		      const char *where, struct codec_error *err)
 {
-	const xmlNode *el = find_path(parent, path);
-	size_t len;
-	dst[0] = '\0';
-	if (!el)
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: missing %s", where, path);
-	switch (element_text(el, dst, dstsz, &len)) {
-	case TEXT_OK:
-		return 0;
-	case TEXT_EMPTY:
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s is empty", where, path);
-	case TEXT_TOO_LONG:
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s is %zu bytes, longer than %zu",
-				    where, path, len, dstsz - 1);
-	case TEXT_CONTROL:
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s contains control characters",
-				    where, path);
-	case TEXT_NESTED:
-		break;
-	}
-	return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s contains elements, not text", where, path);
+	return xmltree_read(parent, path, dst, dstsz, where, err);
 }
 
 /* ---- field checks ------------------------------------------------------ */
@@ -281,7 +180,7 @@ static int read_optional(const xmlNode *el, const char *path, char *dst, size_t 
 			 const char *where, struct codec_error *err)
 {
 	dst[0] = '\0';
-	return find_path(el, path) ? read_field(el, path, dst, dstsz, where, err) : 0;
+	return xmltree_path(el, path) ? read_field(el, path, dst, dstsz, where, err) : 0;
 }
 
 /* The type of a letter element the broker does not know: TypeCode, else
@@ -357,8 +256,8 @@ static int decode_letter(const xmlNode *el, size_t idx, struct codec_letter *l,
 static int decode_letters(const xmlNode *first, struct codec_envelope *env, struct codec_error *err)
 {
 	bool all_receipts = true;
-	for (const xmlNode *n = first; n; n = next_element(n)) {
-		if (is_named(n, "Local_Elements"))
+	for (const xmlNode *n = first; n; n = xmltree_next(n)) {
+		if (xmltree_is(n, "Local_Elements"))
 			continue;
 		if (env->nletters == CODEC_MAX_LETTERS)
 			return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds more than %d letters",
@@ -377,28 +276,27 @@ static int decode_letters(const xmlNode *first, struct codec_envelope *env, stru
 
 static int decode_emessage(const xmlNode *root, struct codec_envelope *env, struct codec_error *err)
 {
-	if (!is_named(root, "Emessage"))
+	if (!xmltree_is(root, "Emessage"))
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "root element is %.64s, not Emessage",
 				    (const char *)root->name);
-	const xmlNode *envelope = first_element(root->children);
+	const xmlNode *envelope = xmltree_first(root->children);
 	if (!envelope)
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds no Envelope");
-	if (!is_named(envelope, "Envelope"))
+	if (!xmltree_is(envelope, "Envelope"))
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage starts with %.64s, not Envelope",
 				    (const char *)envelope->name);
 	if (decode_envelope(envelope, env, err) < 0)
 		return -1;
-	return decode_letters(next_element(envelope), env, err);
+	return decode_letters(xmltree_next(envelope), env, err);
 }
 
 /* ---- partial fill on error --------------------------------------------- */
 
+/* xmltree_read, whose errors do not matter here: dst is "" then. */
 static void salvage_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz)
 {
-	const xmlNode *el = find_path(parent, path);
-	size_t len;
-	if (!el || !xmlsafe_node_closed(el) || element_text(el, dst, dstsz, &len) != TEXT_OK)
-		dst[0] = '\0';
+	struct codec_error ignored;
+	(void)xmltree_read(parent, path, dst, dstsz, "", &ignored);
 }
 
 /* Clears env, then re-reads what a negative receipt needs: the envelope id
@@ -413,13 +311,13 @@ static void keep_partial(struct codec_envelope *env, const xmlDoc *doc)
 	memcpy(env->encoding, encoding, sizeof(encoding));
 
 	const xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-	const xmlNode *envelope = is_named(root, "Emessage") ? first_element(root->children) : NULL;
-	if (!is_named(envelope, "Envelope"))
+	const xmlNode *envelope = xmltree_is(root, "Emessage") ? xmltree_first(root->children) : NULL;
+	if (!xmltree_is(envelope, "Envelope"))
 		return;
 	salvage_field(envelope, "Identifier", env->envelope_id, OIO_ID_MAX);
-	const xmlNode *letter = next_element(envelope);
-	while (is_named(letter, "Local_Elements"))
-		letter = next_element(letter);
+	const xmlNode *letter = xmltree_next(envelope);
+	while (xmltree_is(letter, "Local_Elements"))
+		letter = xmltree_next(letter);
 	if (!letter)
 		return;
 	salvage_field(letter, "Sender/EANIdentifier", env->letters[0].sender,
@@ -428,7 +326,7 @@ static void keep_partial(struct codec_envelope *env, const xmlDoc *doc)
 	/* A refused receipt must still be known as one: receipts are never
 	 * answered with receipts, even when they are broken. */
 	for (size_t i = 0; i < ARRAY_SIZE(letter_kinds); i++)
-		if (letter_kinds[i].receipt && is_named(letter, letter_kinds[i].element))
+		if (letter_kinds[i].receipt && xmltree_is(letter, letter_kinds[i].element))
 			env->is_receipt = true;
 }
 
@@ -453,72 +351,12 @@ static int oioxml_decode(const uint8_t *buf, size_t len, const struct codec_limi
 
 /* ---- sniffing ---------------------------------------------------------- */
 
-static const uint8_t *past(const uint8_t *p, const uint8_t *end, const char *term)
-{
-	size_t n = strlen(term);
-	const uint8_t *q = memmem(p, (size_t)(end - p), term, n);
-	return q ? q + n : end;
-}
-
-/* Skips a DOCTYPE so decode can refuse it as hostile rather than unknown. */
-static const uint8_t *past_doctype(const uint8_t *p, const uint8_t *end)
-{
-	int depth = 0;
-	uint8_t quote = 0;
-	for (; p < end; p++) {
-		if (quote)
-			quote = *p == quote ? 0 : quote;
-		else if (*p == '"' || *p == '\'')
-			quote = *p;
-		else if (*p == '[' || *p == ']')
-			depth += *p == '[' ? 1 : -1;
-		else if (*p == '>' && depth <= 0)
-			return p + 1;
-	}
-	return end;
-}
-
-/* Past a PI, comment or DOCTYPE at p ('<'), or NULL when p starts an element. */
-static const uint8_t *past_prolog_item(const uint8_t *p, const uint8_t *end)
-{
-	size_t n = (size_t)(end - p);
-	if (n >= 2 && p[1] == '?')
-		return past(p + 2, end, "?>");
-	if (n >= 4 && memcmp(p, "<!--", 4) == 0)
-		return past(p + 4, end, "-->");
-	if (n >= 9 && memcmp(p, "<!DOCTYPE", 9) == 0)
-		return past_doctype(p + 9, end);
-	return NULL;
-}
-
-/* True when the start tag name at p (just after '<') has local name Emessage. */
-static bool tag_is_emessage(const uint8_t *p, const uint8_t *end)
-{
-	const uint8_t *name = p;
-	while (p < end && !is_space(*p) && *p != '>' && *p != '/') {
-		if (*p++ == ':')
-			name = p;
-	}
-	return p < end && p - name == 8 && memcmp(name, "Emessage", 8) == 0;
-}
-
+/* Any namespace: real traffic uses every schema release, and the letters
+ * decide whether it is MedCom's. */
 static bool oioxml_sniff(const uint8_t *buf, size_t len)
 {
-	if (!buf || len == 0)
-		return false;
-	const uint8_t *p = buf, *end = buf + (len < SNIFF_WINDOW ? len : SNIFF_WINDOW);
-	if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
-		p += 3;
-	for (;;) {
-		while (p < end && is_space(*p))
-			p++;
-		if (end - p < 2 || *p != '<')
-			return false;
-		const uint8_t *next = past_prolog_item(p, end);
-		if (!next)
-			return tag_is_emessage(p + 1, end);
-		p = next;
-	}
+	struct xmlsniff root;
+	return xmlsniff_root(buf, len, &root) && strcmp(root.local, "Emessage") == 0;
 }
 
 const struct codec codec_oioxml = {
