@@ -18,12 +18,16 @@
 
 #include "codecs/edifact.h"
 #include "codecs/oioxml.h"
+#include "codecs/sbdh.h"
+#include "codecs/vans.h"
 #include "codecs/base/mem.h"
 
 /* Sniff order matters once formats overlap; first match wins. */
 static const struct codec *const codecs[] = {
 	&codec_oioxml,
 	&codec_edifact,
+	&codec_vans,
+	&codec_sbdh,
 };
 
 /* Indexed by enum codec_errcode: token for logs, why it is refused. */

@@ -45,7 +45,9 @@ size_t base64_decoded_size(const char *text, size_t len)
 		pad = text[i] == '=' ? pad + 1 : 0;
 	}
 	size_t n = sig / 4 * 3;
-	return pad <= 2 && n >= pad ? n - pad : n;
+	/* '=' only shortens a whole last group ("xx==", "xxx="); when the
+	 * groups do not come out even, decoding fails after whole groups. */
+	return sig % 4 == 0 && pad <= 2 && n >= pad ? n - pad : n;
 }
 
 /* Writes the bytes of one group of 4 sextets, of which `pad` were '='. */

@@ -77,6 +77,8 @@ Test(base64, malformed_input_is_refused_at_its_offset)
 	expect_bad("Zm9=", 3);
 	expect_bad("Zm9v\x01", 4);      /* control character */
 	expect_bad("Zm-v", 2);          /* base64url is not base64 */
+	expect_bad("Zm9v=", 4);         /* a '=' opening a group: the size must still cover "foo" */
+	expect_bad("Zm9vYm=", 7);
 }
 
 Test(base64, every_length_round_trips)
