@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "codecs/edifact.h"
+#include "codecs/fhir.h"
 #include "codecs/oioxml.h"
 #include "codecs/sbdh.h"
 #include "codecs/vans.h"
@@ -28,6 +29,8 @@ static const struct codec *const codecs[] = {
 	&codec_edifact,
 	&codec_vans,
 	&codec_sbdh,
+	&codec_fhir_xml,
+	&codec_fhir_json,
 };
 
 /* Indexed by enum codec_errcode: token for logs, why it is refused. */
