@@ -167,13 +167,12 @@ static int keys_record(struct store *s, const struct store_new *m, int64_t id, i
  * accepted before. The reason names ids only, never content. */
 static int insert_partial(struct store *s, struct store_new *m, const struct key_scan *ks)
 {
-	char reason[256];
-	snprintf(reason, sizeof(reason),
+	snprintf(m->why, sizeof(m->why),
 		 "partial duplicate: letter %.64s of sender %.64s already accepted as message %" PRId64,
 		 ks->first->letter_id, ks->first->sender, ks->first_id);
 	struct store_new dead = *m;
 	dead.endpoint = NULL;
-	dead.reason = reason;
+	dead.reason = m->why;
 	int r = s->ops->msg_insert(s->be, &dead, &m->id);
 	if (r >= 0)
 		m->outcome = STORE_DEAD;
@@ -265,14 +264,14 @@ static int txids_record(struct store *s, const struct store_new *m, int64_t id, 
 static int insert_reused(struct store *s, struct store_new *m, const struct store_txid *t,
 			 int64_t by)
 {
-	char reason[320];
+	char *reason = m->why;
 	if (by > 0)
-		snprintf(reason, sizeof(reason),
+		snprintf(reason, sizeof(m->why),
 			 "transmission id reused for other content: %.16s %.64s of sender %.64s "
 			 "named message %" PRId64 " before",
 			 t->scope, t->id, t->sender, by);
 	else
-		snprintf(reason, sizeof(reason),
+		snprintf(reason, sizeof(m->why),
 			 "transmission id reused for other content: %.16s %.64s of sender %.64s "
 			 "names two contents in this message",
 			 t->scope, t->id, t->sender);
@@ -309,6 +308,7 @@ static int apply_queued(struct store *s, struct store_new *m, int64_t now)
 
 static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 {
+	m->why[0] = '\0';
 	if (!m->endpoint) {
 		assert(m->reason); /* a dead letter without a reason is a caller bug */
 		int r = s->ops->msg_insert(s->be, m, &m->id);

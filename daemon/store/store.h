@@ -107,6 +107,8 @@ struct store_new {
 	enum { STORE_STORED, STORE_DUPLICATE, STORE_DEAD } outcome;
 	int64_t id;              /* new id; for a duplicate, the earlier message's id
 				  * (the one that recorded its first key) */
+	char why[320];           /* STORE_DEAD the store decided (partial duplicate,
+				  * reused txid): the reason it stored; else "" */
 };
 
 /* A delivery attempt that failed (attempts += 1, last_error = error). */
