@@ -743,6 +743,16 @@ Test(agnostic, xdis13_booking_confirmation_is_routed_with_its_type)
 	cr_assert_not(res->env.is_receipt);
 }
 
+Test(agnostic, the_xdis13_sample_is_valid_against_medcoms_schema)
+{
+	char dir[64];
+	size_t len;
+	_cleanup_free_ char *xsd = testutil_oioxml_xsd("2005-08-07", dir, sizeof(dir));
+	_cleanup_free_ uint8_t *buf = load(DATA, "XDIS13_BookingConfirmation.xml", &len);
+	testutil_assert_schema_valid(xsd, buf, len);
+	testutil_rm_rf(dir);
+}
+
 /* An unknown letter: its own element, optional TypeCode/StatisticalCode. */
 static struct result *decode_unknown_letter_v(const char *version, const char *codes)
 {
