@@ -25,6 +25,7 @@
 #include "codecs/base/mem.h"
 #include "codecs/base/sha256.h"
 #include "codecs/codec.h"
+#include "codecs/edifact.h"
 #include "codecs/fhir.h"
 #include "codecs/oioxml.h"
 #include "codecs/sbdh.h"
@@ -523,6 +524,8 @@ static const char *expected_codec(const char *dir, const char *name)
 {
 	if (strcmp(dir, "oioxml") == 0)
 		return "oioxml";
+	if (strcmp(dir, "edifact") == 0)
+		return "edifact";
 	if (strcmp(dir, "fhir") == 0)
 		return strstr(name, ".json") ? "fhir-json" : "fhir-xml";
 	return strstr(name, "SBDH") ? "sbdh" : "vans";
@@ -530,9 +533,9 @@ static const char *expected_codec(const char *dir, const char *name)
 
 Test(sniff, every_sample_is_claimed_by_exactly_its_codec)
 {
-	static const char *const dirs[] = { "oioxml", "vans-sbdh", "fhir" };
-	static const struct codec *const all[] = { &codec_oioxml, &codec_vans, &codec_sbdh,
-						   &codec_fhir_xml, &codec_fhir_json };
+	static const char *const dirs[] = { "oioxml", "edifact", "vans-sbdh", "fhir" };
+	static const struct codec *const all[] = { &codec_oioxml, &codec_edifact, &codec_vans,
+						   &codec_sbdh, &codec_fhir_xml, &codec_fhir_json };
 	for (size_t d = 0; d < ARRAY_SIZE(dirs); d++) {
 		_cleanup_free_ char *dir = xasprintf(SAMPLES_ROOT "/%s", dirs[d]);
 		size_t n;

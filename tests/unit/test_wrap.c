@@ -763,3 +763,28 @@ Test(receipts, sbdh_refusal_of_a_payload_that_did_not_decode_uses_its_codec)
 	cr_assert_not_null(memmem(xctl, plen, "problem_med_version", 19));
 	free(rc.body);
 }
+
+/* ---- (6) EDIFACT inside a wrapping ------------------------------------- */
+
+Test(edifact, an_interchange_in_vans_and_in_sbdh)
+{
+	size_t len;
+	_cleanup_free_ uint8_t *edi = load("../shared/medcom-samples/edifact", "DIS20_1.edi", &len);
+	_cleanup_free_ char *v = vans_around(edi, len, "5790000143055", "EAN", -1);
+	_cleanup_free_ struct result *rv = decode_str(v);
+	cr_assert_eq(rv->r, 0, "%s", rv->err.text);
+	cr_assert_str_eq(rv->env.inner->name, "edifact");
+	cr_assert_str_eq(rv->env.letters[0].type, "DIS20");
+	_cleanup_free_ char *s = sbdh_around_default(edi, len);
+	_cleanup_free_ struct result *rs = decode_str(s);
+	cr_assert_eq(rs->r, 0, "%s", rs->err.text);
+	struct codec_refusal_params p = params(CODEC_REFUSE_UNKNOWN_RECEIVER, BROKER_GLN, NULL);
+	struct codec_receipt rc;
+	cr_assert_eq(codec_refuse(&rs->env, &p, &rc), 0);
+	cr_assert_str_eq(rc.format, "sbdh");
+	size_t plen;
+	_cleanup_free_ uint8_t *ctl = sbdh_payload(&rc, &plen);
+	cr_assert_not_null(memmem(ctl, plen, "CONTRL", 6), "an SBDH around a CTL01");
+	cr_assert_not_null(memmem(rc.body, rc.size, "application/edifact", 19));
+	free(rc.body);
+}
