@@ -267,23 +267,23 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 {
 	switch (res) {
 	case INGEST_ACCEPTED:
-		log_info("event=accepted msg=%lld source=%s endpoint=%s format=%s type=%s letters=%d "
-			 "envelope=%s wrapper=%s sender=%s receiver=%s size=%zu",
-			 (long long)it->m.id, it->source, it->endpoint, it->format, it->type,
-			 it->m.nletters, it->envelope_id, it->wrapper, it->sender, it->receiver,
-			 it->size);
+		log_info("event=accepted msg=%lld source=%s endpoint=%s type=%s letters=%d "
+			 "envelope=%s sender=%s receiver=%s size=%zu format=%s wrapper=%s",
+			 (long long)it->m.id, it->source, it->endpoint, it->type, it->m.nletters,
+			 it->envelope_id, it->sender, it->receiver, it->size, it->format,
+			 it->wrapper);
 		break;
 	case INGEST_DUPLICATE:
-		log_notice("event=duplicate msg=%lld source=%s format=%s type=%s envelope=%s "
-			   "wrapper=%s sender=%s state=dropped",
-			   (long long)it->m.id, it->source, it->format, it->type, it->envelope_id,
-			   it->wrapper, it->sender);
+		log_notice("event=duplicate msg=%lld source=%s type=%s envelope=%s sender=%s "
+			   "state=dropped format=%s wrapper=%s",
+			   (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
+			   it->format, it->wrapper);
 		break;
 	case INGEST_DEAD:
-		log_warn("event=dead-letter msg=%lld source=%s format=%s type=%s envelope=%s "
-			 "wrapper=%s sender=%s receiver=%s reason=\"%s\"",
-			 (long long)it->m.id, it->source, it->format, it->type, it->envelope_id,
-			 it->wrapper, it->sender, it->receiver, it->reason);
+		log_warn("event=dead-letter msg=%lld source=%s type=%s envelope=%s sender=%s "
+			 "receiver=%s reason=\"%s\" format=%s wrapper=%s",
+			 (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
+			 it->receiver, it->reason, it->format, it->wrapper);
 		break;
 	case INGEST_REJECTED:
 		log_warn("event=rejected source=%s size=%zu error=%s reason=\"%s\"", it->source,
