@@ -1,6 +1,7 @@
 """Every MedCom format through the real daemon (issue 10).
 
-- Bare OIOXML, a VANSEnvelope, an SBDH, FHIR XML and FHIR JSON are each
+- Bare OIOXML (an XDIS13 too, a type with no list entry), a VANSEnvelope,
+  an SBDH, FHIR XML and FHIR JSON are each
   routed by the receiver of their innermost letter and delivered byte for
   byte as received, wrapping and all, with their own file extension.
 - A receiver nobody owns gets the sender a negative receipt in the
@@ -45,6 +46,13 @@ def sbdh_payload():
     return base64.b64decode(m.group(1))
 
 
+def xdis13():
+    """A BookingConfirmation: a letter type the broker has no list entry for."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "data", "oioxml",
+                           "XDIS13_BookingConfirmation.xml"), "rb") as f:
+        return f.read()
+
+
 def read_dir(d):
     """{file name: bytes} of the complete files in d."""
     out = {}
@@ -70,6 +78,7 @@ class Formats(BrokerTest):
         b = self.make()
         inputs = {
             "bare.xml": with_ids(sample("DIS20_1.xml"), "ENVB", "LETB"),
+            "xdis13.xml": xdis13(),
             "vans.xml": shared(*VANS),
             "sbdh.xml": shared(*SBDH),
             "fhir.xml": shared(*FHIR_XML),
@@ -77,12 +86,12 @@ class Formats(BrokerTest):
         }
         for name, data in inputs.items():
             drop(b.inbox("hospital"), name, data)
-        out = wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 5
-                       and read_dir(b.outbox("municipality")), what="five deliveries")
+        out = wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 6
+                       and read_dir(b.outbox("municipality")), what="six deliveries")
         self.assertEqual(sorted(out.values()), sorted(inputs.values()),
                          "delivered byte for byte, wrapping and all")
         exts = sorted(n.rsplit(".", 1)[1] for n in out)
-        self.assertEqual(exts, ["json", "xml", "xml", "xml", "xml"])
+        self.assertEqual(exts, ["json", "xml", "xml", "xml", "xml", "xml"])
         for n, data in out.items():
             self.assertEqual(n.endswith(".json"), data == inputs["fhir.json"], n)
         self.assertEqual(listdir_final(b.outbox("hospital")), [], "no receipts")
@@ -90,6 +99,7 @@ class Formats(BrokerTest):
         self.assertTrue(any("format=vans+oioxml" in l and "type=XDIS18" in l
                             and "wrapper=vans:EPIC394319568" in l for l in lines), lines)
         self.assertTrue(any("format=sbdh+oioxml" in l and "type=XDIS20" in l for l in lines))
+        self.assertTrue(any("type=XDIS13" in l for l in lines), "a letter type with no list entry")
         self.assertTrue(any("format=fhir-json" in l and "type=hospital-notification-message" in l
                             for l in lines), lines)
         self.assertEqual(b.ctl("dead")["dead"], 0)
