@@ -17,13 +17,20 @@
 #include <string.h>
 
 #include "codecs/edifact.h"
+#include "codecs/fhir.h"
 #include "codecs/oioxml.h"
+#include "codecs/sbdh.h"
+#include "codecs/vans.h"
 #include "codecs/base/mem.h"
 
 /* Sniff order matters once formats overlap; first match wins. */
 static const struct codec *const codecs[] = {
 	&codec_oioxml,
 	&codec_edifact,
+	&codec_vans,
+	&codec_sbdh,
+	&codec_fhir_xml,
+	&codec_fhir_json,
 };
 
 /* Indexed by enum codec_errcode: token for logs, why it is refused. */
@@ -41,7 +48,9 @@ static const struct {
 	[CODEC_EFIELD] = { "field", CODEC_REFUSE_SYNTAX },
 	[CODEC_ETYPE] = { "type", CODEC_REFUSE_SYNTAX },
 	[CODEC_EVERSION] = { "version", CODEC_REFUSE_VERSION },
+	[CODEC_EADDRESS] = { "address", CODEC_REFUSE_RECEIVER_ID },
 };
+_Static_assert(ARRAY_SIZE(errcodes) == CODEC_ERRCODE_LAST + 1, "a name for every error class");
 
 const struct codec *codec_find(const char *name)
 {

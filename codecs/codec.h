@@ -1,18 +1,42 @@
 /*
  * codec.h - the codec interface: bytes in, a routing envelope or a precise
  * error out; and, when the broker refuses a message, the negative receipt
- * in the message's own format.
+ * in the message's own format and wrapping.
  *
  * A codec is pure: no I/O, no logging, no globals that change. The broker
  * never rewrites a message; a codec only reads the fields routing, duplicate
  * detection and operators need, and writes the receipts the broker itself
- * issues. Each format (OIOXML Emessage today; EDIFACT, VANSEnvelope and
- * FHIR later) is one `struct codec` in the registry, found by name or by
- * sniffing the first bytes. The caller speaks no format's vocabulary: it
- * says why it refuses (enum codec_refusal) and the codec words it (OIOXML:
- * an XCTL01 RefuseCode; EDIFACT: a CONTRL; FHIR: an Acknowledgement with a
- * fatal-error). A wrapping format (VANSEnvelope) decodes and refuses as
- * itself, so the refusal goes back in the wrapper the sender used.
+ * issues. Each format is one `struct codec` in the registry, found by name
+ * or by sniffing the first bytes. The caller speaks no format's vocabulary:
+ * it says why it refuses (enum codec_refusal) and the codec words it
+ * (OIOXML: an XCTL01 RefuseCode; EDIFACT: a CONTRL; VANSEnvelope: a
+ * Receipt/NegativeVans; FHIR: an Acknowledgement with a fatal-error).
+ *
+ * Wrapping. A wrapping format (VANSEnvelope, SBDH) decodes its own header,
+ * then its payload with the codec the registry picks (codec_wrap.h), at most
+ * CODEC_WRAP_MAX wrappings deep. The envelope then describes the innermost
+ * message (letters[], envelope_id, ...) and lists the wrappings in
+ * layers[], outermost first; `codec` is the outermost format, the one the
+ * sender used, which answers a refusal and delegates inward as its format
+ * requires (SBDH carries the inner format's receipt; VANS answers itself).
+ *
+ * What operators see as "envelope" and "letter", per format:
+ *   OIOXML   envelope = Emessage/Envelope (Identifier: KuvertNr); a letter
+ *            = each letter element under it (Letter/Identifier: BrevNr).
+ *   EDIFACT  envelope = the interchange UNB..UNZ (UNB reference); a letter
+ *            = each UNH..UNT message (UNH reference).
+ *   FHIR     envelope = the Bundle (Bundle.id); the one letter = the
+ *            message its MessageHeader heads (MessageHeader.id).
+ *   VANS     a wrapping (EnvelopeIdentifier); envelope and letters are its
+ *            payload's. A VANS Receipt carries no payload: it is bare, its
+ *            own envelope and one letter, both named by EnvelopeIdentifier.
+ *   SBDH     a wrapping (DocumentIdentification/InstanceIdentifier);
+ *            envelope and letters are its payload's.
+ * A message's identity (the duplicate register's key) is its innermost
+ * letters' (sender, id), whatever wrapping it came in. Ids that name one
+ * transmission (VANS EnvelopeIdentifier, SBDH InstanceIdentifier, FHIR
+ * Bundle.id) are listed in txids[] with a digest of what they carried, so
+ * the store can refuse one reused for other content.
  */
 #ifndef EDIBROKER_CODEC_H
 #define EDIBROKER_CODEC_H
@@ -22,36 +46,98 @@
 #include <stdint.h>
 #include <time.h>
 
-/* Field sizes follow the OIOXML schema (medcom.md section 2.1), plus NUL. */
-#define CODEC_ID_MAX 15      /* Envelope/Letter Identifier: String_1_14 */
-#define CODEC_TYPE_MAX 9     /* StatisticalCode / TypeCode: String_1_8 */
-#define CODEC_VERSION_MAX 8  /* VersionCode, e.g. XD2030C */
-#define CODEC_GLN_MAX 36     /* EANIdentifier: String_1_35 */
+/* Field sizes, plus NUL. Each codec enforces its own format's tighter
+ * limits (OIOXML ids are String_1_14); these fit every format. */
+#define CODEC_ID_MAX 65       /* OIOXML String_1_14; FHIR id [A-Za-z0-9.-]{1,64}; VANS/SBDH ids */
+#define CODEC_FRESH_ID_MAX 14 /* ids fresh_id() makes: the shortest id field (OIOXML) */
+#define CODEC_TYPE_MAX 41     /* OIOXML StatisticalCode/TypeCode (8); FHIR event code */
+#define CODEC_VERSION_MAX 17  /* OIOXML VersionCode (7); FHIR MessageDefinition version */
+#define CODEC_GLN_MAX 36      /* EANIdentifier: String_1_35 */
+#define CODEC_SOR_MAX 21      /* SOR id (urn:oid:1.2.208.176.1.1), digits */
+#define CODEC_TEXT_MAX 256    /* VANS Document/Name and Version: TextType 1..255 */
+#define CODEC_UUID_LEN 36     /* 8-4-4-4-12 hex digits */
+#define CODEC_DIGEST_LEN 32   /* SHA-256 */
 #define CODEC_MAX_LETTERS 128
+#define CODEC_WRAP_MAX 2      /* wrappings around a message: SBDH around VANS around OIOXML */
 
-/* Hard limits a decoder enforces before and while parsing. */
+/* Hard limits a decoder enforces before and while parsing, and what a
+ * wrapping codec tells the codec of its payload. */
 struct codec_limits {
-	size_t max_bytes;  /* whole message; larger input is refused unparsed */
-	unsigned max_depth; /* element nesting */
+	size_t max_bytes;   /* whole message; larger input is refused unparsed. A
+			     * wrapping passes on what is left of it (codec_wrap.h) */
+	unsigned max_depth; /* element / JSON nesting */
+	unsigned wrapped;   /* wrappings around this input; 0 from callers */
+	const char *charset; /* the charset a wrapping declares for this input
+			      * (SBDH BinaryContent/@encoding), or NULL */
 };
 #define CODEC_DEFAULT_MAX_BYTES (16u * 1024u * 1024u)
 #define CODEC_DEFAULT_MAX_DEPTH 64u
 
 struct codec_letter {
-	char id[CODEC_ID_MAX];             /* Letter/Identifier (BrevNr) */
-	char type[CODEC_TYPE_MAX];         /* e.g. XDIS20, XCTL03 */
-	char version[CODEC_VERSION_MAX];   /* Letter/VersionCode, e.g. XD2030C */
-	char sender[CODEC_GLN_MAX];        /* Sender/EANIdentifier */
-	char receiver[CODEC_GLN_MAX];      /* Receiver/EANIdentifier: the routing key */
+	char id[CODEC_ID_MAX];             /* OIOXML Letter/Identifier (BrevNr); EDIFACT UNH
+					    * ref; FHIR MessageHeader.id; VANS Receipt:
+					    * EnvelopeIdentifier */
+	char type[CODEC_TYPE_MAX];         /* OIOXML TypeCode, else StatisticalCode (XDIS20,
+					    * XCTL03), "" when the letter has neither; FHIR
+					    * eventCoding.code; VANS Receipt: its kind
+					    * (NegativeVans, PositiveMessage, ...) */
+	char version[CODEC_VERSION_MAX];   /* OIOXML VersionCode (XD2030C); FHIR the version
+					    * of MessageHeader.definition ("5.0") or "" */
+	char sender[CODEC_GLN_MAX];        /* sender GLN: OIOXML Sender/EANIdentifier; FHIR
+					    * the sender Organization's GLN identifier */
+	char receiver[CODEC_GLN_MAX];      /* receiver GLN, the routing key: OIOXML
+					    * Receiver/EANIdentifier; FHIR the primary
+					    * destination's Organization GLN */
+	char sender_sor[CODEC_SOR_MAX];    /* FHIR: the sender's SOR id, shown, never routed
+					    * on; "" elsewhere */
+	char receiver_sor[CODEC_SOR_MAX];  /* FHIR: the receiver's SOR id, likewise */
+};
+
+/* One wrapping around the message, as its codec read it. Fields a format
+ * does not have are "". */
+struct codec_layer {
+	const struct codec *codec;        /* the wrapping's codec (VANS, SBDH) */
+	char id[CODEC_ID_MAX];            /* VANS EnvelopeIdentifier; SBDH InstanceIdentifier */
+	char sender[CODEC_GLN_MAX];       /* VANS SenderID; SBDH Sender/Identifier, scheme cut */
+	char receiver[CODEC_GLN_MAX];     /* VANS ReceiverID; SBDH Receiver/Identifier, likewise */
+	char sender_kind[8];              /* VANS SenderID/@EndPointType (EAN, CVR, VANS);
+					   * SBDH the sender's scheme ("0088" for a GLN) */
+	char receiver_kind[8];            /* the same for the receiver */
+	char message_id[CODEC_ID_MAX];    /* VANS MetaInformation/Identifier */
+	char doc_format[8];               /* VANS Document/Format (XML, HL7, ...) */
+	char doc_name[CODEC_TEXT_MAX];    /* VANS Document/Name; SBDH DocumentIdentification/Type */
+	char doc_version[CODEC_TEXT_MAX]; /* VANS Document/Version; SBDH TypeVersion */
+	long long declared_size;          /* VANS Document/SizeInBytes; -1 when unread */
+};
+
+/* An id that names one transmission, and a digest of what it carried. The
+ * store refuses a message whose txid it knows with another digest. */
+struct codec_txid {
+	const char *scope;                 /* the codec's name: "vans", "sbdh", "fhir" */
+	char sender[CODEC_GLN_MAX];        /* whose id it is */
+	char id[CODEC_ID_MAX];
+	uint8_t digest[CODEC_DIGEST_LEN];  /* SHA-256 of the payload it carried (the
+					    * Bundle's own bytes for Bundle.id) */
 };
 
 struct codec_envelope {
-	const struct codec *codec;          /* the codec that decoded it */
-	char envelope_id[CODEC_ID_MAX];     /* Envelope/Identifier (KuvertNr) */
-	char sent[20];                      /* "YYYY-MM-DDTHH:MM" as written in Envelope/Sent */
-	bool ack_requested;                 /* AcknowledgementCode = pluspositivkvitt */
-	bool is_receipt;                    /* every letter is an XCTL01/02/03 */
-	char encoding[24];                  /* the character set the bytes were read as */
+	const struct codec *codec;          /* the outermost format: decoded it, answers it */
+	const struct codec *inner;          /* the format of letters[] (== codec when bare);
+					     * NULL when a wrapping's payload matched no codec */
+	char envelope_id[CODEC_ID_MAX];     /* OIOXML Envelope/Identifier (KuvertNr); EDIFACT
+					     * UNB ref; FHIR Bundle.id */
+	char sent[20];                      /* "YYYY-MM-DDTHH:MM" as the message says it was
+					     * sent (OIOXML Envelope/Sent, FHIR Bundle.timestamp) */
+	bool ack_requested;                 /* OIOXML pluspositivkvitt; FHIR: every message
+					     * but an Acknowledgement */
+	bool is_receipt;                    /* every letter is a receipt or acknowledgement
+					     * (XCTL01/02/03, CTL, a FHIR Acknowledgement, a VANS
+					     * Receipt): never answered with a receipt */
+	char encoding[24];                  /* the character set the innermost bytes were read as */
+	size_t nlayers;
+	struct codec_layer layers[CODEC_WRAP_MAX]; /* wrappings, outermost first */
+	size_t ntxids;
+	struct codec_txid txids[CODEC_WRAP_MAX + 1]; /* outermost first */
 	size_t nletters;
 	struct codec_letter letters[CODEC_MAX_LETTERS];
 };
@@ -68,7 +154,9 @@ enum codec_errcode {
 	CODEC_EFIELD,     /* a required field is missing, empty or too long */
 	CODEC_ETYPE,      /* unknown letter type */
 	CODEC_EVERSION,   /* VersionCode does not belong to the letter type */
+	CODEC_EADDRESS,   /* a wrapping and its letters name different receivers */
 };
+#define CODEC_ERRCODE_LAST CODEC_EADDRESS
 
 struct codec_error {
 	enum codec_errcode code;
@@ -91,12 +179,19 @@ struct codec_refusal_params {
 	enum codec_refusal reason;
 	const char *text;      /* plain text for people, no patient data; '\n' breaks a
 				* line; NULL or "" for none */
-	const char *broker_id; /* the broker's network id: the receipt's sender */
+	const char *broker_id; /* the broker's network id: the receipt's sender where a
+				* format names a network party (XCTL01, CTL01, VANS) */
+	const char *broker_gln; /* the broker's own GLN ([broker] gln), the sender of
+				 * FHIR and wrapped receipts; NULL: they carry broker_id */
 	struct tm now;         /* local date and time the receipt is issued */
-	/* Writes a fresh id of 1..CODEC_ID_MAX-1 ASCII letters and digits,
-	 * unique among the broker's receipts; called once per id the format
-	 * needs. */
+	/* Writes a fresh id of 1..CODEC_FRESH_ID_MAX ASCII letters and
+	 * digits, unique among the broker's receipts; called once per id the
+	 * format needs. */
 	void (*fresh_id)(void *ctx, char id[CODEC_ID_MAX]);
+	/* Writes a fresh random UUID (lowercase, CODEC_UUID_LEN characters)
+	 * for formats whose ids are UUIDs (VANS, FHIR); NULL: those formats
+	 * issue no receipt. */
+	void (*fresh_uuid)(void *ctx, char uuid[CODEC_UUID_LEN + 1]);
 	void *ctx;
 };
 
@@ -107,10 +202,11 @@ struct codec_receipt {
 	const char *format;             /* name of the codec that reads it back, "oioxml" */
 	const char *ext;                /* file extension, "xml" */
 	char type[CODEC_TYPE_MAX];      /* "XCTL01" */
+	char version[CODEC_VERSION_MAX]; /* its version code ("XC0130Q"), "" if none */
 	char envelope_id[CODEC_ID_MAX]; /* the receipt's own envelope id */
 	char sender[CODEC_GLN_MAX];     /* the broker's id, as the receipt names it */
 	char receiver[CODEC_GLN_MAX];   /* the refused message's sender */
-	char refers[CODEC_ID_MAX];      /* the refused envelope's id */
+	char refers[CODEC_ID_MAX];      /* the refused envelope's id (outermost wrapping's) */
 	struct {
 		char sender[CODEC_GLN_MAX];
 		char id[CODEC_ID_MAX];
@@ -123,15 +219,17 @@ struct codec {
 	/* Cheap check whether buf looks like this format. */
 	bool (*sniff)(const uint8_t *buf, size_t len);
 	/* Decodes buf. Returns 0, or -1 with *err filled. On error, env may be
-	 * partly filled: envelope_id, and letters[0].sender when they could be
-	 * read whole (so a negative receipt can be addressed), and is_receipt
-	 * when the first letter is a receipt (never answered); nletters is 0.
-	 * A NULL lim or zero fields mean the defaults; max_depth is capped at
-	 * libxml2's own 256. */
+	 * partly filled: codec, inner, envelope_id, the layers read so far and
+	 * letters[0].sender and .id when they could be read whole (so a
+	 * negative receipt can be addressed), and is_receipt when the first
+	 * letter is a receipt (never answered); nletters is 0. A NULL lim or
+	 * zero fields mean the defaults; max_depth is capped at libxml2's own
+	 * 256. */
 	int (*decode)(const uint8_t *buf, size_t len, const struct codec_limits *lim,
 		      struct codec_envelope *env, struct codec_error *err);
 	/* Builds the negative receipt refusing env, as this codec's decode
-	 * left it (whole, or partly on error), in this codec's format and
+	 * left it (whole, or partly on error), in this codec's format (a
+	 * wrapping: around the receipt of what it wraps, or its own) and
 	 * addressed to env's sender. Returns 0 with *out filled, -ENOTSUP
 	 * when the format never answers env (it is a receipt), or -EINVAL
 	 * when env lacks what the receipt must echo (envelope id, sender) or

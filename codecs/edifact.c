@@ -74,6 +74,12 @@ static const struct charset {
 };
 
 #define SNIFF_WINDOW (64u * 1024u)
+/* EDIFACT's own field sizes, plus NUL: tighter than codec.h's, which also
+ * hold FHIR and VANS ids. 0020 and 0062 are an..14; version codes 7. */
+#define EDI_REF_MAX 15
+#define EDI_VERSION_MAX 8
+_Static_assert(EDI_REF_MAX <= CODEC_ID_MAX && EDI_VERSION_MAX <= CODEC_VERSION_MAX,
+	       "EDIFACT fields fit the envelope");
 #define SEG_ELEMENTS 12  /* elements recorded per segment (UNB has 11) */
 #define SEG_COMPONENTS 6 /* components recorded per element */
 #define UNB_ELEMENTS 11
@@ -367,7 +373,7 @@ struct parse {
 	struct codec_envelope *env;
 	struct codec_error *err;
 	const struct charset *charset;
-	char unb_ref[CODEC_ID_MAX], sender[CODEC_GLN_MAX], receiver[CODEC_GLN_MAX];
+	char unb_ref[EDI_REF_MAX], sender[CODEC_GLN_MAX], receiver[CODEC_GLN_MAX];
 	size_t nmessages;
 	struct message msg;
 	struct {
@@ -689,10 +695,10 @@ static int on_unh(struct parse *p, const struct segment *s)
 	struct codec_letter *l = &p->env->letters[p->nmessages];
 	memset(l, 0, sizeof(*l));
 	if (read_family(p, s, &f) < 0 ||
-	    read_field(p, s, 1, 1, "0062 message reference number", l->id, sizeof(l->id)) < 0 ||
+	    read_field(p, s, 1, 1, "0062 message reference number", l->id, EDI_REF_MAX) < 0 ||
 	    read_directory(p, s) < 0 ||
 	    read_field(p, s, 2, 5, "S009/0057 association assigned code (version)", l->version,
-		       sizeof(l->version)) < 0 ||
+		       EDI_VERSION_MAX) < 0 ||
 	    read_letter_type(p, s, f, l) < 0 || check_unique(p, s, l->id) < 0)
 		return -1;
 	memcpy(l->sender, p->sender, sizeof(l->sender));
@@ -753,7 +759,7 @@ static int on_unp(struct parse *p, const struct segment *s)
 static int on_unt(struct parse *p, const struct segment *s)
 {
 	size_t count;
-	char ref[CODEC_ID_MAX];
+	char ref[EDI_REF_MAX];
 	const char *id = p->env->letters[p->nmessages].id;
 	p->msg.nsegs++;
 	if (read_number(p, s, 1, "0074 number of segments in the message", 6, &count) < 0 ||
@@ -775,7 +781,7 @@ static int on_unt(struct parse *p, const struct segment *s)
 static int on_unz(struct parse *p, const struct segment *s)
 {
 	size_t count;
-	char ref[CODEC_ID_MAX];
+	char ref[EDI_REF_MAX];
 	if (read_number(p, s, 1, "0036 interchange control count", 6, &count) < 0 ||
 	    read_field(p, s, 2, 1, "0020 interchange control reference", ref, sizeof(ref)) < 0)
 		return -1;
@@ -910,7 +916,7 @@ static int finish(struct parse *p)
 			    "segment %zu %s, element %zu), but %s is ISO-8859-1",
 			    sc->first_utf8.offset, sc->first_utf8.segment, sc->first_utf8.tag,
 			    sc->first_utf8.element, p->charset->id);
-	memcpy(env->envelope_id, p->unb_ref, sizeof(env->envelope_id));
+	str_copy(env->envelope_id, p->unb_ref, sizeof(env->envelope_id));
 	env->nletters = p->nmessages;
 	env->is_receipt = true;
 	for (size_t i = 0; i < env->nletters; i++)

@@ -10,11 +10,18 @@
  * namespace, because real traffic mixes schema releases in one document
  * (Region H XDIS18: Envelope in municipality 1.0.0, letters in 1.0.3).
  *
- * Invariants: on success every id, type, version and GLN is non-empty,
- * trimmed, free of control characters and fits its field; each letter's
- * element name, type and VersionCode agree with letter_kinds[]. On failure
+ * Type-agnostic: any letter element in a MedCom namespace is routed by its
+ * receiver; its type comes from TypeCode/StatisticalCode. Known letter
+ * elements and types (letter_kinds[]) add checks, unknown ones are no error.
+ *
+ * Invariants: on success every id, version and GLN is non-empty, trimmed,
+ * free of control characters and fits OIOXML's field (ids String_1_14);
+ * the type is too, except for an unknown letter without TypeCode and
+ * StatisticalCode (""); a known element or type agrees with letter_kinds[]
+ * (element, type and VersionCode). On failure
  * env holds only envelope_id and letters[0].sender, each only if its element
- * was read whole, so a negative receipt can still be addressed; nletters is 0.
+ * was read whole, so a negative receipt can still be addressed (and
+ * letters[0].id likewise); nletters is 0.
  * Error texts name elements and letter numbers, never message content.
  */
 #include "codecs/oioxml.h"
@@ -27,9 +34,14 @@
 #include "codecs/base/mem.h"
 #include "codecs/xctl01.h"
 #include "codecs/xmlsafe.h"
+#include "codecs/xmltree.h"
+#include "codecs/xmlsniff.h"
 
-/* Letter elements we route, and the type their TypeCode (StatisticalCode
- * for receipts, which have no TypeCode) must carry. */
+/* The letter elements the broker knows, and the type their TypeCode
+ * (StatisticalCode for receipts, which have no TypeCode) must carry. Any
+ * other letter element in a MedCom namespace is routed too (its type read
+ * from TypeCode/StatisticalCode); this list only adds checks: the element,
+ * type and VersionCode must agree. */
 static const struct letter_kind {
 	const char *element;
 	const char *type;
@@ -48,114 +60,29 @@ static const struct letter_kind {
 	{ "PositiveReceipt", "XCTL03", true },
 };
 
-/* Bytes sniff looks at before giving up on finding the root element. */
-#define SNIFF_WINDOW (64u * 1024u)
+/* The namespace prefixes of MedCom's OIOXML schema releases (medcom.md
+ * 2.1): 2004/06/01 and the sundcom.dk dates 2005/08/07 .. 2015/02/16, and
+ * the municipality URNs (1.0.0, 1.0.3, 1.0.4 seen). */
+static const char *const medcom_namespaces[] = {
+	"http://rep.oio.dk/medcom.dk/xml/schemas/",
+	"http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/",
+	"urn:oio:medcom:",
+};
 
-/* ---- tree helpers ------------------------------------------------------ */
+/* OIOXML's own field sizes, plus NUL (medcom.md 2.1): tighter than the
+ * codec.h fields, which also hold other formats' ids. */
+#define OIO_ID_MAX 15      /* Envelope/Identifier, Letter/Identifier: String_1_14 */
+#define OIO_TYPE_MAX 9     /* StatisticalCode, TypeCode: String_1_8 */
+#define OIO_VERSION_MAX 8  /* VersionCode: seven characters (XD2030C) */
+_Static_assert(OIO_ID_MAX <= CODEC_ID_MAX && OIO_TYPE_MAX <= CODEC_TYPE_MAX &&
+		       OIO_VERSION_MAX <= CODEC_VERSION_MAX,
+	       "OIOXML fields fit the envelope");
 
-static bool is_space(xmlChar c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool is_named(const xmlNode *n, const char *local)
-{
-	return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, local) == 0;
-}
-
-static const xmlNode *first_element(const xmlNode *n)
-{
-	while (n && n->type != XML_ELEMENT_NODE)
-		n = n->next;
-	return n;
-}
-
-static const xmlNode *next_element(const xmlNode *n)
-{
-	return n ? first_element(n->next) : NULL;
-}
-
-/* First element child of n whose local name is name[0..len). */
-static const xmlNode *child_named(const xmlNode *n, const char *name, size_t len)
-{
-	for (const xmlNode *c = first_element(n->children); c; c = next_element(c)) {
-		const char *cn = (const char *)c->name;
-		if (strncmp(cn, name, len) == 0 && cn[len] == '\0')
-			return c;
-	}
-	return NULL;
-}
-
-/* Follows a "A/B/C" path of first-match children from n. */
-static const xmlNode *find_path(const xmlNode *n, const char *path)
-{
-	while (n && *path) {
-		const char *slash = strchrnul(path, '/');
-		n = child_named(n, path, (size_t)(slash - path));
-		path = *slash ? slash + 1 : slash;
-	}
-	return n;
-}
-
-enum text_status { TEXT_OK, TEXT_EMPTY, TEXT_TOO_LONG, TEXT_CONTROL, TEXT_NESTED };
-
-/* The text children of el, trimmed of XML whitespace, into dst (dst is ""
- * unless TEXT_OK). *len is the trimmed length even when it does not fit. */
-static enum text_status element_text(const xmlNode *el, char *dst, size_t dstsz, size_t *len)
-{
-	size_t n = 0, keep = 0, ctrl_at = SIZE_MAX;
-	for (const xmlNode *c = el->children; c; c = c->next) {
-		if (c->type == XML_ELEMENT_NODE) {
-			dst[0] = '\0';
-			*len = 0;
-			return TEXT_NESTED;
-		}
-		if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
-			continue; /* comments, PIs */
-		for (const xmlChar *p = c->content; p && *p; p++) {
-			if (n == 0 && is_space(*p))
-				continue;
-			if ((*p < 0x20 || *p == 0x7F) && ctrl_at == SIZE_MAX)
-				ctrl_at = n;
-			if (n < dstsz - 1)
-				dst[n] = (char)*p;
-			keep = is_space(*p) ? keep : n + 1;
-			n++;
-		}
-	}
-	*len = keep;
-	enum text_status st = keep == 0	       ? TEXT_EMPTY
-			      : keep >= dstsz  ? TEXT_TOO_LONG
-			      : ctrl_at < keep ? TEXT_CONTROL
-					       : TEXT_OK;
-	dst[st == TEXT_OK ? keep : 0] = '\0';
-	return st;
-}
-
-/* Reads the text at path below parent into dst; `where` prefixes errors. */
+/* Reads the text at path below parent into dst, at most dstsz - 1 bytes. */
 static int read_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz,
 		      const char *where, struct codec_error *err)
 {
-	const xmlNode *el = find_path(parent, path);
-	size_t len;
-	dst[0] = '\0';
-	if (!el)
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: missing %s", where, path);
-	switch (element_text(el, dst, dstsz, &len)) {
-	case TEXT_OK:
-		return 0;
-	case TEXT_EMPTY:
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s is empty", where, path);
-	case TEXT_TOO_LONG:
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s is %zu bytes, longer than %zu",
-				    where, path, len, dstsz - 1);
-	case TEXT_CONTROL:
-		return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s contains control characters",
-				    where, path);
-	case TEXT_NESTED:
-		break;
-	}
-	return xmlsafe_fail(err, CODEC_EFIELD, "%s: %s contains elements, not text", where, path);
+	return xmltree_read(parent, path, dst, dstsz, where, err);
 }
 
 /* ---- field checks ------------------------------------------------------ */
@@ -210,8 +137,7 @@ static const struct letter_kind *letter_kind_find(const xmlChar *element)
 static int decode_envelope(const xmlNode *el, struct codec_envelope *env, struct codec_error *err)
 {
 	char date[11], time[6], ack[sizeof("minuspositivkvitt")];
-	if (read_field(el, "Identifier", env->envelope_id, sizeof(env->envelope_id), "Envelope",
-		       err) < 0 ||
+	if (read_field(el, "Identifier", env->envelope_id, OIO_ID_MAX, "Envelope", err) < 0 ||
 	    read_field(el, "Sent/Date", date, sizeof(date), "Envelope", err) < 0 ||
 	    read_field(el, "Sent/Time", time, sizeof(time), "Envelope", err) < 0 ||
 	    read_field(el, "AcknowledgementCode", ack, sizeof(ack), "Envelope", err) < 0)
@@ -229,15 +155,59 @@ static int decode_envelope(const xmlNode *el, struct codec_envelope *env, struct
 	return 0;
 }
 
-/* Letter/Identifier, VersionCode and the type, checked against the kind. */
-static int decode_letter_head(const xmlNode *el, const struct letter_kind *k,
-			      struct codec_letter *l, const char *where, struct codec_error *err)
+/* The type a letter's TypeCode (or, for receipts and letters without one,
+ * its StatisticalCode) names, when the broker knows it. */
+static const struct letter_kind *letter_kind_by_type(const char *type)
 {
-	char stat[CODEC_TYPE_MAX];
-	if (read_field(el, "Letter/Identifier", l->id, sizeof(l->id), where, err) < 0 ||
-	    read_field(el, "Letter/VersionCode", l->version, sizeof(l->version), where, err) < 0 ||
-	    read_field(el, "Letter/StatisticalCode", stat, sizeof(stat), where, err) < 0 ||
-	    (!k->receipt && read_field(el, "Letter/TypeCode", l->type, sizeof(l->type), where, err) < 0))
+	for (size_t i = 0; i < ARRAY_SIZE(letter_kinds); i++)
+		if (strcmp(type, letter_kinds[i].type) == 0)
+			return &letter_kinds[i];
+	return NULL;
+}
+
+/* True when el is in one of MedCom's OIOXML namespaces (any release). */
+static bool in_medcom_ns(const xmlNode *el)
+{
+	const char *href = el->ns && el->ns->href ? (const char *)el->ns->href : "";
+	for (size_t i = 0; i < ARRAY_SIZE(medcom_namespaces); i++)
+		if (strncmp(href, medcom_namespaces[i], strlen(medcom_namespaces[i])) == 0)
+			return true;
+	return false;
+}
+
+/* Reads path below el into dst when the element is there; "" when not. */
+static int read_optional(const xmlNode *el, const char *path, char *dst, size_t dstsz,
+			 const char *where, struct codec_error *err)
+{
+	dst[0] = '\0';
+	return xmltree_path(el, path) ? read_field(el, path, dst, dstsz, where, err) : 0;
+}
+
+/* The type of a letter element the broker does not know: TypeCode, else
+ * StatisticalCode, else none; both present must agree. */
+static int unknown_letter_type(const xmlNode *el, struct codec_letter *l, const char *where,
+			       struct codec_error *err)
+{
+	char stat[OIO_TYPE_MAX];
+	if (read_optional(el, "Letter/TypeCode", l->type, OIO_TYPE_MAX, where, err) < 0 ||
+	    read_optional(el, "Letter/StatisticalCode", stat, sizeof(stat), where, err) < 0)
+		return -1;
+	if (l->type[0] && stat[0] && strcmp(l->type, stat) != 0)
+		return xmlsafe_fail(err, CODEC_ETYPE, "%s: TypeCode %s and StatisticalCode %s differ",
+				    where, l->type, stat);
+	if (!l->type[0])
+		memcpy(l->type, stat, sizeof(stat));
+	return 0;
+}
+
+/* The type of a known letter element: its TypeCode (StatisticalCode for
+ * receipts, which have no TypeCode) must be the element's type. */
+static int known_letter_type(const xmlNode *el, const struct letter_kind *k,
+			     struct codec_letter *l, const char *where, struct codec_error *err)
+{
+	char stat[OIO_TYPE_MAX];
+	if (read_field(el, "Letter/StatisticalCode", stat, sizeof(stat), where, err) < 0 ||
+	    (!k->receipt && read_field(el, "Letter/TypeCode", l->type, OIO_TYPE_MAX, where, err) < 0))
 		return -1;
 	if (k->receipt)
 		memcpy(l->type, stat, sizeof(stat));
@@ -245,9 +215,23 @@ static int decode_letter_head(const xmlNode *el, const struct letter_kind *k,
 		return xmlsafe_fail(err, CODEC_ETYPE, "%s: %s %s does not match %s (%s)", where,
 				    k->receipt ? "StatisticalCode" : "TypeCode", l->type, k->element,
 				    k->type);
-	if (!version_fits(l->version, k->type))
+	return 0;
+}
+
+/* Letter/Identifier, VersionCode and the type. Any MedCom letter is
+ * routed; only a type the broker knows has its VersionCode checked. */
+static int decode_letter_head(const xmlNode *el, const struct letter_kind *k,
+			      struct codec_letter *l, const char *where, struct codec_error *err)
+{
+	if (read_field(el, "Letter/Identifier", l->id, OIO_ID_MAX, where, err) < 0 ||
+	    read_field(el, "Letter/VersionCode", l->version, OIO_VERSION_MAX, where, err) < 0)
+		return -1;
+	if ((k ? known_letter_type(el, k, l, where, err) : unknown_letter_type(el, l, where, err)) < 0)
+		return -1;
+	const struct letter_kind *known = k ? k : letter_kind_by_type(l->type);
+	if (known && !version_fits(l->version, known->type))
 		return xmlsafe_fail(err, CODEC_EVERSION, "%s: VersionCode %s does not belong to %s",
-				    where, l->version, k->type);
+				    where, l->version, known->type);
 	return 0;
 }
 
@@ -257,9 +241,10 @@ static int decode_letter(const xmlNode *el, size_t idx, struct codec_letter *l,
 	char where[32];
 	snprintf(where, sizeof(where), "letter %zu", idx + 1);
 	const struct letter_kind *k = letter_kind_find(el->name);
-	if (!k)
-		return xmlsafe_fail(err, CODEC_ETYPE, "%s: unknown letter element %.64s", where,
-				    (const char *)el->name);
+	if (!k && !in_medcom_ns(el))
+		return xmlsafe_fail(err, CODEC_ETYPE,
+				    "%s: %.64s is not a MedCom letter (not in a MedCom namespace)",
+				    where, (const char *)el->name);
 	if (decode_letter_head(el, k, l, where, err) < 0 ||
 	    read_field(el, "Sender/EANIdentifier", l->sender, sizeof(l->sender), where, err) < 0 ||
 	    read_field(el, "Receiver/EANIdentifier", l->receiver, sizeof(l->receiver), where, err) < 0)
@@ -271,8 +256,8 @@ static int decode_letter(const xmlNode *el, size_t idx, struct codec_letter *l,
 static int decode_letters(const xmlNode *first, struct codec_envelope *env, struct codec_error *err)
 {
 	bool all_receipts = true;
-	for (const xmlNode *n = first; n; n = next_element(n)) {
-		if (is_named(n, "Local_Elements"))
+	for (const xmlNode *n = first; n; n = xmltree_next(n)) {
+		if (xmltree_is(n, "Local_Elements"))
 			continue;
 		if (env->nletters == CODEC_MAX_LETTERS)
 			return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds more than %d letters",
@@ -291,57 +276,57 @@ static int decode_letters(const xmlNode *first, struct codec_envelope *env, stru
 
 static int decode_emessage(const xmlNode *root, struct codec_envelope *env, struct codec_error *err)
 {
-	if (!is_named(root, "Emessage"))
+	if (!xmltree_is(root, "Emessage"))
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "root element is %.64s, not Emessage",
 				    (const char *)root->name);
-	const xmlNode *envelope = first_element(root->children);
+	const xmlNode *envelope = xmltree_first(root->children);
 	if (!envelope)
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds no Envelope");
-	if (!is_named(envelope, "Envelope"))
+	if (!xmltree_is(envelope, "Envelope"))
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage starts with %.64s, not Envelope",
 				    (const char *)envelope->name);
 	if (decode_envelope(envelope, env, err) < 0)
 		return -1;
-	return decode_letters(next_element(envelope), env, err);
+	return decode_letters(xmltree_next(envelope), env, err);
 }
 
 /* ---- partial fill on error --------------------------------------------- */
 
+/* xmltree_read, whose errors do not matter here: dst is "" then. */
 static void salvage_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz)
 {
-	const xmlNode *el = find_path(parent, path);
-	size_t len;
-	if (!el || !xmlsafe_node_closed(el) || element_text(el, dst, dstsz, &len) != TEXT_OK)
-		dst[0] = '\0';
+	struct codec_error ignored;
+	(void)xmltree_read(parent, path, dst, dstsz, "", &ignored);
 }
 
 /* Clears env, then re-reads what a negative receipt needs: the envelope id
- * and the first letter's sender, from elements whose end tag was seen (so a
+ * and the first letter's sender and id, from elements whose end tag was seen (so a
  * truncated GLN is never mistaken for a whole one). */
 static void keep_partial(struct codec_envelope *env, const xmlDoc *doc)
 {
 	char encoding[sizeof(env->encoding)];
 	memcpy(encoding, env->encoding, sizeof(encoding));
 	memset(env, 0, sizeof(*env));
-	env->codec = &codec_oioxml;
+	env->codec = env->inner = &codec_oioxml;
 	memcpy(env->encoding, encoding, sizeof(encoding));
 
 	const xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-	const xmlNode *envelope = is_named(root, "Emessage") ? first_element(root->children) : NULL;
-	if (!is_named(envelope, "Envelope"))
+	const xmlNode *envelope = xmltree_is(root, "Emessage") ? xmltree_first(root->children) : NULL;
+	if (!xmltree_is(envelope, "Envelope"))
 		return;
-	salvage_field(envelope, "Identifier", env->envelope_id, sizeof(env->envelope_id));
-	const xmlNode *letter = next_element(envelope);
-	while (is_named(letter, "Local_Elements"))
-		letter = next_element(letter);
+	salvage_field(envelope, "Identifier", env->envelope_id, OIO_ID_MAX);
+	const xmlNode *letter = xmltree_next(envelope);
+	while (xmltree_is(letter, "Local_Elements"))
+		letter = xmltree_next(letter);
 	if (!letter)
 		return;
 	salvage_field(letter, "Sender/EANIdentifier", env->letters[0].sender,
 		      sizeof(env->letters[0].sender));
+	salvage_field(letter, "Letter/Identifier", env->letters[0].id, OIO_ID_MAX);
 	/* A refused receipt must still be known as one: receipts are never
 	 * answered with receipts, even when they are broken. */
 	for (size_t i = 0; i < ARRAY_SIZE(letter_kinds); i++)
-		if (letter_kinds[i].receipt && is_named(letter, letter_kinds[i].element))
+		if (letter_kinds[i].receipt && xmltree_is(letter, letter_kinds[i].element))
 			env->is_receipt = true;
 }
 
@@ -350,7 +335,7 @@ static int oioxml_decode(const uint8_t *buf, size_t len, const struct codec_limi
 {
 	struct xmlsafe_doc d;
 	memset(env, 0, sizeof(*env));
-	env->codec = &codec_oioxml;
+	env->codec = env->inner = &codec_oioxml;
 	*err = (struct codec_error){ .code = CODEC_OK };
 
 	int r = xmlsafe_parse(buf, len, lim, &d, err);
@@ -366,72 +351,12 @@ static int oioxml_decode(const uint8_t *buf, size_t len, const struct codec_limi
 
 /* ---- sniffing ---------------------------------------------------------- */
 
-static const uint8_t *past(const uint8_t *p, const uint8_t *end, const char *term)
-{
-	size_t n = strlen(term);
-	const uint8_t *q = memmem(p, (size_t)(end - p), term, n);
-	return q ? q + n : end;
-}
-
-/* Skips a DOCTYPE so decode can refuse it as hostile rather than unknown. */
-static const uint8_t *past_doctype(const uint8_t *p, const uint8_t *end)
-{
-	int depth = 0;
-	uint8_t quote = 0;
-	for (; p < end; p++) {
-		if (quote)
-			quote = *p == quote ? 0 : quote;
-		else if (*p == '"' || *p == '\'')
-			quote = *p;
-		else if (*p == '[' || *p == ']')
-			depth += *p == '[' ? 1 : -1;
-		else if (*p == '>' && depth <= 0)
-			return p + 1;
-	}
-	return end;
-}
-
-/* Past a PI, comment or DOCTYPE at p ('<'), or NULL when p starts an element. */
-static const uint8_t *past_prolog_item(const uint8_t *p, const uint8_t *end)
-{
-	size_t n = (size_t)(end - p);
-	if (n >= 2 && p[1] == '?')
-		return past(p + 2, end, "?>");
-	if (n >= 4 && memcmp(p, "<!--", 4) == 0)
-		return past(p + 4, end, "-->");
-	if (n >= 9 && memcmp(p, "<!DOCTYPE", 9) == 0)
-		return past_doctype(p + 9, end);
-	return NULL;
-}
-
-/* True when the start tag name at p (just after '<') has local name Emessage. */
-static bool tag_is_emessage(const uint8_t *p, const uint8_t *end)
-{
-	const uint8_t *name = p;
-	while (p < end && !is_space(*p) && *p != '>' && *p != '/') {
-		if (*p++ == ':')
-			name = p;
-	}
-	return p < end && p - name == 8 && memcmp(name, "Emessage", 8) == 0;
-}
-
+/* Any namespace: real traffic uses every schema release, and the letters
+ * decide whether it is MedCom's. */
 static bool oioxml_sniff(const uint8_t *buf, size_t len)
 {
-	if (!buf || len == 0)
-		return false;
-	const uint8_t *p = buf, *end = buf + (len < SNIFF_WINDOW ? len : SNIFF_WINDOW);
-	if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
-		p += 3;
-	for (;;) {
-		while (p < end && is_space(*p))
-			p++;
-		if (end - p < 2 || *p != '<')
-			return false;
-		const uint8_t *next = past_prolog_item(p, end);
-		if (!next)
-			return tag_is_emessage(p + 1, end);
-		p = next;
-	}
+	struct xmlsniff root;
+	return xmlsniff_root(buf, len, &root) && strcmp(root.local, "Emessage") == 0;
 }
 
 const struct codec codec_oioxml = {

@@ -251,7 +251,7 @@ int xctl01_refuse(const struct codec_envelope *orig, const struct codec_refusal_
 		return r;
 	*out = (struct codec_receipt){
 		.body = (uint8_t *)body, .size = len, .format = orig->codec->name,
-		.ext = orig->codec->ext, .type = "XCTL01",
+		.ext = orig->codec->ext, .type = "XCTL01", .version = "XC0130Q",
 	};
 	str_copy(out->envelope_id, id, sizeof(out->envelope_id));
 	str_copy(out->sender, p->broker_id, sizeof(out->sender));

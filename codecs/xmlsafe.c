@@ -7,9 +7,13 @@
  *  2. Character set: decided here, not by libxml2. The XML declaration's
  *     encoding is honoured when it is UTF-8, ISO-8859-1, windows-1252 or
  *     US-ASCII (and their usual aliases); anything else is refused. Without a
- *     declared encoding the bytes are UTF-8 when they are valid UTF-8 (or
- *     carry a UTF-8 BOM) and ISO-8859-1 otherwise, because Region H sends
- *     Latin-1 payloads with no declaration. Single-byte input is transcoded
+ *     declared encoding, the charset a wrapping declares for its payload
+ *     (lim->charset: SBDH BinaryContent/@encoding) stands in for one, under
+ *     the same rules; the document's own declaration outranks it, as a
+ *     parser reading the payload alone would see it. Without either, the
+ *     bytes are UTF-8 when they are valid UTF-8 (or carry a UTF-8 BOM) and
+ *     ISO-8859-1 otherwise, because Region H sends Latin-1 payloads with no
+ *     declaration. Single-byte input is transcoded
  *     to UTF-8 here; libxml2 always receives strict UTF-8 without NUL bytes,
  *     parsed with XML_PARSE_IGNORE_ENC, so its own detection never runs.
  *  3. DOCTYPE: refused as CODEC_EHOSTILE from the SAX internalSubset hook,
@@ -193,20 +197,25 @@ struct input {
 	enum charset cs;
 };
 
-/* Picks the charset from BOM, declaration and content (see the policy). */
-static int choose_charset(const uint8_t *p, size_t len, bool bom, enum charset *cs,
-			  struct codec_error *err)
+/* Picks the charset from BOM, declaration, the wrapping's hint and content
+ * (see the policy). */
+static int choose_charset(const uint8_t *p, size_t len, bool bom, const char *hint,
+			  enum charset *cs, struct codec_error *err)
 {
 	char name[40];
-	if (!decl_encoding(p, len, name, sizeof(name))) {
+	bool declared = decl_encoding(p, len, name, sizeof(name));
+	if (!declared && !hint) {
 		*cs = bom || utf8_valid(p, len) ? CS_UTF8 : CS_LATIN1;
 		return 0;
 	}
+	const char *by = declared ? "" : " (the wrapping's)";
+	if (!declared)
+		str_copy(name, hint, sizeof(name));
 	if (!charset_lookup(name, cs))
-		return xmlsafe_fail(err, CODEC_EENCODING, "unsupported encoding %s", name);
+		return xmlsafe_fail(err, CODEC_EENCODING, "unsupported encoding %s%s", name, by);
 	if (bom && *cs != CS_UTF8)
 		return xmlsafe_fail(err, CODEC_EENCODING,
-				    "UTF-8 byte order mark contradicts declared encoding %s", name);
+				    "UTF-8 byte order mark contradicts declared encoding %s%s", name, by);
 	return 0;
 }
 
@@ -228,7 +237,8 @@ static int check_bytes(const uint8_t *p, size_t len, size_t base, enum charset c
 	return 0;
 }
 
-static int prepare_input(const uint8_t *buf, size_t len, struct input *in, struct codec_error *err)
+static int prepare_input(const uint8_t *buf, size_t len, const char *hint, struct input *in,
+			 struct codec_error *err)
 {
 	if (len == 0) /* buf may be NULL then */
 		return xmlsafe_fail(err, CODEC_ESYNTAX, "empty input");
@@ -243,7 +253,7 @@ static int prepare_input(const uint8_t *buf, size_t len, struct input *in, struc
 	if (len == skip)
 		return xmlsafe_fail(err, CODEC_ESYNTAX, "empty input");
 	*in = (struct input){ .p = buf, .len = len };
-	if (choose_charset(buf + skip, len - skip, bom, &in->cs, err) < 0 ||
+	if (choose_charset(buf + skip, len - skip, bom, hint, &in->cs, err) < 0 ||
 	    check_bytes(buf + skip, len - skip, skip, in->cs, err) < 0)
 		return -1;
 	/* UTF-8 and ASCII go through as they are, BOM included: libxml2 skips
@@ -470,7 +480,7 @@ int xmlsafe_parse(const uint8_t *buf, size_t len, const struct codec_limits *lim
 	if (len > max_bytes)
 		return xmlsafe_fail(err, CODEC_ETOOBIG, "message is %zu bytes, limit %zu", len,
 				    max_bytes);
-	if (prepare_input(buf, len, &in, err) < 0)
+	if (prepare_input(buf, len, lim ? lim->charset : NULL, &in, err) < 0)
 		return -1;
 	out->encoding = charset_name[in.cs];
 	if (max_depth > xmlParserMaxDepth)

@@ -28,7 +28,8 @@ struct xmlsafe_doc {
  * guard. Call from main() before threads start; idempotent and thread-safe. */
 void xmlsafe_init(void);
 
-/* Parses buf under lim (NULL, or a 0 field, means the codec.h default).
+/* Parses buf under lim (NULL, or a 0 field, means the codec.h default;
+ * lim->charset, when set, is the charset of a payload that declares none).
  * Returns 0 with *out filled and out->complete set, or -1 with *err filled;
  * then out->doc may hold the tree built before the error (see
  * xmlsafe_node_closed). Safe to call from several threads at once. */

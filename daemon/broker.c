@@ -297,8 +297,10 @@ static int lock_state_dir(struct broker *b, char *err, size_t errlen)
 static void apply_ingest_config(struct broker *b)
 {
 	struct ingest_config ic = {
-		.limits = { (size_t)b->cfg->max_message_size, CODEC_DEFAULT_MAX_DEPTH },
+		.limits = { .max_bytes = (size_t)b->cfg->max_message_size,
+			    .max_depth = CODEC_DEFAULT_MAX_DEPTH },
 		.broker_id = b->cfg->broker_id,
+		.broker_gln = b->cfg->broker_gln,
 	};
 	ingest_set_config(b->ingest, &ic);
 	ingest_set_router(b->ingest, b->router);

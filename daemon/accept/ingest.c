@@ -33,6 +33,7 @@ struct ingest {
 	void *ctx;
 	struct codec_limits limits;
 	char *broker_id;
+	char *broker_gln; /* NULL when unset */
 	struct codec_envelope env; /* scratch for decoding; copied out per item */
 	size_t inflight;
 };
@@ -57,8 +58,11 @@ struct item {
 	size_t size;
 	char type[CODEC_TYPE_MAX], envelope_id[CODEC_ID_MAX];
 	char sender[CODEC_GLN_MAX], receiver[CODEC_GLN_MAX];
+	char format[64], wrapper[2 * (CODEC_ID_MAX + 8)]; /* for the log line */
 	struct store_key *keys;
-	char (*keybuf)[2][CODEC_GLN_MAX];
+	struct { char sender[CODEC_GLN_MAX], id[CODEC_ID_MAX]; } *keybuf;
+	struct store_txid txids[CODEC_WRAP_MAX + 1];
+	struct codec_txid txidbuf[CODEC_WRAP_MAX + 1];
 	struct codec_error error;
 	struct receipt_item *receipt; /* NULL when none is due */
 	bool msg_pending;             /* m is in the commit */
@@ -71,7 +75,8 @@ struct ingest *ingest_new(struct commit *commit, ingest_queued_fn queued, void *
 	ing->commit = commit;
 	ing->queued = queued;
 	ing->ctx = ctx;
-	ing->limits = (struct codec_limits){ CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH };
+	ing->limits = (struct codec_limits){ .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+					     .max_depth = CODEC_DEFAULT_MAX_DEPTH };
 	ing->broker_id = xstrdup("EDIBROKER");
 	return ing;
 }
@@ -81,6 +86,7 @@ void ingest_free(struct ingest *ing)
 	if (!ing)
 		return;
 	free(ing->broker_id);
+	free(ing->broker_gln);
 	free(ing);
 }
 
@@ -94,6 +100,8 @@ void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg)
 	ing->limits = cfg->limits;
 	free(ing->broker_id);
 	ing->broker_id = xstrdup(cfg->broker_id);
+	free(ing->broker_gln);
+	ing->broker_gln = str_empty(cfg->broker_gln) ? NULL : xstrdup(cfg->broker_gln);
 }
 
 size_t ingest_inflight(const struct ingest *ing)
@@ -119,24 +127,62 @@ static void item_free(struct item *it)
 	free(it);
 }
 
-/* Copies the envelope fields the store keeps out of the scratch envelope. */
+/* The txids of env's wrappings (and FHIR Bundle.id), copied for the store. */
+static void item_take_txids(struct item *it, const struct codec_envelope *env)
+{
+	for (size_t i = 0; i < env->ntxids && i < ARRAY_SIZE(it->txids); i++) {
+		it->txidbuf[i] = env->txids[i];
+		const struct codec_txid *t = &it->txidbuf[i];
+		it->txids[i] = (struct store_txid){ t->scope, t->sender, t->id, t->digest,
+						    sizeof(t->digest) };
+	}
+	it->m.txids = it->txids;
+	it->m.ntxids = env->ntxids < ARRAY_SIZE(it->txids) ? env->ntxids : ARRAY_SIZE(it->txids);
+}
+
+/* For the log: the formats outermost first ("sbdh+vans+oioxml") and the
+ * wrappings' ids ("sbdh:ID,vans:ID", "-" when bare). */
+static void item_describe(struct item *it, const struct codec_envelope *env)
+{
+	size_t f = 0, w = 0;
+	it->wrapper[0] = '\0';
+	for (size_t i = 0; i < env->nlayers; i++) {
+		const struct codec_layer *l = &env->layers[i];
+		f += (size_t)snprintf(it->format + f, sizeof(it->format) - f, "%s+", l->codec->name);
+		w += (size_t)snprintf(it->wrapper + w, sizeof(it->wrapper) - w, "%s%s:%s",
+				      i ? "," : "", l->codec->name, l->id);
+		f = f < sizeof(it->format) ? f : sizeof(it->format) - 1;
+		w = w < sizeof(it->wrapper) ? w : sizeof(it->wrapper) - 1;
+	}
+	const struct codec *inner = env->inner ? env->inner : env->codec;
+	snprintf(it->format + f, sizeof(it->format) - f, "%s", inner->name);
+	if (!it->wrapper[0])
+		str_copy(it->wrapper, "-", sizeof(it->wrapper));
+}
+
+/* Copies the envelope fields the store keeps out of the scratch envelope:
+ * the first innermost letter's, every letter's key, the txids. */
 static void item_take_envelope(struct item *it, const struct codec_envelope *env)
 {
 	const struct codec_letter *first = &env->letters[0];
-	str_copy(it->type, first->type, sizeof(it->type));
+	/* a letter of a type that has no code (an unknown OIOXML letter
+	 * without TypeCode/StatisticalCode) shows as "-" */
+	str_copy(it->type, str_empty(first->type) ? "-" : first->type, sizeof(it->type));
 	str_copy(it->envelope_id, env->envelope_id, sizeof(it->envelope_id));
 	str_copy(it->sender, first->sender, sizeof(it->sender));
 	str_copy(it->receiver, first->receiver, sizeof(it->receiver));
 	it->keys = xcalloc(env->nletters, sizeof(struct store_key));
 	it->keybuf = xcalloc(env->nletters, sizeof(*it->keybuf));
 	for (size_t i = 0; i < env->nletters; i++) {
-		str_copy(it->keybuf[i][0], env->letters[i].sender, CODEC_GLN_MAX);
-		str_copy(it->keybuf[i][1], env->letters[i].id, CODEC_GLN_MAX);
-		it->keys[i] = (struct store_key){ it->keybuf[i][0], it->keybuf[i][1] };
+		str_copy(it->keybuf[i].sender, env->letters[i].sender, CODEC_GLN_MAX);
+		str_copy(it->keybuf[i].id, env->letters[i].id, CODEC_ID_MAX);
+		it->keys[i] = (struct store_key){ it->keybuf[i].sender, it->keybuf[i].id };
 	}
 	it->m.nletters = (int)env->nletters;
 	it->m.nkeys = env->nletters;
 	it->m.keys = it->keys;
+	item_take_txids(it, env);
+	item_describe(it, env);
 	it->m.type = it->type;
 	it->m.envelope_id = it->envelope_id;
 	it->m.sender = it->sender;
@@ -158,6 +204,22 @@ static void fresh_receipt_id(void *ctx, char out[CODEC_ID_MAX])
 		 rnd[4], rnd[5]);
 }
 
+/* codec_refusal_params.fresh_uuid: a random (version 4) UUID. */
+static void fresh_receipt_uuid(void *ctx, char out[CODEC_UUID_LEN + 1])
+{
+	uint8_t r[16];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		uint64_t t[2] = { (uint64_t)clock_wall_ms(), (uint64_t)clock_mono_ms() };
+		memcpy(r, t, sizeof(r));
+	}
+	r[6] = (uint8_t)((r[6] & 0x0F) | 0x40); /* version 4 */
+	r[8] = (uint8_t)((r[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+	snprintf(out, CODEC_UUID_LEN + 1,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+		 r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+		 r[15]);
+}
+
 /* The receipt refusing env, from the codec that read it, as a store_new
  * to the source endpoint; NULL when none can be built (env is a receipt,
  * lacks its envelope id or sender, or its format issues no receipts). */
@@ -167,7 +229,9 @@ static struct receipt_item *make_receipt(struct ingest *ing, const char *source,
 {
 	struct codec_refusal_params p = { .reason = why, .text = text,
 					  .broker_id = ing->broker_id,
-					  .fresh_id = fresh_receipt_id };
+					  .broker_gln = ing->broker_gln,
+					  .fresh_id = fresh_receipt_id,
+					  .fresh_uuid = fresh_receipt_uuid };
 	time_t now = (time_t)(clock_wall_ms() / 1000);
 	localtime_r(&now, &p.now);
 	struct receipt_item *r = xcalloc(1, sizeof(*r));
@@ -204,20 +268,22 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 	switch (res) {
 	case INGEST_ACCEPTED:
 		log_info("event=accepted msg=%lld source=%s endpoint=%s type=%s letters=%d "
-			 "envelope=%s sender=%s receiver=%s size=%zu",
+			 "envelope=%s sender=%s receiver=%s size=%zu format=%s wrapper=%s",
 			 (long long)it->m.id, it->source, it->endpoint, it->type, it->m.nletters,
-			 it->envelope_id, it->sender, it->receiver, it->size);
+			 it->envelope_id, it->sender, it->receiver, it->size, it->format,
+			 it->wrapper);
 		break;
 	case INGEST_DUPLICATE:
 		log_notice("event=duplicate msg=%lld source=%s type=%s envelope=%s sender=%s "
-			   "state=dropped",
-			   (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender);
+			   "state=dropped format=%s wrapper=%s",
+			   (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
+			   it->format, it->wrapper);
 		break;
 	case INGEST_DEAD:
 		log_warn("event=dead-letter msg=%lld source=%s type=%s envelope=%s sender=%s "
-			 "receiver=%s reason=\"%s\"",
+			 "receiver=%s reason=\"%s\" format=%s wrapper=%s",
 			 (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
-			 it->receiver, it->reason);
+			 it->receiver, it->reason, it->format, it->wrapper);
 		break;
 	case INGEST_REJECTED:
 		log_warn("event=rejected source=%s size=%zu error=%s reason=\"%s\"", it->source,
@@ -238,9 +304,9 @@ static enum ingest_result final_result(struct item *it)
 	if (it->m.outcome == STORE_DUPLICATE)
 		return INGEST_DUPLICATE;
 	if (it->m.outcome == STORE_DEAD) {
-		if (!it->reason) /* the store found some letters accepted before */
-			it->reason = xstrdup("partial duplicate: some of its letters were "
-					     "accepted before");
+		if (!it->reason) /* the store's own: a partial duplicate, a reused txid */
+			it->reason = xstrdup(it->m.why[0] ? it->m.why
+							  : "refused by the store's duplicate policy");
 		return INGEST_DEAD;
 	}
 	return INGEST_ACCEPTED;

@@ -15,10 +15,15 @@
  *              receipt where the rules ask for one; the source quarantines;
  *   TEMPFAIL   the store could not commit: the source keeps the input and
  *              tries again later.
- * A negative receipt, in the message's own format (OIOXML: an XCTL01), goes
- * back to the source endpoint when a receiver is unknown or a decodable
- * envelope is refused; never for a receipt, and never when the sender
- * cannot be read.
+ * A negative receipt, in the message's own format and wrapping (OIOXML: an
+ * XCTL01; VANS: a NegativeVans; FHIR: a fatal-error Acknowledgement; an
+ * SBDH around the receipt of what it carried), goes back to the source
+ * endpoint when a receiver is unknown or a decodable envelope is refused;
+ * never for a receipt, and never when the sender cannot be read.
+ *
+ * Identity: the store keys duplicates on the innermost letters (sender,
+ * id), whatever wrapping a message came in, and checks the transmission
+ * ids of its wrappings (and FHIR Bundle.id) for reuse with other content.
  */
 #ifndef EDIBROKER_INGEST_H
 #define EDIBROKER_INGEST_H
@@ -51,6 +56,8 @@ typedef void (*ingest_queued_fn)(void *ctx, const char *endpoint, int64_t id, ui
 struct ingest_config {
 	struct codec_limits limits;
 	const char *broker_id;        /* sender id of receipts the broker issues */
+	const char *broker_gln;       /* the broker's own GLN, sender of FHIR and wrapped
+				       * receipts; NULL when unset (they carry broker_id) */
 };
 
 struct ingest;

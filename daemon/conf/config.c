@@ -91,6 +91,7 @@ static const struct conf_key global_keys[] = {
 	{ G("broker", "state_dir", CONF_PATH, state_dir), .def = "/var/lib/edibroker" },
 	{ G("broker", "control_socket", CONF_PATH, control_socket), .def = "control.sock" },
 	{ G("broker", "id", CONF_STR, broker_id), .def = "EDIBROKER", .check = check_ident },
+	{ G("broker", "gln", CONF_STR, broker_gln), .check = check_gln, .flags = CONF_OPTIONAL },
 	{ G("broker", "store", CONF_STR, store_backend), .def = "sqlite", .choices = stores },
 	{ G("broker", "max_message_size", CONF_SIZE, max_message_size), .def = "16M", .min = KIB,
 	  .max = 100 * MIB, .flags = CONF_RELOAD },

@@ -144,6 +144,8 @@ struct config {
 	char *state_dir;           /* state_dir: SQLite database and internal files */
 	char *control_socket;      /* control_socket: default <state_dir>/control.sock */
 	char *broker_id;           /* id: the broker's network id in receipts (default EDIBROKER) */
+	char *broker_gln;          /* gln: the broker's own location number, sender of its
+				    * FHIR and wrapped receipts; NULL when unset */
 	char *store_backend;       /* store: "sqlite" */
 	int64_t max_message_size;  /* max_message_size: bytes (default 16 MiB) */
 	int64_t stop_timeout_ms;   /* stop_timeout: how long SIGTERM waits for work in flight

@@ -96,6 +96,7 @@ static void complete_msgs(struct commit *c, size_t n, int err)
 	for (size_t i = 0; err == 0 && i < n; i++) {
 		list[i].m->outcome = c->scratch[i].outcome;
 		list[i].m->id = c->scratch[i].id;
+		memcpy(list[i].m->why, c->scratch[i].why, sizeof(list[i].m->why));
 	}
 	for (size_t i = 0; i < n; i++)
 		list[i].done(err, list[i].m, list[i].arg);

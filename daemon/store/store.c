@@ -20,6 +20,12 @@
  * primitive, so callers never hold the backend's table, and timing,
  * metrics and a later asynchronous backend have one place to go.
  *
+ * Transmission ids (store.h) are checked before the letter keys, with the
+ * backend's txid primitives, in the same transaction: a reused id makes a
+ * dead letter; a stored or duplicate message records the ones not yet
+ * known. A txid another writer recorded first fails the batch with -EBUSY,
+ * like a letter key, and the retry sees it.
+ *
  * Nothing here knows which database a backend uses.
  */
 #include "store/store.h"
@@ -161,13 +167,12 @@ static int keys_record(struct store *s, const struct store_new *m, int64_t id, i
  * accepted before. The reason names ids only, never content. */
 static int insert_partial(struct store *s, struct store_new *m, const struct key_scan *ks)
 {
-	char reason[256];
-	snprintf(reason, sizeof(reason),
+	snprintf(m->why, sizeof(m->why),
 		 "partial duplicate: letter %.64s of sender %.64s already accepted as message %" PRId64,
 		 ks->first->letter_id, ks->first->sender, ks->first_id);
 	struct store_new dead = *m;
 	dead.endpoint = NULL;
-	dead.reason = reason;
+	dead.reason = m->why;
 	int r = s->ops->msg_insert(s->be, &dead, &m->id);
 	if (r >= 0)
 		m->outcome = STORE_DEAD;
@@ -188,8 +193,122 @@ static int insert_new(struct store *s, struct store_new *m, int64_t now)
 	return 0;
 }
 
+/* ---- transmission ids ---------------------------------------------------- */
+
+static bool txid_named(const struct store_txid *a, const struct store_txid *b)
+{
+	return strcmp(a->scope, b->scope) == 0 && strcmp(a->sender, b->sender) == 0 &&
+	       strcmp(a->id, b->id) == 0;
+}
+
+static bool txid_digest_is(const struct store_txid *t, const void *digest, size_t len)
+{
+	return t->digest_len == len && memcmp(t->digest, digest, len) == 0;
+}
+
+/* The first earlier txid of m with the same name as txid i, or NULL. */
+static const struct store_txid *txid_earlier(const struct store_new *m, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (txid_named(&m->txids[j], &m->txids[i]))
+			return &m->txids[j];
+	return NULL;
+}
+
+/* 1 with *reused (and the message that recorded it, 0 for m itself) when
+ * one of m's txids names other content than before; 0 when none does. */
+static int txids_check(struct store *s, const struct store_new *m,
+		       const struct store_txid **reused, int64_t *by)
+{
+	for (size_t i = 0; i < m->ntxids; i++) {
+		const struct store_txid *t = &m->txids[i], *e = txid_earlier(m, i);
+		uint8_t d[STORE_DIGEST_MAX];
+		size_t len = 0;
+		int64_t id = 0;
+		assert(t->scope && t->sender && t->id && t->digest);
+		assert(t->digest_len >= 1 && t->digest_len <= STORE_DIGEST_MAX);
+		int r = e ? 1 : s->ops->txid_lookup(s->be, t, d, &len, &id);
+		if (r < 0)
+			return r;
+		if (r == 1 && !(e ? txid_digest_is(t, e->digest, e->digest_len)
+				  : txid_digest_is(t, d, len))) {
+			*reused = t;
+			*by = id;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Records m's txids not yet known as belonging to message id. */
+static int txids_record(struct store *s, const struct store_new *m, int64_t id, int64_t now)
+{
+	for (size_t i = 0; i < m->ntxids; i++) {
+		uint8_t d[STORE_DIGEST_MAX];
+		size_t len;
+		int64_t by;
+		if (txid_earlier(m, i))
+			continue;
+		int r = s->ops->txid_lookup(s->be, &m->txids[i], d, &len, &by);
+		if (r == 0)
+			r = s->ops->txid_insert(s->be, &m->txids[i], id, now);
+		if (r == -EEXIST)
+			return -EBUSY; /* another writer won the race: retry the batch */
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Stores m as a dead letter: a txid of it named other content before. */
+static int insert_reused(struct store *s, struct store_new *m, const struct store_txid *t,
+			 int64_t by)
+{
+	char *reason = m->why;
+	if (by > 0)
+		snprintf(reason, sizeof(m->why),
+			 "transmission id reused for other content: %.16s %.64s of sender %.64s "
+			 "named message %" PRId64 " before",
+			 t->scope, t->id, t->sender, by);
+	else
+		snprintf(reason, sizeof(m->why),
+			 "transmission id reused for other content: %.16s %.64s of sender %.64s "
+			 "names two contents in this message",
+			 t->scope, t->id, t->sender);
+	struct store_new dead = *m;
+	dead.endpoint = NULL;
+	dead.reason = reason;
+	int r = s->ops->msg_insert(s->be, &dead, &m->id);
+	if (r >= 0)
+		m->outcome = STORE_DEAD;
+	return r;
+}
+
+static int apply_queued(struct store *s, struct store_new *m, int64_t now)
+{
+	const struct store_txid *reused = NULL;
+	int64_t by = 0;
+	struct key_scan ks;
+	int r = txids_check(s, m, &reused, &by);
+	if (r != 0)
+		return r < 0 ? r : insert_reused(s, m, reused, by);
+	r = keys_scan(s, m, &ks);
+	if (r < 0)
+		return r;
+	if (ks.known == 0) {
+		r = insert_new(s, m, now);
+		return r < 0 ? r : txids_record(s, m, m->id, now);
+	}
+	if (ks.known < m->nkeys)
+		return insert_partial(s, m, &ks);
+	m->outcome = STORE_DUPLICATE;
+	m->id = ks.first_id;
+	return txids_record(s, m, ks.first_id, now);
+}
+
 static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 {
+	m->why[0] = '\0';
 	if (!m->endpoint) {
 		assert(m->reason); /* a dead letter without a reason is a caller bug */
 		int r = s->ops->msg_insert(s->be, m, &m->id);
@@ -197,17 +316,7 @@ static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 			m->outcome = STORE_DEAD;
 		return r;
 	}
-	struct key_scan ks;
-	int r = keys_scan(s, m, &ks);
-	if (r < 0)
-		return r;
-	if (ks.known == 0)
-		return insert_new(s, m, now);
-	if (ks.known < m->nkeys)
-		return insert_partial(s, m, &ks);
-	m->outcome = STORE_DUPLICATE;
-	m->id = ks.first_id;
-	return 0;
+	return apply_queued(s, m, now);
 }
 
 /* Delivered marks and attempts on messages no longer queued are no-ops
@@ -281,6 +390,19 @@ int store_get(struct store *s, int64_t id, bool with_body, store_msg_cb cb, void
 int store_count(struct store *s, enum msg_state state, int64_t *n)
 {
 	return s->ops->count(s->be, state, n);
+}
+
+int store_txid_lookup(struct store *s, const struct store_txid *t, bool *same, int64_t *msg_id)
+{
+	uint8_t d[STORE_DIGEST_MAX];
+	size_t len = 0;
+	int64_t id = 0;
+	int r = s->ops->txid_lookup(s->be, t, d, &len, &id);
+	if (r == 1) {
+		*same = txid_digest_is(t, d, len);
+		*msg_id = id;
+	}
+	return r;
 }
 
 int store_prune(struct store *s, int64_t body_before, int64_t history_before, size_t limit)

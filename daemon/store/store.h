@@ -17,6 +17,19 @@
  *   - none known -> stored as given, and its keys recorded.
  * Dead letters (endpoint NULL) record no keys.
  *
+ * Transmission ids (issue 10 point 3). A message's identity is its
+ * innermost letters, whatever wrapping it came in; the ids of what carried
+ * it (VANS EnvelopeIdentifier, SBDH InstanceIdentifier, FHIR Bundle.id) are
+ * only checked for reuse: one already recorded for (scope, sender, id)
+ * with another digest of its content makes the message a dead letter
+ * ("transmission id reused for other content"), checked before the letter
+ * keys, which it then does not record. Otherwise a stored or duplicate
+ * message records the txids not yet known, so a resend in a new wrapping
+ * is a duplicate and a wrapper id reused later is caught. A dead letter
+ * rather than a refusal at the door: like a partial duplicate, it is an
+ * identity conflict only the store sees, decided inside the transaction;
+ * the message is kept for an operator, and its source is done with it.
+ *
  * This is the front end: callers use the store_...() functions below; the
  * backends sit behind `struct store_backend_ops` (store_backend.h), which
  * only store.c calls through, so nothing else knows which database is used.
@@ -60,6 +73,17 @@ struct store_key {
 	const char *letter_id; /* letter id */
 };
 
+#define STORE_DIGEST_MAX 64
+
+/* A transmission id and a digest of the content it carried. */
+struct store_txid {
+	const char *scope;  /* the format that names it: "vans", "sbdh", "fhir" */
+	const char *sender; /* whose id it is */
+	const char *id;
+	const void *digest; /* digest_len bytes, 1..STORE_DIGEST_MAX */
+	size_t digest_len;
+};
+
 /* A message to insert. Input fields are borrowed for the call. */
 struct store_new {
 	const char *source;      /* endpoint it arrived from */
@@ -74,6 +98,8 @@ struct store_new {
 	int nletters;
 	const struct store_key *keys;
 	size_t nkeys;
+	const struct store_txid *txids; /* checked for reuse, recorded (see above) */
+	size_t ntxids;
 	const void *body;
 	size_t size;
 	int64_t received_at;     /* wall ms */
@@ -81,6 +107,8 @@ struct store_new {
 	enum { STORE_STORED, STORE_DUPLICATE, STORE_DEAD } outcome;
 	int64_t id;              /* new id; for a duplicate, the earlier message's id
 				  * (the one that recorded its first key) */
+	char why[320];           /* STORE_DEAD the store decided (partial duplicate,
+				  * reused txid): the reason it stored; else "" */
 };
 
 /* A delivery attempt that failed (attempts += 1, last_error = error). */
@@ -205,12 +233,18 @@ int store_get(struct store *s, int64_t id, bool with_body, store_msg_cb cb,
 int store_count(struct store *s, enum msg_state state, int64_t *n) STORE_MUST_CHECK;
 
 /* Drops bodies of messages delivered before body_before, and whole
- * delivered records and duplicate keys older than history_before; at most
+ * delivered records, duplicate keys and txids older than history_before; at most
  * limit rows per call. Returns rows affected: call again while it returns
  * limit. Dead letters are never pruned. Blocks: one transaction, fsync,
  * deleting at most limit rows and freeing a bounded number of pages. */
 int store_prune(struct store *s, int64_t body_before, int64_t history_before,
 		size_t limit) STORE_MUST_CHECK;
+
+/* What the register holds for t's (scope, sender, id): 1 with *same (its
+ * digest equals t's) and *msg_id (the message that recorded it), 0 when
+ * unknown. Blocks: reads one row. */
+int store_txid_lookup(struct store *s, const struct store_txid *t, bool *same,
+		      int64_t *msg_id) STORE_MUST_CHECK;
 
 /* ---- the outage procedure's records (records.h) ------------------------ */
 

@@ -37,6 +37,12 @@ struct store_backend_ops {
 	int (*key_lookup)(void *be, const struct store_key *key, int64_t *msg_id);
 	/* -EEXIST when the key is already recorded (another writer was first). */
 	int (*key_insert)(void *be, const struct store_key *key, int64_t msg_id, int64_t now);
+	/* 1 when (scope, sender, id) is known, with its digest (*len bytes,
+	 * into digest[STORE_DIGEST_MAX]) and *msg_id; 0 when not. */
+	int (*txid_lookup)(void *be, const struct store_txid *t, uint8_t *digest, size_t *len,
+			   int64_t *msg_id);
+	/* -EEXIST when (scope, sender, id) is already recorded. */
+	int (*txid_insert)(void *be, const struct store_txid *t, int64_t msg_id, int64_t now);
 	/* Inserts m in state QUEUED (endpoint set) or DEAD (endpoint NULL). */
 	int (*msg_insert)(void *be, const struct store_new *m, int64_t *id);
 	/* Only a QUEUED message changes: 1 when it did, 0 when id is not queued

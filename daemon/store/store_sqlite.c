@@ -191,6 +191,21 @@ static const char *const migrations[] = {
 	/* messages queued before this upgrade name their partners too */
 	"INSERT OR IGNORE INTO routes (source, endpoint) SELECT source, endpoint FROM messages "
 	"WHERE source IS NOT NULL AND endpoint IS NOT NULL AND source <> '" STORE_SOURCE_BROKER "';",
+
+	/* 3: transmission ids (issue 10): the id a wrapping or a FHIR Bundle
+	 * carried a message under, and a digest of that content, so one reused
+	 * for other content is caught. Like letter_keys: no foreign key,
+	 * pruned on the history clock. */
+	"CREATE TABLE txids ("
+	"  scope   TEXT NOT NULL,"
+	"  sender  TEXT NOT NULL,"
+	"  id      TEXT NOT NULL,"
+	"  digest  BLOB NOT NULL,"
+	"  msg_id  INTEGER NOT NULL,"
+	"  seen_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (scope, sender, id)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX txids_seen ON txids (seen_at);",
 };
 
 /* Connection settings for a read-write open, in this order. */
@@ -246,12 +261,12 @@ enum msg_col {
  * the query's WHERE names the state as a literal. */
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
-	S_KEY_LOOKUP, S_KEY_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
+	S_KEY_LOOKUP, S_KEY_INSERT, S_TXID_LOOKUP, S_TXID_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
 	S_ATTEMPT,
 	S_FETCH, S_DEPTHS, S_GET, S_GET_BODY,
 	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2,
 	S_COUNT_0, S_COUNT_1, S_COUNT_2,
-	S_PRUNE_BODIES, S_PRUNE_KEPT, S_PRUNE_MSGS, S_PRUNE_KEYS, S_FREELIST, S_VACUUM,
+	S_PRUNE_BODIES, S_PRUNE_KEPT, S_PRUNE_MSGS, S_PRUNE_KEYS, S_PRUNE_TXIDS, S_FREELIST, S_VACUUM,
 	S_OUTAGE_INSERT, S_OUTAGE_UPDATE, S_OUTAGE_LIST, S_OUTAGE_GET,
 	S_NOTICE_INSERT, S_NOTICE_UPDATE, S_NOTICE_BY_OUTAGE, S_NOTICE_BY_MAINT, S_NOTICE_PENDING,
 	S_SEND_INSERT, S_SEND_LIST,
@@ -270,6 +285,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_KEY_LOOKUP] = "SELECT msg_id FROM letter_keys WHERE sender = ?1 AND letter_id = ?2",
 	[S_KEY_INSERT] = "INSERT INTO letter_keys (sender, letter_id, msg_id, seen_at) "
 			 "VALUES (?1, ?2, ?3, ?4)",
+	[S_TXID_LOOKUP] = "SELECT digest, msg_id FROM txids WHERE scope = ?1 AND sender = ?2 AND id = ?3",
+	[S_TXID_INSERT] = "INSERT INTO txids (scope, sender, id, digest, msg_id, seen_at) "
+			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_MSG_INSERT] = "INSERT INTO messages (state, source, endpoint, reason, format, ext, type, "
 			 "envelope_id, sender, receiver, nletters, received_at, size) "
 			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -305,6 +323,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			 "WHERE state = 1 AND delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)",
 	[S_PRUNE_KEYS] = "DELETE FROM letter_keys WHERE (sender, letter_id) IN (SELECT sender, "
 			 "letter_id FROM letter_keys WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
+	[S_PRUNE_TXIDS] = "DELETE FROM txids WHERE (scope, sender, id) IN (SELECT scope, sender, "
+			  "id FROM txids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
 	[S_FREELIST] = "PRAGMA freelist_count",
 	[S_VACUUM] = "PRAGMA incremental_vacuum(" STR(VACUUM_PAGES) ")",
 	[S_OUTAGE_INSERT] = "INSERT INTO outages (" OUTAGE_COLS ") VALUES (" P18 ")",
@@ -960,6 +980,52 @@ static int sq_key_insert(void *be, const struct store_key *key, int64_t msg_id, 
 	return stmt_run(q, st, rc, "record letter key");
 }
 
+static int bind_txid(sqlite3_stmt *st, const struct store_txid *t)
+{
+	int rc = sqlite3_bind_text(st, 1, t->scope, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, t->sender, -1, SQLITE_STATIC);
+	return rc == SQLITE_OK ? sqlite3_bind_text(st, 3, t->id, -1, SQLITE_STATIC) : rc;
+}
+
+static int sq_txid_lookup(void *be, const struct store_txid *t, uint8_t *digest, size_t *len,
+			  int64_t *msg_id)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_TXID_LOOKUP];
+	int rc = bind_txid(st, t);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = 0;
+	if (rc == SQLITE_ROW) {
+		int n = sqlite3_column_bytes(st, 0);
+		const void *d = sqlite3_column_blob(st, 0);
+		*len = n > 0 && n <= STORE_DIGEST_MAX ? (size_t)n : 0;
+		if (*len)
+			memcpy(digest, d, *len);
+		*msg_id = sqlite3_column_int64(st, 1);
+		r = 1;
+	} else if (rc != SQLITE_DONE) {
+		r = sq_fail(q, rc, "look up transmission id");
+	}
+	stmt_done(st);
+	return r;
+}
+
+static int sq_txid_insert(void *be, const struct store_txid *t, int64_t msg_id, int64_t now)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_TXID_INSERT];
+	int rc = bind_txid(st, t);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, 4, t->digest, (int)t->digest_len, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 5, msg_id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 6, now);
+	return stmt_run(q, st, rc, "record transmission id");
+}
+
 static int bind_msg(sqlite3_stmt *st, const struct store_new *m)
 {
 	const char *text[] = { m->source, m->endpoint, m->reason, m->format, m->ext,
@@ -1105,6 +1171,7 @@ static const struct {
 	{ S_PRUNE_KEPT, true, true },
 	{ S_PRUNE_MSGS, false, true },
 	{ S_PRUNE_KEYS, false, true },
+	{ S_PRUNE_TXIDS, false, true },
 };
 
 static int prune_rows(struct sq *q, int64_t body_before, int64_t history_before, int64_t limit)
@@ -1494,6 +1561,8 @@ const struct store_backend_ops store_sqlite_ops = {
 	.rollback = sq_rollback,
 	.key_lookup = sq_key_lookup,
 	.key_insert = sq_key_insert,
+	.txid_lookup = sq_txid_lookup,
+	.txid_insert = sq_txid_insert,
 	.msg_insert = sq_msg_insert,
 	.msg_delivered = sq_msg_delivered,
 	.msg_attempt = sq_msg_attempt,

@@ -136,7 +136,8 @@ static void check_receipt(const struct codec_envelope *e)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* the daemon's real limits: what a partner's file meets in production */
-	static const struct codec_limits lim = { CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH };
+	static const struct codec_limits lim = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+						 .max_depth = CODEC_DEFAULT_MAX_DEPTH };
 	struct codec_envelope *env = malloc(sizeof(*env));
 	struct codec_error err;
 	CHECK(env);

@@ -124,6 +124,17 @@ static int fk_key_insert(void *be, const struct store_key *key, int64_t msg_id, 
 	return fk_nosys(be, "key_insert");
 }
 
+static int fk_txid_lookup(void *be, const struct store_txid *t, uint8_t *digest, size_t *len,
+			  int64_t *msg_id)
+{
+	return fk_nosys(be, "txid_lookup");
+}
+
+static int fk_txid_insert(void *be, const struct store_txid *t, int64_t msg_id, int64_t now)
+{
+	return fk_nosys(be, "txid_insert");
+}
+
 static int fk_msg_insert(void *be, const struct store_new *m, int64_t *id)
 {
 	return fk_nosys(be, "msg_insert");
@@ -447,6 +458,8 @@ static const struct store_backend_ops fake_ops = {
 	.rollback = fk_rollback,
 	.key_lookup = fk_key_lookup,
 	.key_insert = fk_key_insert,
+	.txid_lookup = fk_txid_lookup,
+	.txid_insert = fk_txid_insert,
 	.msg_insert = fk_msg_insert,
 	.msg_delivered = fk_msg_delivered,
 	.msg_attempt = fk_msg_attempt,

@@ -239,6 +239,7 @@ Test(config, defaults)
 	cr_assert_str_eq(cfg->state_dir, "/var/lib/edibroker");
 	cr_assert_str_eq(cfg->control_socket, "/var/lib/edibroker/control.sock");
 	cr_assert_str_eq(cfg->broker_id, "EDIBROKER");
+	cr_assert_null(cfg->broker_gln, "no GLN unless configured");
 	cr_assert_str_eq(cfg->store_backend, "sqlite");
 	cr_assert_eq(cfg->max_message_size, 16 << 20);
 	cr_assert_eq(cfg->log_level, LOG_INFO);
@@ -288,6 +289,15 @@ Test(config, endpoint_defaults_and_derived_paths)
 	cr_assert_eq(ep->nrecipients, 0);
 	cr_assert_null(config_endpoint(cfg, "x"));
 	config_free(cfg);
+}
+
+Test(config, broker_gln_is_a_location_number)
+{
+	struct config *cfg = load_ok("[broker]\ngln = 5790000000000\n");
+	cr_assert_str_eq(cfg->broker_gln, "5790000000000");
+	config_free(cfg);
+	expect_error("[broker]\ngln = 579 000\n",
+		     "2: gln: '579 000' is not a location number (13 digits)");
 }
 
 Test(config, structural_errors_name_their_line)

@@ -18,6 +18,7 @@
 #include "accept/ingest.h"
 #include "accept/router.h"
 #include "store/store.h"
+#include "codecs/base/base64.h"
 #include "codecs/base/mem.h"
 #include "tests/unit/testutil.h"
 
@@ -144,7 +145,9 @@ static void start(uint64_t max_bytes, const char *extra_endpoint_gln)
 	nqueued = 0;
 	ing = ingest_new(commit, on_queued, &nqueued);
 	ingest_set_router(ing, router);
-	struct ingest_config ic = { { CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
+	struct ingest_config ic = { .limits = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+						.max_depth = CODEC_DEFAULT_MAX_DEPTH },
+				    .broker_id = BROKER_ID };
 	ingest_set_config(ing, &ic);
 }
 
@@ -752,7 +755,8 @@ Test(ingest, refused_receipt_gets_no_receipt)
 
 Test(ingest, size_limit_from_config_is_applied)
 {
-	struct ingest_config ic = { { 500, CODEC_DEFAULT_MAX_DEPTH }, BROKER_ID };
+	struct ingest_config ic = { .limits = { .max_bytes = 500, .max_depth = CODEC_DEFAULT_MAX_DEPTH },
+				    .broker_id = BROKER_ID };
 	ingest_set_config(ing, &ic);
 	struct buf b = sample("DIS20_1.xml"); /* 1510 bytes */
 	struct outcome o;
@@ -824,8 +828,9 @@ Test(ingest, reload_between_submit_and_commit_keeps_receipt_consistent)
 	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
 	struct outcome o;
 	submit("hospital", b, &o);
-	struct ingest_config ic = { { CODEC_DEFAULT_MAX_BYTES, CODEC_DEFAULT_MAX_DEPTH },
-				    "NEWBROKER" };
+	struct ingest_config ic = { .limits = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+						.max_depth = CODEC_DEFAULT_MAX_DEPTH },
+				    .broker_id = "NEWBROKER" };
 	ingest_set_config(ing, &ic);
 	turn();
 	cr_assert_eq(o.result, INGEST_DEAD);
@@ -837,4 +842,206 @@ Test(ingest, reload_between_submit_and_commit_keeps_receipt_consistent)
 			 "receipt row's sender is \"%s\", its bytes say " BROKER_ID, r.sender);
 	free(r.body);
 	free(b.p);
+}
+
+/* ---- wrappings, FHIR, identity across wrappings (issue 10) ------------- */
+
+#define VANS_SAMPLE "../shared/medcom-samples/vans-sbdh/XDIS18_regionh_VANSEnvelope.xml"
+#define SBDH_SAMPLE "../shared/medcom-samples/vans-sbdh/XDIS20_regionh_SBDH.xml"
+#define FHIR_JSON "../shared/medcom-samples/fhir/HN_STIN_admit-inpatient_Bundle-a5e5b880.json"
+#define FHIR_SENDER "5790000209354"
+#define FHIR_RECEIVER "5790001348120"
+#define BROKER_GLN "5790000000000"
+
+/* The payload of a Region H XDIS20 SBDH sent bare: the same letter. */
+static struct buf sbdh_payload(void)
+{
+	struct buf s = load(SBDH_SAMPLE);
+	const char *start = strstr((char *)s.p, "<BinaryContent");
+	start = strchr(start, '>') + 1;
+	const char *end = strstr(start, "</BinaryContent>");
+	size_t bad;
+	struct buf out = { xmalloc(base64_decoded_size(start, (size_t)(end - start)) + 1), 0 };
+	long n = base64_decode(start, (size_t)(end - start), out.p, &bad);
+	cr_assert_geq(n, 0);
+	out.n = (size_t)n;
+	free(s.p);
+	return out;
+}
+
+static void use_gln(const char *gln)
+{
+	struct ingest_config ic = { .limits = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+						.max_depth = CODEC_DEFAULT_MAX_DEPTH },
+				    .broker_id = BROKER_ID, .broker_gln = gln };
+	ingest_set_config(ing, &ic);
+}
+
+Test(ingest, a_vans_envelope_is_stored_and_queued_as_received)
+{
+	struct buf b = load(VANS_SAMPLE);
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_ACCEPTED, "%d %s", o.result, o.reason);
+	cr_assert_str_eq(o.endpoint, "municipality");
+	cr_assert_eq(nqueued, 1);
+	cr_assert_arr_eq(queued[0].body, b.p, b.n, "delivered wrapping and all");
+	cr_assert_str_eq(queued[0].ext, "xml");
+	struct row r = get_row(o.id);
+	cr_assert_str_eq(r.format, "vans");
+	cr_assert_str_eq(r.type, "XDIS18", "the payload's type for operators");
+	cr_assert_str_eq(r.envelope_id, "EPIC394319568");
+	free(r.body);
+	free(b.p);
+}
+
+Test(ingest, the_same_letter_bare_then_in_sbdh_is_delivered_once)
+{
+	struct buf bare = sbdh_payload(), wrapped = load(SBDH_SAMPLE);
+	struct outcome o1, o2;
+	submit("hospital", bare, &o1);
+	turn();
+	cr_assert_eq(o1.result, INGEST_ACCEPTED, "%d %s", o1.result, o1.reason);
+	submit("hospital", wrapped, &o2);
+	turn();
+	cr_assert_eq(o2.result, INGEST_DUPLICATE, "%d %s", o2.result, o2.reason);
+	cr_assert_eq(o2.id, o1.id);
+	cr_assert_eq(nqueued, 1, "delivered once");
+	bool same = false;
+	int64_t by = 0;
+	struct store_txid t = { "sbdh", "5790002515200", "5790002515200:EPIC394363364", NULL, 0 };
+	cr_assert_eq(store_txid_lookup(store, &t, &same, &by), 1, "the SBDH id is recorded");
+	cr_assert_eq(by, o1.id);
+	free(bare.p);
+	free(wrapped.p);
+}
+
+Test(ingest, a_wrapper_id_reused_for_other_content_is_dead)
+{
+	struct buf b = load(VANS_SAMPLE);
+	struct outcome o1, o2;
+	submit("hospital", b, &o1);
+	turn();
+	cr_assert_eq(o1.result, INGEST_ACCEPTED);
+	/* the same EnvelopeIdentifier around another payload (another letter) */
+	struct buf x21 = load("../shared/medcom-samples/vans-sbdh/XDIS21_regionh_VANSEnvelope.xml");
+	struct buf reuse = replaced(x21, "<EnvelopeIdentifier>EPIC394310891",
+				    "<EnvelopeIdentifier>EPIC394319568", false);
+	submit("hospital", reuse, &o2);
+	turn();
+	cr_assert_eq(o2.result, INGEST_DEAD, "%d %s", o2.result, o2.reason);
+	cr_assert(strstr(o2.reason, "transmission id reused for other content: vans EPIC394319568"),
+		  "%s", o2.reason);
+	cr_assert_eq(nqueued, 1, "not delivered");
+	free(b.p);
+	free(x21.p);
+	free(reuse.p);
+}
+
+Test(ingest, a_vans_id_receiver_is_routed_by_its_letters)
+{
+	struct buf b = load(VANS_SAMPLE);
+	struct buf u = replaced(b, "<ReceiverID EndPointType=\"EAN\">5790002508226",
+				"<ReceiverID EndPointType=\"VANS\">SOMEVANSID", false);
+	struct outcome o;
+	submit("hospital", u, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_ACCEPTED, "%d %s", o.result, o.reason);
+	cr_assert_str_eq(o.endpoint, "municipality");
+	free(b.p);
+	free(u.p);
+}
+
+Test(ingest, unknown_receiver_receipts_come_in_the_senders_wrapping)
+{
+	router_free(router);
+	struct config cfg = { 0 };
+	add_endpoint(&cfg, "hospital", DIS20_SENDER, "5790002515200");
+	router = router_new(&cfg); /* nobody owns 5790002508226 now */
+	free(cfg.endpoints[0].gln);
+	free(cfg.endpoints);
+	ingest_set_router(ing, router);
+	use_gln(BROKER_GLN);
+	struct buf v = load(VANS_SAMPLE), s = load(SBDH_SAMPLE);
+	struct outcome ov, os;
+	submit("regionh-vans", v, &ov);
+	submit("regionh-sbdh", s, &os);
+	turn();
+	cr_assert_eq(ov.result, INGEST_DEAD);
+	cr_assert_eq(os.result, INGEST_DEAD);
+	cr_assert_eq(nqueued, 2, "one receipt each");
+	cr_assert_str_eq(queued[0].endpoint, "regionh-vans", "to the source, not a looked-up GLN");
+	cr_assert_not_null(memmem(queued[0].body, queued[0].size, "<NegativeVans>", 14));
+	cr_assert_not_null(memmem(queued[0].body, queued[0].size,
+				  "<SenderID EndPointType=\"EAN\">" BROKER_GLN, 42));
+	cr_assert_str_eq(queued[1].endpoint, "regionh-sbdh");
+	cr_assert_not_null(memmem(queued[1].body, queued[1].size, "<StandardBusinessDocument", 25));
+	struct rows q = list_state(MSG_QUEUED);
+	cr_assert_eq(q.n, 2);
+	cr_assert_str_eq(q.r[0].format, "vans");
+	cr_assert_str_eq(q.r[0].type, "NegativeVans");
+	cr_assert_str_eq(q.r[1].format, "sbdh");
+	cr_assert_str_eq(q.r[1].type, "XCTL01");
+	free(v.p);
+	free(s.p);
+}
+
+Test(ingest, fhir_json_is_routed_and_refused_in_json)
+{
+	struct buf j = load(FHIR_JSON);
+	struct outcome o;
+	use_gln(BROKER_GLN);
+	submit("hospital", j, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_DEAD, "its receiver is nobody's here");
+	cr_assert_eq(nqueued, 1);
+	cr_assert_str_eq(queued[0].ext, "json");
+	struct codec_envelope *ack = xmalloc(sizeof(*ack));
+	struct codec_error err;
+	cr_assert_eq(codec_decode_any(queued[0].body, queued[0].size, NULL, ack, &err), 0, "%s",
+		     err.text);
+	cr_assert(ack->is_receipt);
+	cr_assert_str_eq(ack->letters[0].receiver, FHIR_SENDER);
+	cr_assert_str_eq(ack->letters[0].sender, BROKER_GLN);
+	cr_assert_not_null(memmem(queued[0].body, queued[0].size, "MSG_Receiver_Identifier_UNKNOWN", 31));
+	free(ack);
+	router_free(router);
+	router = make_router(FHIR_RECEIVER);
+	ingest_set_router(ing, router);
+	struct buf resent = replaced(j, "a5e5b880-c087-4055-b9ec-99108695f81d",
+				     "b5e5b880-c087-4055-b9ec-99108695f81d", false);
+	submit("hospital", resent, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_ACCEPTED, "%d %s", o.result, o.reason);
+	cr_assert_str_eq(o.endpoint, "other");
+	cr_assert_str_eq(queued[1].ext, "json");
+	cr_assert_arr_eq(queued[1].body, resent.p, resent.n);
+	free(j.p);
+	free(resent.p);
+}
+
+Test(ingest, a_wrapping_with_a_broken_payload_is_rejected)
+{
+	struct buf s = load(SBDH_SAMPLE);
+	struct buf broken = replaced(s, "encoding=\"ISO-8859-1\">PEV", "encoding=\"ISO-8859-1\">*EV",
+				     false);
+	struct outcome o;
+	submit("hospital", broken, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_REJECTED);
+	cr_assert_eq(o.code, CODEC_ESYNTAX);
+	cr_assert(strstr(o.error_text, "SBDH BinaryContent is not base64"), "%s", o.error_text);
+	cr_assert_eq(stored_total(), 0, "SBDH has no receipt of its own for an unknown payload");
+	struct buf v = load(VANS_SAMPLE);
+	struct buf vb = replaced(v, "<Data>PG5z", "<Data>*G5z", false);
+	submit("hospital", vb, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_REJECTED);
+	cr_assert_eq(nqueued, 1, "VANS answers a broken payload itself");
+	cr_assert_not_null(memmem(queued[0].body, queued[0].size, "<NegativeVans>", 14));
+	free(s.p);
+	free(broken.p);
+	free(v.p);
+	free(vb.p);
 }

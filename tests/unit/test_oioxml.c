@@ -681,24 +681,138 @@ Test(malformed, fields_are_trimmed_and_cdata_is_text)
 	cr_assert_str_eq(cdata->env.envelope_id, "123456789");
 }
 
-/* Decodes DIS20_1 with both tags of its letter element renamed. */
-static struct result *decode_dis20_letter_renamed(const char *name)
+/* Decodes DIS20_1 with its letter element renamed (and, with ns, moved to
+ * that default namespace). */
+static struct result *decode_dis20_letter_renamed_ns(const char *name, const char *ns)
 {
 	size_t len, l1, l2;
 	_cleanup_free_ uint8_t *buf = load(samples_dir(), "DIS20_1.xml", &len);
-	_cleanup_free_ char *open = xasprintf("<%s>", name), *close = xasprintf("</%s>", name);
+	_cleanup_free_ char *open = ns ? xasprintf("<%s xmlns=\"%s\">", name, ns)
+				       : xasprintf("<%s>", name);
+	_cleanup_free_ char *close = xasprintf("</%s>", name);
 	_cleanup_free_ uint8_t *m1 = replace(buf, len, "<NotificationOfAdmission>", open, &l1);
 	_cleanup_free_ uint8_t *m2 = replace(m1, l1, "</NotificationOfAdmission>", close, &l2);
 	return decode(m2, l2, NULL);
 }
 
-Test(malformed, unknown_letter_element_is_named)
+static struct result *decode_dis20_letter_renamed(const char *name)
+{
+	return decode_dis20_letter_renamed_ns(name, NULL);
+}
+
+Test(malformed, letter_outside_medcom_namespaces_is_named)
 {
 	_cleanup_free_ struct result *res = decode_file(INVALID, "unknown_letter.xml");
-	expect_error(res, CODEC_ETYPE, "unknown letter element DischargeLetter");
+	expect_error(res, CODEC_ETYPE, "letter 1: DischargeLetter is not a MedCom letter");
 	/* a non-ASCII element name reaches the text only as printable ASCII */
-	_cleanup_free_ struct result *dk = decode_dis20_letter_renamed("Indl\xE6ggelse"); /* cp1252 doc */
-	expect_error(dk, CODEC_ETYPE, "unknown letter element Indl??ggelse");
+	_cleanup_free_ struct result *dk =
+		decode_dis20_letter_renamed_ns("Indl\xE6ggelse", "urn:example"); /* cp1252 doc */
+	expect_error(dk, CODEC_ETYPE, "letter 1: Indl??ggelse is not a MedCom letter");
+}
+
+/* Issue 10: a router must not refuse a MedCom letter type it has no list
+ * entry for. Any element in a MedCom namespace is a letter. */
+Test(agnostic, unknown_letter_element_in_a_medcom_namespace_is_routed)
+{
+	_cleanup_free_ struct result *res = decode_dis20_letter_renamed("DischargeLetter");
+	cr_assert_eq(res->r, 0, "%s", res->err.text);
+	cr_assert_str_eq(res->env.letters[0].type, "XDIS20");
+	cr_assert_str_eq(res->env.letters[0].receiver, "5790000143055");
+	static const char *const namespaces[] = {
+		"http://rep.oio.dk/medcom.dk/xml/schemas/2004/06/01/",
+		"http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2012/03/28/",
+		"urn:oio:medcom:municipality:1.0.4",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(namespaces); i++) {
+		_cleanup_free_ struct result *r =
+			decode_dis20_letter_renamed_ns("RehabilitationPlan", namespaces[i]);
+		cr_expect_eq(r->r, 0, "%s: %s", namespaces[i], r->err.text);
+	}
+}
+
+Test(agnostic, xdis13_booking_confirmation_is_routed_with_its_type)
+{
+	_cleanup_free_ struct result *res = decode_file(DATA, "XDIS13_BookingConfirmation.xml");
+	cr_assert_eq(res->r, 0, "%s", res->err.text);
+	cr_assert_eq(res->env.nletters, 1);
+	cr_assert_str_eq(res->env.letters[0].type, "XDIS13");
+	cr_assert_str_eq(res->env.letters[0].version, "XD1333L");
+	cr_assert_str_eq(res->env.letters[0].id, "BC0000000013");
+	cr_assert_str_eq(res->env.letters[0].sender, "5790002515200");
+	cr_assert_str_eq(res->env.letters[0].receiver, "5790002508226");
+	cr_assert_not(res->env.is_receipt);
+}
+
+Test(agnostic, the_xdis13_sample_is_valid_against_medcoms_schema)
+{
+	char dir[64];
+	size_t len;
+	_cleanup_free_ char *xsd = testutil_oioxml_xsd("2005-08-07", dir, sizeof(dir));
+	_cleanup_free_ uint8_t *buf = load(DATA, "XDIS13_BookingConfirmation.xml", &len);
+	testutil_assert_schema_valid(xsd, buf, len);
+	testutil_rm_rf(dir);
+}
+
+/* An unknown letter: its own element, optional TypeCode/StatisticalCode. */
+static struct result *decode_unknown_letter_v(const char *version, const char *codes)
+{
+	_cleanup_free_ char *doc = xasprintf(
+		"<Emessage xmlns=\"http://rep.oio.dk/sundcom.dk/medcom.dk/xml/schemas/2005/08/07/\">"
+		"<Envelope><Sent><Date>2024-03-01</Date><Time>08:15</Time></Sent><Identifier>E1"
+		"</Identifier><AcknowledgementCode>minuspositivkvitt</AcknowledgementCode>"
+		"</Envelope><FutureLetter><Letter><Identifier>L1</Identifier><VersionCode>%s"
+		"</VersionCode>%s</Letter><Sender><EANIdentifier>5790000143054</EANIdentifier>"
+		"</Sender><Receiver><EANIdentifier>5790000143055</EANIdentifier></Receiver>"
+		"</FutureLetter></Emessage>",
+		version, codes);
+	return decode_str(doc);
+}
+
+static struct result *decode_unknown_letter(const char *codes)
+{
+	return decode_unknown_letter_v("XX9999Z", codes);
+}
+
+Test(agnostic, type_from_typecode_else_statisticalcode_else_none)
+{
+	_cleanup_free_ struct result *both = decode_unknown_letter(
+		"<StatisticalCode>XDIS99</StatisticalCode><TypeCode>XDIS99</TypeCode>");
+	cr_assert_eq(both->r, 0, "%s", both->err.text);
+	cr_assert_str_eq(both->env.letters[0].type, "XDIS99");
+	cr_assert_str_eq(both->env.letters[0].version, "XX9999Z", "unknown types keep any version");
+	_cleanup_free_ struct result *stat =
+		decode_unknown_letter("<StatisticalCode>XCTL09</StatisticalCode>");
+	cr_assert_eq(stat->r, 0, "%s", stat->err.text);
+	cr_assert_str_eq(stat->env.letters[0].type, "XCTL09");
+	cr_assert(stat->env.is_receipt, "an XCTL statistical code is a receipt");
+	_cleanup_free_ struct result *none = decode_unknown_letter("");
+	cr_assert_eq(none->r, 0, "%s", none->err.text);
+	cr_assert_str_empty(none->env.letters[0].type);
+	_cleanup_free_ struct result *differ = decode_unknown_letter(
+		"<StatisticalCode>XDIS98</StatisticalCode><TypeCode>XDIS99</TypeCode>");
+	expect_error(differ, CODEC_ETYPE, "TypeCode XDIS99 and StatisticalCode XDIS98 differ");
+	_cleanup_free_ struct result *longcode =
+		decode_unknown_letter("<TypeCode>XDIS12345</TypeCode>");
+	expect_error(longcode, CODEC_EFIELD, "Letter/TypeCode is 9 bytes, longer than 8");
+}
+
+Test(agnostic, a_known_type_under_an_unknown_element_keeps_its_version_check)
+{
+	_cleanup_free_ struct result *res =
+		decode_unknown_letter("<StatisticalCode>XDIS20</StatisticalCode><TypeCode>XDIS20"
+				      "</TypeCode>");
+	expect_error(res, CODEC_EVERSION, "VersionCode XX9999Z does not belong to XDIS20");
+}
+
+Test(agnostic, ids_and_versions_keep_oioxml_sizes)
+{
+	_cleanup_free_ struct result *id = decode_dis20_with(
+		"<Identifier>24681012</Identifier>", "<Identifier>123456789012345</Identifier>");
+	expect_error(id, CODEC_EFIELD, "Letter/Identifier is 15 bytes, longer than 14");
+	_cleanup_free_ struct result *version = decode_unknown_letter_v("XX99999Z", "");
+	expect_error(version, CODEC_EFIELD, "Letter/VersionCode is 8 bytes, longer than 7");
+	_cleanup_free_ struct result *noversion = decode_unknown_letter_v("", "");
+	expect_error(noversion, CODEC_EFIELD, "Letter/VersionCode is empty");
 }
 
 Test(malformed, type_code_must_match_the_letter_element)
@@ -822,7 +936,7 @@ Test(partial, missing_receiver_keeps_envelope_id_and_sender)
 	cr_assert_str_eq(res->env.envelope_id, "123456789");
 	cr_assert_str_eq(res->env.letters[0].sender, "5790000143054");
 	cr_assert_str_empty(res->env.letters[0].receiver);
-	cr_assert_str_empty(res->env.letters[0].id);
+	cr_assert_str_eq(res->env.letters[0].id, "24681012", "kept for an acknowledgement");
 	cr_assert_eq(res->env.nletters, 0);
 }
 

@@ -876,3 +876,155 @@ Test(store, newer_or_foreign_schema_is_refused)
 	cr_assert_null(store_open("sqlite", dir, NULL, err, sizeof(err)));
 	cr_assert_not_null(strstr(err, "not an edibroker database"), "%s", err);
 }
+
+/* ---- transmission ids (issue 10) ---- */
+
+static const uint8_t digest_x[32] = { 1, 2, 3 }, digest_y[32] = { 9, 8, 7 };
+
+static struct store_txid txid(const char *scope, const char *id, const uint8_t *digest)
+{
+	return (struct store_txid){ scope, GLN_A, id, digest, 32 };
+}
+
+static struct store_new mk_tx(const struct store_key *k, const struct store_txid *t, size_t nt)
+{
+	struct store_new m = mk("ep-a", k, 1, 1);
+	m.txids = t;
+	m.ntxids = nt;
+	return m;
+}
+
+Test(store, a_resend_in_a_new_wrapping_is_a_duplicate_and_records_the_new_id)
+{
+	struct store *s = open_store();
+	struct store_key k = { GLN_A, "L1" };
+	struct store_new bare = mk("ep-a", &k, 1, 1);
+	cr_assert_eq(commit_msgs(s, &bare, 1, 1), 0);
+	struct store_txid sb = txid("sbdh", "S1", digest_x);
+	struct store_new wrapped = mk_tx(&k, &sb, 1);
+	cr_assert_eq(commit_msgs(s, &wrapped, 1, 2), 0);
+	cr_assert_eq(wrapped.outcome, STORE_DUPLICATE, "one letter, whatever wrapping");
+	cr_assert_eq(wrapped.id, bare.id);
+	bool same = false;
+	int64_t by = 0;
+	cr_assert_eq(store_txid_lookup(s, &sb, &same, &by), 1, "the new wrapper id is recorded");
+	cr_assert(same);
+	cr_assert_eq(by, bare.id, "as naming the message that carries the letter");
+	struct store_new again = mk_tx(&k, &sb, 1);
+	cr_assert_eq(commit_msgs(s, &again, 1, 3), 0);
+	cr_assert_eq(again.outcome, STORE_DUPLICATE, "the same wrapping resent: same content");
+	store_close(s);
+}
+
+Test(store, a_wrapper_id_reused_for_other_content_is_a_dead_letter)
+{
+	struct store *s = open_store();
+	struct store_key k1 = { GLN_A, "L1" }, k2 = { GLN_A, "L2" };
+	struct store_txid v1 = txid("vans", "EPIC1", digest_x), v2 = txid("vans", "EPIC1", digest_y);
+	struct store_new first = mk_tx(&k1, &v1, 1);
+	cr_assert_eq(commit_msgs(s, &first, 1, 1), 0);
+	cr_assert_eq(first.outcome, STORE_STORED);
+	struct store_new reuse = mk_tx(&k2, &v2, 1);
+	cr_assert_eq(commit_msgs(s, &reuse, 1, 2), 0);
+	cr_assert_eq(reuse.outcome, STORE_DEAD);
+	char want[256];
+	snprintf(want, sizeof(want),
+		 "transmission id reused for other content: vans EPIC1 of sender " GLN_A
+		 " named message %" PRId64 " before",
+		 first.id);
+	cr_assert_eq(get(s, reuse.id, true), 1);
+	cr_assert_str_eq(rows[0].reason, want);
+	cr_assert(rows[0].has_body, "kept for an operator");
+	/* the dead letter recorded neither its letter nor its txid */
+	struct store_txid other = txid("vans", "EPIC2", digest_y);
+	struct store_new fresh = mk_tx(&k2, &other, 1);
+	cr_assert_eq(commit_msgs(s, &fresh, 1, 3), 0);
+	cr_assert_eq(fresh.outcome, STORE_STORED, "L2 in a new envelope is accepted");
+	/* scopes and senders keep ids apart */
+	struct store_txid sbdh = txid("sbdh", "EPIC1", digest_y);
+	struct store_key k3 = { GLN_A, "L3" };
+	struct store_new scoped = mk_tx(&k3, &sbdh, 1);
+	cr_assert_eq(commit_msgs(s, &scoped, 1, 4), 0);
+	cr_assert_eq(scoped.outcome, STORE_STORED);
+	store_close(s);
+}
+
+Test(store, reuse_within_one_batch_and_within_one_message)
+{
+	struct store *s = open_store();
+	struct store_key k1 = { GLN_A, "L1" }, k2 = { GLN_A, "L2" }, k3 = { GLN_A, "L3" };
+	struct store_txid a = txid("fhir", "B1", digest_x), b = txid("fhir", "B1", digest_y);
+	struct store_txid both[2] = { txid("sbdh", "S9", digest_x), txid("sbdh", "S9", digest_y) };
+	struct store_new m[3] = { mk_tx(&k1, &a, 1), mk_tx(&k2, &b, 1), mk_tx(&k3, both, 2) };
+	cr_assert_eq(commit_msgs(s, m, 3, 1), 0, "%s", store_last_error(s));
+	cr_assert_eq(m[0].outcome, STORE_STORED);
+	cr_assert_eq(m[1].outcome, STORE_DEAD, "the batch sees its own first message");
+	cr_assert_eq(m[2].outcome, STORE_DEAD);
+	cr_assert_eq(get(s, m[2].id, false), 1);
+	cr_assert(strstr(rows[0].reason, "names two contents in this message"), "%s", rows[0].reason);
+	store_close(s);
+}
+
+Test(store, dead_letters_check_and_record_no_txids)
+{
+	struct store *s = open_store();
+	struct store_key k = { GLN_A, "L1" };
+	struct store_txid t = txid("vans", "E1", digest_x);
+	struct store_new dead = mk(NULL, &k, 1, 1);
+	dead.txids = &t;
+	dead.ntxids = 1;
+	cr_assert_eq(commit_msgs(s, &dead, 1, 1), 0);
+	cr_assert_eq(dead.outcome, STORE_DEAD);
+	cr_assert_eq(raw_int("SELECT count(*) FROM txids"), 0);
+	store_close(s);
+}
+
+Test(store, txids_are_pruned_with_the_history)
+{
+	struct store *s = open_store();
+	struct store_key k = { GLN_A, "L1" };
+	struct store_txid t = txid("vans", "E1", digest_x);
+	struct store_new m = mk_tx(&k, &t, 1);
+	cr_assert_eq(commit_msgs(s, &m, 1, 1000), 0);
+	deliver(s, &m.id, 1, 1500);
+	cr_assert_eq(raw_int("SELECT count(*) FROM txids"), 1);
+	cr_assert_eq(store_prune(s, 0, 2000, 100), 3, "the record, its key, its txid");
+	cr_assert_eq(raw_int("SELECT count(*) FROM txids"), 0);
+	store_close(s);
+}
+
+Test(store, txid_insert_of_a_known_id_fails_with_eexist)
+{
+	const struct store_backend_ops *ops = &store_sqlite_ops;
+	void *be = NULL;
+	cr_assert_eq(ops->open(dir, &(struct store_options){ 0 }, &be), 0);
+	struct store_txid t = txid("sbdh", "S1", digest_x);
+	uint8_t d[STORE_DIGEST_MAX];
+	size_t len = 0;
+	int64_t id = 0;
+	cr_assert_eq(ops->begin(be), 0);
+	cr_assert_eq(ops->txid_insert(be, &t, 7, 1), 0);
+	cr_assert_eq(ops->txid_lookup(be, &t, d, &len, &id), 1);
+	cr_assert_eq(id, 7);
+	cr_assert_eq(len, 32);
+	cr_assert_arr_eq(d, digest_x, 32);
+	cr_assert_eq(ops->txid_insert(be, &t, 8, 1), -EEXIST);
+	ops->rollback(be);
+	cr_assert_eq(ops->txid_lookup(be, &t, d, &len, &id), 0);
+	ops->close(be);
+}
+
+Test(store, version_2_database_gains_the_txid_register)
+{
+	cr_assert_eq(store_sqlite_create_version(dir, 2), 0, "%s", store_sqlite_ops.last_error(NULL));
+	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_schema WHERE name = 'txids'"), 0);
+	struct store *s = open_store();
+	cr_assert_eq(raw_int("PRAGMA user_version"), 3);
+	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_schema WHERE name = 'txids'"), 1);
+	struct store_key k = { GLN_A, "L1" };
+	struct store_txid t = txid("vans", "E1", digest_x);
+	struct store_new m = mk_tx(&k, &t, 1);
+	cr_assert_eq(commit_msgs(s, &m, 1, 1), 0);
+	cr_assert_eq(m.outcome, STORE_STORED);
+	store_close(s);
+}

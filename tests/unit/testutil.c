@@ -9,13 +9,19 @@
 
 #include "base/fileio.h"
 #include "codecs/base/mem.h"
+#include "codecs/codec.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <libxml/parser.h>
+#include <libxml/xmlschemas.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,4 +110,142 @@ void testutil_sql_exec(const char *path, const char *sql)
 	sqlite3 *db = testutil_sql_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
 	sqlite3_close(db);
+}
+
+/* ---- codec fixtures ---------------------------------------------------- */
+
+char **testutil_list_files(const char *dir, size_t *n)
+{
+	struct dirent **ents;
+	int m = scandir(dir, &ents, NULL, alphasort);
+	cr_assert_geq(m, 0, "cannot list %s: %s", dir, strerror(errno));
+	char **names = xcalloc((size_t)m + 1, sizeof(*names));
+	size_t k = 0;
+	for (int i = 0; i < m; i++) {
+		struct stat st;
+		char *path = xasprintf("%s/%s", dir, ents[i]->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			names[k++] = xstrdup(ents[i]->d_name);
+		free(path);
+		free(ents[i]);
+	}
+	free(ents);
+	*n = k;
+	return names;
+}
+
+void testutil_free_names(char **names)
+{
+	for (char **p = names; p && *p; p++)
+		free(*p);
+	free(names);
+}
+
+/* Appends a printf-formatted line to *s. */
+static void __attribute__((format(printf, 2, 3))) add_line(char **s, const char *fmt, ...)
+{
+	va_list ap;
+	char *line;
+	va_start(ap, fmt);
+	cr_assert_geq(vasprintf(&line, fmt, ap), 0);
+	va_end(ap);
+	char *t = xasprintf("%s%s\n", *s ? *s : "", line);
+	free(line);
+	free(*s);
+	*s = t;
+}
+
+static void dump_layer(char **s, size_t i, const struct codec_layer *l)
+{
+	add_line(s, "layer[%zu].codec=%s", i, l->codec ? l->codec->name : "-");
+	add_line(s, "layer[%zu].id=%s", i, l->id);
+	add_line(s, "layer[%zu].sender=%s %s", i, l->sender_kind, l->sender);
+	add_line(s, "layer[%zu].receiver=%s %s", i, l->receiver_kind, l->receiver);
+	add_line(s, "layer[%zu].message_id=%s", i, l->message_id);
+	add_line(s, "layer[%zu].document=%s %s %s %lld", i, l->doc_format, l->doc_name,
+		 l->doc_version, l->declared_size);
+}
+
+static void dump_txid(char **s, size_t i, const struct codec_txid *t)
+{
+	char hex[2 * CODEC_DIGEST_LEN + 1];
+	for (int k = 0; k < CODEC_DIGEST_LEN; k++)
+		snprintf(hex + 2 * k, 3, "%02x", t->digest[k]);
+	add_line(s, "txid[%zu]=%s %s %s %s", i, t->scope, t->sender, t->id, hex);
+}
+
+static void dump_letter(char **s, size_t i, const struct codec_letter *l)
+{
+	add_line(s, "letter[%zu].id=%s", i, l->id);
+	add_line(s, "letter[%zu].type=%s", i, l->type);
+	add_line(s, "letter[%zu].version=%s", i, l->version);
+	add_line(s, "letter[%zu].sender=%s sor=%s", i, l->sender, l->sender_sor);
+	add_line(s, "letter[%zu].receiver=%s sor=%s", i, l->receiver, l->receiver_sor);
+}
+
+char *testutil_dump_envelope(const struct codec_envelope *e)
+{
+	char *s = NULL;
+	add_line(&s, "codec=%s", e->codec ? e->codec->name : "-");
+	add_line(&s, "inner=%s", e->inner ? e->inner->name : "-");
+	add_line(&s, "encoding=%s", e->encoding);
+	add_line(&s, "envelope_id=%s", e->envelope_id);
+	add_line(&s, "sent=%s", e->sent);
+	add_line(&s, "ack_requested=%s", e->ack_requested ? "yes" : "no");
+	add_line(&s, "is_receipt=%s", e->is_receipt ? "yes" : "no");
+	for (size_t i = 0; i < e->nlayers; i++)
+		dump_layer(&s, i + 1, &e->layers[i]);
+	for (size_t i = 0; i < e->ntxids; i++)
+		dump_txid(&s, i + 1, &e->txids[i]);
+	add_line(&s, "nletters=%zu", e->nletters);
+	for (size_t i = 0; i < e->nletters; i++)
+		dump_letter(&s, i + 1, &e->letters[i]);
+	return s;
+}
+
+char *testutil_oioxml_xsd(const char *release, char *dir, size_t dirlen)
+{
+	const char *samples = getenv("EDIBROKER_SCHEMAS");
+	char *tarball = xasprintf("%s/oioxml-xsd_%s.tar.gz",
+				  str_empty(samples) ? "../shared/medcom-samples/schemas" : samples,
+				  release);
+	testutil_mkdtemp(dir, dirlen, "/tmp/edibroker-xsd-XXXXXX");
+	char *cmd = xasprintf("tar -xzf '%s' -C '%s'", tarball, dir);
+	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+	free(cmd);
+	free(tarball);
+	char date[16];
+	str_copy(date, release, sizeof(date));
+	for (char *p = date; *p; p++)
+		*p = *p == '-' ? '/' : *p;
+	return xasprintf("%s/data/xml/Schemas/%s/EMessage.xsd", dir, date);
+}
+
+static void collect_error(void *ctx, xmlErrorPtr e)
+{
+	char **all = ctx;
+	char *s = xasprintf("%s%d:%d %s", *all ? *all : "", e->line, e->int2, e->message);
+	free(*all);
+	*all = s;
+}
+
+void testutil_assert_schema_valid(const char *xsd_path, const void *buf, size_t len)
+{
+	char *errors = NULL;
+	xmlSchemaParserCtxtPtr pc = xmlSchemaNewParserCtxt(xsd_path);
+	xmlSchemaSetParserStructuredErrors(pc, collect_error, &errors);
+	xmlSchemaPtr schema = xmlSchemaParse(pc);
+	cr_assert_not_null(schema, "schema %s did not load: %s", xsd_path, errors ? errors : "?");
+	xmlSchemaValidCtxtPtr vc = xmlSchemaNewValidCtxt(schema);
+	xmlSchemaSetValidStructuredErrors(vc, collect_error, &errors);
+	xmlDocPtr doc = xmlReadMemory(buf, (int)len, NULL, NULL, XML_PARSE_NONET);
+	cr_assert_not_null(doc, "not well-formed:\n%.*s", (int)len, (const char *)buf);
+	int r = xmlSchemaValidateDoc(vc, doc);
+	xmlFreeDoc(doc);
+	xmlSchemaFreeValidCtxt(vc);
+	xmlSchemaFree(schema);
+	xmlSchemaFreeParserCtxt(pc);
+	cr_assert_eq(r, 0, "fails %s: %s\n%.*s", xsd_path, errors ? errors : "", (int)len,
+		     (const char *)buf);
+	free(errors);
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct sqlite3;
+struct codec_envelope;
 
 /* Creates a new folder from tmpl ("/tmp/test_x.XXXXXX") into buf (len bytes)
  * and returns buf. */
@@ -48,5 +49,26 @@ int64_t testutil_sql_int(const char *path, const char *sql);
 /* Runs sql (one or more statements) on the database at path, creating the
  * file when it is missing. */
 void testutil_sql_exec(const char *path, const char *sql);
+
+/* ---- codec fixtures ---------------------------------------------------- */
+
+/* Sorted names of the regular files in dir, NULL-terminated; *n gets the
+ * count. Free with testutil_free_names(). */
+char **testutil_list_files(const char *dir, size_t *n);
+void testutil_free_names(char **names);
+
+/* The envelope as golden-file text: codec, inner codec, envelope fields,
+ * each layer, each txid (digest in hex), each letter; one "key=value" per
+ * line. Caller frees. */
+char *testutil_dump_envelope(const struct codec_envelope *e);
+
+/* Unpacks the shared OIOXML schema tarball of `release` ("2005-08-07")
+ * into a new temporary folder and returns the path of its EMessage.xsd;
+ * testutil_rm_rf(*dir) removes it. ../shared is never written. */
+char *testutil_oioxml_xsd(const char *release, char *dir, size_t dirlen);
+
+/* Validates buf[0..len) against the XSD at xsd_path; fails the test with
+ * every error the validator reports. */
+void testutil_assert_schema_valid(const char *xsd_path, const void *buf, size_t len);
 
 #endif

@@ -1,0 +1,31 @@
+/*
+ * fuzz_fhir_json.c - libFuzzer target for FHIR in JSON (fhir_json.c over jansson, with our own size, UTF-8 and depth limits),
+ * the FHIR core (fhir.c) and the Acknowledgement it writes.
+ *
+ * Each input is decoded under the real limits (codec.h defaults); the
+ * result must keep the codec.h contract, and its refusal must be an
+ * Acknowledgement (fuzz_check.h), which the registry reads back as one
+ * when the broker has a GLN (without one its sender has none). Built by `make fuzz`, replayed by replay_main.c over
+ * tests/fuzz/corpus/fhir_json (copies of the samples and hand-made edits).
+ */
+#include <stdlib.h>
+
+#include "codecs/fhir.h"
+#include "tests/fuzz/fuzz_check.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct codec_envelope *env = malloc(sizeof(*env));
+	struct codec_error err;
+	CHECK(env);
+	int r = codec_fhir_json.decode(data, size, NULL, env, &err);
+	fz_check_envelope(env, r, &err);
+	CHECK(env->codec == &codec_fhir_json);
+	CHECK(r != 0 || env->ntxids == 1);
+	fz_check_refusal(env, NULL, false);
+	fz_check_refusal(env, "5790000000000", true);
+	free(env);
+	return 0;
+}
