@@ -515,13 +515,15 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	return 0;
 }
 
+/* Lanes are named "in:ENDPOINT", "out:ENDPOINT" or "notify". */
 static void log_abandoned(const char *lane, int64_t since_mono, void *arg)
 {
 	const char *colon = strchr(lane, ':');
-	log_err("event=stop-abandoned endpoint=%s work=%.*s running_s=%lld "
+	_cleanup_free_ char *work = colon ? xasprintf("%.*s", (int)(colon - lane), lane)
+					  : xstrdup(lane);
+	log_err("event=stop-abandoned endpoint=%s work=%s running_s=%lld "
 		"state=messages-stay-queued",
-		colon ? colon + 1 : lane, colon ? (int)(colon - lane) : (int)strlen(lane), lane,
-		(long long)((clock_mono_ms() - since_mono) / 1000));
+		colon ? colon + 1 : "-", work, (long long)((clock_mono_ms() - since_mono) / 1000));
 }
 
 /* The last step of a stop: record what finished, close the socket, and
@@ -569,10 +571,11 @@ void broker_shutdown(struct broker *b, void (*stopped)(void *arg), void *arg)
 	on_stop_poll(-1, 0, b);
 }
 
-void broker_free(struct broker *b)
+bool broker_free(struct broker *b)
 {
 	if (!b)
-		return;
+		return false;
+	bool abandoned = b->lanes && lanes_pending(b->lanes) > 0;
 	control_free(b->control);
 	for (size_t i = 0; i < b->neps; i++)
 		endpoint_free(b->eps[i]);
@@ -600,6 +603,7 @@ void broker_free(struct broker *b)
 		close(b->lock_fd);
 	config_free(b->cfg);
 	free(b);
+	return abandoned;
 }
 
 void broker_status_line(struct broker *b, char *buf, size_t len)

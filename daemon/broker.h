@@ -17,6 +17,7 @@
 #include "conf/config.h"
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct broker;
@@ -42,7 +43,10 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
  * loop may then be left. Work still stuck in the kernel (a frozen share)
  * is logged and abandoned: its messages stay queued for the next start. */
 void broker_shutdown(struct broker *b, void (*stopped)(void *arg), void *arg);
-void broker_free(struct broker *b);
+/* Frees everything but what work stuck in the kernel still uses; true when
+ * such work was abandoned (the caller should then leave with _exit(), not
+ * wait for those threads in exit handlers). Accepts NULL. */
+bool broker_free(struct broker *b);
 
 /* One-line summary for STATUS= ("queued=12 endpoints=2 down=0 ..."). */
 void broker_status_line(struct broker *b, char *buf, size_t len);

@@ -175,7 +175,14 @@ static int run(struct daemon *d)
 	event_base_dispatch(d->base);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		event_free(sigs[i]);
-	broker_free(d->broker);
+	bool abandoned = broker_free(d->broker);
+	if (abandoned) {
+		/* A thread stuck in the kernel on a frozen share: exit around it.
+		 * exit() would run handlers (a leak checker among them) that may
+		 * wait for it; everything of ours is already closed. */
+		log_notice("event=stopped state=work-abandoned");
+		_exit(d->exit_code);
+	}
 	event_base_free(d->base);
 	log_notice("event=stopped");
 	return d->exit_code;

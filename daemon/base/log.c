@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -160,13 +161,28 @@ static void format(struct out *o, const char *fmt, va_list *ap)
 			p++;
 			continue;
 		}
-		size_t n = 1 + strspn(p + 1, "-+ #0123456789.hlzjt");
+		size_t n = 1 + strspn(p + 1, "-+ #0123456789.*hlzjt");
 		if (!p[n])
 			break;
 		n++; /* the conversion character */
 		if (p[n - 1] == 's') {
-			/* precision ("%.*s", "%.20s") is not used by callers */
-			put_value(o, va_arg(*ap, const char *), in_quotes);
+			/* a precision ("%.20s", "%.*s") caps the bytes shown */
+			const char *dot = memchr(p, '.', n);
+			long prec = -1;
+			if (dot && dot[1] == '*')
+				prec = va_arg(*ap, int);
+			else if (dot)
+				prec = strtol(dot + 1, NULL, 10);
+			const char *v = va_arg(*ap, const char *);
+			if (prec >= 0 && v && strnlen(v, (size_t)prec) == (size_t)prec) {
+				char *cut = strndup(v, (size_t)prec);
+				put_value(o, cut ? cut : "", in_quotes);
+				free(cut);
+			} else {
+				put_value(o, v, in_quotes);
+			}
+		} else if (memchr(p, '*', n)) {
+			return; /* a '*' width on a number: no caller writes one */
 		} else {
 			put_conversion(o, p, n, ap);
 		}

@@ -107,3 +107,10 @@ Test(log, overlong_records_are_cut_not_split)
 	cr_assert_eq(out[n - 1], '\n');
 	cr_assert_eq(strchr(out, '\n'), out + n - 1);
 }
+
+Test(log, precision_caps_a_string_value)
+{
+	char out[4096];
+	CAPTURE(out, log_info("event=x a=%.3s b=%.*s c=%.9s", "abcdef", 2, "x y z", "short"));
+	cr_assert_str_eq(out, "<6>event=x a=abc b=\"x \" c=short\n");
+}
