@@ -49,6 +49,7 @@ static const struct {
 	[CODEC_ETYPE] = { "type", CODEC_REFUSE_SYNTAX },
 	[CODEC_EVERSION] = { "version", CODEC_REFUSE_VERSION },
 	[CODEC_EADDRESS] = { "address", CODEC_REFUSE_RECEIVER_ID },
+	[CODEC_EEXPENSIVE] = { "too-expensive", CODEC_REFUSE_SYNTAX },
 };
 _Static_assert(ARRAY_SIZE(errcodes) == CODEC_ERRCODE_LAST + 1, "a name for every error class");
 

@@ -69,7 +69,10 @@ struct codec_limits {
 	unsigned wrapped;   /* wrappings around this input; 0 from callers */
 	const char *charset; /* the charset a wrapping declares for this input
 			      * (SBDH BinaryContent/@encoding), or NULL */
+	int64_t budget_ms;   /* time a decode may take (CODEC_EEXPENSIVE past it);
+			      * 0 = CODEC_DEFAULT_BUDGET_MS */
 };
+#define CODEC_DEFAULT_BUDGET_MS 2000
 #define CODEC_DEFAULT_MAX_BYTES (16u * 1024u * 1024u)
 #define CODEC_DEFAULT_MAX_DEPTH 64u
 
@@ -155,8 +158,11 @@ enum codec_errcode {
 	CODEC_ETYPE,      /* unknown letter type */
 	CODEC_EVERSION,   /* VersionCode does not belong to the letter type */
 	CODEC_EADDRESS,   /* a wrapping and its letters name different receivers */
+	CODEC_EEXPENSIVE, /* too expensive to parse: a construct whose cost grows faster
+			   * than its size (thousands of attributes on one tag), or
+			   * more time than limits.budget_ms */
 };
-#define CODEC_ERRCODE_LAST CODEC_EADDRESS
+#define CODEC_ERRCODE_LAST CODEC_EEXPENSIVE
 
 struct codec_error {
 	enum codec_errcode code;

@@ -24,7 +24,14 @@
  *  4. Depth: the SAX2 element callbacks are wrapped; deeper than the limit
  *     stops the parser (CODEC_EDEPTH). The limit is capped at libxml2's own
  *     (xmlParserMaxDepth, 256 without XML_PARSE_HUGE) so ours always fires.
- *  5. Errors: libxml2 never prints. Each context routes errors to its own
+ *  5. Cost: before libxml2 sees a byte, one quote-aware pass refuses a start
+ *     tag with more than XMLSAFE_MAX_ATTRS attributes or longer than
+ *     XMLSAFE_MAX_TAG bytes (CODEC_EEXPENSIVE): libxml2 2.9's duplicate-
+ *     attribute check in xmlParseStartTag2 is quadratic and runs before any
+ *     SAX hook, so no hook could stop it. During the parse the element and
+ *     character hooks check the time budget (lim->budget_ms) and stop the
+ *     parser past it, also CODEC_EEXPENSIVE.
+ *  6. Errors: libxml2 never prints. Each context routes errors to its own
  *     sax->serror; the calling thread's generic and structured handlers are
  *     swapped for silent ones during the parse as a backstop.
  *
@@ -44,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
@@ -265,6 +273,77 @@ static int prepare_input(const uint8_t *buf, size_t len, const char *hint, struc
 	return 0;
 }
 
+/* ---- the cost of a document, before it is parsed ------------------------ */
+
+#define XMLSAFE_MAX_ATTRS 256
+#define XMLSAFE_MAX_TAG (64u * 1024u)
+
+/* Skips from p (just past "<!--", "<?" or "<![CDATA[") to past its end
+ * marker; returns len when there is none (the parser will say so). */
+static size_t skip_to(const uint8_t *p, size_t len, size_t i, const char *end)
+{
+	size_t n = strlen(end);
+	while (i + n <= len) {
+		const uint8_t *hit = memchr(p + i, end[0], len - i);
+		if (!hit)
+			return len;
+		i = (size_t)(hit - p);
+		if (i + n <= len && memcmp(p + i, end, n) == 0)
+			return i + n;
+		i++;
+	}
+	return len;
+}
+
+/* One linear pass over the document as libxml2 will read it: counts the
+ * attributes of every start tag (each has one '=' outside quotes) and its
+ * length, skipping comments, PIs and CDATA sections. */
+static int check_cost(const uint8_t *p, size_t len, struct codec_error *err)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] != '<')
+			continue;
+		if (i + 4 <= len && memcmp(p + i, "<!--", 4) == 0) {
+			i = skip_to(p, len, i + 4, "-->") - 1;
+			continue;
+		}
+		if (i + 9 <= len && memcmp(p + i, "<![CDATA[", 9) == 0) {
+			i = skip_to(p, len, i + 9, "]]>") - 1;
+			continue;
+		}
+		if (i + 2 <= len && p[i + 1] == '?') {
+			i = skip_to(p, len, i + 2, "?>") - 1;
+			continue;
+		}
+		size_t start = i, attrs = 0;
+		uint8_t quote = 0;
+		for (i++; i < len && (quote || p[i] != '>'); i++) {
+			if (quote)
+				quote = p[i] == quote ? 0 : quote;
+			else if (p[i] == '"' || p[i] == '\'')
+				quote = p[i];
+			else if (p[i] == '=')
+				attrs++;
+			if (attrs > XMLSAFE_MAX_ATTRS)
+				return xmlsafe_fail(err, CODEC_EEXPENSIVE,
+						    "too expensive to parse: a tag at byte %zu has "
+						    "more than %d attributes", start, XMLSAFE_MAX_ATTRS);
+			if (i - start > XMLSAFE_MAX_TAG)
+				return xmlsafe_fail(err, CODEC_EEXPENSIVE,
+						    "too expensive to parse: a tag at byte %zu is "
+						    "longer than %u bytes", start, XMLSAFE_MAX_TAG);
+		}
+	}
+	return 0;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- the parse --------------------------------------------------------- */
 
 /* Everything one parse knows, on the caller's stack; hooks reach it through
@@ -272,6 +351,9 @@ static int prepare_input(const uint8_t *buf, size_t len, const char *hint, struc
 struct parse_state {
 	unsigned depth;
 	unsigned max_depth;
+	int64_t deadline;          /* mono ms: past it the parse stops */
+	int64_t budget_ms;
+	unsigned calls;            /* hook calls since the last look at the clock */
 	struct codec_error policy; /* set when a hook refused the document */
 	struct codec_error first;  /* first libxml2 error, as CODEC_ESYNTAX */
 };
@@ -313,12 +395,37 @@ static xmlParserInputPtr on_resolve_entity(void *ctx, const xmlChar *pub_id, con
 	return NULL;
 }
 
+/* True (and the parser stopped) when the parse is past its budget; looks
+ * at the clock every 64 calls. */
+static bool over_budget(xmlParserCtxtPtr ctxt, struct parse_state *st)
+{
+	if (++st->calls < 64)
+		return false;
+	st->calls = 0;
+	if (mono_ms() <= st->deadline)
+		return false;
+	char what[96];
+	snprintf(what, sizeof(what), "too expensive to parse: more than %lld ms",
+		 (long long)st->budget_ms);
+	refuse(st, ctxt, CODEC_EEXPENSIVE, what);
+	return true;
+}
+
+static void on_characters(void *ctx, const xmlChar *ch, int len)
+{
+	xmlParserCtxtPtr ctxt = ctx;
+	if (!over_budget(ctxt, ctxt->_private))
+		xmlSAX2Characters(ctx, ch, len);
+}
+
 static void on_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
 			     const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
 			     int nb_attributes, int nb_defaulted, const xmlChar **attributes)
 {
 	xmlParserCtxtPtr ctxt = ctx;
 	struct parse_state *st = ctxt->_private;
+	if (over_budget(ctxt, st))
+		return;
 	if (++st->depth > st->max_depth) {
 		refuse(st, ctxt, CODEC_EDEPTH, "element nesting deeper than the limit");
 		return;
@@ -396,6 +503,8 @@ static void install_hooks(xmlParserCtxtPtr ctxt, struct parse_state *st)
 	sax->resolveEntity = on_resolve_entity;
 	sax->startElementNs = on_start_element;
 	sax->endElementNs = on_end_element;
+	sax->characters = on_characters;
+	sax->ignorableWhitespace = on_characters;
 	sax->serror = on_error;
 	sax->warning = NULL;
 	sax->error = NULL;
@@ -447,10 +556,11 @@ static int verdict(const xmlParserCtxt *ctxt, const struct parse_state *st, cons
 	return 0;
 }
 
-static int run_parser(const struct input *in, unsigned max_depth, struct xmlsafe_doc *out,
-		      struct codec_error *err)
+static int run_parser(const struct input *in, unsigned max_depth, int64_t budget_ms,
+		      struct xmlsafe_doc *out, struct codec_error *err)
 {
-	struct parse_state st = { .max_depth = max_depth };
+	struct parse_state st = { .max_depth = max_depth, .budget_ms = budget_ms,
+				  .deadline = mono_ms() + budget_ms };
 	struct saved_handlers saved;
 	xmlParserCtxtPtr ctxt = xmlCreateMemoryParserCtxt((const char *)in->p, (int)in->len);
 	if (!ctxt)
@@ -485,10 +595,13 @@ int xmlsafe_parse(const uint8_t *buf, size_t len, const struct codec_limits *lim
 	out->encoding = charset_name[in.cs];
 	if (max_depth > xmlParserMaxDepth)
 		max_depth = xmlParserMaxDepth;
+	int64_t budget = lim && lim->budget_ms > 0 ? lim->budget_ms : CODEC_DEFAULT_BUDGET_MS;
 	if (in.len > INT32_MAX) /* xmlCreateMemoryParserCtxt takes an int */
 		r = xmlsafe_fail(err, CODEC_ETOOBIG, "message too large for the parser");
+	else if (check_cost(in.p, in.len, err) < 0)
+		r = -1;
 	else
-		r = run_parser(&in, max_depth, out, err);
+		r = run_parser(&in, max_depth, budget, out, err);
 	free(in.owned);
 	return r;
 }

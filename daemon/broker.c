@@ -298,7 +298,8 @@ static void apply_ingest_config(struct broker *b)
 {
 	struct ingest_config ic = {
 		.limits = { .max_bytes = (size_t)b->cfg->max_message_size,
-			    .max_depth = CODEC_DEFAULT_MAX_DEPTH },
+			    .max_depth = CODEC_DEFAULT_MAX_DEPTH,
+			    .budget_ms = b->cfg->decode_timeout_ms },
 		.broker_id = b->cfg->broker_id,
 		.broker_gln = b->cfg->broker_gln,
 	};
@@ -329,7 +330,7 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	b->commit = commit_new(base, b->store);
 	commit_on_health(b->commit, on_store_health, b);
 	b->router = router_new(cfg);
-	b->ingest = ingest_new(b->commit, on_queued, b);
+	b->ingest = ingest_new(base, b->lanes, b->commit, on_queued, b);
 	apply_ingest_config(b);
 	struct procedure_env pe = {
 		.base = base, .store = b->store, .notifier = b->notifier,

@@ -1,6 +1,23 @@
 /*
  * ingest.c - decode, route and commit one inbound message, then report.
  *
+ * Decoding never runs on the event loop: the messages a source submits in
+ * one loop turn go, as one batch, to that source's decode lane (one per
+ * source endpoint, over the shared pool), where each is decoded under the
+ * codec limits and time budget, its sender checked against what the source
+ * may send as, routed with the router it started with (reference counted,
+ * so a reload does not pull it away) and, when one is due, answered with a
+ * negative receipt. Back on the loop the batch goes to the group commit in
+ * submission order. A message that costs too much to decode costs only its
+ * own source, and the loop, the watchdog and every other source go on.
+ *
+ * Sender binding: a message is accepted from an endpoint only if every
+ * sender it names (every letter's, and a wrapping's EAN sender) is one the
+ * endpoint owns or may send for. Otherwise it is FORBIDDEN: nothing is
+ * stored, no receipt is sent (it would go to an organisation that did not
+ * send it), and a security event is logged. This also keeps one endpoint
+ * from pre-claiming another's letter ids in the duplicate register.
+ *
  * Each submitted message becomes an item owning its bytes and a compact
  * copy of the envelope fields the store needs (ids, GLNs, letter keys).
  * The item's store_new goes to the group commit; a negative receipt, when
@@ -17,6 +34,7 @@
 #include "accept/ingest.h"
 
 #include "base/clock.h"
+#include "base/lanes.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
 
@@ -26,16 +44,46 @@
 #include <sys/random.h>
 #include <time.h>
 
-struct ingest {
-	struct commit *commit;
-	const struct router *router;
-	ingest_queued_fn queued;
-	void *ctx;
+/* What a decode job needs of the config: immutable, reference counted on
+ * the loop, so a reload replaces it without touching a job that runs. */
+struct settings {
+	int refs;
 	struct codec_limits limits;
 	char *broker_id;
 	char *broker_gln; /* NULL when unset */
-	struct codec_envelope env; /* scratch for decoding; copied out per item */
+};
+
+struct batch;
+
+/* A source endpoint's decode lane and the batch it is collecting. */
+struct source {
+	char *name;
+	struct lane *lane;
+	struct batch *pending;
+};
+
+struct ingest {
+	struct commit *commit;
+	struct router *router;     /* a reference */
+	struct settings *set;      /* a reference */
+	struct lanes *pool;
+	struct source *sources;    /* by name; they live as long as ingest */
+	size_t nsources;
+	struct event *flush_ev;    /* sends the turn's batches to their lanes */
+	ingest_queued_fn queued;
+	void *ctx;
 	size_t inflight;
+};
+
+/* The messages one source submitted in one loop turn. */
+struct batch {
+	struct ingest *ing;
+	struct router *router;
+	struct settings *set;
+	struct tm now;             /* local time for receipts, taken on the loop */
+	int64_t now_ms;
+	struct item **items;
+	size_t n, cap;
 };
 
 struct receipt_item {
@@ -51,7 +99,8 @@ struct item {
 	struct ingest *ing;
 	ingest_done_fn done;
 	void *arg;
-	enum ingest_result planned;   /* ACCEPTED (or DEAD) if it commits, REJECTED */
+	enum ingest_result planned;   /* ACCEPTED (or DEAD) if it commits, REJECTED,
+				       * FORBIDDEN */
 	struct store_new m;
 	char *source, *endpoint, *reason, *ext;
 	uint8_t *body;
@@ -69,15 +118,37 @@ struct item {
 	int commit_err;
 };
 
-struct ingest *ingest_new(struct commit *commit, ingest_queued_fn queued, void *ctx)
+static struct settings *settings_ref(struct settings *set)
+{
+	set->refs++;
+	return set;
+}
+
+static void settings_unref(struct settings *set)
+{
+	if (!set || --set->refs > 0)
+		return;
+	free(set->broker_id);
+	free(set->broker_gln);
+	free(set);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg);
+
+struct ingest *ingest_new(struct event_base *base, struct lanes *pool, struct commit *commit,
+			  ingest_queued_fn queued, void *ctx)
 {
 	struct ingest *ing = xcalloc(1, sizeof(*ing));
 	ing->commit = commit;
+	ing->pool = pool;
 	ing->queued = queued;
 	ing->ctx = ctx;
-	ing->limits = (struct codec_limits){ .max_bytes = CODEC_DEFAULT_MAX_BYTES,
-					     .max_depth = CODEC_DEFAULT_MAX_DEPTH };
-	ing->broker_id = xstrdup("EDIBROKER");
+	ing->flush_ev = event_new(base, -1, 0, on_flush, ing);
+	struct ingest_config ic = {
+		.limits = { .max_bytes = CODEC_DEFAULT_MAX_BYTES, .max_depth = CODEC_DEFAULT_MAX_DEPTH },
+		.broker_id = "EDIBROKER",
+	};
+	ingest_set_config(ing, &ic);
 	return ing;
 }
 
@@ -85,23 +156,30 @@ void ingest_free(struct ingest *ing)
 {
 	if (!ing)
 		return;
-	free(ing->broker_id);
-	free(ing->broker_gln);
+	for (size_t i = 0; i < ing->nsources; i++)
+		free(ing->sources[i].name); /* the lanes go with the pool */
+	free(ing->sources);
+	event_free(ing->flush_ev);
+	router_free(ing->router);
+	settings_unref(ing->set);
 	free(ing);
 }
 
-void ingest_set_router(struct ingest *ing, const struct router *router)
+void ingest_set_router(struct ingest *ing, struct router *router)
 {
-	ing->router = router;
+	router_free(ing->router);
+	ing->router = router_ref(router);
 }
 
 void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg)
 {
-	ing->limits = cfg->limits;
-	free(ing->broker_id);
-	ing->broker_id = xstrdup(cfg->broker_id);
-	free(ing->broker_gln);
-	ing->broker_gln = str_empty(cfg->broker_gln) ? NULL : xstrdup(cfg->broker_gln);
+	struct settings *set = xcalloc(1, sizeof(*set));
+	*set = (struct settings){ .refs = 1, .limits = cfg->limits,
+				  .broker_id = xstrdup(cfg->broker_id),
+				  .broker_gln = str_empty(cfg->broker_gln) ? NULL
+									 : xstrdup(cfg->broker_gln) };
+	settings_unref(ing->set);
+	ing->set = set;
 }
 
 size_t ingest_inflight(const struct ingest *ing)
@@ -223,17 +301,16 @@ static void fresh_receipt_uuid(void *ctx, char out[CODEC_UUID_LEN + 1])
 /* The receipt refusing env, from the codec that read it, as a store_new
  * to the source endpoint; NULL when none can be built (env is a receipt,
  * lacks its envelope id or sender, or its format issues no receipts). */
-static struct receipt_item *make_receipt(struct ingest *ing, const char *source,
+static struct receipt_item *make_receipt(const struct batch *bt, const char *source,
 					 const struct codec_envelope *env, enum codec_refusal why,
 					 const char *text)
 {
 	struct codec_refusal_params p = { .reason = why, .text = text,
-					  .broker_id = ing->broker_id,
-					  .broker_gln = ing->broker_gln,
+					  .broker_id = bt->set->broker_id,
+					  .broker_gln = bt->set->broker_gln,
+					  .now = bt->now,
 					  .fresh_id = fresh_receipt_id,
 					  .fresh_uuid = fresh_receipt_uuid };
-	time_t now = (time_t)(clock_wall_ms() / 1000);
-	localtime_r(&now, &p.now);
 	struct receipt_item *r = xcalloc(1, sizeof(*r));
 	if (codec_refuse(env, &p, &r->rc) < 0) {
 		free(r);
@@ -247,7 +324,7 @@ static struct receipt_item *make_receipt(struct ingest *ing, const char *source,
 		.ext = r->rc.ext, .type = r->rc.type, .envelope_id = r->rc.envelope_id,
 		.sender = r->rc.sender, .receiver = r->rc.receiver, .nletters = 1,
 		.keys = &r->key, .nkeys = 1, .body = r->rc.body, .size = r->rc.size,
-		.received_at = clock_wall_ms(),
+		.received_at = bt->now_ms,
 	};
 	return r;
 }
@@ -289,6 +366,11 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 		log_warn("event=rejected source=%s size=%zu error=%s reason=\"%s\"", it->source,
 			 it->size, codec_errcode_name(it->error.code), it->error.text);
 		break;
+	case INGEST_FORBIDDEN:
+		log_err("event=sender-refused source=%s sender=%s envelope=%s type=%s size=%zu "
+			"security=spoofing reason=\"%s\"",
+			it->source, it->sender, it->envelope_id, it->type, it->size, it->reason);
+		break;
 	case INGEST_TEMPFAIL:
 		log_debug("event=tempfail source=%s size=%zu", it->source, it->size);
 		break;
@@ -299,8 +381,8 @@ static enum ingest_result final_result(struct item *it)
 {
 	if (it->commit_err < 0)
 		return INGEST_TEMPFAIL;
-	if (it->planned == INGEST_REJECTED)
-		return INGEST_REJECTED;
+	if (it->planned == INGEST_REJECTED || it->planned == INGEST_FORBIDDEN)
+		return it->planned;
 	if (it->m.outcome == STORE_DUPLICATE)
 		return INGEST_DUPLICATE;
 	if (it->m.outcome == STORE_DEAD) {
@@ -356,20 +438,53 @@ static void on_receipt_committed(int err, struct store_new *m, void *arg)
 	finish(it);
 }
 
-static void plan_rejected(struct ingest *ing, struct item *it, const struct codec_envelope *env)
+static void plan_rejected(const struct batch *bt, struct item *it,
+			  const struct codec_envelope *env)
 {
 	it->planned = INGEST_REJECTED;
 	it->reason = xstrdup(it->error.text);
-	it->receipt = make_receipt(ing, it->source, env, codec_errcode_refusal(it->error.code),
+	it->receipt = make_receipt(bt, it->source, env, codec_errcode_refusal(it->error.code),
 				   "EDI-kuverten kunne ikke behandles af EDI-broker.\n"
 				   "The envelope could not be processed by the EDI broker.");
 }
 
-static void plan_routed(struct ingest *ing, struct item *it, const struct codec_envelope *env)
+/* The first sender env names that source may not send as, or NULL: every
+ * letter's sender, and a wrapping's sender when it is a location number
+ * (VANS EndPointType EAN, SBDH scheme 0088). A letter whose sender could
+ * not be read (a refused message) is not checked. */
+static const char *foreign_sender(const struct router *r, const char *source,
+				  const struct codec_envelope *env, size_t nletters)
+{
+	for (size_t i = 0; i < env->nlayers; i++) {
+		const struct codec_layer *l = &env->layers[i];
+		bool gln = strcmp(l->sender_kind, "EAN") == 0 || strcmp(l->sender_kind, "0088") == 0;
+		if (gln && !str_empty(l->sender) && !router_may_send(r, source, l->sender))
+			return l->sender;
+	}
+	for (size_t i = 0; i < nletters; i++) {
+		const char *s = env->letters[i].sender;
+		if (!str_empty(s) && !router_may_send(r, source, s))
+			return s;
+	}
+	return NULL;
+}
+
+static void plan_forbidden(struct item *it, const char *sender)
+{
+	it->planned = INGEST_FORBIDDEN;
+	str_copy(it->sender, sender, sizeof(it->sender));
+	it->reason = xasprintf("sender not owned by this endpoint: %s may not send as %s",
+			       it->source, sender);
+	it->error = (struct codec_error){ CODEC_ESTRUCTURE, "" };
+	str_copy(it->error.text, it->reason, sizeof(it->error.text));
+}
+
+static void plan_routed(const struct batch *bt, struct item *it,
+			const struct codec_envelope *env)
 {
 	char why[256];
 	const char *ep = NULL;
-	enum route_result rr = router_route(ing->router, env, &ep, why, sizeof(why));
+	enum route_result rr = router_route(bt->router, env, &ep, why, sizeof(why));
 	item_take_envelope(it, env);
 	it->planned = rr == ROUTE_OK ? INGEST_ACCEPTED : INGEST_DEAD;
 	if (rr == ROUTE_OK) {
@@ -381,8 +496,85 @@ static void plan_routed(struct ingest *ing, struct item *it, const struct codec_
 	it->m.reason = it->reason;
 	it->m.nkeys = 0; /* dead letters record no duplicate keys */
 	if (rr == ROUTE_UNKNOWN_RECEIVER)
-		it->receipt = make_receipt(ing, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
+		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
 					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
+}
+
+/* Off the loop: decodes, binds, routes and answers one message. */
+static void plan(const struct batch *bt, struct item *it, struct codec_envelope *env)
+{
+	int r = codec_decode_any(it->body, it->size, &bt->set->limits, env, &it->error);
+	/* a refused message may still name its sender (to address a receipt) */
+	size_t named = r < 0 ? (str_empty(env->letters[0].sender) ? 0 : 1) : env->nletters;
+	const char *foreign = foreign_sender(bt->router, it->source, env, named);
+	if (foreign)
+		plan_forbidden(it, foreign);
+	else if (r < 0)
+		plan_rejected(bt, it, env);
+	else
+		plan_routed(bt, it, env);
+}
+
+static void decode_work(void *arg)
+{
+	struct batch *bt = arg;
+	_cleanup_free_ struct codec_envelope *env = xmalloc(sizeof(*env));
+	for (size_t i = 0; i < bt->n; i++)
+		plan(bt, bt->items[i], env);
+}
+
+/* Back on the loop, in submission order: to the group commit. */
+static void decode_done(void *arg)
+{
+	struct batch *bt = arg;
+	struct ingest *ing = bt->ing;
+	for (size_t i = 0; i < bt->n; i++) {
+		struct item *it = bt->items[i];
+		if (it->receipt)
+			commit_add(ing->commit, &it->receipt->m, on_receipt_committed, it);
+		if (it->planned != INGEST_REJECTED && it->planned != INGEST_FORBIDDEN) {
+			it->msg_pending = true;
+			commit_add(ing->commit, &it->m, on_msg_committed, it);
+		}
+		if (!it->msg_pending && !it->receipt)
+			finish(it);
+	}
+	router_free(bt->router);
+	settings_unref(bt->set);
+	free(bt->items);
+	free(bt);
+}
+
+static struct source *source_of(struct ingest *ing, const char *name)
+{
+	for (size_t i = 0; i < ing->nsources; i++)
+		if (strcmp(ing->sources[i].name, name) == 0)
+			return &ing->sources[i];
+	ing->sources = xrealloc(ing->sources, (ing->nsources + 1) * sizeof(*ing->sources));
+	struct source *src = &ing->sources[ing->nsources++];
+	_cleanup_free_ char *lane = xasprintf("decode:%s", name);
+	*src = (struct source){ xstrdup(name), lane_new(ing->pool, lane), NULL };
+	return src;
+}
+
+/* At the end of the loop turn: each source's batch goes to its lane. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct ingest *ing = arg;
+	int64_t now = clock_wall_ms();
+	time_t t = (time_t)(now / 1000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	for (size_t i = 0; i < ing->nsources; i++) {
+		struct batch *bt = TAKE_PTR(ing->sources[i].pending);
+		if (!bt)
+			continue;
+		bt->router = router_ref(ing->router);
+		bt->set = settings_ref(ing->set);
+		bt->now = tm;
+		bt->now_ms = now;
+		lane_submit(ing->sources[i].lane, decode_work, decode_done, bt);
+	}
 }
 
 void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
@@ -395,23 +587,19 @@ void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t
 	it->source = xstrdup(source);
 	it->body = body;
 	it->size = size;
-	ing->inflight++;
-	struct codec_envelope *env = &ing->env; /* the codec clears it on every path */
-	if (codec_decode_any(body, size, &ing->limits, env, &it->error) < 0)
-		plan_rejected(ing, it, env);
-	else
-		plan_routed(ing, it, env);
-
 	it->m.source = it->source;
 	it->m.body = it->body;
 	it->m.size = it->size;
 	it->m.received_at = clock_wall_ms();
-	if (it->receipt)
-		commit_add(ing->commit, &it->receipt->m, on_receipt_committed, it);
-	if (it->planned != INGEST_REJECTED) {
-		it->msg_pending = true;
-		commit_add(ing->commit, &it->m, on_msg_committed, it);
+	ing->inflight++;
+	struct source *src = source_of(ing, source);
+	struct batch *bt = src->pending;
+	if (!bt) {
+		bt = src->pending = xcalloc(1, sizeof(*bt));
+		bt->ing = ing;
 	}
-	if (it->planned == INGEST_REJECTED && !it->receipt)
-		finish(it);
+	if (bt->n == bt->cap)
+		bt->items = xrealloc(bt->items, (bt->cap = bt->cap ? bt->cap * 2 : 16) * sizeof(*bt->items));
+	bt->items[bt->n++] = it;
+	event_active(ing->flush_ev, 0, 0);
 }

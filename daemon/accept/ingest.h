@@ -13,6 +13,9 @@
  *              for operators; the source may forget its copy;
  *   REJECTED   could not be decoded: nothing stored except a negative
  *              receipt where the rules ask for one; the source quarantines;
+ *   FORBIDDEN  it names a sender the source endpoint neither owns nor may
+ *              send for (spoofing): nothing stored, no receipt, a security
+ *              event logged; the source quarantines (HTTP: 403);
  *   TEMPFAIL   the store could not commit: the source keeps the input and
  *              tries again later.
  * A negative receipt, in the message's own format and wrapping (OIOXML: an
@@ -31,19 +34,23 @@
 #include "codecs/codec.h"
 #include "store/commit.h"
 #include "accept/router.h"
+#include "base/lanes.h"
+
+#include <event2/event.h>
 
 #include <stddef.h>
 #include <stdint.h>
 
 enum ingest_result { INGEST_ACCEPTED, INGEST_DUPLICATE, INGEST_DEAD, INGEST_REJECTED,
-		     INGEST_TEMPFAIL };
+		     INGEST_TEMPFAIL, INGEST_FORBIDDEN };
 
 struct ingest_outcome {
 	enum ingest_result result;
 	int64_t id;                   /* message id (earlier id for a duplicate) */
 	const char *endpoint;         /* ACCEPTED: destination */
-	const char *reason;           /* DEAD / REJECTED / TEMPFAIL: why */
-	const struct codec_error *error; /* REJECTED: the decoder's error */
+	const char *reason;           /* DEAD / REJECTED / TEMPFAIL / FORBIDDEN: why */
+	const struct codec_error *error; /* REJECTED: the decoder's error; FORBIDDEN: the
+					  * reason as an error text */
 };
 
 typedef void (*ingest_done_fn)(const struct ingest_outcome *o, void *arg);
@@ -62,15 +69,20 @@ struct ingest_config {
 
 struct ingest;
 
-struct ingest *ingest_new(struct commit *commit, ingest_queued_fn queued, void *ctx);
+/* Decodes on a lane of pool per source endpoint; commits through commit. */
+struct ingest *ingest_new(struct event_base *base, struct lanes *pool, struct commit *commit,
+			  ingest_queued_fn queued, void *ctx);
+/* Frees ing; no submission may be in flight (ingest_inflight() == 0). */
 void ingest_free(struct ingest *ing);
-/* Both may change on reload; the router is borrowed, config copied. */
-void ingest_set_router(struct ingest *ing, const struct router *router);
+/* Both may change on reload; ingest takes a reference to the router and a
+ * copy of the config; decode jobs already running keep the old ones. */
+void ingest_set_router(struct ingest *ing, struct router *router);
 void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg);
 
-/* Submits one message from endpoint source; takes ownership of body.
- * done(outcome, arg) runs exactly once, possibly before this returns
- * (REJECTED without a receipt). */
+/* Submits one message from endpoint source; takes ownership of body. It is
+ * decoded off the loop, on source's decode lane, after the messages source
+ * submitted before it. done(outcome, arg) runs exactly once on the loop,
+ * never from inside this call. */
 void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
 		   ingest_done_fn done, void *arg);
 

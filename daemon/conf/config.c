@@ -56,7 +56,7 @@
 #define GIB (1024 * MIB)
 #define TIB (1024 * GIB)
 
-static conf_check_fn check_ident, check_gln, check_email, check_smtp_url, check_http_url,
+static conf_check_fn check_ident, check_gln, check_sender_id, check_email, check_smtp_url, check_http_url,
 	check_window, check_support_hours, check_closed_days, check_timezone;
 
 static const struct conf_choice log_levels[] = {
@@ -95,6 +95,8 @@ static const struct conf_key global_keys[] = {
 	{ G("broker", "store", CONF_STR, store_backend), .def = "sqlite", .choices = stores },
 	{ G("broker", "max_message_size", CONF_SIZE, max_message_size), .def = "16M", .min = KIB,
 	  .max = 100 * MIB, .flags = CONF_RELOAD },
+	{ G("broker", "decode_timeout", CONF_DURATION, decode_timeout_ms), .def = "2s",
+	  .min = 100, .max = 10 * 60 * 1000, .flags = CONF_RELOAD },
 	{ G("broker", "stop_timeout", CONF_DURATION, stop_timeout_ms), .def = "20s", .min = 100,
 	  .max = 10 * 60 * 1000, .flags = CONF_RELOAD },
 	{ G("broker", "log_level", CONF_ENUM, log_level), .def = "info", .choices = log_levels,
@@ -192,7 +194,7 @@ static const struct conf_key endpoint_keys[] = {
 	{ E("kind", CONF_ENUM, kind), .choices = kinds, .flags = CONF_RELOAD | CONF_REQUIRED },
 	{ E("transport", CONF_STR, transport), .flags = CONF_RELOAD },
 	{ ELIST("gln", gln), .check = check_gln, .flags = CONF_RELOAD | CONF_REQUIRED },
-	{ ELIST("may_send_for", may_send_for), .check = check_gln, .flags = CONF_RELOAD },
+	{ ELIST("may_send_for", may_send_for), .check = check_sender_id, .flags = CONF_RELOAD },
 	{ E("contact", CONF_STR, contact), .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ E("delivery_timeout", CONF_DURATION, delivery_timeout_ms), .def = "60s", .min = 100,
 	  .max = 1 * HOURS, .flags = CONF_RELOAD },
@@ -472,6 +474,17 @@ static int check_gln(const char *v, char *why, size_t len)
 	return -EINVAL;
 }
 
+/* What an endpoint may send as besides its own GLNs: a GLN, or the network
+ * id a relay's own receipts carry (e.g. a VANS's DKKMDKMDNET). */
+static int check_sender_id(const char *v, char *why, size_t len)
+{
+	if (ident_ok(v))
+		return 0;
+	snprintf(why, len, "'%s' is neither a location number nor a network id (1-35 printable "
+		 "characters, no spaces)", v);
+	return -EINVAL;
+}
+
 /* The GS1 check digit of a 13-digit GLN: weights 1, 3, 1, ... from the left. */
 static bool gln_check_digit_ok(const char *gln)
 {
@@ -496,7 +509,8 @@ static void check_gln_digits(struct loader *L)
 		size_t counts[] = { ep->ngln, ep->nmay_send_for };
 		for (size_t l = 0; l < 2; l++)
 			for (size_t g = 0; g < counts[l]; g++)
-				if (!gln_check_digit_ok(lists[l][g]))
+				if (strspn(lists[l][g], "0123456789") == 13 &&
+				    lists[l][g][13] == '\0' && !gln_check_digit_ok(lists[l][g]))
 					add_warning(L, item_line(L, lists[l][g]),
 						"endpoint '%s': location number %s has a wrong GS1 "
 						"check digit", ep->name, lists[l][g]);

@@ -148,6 +148,8 @@ struct config {
 				    * FHIR and wrapped receipts; NULL when unset */
 	char *store_backend;       /* store: "sqlite" */
 	int64_t max_message_size;  /* max_message_size: bytes (default 16 MiB) */
+	int64_t decode_timeout_ms; /* decode_timeout: a message that takes longer to decode
+				      is quarantined as too expensive to parse (2s) */
 	int64_t stop_timeout_ms;   /* stop_timeout: how long SIGTERM waits for work in flight
 				      (20s; keep it below the unit's TimeoutStopSec) */
 	int log_level;             /* log_level: err|warning|notice|info|debug -> syslog priority */

@@ -738,7 +738,9 @@ static void on_outcome(const struct ingest_outcome *o, void *arg)
 		/* Accepted files leave the inbox even when the spool is going:
 		 * the commit holds them now. */
 		strset_del(sp->known, f->name);
-		if (o->result == INGEST_REJECTED)
+		if (o->result == INGEST_FORBIDDEN)
+			quarantine_later(sp, f->name, "sender", o->reason);
+		else if (o->result == INGEST_REJECTED)
 			quarantine_later(sp, f->name, codec_errcode_name(o->error->code),
 					 o->error->text);
 		else

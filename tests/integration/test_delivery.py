@@ -128,7 +128,9 @@ class Delivery(BrokerTest):
         drop(b.inbox("hospital"), "to-muni.xml", sample("DIS20_1.xml"))
         wait_for(lambda: b.endpoint("municipality")["failures"] >= 1, what="muni failing")
         # A receipt from the municipality to the hospital is not held up.
-        receipt = sample("CTL03_1.xml").replace(b"5790000181872", b"5790000143054")
+        # (its sender made the municipality's own: senders are bound to endpoints)
+        receipt = sample("CTL03_1.xml").replace(b"5790000181872", b"5790000143054") \
+            .replace(b"5790000120420", b"5790000143055")
         drop(b.inbox("municipality"), "ack.xml", receipt)
         wait_for(lambda: len(listdir_final(b.outbox("hospital"))) == 1,
                  what="hospital delivery while municipality is down")

@@ -158,8 +158,10 @@ class Edifact(BrokerTest):
 
     def test_contrl_to_unknown_receiver_gets_no_receipt(self):
         b = self.broker().start()
-        # CTL03_1 goes from 5790000120420 to 5790000181872, which nobody owns here.
-        drop(b.inbox("municipality"), "ack.edi", edifact("CTL03_1.edi"))
+        # CTL03_1 goes to 5790000181872, which nobody owns here; it comes from the
+        # municipality's own GLN (senders are bound to endpoints).
+        drop(b.inbox("municipality"), "ack.edi",
+             edifact("CTL03_1.edi").replace(b"5790000120420", b"5790000143055"))
         dead = wait_for(lambda: b.ctl("dead")["dead"] == 1 and b.ctl("dead"),
                         what="dead receipt")
         self.assertEqual(dead["messages"][0]["type"], "CTL03")

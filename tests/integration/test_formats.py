@@ -63,12 +63,12 @@ def read_dir(d):
 
 
 class Formats(BrokerTest):
-    def make(self, endpoints=None, gln=True):
+    def make(self, endpoints=None, gln=True, endpoint_extra=None):
         eps = endpoints or {
             "hospital": ("hospital", [HOSPITAL_GLN, REGIONH, FHIR_SENDER]),
             "municipality": ("municipality", [MUNICIPALITY_GLN, REGIONH_MUNI, FHIR_RECEIVER]),
         }
-        b = self.broker(endpoints=eps)
+        b = self.broker(endpoints=eps, endpoint_extra=endpoint_extra)
         if gln:
             b.write_config(b.config_text().replace(
                 "[broker]\n", "[broker]\ngln = %s\n" % BROKER_GLN, 1))
@@ -111,7 +111,9 @@ class Formats(BrokerTest):
             "hospital": ("hospital", [HOSPITAL_GLN, REGIONH, FHIR_SENDER]),
             "gateway": ("other", ["5790000000099"]),
         }
-        b = self.make(endpoints=eps)
+        # the gateway relays for the hospital (senders are bound to endpoints)
+        b = self.make(endpoints=eps, endpoint_extra={
+            "gateway": "may_send_for = %s, %s, %s" % (HOSPITAL_GLN, REGIONH, FHIR_SENDER)})
         drop(b.inbox("gateway"), "bare.xml", with_ids(sample("DIS20_1.xml"), "ENVU", "LETU"))
         drop(b.inbox("gateway"), "vans.xml", shared(*VANS))
         drop(b.inbox("gateway"), "sbdh.xml", shared(*SBDH))

@@ -123,3 +123,50 @@ class Hostile(BrokerTest):
         self.assertEqual(len(receipts), 1, "one receipt, not one per rescan: %s" % receipts)
         self.assertEqual(len(b.log_lines(r"event=rejected")), 1)
         self.assertTrue(os.path.exists(os.path.join(b.inbox("hospital"), name)))
+
+    def test_attribute_bomb_is_quarantined_and_the_next_message_flows(self):
+        b = self.broker().start()
+        attrs = b"".join(b' a%d="%d"' % (i, i) for i in range(120000))
+        bomb = sample("DIS20_1.xml").replace(b"<Envelope>", b"<Envelope" + attrs + b">", 1)
+        self.assertGreater(len(bomb), 1_500_000)
+        t0 = time.monotonic()
+        drop(b.inbox("hospital"), "bomb.xml", bomb)
+        drop(b.inbox("hospital"), "good.xml", with_ids(sample("DIS20_1.xml"), "EG", "LG"))
+        wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 1, timeout=8,
+                 what="the good message behind the bomb")
+        self.assertLess(time.monotonic() - t0, 8)
+        self.timed_status(b)
+        wait_for(lambda: b.log_lines(r"event=quarantined .*file=bomb\.xml error=too-expensive"),
+                 timeout=8, what="the bomb quarantined as too expensive")
+
+
+class SenderBinding(BrokerTest):
+    """A message is accepted from an endpoint only in a name it owns."""
+
+    def test_spoofed_sender_and_preclaimed_letter_id(self):
+        b = self.broker().start()
+        real = with_ids(sample("DIS20_1.xml"), "E-REAL", "L-CLAIMED")  # from the hospital's GLN
+        # the municipality writes the hospital's letter id in the hospital's name first
+        drop(b.inbox("municipality"), "spoof.xml", real)
+        wait_for(lambda: b.log_lines(r"event=sender-refused source=municipality"), timeout=8,
+                 what="the spoofed message refused")
+        line = b.log_lines(r"event=sender-refused")[0]
+        self.assertIn("security=spoofing", line)
+        self.assertIn("sender=5790000143054", line)
+        q = b.quarantine("municipality")
+        wait_for(lambda: os.path.isdir(q) and any(n.endswith(".reason") for n in os.listdir(q)),
+                 timeout=8, what="the spoofed file quarantined")
+        reason = [n for n in os.listdir(q) if n.endswith(".reason")][0]
+        with open(os.path.join(q, reason)) as f:
+            self.assertIn("sender not owned by this endpoint", f.read())
+        # no receipt anywhere: it would go to an organisation that sent nothing
+        self.assertEqual(listdir_final(b.outbox("hospital")), [])
+        self.assertEqual(listdir_final(b.outbox("municipality")), [])
+        # the hospital's real letter is delivered, not dropped as a duplicate
+        drop(b.inbox("hospital"), "real.xml", real)
+        wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 1, timeout=8,
+                 what="the real letter delivered")
+        self.assertEqual(b.log().count("event=duplicate"), 0)
+        with open(os.path.join(b.outbox("municipality"),
+                               listdir_final(b.outbox("municipality"))[0]), "rb") as f:
+            self.assertEqual(f.read(), real)

@@ -67,8 +67,10 @@ class Routing(BrokerTest):
 
     def test_receipt_with_unknown_receiver_gets_no_receipt(self):
         b = self.broker().start()
-        # CTL03_1 is addressed to 5790000181872, which nobody owns here.
-        drop(b.inbox("municipality"), "ack.xml", sample("CTL03_1.xml"))
+        # CTL03_1 is addressed to 5790000181872, which nobody owns here; its
+        # sender is made the municipality's own (senders are bound to endpoints).
+        drop(b.inbox("municipality"), "ack.xml",
+             sample("CTL03_1.xml").replace(b"5790000120420", MUNICIPALITY_GLN.encode()))
         wait_for(lambda: b.ctl("dead")["dead"] == 1, what="dead receipt")
         self.assertEqual(b.ctl("dead")["messages"][0]["type"], "XCTL03")
         self.assertEqual(listdir_final(b.outbox("municipality")), [],

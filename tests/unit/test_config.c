@@ -940,8 +940,9 @@ Test(config, location_numbers_and_their_check_digits)
 		  "3: gln: '579000014305' is not a location number (13 digits)" },
 		{ "[endpoint a]\nkind = other\ngln = 579000014305X\ninbox = /i\noutbox = /o\n",
 		  "3: gln: '579000014305X' is not a location number (13 digits)" },
-		{ "[endpoint a]\nkind = other\ngln = 5790000143054\nmay_send_for = x\n",
-		  "4: may_send_for: 'x' is not a location number (13 digits)" },
+		{ "[endpoint a]\nkind = other\ngln = 5790000143054\nmay_send_for = a b\n",
+		  "4: may_send_for: 'a b' is neither a location number nor a network id (1-35 "
+		  "printable characters, no spaces)" },
 	};
 	expect_errors(cases, ARRAY_SIZE(cases));
 }

@@ -11,6 +11,7 @@
  * source, REJECTED with or without a receipt, TEMPFAIL on a full store.
  */
 #include "base/clock.h"
+#include "base/lanes.h"
 #include "base/log.h"
 #include "codecs/codec.h"
 #include "store/commit.h"
@@ -47,6 +48,7 @@ static struct store *store;
 static struct commit *commit;
 static struct router *router;
 static struct ingest *ing;
+static struct lanes *pool;
 
 /* ---- the delivery side: what the queued callback received -------------- */
 
@@ -104,6 +106,12 @@ static void on_done(const struct ingest_outcome *o, void *arg)
 
 /* ---- setup ------------------------------------------------------------- */
 
+/* The senders of the samples the hospital submits here besides its own
+ * (receipts, FHIR, correspondence): it relays for them (may_send_for), as
+ * sender binding requires. */
+static char *relayed[] = { "5790000120420", "5790000120400", "5790000121236", "5790000209354",
+			   "5790000123117", "5790001348120", "5790001382445", "DKKMDKMDNET" };
+
 static void add_endpoint(struct config *cfg, const char *name, const char *g1, const char *g2)
 {
 	cfg->endpoints = xrealloc(cfg->endpoints, (cfg->nendpoints + 1) * sizeof(*cfg->endpoints));
@@ -114,6 +122,10 @@ static void add_endpoint(struct config *cfg, const char *name, const char *g1, c
 	ep->gln[ep->ngln++] = (char *)g1;
 	if (g2)
 		ep->gln[ep->ngln++] = (char *)g2;
+	if (strcmp(name, "hospital") == 0) {
+		ep->may_send_for = relayed;
+		ep->nmay_send_for = ARRAY_SIZE(relayed);
+	}
 }
 
 /* hospital: the DIS20 and Region H senders; municipality: their receivers. */
@@ -143,7 +155,8 @@ static void start(uint64_t max_bytes, const char *extra_endpoint_gln)
 	commit = commit_new(base, store);
 	router = make_router(extra_endpoint_gln);
 	nqueued = 0;
-	ing = ingest_new(commit, on_queued, &nqueued);
+	pool = lanes_new(base, 0);
+	ing = ingest_new(base, pool, commit, on_queued, &nqueued);
 	ingest_set_router(ing, router);
 	struct ingest_config ic = { .limits = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
 						.max_depth = CODEC_DEFAULT_MAX_DEPTH },
@@ -159,6 +172,8 @@ static void setup(void)
 static void teardown(void)
 {
 	commit_free(commit);
+	cr_assert_eq(lanes_wait(pool, 5000), 0);
+	lanes_free(pool);
 	ingest_free(ing);
 	router_free(router);
 	store_close(store);
@@ -231,9 +246,16 @@ static void submit(const char *source, struct buf b, struct outcome *out)
 	ingest_submit(ing, source, dup_bytes(b), b.n, on_done, out);
 }
 
+/* Runs the loop until every submission has its outcome: decoding runs on
+ * the sources' lanes, then the group commit (at most 5 s). */
 static void turn(void)
 {
-	event_base_loop(base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
+	int64_t end = clock_mono_ms() + 5000;
+	do {
+		struct timeval tv = { 0, 2000 };
+		event_base_loopexit(base, &tv);
+		event_base_loop(base, EVLOOP_ONCE);
+	} while (ingest_inflight(ing) > 0 && clock_mono_ms() < end);
 }
 
 /* ---- store reads ------------------------------------------------------- */
@@ -505,8 +527,10 @@ Test(ingest, partial_duplicate_is_dead)
 	router_free(router);
 	struct config cfg = { 0 };
 	add_endpoint(&cfg, "municipality", DIS20_RECEIVER, "5790000128700");
+	add_endpoint(&cfg, "hospital", DIS20_SENDER, NULL);
 	router = router_new(&cfg);
 	free(cfg.endpoints[0].gln);
+	free(cfg.endpoints[1].gln);
 	free(cfg.endpoints);
 	ingest_set_router(ing, router);
 
@@ -819,10 +843,10 @@ Test(ingest_full, tempfail_for_dead_letter_and_its_receipt)
 
 /* ---- reload ------------------------------------------------------------ */
 
-/* A reload (ingest_set_config) between submit and commit must not change
- * or invalidate what was already submitted: the receipt row names the
- * broker id its bytes were built with. (Under ASan a dangling broker id is
- * a heap-use-after-free.) */
+/* A reload (ingest_set_config) between submit and decode: the batch takes
+ * the settings in force when it leaves for its lane at the end of the turn,
+ * and the receipt row names the broker id its bytes were built with. (Under
+ * ASan a dangling broker id is a heap-use-after-free.) */
 Test(ingest, reload_between_submit_and_commit_keeps_receipt_consistent)
 {
 	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
@@ -837,9 +861,12 @@ Test(ingest, reload_between_submit_and_commit_keeps_receipt_consistent)
 	struct rows q = list_state(MSG_QUEUED);
 	cr_assert_eq(q.n, 1);
 	struct row r = get_row(q.r[0].id);
-	assert_xctl01_to(r.body, r.size, DIS20_SENDER, "ukendt_lokationsnummer");
-	cr_assert_str_eq(r.sender, BROKER_ID,
-			 "receipt row's sender is \"%s\", its bytes say " BROKER_ID, r.sender);
+	static struct codec_envelope env;
+	struct codec_error err = { 0 };
+	cr_assert_eq(codec_decode_any(r.body, r.size, NULL, &env, &err), 0, "%s", err.text);
+	cr_assert_str_eq(env.letters[0].sender, "NEWBROKER");
+	cr_assert_str_eq(r.sender, "NEWBROKER",
+			 "receipt row's sender is \"%s\", its bytes say NEWBROKER", r.sender);
 	free(r.body);
 	free(b.p);
 }
@@ -958,8 +985,17 @@ Test(ingest, unknown_receiver_receipts_come_in_the_senders_wrapping)
 	router_free(router);
 	struct config cfg = { 0 };
 	add_endpoint(&cfg, "hospital", DIS20_SENDER, "5790002515200");
+	/* two Region H gateways that relay for it (their own GLNs are made up) */
+	static char *regionh[] = { "5790002515200" };
+	add_endpoint(&cfg, "regionh-vans", "5790000000012", NULL);
+	add_endpoint(&cfg, "regionh-sbdh", "5790000000029", NULL);
+	for (size_t i = 1; i < 3; i++) {
+		cfg.endpoints[i].may_send_for = regionh;
+		cfg.endpoints[i].nmay_send_for = 1;
+	}
 	router = router_new(&cfg); /* nobody owns 5790002508226 now */
-	free(cfg.endpoints[0].gln);
+	for (size_t i = 0; i < cfg.nendpoints; i++)
+		free(cfg.endpoints[i].gln);
 	free(cfg.endpoints);
 	ingest_set_router(ing, router);
 	use_gln(BROKER_GLN);
@@ -971,18 +1007,21 @@ Test(ingest, unknown_receiver_receipts_come_in_the_senders_wrapping)
 	cr_assert_eq(ov.result, INGEST_DEAD);
 	cr_assert_eq(os.result, INGEST_DEAD);
 	cr_assert_eq(nqueued, 2, "one receipt each");
-	cr_assert_str_eq(queued[0].endpoint, "regionh-vans", "to the source, not a looked-up GLN");
-	cr_assert_not_null(memmem(queued[0].body, queued[0].size, "<NegativeVans>", 14));
-	cr_assert_not_null(memmem(queued[0].body, queued[0].size,
+	/* each source decodes on its own lane: find each receipt by its endpoint */
+	size_t iv = strcmp(queued[0].endpoint, "regionh-vans") == 0 ? 0 : 1, is = 1 - iv;
+	cr_assert_str_eq(queued[iv].endpoint, "regionh-vans", "to the source, not a looked-up GLN");
+	cr_assert_not_null(memmem(queued[iv].body, queued[iv].size, "<NegativeVans>", 14));
+	cr_assert_not_null(memmem(queued[iv].body, queued[iv].size,
 				  "<SenderID EndPointType=\"EAN\">" BROKER_GLN, 42));
-	cr_assert_str_eq(queued[1].endpoint, "regionh-sbdh");
-	cr_assert_not_null(memmem(queued[1].body, queued[1].size, "<StandardBusinessDocument", 25));
+	cr_assert_str_eq(queued[is].endpoint, "regionh-sbdh");
+	cr_assert_not_null(memmem(queued[is].body, queued[is].size, "<StandardBusinessDocument", 25));
 	struct rows q = list_state(MSG_QUEUED);
 	cr_assert_eq(q.n, 2);
-	cr_assert_str_eq(q.r[0].format, "vans");
-	cr_assert_str_eq(q.r[0].type, "NegativeVans");
-	cr_assert_str_eq(q.r[1].format, "sbdh");
-	cr_assert_str_eq(q.r[1].type, "XCTL01");
+	size_t rv = strcmp(q.r[0].format, "vans") == 0 ? 0 : 1, rs = 1 - rv;
+	cr_assert_str_eq(q.r[rv].format, "vans");
+	cr_assert_str_eq(q.r[rv].type, "NegativeVans");
+	cr_assert_str_eq(q.r[rs].format, "sbdh");
+	cr_assert_str_eq(q.r[rs].type, "XCTL01");
 	free(v.p);
 	free(s.p);
 }
@@ -1044,4 +1083,66 @@ Test(ingest, a_wrapping_with_a_broken_payload_is_rejected)
 	free(broken.p);
 	free(v.p);
 	free(vb.p);
+}
+
+/* ---- sender binding (issue 8) ------------------------------------------- */
+
+/* The municipality writes a letter in the hospital's name: refused as
+ * spoofing, nothing stored, no receipt (it would go to the hospital, which
+ * sent nothing), and the letter id is not claimed: the hospital's real
+ * letter with that id is accepted afterwards. */
+Test(ingest, a_spoofed_sender_is_forbidden_and_claims_nothing)
+{
+	struct buf b = sample("DIS20_1.xml"); /* from DIS20_SENDER, the hospital's GLN */
+	struct outcome spoof, real;
+	submit("municipality", b, &spoof);
+	turn();
+	cr_assert_eq(spoof.result, INGEST_FORBIDDEN, "result %d", spoof.result);
+	cr_assert(strstr(spoof.reason, "sender not owned by this endpoint"), "%s", spoof.reason);
+	cr_assert(strstr(spoof.reason, DIS20_SENDER), "%s", spoof.reason);
+	cr_assert_eq(nqueued, 0, "something was queued for a spoofed message");
+	cr_assert_eq(list_state(MSG_QUEUED).n, 0);
+	cr_assert_eq(list_state(MSG_DEAD).n, 0);
+	submit("hospital", b, &real);
+	turn();
+	cr_assert_eq(real.result, INGEST_ACCEPTED, "the real letter was taken for a duplicate: %d",
+		     real.result);
+	cr_assert_eq(nqueued, 1);
+	cr_assert_str_eq(queued[0].endpoint, "municipality");
+	free(b.p);
+}
+
+/* A refused message from a foreign sender gets no receipt either. */
+Test(ingest, a_broken_message_in_a_foreign_name_gets_no_receipt)
+{
+	struct buf good = sample("DIS20_1.xml");
+	struct buf b = replaced(good, "XD2030C", "XD9999C", false); /* readable, refused */
+	struct outcome o;
+	submit("municipality", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_FORBIDDEN, "result %d", o.result);
+	cr_assert_eq(nqueued, 0, "a receipt went to the named sender");
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_REJECTED, "from its rightful sender it is answered");
+	cr_assert_eq(nqueued, 1);
+	free(good.p);
+	free(b.p);
+}
+
+/* A wrapping names its sender too: a VANS SenderID (EAN) the source does
+ * not own is refused even when the letter inside is its own. */
+Test(ingest, a_wrapping_sender_is_bound_as_well)
+{
+	struct buf v = load(VANS_SAMPLE); /* VANS and letter from 5790002515200 */
+	struct buf spoof = replaced(v, "<SenderID EndPointType=\"EAN\">5790002515200",
+				    "<SenderID EndPointType=\"EAN\">" DIS20_RECEIVER, false);
+	cr_assert_neq(spoof.n, 0);
+	struct outcome o;
+	submit("hospital", spoof, &o); /* hospital owns the letter's sender, not the VANS's */
+	turn();
+	cr_assert_eq(o.result, INGEST_FORBIDDEN, "result %d", o.result);
+	cr_assert(strstr(o.reason, DIS20_RECEIVER), "%s", o.reason);
+	free(v.p);
+	free(spoof.p);
 }
