@@ -128,13 +128,26 @@ $(B)/bench/minrelay: tests/bench/minrelay.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
+# Builds every libFuzzer target (clang, ASan+UBSan) and runs each for
+# FUZZ_SECONDS at the daemon's real 16 MiB limit, reporting slow units. New
+# inputs go to build/fuzz/corpus-NAME (seeded from the checked-in corpus);
+# a crash, leak or timeout lands in tests/fuzz/corpus/NAME/, where
+# `make check` replays it until it is fixed. FUZZ=name runs one target.
+FUZZ_SECONDS ?= 60
 fuzz:
 	$(Q)mkdir -p $(B)/fuzz
-	$(Q)for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	$(Q)for f in $(if $(FUZZ),tests/fuzz/fuzz_$(FUZZ).c,$(FUZZ_SRCS)); do n=$$(basename $$f .c); \
 		echo "  FUZZ    $$n"; \
 		clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. -Idaemon \
 			$(PKG_CFLAGS) $$f $(filter codecs/% daemon/conf/ini.c,$(LIB_SRCS)) \
-			-o $(B)/fuzz/$$n $(PKG_LIBS) || exit 1; done
+			-o $(B)/fuzz/$$n $(PKG_LIBS) || exit 1; \
+		c=$(B)/fuzz/corpus-$${n#fuzz_}; mkdir -p $$c; \
+		$(B)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=16777216 -timeout=10 \
+			-rss_limit_mb=2048 -report_slow_units=2 -print_final_stats=1 \
+			-artifact_prefix=tests/fuzz/corpus/$${n#fuzz_}/ \
+			$$c tests/fuzz/corpus/$${n#fuzz_} > $(B)/fuzz/$$n.log 2>&1; rc=$$?; \
+		grep -E '^(stat::|Done|==|SUMMARY|Slowest)' $(B)/fuzz/$$n.log; \
+		[ $$rc -eq 0 ] || { tail -40 $(B)/fuzz/$$n.log; exit $$rc; }; done
 
 install: all
 	install -D -m 0755 bin/edibrokerd $(DESTDIR)$(PREFIX)/sbin/edibrokerd

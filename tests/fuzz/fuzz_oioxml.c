@@ -2,7 +2,7 @@
  * fuzz_oioxml.c - libFuzzer target for the OIOXML codec and, behind it,
  * the xmlsafe parser policy and the codec's refusal (an XCTL01 receipt).
  *
- * Every input is decoded under small limits; the result must keep the
+ * Every input is decoded under the daemon's real limits; the result must keep the
  * codec.h contract whether it succeeds or not (terminated, bounded, clean
  * fields; nletters 0 and a printable error on failure). A decoded or
  * partly decoded envelope that can address a negative receipt must yield
@@ -140,7 +140,9 @@ static void check_receipt(const struct codec_envelope *e)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct codec_limits lim = { .max_bytes = 16384, .max_depth = 24 };
+	/* the daemon's real limits: what a partner's file meets in production */
+	static const struct codec_limits lim = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+						 .max_depth = CODEC_DEFAULT_MAX_DEPTH };
 	struct codec_envelope *env = malloc(sizeof(*env));
 	struct codec_error err;
 	CHECK(env);
