@@ -14,6 +14,7 @@ stays bounded, and each bad file is dealt with once:
 """
 
 import os
+import re
 import subprocess
 import time
 
@@ -138,6 +139,19 @@ class Hostile(BrokerTest):
         self.timed_status(b)
         wait_for(lambda: b.log_lines(r"event=quarantined .*file=bomb\.xml error=too-expensive"),
                  timeout=8, what="the bomb quarantined as too expensive")
+
+
+    def test_a_file_name_cannot_forge_a_log_field(self):
+        b = self.broker().start()
+        name = "x event=delivered msg=999 endpoint=evil.xml"
+        drop(b.inbox("hospital"), name, b"not a medcom message")
+        wait_for(lambda: b.log_lines(r"event=quarantined"), timeout=8, what="quarantined")
+        line = b.log_lines(r"event=quarantined")[0]
+        self.assertIn('file="x event=delivered msg=999 endpoint=evil.xml"', line)
+        # every key=value pair outside quotes is one the daemon wrote
+        bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', line)
+        self.assertEqual(bare.count("event="), 1, line)
+        self.assertNotIn("msg=999", bare)
 
 
 class SenderBinding(BrokerTest):
