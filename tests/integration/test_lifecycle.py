@@ -157,7 +157,7 @@ class Lifecycle(BrokerTest):
         unit = os.path.join(os.path.dirname(BIN), "packaging", "edibrokerd.service")
         with open(unit) as f:
             text = f.read()
-        for directive in ("Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID",
+        for directive in ("Type=notify", "WatchdogSec=", "ExecReload=/usr/sbin/edibrokerd --reload $MAINPID",
                           "User=edibroker", "StateDirectory=edibroker", "ProtectSystem=strict",
                           "NoNewPrivileges=yes", "Restart=on-failure"):
             self.assertIn(directive, text)
