@@ -3,7 +3,8 @@
 #   make              build bin/edibrokerd and bin/edibrokerctl
 #   make deps         install missing build dependencies (apt-get, as root)
 #   make run          build and run the daemon on config/edibroker.conf.example
-#   make check        deps + layer check + build + unit tests + fuzz corpus replay + integration tests
+#   make check        deps + layer check + build + unit tests + fuzz corpus replay + package +
+#                     integration tests (test_package checks the package)
 #   make unit         unit tests only;  make unit T=config  one test binary
 #   make integration  integration tests only;  make integration T=spool  one scenario
 #   make bench        end-to-end benchmark (tests/bench/bench.py; BENCH_ARGS=--quick)
@@ -127,8 +128,10 @@ layers:
 	$(Q)$(PYTHON) scripts/check-layers.py
 	$(Q)sh tests/scripts/test_layers.sh
 
+# The package is built before the integration scenarios (test_package checks
+# it), so its compiler does not compete with their timing.
 check: deps
-	$(Q)$(MAKE) --no-print-directory layers all unit fuzz-replay
+	$(Q)$(MAKE) --no-print-directory layers all unit fuzz-replay deb
 	$(Q)$(MAKE) --no-print-directory integration
 
 bench: all $(B)/bench/minrelay

@@ -32,13 +32,11 @@ NR == 1 {
 
 /^\[endpoint[ \t]/ { endpoints = 1 }
 
-# Blank lines and comments stay as they are, outside endpoints.
-/^[ \t]*$/ || /^[ \t]*;/ {
-	print (endpoints && $0 !~ /^[ \t]*$/ && $0 !~ /^;/ ? ";" : "") $0
-	next
-}
+# Blank lines stay; so do comments outside endpoints.
+/^[ \t]*$/ { print; next }
+/^[ \t]*;/ && !endpoints { print; next }
 
 # Section headers stay (outside endpoints); values and their continuation
-# lines, and everything of an endpoint, are commented out.
+# lines, and every line of an endpoint (its comments too), are commented out.
 /^\[/ && !endpoints { print; next }
 { print ";" $0 }

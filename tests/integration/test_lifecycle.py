@@ -155,6 +155,9 @@ class Lifecycle(BrokerTest):
 
     def test_runs_without_notify_socket(self):
         b = self.broker(notify=False).start()
+        # Without READY=1 only the socket says it started; the folders
+        # (create_dirs) are made on the lanes, a moment later under load.
+        wait_for(lambda: os.path.isdir(b.inbox("hospital")), what="the inbox made")
         drop(b.inbox("hospital"), "n.xml", sample("DIS20_1.xml"))
         wait_for(lambda: listdir_final(b.outbox("municipality")), what="delivery")
         self.assertEqual(b.stop(), 0)
