@@ -209,11 +209,13 @@ static void unreadable_add(struct spool *sp, const char *name, int err)
 	report_unreadable(sp, false);
 }
 
-static void unreadable_forget(struct spool *sp, const char *name)
+/* name was read (or is gone: then nothing to say but the count). */
+static void unreadable_forget(struct spool *sp, const char *name, bool read)
 {
 	if (!strset_del(sp->unreadable, name))
 		return;
-	log_notice("event=inbox-readable endpoint=%s file=%s", sp->endpoint, name);
+	if (read)
+		log_notice("event=inbox-readable endpoint=%s file=%s", sp->endpoint, name);
 	report_unreadable(sp, false);
 }
 
@@ -580,7 +582,7 @@ static void read_done(void *arg)
 			continue;
 		}
 		if (f->err == 0 || f->err == -ENOENT)
-			unreadable_forget(sp, f->name);
+			unreadable_forget(sp, f->name, f->err == 0);
 		if (f->err == 0) {
 			submit_file(sp, f);
 		} else if (f->err == -EACCES || f->err == -EPERM) {

@@ -18,6 +18,7 @@ Users and groups are made with useradd/groupadd and removed afterwards
 import grp
 import os
 import pwd
+import signal
 import subprocess
 import time
 import unittest
@@ -154,6 +155,30 @@ class SpoolContract(BrokerTest):
     def test_start_refuses_a_group_that_does_not_exist(self):
         self.start_refused("ebit-nosuchgroup", r"no group called 'ebit-nosuchgroup'")
 
+    def test_reload_to_an_unusable_group_holds_the_endpoint_with_the_line(self):
+        b = self.contract_broker(outbox_mode=0o770,
+                                 endpoint_extra={"municipality": "file_group = %s" % CLIENT})
+        b.start()
+        self.deliver_one(b, "first.xml")
+        b.endpoint_extra["municipality"] = "file_group = %s" % OTHER
+        b.write_config()
+        line = b.config_text().splitlines().index("file_group = %s" % OTHER) + 1
+        b.signal(signal.SIGHUP)
+        wait_for(lambda: b.notify.count("READY=1") == 2, what="READY=1 after the reload")
+        drop(b.inbox("hospital"), "second.xml", with_ids(sample("DIS20_1.xml"), "E2", "L2"))
+        wait_for(lambda: b.endpoint("municipality")["queued"] == 1, what="queued")
+        ep = wait_for(lambda: (lambda e: e if e["last_error"] else None)(
+            b.endpoint("municipality")), what="the delivery refused")
+        self.assertRegex(ep["last_error"], r"edibroker\.conf:%d: file_group: edibrokerd runs "
+                                           r"as %s, which is not a member of group '%s'"
+                         % (line, BROKER_USER, OTHER))
+        self.assertEqual(len(listdir_final(b.outbox("municipality"))), 1)
+        b.endpoint_extra["municipality"] = "file_group = %s" % CLIENT
+        b.write_config()
+        b.signal(signal.SIGHUP)
+        wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 2,
+                 what="delivered once the group is usable again")
+
     def test_unreadable_inbox_file_reported_once_then_picked_up(self):
         b = self.contract_broker().start()
         inbox = b.inbox("hospital")
@@ -165,11 +190,22 @@ class SpoolContract(BrokerTest):
                             "umask 077; cat > \"$1\" && mv \"$1\" \"$2\"", "sh", tmp, final],
                            input=data, capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
+        gone = os.path.join(inbox, "gone.xml")
+        r = subprocess.run(["runuser", "-u", CLIENT, "--", "sh", "-c",
+                            "umask 077; cat > \"$1\"", "sh", gone], input=data,
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for(lambda: b.endpoint("hospital")["inbox_unreadable"] == 2,
+                 what="the unreadable files in status")
+        # One the client takes back leaves the count at the next rescan.
+        r = as_client("rm", gone)
+        self.assertEqual(r.returncode, 0, r.stderr)
         wait_for(lambda: b.endpoint("hospital")["inbox_unreadable"] == 1,
-                 what="the unreadable file in status")
+                 what="the removed file out of the count")
         time.sleep(3.5)  # three rescans (rescan_interval = 1s): still said once
-        lines = b.log_lines(r"event=inbox-unreadable")
+        lines = b.log_lines(r"event=inbox-unreadable endpoint=hospital file=eoj\.xml")
         self.assertEqual(len(lines), 1, lines)
+        self.assertEqual(len(b.log_lines(r"event=inbox-unreadable")), 2)
         self.assertRegex(lines[0], r"endpoint=hospital file=eoj\.xml "
                                    r"error=\"Permission denied\" state=left-in-inbox")
         self.assertTrue(os.path.exists(final), "the broker must leave it in the inbox")
