@@ -1211,9 +1211,9 @@ Test(config, walk_names_every_table, .init = with_fake)
 Test(config, endpoint_key_lines_point_at_the_file)
 {
 	struct config *cfg = load_ok("[broker]\nstate_dir = /s\n"
-				     "[endpoint a]\nkind = other\ngln = 1\ninbox = /i\noutbox = /o\n"
+				     "[endpoint a]\nkind = other\ngln = 5790000143054\ninbox = /i\noutbox = /o\n"
 				     "file_group = eoj\n"
-				     "[endpoint b]\nkind = other\ngln = 2\ninbox = /j\noutbox = /p\n");
+				     "[endpoint b]\nkind = other\ngln = 5790000143055\ninbox = /j\noutbox = /p\n");
 	const struct endpoint_conf *a = config_endpoint(cfg, "a"), *b = config_endpoint(cfg, "b");
 	cr_assert_eq(config_endpoint_key_line(a, "file_group"), 8);
 	cr_assert_eq(config_endpoint_key_line(a, "outbox"), 7);
@@ -1228,7 +1228,7 @@ Test(config, endpoint_key_lines_point_at_the_file)
 
 Test(config, spool_file_mode_and_group_values)
 {
-#define EPF(extra) "[endpoint a]\nkind = other\ngln = 1\ninbox = /i\noutbox = /o\n" extra
+#define EPF(extra) "[endpoint a]\nkind = other\ngln = 5790000143054\ninbox = /i\noutbox = /o\n" extra
 	static const struct error_case cases[] = {
 		{ EPF("file_mode = 0646\n"), "6: file_mode: '0646' is not an octal file mode up to "
 					     "0777 that others cannot write (e.g. 0640)" },
