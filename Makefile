@@ -3,12 +3,15 @@
 #   make              build bin/edibrokerd and bin/edibrokerctl
 #   make deps         install missing build dependencies (apt-get, as root)
 #   make run          build and run the daemon on config/edibroker.conf.example
-#   make check        deps + layer check + build + unit tests + fuzz corpus replay + integration tests
+#   make check        deps + layer check + build + unit tests + fuzz corpus replay + package +
+#                     integration tests (test_package checks the package)
 #   make unit         unit tests only;  make unit T=config  one test binary
 #   make integration  integration tests only;  make integration T=spool  one scenario
 #   make bench        end-to-end benchmark (tests/bench/bench.py; BENCH_ARGS=--quick)
 #   make fuzz         build libFuzzer targets (clang) into build/fuzz/
-#   make install      install binaries, unit file and example config (DESTDIR, PREFIX)
+#   make man          man pages (scdoc) into build/man/
+#   make install      install what the package installs (DESTDIR, PREFIX)
+#   make deb          build/deb/edibroker_<version>_<arch>.deb (debhelper, packaging/debian)
 #
 #   SANITIZE=address,undefined   build with sanitizers (objects are rebuilt when it changes)
 #   V=1                          show full commands
@@ -19,6 +22,9 @@ SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
 PKGS := libevent libevent_pthreads libxml-2.0 libsystemd sqlite3 libcurl jansson
+
+# The version is the package's: the top entry of packaging/debian/changelog.
+VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
 
 Q := @
 ifeq ($(V),1)
@@ -35,7 +41,7 @@ endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
-ALL_CFLAGS = $(CFLAGS_BASE) $(PKG_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = $(CFLAGS_BASE) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 
 B := build
 
@@ -53,7 +59,8 @@ FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/%.o)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz-replay/%)
 
-.PHONY: all deps run check layers unit integration fuzz fuzz-replay bench install clean
+.PHONY: all deps run check layers unit integration fuzz fuzz-replay bench install clean man \
+	conffile deb
 # Keep test and fuzz objects (chain intermediates) so a second `make check` relinks nothing.
 .SECONDARY:
 all: bin/edibrokerd bin/edibrokerctl
@@ -71,6 +78,10 @@ $(B)/%.o: %.c $(FLAGS_STAMP)
 $(LIB): $(LIB_OBJS)
 	@[ "$(Q)" = "" ] || echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+# The version reaches the binaries that print it.
+$(B)/daemon/main.o: ALL_CFLAGS += -DEDIBROKER_VERSION='"$(VERSION)"'
+$(B)/daemon/main.o: packaging/debian/changelog
 
 bin/edibrokerd: $(B)/daemon/main.o $(LIB)
 	@mkdir -p bin
@@ -117,8 +128,10 @@ layers:
 	$(Q)$(PYTHON) scripts/check-layers.py
 	$(Q)sh tests/scripts/test_layers.sh
 
+# The package is built before the integration scenarios (test_package checks
+# it), so its compiler does not compete with their timing.
 check: deps
-	$(Q)$(MAKE) --no-print-directory layers all unit fuzz-replay
+	$(Q)$(MAKE) --no-print-directory layers all unit fuzz-replay deb
 	$(Q)$(MAKE) --no-print-directory integration
 
 bench: all $(B)/bench/minrelay
@@ -149,14 +162,77 @@ fuzz:
 		grep -E '^(stat::|Done|==|SUMMARY|Slowest)' $(B)/fuzz/$$n.log; \
 		[ $$rc -eq 0 ] || { tail -40 $(B)/fuzz/$$n.log; exit $$rc; }; done
 
-install: all
+# ---- man pages, the packaged configuration, install, the Debian package ----
+
+MAN_SRCS := $(wildcard docs/man/*.scd)
+MAN_PAGES := $(MAN_SRCS:docs/man/%.scd=$(B)/man/%)
+
+man: $(MAN_PAGES)
+
+$(B)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  SCDOC   $@"
+	$(Q)scdoc < $< > $@.tmp && mv $@.tmp $@
+
+# /etc/edibroker/edibroker.conf: the example, every value and endpoint
+# commented out (packaging/conffile.awk).
+conffile: $(B)/edibroker.conf
+
+$(B)/edibroker.conf: config/edibroker.conf.example packaging/conffile.awk
+	@mkdir -p $(dir $@)
+	$(Q)awk -f packaging/conffile.awk $< > $@.tmp && mv $@.tmp $@
+
+UNITDIR    := /lib/systemd/system
+SYSUSERSDIR := /usr/lib/sysusers.d
+TMPFILESDIR := /usr/lib/tmpfiles.d
+DATADIR    = $(PREFIX)/share/edibroker
+# Operators' helpers from scripts/ (the rest of scripts/ builds and checks).
+OPS_SCRIPTS := scripts/notify-sms-example.sh
+# Prometheus rules and Grafana dashboards, as they are added (README.md there).
+PROM_FILES = $(filter-out packaging/prometheus/README.md,$(wildcard packaging/prometheus/*))
+
+install: all man conffile
 	install -D -m 0755 bin/edibrokerd $(DESTDIR)$(PREFIX)/sbin/edibrokerd
 	install -D -m 0755 bin/edibrokerctl $(DESTDIR)$(PREFIX)/bin/edibrokerctl
-	install -D -m 0644 packaging/edibrokerd.service $(DESTDIR)/lib/systemd/system/edibrokerd.service
-	install -D -m 0644 packaging/edibroker.sysusers $(DESTDIR)/usr/lib/sysusers.d/edibroker.conf
-	install -D -m 0640 config/edibroker.conf.example $(DESTDIR)/etc/edibroker/edibroker.conf.example
+	install -D -m 0644 packaging/edibrokerd.service $(DESTDIR)$(UNITDIR)/edibrokerd.service
+	install -D -m 0644 packaging/edibroker.sysusers $(DESTDIR)$(SYSUSERSDIR)/edibroker.conf
+	install -D -m 0644 packaging/edibroker.tmpfiles $(DESTDIR)$(TMPFILESDIR)/edibroker.conf
+	@# never over an operator's configuration
+	[ -e $(DESTDIR)/etc/edibroker/edibroker.conf ] || \
+		install -D -m 0640 $(B)/edibroker.conf $(DESTDIR)/etc/edibroker/edibroker.conf
+	install -D -m 0644 config/edibroker.conf.example \
+		$(DESTDIR)$(PREFIX)/share/doc/edibroker/examples/edibroker.conf.example
+	install -D -m 0644 packaging/bash-completion/edibrokerctl \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/edibrokerctl
+	set -e; for m in $(MAN_PAGES); do s=$${m##*.}; \
+		install -D -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}; done
+	set -e; for f in $(OPS_SCRIPTS); do \
+		install -D -m 0755 $$f $(DESTDIR)$(DATADIR)/$${f##*/}; done
+	set -e; for f in $(PROM_FILES); do \
+		install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/prometheus/$${f##*/}; done
+
+# The package is built from a copy of the sources under build/deb (the
+# packaging/debian directory as its debian/), so dpkg-buildpackage writes
+# nothing outside the repository; the .deb lands in build/deb/.
+DEB_ARCH := $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
+DEB      := $(B)/deb/edibroker_$(VERSION)_$(DEB_ARCH).deb
+DEB_TREE := $(B)/deb/edibroker-$(VERSION)
+DEB_SRCS := Makefile README.md codecs daemon tools config docs packaging scripts
+
+deb: $(DEB)
+
+$(DEB): $(shell find $(DEB_SRCS) -type f 2>/dev/null)
+	@[ "$(Q)" = "" ] || echo "  DEB     $@"
+	$(Q)rm -rf $(B)/deb && mkdir -p $(DEB_TREE)
+	$(Q)cp -a $(DEB_SRCS) $(DEB_TREE)/
+	$(Q)cp -a packaging/debian $(DEB_TREE)/debian
+	$(Q)cd $(DEB_TREE) && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
+		DEB_BUILD_OPTIONS="parallel=2 $(DEB_BUILD_OPTIONS)" \
+		dpkg-buildpackage -b -us -uc --no-sign > ../build.log 2>&1 || \
+		{ tail -40 ../build.log; exit 1; }
+	$(Q)test -f $@
 
 clean:
 	rm -rf $(B) bin
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -path $(B)/deb -prune -o -name '*.d' -type f -print 2>/dev/null)

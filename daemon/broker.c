@@ -46,6 +46,7 @@ struct endpoint {
 	const struct endpoint_conf *conf; /* points into b->cfg */
 	struct deliver_ep *dep;
 	bool inbound_paused;              /* pick-up stopped: store unavailable */
+	size_t inbox_unreadable;          /* inbox files the broker may not read */
 };
 
 /* The lanes of an endpoint's blocking work, by name. They outlive the
@@ -136,6 +137,13 @@ static void on_inbound_state(void *ctx, const char *endpoint, bool paused)
 		ep->inbound_paused = paused;
 }
 
+static void on_inbound_unreadable(void *ctx, const char *endpoint, size_t count)
+{
+	struct endpoint *ep = broker_endpoint(ctx, endpoint);
+	if (ep)
+		ep->inbox_unreadable = count;
+}
+
 static struct deliver_params delivery_params(const struct config *cfg,
 					     const struct endpoint_conf *conf)
 {
@@ -173,7 +181,8 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 	struct transport_env env = {
 		.base = b->base, .ingest = b->ingest, .lane_in = l->in, .lane_out = l->out,
 		.instance = store_instance(b->store),
-		.cfg = b->cfg, .inbound_state = on_inbound_state, .ctx = b,
+		.cfg = b->cfg, .inbound_state = on_inbound_state,
+		.inbound_unreadable = on_inbound_unreadable, .ctx = b,
 	};
 	char err[256] = "";
 	struct transport *t = ops ? ops->create(conf, &env, err, sizeof(err)) : NULL;
@@ -221,7 +230,8 @@ static bool proc_probe(void *ctx, const char *endpoint)
 static void control_row(const struct endpoint *ep, struct control_endpoint *row)
 {
 	*row = (struct control_endpoint){ .name = ep->name, .conf = ep->conf,
-					  .pickup_paused = ep->inbound_paused };
+					  .pickup_paused = ep->inbound_paused,
+					  .inbox_unreadable = ep->inbox_unreadable };
 	deliver_get_info(ep->dep, &row->di);
 }
 

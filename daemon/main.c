@@ -3,6 +3,9 @@
  *
  *   edibrokerd -c FILE            run in the foreground, log to stderr
  *   edibrokerd --check-config FILE validate FILE and exit (0 = valid)
+ *   edibrokerd --reload PID       ask the edibrokerd running as PID to reload
+ *                                 (the unit's ExecReload: no /bin/kill needed)
+ *   edibrokerd --list-keys        every configuration key, "section.key"
  *
  * Signals: SIGTERM/SIGINT stop accepting, finish the in-flight commit and
  * exit 0; SIGHUP reloads the config (a bad file is rejected with file:line
@@ -10,6 +13,7 @@
  * failure, 78 (EX_CONFIG) bad configuration.
  */
 #include "daemon/broker.h"
+#include "base/strset.h"
 #include "conf/config.h"
 #include "transport/transport.h"
 #include "base/log.h"
@@ -21,9 +25,12 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define EX_CONFIG 78
 #define READY_GRACE_MS 5000 /* READY=1 waits this long at most for slow shares */
@@ -45,9 +52,14 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: edibrokerd -c FILE\n"
 		   "       edibrokerd --check-config FILE\n"
+		   "       edibrokerd --reload PID\n"
+		   "       edibrokerd --list-keys\n"
 		   "\n"
 		   "  -c, --config FILE        run with this configuration (foreground)\n"
 		   "      --check-config FILE  validate the configuration and exit\n"
+		   "      --reload PID         make the edibrokerd running as PID reload its\n"
+		   "                           configuration (SIGHUP), and exit\n"
+		   "      --list-keys          print every configuration key as section.key\n"
 		   "  -v, --verbose            log debug messages\n"
 		   "  -V, --version            print the version\n");
 }
@@ -58,6 +70,20 @@ static void log_warnings(const struct config *cfg)
 {
 	for (size_t i = 0; i < cfg->nwarnings; i++)
 		log_warn("event=config-warning warning=\"%s\"", cfg->warnings[i]);
+}
+
+/* What the configuration needs of the system (a spool's file_group): the
+ * transports' blocking checks, before the event loop runs. */
+static int check_system(const struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
+		const struct endpoint_conf *ep = &cfg->endpoints[i];
+		const struct transport_ops *ops = transport_find(ep->transport);
+		int r = ops && ops->check ? ops->check(ep, cfg, err, errlen) : 0;
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 static int check_config(const char *path)
@@ -71,6 +97,11 @@ static int check_config(const char *path)
 	}
 	for (size_t i = 0; i < cfg->nwarnings; i++)
 		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
+	if (check_system(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		config_free(cfg);
+		return EX_CONFIG;
+	}
 	struct notice_templates *t = notice_templates_load(cfg->language, cfg->template_dir, err,
 							   sizeof(err));
 	if (!t) {
@@ -83,6 +114,62 @@ static int check_config(const char *path)
 		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
 	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
 	config_free(cfg);
+	return 0;
+}
+
+static void print_key(const char *section, const char *key, const struct conf_key *row, void *arg)
+{
+	_cleanup_free_ char *name = xasprintf("%s.%s", section, key);
+	if (strset_add(arg, name)) /* a key two transports share is one key */
+		printf("%s\n", name);
+}
+
+static int list_keys(void)
+{
+	struct strset *seen = strset_new();
+	config_walk_keys(transport_schemas(), print_key, seen);
+	strset_free(seen);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* The executable of process pid is an edibrokerd (its file name; " (deleted)"
+ * after an upgrade replaced it). */
+static bool is_edibrokerd(pid_t pid)
+{
+	char link[64], exe[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+	if (n < 0)
+		return false;
+	exe[n] = '\0';
+	char *deleted = strstr(exe, " (deleted)");
+	if (deleted && deleted[10] == '\0')
+		*deleted = '\0';
+	const char *base = strrchr(exe, '/');
+	return strcmp(base ? base + 1 : exe, "edibrokerd") == 0;
+}
+
+/* SIGHUP to the daemon systemd knows as $MAINPID, after making sure it is
+ * one: a stale or recycled PID must not be hung up on. Exit codes: 0 sent,
+ * 1 no such process or not an edibrokerd, 2 usage. */
+static int reload_daemon(const char *arg)
+{
+	char *end;
+	errno = 0;
+	long pid = strtol(arg, &end, 10);
+	if (errno || *arg == '\0' || *end != '\0' || pid <= 1 || pid > INT_MAX) {
+		fprintf(stderr, "edibrokerd: --reload: '%s' is not a process id\n", arg);
+		return 2;
+	}
+	if (!is_edibrokerd((pid_t)pid)) {
+		fprintf(stderr, "edibrokerd: --reload: process %ld is not an edibrokerd%s\n", pid,
+			kill((pid_t)pid, 0) < 0 && errno == ESRCH ? " (no such process)" : "");
+		return 1;
+	}
+	if (kill((pid_t)pid, SIGHUP) < 0) {
+		fprintf(stderr, "edibrokerd: --reload: process %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
 	return 0;
 }
 
@@ -149,6 +236,11 @@ static int run(struct daemon *d)
 		log_crit("event=config-invalid error=\"%s\"", err);
 		return EX_CONFIG;
 	}
+	if (check_system(cfg, err, sizeof(err)) < 0) {
+		log_crit("event=config-invalid error=\"%s\"", err);
+		config_free(cfg);
+		return EX_CONFIG;
+	}
 	log_setup(d->verbose ? LOG_DEBUG : cfg->log_level, isatty(STDERR_FILENO));
 	log_warnings(cfg);
 	d->base = event_base_new();
@@ -193,6 +285,8 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'k' },
+		{ "reload", required_argument, NULL, 'r' },
+		{ "list-keys", no_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -206,6 +300,8 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'c': d.config_path = optarg; break;
 		case 'k': check = optarg; break;
+		case 'r': return reload_daemon(optarg);
+		case 'L': return list_keys();
 		case 'v': d.verbose = 1; break;
 		case 'V': printf("edibrokerd %s\n", EDIBROKER_VERSION); return 0;
 		case 'h': usage(stdout); return 0;

@@ -3,13 +3,16 @@
 # and test, but only those that are missing: a warm machine runs no apt-get.
 set -eu
 
-# Build: compiler and the libraries the daemon links. Tests: Criterion, a
-# Python with aiosmtpd (the SMTP server notices are sent to), libfaketime
-# (the 22:00 hold under a shifted clock), systemd-analyze (unit hardening)
-# and e2fsprogs' chattr (an unwritable outbox).
+# Build: compiler and the libraries the daemon links; scdoc (man pages);
+# debhelper (`make deb`). Tests: Criterion, a Python with aiosmtpd (the SMTP
+# server notices are sent to), libfaketime (the 22:00 hold under a shifted
+# clock), systemd-analyze (unit hardening, `verify` of the packaged unit),
+# e2fsprogs' chattr (an unwritable outbox), lintian (the package), man-db
+# (man pages render), bash-completion (edibrokerctl's completion), passwd's
+# useradd (the EOJ client as a user of its own).
 PKGS="build-essential pkg-config libevent-dev libxml2-dev libsystemd-dev libsqlite3-dev
-libcurl4-openssl-dev libjansson-dev libcriterion-dev
-python3 python3-aiosmtpd faketime systemd e2fsprogs"
+libcurl4-openssl-dev libjansson-dev libcriterion-dev scdoc debhelper
+python3 python3-aiosmtpd faketime systemd e2fsprogs lintian man-db bash-completion passwd"
 
 missing=""
 for p in $PKGS; do

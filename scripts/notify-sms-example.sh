@@ -22,7 +22,7 @@
 #
 # The shipped systemd unit has ProtectSystem=strict, so /var/log is read-only
 # for the daemon; point the log somewhere it may write, e.g.
-#   fallback_command = EDIBROKER_SMS_LOG=/var/lib/edibroker/sms.log /usr/local/share/edibroker/notify-sms-example.sh
+#   fallback_command = EDIBROKER_SMS_LOG=/var/lib/edibroker/sms.log /usr/share/edibroker/notify-sms-example.sh
 set -eu
 
 log=${EDIBROKER_SMS_LOG:-/var/log/edibroker-sms.log}

@@ -175,6 +175,12 @@ static int render_status(const json_t *ans)
 		       str(ep, "kind"), *str(ep, "health") ? str(ep, "health") : "-", state,
 		       num(ep, "queued"), age, num(ep, "failures"), str(ep, "last_error"));
 	}
+	json_array_foreach(json_object_get(ans, "endpoints"), i, ep) {
+		if (num(ep, "inbox_unreadable") > 0)
+			printf("\n%s: %lld inbox file(s) the broker may not read, left in the inbox "
+			       "(event=inbox-unreadable in the log)",
+			       str(ep, "name"), num(ep, "inbox_unreadable"));
+	}
 	printf("\nstore: %s%s%s   dead letters: %lld   accepted since start: %lld\n",
 	       str(ans, "store"), *str(ans, "store_error") ? " - " : "", str(ans, "store_error"),
 	       num(ans, "dead"), num(ans, "accepted"));

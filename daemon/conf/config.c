@@ -1640,6 +1640,14 @@ static int inline_secrets(struct loader *L, const struct target *t)
 	return 0;
 }
 
+/* The endpoints keep the lines of their transport's keys, for checks made
+ * after loading (config_endpoint_key_line()). */
+static void keep_key_lines(struct loader *L)
+{
+	for (size_t i = 0; i < L->neps; i++)
+		L->cfg->endpoints[i].tlines = TAKE_PTR(L->eps[i].tseen);
+}
+
 static int finish(struct loader *L)
 {
 	if (close_list(L) < 0)
@@ -1651,6 +1659,7 @@ static int finish(struct loader *L)
 		return L->rc;
 	if (L->mode & S_IROTH)
 		(void)each_target(L, inline_secrets);
+	keep_key_lines(L);
 	return 0;
 }
 
@@ -1793,6 +1802,7 @@ void config_free(struct config *cfg)
 			free_fields(ep->schema->endpoint_keys, ep->schema->nendpoint_keys,
 				    ep->tconf);
 		free(ep->tconf);
+		free(ep->tlines);
 		free(ep->name);
 	}
 	free(cfg->endpoints);
@@ -1825,6 +1835,39 @@ const struct endpoint_conf *config_endpoint(const struct config *cfg, const char
 		if (strcmp(cfg->endpoints[i].name, name) == 0)
 			return &cfg->endpoints[i];
 	return NULL;
+}
+
+int config_endpoint_key_line(const struct endpoint_conf *ep, const char *key)
+{
+	const struct conf_schema *s = ep->schema;
+	const struct conf_key *k = s ? find_key(s->endpoint_keys, s->nendpoint_keys, NULL, key) : NULL;
+
+	if (!k || !ep->tlines || !ep->tlines[k - s->endpoint_keys])
+		return ep->line;
+	return ep->tlines[k - s->endpoint_keys];
+}
+
+static void walk_table(const struct conf_key *keys, size_t n, const char *section,
+		       void (*fn)(const char *, const char *, const struct conf_key *, void *),
+		       void *arg)
+{
+	for (size_t i = 0; i < n; i++)
+		fn(section ? section : keys[i].section, keys[i].name, &keys[i], arg);
+}
+
+void config_walk_keys(const struct conf_schema *const *schemas,
+		      void (*fn)(const char *section, const char *key, const struct conf_key *row,
+				 void *arg),
+		      void *arg)
+{
+	walk_table(global_keys, ARRAY_SIZE(global_keys), NULL, fn, arg);
+	walk_table(endpoint_keys, ARRAY_SIZE(endpoint_keys), "endpoint", fn, arg);
+	for (size_t i = 0; schemas && schemas[i]; i++) {
+		const struct conf_schema *s = schemas[i];
+		walk_table(s->endpoint_keys, s->nendpoint_keys, "endpoint", fn, arg);
+		if (s->section)
+			walk_table(s->section_keys, s->nsection_keys, s->section, fn, arg);
+	}
 }
 
 static bool str_equal(const char *a, const char *b)

@@ -124,6 +124,8 @@ struct endpoint_conf {
 	char *transport;          /* transport = a schema's name; default: the first */
 	const struct conf_schema *schema; /* that transport's */
 	void *tconf;              /* its keys' struct (schema->endpoint_size bytes), or NULL */
+	int *tlines;              /* the line that set each of its schema's keys (in the
+				     schema's order); 0 = defaulted */
 	char **gln;               /* gln = list of location numbers it owns */
 	size_t ngln;
 	char **may_send_for;      /* may_send_for = location numbers it may also send as
@@ -245,6 +247,20 @@ const struct endpoint_conf *config_endpoint(const struct config *cfg, const char
 /* The struct schema's [section] filled (defaults when the file has none),
  * or NULL when cfg was loaded without schema or it has no section. */
 const void *config_section(const struct config *cfg, const struct conf_schema *schema);
+
+/* The line of the file that set key, a key of ep's transport, or the line of
+ * ep's section header when the key took its default: where a later check of
+ * the key's value (e.g. one that needs the system) points the operator. */
+int config_endpoint_key_line(const struct endpoint_conf *ep, const char *key);
+
+/* Calls fn(section, key, row, arg) for every key the daemon knows: the
+ * broker's sections, then the keys every [endpoint NAME] has (section
+ * "endpoint"), then each schema's endpoint keys ("endpoint") and [section]
+ * keys. A key two transports share is passed once per transport. */
+void config_walk_keys(const struct conf_schema *const *schemas,
+		      void (*fn)(const char *section, const char *key, const struct conf_key *row,
+				 void *arg),
+		      void *arg);
 
 /* Calls warn(key, arg) for every non-reloadable key, the schemas' sections
  * included, whose value differs between old and new (e.g.

@@ -46,6 +46,7 @@ json_t *views_endpoint(const struct control_endpoint *ep, const struct procedure
 			    json_string(di->last_fault ? fault_name(di->last_fault) : ""));
 	json_object_set_new(o, "health", json_string(h ? h->state : "up"));
 	json_object_set_new(o, "health_since_s", json_integer(h ? (now - h->since) / 1000 : 0));
+	json_object_set_new(o, "inbox_unreadable", json_integer((json_int_t)ep->inbox_unreadable));
 	json_object_set_new(o, "organisation",
 			    json_string(ep->conf->organisation ? ep->conf->organisation : ep->name));
 	return o;

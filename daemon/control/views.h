@@ -26,6 +26,7 @@ struct control_endpoint {
 	const struct endpoint_conf *conf;
 	struct deliver_info di;
 	bool pickup_paused;       /* inbound pick-up stopped: the store cannot commit */
+	size_t inbox_unreadable;  /* inbox files the broker may not read */
 };
 
 /* The status row of an endpoint with health h (NULL = not known: "up"). */

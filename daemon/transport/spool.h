@@ -34,6 +34,9 @@ struct spool_conf {
 	bool create_dirs;          /* create_dirs = yes: make missing inbox/outbox at start */
 	int64_t pickup_timeout_ms; /* pickup_timeout: outbox files not collected by then =
 				      down; 0 = off */
+	char *file_group;          /* file_group: delivered files get this group; NULL =
+				      the daemon's (or the outbox's, when it is setgid) */
+	char *file_mode;           /* file_mode: octal mode of delivered files ("0640") */
 };
 
 /* The [spool] section. */
@@ -71,6 +74,9 @@ struct spool {
 	char *instance;
 	bool create_dirs;
 	int64_t pickup_timeout_ms;
+	char *file_group;                /* NULL: delivered files keep the group they get */
+	mode_t file_mode;
+	char *file_group_at;             /* "FILE:LINE" of file_group, for messages */
 	size_t max_bytes;
 	size_t batch_max;
 	int64_t rescan_ms;
@@ -99,6 +105,15 @@ struct spool {
 	int64_t retry_ms;
 	bool inbox_error_logged;
 
+	struct strset *unreadable;       /* inbox names the broker may not read */
+	size_t unreadable_told;          /* their count as last reported */
+	bool unreadable_scanned;         /* the first scan reported it */
+
+	/* outbound lane only: file_group looked up by the first job */
+	bool gid_done;
+	gid_t gid;                       /* (gid_t)-1: no file_group */
+	char gid_error[160];             /* why file_group cannot be used, or "" */
+
 	size_t inflight;                 /* lane jobs and ingest submissions out */
 	bool destroyed;                  /* freed when inflight drops to 0 */
 };
@@ -122,6 +137,10 @@ void spool_job_finished(struct spool *sp);
 /* The final file name of message id ("<instance>-<id>.<ext>"). */
 void spool_final_name(const struct spool *sp, int64_t id, const char *ext, char *buf,
 		      size_t len);
+/* spool.c: looks group name up (NSS: blocking) and checks that this process
+ * may give files to it (it is root, or the group is its primary or one of
+ * its supplementary groups). 0 with *gid set, or -errno and why. */
+int spool_group_usable(const char *name, gid_t *gid, char *why, size_t len);
 /* Maps an errno to a transport fault. */
 enum transport_fault spool_fault(int err);
 

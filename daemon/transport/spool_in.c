@@ -35,6 +35,13 @@
  * file system) is remembered as refused by (inode, size, mtime): it is not
  * picked up again, so it gets one receipt and one log line, until it
  * changes.
+ *
+ * A file the broker may not read (the sender wrote it 0600, or for a group
+ * the broker is not in) stays in the inbox: it is logged once
+ * (event=inbox-unreadable), counted for `edibrokerctl status`
+ * (inbound_unreadable), and tried again only at the next rescan, so a
+ * chmod by the sender is enough; it leaves the count when it is read or
+ * gone.
  */
 #include "transport/spool.h"
 
@@ -179,6 +186,52 @@ static bool name_complete(const char *name)
 	if (name[0] == '.' || n == 0)
 		return false;
 	return !(n >= 4 && strcmp(name + n - 4, ".tmp") == 0);
+}
+
+/* ---- files the broker may not read ---------------------------------------- */
+
+static void report_unreadable(struct spool *sp, bool always)
+{
+	size_t n = strset_count(sp->unreadable);
+	if ((always || n != sp->unreadable_told) && sp->env.inbound_unreadable && !sp->destroyed)
+		sp->env.inbound_unreadable(sp->env.ctx, sp->endpoint, n);
+	sp->unreadable_told = n;
+}
+
+static void unreadable_add(struct spool *sp, const char *name, int err)
+{
+	if (!strset_add(sp->unreadable, name))
+		return; /* said once already: the rescan tries it again quietly */
+	log_err("event=inbox-unreadable endpoint=%s file=%s error=\"%s\" state=left-in-inbox "
+		"hint=\"the sender must make it readable for the broker (see edibroker.conf(5), "
+		"DEPLOYMENT)\"",
+		sp->endpoint, name, strerror(err));
+	report_unreadable(sp, false);
+}
+
+/* name was read (or is gone: then nothing to say but the count). */
+static void unreadable_forget(struct spool *sp, const char *name, bool read)
+{
+	if (!strset_del(sp->unreadable, name))
+		return;
+	if (read)
+		log_notice("event=inbox-readable endpoint=%s file=%s", sp->endpoint, name);
+	report_unreadable(sp, false);
+}
+
+/* After a scan: names no longer in the inbox leave the unreadable set. */
+static void unreadable_prune(struct spool *sp, const struct scan_entry *v, size_t n)
+{
+	if (strset_count(sp->unreadable) > 0) {
+		struct strset *still = strset_new();
+		for (size_t i = 0; i < n; i++)
+			if (strset_has(sp->unreadable, v[i].name))
+				strset_add(still, v[i].name);
+		strset_free(sp->unreadable);
+		sp->unreadable = still;
+	}
+	report_unreadable(sp, !sp->unreadable_scanned);
+	sp->unreadable_scanned = true;
 }
 
 /* ---- jobs on the inbound lane ------------------------------------------ */
@@ -398,6 +451,7 @@ static void scan_done(void *arg)
 	struct spool *sp = j->sp;
 	sp->scanning = false;
 	if (sp->running && !sp->destroyed && !sp->paused) {
+		unreadable_prune(sp, j->v, j->n);
 		for (size_t i = 0; i < j->n; i++) {
 			const struct scan_entry *e = &j->v[i];
 			if (!S_ISREG(e->mode))
@@ -527,8 +581,13 @@ static void read_done(void *arg)
 			strset_del(sp->known, f->name);
 			continue;
 		}
+		if (f->err == 0 || f->err == -ENOENT)
+			unreadable_forget(sp, f->name, f->err == 0);
 		if (f->err == 0) {
 			submit_file(sp, f);
+		} else if (f->err == -EACCES || f->err == -EPERM) {
+			unreadable_add(sp, f->name, -f->err);
+			strset_del(sp->known, f->name);
 		} else if (f->err == -EFBIG) {
 			char why[128];
 			snprintf(why, sizeof(why), "message larger than max_message_size (%zu bytes)",
@@ -859,6 +918,9 @@ void spool_release(struct spool *sp)
 		free(sp->refused[i].name);
 	free(sp->refused);
 	strset_free(sp->known);
+	strset_free(sp->unreadable);
+	free(sp->file_group);
+	free(sp->file_group_at);
 	free(sp->endpoint);
 	free(sp->inbox);
 	free(sp->outbox);

@@ -16,6 +16,14 @@
  *   5. fsync the folder so the renames are durable.
  * Messages renamed before a failure in 4 are still unconfirmed unless 5
  * succeeds; the count reported delivered is the renamed prefix after 5.
+ *
+ * Who may read a delivered file is decided in 2, before it gets its final
+ * name, so an EOJ client never sees a file it cannot read yet: the file is
+ * given the endpoint's file_group (when set) and then its file_mode (0640
+ * by default; set after the chown, which may clear mode bits, and whatever
+ * the umask). The group is looked up by the spool's first delivery job,
+ * on the lane (NSS may block); a group that cannot be used fails every
+ * delivery of the endpoint with FAULT_REFUSED and the config line to fix.
  */
 #include "transport/spool.h"
 
@@ -32,8 +40,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <dirent.h>
-
-#define OUT_MODE 0640
 
 enum transport_fault spool_fault(int err)
 {
@@ -73,13 +79,37 @@ static void fail(struct deliver_result *res, int err, const char *what, const ch
 	snprintf(res->error, sizeof(res->error), "%s %s: %s", what, path, strerror(err));
 }
 
-static int write_one(int dfd, const char *tmp, const struct out_msg *m)
+/* The gid delivered files get, looked up once per spool (a reload makes a
+ * new spool, so a changed group is looked up again): 0, or -errno with
+ * res filled. */
+static int file_gid(struct spool *sp, struct deliver_result *res)
+{
+	if (!sp->gid_done && sp->file_group) {
+		char why[160];
+		gid_t gid;
+		if (spool_group_usable(sp->file_group, &gid, why, sizeof(why)) < 0)
+			snprintf(sp->gid_error, sizeof(sp->gid_error), "%s", why);
+		else
+			sp->gid = gid;
+	}
+	sp->gid_done = true;
+	if (!sp->gid_error[0])
+		return 0;
+	res->fault = FAULT_REFUSED;
+	snprintf(res->error, sizeof(res->error), "%s: file_group: %s", sp->file_group_at,
+		 sp->gid_error);
+	return -EPERM;
+}
+
+static int write_one(const struct spool *sp, int dfd, const char *tmp, const struct out_msg *m)
 {
 	_cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
-						  O_NOFOLLOW, OUT_MODE);
+						  O_NOFOLLOW, sp->file_mode);
 	if (fd < 0)
 		return -errno;
-	if (fchmod(fd, OUT_MODE) < 0)
+	if (sp->gid != (gid_t)-1 && fchown(fd, (uid_t)-1, sp->gid) < 0)
+		return -errno;
+	if (fchmod(fd, sp->file_mode) < 0)
 		return -errno;
 	int r = write_all(fd, m->body, m->size);
 	if (r < 0)
@@ -94,7 +124,7 @@ static size_t write_all_tmp(struct spool *sp, int dfd, const struct out_msg *msg
 	char final[96], tmp[112];
 	for (size_t i = 0; i < n; i++) {
 		names(sp, &msgs[i], final, tmp);
-		int r = write_one(dfd, tmp, &msgs[i]);
+		int r = write_one(sp, dfd, tmp, &msgs[i]);
 		if (r < 0) {
 			fail(res, -r, "write", sp->outbox);
 			unlinkat(dfd, tmp, 0);
@@ -132,6 +162,8 @@ static void deliver_batch(struct spool *sp, const struct out_msg *msgs, size_t n
 			  struct deliver_result *res)
 {
 	res->delivered = 0;
+	if (file_gid(sp, res) < 0)
+		return;
 	_cleanup_close_ int dfd = open(sp->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		fail(res, errno, "open outbox", sp->outbox);
@@ -186,6 +218,11 @@ static size_t uncollected(struct spool *sp, int dfd, int64_t now_s, int64_t *old
 
 static enum transport_fault probe_outbox(struct spool *sp, char *err, size_t errlen)
 {
+	struct deliver_result gres = { 0 };
+	if (file_gid(sp, &gres) < 0) {
+		snprintf(err, errlen, "%s", gres.error);
+		return gres.fault;
+	}
 	_cleanup_close_ int dfd = open(sp->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		snprintf(err, errlen, "open outbox %s: %s", sp->outbox, strerror(errno));

@@ -59,6 +59,9 @@ struct transport_env {
 	const struct config *cfg;  /* the running config (replaced on reload) */
 	/* Called when an inbound side pauses or resumes (store unavailable). */
 	void (*inbound_state)(void *ctx, const char *endpoint, bool paused);
+	/* Called when the number of inbox files the broker may not read (the
+	 * sender's permissions) changes; optional. */
+	void (*inbound_unreadable)(void *ctx, const char *endpoint, size_t count);
 	void *ctx;
 };
 
@@ -101,6 +104,14 @@ struct transport_ops {
 	 * inbox opened). The daemon says READY=1 when every transport is
 	 * started, or after a grace period: a hung share cannot hold it. */
 	bool (*started)(struct transport *t);
+	/* Optional, and blocking (user and group look-ups go through NSS):
+	 * checks what endpoint ep of cfg needs of the system beyond its
+	 * configuration's syntax, e.g. that a spool's file_group exists and this
+	 * process may give files to it. Returns 0, or -errno with "FILE:LINE:
+	 * reason" in err. Called before the event loop runs (start-up,
+	 * --check-config), never on it. */
+	int (*check)(const struct endpoint_conf *ep, const struct config *cfg, char *err,
+		     size_t errlen);
 };
 
 /* The registered transport called name, or NULL. */

@@ -133,7 +133,7 @@ class Broker:
     """One edibrokerd process on a private state dir and spool tree."""
 
     def __init__(self, root, endpoints=None, extra="", delivery=None, notify=True,
-                 env=None, state_dir=None, endpoint_extra=None):
+                 env=None, state_dir=None, endpoint_extra=None, popen_kw=None):
         self.root = root
         self.state = state_dir or os.path.join(root, "state")
         self.spool = os.path.join(root, "spool")
@@ -148,6 +148,8 @@ class Broker:
         self.extra = extra
         self.endpoint_extra = endpoint_extra or {}
         self.env_extra = env or {}
+        # e.g. user=, group=, extra_groups= to run the daemon as another user
+        self.popen_kw = popen_kw or {}
         self.proc = None
         self.notify = NotifySocket(os.path.join(root, "notify.sock")) if notify else None
         self.write_config()
@@ -191,7 +193,7 @@ class Broker:
         self.ready_before = self.notify.count("READY=1") if self.notify else 0
         self.proc = subprocess.Popen([os.path.join(BIN, "edibrokerd"), "-c", self.conf]
                                      + list(extra_args), stdout=self.logf,
-                                     stderr=subprocess.STDOUT, env=e)
+                                     stderr=subprocess.STDOUT, env=e, **self.popen_kw)
         if wait_ready:
             self.wait_ready()
         return self

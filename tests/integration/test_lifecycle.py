@@ -69,6 +69,38 @@ class Lifecycle(BrokerTest):
              with_ids(sample("DIS20_1.xml"), "E", "L", receiver="5790000000012"))
         wait_for(lambda: listdir_final(b.outbox("extra")), what="route added by reload")
 
+    def test_reload_option_signals_only_an_edibrokerd(self):
+        # What the unit's ExecReload runs: no /bin/kill on a minimal system.
+        b = self.broker().start()
+        b.endpoints["extra"] = ("other", ["5790000000012"])
+        b.write_config()
+        r = subprocess.run([os.path.join(BIN, "edibrokerd"), "--reload", str(b.proc.pid)],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for(lambda: b.notify.count("READY=1") == 2, what="READY=1 after --reload")
+        self.assertTrue(b.notify.has("RELOADING=1"))
+        self.assertIn("extra", [e["name"] for e in b.status()["endpoints"]])
+        # A PID that is not an edibrokerd (stale $MAINPID, recycled) is not hung up on.
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            r = subprocess.run([os.path.join(BIN, "edibrokerd"), "--reload=%d" % other.pid],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("process %d is not an edibrokerd" % other.pid, r.stderr)
+            time.sleep(0.2)
+            self.assertIsNone(other.poll(), "sleep got a SIGHUP")
+        finally:
+            other.kill()
+            other.wait(5)
+        r = subprocess.run([os.path.join(BIN, "edibrokerd"), "--reload", str(other.pid)],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("(no such process)", r.stderr)
+        r = subprocess.run([os.path.join(BIN, "edibrokerd"), "--reload", "1x"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(b.notify.count("READY=1"), 2, "only the one reload")
+
     def test_bad_reload_keeps_running_config(self):
         b = self.broker().start()
         good = b.config_text()
@@ -123,6 +155,9 @@ class Lifecycle(BrokerTest):
 
     def test_runs_without_notify_socket(self):
         b = self.broker(notify=False).start()
+        # Without READY=1 only the socket says it started; the folders
+        # (create_dirs) are made on the lanes, a moment later under load.
+        wait_for(lambda: os.path.isdir(b.inbox("hospital")), what="the inbox made")
         drop(b.inbox("hospital"), "n.xml", sample("DIS20_1.xml"))
         wait_for(lambda: listdir_final(b.outbox("municipality")), what="delivery")
         self.assertEqual(b.stop(), 0)
@@ -157,7 +192,7 @@ class Lifecycle(BrokerTest):
         unit = os.path.join(os.path.dirname(BIN), "packaging", "edibrokerd.service")
         with open(unit) as f:
             text = f.read()
-        for directive in ("Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID",
+        for directive in ("Type=notify", "WatchdogSec=", "ExecReload=/usr/sbin/edibrokerd --reload $MAINPID",
                           "User=edibroker", "StateDirectory=edibroker", "ProtectSystem=strict",
                           "NoNewPrivileges=yes", "Restart=on-failure"):
             self.assertIn(directive, text)

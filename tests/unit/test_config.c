@@ -1163,3 +1163,94 @@ Test(config, ca_files_must_be_there)
 	cr_assert_eq(load_mode(text, 0644, 0, &cfg), -EINVAL);
 	cr_assert(strstr(err, ":2: webhook_ca_file: ") && strstr(err, "No such file"), "%s", err);
 }
+
+/* ---- the key walk (edibrokerd --list-keys) and key lines ---------------- */
+
+struct walked {
+	char names[128][64];
+	size_t n;
+};
+
+static void walk_collect(const char *section, const char *key, const struct conf_key *row,
+			 void *arg)
+{
+	struct walked *w = arg;
+	cr_assert_str_eq(row->name, key);
+	if (w->n < 128)
+		snprintf(w->names[w->n], sizeof(w->names[0]), "%s.%s", section, key);
+	w->n++;
+}
+
+static bool walked_has(const struct walked *w, const char *name)
+{
+	for (size_t i = 0; i < w->n && i < 128; i++)
+		if (strcmp(w->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+Test(config, walk_names_every_table, .init = with_fake)
+{
+	struct walked w = { .n = 0 };
+	config_walk_keys(schemas, walk_collect, &w);
+	static const char *const want[] = {
+		"broker.state_dir", "notify.status_dir", "endpoint.kind", "endpoint.organisation",
+		"endpoint.inbox",   "endpoint.file_group", "endpoint.file_mode", "spool.rescan_interval",
+		"endpoint.url",     "fake.pool",         "fake.timeout",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+		cr_expect(walked_has(&w, want[i]), "%s not walked", want[i]);
+	cr_expect_not(walked_has(&w, "broker.inbox"));
+	struct walked spool_only = { .n = 0 };
+	config_walk_keys(transport_schemas(), walk_collect, &spool_only);
+	cr_expect_not(walked_has(&spool_only, "fake.pool"), "only the schemas given");
+	cr_expect_eq(w.n, spool_only.n + ARRAY_SIZE(fake_endpoint_keys) +
+				  ARRAY_SIZE(fake_section_keys));
+}
+
+Test(config, endpoint_key_lines_point_at_the_file)
+{
+	struct config *cfg = load_ok("[broker]\nstate_dir = /s\n"
+				     "[endpoint a]\nkind = other\ngln = 5790000143054\ninbox = /i\noutbox = /o\n"
+				     "file_group = eoj\n"
+				     "[endpoint b]\nkind = other\ngln = 5790000143055\ninbox = /j\noutbox = /p\n");
+	const struct endpoint_conf *a = config_endpoint(cfg, "a"), *b = config_endpoint(cfg, "b");
+	cr_assert_eq(config_endpoint_key_line(a, "file_group"), 8);
+	cr_assert_eq(config_endpoint_key_line(a, "outbox"), 7);
+	cr_assert_eq(config_endpoint_key_line(a, "file_mode"), 3, "defaulted: the section's line");
+	cr_assert_eq(config_endpoint_key_line(b, "file_group"), 9, "not set: the section's line");
+	cr_assert_eq(config_endpoint_key_line(b, "no_such_key"), 9);
+	cr_assert_str_eq(SP(a)->file_group, "eoj");
+	cr_assert_str_eq(SP(a)->file_mode, "0640", "the default mode");
+	cr_assert_null(SP(b)->file_group);
+	config_free(cfg);
+}
+
+Test(config, spool_file_mode_and_group_values)
+{
+#define EPF(extra) "[endpoint a]\nkind = other\ngln = 5790000143054\ninbox = /i\noutbox = /o\n" extra
+	static const struct error_case cases[] = {
+		{ EPF("file_mode = 0646\n"), "6: file_mode: '0646' is not an octal file mode up to "
+					     "0777 that others cannot write (e.g. 0640)" },
+		{ EPF("file_mode = 4640\n"), "6: file_mode: '4640' is not an octal file mode up to "
+					     "0777 that others cannot write (e.g. 0640)" },
+		{ EPF("file_mode = 0680\n"), "6: file_mode: '0680' is not an octal file mode up to "
+					     "0777 that others cannot write (e.g. 0640)" },
+		{ EPF("file_mode = rw-r-----\n"), "6: file_mode: 'rw-r-----' is not an octal file "
+						  "mode up to 0777 that others cannot write (e.g. "
+						  "0640)" },
+		{ EPF("file_group = -eoj\n"), "6: file_group: '-eoj' is not a group name (letters, "
+					      "digits, '.', '_', '-'; at most 32)" },
+		{ EPF("file_group = eoj users\n"), "6: file_group: 'eoj users' is not a group name "
+						   "(letters, digits, '.', '_', '-'; at most 32)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+	struct config *cfg = load_ok(EPF("file_mode = 0444\nfile_group = eoj-klient_1\n"));
+	cr_assert_str_eq(SP(&cfg->endpoints[0])->file_mode, "0444");
+	cr_assert_str_eq(SP(&cfg->endpoints[0])->file_group, "eoj-klient_1");
+	config_free(cfg);
+	cfg = load_ok(EPF("file_group =\n"));
+	cr_assert_null(SP(&cfg->endpoints[0])->file_group, "empty means unset");
+	config_free(cfg);
+#undef EPF
+}

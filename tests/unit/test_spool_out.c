@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,6 +425,64 @@ Test(spool_out, create_dirs_makes_a_missing_outbox)
 	deliver_now(t, &m, 1, &res);
 	cr_assert_eq(res.delivered, 1);
 	ops->destroy(t);
+}
+
+/* ---- who may read a delivered file: file_mode and file_group ------------ */
+
+Test(spool_out, file_mode_and_group_are_set_whatever_the_umask)
+{
+	struct group *gr = getgrnam("daemon"); /* a group the test (root) is not in */
+	cr_assert_not_null(gr, "the test needs the Debian group 'daemon'");
+	gid_t want = gr->gr_gid;
+	sconf.file_mode = "0604";
+	sconf.file_group = "daemon";
+	struct transport *t = create();
+	mode_t old = umask(0077);
+	_cleanup_free_ uint8_t *b = body_of(100, 5);
+	struct out_msg m = { 9, "xml", b, 100 };
+	struct deliver_result res = { 0 };
+	deliver_now(t, &m, 1, &res);
+	umask(old);
+	cr_assert_eq(res.delivered, 1, "%s", res.error);
+	struct stat st;
+	_cleanup_free_ char *p = xasprintf("%s/%s", outbox, INSTANCE "-000000000009.xml");
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0604);
+	cr_assert_eq(st.st_gid, want);
+	ops->destroy(t);
+}
+
+Test(spool_out, unusable_file_group_refuses_deliveries_and_probes)
+{
+	sconf.file_group = "ebtest-no-such-group";
+	struct transport *t = create();
+	_cleanup_free_ uint8_t *b = body_of(10, 1);
+	struct out_msg m = { 1, "xml", b, 10 };
+	struct deliver_result res = { 0 };
+	deliver_now(t, &m, 1, &res);
+	cr_assert_eq(res.delivered, 0);
+	cr_assert_eq(res.fault, FAULT_REFUSED);
+	cr_assert(strstr(res.error, "file_group: no group called 'ebtest-no-such-group'"), "%s",
+		  res.error);
+	cr_assert_eq(list_dir(outbox).n, 0, "nothing written");
+	char err[192];
+	cr_assert_eq(probe_now(t, err, sizeof(err)), FAULT_REFUSED);
+	cr_assert(strstr(err, "ebtest-no-such-group"), "%s", err);
+	ops->destroy(t);
+}
+
+Test(spool_out, check_names_the_file_and_line_of_file_group)
+{
+	char err[512] = "";
+	cfg.path = "/etc/edibroker/edibroker.conf";
+	epc.line = 12; /* no key lines: the section's */
+	cr_assert_eq(ops->check(&epc, &cfg, err, sizeof(err)), 0, "no file_group: nothing to check");
+	sconf.file_group = "daemon";
+	cr_assert_eq(ops->check(&epc, &cfg, err, sizeof(err)), 0, "root may use any group: %s", err);
+	sconf.file_group = "ebtest-no-such-group";
+	cr_assert_eq(ops->check(&epc, &cfg, err, sizeof(err)), -ENOENT);
+	cr_assert_str_eq(err, "/etc/edibroker/edibroker.conf:12: endpoint 'municipality': "
+			      "file_group: no group called 'ebtest-no-such-group'");
 }
 
 Test(spool_out, create_refuses_an_endpoint_without_folders)
