@@ -72,6 +72,8 @@ struct ingest {
 	struct event *flush_ev;    /* sends the turn's batches to their lanes */
 	ingest_queued_fn queued;
 	void *ctx;
+	ingest_full_fn full;
+	void *full_ctx;
 	size_t inflight;
 };
 
@@ -100,7 +102,8 @@ struct item {
 	ingest_done_fn done;
 	void *arg;
 	enum ingest_result planned;   /* ACCEPTED (or DEAD) if it commits, REJECTED,
-				       * FORBIDDEN */
+				       * FORBIDDEN, BUSY */
+	unsigned flags;               /* INGEST_NO_RECEIPT */
 	struct store_new m;
 	char *source, *endpoint, *reason, *ext;
 	uint8_t *body;
@@ -180,6 +183,12 @@ void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg)
 									 : xstrdup(cfg->broker_gln) };
 	settings_unref(ing->set);
 	ing->set = set;
+}
+
+void ingest_set_backpressure(struct ingest *ing, ingest_full_fn full, void *ctx)
+{
+	ing->full = full;
+	ing->full_ctx = ctx;
 }
 
 size_t ingest_inflight(const struct ingest *ing)
@@ -374,6 +383,10 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 	case INGEST_TEMPFAIL:
 		log_debug("event=tempfail source=%s size=%zu", it->source, it->size);
 		break;
+	case INGEST_BUSY:
+		log_debug("event=busy source=%s endpoint=%s size=%zu", it->source,
+			  it->endpoint ? it->endpoint : "-", it->size);
+		break;
 	}
 }
 
@@ -381,7 +394,8 @@ static enum ingest_result final_result(struct item *it)
 {
 	if (it->commit_err < 0)
 		return INGEST_TEMPFAIL;
-	if (it->planned == INGEST_REJECTED || it->planned == INGEST_FORBIDDEN)
+	if (it->planned == INGEST_REJECTED || it->planned == INGEST_FORBIDDEN ||
+	    it->planned == INGEST_BUSY)
 		return it->planned;
 	if (it->m.outcome == STORE_DUPLICATE)
 		return INGEST_DUPLICATE;
@@ -443,6 +457,8 @@ static void plan_rejected(const struct batch *bt, struct item *it,
 {
 	it->planned = INGEST_REJECTED;
 	it->reason = xstrdup(it->error.text);
+	if (it->flags & INGEST_NO_RECEIPT)
+		return;
 	it->receipt = make_receipt(bt, it->source, env, codec_errcode_refusal(it->error.code),
 				   "EDI-kuverten kunne ikke behandles af EDI-broker.\n"
 				   "The envelope could not be processed by the EDI broker.");
@@ -495,7 +511,7 @@ static void plan_routed(const struct batch *bt, struct item *it,
 	it->reason = xstrdup(why);
 	it->m.reason = it->reason;
 	it->m.nkeys = 0; /* dead letters record no duplicate keys */
-	if (rr == ROUTE_UNKNOWN_RECEIVER)
+	if (rr == ROUTE_UNKNOWN_RECEIVER && !(it->flags & INGEST_NO_RECEIPT))
 		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
 					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
 }
@@ -530,9 +546,16 @@ static void decode_done(void *arg)
 	struct ingest *ing = bt->ing;
 	for (size_t i = 0; i < bt->n; i++) {
 		struct item *it = bt->items[i];
+		if (it->planned == INGEST_ACCEPTED && ing->full &&
+		    ing->full(ing->full_ctx, it->endpoint, it->size)) {
+			it->planned = INGEST_BUSY;
+			it->reason = xasprintf("the queue of %s is full: try again later",
+					       it->endpoint);
+		}
 		if (it->receipt)
 			commit_add(ing->commit, &it->receipt->m, on_receipt_committed, it);
-		if (it->planned != INGEST_REJECTED && it->planned != INGEST_FORBIDDEN) {
+		if (it->planned != INGEST_REJECTED && it->planned != INGEST_FORBIDDEN &&
+		    it->planned != INGEST_BUSY) {
 			it->msg_pending = true;
 			commit_add(ing->commit, &it->m, on_msg_committed, it);
 		}
@@ -578,10 +601,11 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 }
 
 void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
-		   ingest_done_fn done, void *arg)
+		   unsigned flags, ingest_done_fn done, void *arg)
 {
 	struct item *it = xcalloc(1, sizeof(*it));
 	it->ing = ing;
+	it->flags = flags;
 	it->done = done;
 	it->arg = arg;
 	it->source = xstrdup(source);

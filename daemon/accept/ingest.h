@@ -16,6 +16,10 @@
  *   FORBIDDEN  it names a sender the source endpoint neither owns nor may
  *              send for (spoofing): nothing stored, no receipt, a security
  *              event logged; the source quarantines (HTTP: 403);
+ *   BUSY       its endpoint's queue (or all queues together) is at its
+ *              high-water mark: nothing stored; the source keeps the input
+ *              and offers it again later (HTTP: 503 with Retry-After), while
+ *              messages for every other endpoint flow on;
  *   TEMPFAIL   the store could not commit: the source keeps the input and
  *              tries again later.
  * A negative receipt, in the message's own format and wrapping (OIOXML: an
@@ -42,13 +46,24 @@
 #include <stdint.h>
 
 enum ingest_result { INGEST_ACCEPTED, INGEST_DUPLICATE, INGEST_DEAD, INGEST_REJECTED,
-		     INGEST_TEMPFAIL, INGEST_FORBIDDEN };
+		     INGEST_TEMPFAIL, INGEST_FORBIDDEN, INGEST_BUSY };
+
+/* ingest_submit flags. */
+enum {
+	/* The source answers refusals itself (an HTTP status, a ZeroMQ reply):
+	 * no negative receipt is stored for this message. */
+	INGEST_NO_RECEIPT = 1 << 0,
+};
+
+/* Back-pressure: true when a message of size bytes for endpoint must wait
+ * (its queue, or all queues together, at the high-water mark). */
+typedef bool (*ingest_full_fn)(void *ctx, const char *endpoint, size_t size);
 
 struct ingest_outcome {
 	enum ingest_result result;
 	int64_t id;                   /* message id (earlier id for a duplicate) */
 	const char *endpoint;         /* ACCEPTED: destination */
-	const char *reason;           /* DEAD / REJECTED / TEMPFAIL / FORBIDDEN: why */
+	const char *reason;           /* DEAD / REJECTED / TEMPFAIL / FORBIDDEN / BUSY: why */
 	const struct codec_error *error; /* REJECTED: the decoder's error; FORBIDDEN: the
 					  * reason as an error text */
 };
@@ -78,13 +93,16 @@ void ingest_free(struct ingest *ing);
  * copy of the config; decode jobs already running keep the old ones. */
 void ingest_set_router(struct ingest *ing, struct router *router);
 void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg);
+/* Asks full(ctx, endpoint, size) before committing a message to endpoint's
+ * queue (NULL: never full). */
+void ingest_set_backpressure(struct ingest *ing, ingest_full_fn full, void *ctx);
 
 /* Submits one message from endpoint source; takes ownership of body. It is
  * decoded off the loop, on source's decode lane, after the messages source
  * submitted before it. done(outcome, arg) runs exactly once on the loop,
  * never from inside this call. */
 void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
-		   ingest_done_fn done, void *arg);
+		   unsigned flags, ingest_done_fn done, void *arg);
 
 /* Messages submitted and not yet completed. */
 size_t ingest_inflight(const struct ingest *ing);

@@ -504,11 +504,17 @@ static void count_failure(struct deliver_ep *ep, const struct deliver_result *re
 	commit_add_attempt(ep->env.commit, q->id, res->error);
 }
 
-/* Waits before the next attempt (capped exponential backoff). */
+#define RETRY_AFTER_MAX_MS (60 * 60 * 1000)
+
+/* Waits before the next attempt (capped exponential backoff, or longer
+ * when the receiver asked for it, up to an hour). */
 static void back_off(struct deliver_ep *ep, const struct deliver_result *res)
 {
 	struct qmsg *q = ep->head;
 	int64_t delay = backoff_ms(ep);
+	if (res->retry_after_ms > delay)
+		delay = res->retry_after_ms < RETRY_AFTER_MAX_MS ? res->retry_after_ms
+								 : RETRY_AFTER_MAX_MS;
 	log_warn("event=deferred msg=%lld endpoint=%s attempt=%d delay=%.1fs fault=%s "
 		 "error=\"%s\"",
 		 (long long)q->id, ep->name, q->attempts, (double)delay / 1000.0,

@@ -85,12 +85,13 @@ struct spool {
 	/* inbound, loop thread only (the lane jobs get copies and dups) */
 	bool running;
 	int inbox_fd, ino_fd, wd;
-	struct event *ino_ev, *rescan_ev, *work_ev, *retry_ev;
+	struct event *ino_ev, *rescan_ev, *work_ev, *retry_ev, *busy_ev;
 	struct strset *known;            /* names queued, being read, with ingest, or
 					    waiting to leave the inbox */
 	struct spool_name *todo, *todo_tail;
 	size_t ntodo;
 	bool listed;                     /* the first scan since opening is in */
+	bool scan_again;                 /* a file went back while a scan ran */
 	struct spool_name *events, *events_tail; /* inotify names until then */
 	bool opening, scanning, reading, cleaning; /* a job of that kind is out */
 	bool open_tried;                 /* the inbox was opened once, or failed to */

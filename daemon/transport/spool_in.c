@@ -64,6 +64,7 @@
 #define RETRY_MAX_MS 5000
 #define READ_BUDGET (16u * 1024u * 1024u) /* bytes read per job and held for ingest */
 #define REFUSED_MAX 4096                   /* refused entries remembered per inbox */
+#define BUSY_RETRY_MS 1000                 /* a full queue's files are offered again */
 #define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
 enum job_kind { JOB_OPEN, JOB_SCAN, JOB_READ, JOB_CLEAN };
@@ -470,6 +471,11 @@ static void scan_done(void *arg)
 		sp->listed = true;
 		schedule_work(sp);
 	}
+	if (sp->scan_again && sp->running && !sp->destroyed) {
+		sp->scan_again = false;
+		sp->listed = false;
+		start_scan(sp);
+	}
 	in_job_free(j);
 	spool_job_finished(sp);
 }
@@ -783,6 +789,23 @@ static void pickup_works(struct spool *sp)
 		sp->env.inbound_state(sp->env.ctx, sp->endpoint, false);
 }
 
+static void on_busy_retry(evutil_socket_t fd, short what, void *arg)
+{
+	start_scan(arg);
+}
+
+static void busy_later(struct spool *sp)
+{
+	sp->listed = false;
+	sp->scan_again = sp->scanning; /* a scan under way may have missed it */
+	if (!sp->busy_ev)
+		sp->busy_ev = evtimer_new(sp->env.base, on_busy_retry, sp);
+	if (!evtimer_pending(sp->busy_ev, NULL)) {
+		struct timeval tv = { BUSY_RETRY_MS / 1000, (BUSY_RETRY_MS % 1000) * 1000 };
+		evtimer_add(sp->busy_ev, &tv);
+	}
+}
+
 static void on_outcome(const struct ingest_outcome *o, void *arg)
 {
 	struct infile *f = arg;
@@ -792,6 +815,14 @@ static void on_outcome(const struct ingest_outcome *o, void *arg)
 		strset_del(sp->known, f->name);
 		if (!sp->destroyed && sp->running)
 			pause_pickup(sp, o->reason ? o->reason : "store unavailable");
+	} else if (o->result == INGEST_BUSY) {
+		/* Its endpoint's queue is full: the file stays and the rest of the
+		 * inbox goes on. It is offered again by the next scan, and until
+		 * that scan is in, new names wait behind it, so a file for that
+		 * endpoint that came later cannot overtake it. */
+		strset_del(sp->known, f->name);
+		if (!sp->destroyed && sp->running)
+			busy_later(sp);
 	} else {
 		pickup_works(sp);
 		/* Accepted files leave the inbox even when the spool is going:
@@ -819,7 +850,7 @@ static void submit_file(struct spool *sp, struct in_file *f)
 	memcpy(in->name, f->name, nlen + 1);
 	sp->held_bytes += f->size;
 	sp->inflight++;
-	ingest_submit(sp->env.ingest, sp->endpoint, TAKE_PTR(f->body), f->size, on_outcome, in);
+	ingest_submit(sp->env.ingest, sp->endpoint, TAKE_PTR(f->body), f->size, 0, on_outcome, in);
 }
 
 /* ---- timers and life cycle ------------------------------------------------ */
@@ -873,6 +904,8 @@ void spool_in_stop(struct spool *sp)
 		event_del(sp->rescan_ev);
 	if (sp->retry_ev)
 		event_del(sp->retry_ev);
+	if (sp->busy_ev)
+		event_del(sp->busy_ev);
 	if (sp->work_ev)
 		event_del(sp->work_ev);
 	if (sp->ino_ev)
@@ -901,6 +934,8 @@ void spool_release(struct spool *sp)
 		event_free(sp->ino_ev);
 	if (sp->ino_fd >= 0)
 		close(sp->ino_fd);
+	if (sp->busy_ev)
+		event_free(sp->busy_ev);
 	if (sp->work_ev) {
 		event_free(sp->clean_ev);
 		event_free(sp->work_ev);

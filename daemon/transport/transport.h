@@ -46,6 +46,11 @@ struct deliver_result {
 	size_t delivered;          /* confirmed prefix of the batch */
 	enum transport_fault fault; /* why msgs[delivered] failed (when < n) */
 	char error[192];           /* one line, no content */
+	int64_t retry_after_ms;    /* the receiver asked to wait this long (HTTP
+				    * Retry-After); 0 = the endpoint's own backoff */
+	bool rejected;             /* the receiver refused msgs[delivered] for what it
+				    * is (HTTP 400/413/415/422): set it aside with the
+				    * reason and go on with the queue */
 };
 
 /* What a transport may use from the broker. */

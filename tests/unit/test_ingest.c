@@ -243,7 +243,7 @@ static uint8_t *dup_bytes(struct buf b)
 static void submit(const char *source, struct buf b, struct outcome *out)
 {
 	memset(out, 0, sizeof(*out));
-	ingest_submit(ing, source, dup_bytes(b), b.n, on_done, out);
+	ingest_submit(ing, source, dup_bytes(b), b.n, 0, on_done, out);
 }
 
 /* Runs the loop until every submission has its outcome: decoding runs on
