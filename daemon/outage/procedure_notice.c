@@ -9,7 +9,11 @@
  * loop and reports per channel. Every attempt on every channel is recorded.
  * A failed channel is retried (retry_initial, doubling, capped at 30 min,
  * at most 10 rounds); when e-mail has failed fallback_after times the
- * fallback command carries the notice as well.
+ * fallback command carries the notice as well, and once it has, e-mail
+ * of that notice is not retried (people would get it twice) unless
+ * [notify] email_after_fallback says so. Every round of a notice carries
+ * the same Message-ID (notice id, store instance, broker id), so a mail
+ * system can drop a duplicate and no two notices anywhere share one.
  *
  * A mail server that refuses the credentials (SMTP 535) is a configuration
  * error, and retrying it could lock the account: it is logged once with the
@@ -173,6 +177,10 @@ static void endpoint_facts(struct procedure *p, const char *endpoint, struct not
 	f->organisation = organisation_of(p->cfg, endpoint);
 	f->endpoint_kind = ep ? endpoint_kind_name(ep->kind) : "other";
 	f->contact = ep && ep->contact ? ep->contact : "";
+	f->fallback_contact = ep ? ep->fallback_contact : NULL;
+	f->fallback_note = ep ? ep->fallback_note : NULL;
+	f->support_phone = p->cfg->support_phone;
+	f->status_url = p->cfg->status_url;
 }
 
 /* ---- composing ---------------------------------------------------------- */
@@ -268,10 +276,13 @@ void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_
 	f.next_status_at = outage_next_status_at(o, &p->rules);
 	f.expected_end = o->expected_end;
 	f.cause_fault = o->cause_fault ? o->cause_fault : "";
-	f.cause_text = o->cause_override ? o->cause_override : o->cause_error ? o->cause_error : "";
+	/* the error text (o->cause_error) is for the log and edibrokerctl only */
+	f.cause_text = o->cause_override ? o->cause_override : "";
 	f.cause_by_operator = o->cause_override != NULL;
 	if (o->contact_override)
 		f.contact = o->contact_override;
+	if (o->fallback_override)
+		f.fallback_contact = o->fallback_override;
 	f.affected = ac.v;
 	f.naffected = ac.n;
 	f.queued = ac.queued;
@@ -434,7 +445,13 @@ static void send_done(void *arg, const struct notifier_report *rep)
 		record(p, n, "fallback", j->fallback, &rep->fallback.result, j->at);
 		n->fallback_done = rep->fallback.result.ok;
 	}
-	update_pending(rec, email_ok, j->try_webhook && rep->webhook.result.ok);
+	/* The fallback reached people with this notice: a later e-mail of the
+	 * same notice would reach them twice, unless the operator wants both. */
+	bool carried = n->fallback_done && !p->cfg->email_after_fallback;
+	if (carried && !email_ok && pending_has(rec->pending, "email"))
+		log_info("event=notice-email-dropped notice=%lld reason=fallback-carried-it",
+			 (long long)rec->id);
+	update_pending(rec, email_ok || carried, j->try_webhook && rep->webhook.result.ok);
 	if (*rec->pending && rec->attempts >= MAX_ROUNDS) {
 		log_err("event=notice-abandoned notice=%lld pending=%s attempts=%d",
 			(long long)rec->id, rec->pending, rec->attempts);
@@ -506,8 +523,12 @@ static void start_send(struct procedure *p, struct pnotice *n, int64_t now)
 	};
 	size_t nr;
 	char **rcpt = split_recipients(rec->recipients, &nr);
-	char mid[64];
-	snprintf(mid, sizeof(mid), "notice-%lld-%d", (long long)rec->id, rec->attempts + 1);
+	/* The same for every round of this notice, so a mail system drops a
+	 * duplicate; the store instance and the broker id make it unique across
+	 * a recreated store and across brokers. */
+	char mid[160];
+	snprintf(mid, sizeof(mid), "notice-%lld-%s-%s", (long long)rec->id,
+		 store_instance(p->env.store), cfg->broker_id ? cfg->broker_id : "edibroker");
 	struct notify_message m = { rec->subject, rec->body, rec->payload,
 				    (const char *const *)rcpt, nr, rec->created_at, mid };
 	struct notifier_request req = { &nc, &m, j->try_email, j->try_webhook, fallback };
