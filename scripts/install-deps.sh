@@ -9,10 +9,12 @@ set -eu
 # clock), systemd-analyze (unit hardening, `verify` of the packaged unit),
 # e2fsprogs' chattr (an unwritable outbox), lintian (the package), man-db
 # (man pages render), bash-completion (edibrokerctl's completion), passwd's
-# useradd (the EOJ client as a user of its own).
+# useradd (the EOJ client as a user of its own), chromium (the status page
+# measured and photographed in a real browser, headless).
 PKGS="build-essential pkg-config libevent-dev libxml2-dev libsystemd-dev libsqlite3-dev
 libcurl4-openssl-dev libjansson-dev libcriterion-dev scdoc debhelper
-python3 python3-aiosmtpd faketime systemd e2fsprogs lintian man-db bash-completion passwd"
+python3 python3-aiosmtpd faketime systemd e2fsprogs lintian man-db bash-completion passwd
+chromium"
 
 missing=""
 for p in $PKGS; do

@@ -32,7 +32,7 @@ struct ctl {
 	bool json;
 	bool all;
 	long limit;
-	const char *from, *to, *reason, *contact, *cause, *expected;
+	const char *from, *to, *reason, *contact, *cause, *expected, *fallback;
 };
 
 typedef int (*render_fn)(const json_t *ans);
@@ -49,7 +49,9 @@ static void usage(FILE *f)
 		"  outages [--all]        open and recent outages (--all: every one)\n"
 		"  outage show ID         an outage with its notices and every send attempt\n"
 		"  outage set ID [--expected-downtime D|TIME|unknown] [--contact TEXT] [--cause TEXT]\n"
-		"                         what the next notice carries\n"
+		"                [--fallback TEXT]\n"
+		"                         what the next notice carries (an announced outage: at once);\n"
+		"                         --fallback: whom staff phone meanwhile (\"\" = the endpoint's)\n"
 		"  outage open ENDPOINT --cause TEXT   open an outage by hand\n"
 		"  outage close ID        close an outage (the all-clear follows if announced)\n"
 		"  maintenance add ENDPOINT --from TIME --to TIME --reason TEXT [--contact TEXT]\n"
@@ -260,7 +262,7 @@ static int render_outage(const json_t *ans)
 	static const char *const keys[] = { "id", "endpoint", "state", "manual", "started",
 					    "declared", "ended", "resolved", "closed", "announced",
 					    "last_notice", "next_notice_due", "expected_end",
-					    "cause_fault", "cause_error", "cause", "contact",
+					    "cause_fault", "cause_error", "cause", "contact", "fallback",
 					    "maintenance_id", "delivered_late", "duration_s" };
 	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
 		json_t *v = json_object_get(o, keys[k]);
@@ -347,8 +349,9 @@ static bool outage_request(const struct ctl *c, int argc, char **argv, json_t *r
 	set_opt(req, "expected", c->expected);
 	set_opt(req, "contact", c->contact);
 	set_opt(req, "cause", c->cause);
+	set_opt(req, "fallback", c->fallback);
 	done_verb = "updated outage";
-	return c->expected || c->contact || c->cause;
+	return c->expected || c->contact || c->cause || c->fallback;
 }
 
 static bool maintenance_request(const struct ctl *c, int argc, char **argv, json_t *req,
@@ -420,6 +423,7 @@ int main(int argc, char **argv)
 		{ "contact", required_argument, NULL, 'C' },
 		{ "cause", required_argument, NULL, 'K' },
 		{ "expected-downtime", required_argument, NULL, 'E' },
+		{ "fallback", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -438,6 +442,7 @@ int main(int argc, char **argv)
 		case 'C': c.contact = optarg; break;
 		case 'K': c.cause = optarg; break;
 		case 'E': c.expected = optarg; break;
+		case 'B': c.fallback = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

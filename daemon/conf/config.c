@@ -182,6 +182,12 @@ static const struct conf_key global_keys[] = {
 	{ G("notify", "closed_days", CONF_STR, closed_days), .check = check_closed_days,
 	  .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ G("notify", "status_dir", CONF_PATH, status_dir), .def = "status", .flags = CONF_RELOAD },
+	{ G("notify", "status_url", CONF_STR, status_url), .check = check_http_url,
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "support_phone", CONF_STR, support_phone),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ G("notify", "email_after_fallback", CONF_BOOL, email_after_fallback), .def = "no",
+	  .flags = CONF_RELOAD },
 };
 
 /*
@@ -201,6 +207,8 @@ static const struct conf_key endpoint_keys[] = {
 	{ ELIST("recipients", recipients), .check = check_email, .flags = CONF_RELOAD },
 	{ E("organisation", CONF_STR, organisation), .def = CONF_ENDPOINT_NAME,
 	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ E("fallback_contact", CONF_STR, fallback_contact), .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ E("fallback_note", CONF_STR, fallback_note), .flags = CONF_RELOAD | CONF_OPTIONAL },
 };
 
 _Static_assert(sizeof(enum endpoint_kind) == sizeof(int), "CONF_ENUM stores an int");

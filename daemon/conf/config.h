@@ -137,6 +137,9 @@ struct endpoint_conf {
 	char **recipients;        /* recipients = the endpoint's own function mailbox(es) */
 	size_t nrecipients;
 	char *organisation;       /* organisation = display name in notices; default: name */
+	char *fallback_contact;   /* fallback_contact = whom staff phone while messages to or
+				     from it cannot go (e.g. the municipality's on-call line) */
+	char *fallback_note;      /* fallback_note = what staff do meanwhile, one line */
 };
 
 struct config {
@@ -209,6 +212,12 @@ struct config {
 	int64_t notify_timeout_ms;     /* timeout: per send, connection included (30s) */
 	char *closed_days;             /* "12-24, 12-31, 06-05" */
 	char *status_dir;              /* default <state_dir>/status */
+	char *status_url;              /* the status page as readers reach it; linked from
+					  every notice; NULL = no link */
+	char *support_phone;           /* the regional EDI support's phone, named when an
+					  endpoint has no fallback_contact */
+	bool email_after_fallback;     /* e-mail retries go on after the fallback command
+					  carried a notice (both reach people); default no */
 
 	struct endpoint_conf *endpoints;
 	size_t nendpoints;

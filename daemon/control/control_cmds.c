@@ -205,7 +205,8 @@ static json_t *cmd_outage(const struct control_env *e, const json_t *req)
 		r = procedure_outage_close(e->proc, id, err, sizeof(err));
 	} else if (strcmp(action, "set") == 0) {
 		r = procedure_outage_set(e->proc, id, req_str(req, "expected"), req_str(req, "contact"),
-					 req_str(req, "cause"), err, sizeof(err));
+					 req_str(req, "cause"), req_str(req, "fallback"), err,
+					 sizeof(err));
 	} else {
 		return control_error("outage: unknown action '%s' (show, set, open, close)", action);
 	}

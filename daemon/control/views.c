@@ -95,6 +95,7 @@ static json_t *outage_json(const struct outage *o, int64_t now)
 	json_object_set_new(j, "cause_error", opt_str(o->cause_error));
 	json_object_set_new(j, "cause", opt_str(o->cause_override));
 	json_object_set_new(j, "contact", opt_str(o->contact_override));
+	json_object_set_new(j, "fallback", opt_str(o->fallback_override));
 	json_object_set_new(j, "maintenance_id",
 			    o->maintenance_id ? json_integer(o->maintenance_id) : json_null());
 	json_object_set_new(j, "delivered_late", json_integer(o->delivered_late));

@@ -24,8 +24,9 @@
 #include "codecs/base/mem.h"
 #include "codecs/base/strbuf.h"
 #include "codecs/base/utf8.h"
-#include "base/fault.h"
+#include "codecs/msgtypes.h"
 #include "base/fileio.h"
+#include "notice/plain.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,12 +48,11 @@
 
 static const char *const endpoint_kinds[] = { "hospital", "municipality", "other" };
 
-/* Every word the placeholders write but the fault classes' (base/fault.c);
- * templates hold the rest. */
+/* Every word the placeholders write but those shared with the status page
+ * (notice/plain.c: times, durations, type names, fault classes, whom to
+ * phone); templates hold the rest. */
 struct lang {
 	const char *code;
-	bool day_first;         /* 27-11-2026 kl. 14:05, else 2026-11-27 14:05 */
-	const char *hour, *day; /* duration units */
 	const char *unknown, *not_given, *not_yet, *none;
 	const char *message, *messages, *waiting, *no_waiting, *type_none, *from;
 	const char *more_orgs, *more_types; /* "%zu" */
@@ -60,11 +60,12 @@ struct lang {
 	const char *expected, *expected_passed, *no_next;
 	const char *overnight_at, *overnight;
 	const char *truncated;
+	const char *status_link; /* "%s": [notify] status_url */
 	const char *kinds[ARRAY_SIZE(endpoint_kinds)];
 };
 
 static const struct lang lang_da = {
-	.code = "da", .day_first = true, .hour = "t", .day = "døgn",
+	.code = "da",
 	.unknown = "ukendt", .not_given = "ikke oplyst", .not_yet = "endnu ikke", .none = "ingen",
 	.message = "meddelelse", .messages = "meddelelser", .waiting = "venter",
 	.no_waiting = "ingen meddelelser venter", .type_none = "ingen venter", .from = "fra",
@@ -76,11 +77,12 @@ static const struct lang lang_da = {
 	.overnight_at = "Nedbruddet sluttede i nattens løb kl. %s.",
 	.overnight = "Nedbruddet sluttede i nattens løb.",
 	.truncated = "[afkortet]",
+	.status_link = "Følg status her: %s",
 	.kinds = { "sygehus", "kommune", "anden part" },
 };
 
 static const struct lang lang_en = {
-	.code = "en", .day_first = false, .hour = "h", .day = "d",
+	.code = "en",
 	.unknown = "unknown", .not_given = "not given", .not_yet = "not yet", .none = "none",
 	.message = "message", .messages = "messages", .waiting = "waiting",
 	.no_waiting = "no messages are waiting", .type_none = "none waiting", .from = "from",
@@ -92,6 +94,7 @@ static const struct lang lang_en = {
 	.overnight_at = "The outage ended during the night, at %s.",
 	.overnight = "The outage ended during the night.",
 	.truncated = "[truncated]",
+	.status_link = "Follow the status here: %s",
 	.kinds = { "hospital", "municipality", "other party" },
 };
 
@@ -105,8 +108,10 @@ static const char *const builtin_da[NOTICE_KIND_COUNT] = {
 		"EDI-forbindelsen til {{organisation}} ({{endpoint}}) har været nede siden "
 		"{{started}} ({{duration}}).\n"
 		"Meddelelser til {{organisation}} bliver ikke leveret lige nu. De går ikke tabt: "
-		"de venter og leveres automatisk, når forbindelsen virker igen. "
-		"Haster det, så ring.\n"
+		"de venter og leveres automatisk, når forbindelsen virker igen.\n"
+		"\n"
+		"Hvad gør jeg?\n"
+		"{{fallback}}\n"
 		"\n"
 		"Årsag til fejl: {{cause}}\n"
 		"Berørte meddelelser: {{affected}}\n"
@@ -114,14 +119,17 @@ static const char *const builtin_da[NOTICE_KIND_COUNT] = {
 		"Kontaktperson: {{contact}}\n"
 		"\n"
 		"Næste status: {{next_status}}\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sendt automatisk af EDI-overvågningen {{now}} (nedbrud nr. {{outage_id}}).\n",
 	[NOTICE_UPDATE] =
 		"Subject: EDI-nedbrud, status: {{organisation}} ({{endpoint}}) - stadig nede\n"
 		"EDI-forbindelsen til {{organisation}} ({{endpoint}}) er stadig nede. "
 		"Den har været nede siden {{started}} ({{duration}}).\n"
-		"Ventende meddelelser leveres automatisk, når forbindelsen virker igen. "
-		"Haster det, så ring.\n"
+		"Ventende meddelelser leveres automatisk, når forbindelsen virker igen.\n"
+		"\n"
+		"Hvad gør jeg?\n"
+		"{{fallback}}\n"
 		"\n"
 		"Årsag til fejl: {{cause}}\n"
 		"Berørte meddelelser: {{affected}}\n"
@@ -129,6 +137,7 @@ static const char *const builtin_da[NOTICE_KIND_COUNT] = {
 		"Kontaktperson: {{contact}}\n"
 		"\n"
 		"Næste status: {{next_status}}\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sendt automatisk af EDI-overvågningen {{now}} (nedbrud nr. {{outage_id}}).\n",
 	[NOTICE_ALLCLEAR] =
@@ -138,12 +147,16 @@ static const char *const builtin_da[NOTICE_KIND_COUNT] = {
 		"{{overnight}}\n"
 		"Alle ventende meddelelser er leveret.\n"
 		"\n"
+		"Hvad gør jeg?\n"
+		"{{fallback}}\n"
+		"\n"
 		"Varighed: {{duration}} (fra {{started}} til {{ended}})\n"
 		"Meddelelser leveret forsinket: {{delivered_late}}\n"
 		"Årsag til fejl: {{cause}}\n"
 		"Kontaktperson: {{contact}}\n"
 		"\n"
 		"Der kommer ikke flere meddelelser om dette nedbrud.\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sendt automatisk af EDI-overvågningen {{now}} (nedbrud nr. {{outage_id}}).\n",
 	[NOTICE_SUMMARY] =
@@ -154,6 +167,9 @@ static const char *const builtin_da[NOTICE_KIND_COUNT] = {
 		"Der blev ikke sendt besked, mens det varede. Forbindelsen virker igen, "
 		"og ventende meddelelser er leveret.\n"
 		"\n"
+		"Hvad gør jeg?\n"
+		"{{fallback}}\n"
+		"\n"
 		"Årsag til fejl: {{cause}}\n"
 		"Berørte meddelelser: {{affected}}\n"
 		"Forventet nedetid: ingen, nedbruddet er slut (varede {{duration}})\n"
@@ -161,6 +177,7 @@ static const char *const builtin_da[NOTICE_KIND_COUNT] = {
 		"Kontaktperson: {{contact}}\n"
 		"\n"
 		"Der kommer ikke flere meddelelser om dette nedbrud.\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sendt automatisk af EDI-overvågningen {{now}} (nedbrud nr. {{outage_id}}).\n",
 	[NOTICE_PLANNED] =
@@ -168,13 +185,16 @@ static const char *const builtin_da[NOTICE_KIND_COUNT] = {
 		"{{window_from}} - {{window_to}}\n"
 		"EDI-forbindelsen til {{organisation}} ({{endpoint}}) lukkes planmæssigt ned "
 		"fra {{window_from}} til {{window_to}} ({{duration}}).\n"
-		"Meddelelser i perioden går ikke tabt: de venter og leveres automatisk bagefter. "
-		"Haster det, så ring.\n"
+		"Meddelelser i perioden går ikke tabt: de venter og leveres automatisk bagefter.\n"
+		"\n"
+		"Hvad gør jeg i perioden?\n"
+		"{{fallback}}\n"
 		"\n"
 		"Årsag til fejl: planlagt nedlukning - {{reason}}\n"
 		"Berørte meddelelser: {{affected}}\n"
 		"Forventet nedetid: {{duration}} (fra {{window_from}} til {{window_to}})\n"
 		"Kontaktperson: {{contact}}\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sendt automatisk af EDI-overvågningen {{now}}.\n",
 };
@@ -185,8 +205,10 @@ static const char *const builtin_en[NOTICE_KIND_COUNT] = {
 		"The EDI connection to {{organisation}} ({{endpoint}}) has been down since "
 		"{{started}} ({{duration}}).\n"
 		"Messages to {{organisation}} are not being delivered. They are not lost: "
-		"they wait and are delivered automatically when the connection works again. "
-		"If something is urgent, phone.\n"
+		"they wait and are delivered automatically when the connection works again.\n"
+		"\n"
+		"What do I do?\n"
+		"{{fallback}}\n"
 		"\n"
 		"Cause of the fault: {{cause}}\n"
 		"Affected messages: {{affected}}\n"
@@ -194,14 +216,17 @@ static const char *const builtin_en[NOTICE_KIND_COUNT] = {
 		"Contact person: {{contact}}\n"
 		"\n"
 		"Next status: {{next_status}}\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sent automatically by the EDI monitoring at {{now}} (outage no. {{outage_id}}).\n",
 	[NOTICE_UPDATE] =
 		"Subject: EDI outage, status update: {{organisation}} ({{endpoint}}) - still down\n"
 		"The EDI connection to {{organisation}} ({{endpoint}}) is still down. "
 		"It has been down since {{started}} ({{duration}}).\n"
-		"Waiting messages are delivered automatically when the connection works again. "
-		"If something is urgent, phone.\n"
+		"Waiting messages are delivered automatically when the connection works again.\n"
+		"\n"
+		"What do I do?\n"
+		"{{fallback}}\n"
 		"\n"
 		"Cause of the fault: {{cause}}\n"
 		"Affected messages: {{affected}}\n"
@@ -209,6 +234,7 @@ static const char *const builtin_en[NOTICE_KIND_COUNT] = {
 		"Contact person: {{contact}}\n"
 		"\n"
 		"Next status: {{next_status}}\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sent automatically by the EDI monitoring at {{now}} (outage no. {{outage_id}}).\n",
 	[NOTICE_ALLCLEAR] =
@@ -219,12 +245,16 @@ static const char *const builtin_en[NOTICE_KIND_COUNT] = {
 		"{{overnight}}\n"
 		"All waiting messages have been delivered.\n"
 		"\n"
+		"What do I do?\n"
+		"{{fallback}}\n"
+		"\n"
 		"Duration: {{duration}} (from {{started}} to {{ended}})\n"
 		"Messages delivered late: {{delivered_late}}\n"
 		"Cause of the fault: {{cause}}\n"
 		"Contact person: {{contact}}\n"
 		"\n"
 		"No further notices will be sent about this outage.\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sent automatically by the EDI monitoring at {{now}} (outage no. {{outage_id}}).\n",
 	[NOTICE_SUMMARY] =
@@ -235,6 +265,9 @@ static const char *const builtin_en[NOTICE_KIND_COUNT] = {
 		"No notice was sent while it lasted. The connection works again "
 		"and waiting messages have been delivered.\n"
 		"\n"
+		"What do I do?\n"
+		"{{fallback}}\n"
+		"\n"
 		"Cause of the fault: {{cause}}\n"
 		"Affected messages: {{affected}}\n"
 		"Expected downtime: none, the outage is over (it lasted {{duration}})\n"
@@ -242,6 +275,7 @@ static const char *const builtin_en[NOTICE_KIND_COUNT] = {
 		"Contact person: {{contact}}\n"
 		"\n"
 		"No further notices will be sent about this outage.\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sent automatically by the EDI monitoring at {{now}} (outage no. {{outage_id}}).\n",
 	[NOTICE_PLANNED] =
@@ -250,12 +284,16 @@ static const char *const builtin_en[NOTICE_KIND_COUNT] = {
 		"The EDI connection to {{organisation}} ({{endpoint}}) will be shut down as "
 		"planned from {{window_from}} to {{window_to}} ({{duration}}).\n"
 		"Messages sent in that period are not lost: they wait and are delivered "
-		"automatically afterwards. If something is urgent, phone.\n"
+		"automatically afterwards.\n"
+		"\n"
+		"What do I do meanwhile?\n"
+		"{{fallback}}\n"
 		"\n"
 		"Cause of the fault: planned shutdown - {{reason}}\n"
 		"Affected messages: {{affected}}\n"
 		"Expected downtime: {{duration}} (from {{window_from}} to {{window_to}})\n"
 		"Contact person: {{contact}}\n"
+		"{{status_link}}\n"
 		"\n"
 		"Sent automatically by the EDI monitoring at {{now}}.\n",
 };
@@ -330,19 +368,10 @@ static bool local_tm(int64_t ms, struct tm *tm)
 	return ms > 0 && localtime_r(&t, tm) != NULL;
 }
 
-/* "27-11-2026 kl. 14:05" (da) or "2026-11-27 14:05" (en); `unknown` for 0. */
+/* The one date format of everything people read (notice/plain.c). */
 static void put_time(struct strbuf *b, const struct lang *l, int64_t ms, const char *unknown)
 {
-	struct tm tm;
-
-	if (!local_tm(ms, &tm))
-		strbuf_puts(b, unknown);
-	else if (l->day_first)
-		strbuf_printf(b, "%02d-%02d-%04d kl. %02d:%02d", tm.tm_mday, tm.tm_mon + 1,
-			  tm.tm_year + 1900, tm.tm_hour, tm.tm_min);
-	else
-		strbuf_printf(b, "%04d-%02d-%02d %02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-			  tm.tm_mday, tm.tm_hour, tm.tm_min);
+	plain_time(b, l->code, ms, unknown);
 }
 
 /* to - from in ms, never negative, saturating. */
@@ -355,19 +384,10 @@ static int64_t span(int64_t from, int64_t to)
 	return d > 0 ? d : 0;
 }
 
-/* "0 min", "59 min", "1 t", "25 t 1 min"; from two days on "3 døgn 2 t".
- * Rounded down: an outage has lasted at least this long. */
+/* Rounded down: an outage has lasted at least this long. */
 static void put_duration(struct strbuf *b, const struct lang *l, int64_t ms)
 {
-	long long min = ms / 60000, h = min / 60, m = min % 60;
-	bool days = h >= 48;
-
-	if (days)
-		strbuf_printf(b, "%lld %s", h / 24, l->day);
-	if (days ? h % 24 : h)
-		strbuf_printf(b, "%s%lld %s", days ? " " : "", days ? h % 24 : h, l->hour);
-	if (!days && (m > 0 || h == 0))
-		strbuf_printf(b, "%s%lld min", h ? " " : "", m);
+	plain_duration(b, l->code, ms);
 }
 
 /* "2026-11-27T14:05:00+01:00" into buf (sized for any struct tm); false for 0. */
@@ -396,7 +416,7 @@ struct ctx {
 	const struct notice_facts *f;
 	const struct lang *l;
 	char *endpoint, *organisation, *endpoint_kind, *cause_fault, *cause_text, *contact,
-		*reason;
+		*reason, *fallback_contact, *fallback_note, *support_phone, *status_url;
 	struct clean_affected *affected;
 };
 
@@ -410,6 +430,16 @@ static void ctx_init(struct ctx *x, const struct notice_facts *f, const struct l
 	x->cause_text = clean_str(f->cause_text);
 	x->contact = clean_str(f->contact);
 	x->reason = clean_str(f->reason);
+	x->fallback_contact = clean_str(f->fallback_contact);
+	x->fallback_note = clean_str(f->fallback_note);
+	x->support_phone = clean_str(f->support_phone);
+	x->status_url = clean_str(f->status_url);
+	/* Only the operator's cause is words meant for people; an error text
+	 * (paths, errno, library messages) stays in the log. */
+	if (!f->cause_by_operator) {
+		free(x->cause_text);
+		x->cause_text = NULL;
+	}
 	x->affected = xcalloc(f->naffected + 1, sizeof(*x->affected));
 	for (size_t i = 0; i < f->naffected; i++)
 		x->affected[i] = (struct clean_affected){
@@ -433,6 +463,10 @@ static void ctx_done(struct ctx *x)
 	free(x->cause_text);
 	free(x->contact);
 	free(x->reason);
+	free(x->fallback_contact);
+	free(x->fallback_note);
+	free(x->support_phone);
+	free(x->status_url);
 }
 
 static void put_or(struct strbuf *b, const char *s, const char *fallback)
@@ -502,7 +536,8 @@ static size_t put_orgs(struct strbuf *b, const struct lang *l, const struct clea
 	return orgs;
 }
 
-/* "\n  - XDIS20: 12 (8 fra A, 4 fra B)" for the n rows of one type. */
+/* "\n  - Indlæggelsesadvis (XDIS20): 12 (8 fra A, 4 fra B)" for the n rows
+ * of one type. */
 static void put_type_line(struct strbuf *b, const struct lang *l, const struct clean_affected *r,
 			  size_t n)
 {
@@ -512,7 +547,7 @@ static void put_type_line(struct strbuf *b, const struct lang *l, const struct c
 	for (size_t i = 0; i < n; i++)
 		total = add_sat(total, r[i].count);
 	strbuf_puts(b, "\n  - ");
-	put_or(b, r[0].type, l->unknown);
+	plain_msgtype(b, l->code, r[0].type, l->unknown);
 	if (total == 0) {
 		strbuf_printf(b, ": %s", l->type_none);
 		return;
@@ -633,26 +668,16 @@ static void f_duration(struct strbuf *b, const struct ctx *x)
 		put_duration(b, x->l, span(f->started_at, f->ended_at > 0 ? f->ended_at : f->now));
 }
 
-/* The fault class of the cause in words, NULL when no class is given. */
-static const char *cause_words(const struct ctx *x)
-{
-	if (str_empty(x->cause_fault))
-		return NULL;
-	return fault_words(fault_from_name(x->cause_fault), x->l->code);
-}
-
-/* The operator's words when given; else the fault class in words followed
- * by the error text. */
+/* The operator's words when given, else the fault class in words (never
+ * the error text: ctx_init dropped it). */
 static void f_cause(struct strbuf *b, const struct ctx *x)
 {
-	const char *words = cause_words(x);
-
-	if (x->f->cause_by_operator && !str_empty(x->cause_text))
+	if (!str_empty(x->cause_text))
 		strbuf_puts(b, x->cause_text);
-	else if (words && !str_empty(x->cause_text))
-		strbuf_printf(b, "%s (%s)", words, x->cause_text);
+	else if (!str_empty(x->cause_fault))
+		strbuf_puts(b, plain_fault(x->cause_fault, x->l->code));
 	else
-		put_or(b, words ? words : x->cause_text, x->l->unknown);
+		strbuf_puts(b, x->l->unknown);
 }
 
 static void f_queued(struct strbuf *b, const struct ctx *x)
@@ -693,6 +718,32 @@ static void f_contact(struct strbuf *b, const struct ctx *x)
 	put_or(b, x->contact, x->l->not_given);
 }
 
+/* Whom to phone and what to do meanwhile (notice/plain.c); once the outage
+ * is over, that nothing is needed now. */
+static void f_fallback(struct strbuf *b, const struct ctx *x)
+{
+	enum notice_kind k = x->f->kind;
+	struct plain_fallback fb = { x->fallback_contact, x->fallback_note, x->support_phone };
+	plain_fallback(b, x->l->code, &fb, k == NOTICE_ALLCLEAR || k == NOTICE_SUMMARY);
+}
+
+static void f_fallback_contact(struct strbuf *b, const struct ctx *x)
+{
+	put_or(b, x->fallback_contact, x->support_phone ? x->support_phone : x->l->not_given);
+}
+
+/* "Følg status her: URL", or nothing (the line drops) without a URL. */
+static void f_status_link(struct strbuf *b, const struct ctx *x)
+{
+	if (!str_empty(x->status_url))
+		strbuf_printf(b, x->l->status_link, x->status_url);
+}
+
+static void f_status_url(struct strbuf *b, const struct ctx *x)
+{
+	put_or(b, x->status_url, "");
+}
+
 static void f_next_status(struct strbuf *b, const struct ctx *x)
 {
 	put_time(b, x->l, x->f->next_status_at, x->l->no_next);
@@ -726,7 +777,8 @@ static void f_overnight(struct strbuf *b, const struct ctx *x)
 typedef void field_fn(struct strbuf *b, const struct ctx *x);
 
 /* Every placeholder a template may use, and what it is made of. Values are
- * single lines except {{affected}}, whose type lines follow its first line. */
+ * single lines except {{affected}}, whose type lines follow its first line,
+ * and {{fallback}}, whose note does. */
 static const struct field {
 	const char *name;
 	field_fn *fn;
@@ -740,7 +792,7 @@ static const struct field {
 	{ "ended", f_ended, "ended_at, local time; \"endnu ikke\"/\"not yet\" when 0" },
 	{ "now", f_now, "when the notice was composed, local time" },
 	{ "duration", f_duration, "started_at to ended_at (or to now while it lasts)" },
-	{ "cause", f_cause, "operator's cause, or the fault class in words (error text)" },
+	{ "cause", f_cause, "operator's cause, or the fault class in words" },
 	{ "affected", f_affected, "waiting total; a line per type with organisations; oldest age" },
 	{ "queued", f_queued, "messages waiting in all" },
 	{ "oldest_age", f_oldest_age, "age of the oldest waiting message, or \"ingen\"/\"none\"" },
@@ -752,6 +804,11 @@ static const struct field {
 	{ "window_from", f_started, "planned shutdown: window start, local time" },
 	{ "window_to", f_window_to, "planned shutdown: window end, local time" },
 	{ "overnight", f_overnight, "a sentence when the outage ended overnight, else empty" },
+	{ "fallback", f_fallback, "whom to phone (fallback_contact, else support_phone) and "
+				  "fallback_note on a line of its own; after the outage: nothing" },
+	{ "fallback_contact", f_fallback_contact, "whom to phone, else support_phone" },
+	{ "status_link", f_status_link, "\"Følg status her: URL\" ([notify] status_url), or empty" },
+	{ "status_url", f_status_url, "[notify] status_url, or empty" },
 };
 
 static const struct field *field_find(const char *name, size_t len)
@@ -1029,14 +1086,25 @@ static json_t *json_affected(const struct ctx *x)
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < x->f->naffected; i++)
-		json_array_append_new(a, json_pack("{s:s?, s:I, s:s?}", "type", x->affected[i].type,
+		json_array_append_new(a, json_pack("{s:s?, s:s?, s:I, s:s?}", "type",
+						   x->affected[i].type, "name",
+						   msgtype_name(x->affected[i].type, x->l->code),
 						   "count", (json_int_t)x->affected[i].count,
 						   "organisation", x->affected[i].organisation));
 	return a;
 }
 
+/* A placeholder's text as a JSON string. */
+static json_t *json_field(field_fn *fn, const struct ctx *x)
+{
+	struct strbuf b = { .limit = BODY_MAX };
+	fn(&b, x);
+	_cleanup_free_ char *text = strbuf_take(&b);
+	return json_string(text);
+}
+
 /* Every fact, then the texts. Strings are the cleaned ones (valid UTF-8),
- * so packing cannot fail on content. */
+ * so packing cannot fail on content. cause_text is the operator's only. */
 static json_t *json_facts(const struct ctx *x)
 {
 	const struct notice_facts *f = x->f;
@@ -1059,6 +1127,14 @@ static json_t *json_facts(const struct ctx *x)
 	json_time(o, "expected_end", f->expected_end);
 	json_time(o, "oldest_received_at", f->oldest_received_at);
 	json_object_set_new(o, "affected", json_affected(x));
+	json_object_set_new(o, "cause", json_field(f_cause, x));
+	json_object_set_new(o, "fallback_contact", x->fallback_contact
+			    ? json_string(x->fallback_contact) : json_null());
+	json_object_set_new(o, "fallback_note", x->fallback_note ? json_string(x->fallback_note)
+							 : json_null());
+	json_object_set_new(o, "fallback", json_field(f_fallback, x));
+	json_object_set_new(o, "status_url", x->status_url ? json_string(x->status_url)
+						   : json_null());
 	return o;
 }
 

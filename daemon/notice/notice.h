@@ -8,9 +8,14 @@
  * meddelelser": types and counts waiting, the oldest one's age, the
  * organisations whose messages wait), expected downtime ("Forventet
  * nedetid", "ukendt" when not set) and contact person ("Kontaktperson"),
- * plus when the next status will be sent. Never a CPR number or clinical
- * text: the facts it is given are ids, types, counts, names of
- * organisations and times.
+ * plus when the next status will be sent, what to do meanwhile ("Hvad gør
+ * jeg?": whom to phone, the clinical fallback) and where the status page
+ * is. Message types are named as people know them, with the code beside
+ * ("Indlæggelsesadvis (XDIS20)"); the cause is the operator's words or the
+ * fault class in words, never an error text (paths, errno texts and
+ * library messages stay in the log). Never a CPR number or clinical text:
+ * the facts it is given are ids, types, counts, names of organisations
+ * and times.
  *
  * Templates: built in, or <template_dir>/<lang>/<kind>.txt when present.
  * A template's first line is "Subject: ..."; the rest is the body. Both may
@@ -53,7 +58,7 @@ struct notice_facts {
 	int64_t next_status_at;     /* when the next status will be sent; 0 = none */
 	int64_t expected_end;       /* operator's expected end; 0 = unknown */
 	const char *cause_fault;    /* "refused", "timeout", "tls", "disk-full", "rejected", "io" */
-	const char *cause_text;     /* last error or the operator's cause */
+	const char *cause_text;     /* the operator's cause; shown only with cause_by_operator */
 	bool cause_by_operator;
 	const char *contact;        /* operator's or the endpoint's contact */
 	const struct notice_affected *affected;
@@ -63,6 +68,10 @@ struct notice_facts {
 	int64_t delivered_late;     /* all-clear: messages delivered after the start */
 	bool ended_overnight;       /* the outage ended while notices were held */
 	const char *reason;         /* planned shutdown: the operator's reason */
+	const char *fallback_contact; /* whom to phone meanwhile (outage's or endpoint's) */
+	const char *fallback_note;  /* what to do meanwhile (the endpoint's fallback_note) */
+	const char *support_phone;  /* regional EDI support, named when no fallback_contact */
+	const char *status_url;     /* the status page, linked from every notice */
 };
 
 struct notice_text {

@@ -37,7 +37,9 @@
  * Fallback: /bin/sh -c fallback_command, started with posix_spawn (safe in
  * a threaded process: nothing runs between fork and exec but glibc's own
  * async-signal-safe steps) in a process group of its own, with default
- * signal dispositions, an empty signal mask and every fd above 2 closed.
+ * signal dispositions, an empty signal mask, every fd above 2 closed and
+ * the environment without systemd's NOTIFY_SOCKET, WATCHDOG_* and LISTEN_*
+ * (the service manager talks to the daemon, never to its helpers).
  * The payload reaches its stdin from a memfd, so a command that reads
  * nothing can neither block us nor raise SIGPIPE; stdout and stderr go to
  * a pipe whose first line explains a failure. At the timeout the whole
@@ -629,9 +631,27 @@ static char *recipients_joined(const struct notify_message *m)
 	return s;
 }
 
-/* The daemon's environment without any NOTICE_*, plus this notice's.
- * The body is not in it: it can be long and multi-line, and the JSON on
- * stdin carries it. */
+/* What the child must not inherit: a stale NOTICE_* of ours, and the
+ * service manager's protocol with the daemon (sd_notify(3), sd_watchdog_
+ * enabled(3), sd_listen_fds(3)). A script that used NOTIFY_SOCKET could
+ * tell systemd the daemon is ready or stopping, one that pinged WATCHDOG=1
+ * could hide a daemon that hangs, and sd_listen_fds would count our fds. */
+static const char *const not_inherited[] = {
+	"NOTICE_", "NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "LISTEN_PID=",
+	"LISTEN_FDS=", "LISTEN_FDNAMES=",
+};
+
+static bool inherited(const char *var)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(not_inherited); i++)
+		if (strncmp(var, not_inherited[i], strlen(not_inherited[i])) == 0)
+			return false;
+	return true;
+}
+
+/* The daemon's environment without what it must not pass on, plus this
+ * notice's. The body is not in it: it can be long and multi-line, and the
+ * JSON on stdin carries it. */
 static char **child_env(const struct notify_message *m)
 {
 	size_t n = 0, k = 0;
@@ -639,7 +659,7 @@ static char **child_env(const struct notify_message *m)
 		n++;
 	char **env = xcalloc(n + 4, sizeof(*env));
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "NOTICE_", 7) != 0)
+		if (inherited(environ[i]))
 			env[k++] = xstrdup(environ[i]);
 	_cleanup_free_ char *rcpt = recipients_joined(m);
 	env[k++] = xasprintf("NOTICE_SUBJECT=%s", m->subject ? m->subject : "");

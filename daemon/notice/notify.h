@@ -65,8 +65,9 @@ int notify_webhook(const struct notify_config *cfg, const struct notify_message 
 		   struct notify_result *res);
 /* Runs the fallback command with the payload on stdin and NOTICE_SUBJECT /
  * NOTICE_RECIPIENTS (comma-separated) / NOTICE_MESSAGE_ID in its
- * environment (the body only in the payload: it can be long); exit status
- * 0 is success. At the timeout its whole process group is killed. */
+ * environment (the body only in the payload: it can be long), which is the
+ * daemon's without NOTIFY_SOCKET, WATCHDOG_* and LISTEN_*; exit status 0
+ * is success. At the timeout its whole process group is killed. */
 int notify_fallback(const struct notify_config *cfg, const struct notify_message *m,
 		    struct notify_result *res);
 

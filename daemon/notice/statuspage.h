@@ -3,15 +3,27 @@
  * [notify] status_dir, rewritten atomically (temporary file, fsync, rename,
  * folder fsync) so the intranet's web server never serves half a page.
  *
- * It shows every endpoint's health and queue, the open and recent outages
- * with their four fields and the next status time, and the planned
- * shutdowns. Content is ids, names, counts and times only.
+ * Written for the people the outage procedure serves, on a phone at a
+ * ward or on a wall screen at the EDI desk: a banner on top that says in
+ * plain Danish (or English) whether messages go, and if not to whom and
+ * since when, what waits and when the next status comes; the page title
+ * says the same in short. Then a card per open outage and per planned
+ * shutdown (cause, affected messages by name and count, expected
+ * downtime, contact, what to do meanwhile, next status), the endpoints,
+ * and the outages that ended lately. Content is names, counts, times and
+ * the operators' words only: no path, errno text or library message.
  */
 #ifndef EDIBROKER_STATUSPAGE_H
 #define EDIBROKER_STATUSPAGE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Messages of one type waiting. */
+struct status_type {
+	const char *type;          /* as the codecs report it: "XDIS20" */
+	int64_t count;
+};
 
 struct status_endpoint {
 	const char *name;
@@ -21,7 +33,7 @@ struct status_endpoint {
 	int64_t since;             /* in this health since (wall ms) */
 	int64_t queued;
 	int64_t oldest_received_at; /* 0 = none */
-	const char *last_error;    /* "" when none */
+	const char *fault;         /* the last failure's class (base/fault.h name); "" = none */
 };
 
 struct status_outage {
@@ -30,9 +42,15 @@ struct status_outage {
 	const char *organisation;
 	const char *state;         /* open, announced, recovering, resolved, closed */
 	int64_t started_at, ended_at, expected_end, next_status_at;
-	const char *cause;
+	const char *cause_fault;   /* fault class (stable name), "" = none */
+	const char *cause;         /* the operator's cause; "" = the fault class in words */
 	const char *contact;
+	const char *fallback_contact; /* whom to phone meanwhile; "" = support_phone */
+	const char *fallback_note;
 	int64_t queued;
+	int64_t oldest_received_at; /* 0 = none */
+	const struct status_type *types;
+	size_t ntypes;
 };
 
 struct status_maintenance {
@@ -42,6 +60,11 @@ struct status_maintenance {
 	int64_t from, to;
 	const char *reason;
 	const char *contact;
+	const char *fallback_contact;
+	const char *fallback_note;
+	int64_t queued;            /* waiting now (while the window is in force) */
+	const struct status_type *types;
+	size_t ntypes;
 };
 
 struct status_page {
@@ -53,10 +76,12 @@ struct status_page {
 	size_t noutages;
 	const struct status_maintenance *maintenance;
 	size_t nmaintenance;
+	const char *support_phone; /* [notify] support_phone; NULL = none */
 };
 
-/* Writes status.json and status.html into dir (created when missing).
- * 0 or -errno with a reason in err. */
+/* Writes status.html, then status.json (the page's script polls the JSON,
+ * so it changes only once the page it announces is in place), into dir
+ * (created when missing). 0 or -errno with a reason in err. */
 int statuspage_write(const char *dir, const struct status_page *p, char *err, size_t errlen);
 
 #endif

@@ -7,6 +7,7 @@
  *   OPEN        | due_at <= now, inside the send window       | send INITIAL       | ANNOUNCED
  *   ANNOUNCED   | endpoint up (automatic outages)             | ended_at = now     | RECOVERING
  *   ANNOUNCED   | due_at <= now, inside the send window       | send UPDATE        | ANNOUNCED
+ *               | (an operator's change sets due_at = now)    |                    |
  *   RECOVERING  | endpoint down again                         | ended_at = 0       | OPEN/ANNOUNCED
  *   RECOVERING  | backlog delivered                           | resolved_at = now  | RESOLVED
  *   RESOLVED    | announced, inside the send window           | send ALLCLEAR      | CLOSED
@@ -131,6 +132,12 @@ void outage_set_expected(struct outage *o, int64_t expected_end, int64_t now,
 	o->expected_end = expected_end;
 	bool long_one = expected_end && expected_end - o->started_at > r->threshold_ms;
 	if (long_one && !o->announced_at && o->state == OUTAGE_OPEN && o->due_at > now)
+		o->due_at = now;
+}
+
+void outage_operator_changed(struct outage *o, int64_t now)
+{
+	if (o->announced_at && o->state == OUTAGE_ANNOUNCED && o->due_at > now)
 		o->due_at = now;
 }
 

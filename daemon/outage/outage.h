@@ -61,6 +61,11 @@ struct outage_action outage_advance(struct outage *o, const struct outage_view *
  * threshold, the first notice falls due at once (still within the window). */
 void outage_set_expected(struct outage *o, int64_t expected_end, int64_t now,
 			 const struct outage_rules *r);
+/* Operator: something the notices carry changed (expected end, contact,
+ * cause, whom to phone). An announced outage that is still down owes its
+ * readers an update at once (held into the send window like any notice),
+ * not at the next update interval. */
+void outage_operator_changed(struct outage *o, int64_t now);
 /* Operator: close now; an announced outage still gets its all-clear. */
 void outage_close(struct outage *o, int64_t now);
 

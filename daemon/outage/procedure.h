@@ -107,9 +107,13 @@ int procedure_open_outages(const struct procedure *p);
 int procedure_outage_open(struct procedure *p, const char *endpoint, const char *cause,
 			  int64_t *id, char *err, size_t errlen);
 int procedure_outage_close(struct procedure *p, int64_t id, char *err, size_t errlen);
-/* Fields left NULL stay as they are; expected "" or "unknown" clears it. */
+/* Fields left NULL stay as they are; expected "" or "unknown" clears it, ""
+ * clears the others. fallback: whom staff phone during this outage, over
+ * the endpoint's fallback_contact. A change to an announced outage sends an
+ * update at once (within the time rules). */
 int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
-			 const char *contact, const char *cause, char *err, size_t errlen);
+			 const char *contact, const char *cause, const char *fallback, char *err,
+			 size_t errlen);
 int procedure_maintenance_add(struct procedure *p, const char *endpoint, const char *from,
 			      const char *to, const char *reason, const char *contact, int64_t *id,
 			      char *err, size_t errlen);

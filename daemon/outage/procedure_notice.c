@@ -9,7 +9,11 @@
  * loop and reports per channel. Every attempt on every channel is recorded.
  * A failed channel is retried (retry_initial, doubling, capped at 30 min,
  * at most 10 rounds); when e-mail has failed fallback_after times the
- * fallback command carries the notice as well.
+ * fallback command carries the notice as well, and once it has, e-mail
+ * of that notice is not retried (people would get it twice) unless
+ * [notify] email_after_fallback says so. Every round of a notice carries
+ * the same Message-ID (notice id, store instance, broker id), so a mail
+ * system can drop a duplicate and no two notices anywhere share one.
  *
  * A mail server that refuses the credentials (SMTP 535) is a configuration
  * error, and retrying it could lock the account: it is logged once with the
@@ -173,6 +177,10 @@ static void endpoint_facts(struct procedure *p, const char *endpoint, struct not
 	f->organisation = organisation_of(p->cfg, endpoint);
 	f->endpoint_kind = ep ? endpoint_kind_name(ep->kind) : "other";
 	f->contact = ep && ep->contact ? ep->contact : "";
+	f->fallback_contact = ep ? ep->fallback_contact : NULL;
+	f->fallback_note = ep ? ep->fallback_note : NULL;
+	f->support_phone = p->cfg->support_phone;
+	f->status_url = p->cfg->status_url;
 }
 
 /* ---- composing ---------------------------------------------------------- */
@@ -268,10 +276,13 @@ void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_
 	f.next_status_at = outage_next_status_at(o, &p->rules);
 	f.expected_end = o->expected_end;
 	f.cause_fault = o->cause_fault ? o->cause_fault : "";
-	f.cause_text = o->cause_override ? o->cause_override : o->cause_error ? o->cause_error : "";
+	/* the error text (o->cause_error) is for the log and edibrokerctl only */
+	f.cause_text = o->cause_override ? o->cause_override : "";
 	f.cause_by_operator = o->cause_override != NULL;
 	if (o->contact_override)
 		f.contact = o->contact_override;
+	if (o->fallback_override)
+		f.fallback_contact = o->fallback_override;
 	f.affected = ac.v;
 	f.naffected = ac.n;
 	f.queued = ac.queued;
@@ -434,7 +445,13 @@ static void send_done(void *arg, const struct notifier_report *rep)
 		record(p, n, "fallback", j->fallback, &rep->fallback.result, j->at);
 		n->fallback_done = rep->fallback.result.ok;
 	}
-	update_pending(rec, email_ok, j->try_webhook && rep->webhook.result.ok);
+	/* The fallback reached people with this notice: a later e-mail of the
+	 * same notice would reach them twice, unless the operator wants both. */
+	bool carried = n->fallback_done && !p->cfg->email_after_fallback;
+	if (carried && !email_ok && pending_has(rec->pending, "email"))
+		log_info("event=notice-email-dropped notice=%lld reason=fallback-carried-it",
+			 (long long)rec->id);
+	update_pending(rec, email_ok || carried, j->try_webhook && rep->webhook.result.ok);
 	if (*rec->pending && rec->attempts >= MAX_ROUNDS) {
 		log_err("event=notice-abandoned notice=%lld pending=%s attempts=%d",
 			(long long)rec->id, rec->pending, rec->attempts);
@@ -506,8 +523,12 @@ static void start_send(struct procedure *p, struct pnotice *n, int64_t now)
 	};
 	size_t nr;
 	char **rcpt = split_recipients(rec->recipients, &nr);
-	char mid[64];
-	snprintf(mid, sizeof(mid), "notice-%lld-%d", (long long)rec->id, rec->attempts + 1);
+	/* The same for every round of this notice, so a mail system drops a
+	 * duplicate; the store instance and the broker id make it unique across
+	 * a recreated store and across brokers. */
+	char mid[160];
+	snprintf(mid, sizeof(mid), "notice-%lld-%s-%s", (long long)rec->id,
+		 store_instance(p->env.store), cfg->broker_id ? cfg->broker_id : "edibroker");
 	struct notify_message m = { rec->subject, rec->body, rec->payload,
 				    (const char *const *)rcpt, nr, rec->created_at, mid };
 	struct notifier_request req = { &nc, &m, j->try_email, j->try_webhook, fallback };
@@ -569,6 +590,50 @@ void procedure_notices_free(struct procedure *p)
 
 /* ---- status page ----------------------------------------------------------- */
 
+/* The messages waiting for one endpoint, by type (the store's summary is
+ * by type and sender, ordered by type). */
+struct queue_types {
+	struct status_type *v;
+	size_t n;
+	int64_t queued, oldest;
+};
+
+static int add_type(const struct store_summary *s, void *arg)
+{
+	struct queue_types *q = arg;
+	const char *type = s->type ? s->type : "";
+	if (q->n == 0 || strcmp(q->v[q->n - 1].type, type) != 0) {
+		q->v = xrealloc(q->v, (q->n + 1) * sizeof(*q->v));
+		q->v[q->n++] = (struct status_type){ xstrdup(type), 0 };
+	}
+	q->v[q->n - 1].count += s->count;
+	q->queued += s->count;
+	if (!q->oldest || (s->oldest_received_at && s->oldest_received_at < q->oldest))
+		q->oldest = s->oldest_received_at;
+	return 0;
+}
+
+static void queue_types_free(struct queue_types *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		free((char *)q->v[i].type);
+	free(q->v);
+}
+
+/* Reads endpoint's queue by type; a failed read is logged and shows as
+ * nothing waiting (the page is rewritten again in STATUS_REFRESH_MS). */
+static struct queue_types queue_types_of(struct procedure *p, const char *endpoint)
+{
+	struct queue_types q = { 0 };
+	if (store_queue_summary(p->env.store, endpoint, add_type, &q) < 0) {
+		log_warn("event=queue-summary-failed endpoint=%s error=\"%s\"", endpoint,
+			 store_last_error(p->env.store));
+		queue_types_free(&q);
+		q = (struct queue_types){ 0 };
+	}
+	return q;
+}
+
 /* The configured endpoints, in config order; returns how many were filled. */
 static size_t fill_endpoints(struct procedure *p, struct status_endpoint *v, int64_t now)
 {
@@ -583,27 +648,62 @@ static size_t fill_endpoints(struct procedure *p, struct status_endpoint *v, int
 		v[n++] = (struct status_endpoint){
 			conf->name, organisation_of(p->cfg, conf->name), endpoint_kind_name(conf->kind),
 			procedure_health_name(p, conf->name, h, now), h->since, view.queued,
-			view.oldest_received_at, h->error,
+			view.oldest_received_at,
+			h->fault == FAULT_NONE ? "" : fault_name(h->fault),
 		};
 	}
 	return n;
 }
 
-static void fill_outages(struct procedure *p, struct status_outage *v)
+static const char *or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
+/* The outages' cards; q[i] gets outage i's queue (the caller frees it). */
+static void fill_outages(struct procedure *p, struct status_outage *v, struct queue_types *q)
 {
 	for (size_t i = 0; i < p->noutages; i++) {
 		struct outage *o = p->outages[i];
 		const struct endpoint_conf *conf = config_endpoint(p->cfg, o->endpoint);
-		struct procedure_ep_view view;
-		(void)procedure_ep_view(p, o->endpoint, &view); /* zero when it has no queue */
-		const char *cause = o->cause_override ? o->cause_override
-				    : o->cause_fault ? o->cause_fault : "";
+		q[i] = queue_types_of(p, o->endpoint);
 		const char *contact = o->contact_override ? o->contact_override
-				      : conf && conf->contact ? conf->contact : "";
+				      : conf ? or_empty(conf->contact) : "";
+		const char *fallback = o->fallback_override ? o->fallback_override
+				       : conf ? or_empty(conf->fallback_contact) : "";
 		v[i] = (struct status_outage){
-			o->id, o->endpoint, organisation_of(p->cfg, o->endpoint),
-			outage_state_name(o->state), o->started_at, o->ended_at, o->expected_end,
-			outage_next_status_at(o, &p->rules), cause, contact, view.queued,
+			.id = o->id, .endpoint = o->endpoint,
+			.organisation = organisation_of(p->cfg, o->endpoint),
+			.state = outage_state_name(o->state), .started_at = o->started_at,
+			.ended_at = o->ended_at, .expected_end = o->expected_end,
+			.next_status_at = outage_next_status_at(o, &p->rules),
+			.cause_fault = or_empty(o->cause_fault), .cause = or_empty(o->cause_override),
+			.contact = contact, .fallback_contact = fallback,
+			.fallback_note = conf ? or_empty(conf->fallback_note) : "",
+			.queued = q[i].queued, .oldest_received_at = q[i].oldest,
+			.types = q[i].v, .ntypes = q[i].n,
+		};
+	}
+}
+
+/* The planned windows' cards; q[i] gets window i's queue while it is in
+ * force (the caller frees it). */
+static void fill_windows(struct procedure *p, struct status_maintenance *v, struct queue_types *q,
+			 int64_t now)
+{
+	for (size_t i = 0; i < p->nmaint; i++) {
+		struct maint *m = p->maint[i];
+		const struct endpoint_conf *conf = config_endpoint(p->cfg, m->endpoint);
+		bool active = m->from <= now && now < m->to;
+		q[i] = active ? queue_types_of(p, m->endpoint) : (struct queue_types){ 0 };
+		v[i] = (struct status_maintenance){
+			.id = m->id, .endpoint = m->endpoint,
+			.organisation = organisation_of(p->cfg, m->endpoint), .from = m->from,
+			.to = m->to, .reason = or_empty(m->reason),
+			.contact = m->contact ? m->contact : conf ? or_empty(conf->contact) : "",
+			.fallback_contact = conf ? or_empty(conf->fallback_contact) : "",
+			.fallback_note = conf ? or_empty(conf->fallback_note) : "",
+			.queued = q[i].queued, .types = q[i].v, .ntypes = q[i].n,
 		};
 	}
 }
@@ -614,19 +714,15 @@ void procedure_status_tick(struct procedure *p, int64_t now)
 		return;
 	const struct config *cfg = p->cfg;
 	size_t no = p->noutages, nm = p->nmaint;
-	struct status_endpoint *eps = xcalloc(cfg->nendpoints, sizeof(*eps));
-	struct status_outage *outs = xcalloc(no, sizeof(*outs));
-	struct status_maintenance *ms = xcalloc(nm, sizeof(*ms));
+	struct status_endpoint *eps = xcalloc(cfg->nendpoints + 1, sizeof(*eps));
+	struct status_outage *outs = xcalloc(no + 1, sizeof(*outs));
+	struct status_maintenance *ms = xcalloc(nm + 1, sizeof(*ms));
+	struct queue_types *qo = xcalloc(no + 1, sizeof(*qo)), *qm = xcalloc(nm + 1, sizeof(*qm));
 	size_t ne = fill_endpoints(p, eps, now);
-	fill_outages(p, outs);
-	for (size_t i = 0; i < nm; i++) {
-		struct maint *m = p->maint[i];
-		ms[i] = (struct status_maintenance){ m->id, m->endpoint,
-						     organisation_of(cfg, m->endpoint), m->from,
-						     m->to, m->reason ? m->reason : "",
-						     m->contact ? m->contact : "" };
-	}
-	struct status_page page = { cfg->language, now, eps, ne, outs, no, ms, nm };
+	fill_outages(p, outs, qo);
+	fill_windows(p, ms, qm, now);
+	struct status_page page = { cfg->language, now, eps, ne, outs, no, ms, nm,
+				    cfg->support_phone };
 	char err[256];
 	int r = statuspage_write(cfg->status_dir, &page, err, sizeof(err));
 	if (r < 0 && !p->status_error_logged)
@@ -634,6 +730,12 @@ void procedure_status_tick(struct procedure *p, int64_t now)
 	p->status_error_logged = r < 0;
 	p->status_dirty = false;
 	p->status_written_at = now;
+	for (size_t i = 0; i < no; i++)
+		queue_types_free(&qo[i]);
+	for (size_t i = 0; i < nm; i++)
+		queue_types_free(&qm[i]);
+	free(qo);
+	free(qm);
 	free(eps);
 	free(outs);
 	free(ms);

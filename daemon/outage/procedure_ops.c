@@ -1,8 +1,9 @@
 /*
  * procedure_ops.c - what operators do to the procedure through
  * edibrokerctl: open and close outages by hand, set the expected downtime,
- * contact and cause that the next notice carries, and register and remove
- * planned shutdowns. (What operators read - outages with their notices,
+ * contact, cause and fallback contact that the next notice carries (a
+ * change to an announced outage sends that notice at once), and register
+ * and remove planned shutdowns. (What operators read - outages with their notices,
  * windows - comes from the store: control/views.c.)
  *
  * Every change is saved before the command answers; the timer then does
@@ -94,14 +95,21 @@ int procedure_outage_close(struct procedure *p, int64_t id, char *err, size_t er
 	return 0;
 }
 
-static void replace(char **field, const char *value)
+/* Sets an override; true when that changed it. NULL leaves it alone. */
+static bool replace(char **field, const char *value)
 {
+	if (!value)
+		return false;
+	const char *now = str_empty(value) ? NULL : value;
+	bool changed = (*field == NULL) != (now == NULL) || (now && strcmp(*field, now) != 0);
 	free(*field);
-	*field = str_empty(value) ? NULL : xstrdup(value);
+	*field = now ? xstrdup(now) : NULL;
+	return changed;
 }
 
 int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
-			 const char *contact, const char *cause, char *err, size_t errlen)
+			 const char *contact, const char *cause, const char *fallback, char *err,
+			 size_t errlen)
 {
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
@@ -112,16 +120,19 @@ int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
 			    "expected downtime '%s': use a duration (3h, 90m), a time (14:30, "
 			    "2026-11-27 14:30) or unknown",
 			    expected);
+	bool changed = expected && end != o->expected_end;
 	if (expected)
 		outage_set_expected(o, end, now, &p->rules);
-	if (contact)
-		replace(&o->contact_override, contact);
-	if (cause)
-		replace(&o->cause_override, cause);
+	changed |= replace(&o->contact_override, contact);
+	changed |= replace(&o->cause_override, cause);
+	changed |= replace(&o->fallback_override, fallback);
+	/* the readers of the last notice hear of it now, not at the next interval */
+	if (changed)
+		outage_operator_changed(o, now);
 	if (procedure_save_outage(p, o) < 0)
 		return fail(err, errlen, -EIO, "store: %s", store_last_error(p->env.store));
-	log_notice("event=outage-updated outage=%lld endpoint=%s expected_ms=%lld", (long long)id,
-		   o->endpoint, (long long)o->expected_end);
+	log_notice("event=outage-updated outage=%lld endpoint=%s expected_ms=%lld changed=%s",
+		   (long long)id, o->endpoint, (long long)o->expected_end, changed ? "yes" : "no");
 	return 0;
 }
 

@@ -38,6 +38,7 @@ struct outage *outage_dup(const struct outage *o)
 	c->cause_error = xstrdup_or_null(o->cause_error);
 	c->cause_override = xstrdup_or_null(o->cause_override);
 	c->contact_override = xstrdup_or_null(o->contact_override);
+	c->fallback_override = xstrdup_or_null(o->fallback_override);
 	return c;
 }
 
@@ -50,6 +51,7 @@ void outage_free(struct outage *o)
 	free(o->cause_error);
 	free(o->cause_override);
 	free(o->contact_override);
+	free(o->fallback_override);
 	free(o);
 }
 

@@ -38,6 +38,7 @@ struct outage {
 	char *cause_error;        /* last error, one line, no content */
 	char *cause_override;     /* operator's cause; NULL = none */
 	char *contact_override;   /* operator's contact; NULL = none */
+	char *fallback_override;  /* operator's fallback contact (whom staff phone); NULL = none */
 	int64_t maintenance_id;   /* the planned window it followed; 0 = none */
 	int64_t delivered_late;   /* messages delivered to it since the start */
 };

@@ -206,6 +206,11 @@ static const char *const migrations[] = {
 	"  PRIMARY KEY (scope, sender, id)"
 	") WITHOUT ROWID;"
 	"CREATE INDEX txids_seen ON txids (seen_at);",
+
+	/* 4: the operator's fallback contact for one outage (issue 12): whom
+	 * staff phone while its messages cannot go, over the endpoint's
+	 * fallback_contact. NULL = none, as the other overrides. */
+	"ALTER TABLE outages ADD COLUMN fallback_override TEXT;",
 };
 
 /* Connection settings for a read-write open, in this order. */
@@ -241,9 +246,9 @@ enum msg_col {
  * them followed by id, so column i is parameter i+1.
  */
 #define OUTAGE_COLS                                                                                \
-	"endpoint, state, cause_fault, cause_error, cause_override, contact_override, manual, "   \
-	"started_at, declared_at, ended_at, resolved_at, closed_at, announced_at, "               \
-	"last_notice_at, due_at, expected_end, maintenance_id, delivered_late"
+	"endpoint, state, cause_fault, cause_error, cause_override, contact_override, "           \
+	"fallback_override, manual, started_at, declared_at, ended_at, resolved_at, closed_at, "  \
+	"announced_at, last_notice_at, due_at, expected_end, maintenance_id, delivered_late"
 #define NOTICE_COLS                                                                                \
 	"kind, audience, recipients, subject, body, payload, pending, outage_id, "                \
 	"maintenance_id, created_at, attempts, next_attempt_at"
@@ -255,7 +260,7 @@ enum msg_col {
 #define P6 P3 ", " P3
 #define P9 P6 ", " P3
 #define P12 P6 ", " P6
-#define P18 P12 ", " P6
+#define P19 P12 ", " P6 ", ?"
 
 /* Per-state statements are spelled out: a partial index is used only when
  * the query's WHERE names the state as a literal. */
@@ -327,8 +332,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			  "id FROM txids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
 	[S_FREELIST] = "PRAGMA freelist_count",
 	[S_VACUUM] = "PRAGMA incremental_vacuum(" STR(VACUUM_PAGES) ")",
-	[S_OUTAGE_INSERT] = "INSERT INTO outages (" OUTAGE_COLS ") VALUES (" P18 ")",
-	[S_OUTAGE_UPDATE] = "UPDATE outages SET (" OUTAGE_COLS ") = (" P18 ") WHERE id = ?",
+	[S_OUTAGE_INSERT] = "INSERT INTO outages (" OUTAGE_COLS ") VALUES (" P19 ")",
+	[S_OUTAGE_UPDATE] = "UPDATE outages SET (" OUTAGE_COLS ") = (" P19 ") WHERE id = ?",
 	[S_OUTAGE_LIST] = "SELECT " OUTAGE_COLS ", id FROM outages "
 			  "WHERE state <> 'closed' OR closed_at >= ?1 "
 			  "ORDER BY started_at DESC, id DESC LIMIT ?2",
@@ -379,6 +384,7 @@ static const struct col outage_cols[] = { /* OUTAGE_COLS */
 	COL(outage, cause_error),
 	COL(outage, cause_override),
 	COL(outage, contact_override),
+	COL(outage, fallback_override),
 	COL(outage, manual),
 	COL(outage, started_at),
 	COL(outage, declared_at),

@@ -130,6 +130,8 @@ static void assert_line(const char *want)
 	cr_assert_str_eq(line(prefix), want, "in body:\n%s", out.body);
 }
 
+static json_t *payload(void);
+
 static void assert_has(const char *s, const char *needle)
 {
 	cr_assert_not_null(strstr(s, needle), "\"%s\" not in:\n%s", needle, s);
@@ -270,11 +272,38 @@ Test(notice, cause_in_words_per_fault_class)
 	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
 		f.cause_fault = classes[i][0];
 		render("da", &f);
-		snprintf(want, sizeof(want), "Årsag til fejl: %s (errno 5)", classes[i][1]);
+		snprintf(want, sizeof(want), "Årsag til fejl: %s", classes[i][1]);
 		assert_line(want);
 		render("en", &f);
-		snprintf(want, sizeof(want), "Cause of the fault: %s (errno 5)", classes[i][2]);
+		snprintf(want, sizeof(want), "Cause of the fault: %s", classes[i][2]);
 		assert_line(want);
+	}
+}
+
+/* The error text behind a fault (a path, an errno text, a library's
+ * message) stays in the log: not in the subject, the body or the payload,
+ * and the raw class name is not shown either. */
+Test(notice, no_error_text_path_or_raw_fault_code_reaches_people)
+{
+	static const char err[] = "open outbox /tmp/eb/spool/out: No such file or directory";
+	enum notice_kind kinds[] = { NOTICE_INITIAL, NOTICE_UPDATE, NOTICE_ALLCLEAR,
+				     NOTICE_SUMMARY };
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct notice_facts f = kinds[i] == NOTICE_INITIAL || kinds[i] == NOTICE_UPDATE
+						? facts(kinds[i]) : resolved(kinds[i]);
+		f.cause_fault = "refused", f.cause_text = err;
+		render(i % 2 ? "en" : "da", &f);
+		assert_lacks(out.body, "/tmp/");
+		assert_lacks(out.body, "No such file");
+		assert_lacks(out.body, ": refused\n");
+		assert_lacks(out.subject, "/tmp/");
+		assert_lacks(out.payload, "/tmp/");
+		assert_lacks(out.payload, "No such file");
+		json_t *j = payload();
+		cr_assert(json_is_null(json_object_get(j, "cause_text")));
+		cr_assert_str_eq(json_string_value(json_object_get(j, "cause_fault")), "refused",
+				 "machines keep the stable class name");
+		json_decref(j);
 	}
 }
 
@@ -297,10 +326,10 @@ Test(notice, cause_unknown_class_or_none)
 
 	f.cause_fault = "gremlins";
 	render("da", &f);
-	assert_line("Årsag til fejl: ukendt fejl (outbox files not collected within 15m)");
+	assert_line("Årsag til fejl: ukendt fejl");
 	f.cause_fault = "none"; /* FAULT_NONE has no words of its own */
 	render("en", &f);
-	assert_line("Cause of the fault: unknown fault (outbox files not collected within 15m)");
+	assert_line("Cause of the fault: unknown fault");
 	f.cause_fault = NULL, f.cause_text = NULL;
 	render("en", &f);
 	assert_line("Cause of the fault: unknown");
@@ -314,14 +343,15 @@ Test(notice, affected_block_groups_types_and_organisations)
 
 	render("da", &f);
 	assert_has(out.body, "Berørte meddelelser: 15 meddelelser venter\n"
-			     "  - XDIS20: 14 (4 fra Aarhus Universitetshospital, "
+			     "  - Indlæggelsesadvis (XDIS20): 14 (4 fra Aarhus Universitetshospital, "
 			     "10 fra Regionshospitalet Randers)\n"
 			     "  - XREF01: 1 (fra Aarhus Universitetshospital)\n"
 			     "  Den ældste har ventet 2 t 14 min (siden 27-11-2026 kl. 14:06).\n"
 			     "Forventet nedetid: ");
 	render("en", &f);
 	assert_has(out.body, "Affected messages: 15 messages waiting\n"
-			     "  - XDIS20: 14 (4 from Aarhus Universitetshospital, "
+			     "  - Hospital admission notice (XDIS20): 14 (4 from Aarhus "
+			     "Universitetshospital, "
 			     "10 from Regionshospitalet Randers)\n");
 }
 
@@ -348,7 +378,7 @@ Test(notice, affected_types_without_messages_and_total_from_rows)
 	f.affected = a, f.naffected = 4, f.queued = 0;
 	render("da", &f);
 	assert_has(out.body, "Berørte meddelelser: 3 meddelelser venter\n"
-			     "  - XDIS20: 3 (fra Skejby)\n"
+			     "  - Indlæggelsesadvis (XDIS20): 3 (fra Skejby)\n"
 			     "  - XREF01: ingen venter\n");
 }
 
@@ -502,7 +532,8 @@ Test(notice, payload_has_no_key_beyond_the_facts)
 		"delivered_late", "ended_overnight", "started_at", "started_at_ms", "ended_at",
 		"ended_at_ms", "composed_at", "composed_at_ms", "next_status_at",
 		"next_status_at_ms", "expected_end", "expected_end_ms", "oldest_received_at",
-		"oldest_received_at_ms", "affected", "subject", "body",
+		"oldest_received_at_ms", "affected", "subject", "body", "cause", "fallback_contact",
+		"fallback_note", "fallback", "status_url",
 	};
 	struct notice_facts f = facts(NOTICE_UPDATE);
 	const char *key;
@@ -518,6 +549,76 @@ Test(notice, payload_has_no_key_beyond_the_facts)
 		cr_assert_lt(i, sizeof(keys) / sizeof(keys[0]), "unexpected key %s", key);
 	}
 	json_decref(j);
+}
+
+/* ---- what to do: the clinical fallback, the status page ----------------- */
+
+static const char *const kinds_da_heading[] = { "Hvad gør jeg?", "Hvad gør jeg?",
+						 "Hvad gør jeg?", "Hvad gør jeg?",
+						 "Hvad gør jeg i perioden?" };
+
+/* Every kind says whom to phone, under its own heading, in both languages. */
+Test(notice, every_kind_says_whom_to_phone)
+{
+	for (int k = 0; k < NOTICE_KIND_COUNT; k++) {
+		bool over = k == NOTICE_ALLCLEAR || k == NOTICE_SUMMARY;
+		struct notice_facts f = over ? resolved(k) : facts(k);
+		f.fallback_contact = "VisInfoSyd vagttelefon, +45 7011 2233";
+		f.fallback_note = "Ved udskrivning: ring før patienten sendes hjem.";
+		render("da", &f);
+		assert_has(out.body, kinds_da_heading[k]);
+		if (over) {
+			assert_has(out.body, "Hvad gør jeg?\nIntet: meddelelserne sendes igen som "
+					     "normalt. Ved et nyt nedbrud: ring til VisInfoSyd "
+					     "vagttelefon, +45 7011 2233.\n");
+			assert_lacks(out.body, "Ved udskrivning");
+		} else {
+			assert_has(out.body, "?\nHaster det, så ring til VisInfoSyd vagttelefon, "
+					     "+45 7011 2233.\nVed udskrivning: ring før patienten "
+					     "sendes hjem.\n");
+		}
+		render("en", &f);
+		assert_has(out.body, over ? "What do I do?\nNothing: messages flow as usual again. "
+					    "In a new outage: phone VisInfoSyd"
+					  : "\nIf something is urgent, phone VisInfoSyd vagttelefon, "
+					    "+45 7011 2233.\n");
+		json_t *j = payload();
+		cr_assert_str_eq(json_string_value(json_object_get(j, "fallback_contact")),
+				 "VisInfoSyd vagttelefon, +45 7011 2233");
+		cr_assert_not_null(strstr(json_string_value(json_object_get(j, "fallback")),
+					  "VisInfoSyd"));
+		json_decref(j);
+	}
+}
+
+/* Without a fallback contact, the regional EDI support's number; without
+ * that either, the support by name. Never the old "phone." without whom. */
+Test(notice, without_a_fallback_contact_the_support_phone)
+{
+	struct notice_facts f = facts(NOTICE_INITIAL);
+	f.support_phone = "EDI-support 7020 3040";
+	render("da", &f);
+	assert_line("Haster det, så ring til den regionale EDI-support, EDI-support 7020 3040.");
+	render("en", &f);
+	assert_line("If something is urgent, phone the regional EDI support, EDI-support 7020 3040.");
+	f.support_phone = NULL;
+	render("da", &f);
+	assert_line("Haster det, så kontakt den regionale EDI-support.");
+	assert_lacks(out.body, "Haster det, så ring.");
+}
+
+Test(notice, status_link_only_with_a_url)
+{
+	struct notice_facts f = facts(NOTICE_UPDATE);
+	render("da", &f);
+	assert_lacks(out.body, "Følg status");
+	f.status_url = "https://intranet.region.example/edi/status.html";
+	render("da", &f);
+	assert_line("Følg status her: https://intranet.region.example/edi/status.html");
+	f = resolved(NOTICE_ALLCLEAR);
+	f.status_url = "https://intranet.region.example/edi/status.html";
+	render("en", &f);
+	assert_line("Follow the status here: https://intranet.region.example/edi/status.html");
 }
 
 /* ---- untrusted values --------------------------------------------------- */
@@ -559,29 +660,34 @@ Test(notice, values_are_not_expanded_again)
 	assert_lacks(out.subject, "EOJ-drift");
 }
 
-/* An error text from a peer cannot add a line that looks like a field. */
+/* A value (here the operator's cause, pasted from somewhere) cannot add a
+ * line that looks like a field. */
 Test(notice, values_cannot_forge_lines)
 {
 	struct notice_facts f = facts(NOTICE_INITIAL);
 
+	f.cause_by_operator = true;
 	f.cause_text = "boom\nKontaktperson: mallory\t\x1b[31m\xe2\x80\xae";
+	f.fallback_contact = "vagt\nKontaktperson: eve";
 	render("da", &f);
 	assert_line("Kontaktperson: EOJ-drift, tlf. 8940 0000");
-	assert_line("Årsag til fejl: intet svar / filer hentes ikke (boom Kontaktperson: mallory [31m)");
+	assert_line("Årsag til fejl: boom Kontaktperson: mallory [31m");
+	assert_line("Haster det, så ring til vagt Kontaktperson: eve.");
 }
 
 Test(notice, invalid_utf8_is_replaced)
 {
 	struct notice_facts f = facts(NOTICE_INITIAL);
 
+	f.cause_by_operator = true;
 	f.cause_text = "bad \xff\xc3( bytes";
 	render("en", &f);
-	assert_has(out.body, "(bad \xef\xbf\xbd\xef\xbf\xbd( bytes)");
+	assert_has(out.body, ": bad \xef\xbf\xbd\xef\xbf\xbd( bytes\n");
 	json_decref(payload());
 	f.cause_text = "overlong \xe0\x80\xaf surrogate \xed\xa0\x80";
 	render("en", &f);
 	assert_has(out.body, "overlong \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd surrogate "
-			     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd)");
+			     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\n");
 	json_decref(payload());
 }
 

@@ -695,6 +695,31 @@ Test(fallback, payload_on_stdin_subject_and_recipients_in_env)
 	cr_assert_str_eq(env, want);
 }
 
+/* Under systemd the daemon has NOTIFY_SOCKET and WATCHDOG_*: a helper that
+ * inherited them could report READY or STOPPING for the daemon, or keep
+ * the watchdog quiet while the daemon hangs. The rest of the environment
+ * (an operator's Environment= for the SMS script) is passed on. */
+Test(fallback, child_gets_no_service_manager_variables)
+{
+	setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+	setenv("WATCHDOG_USEC", "30000000", 1);
+	setenv("WATCHDOG_PID", "1234", 1);
+	setenv("LISTEN_FDS", "1", 1);
+	setenv("EDIBROKER_SMS_TO", "+4511", 1);
+	_cleanup_free_ char *cmd = xasprintf("env > %s/0.env", H.dir);
+	struct notify_message m = message();
+	struct notify_result res;
+	cr_assert_eq(run(cmd, 5000, &m, &res), 0, "%s", res.error);
+	_cleanup_free_ char *env = received_file(0, "env");
+	cr_assert_null(strstr(env, "NOTIFY_SOCKET"), "%s", env);
+	cr_assert_null(strstr(env, "WATCHDOG_"), "%s", env);
+	cr_assert_null(strstr(env, "LISTEN_FDS"), "%s", env);
+	cr_assert_not_null(strstr(env, "EDIBROKER_SMS_TO=+4511\n"), "%s", env);
+	cr_assert_not_null(strstr(env, "NOTICE_SUBJECT="), "%s", env);
+	cr_assert_str_eq(getenv("NOTIFY_SOCKET"), "/run/systemd/notify",
+			 "the daemon keeps its own");
+}
+
 Test(fallback, exit_status_is_an_error_with_the_first_line)
 {
 	struct notify_message m = message();

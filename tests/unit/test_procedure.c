@@ -48,7 +48,7 @@ static int64_t fake_now(void *ctx)
 
 /* A send round as the notifier got it. */
 struct round {
-	char *subject, *body, *payload, *rcpt;
+	char *subject, *body, *payload, *rcpt, *mid;
 	bool email, webhook;
 	enum notifier_fallback fallback;
 	notifier_done_fn done;
@@ -72,13 +72,15 @@ static void fake_send(const struct notifier *n, const struct notifier_request *r
 	for (size_t i = 0; i < m->nrecipients; i++)
 		strcat(strcat(r->rcpt, i ? "," : ""), m->recipients[i]);
 	*r = (struct round){ xstrdup(m->subject), xstrdup(m->body), xstrdup(m->payload), r->rcpt,
-			     req->email, req->webhook, req->fallback, done, arg, false };
+			     xstrdup_or_null(m->message_id), req->email, req->webhook,
+			     req->fallback, done, arg, false };
 }
 
 static const struct notifier fake_notifier = { fake_send, NULL };
 
-/* How the fake completes a round's e-mail. */
-enum mail_outcome { MAIL_OK, MAIL_FAILS, MAIL_DENIED };
+/* How the fake completes a round's e-mail (MAIL_FAILS_ALONE: only e-mail
+ * fails; the webhook and a fallback go). */
+enum mail_outcome { MAIL_OK, MAIL_FAILS, MAIL_DENIED, MAIL_FAILS_ALONE };
 
 /* Completes every round not yet completed: e-mail as told, the webhook
  * and a fallback (run when the request says, as notifier.c decides) with
@@ -96,6 +98,9 @@ static void complete_rounds_as(enum mail_outcome mail)
 			str_copy(out.result.error, "SMTP 451 try later", sizeof(out.result.error));
 		if (r->email) {
 			rep.email = out;
+			if (mail == MAIL_FAILS_ALONE)
+				rep.email.result = (struct notify_result){
+					.code = 451, .error = "SMTP 451 try later" };
 			if (mail == MAIL_DENIED)
 				rep.email.result = (struct notify_result){
 					.denied = true, .code = 535,
@@ -229,6 +234,7 @@ static void teardown(void)
 		free(rounds[i].body);
 		free(rounds[i].payload);
 		free(rounds[i].rcpt);
+		free(rounds[i].mid);
 	}
 	testutil_rm_rf(dir);
 }
@@ -382,7 +388,11 @@ Test(procedure, exactly_one_notice_at_the_threshold_with_the_four_fields)
 			       "Kontaktperson: EOJ-vagt 7000 0000" };
 	for (size_t i = 0; i < ARRAY_SIZE(four); i++)
 		cr_assert_not_null(strstr(r->body, four[i]), "no \"%s\" in:\n%s", four[i], r->body);
-	cr_assert_not_null(strstr(r->body, "XDIS20"), "the waiting messages:\n%s", r->body);
+	cr_assert_not_null(strstr(r->body, "Indlæggelsesadvis (XDIS20): 12"),
+			   "the waiting messages by name, code beside:\n%s", r->body);
+	cr_assert_null(strstr(r->body, "Connection refused"), "an error text for people:\n%s",
+		       r->body);
+	cr_assert_null(strstr(r->payload, "Connection refused"), "%s", r->payload);
 	cr_assert_not_null(strstr(r->body, "12"), "their count:\n%s", r->body);
 	json_t *payload = json_loads(r->payload, 0, NULL);
 	cr_assert_not_null(payload, "%s", r->payload);
@@ -401,6 +411,125 @@ Test(procedure, exactly_one_notice_at_the_threshold_with_the_four_fields)
 
 	complete_rounds(true);
 	cr_assert_eq(notices_stored(stored[0].id, false), 1, "both channels done");
+}
+
+/* Whom to phone: the endpoint's fallback contact and note, the support's
+ * phone without one, an operator's --fallback over both; the status link. */
+Test(procedure, notices_say_whom_to_phone_and_link_the_status_page)
+{
+	ep_confs[0].fallback_contact = "VisInfoSyd vagttelefon, +45 7011 2233";
+	ep_confs[0].fallback_note = "Ved udskrivning: ring før patienten sendes hjem.";
+	cfg.status_url = "https://intranet.region.example/edi/status.html";
+	cfg.support_phone = "EDI-support 7020 3040";
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1);
+	const char *b = rounds[0].body;
+	cr_assert_not_null(strstr(b, "Hvad gør jeg?\nHaster det, så ring til VisInfoSyd "
+				     "vagttelefon, +45 7011 2233.\nVed udskrivning"), "%s", b);
+	cr_assert_not_null(strstr(b, "Følg status her: https://intranet.region.example/edi/"
+				     "status.html\n"), "%s", b);
+	complete_rounds(true);
+	cr_assert_eq(outages_stored(), 1);
+	char err[256] = "";
+	cr_assert_eq(procedure_outage_set(p, stored[0].id, NULL, NULL, NULL,
+					  "Akutvagt, +45 7099 0000", err, sizeof(err)), 0, "%s", err);
+	tick_at(T0 + 2 * HOUR + MIN);
+	cr_assert_eq(nrounds, 2, "the change is told at once");
+	cr_assert_not_null(strstr(rounds[1].body, "ring til Akutvagt, +45 7099 0000."), "%s",
+			   rounds[1].body);
+	complete_rounds(true);
+	ep_confs[0].fallback_contact = NULL;
+	cr_assert_eq(procedure_outage_set(p, stored[0].id, NULL, NULL, NULL, "", err,
+					  sizeof(err)), 0, "%s", err);
+	tick_at(T0 + 2 * HOUR + 2 * MIN);
+	cr_assert_eq(nrounds, 3);
+	cr_assert_not_null(strstr(rounds[2].body, "ring til den regionale EDI-support, "
+						  "EDI-support 7020 3040."), "%s", rounds[2].body);
+	ep_confs[0].fallback_note = NULL;
+}
+
+/* An operator's change to an announced outage is an update now (within
+ * the send window); setting what is already set changes nothing. */
+Test(procedure, an_operators_change_sends_an_update_at_once)
+{
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	complete_rounds(true);
+	cr_assert_eq(outages_stored(), 1);
+	int64_t id = stored[0].id;
+	char err[256] = "";
+	now_ms = T0 + 2 * HOUR + 5 * MIN;
+	cr_assert_eq(procedure_outage_set(p, id, "3h", NULL, NULL, NULL, err, sizeof(err)), 0);
+	tick_at(T0 + 2 * HOUR + 5 * MIN + 500);
+	cr_assert_eq(nrounds, 2, "expected downtime: an update at once, not in an hour");
+	cr_assert_not_null(strstr(rounds[1].subject, "status"), "%s", rounds[1].subject);
+	cr_assert_not_null(strstr(rounds[1].body, "Forventet nedetid: til 25-11-2026 kl. 14:05"),
+			   "%s", rounds[1].body);
+	cr_assert_not_null(strstr(rounds[1].body, "Næste status: 25-11-2026 kl. 12:05"),
+			   "the interval counts from the update:\n%s", rounds[1].body);
+	complete_rounds(true);
+	now_ms = T0 + 2 * HOUR + 10 * MIN;
+	cr_assert_eq(procedure_outage_set(p, id, NULL, "Jens, +45 1234", NULL, NULL, err,
+					  sizeof(err)), 0);
+	tick_at(T0 + 2 * HOUR + 11 * MIN);
+	cr_assert_eq(nrounds, 3, "a new contact: an update at once");
+	cr_assert_not_null(strstr(rounds[2].body, "Kontaktperson: Jens, +45 1234"), "%s",
+			   rounds[2].body);
+	complete_rounds(true);
+	now_ms = T0 + 2 * HOUR + 5 * MIN; /* "3h" from the same instant: the same end */
+	cr_assert_eq(procedure_outage_set(p, id, "3h", "Jens, +45 1234", NULL, NULL, err,
+					  sizeof(err)), 0);
+	tick_at(T0 + 2 * HOUR + 12 * MIN);
+	cr_assert_eq(nrounds, 3, "the same contact again is no change");
+	/* after 22:00 the change waits for the morning like any notice */
+	now_ms = T0 + 13 * HOUR + 30 * MIN; /* 22:30 */
+	cr_assert_eq(procedure_outage_set(p, id, NULL, NULL, "Strømsvigt", NULL, err,
+					  sizeof(err)), 0);
+	tick_at(T0 + 13 * HOUR + 31 * MIN);
+	cr_assert_eq(nrounds, 3, "held outside the send window");
+}
+
+/* Every round of one notice has the same Message-ID; it names the store
+ * instance and the broker, and two notices never share one. */
+Test(procedure, message_id_is_stable_across_retries_and_unique_per_notice)
+{
+	cfg.broker_id = "REGION-NORD";
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1);
+	complete_rounds(false);
+	tick_at(T0 + 2 * HOUR + 30 * SEC);
+	cr_assert_eq(nrounds, 2, "a retry");
+	cr_assert_not_null(rounds[0].mid);
+	cr_assert_str_eq(rounds[1].mid, rounds[0].mid, "a retry keeps its Message-ID");
+	cr_assert_not_null(strstr(rounds[0].mid, "fa4e0001"), "store instance: %s", rounds[0].mid);
+	cr_assert_not_null(strstr(rounds[0].mid, "REGION-NORD"), "broker id: %s", rounds[0].mid);
+	complete_rounds(true);
+	tick_at(T0 + 3 * HOUR);
+	cr_assert_eq(nrounds, 3);
+	cr_assert_str_neq(rounds[2].mid, rounds[0].mid, "another notice, another Message-ID");
+}
+
+/* E-mail failing fallback_after times brings in the fallback; once it has
+ * carried the notice, e-mail of it is not retried minutes later. */
+Test(procedure, a_notice_the_fallback_carried_is_not_mailed_again)
+{
+	cfg.fallback_command = "/opt/sms/send.sh";
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	int64_t t = T0 + 2 * HOUR;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(nrounds, (size_t)i + 1);
+		cr_assert(rounds[i].email);
+		complete_rounds_as(MAIL_FAILS_ALONE);
+		t += 10 * MIN;
+		tick_at(t);
+	}
+	cr_assert_eq(rounds[2].fallback, NOTIFIER_FALLBACK_FAILED, "the third round brings it in");
+	cr_assert_eq(nrounds, 3, "the fallback carried it: no fourth e-mail round");
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(notices_stored(stored[0].id, false), 1, "nothing pending");
 }
 
 Test(procedure, an_update_at_every_update_interval)
@@ -556,7 +685,8 @@ static int keep_send(const struct store_send *s, void *arg)
 
 static int keep_id(const struct notice_record *n, void *arg)
 {
-	cr_assert_str_eq(n->pending, "email", "the webhook went, e-mail waits");
+	cr_assert_str_eq(n->pending, cfg.email_after_fallback ? "email" : "",
+			 "the webhook went; e-mail waits only when asked to go after the fallback");
 	*(int64_t *)arg = n->id;
 	return 0;
 }
@@ -570,7 +700,9 @@ static int send_of(const struct sends *v, const char *channel)
 	return -1;
 }
 
-Test(procedure, a_refused_login_goes_to_the_fallback_at_once_and_is_not_retried)
+/* A refused login: the fallback carries the notice in the same round, the
+ * credential is not tried again. */
+static void refused_login_round(void)
 {
 	cfg.smtp_user = "edibroker";
 	cfg.smtp_password = "pw-one";
@@ -602,7 +734,33 @@ Test(procedure, a_refused_login_goes_to_the_fallback_at_once_and_is_not_retried)
 	for (int64_t t = T0 + 2 * HOUR + MIN; t < T0 + 2 * HOUR + 50 * MIN; t += 5 * MIN)
 		tick_at(t);
 	cr_assert_eq(nrounds, 1, "e-mail with the refused password is not tried again");
+}
 
+Test(procedure, a_refused_login_goes_to_the_fallback_at_once_and_is_not_retried)
+{
+	refused_login_round();
+	/* the next notice goes to the fallback without trying e-mail */
+	tick_at(T0 + 3 * HOUR);
+	cr_assert_eq(nrounds, 2);
+	cr_assert_not(rounds[1].email, "e-mail waits for new credentials");
+	cr_assert(rounds[1].webhook);
+	cr_assert_eq(rounds[1].fallback, NOTIFIER_FALLBACK_ALWAYS);
+	complete_rounds_as(MAIL_OK);
+	cr_assert_eq(notices_stored(stored[0].id, false), 2,
+		     "the fallback carried both: no e-mail is owed");
+	/* a reload with a new password: nothing the fallback carried is mailed again */
+	cfg.smtp_password = "pw-two";
+	for (int64_t t = T0 + 3 * HOUR + MIN; t < T0 + 3 * HOUR + 50 * MIN; t += 5 * MIN)
+		tick_at(t);
+	cr_assert_eq(nrounds, 2, "people who had the SMS get no e-mail of it minutes later");
+}
+
+/* email_after_fallback = yes: the operator wants both, so the e-mail of
+ * the notices the fallback carried goes once the credentials work. */
+Test(procedure, with_email_after_fallback_the_mail_follows_new_credentials)
+{
+	cfg.email_after_fallback = true;
+	refused_login_round();
 	/* the next notice goes to the fallback without trying e-mail */
 	tick_at(T0 + 3 * HOUR);
 	cr_assert_eq(nrounds, 2);

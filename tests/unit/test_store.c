@@ -1019,7 +1019,7 @@ Test(store, version_2_database_gains_the_txid_register)
 	cr_assert_eq(store_sqlite_create_version(dir, 2), 0, "%s", store_sqlite_ops.last_error(NULL));
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_schema WHERE name = 'txids'"), 0);
 	struct store *s = open_store();
-	cr_assert_eq(raw_int("PRAGMA user_version"), 3);
+	cr_assert_geq(raw_int("PRAGMA user_version"), 3);
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_schema WHERE name = 'txids'"), 1);
 	struct store_key k = { GLN_A, "L1" };
 	struct store_txid t = txid("vans", "E1", digest_x);

@@ -92,6 +92,7 @@ static int got_outage(const struct outage *o, void *arg)
 	c->cause_error = keep(o->cause_error);
 	c->cause_override = keep(o->cause_override);
 	c->contact_override = keep(o->contact_override);
+	c->fallback_override = keep(o->fallback_override);
 	return next_row(ARRAY_SIZE(outages));
 }
 
@@ -250,6 +251,7 @@ static struct outage full_outage(void)
 		.last_notice_at = T0 + 7, .due_at = T0 + 8, .expected_end = T0 + 9,
 		.cause_fault = "refused", .cause_error = "connect: Connection refused",
 		.cause_override = "Planlagt opgradering af EOJ, ærø", .contact_override = "Jens, +45 1234",
+		.fallback_override = "VisInfoSyd vagttelefon, +45 7011 2233",
 		.maintenance_id = 77, .delivered_late = 5000000000LL,
 	};
 }
@@ -279,6 +281,7 @@ static void assert_outage(const struct outage *got, const struct outage *want)
 	assert_str(got->cause_error, want->cause_error, "cause_error");
 	assert_str(got->cause_override, want->cause_override, "cause_override");
 	assert_str(got->contact_override, want->contact_override, "contact_override");
+	assert_str(got->fallback_override, want->fallback_override, "fallback_override");
 	cr_assert_eq(got->maintenance_id, want->maintenance_id);
 	cr_assert_eq(got->delivered_late, want->delivered_late);
 }
@@ -910,6 +913,26 @@ Test(outage_store, version_1_database_upgrades_in_place)
 	s = open_be(NULL); /* a second open finds nothing to do */
 	cr_assert_eq(get_outage(o.id), 1);
 	cr_assert_eq(list_partners("ep-a"), 2);
+	store_close(s);
+}
+
+/* A store from before the outage's fallback contact (version 3) gains it,
+ * its old outages read as having none, and a new one keeps it. */
+Test(outage_store, version_3_database_gains_the_fallback_override)
+{
+	cr_assert_eq(store_sqlite_create_version(dir, 3), 0, "%s", store_sqlite_ops.last_error(NULL));
+	raw_exec("INSERT INTO outages (endpoint, state, manual, started_at, declared_at, ended_at,"
+		 " resolved_at, closed_at, announced_at, last_notice_at, due_at, expected_end,"
+		 " maintenance_id, delivered_late) VALUES ('ep-a', 'announced', 0, 1, 2, 0, 0, 0,"
+		 " 3, 3, 4, 0, 0, 0)");
+	struct store *s = open_be(NULL);
+	cr_assert_geq(raw_int("PRAGMA user_version"), 4);
+	cr_assert_eq(get_outage(1), 1);
+	cr_assert_null(outages[0].fallback_override, "an old outage has no fallback override");
+	struct outage o = full_outage();
+	save_outage(s, &o);
+	cr_assert_eq(get_outage(o.id), 1);
+	assert_outage(&outages[0], &o);
 	store_close(s);
 }
 
