@@ -1289,7 +1289,8 @@ static int sq_prune(void *be, int64_t body_before, int64_t history_before, size_
 
 /* Retention of dead-letter bodies and quarantined files. */
 
-_Static_assert(S_LIST_0 + MSG_STATE_LAST == S_LIST_3 && S_LIST_EP_0 + MSG_STATE_LAST == S_LIST_EP_3 &&
+_Static_assert(S_LIST_0 + MSG_STATE_LAST == S_LIST_3 &&
+		       S_LIST_EP_0 + MSG_STATE_LAST == S_LIST_EP_3 &&
 		       S_COUNT_0 + MSG_STATE_LAST == S_COUNT_3,
 	       "one list and count statement per state, in state order");
 
