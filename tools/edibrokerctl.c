@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -135,15 +136,19 @@ static json_t *request(const char *path, json_t *req)
 		return NULL;
 	}
 	_cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
-	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0) {
-		fprintf(stderr, "edibrokerctl: %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
+	int w = write_all(fd, text, strlen(text));
+	if (w == 0)
+		w = write_all(fd, "\n", 1);
+	int werr = w < 0 ? -w : 0;
 	shutdown(fd, SHUT_WR);
+	/* A refusal (too many connections) is one line and a close: read it
+	 * even when the request could not be written. */
 	_cleanup_fclose_ FILE *f = fdopen(TAKE_FD(fd), "r");
 	json_error_t jerr;
 	json_t *ans = f ? json_loadf(f, JSON_DISABLE_EOF_CHECK, &jerr) : NULL;
-	if (!ans)
+	if (!ans && w < 0)
+		fprintf(stderr, "edibrokerctl: %s: %s\n", path, strerror(werr));
+	else if (!ans)
 		fprintf(stderr, "edibrokerctl: bad answer from edibrokerd: %s\n", jerr.text);
 	return ans;
 }
@@ -493,6 +498,7 @@ int main(int argc, char **argv)
 	};
 	struct ctl c = { 0 };
 	int o;
+	signal(SIGPIPE, SIG_IGN); /* a daemon that closed early is an error, not a signal */
 	while ((o = getopt_long(argc, argv, "c:s:n:jh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': c.config = optarg; break;
