@@ -241,8 +241,9 @@ int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id, 
 /* Queue depth per endpoint that has queued messages (by name).
  * Blocks: counts every queued message (an index, no bodies). */
 int store_depths(struct store *s, store_depth_cb cb, void *arg) STORE_MUST_CHECK;
-/* Metadata (no bodies) of messages in state, for endpoint (NULL = any),
- * oldest first, at most limit. Blocks: reads at most limit rows. */
+/* Metadata (no bodies) of messages in state, for endpoint (NULL = any; of
+ * quarantined rows, the endpoint whose inbox held the file), oldest first,
+ * at most limit. Blocks: reads at most limit rows. */
 int store_list(struct store *s, enum msg_state state, const char *endpoint, size_t limit,
 	       store_msg_cb cb, void *arg) STORE_MUST_CHECK;
 /* One message's metadata, with its body when with_body. 1 found, 0 not.
