@@ -2,12 +2,16 @@
  * broker.c - builds the daemon from its config and keeps it running:
  * start-up (lock the state directory, recover the store, create endpoints),
  * reload (new routes and endpoints, queued messages kept), housekeeping
- * (STATUS=, pruning) and an orderly shutdown.
+ * (STATUS=, pruning, the retention of dead-letter bodies and quarantined
+ * files) and an orderly shutdown.
  *
  * Invariants: one daemon per state directory (flock on edibrokerd.lock);
  * nothing is delivered while the store cannot commit (a delivered mark
  * must be durable before the next batch starts piling up re-deliveries);
- * the routing table and config are replaced whole, never edited in place.
+ * the routing table and config are replaced whole, never edited in place;
+ * housekeeping holds the loop for a bounded number of rows per tick, and
+ * quarantined files are removed on their endpoint's inbound lane, at most
+ * one batch per endpoint at a time.
  */
 #include "daemon/broker.h"
 
@@ -34,11 +38,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <unistd.h>
 
 #define HOUSEKEEPING_MS 1000
 #define PRUNE_EVERY 10     /* housekeeping ticks */
 #define PRUNE_ROWS 5000
 #define PRUNE_ROUNDS 20
+#define DEAD_EXPIRE_ROWS 500   /* dead-letter bodies dropped per tick */
+#define QUARANTINE_BATCH 64    /* quarantined files looked at per tick */
 
 /* An endpoint at runtime. Its health is the outage procedure's. */
 struct endpoint {
@@ -57,6 +64,7 @@ struct endpoint {
 struct ep_lanes {
 	char *name;
 	struct lane *in, *out;
+	bool removing;            /* a batch of quarantined files is being removed */
 };
 
 struct broker {
@@ -74,6 +82,9 @@ struct broker {
 	struct procedure *proc;    /* the outage procedure */
 	struct control *control;
 	struct control_env control_env;
+	struct lane *control_lane; /* user and group look-ups (NSS may block) */
+	int64_t qcursor_at, qcursor_id; /* where the walk of quarantined files due goes on */
+	bool retention_more;       /* the last retention round was full: go on next tick */
 	struct endpoint **eps;     /* in config order */
 	size_t neps;
 	struct event *housekeeping_ev;
@@ -144,6 +155,23 @@ static void on_inbound_unreadable(void *ctx, const char *endpoint, size_t count)
 		ep->inbox_unreadable = count;
 }
 
+/* Quarantined files just moved by a transport: recorded, so operators can
+ * name them and retention can remove them. A failure keeps the file and its
+ * .reason (nothing is lost) but retention will not know it. */
+static void on_quarantined(void *ctx, struct store_quarantined *q, size_t n)
+{
+	struct broker *b = ctx;
+	if (store_quarantine_add(b->store, q, n) < 0) {
+		for (size_t i = 0; i < n; i++)
+			log_err("event=quarantine-unrecorded endpoint=%s path=%s error=\"%s\"",
+				q[i].endpoint, q[i].file, store_last_error(b->store));
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		log_info("event=quarantine-recorded msg=%lld endpoint=%s path=%s", (long long)q[i].id,
+			 q[i].endpoint, q[i].file);
+}
+
 static struct deliver_params delivery_params(const struct config *cfg,
 					     const struct endpoint_conf *conf)
 {
@@ -167,7 +195,8 @@ static struct ep_lanes *lanes_of(struct broker *b, const char *name)
 	b->eplanes = xrealloc(b->eplanes, (b->neplanes + 1) * sizeof(*b->eplanes));
 	struct ep_lanes *l = &b->eplanes[b->neplanes++];
 	_cleanup_free_ char *in = xasprintf("in:%s", name), *out = xasprintf("out:%s", name);
-	*l = (struct ep_lanes){ xstrdup(name), lane_new(b->lanes, in), lane_new(b->lanes, out) };
+	*l = (struct ep_lanes){ .name = xstrdup(name), .in = lane_new(b->lanes, in),
+				.out = lane_new(b->lanes, out) };
 	return l;
 }
 
@@ -182,7 +211,7 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 		.base = b->base, .ingest = b->ingest, .lane_in = l->in, .lane_out = l->out,
 		.instance = store_instance(b->store),
 		.cfg = b->cfg, .inbound_state = on_inbound_state,
-		.inbound_unreadable = on_inbound_unreadable, .ctx = b,
+		.inbound_unreadable = on_inbound_unreadable, .quarantined = on_quarantined, .ctx = b,
 	};
 	char err[256] = "";
 	struct transport *t = ops ? ops->create(conf, &env, err, sizeof(err)) : NULL;
@@ -336,6 +365,7 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 		goto fail;
 	}
 	b->notify_lane = lane_new(b->lanes, "notify");
+	b->control_lane = lane_new(b->lanes, "control");
 	b->notifier = notifier_new(b->notify_lane);
 	b->commit = commit_new(base, b->store);
 	commit_on_health(b->commit, on_store_health, b);
@@ -377,6 +407,153 @@ static void prune(struct broker *b)
 		log_debug("event=pruned rows=%ld", total);
 }
 
+/* ---- retention of what holds patient data ------------------------------ */
+
+/* Drops a bounded number of old dead-letter bodies; true when there may be
+ * more. */
+static bool dead_retention(struct broker *b, int64_t now)
+{
+	if (b->cfg->dead_retention_ms <= 0)
+		return false;
+	int r = store_dead_expire(b->store, now - b->cfg->dead_retention_ms, now, DEAD_EXPIRE_ROWS);
+	if (r < 0) {
+		log_warn("event=retention-failed what=dead-letters error=\"%s\"",
+			 store_last_error(b->store));
+		return false;
+	}
+	if (r > 0)
+		log_notice("event=dead-bodies-removed count=%d", r);
+	return r == DEAD_EXPIRE_ROWS;
+}
+
+/* Quarantined files of one endpoint being removed on its inbound lane. */
+struct qremoval {
+	struct broker *b;
+	size_t lanes;  /* index in b->eplanes (which may move, but never shrinks) */
+	size_t n;
+	int64_t ids[QUARANTINE_BATCH];
+	char *paths[QUARANTINE_BATCH];
+	int err[QUARANTINE_BATCH]; /* 0 or -errno per file, written off the loop */
+};
+
+/* Off the loop: a file and its .reason. Already gone counts as removed. */
+static void qremoval_work(void *arg)
+{
+	struct qremoval *q = arg;
+	for (size_t i = 0; i < q->n; i++) {
+		_cleanup_free_ char *reason = xasprintf("%s.reason", q->paths[i]);
+		int r = unlink(q->paths[i]) < 0 && errno != ENOENT ? -errno : 0;
+		if (r == 0 && unlink(reason) < 0 && errno != ENOENT)
+			r = -errno;
+		q->err[i] = r;
+	}
+}
+
+static void qremoval_done(void *arg)
+{
+	struct qremoval *q = arg;
+	struct ep_lanes *l = &q->b->eplanes[q->lanes];
+	size_t ok = 0;
+	for (size_t i = 0; i < q->n; i++) {
+		if (q->err[i] == 0)
+			q->ids[ok++] = q->ids[i];
+		else
+			log_warn("event=quarantine-remove-failed msg=%lld endpoint=%s path=%s "
+				 "error=\"%s\"", (long long)q->ids[i], l->name, q->paths[i],
+				 strerror(-q->err[i]));
+	}
+	/* when the mark fails, the next walk finds the files gone (ENOENT) */
+	int r = store_quarantine_removed(q->b->store, q->ids, ok, clock_wall_ms());
+	if (r < 0)
+		log_warn("event=retention-failed what=quarantine endpoint=%s error=\"%s\"", l->name,
+			 store_last_error(q->b->store));
+	else if (ok > 0)
+		log_notice("event=quarantine-removed endpoint=%s count=%zu", l->name, ok);
+	l->removing = false;
+	for (size_t i = 0; i < q->n; i++)
+		free(q->paths[i]);
+	free(q);
+}
+
+/* The quarantined files due, as the store's walk hands them over. */
+struct qdue {
+	size_t n;
+	int64_t ids[QUARANTINE_BATCH], at[QUARANTINE_BATCH];
+	char *source[QUARANTINE_BATCH], *file[QUARANTINE_BATCH];
+};
+
+static int add_due(const struct store_msg *m, void *arg)
+{
+	struct qdue *d = arg;
+	if (d->n == QUARANTINE_BATCH)
+		return 1;
+	d->ids[d->n] = m->id;
+	d->at[d->n] = m->received_at;
+	d->source[d->n] = xstrdup_or_null(m->source);
+	d->file[d->n++] = xstrdup_or_null(m->file);
+	return 0;
+}
+
+/* Hands the files due to their endpoints' inbound lanes, one job per
+ * endpoint; an endpoint whose last batch is still running is skipped (the
+ * walk comes back to it). */
+static void qremoval_submit(struct broker *b, struct qdue *d)
+{
+	size_t lane_of[QUARANTINE_BATCH];
+	for (size_t i = 0; i < d->n; i++) /* first: lanes_of() may add lanes */
+		lane_of[i] = d->source[i] ? (size_t)(lanes_of(b, d->source[i]) - b->eplanes) : 0;
+	_cleanup_free_ struct qremoval **jobs = xcalloc(b->neplanes, sizeof(*jobs));
+	for (size_t i = 0; i < d->n; i++) {
+		size_t k = lane_of[i];
+		if (!d->source[i] || !d->file[i] || b->eplanes[k].removing)
+			continue;
+		if (!jobs[k]) {
+			jobs[k] = xcalloc(1, sizeof(**jobs));
+			*jobs[k] = (struct qremoval){ .b = b, .lanes = k };
+		}
+		jobs[k]->ids[jobs[k]->n] = d->ids[i];
+		jobs[k]->paths[jobs[k]->n++] = TAKE_PTR(d->file[i]);
+	}
+	for (size_t k = 0; k < b->neplanes; k++) {
+		if (!jobs[k])
+			continue;
+		b->eplanes[k].removing = true;
+		lane_submit(b->eplanes[k].in, qremoval_work, qremoval_done, jobs[k]);
+	}
+}
+
+/* One page of the walk over quarantined files due; true when it has more. */
+static bool quarantine_retention(struct broker *b, int64_t now)
+{
+	if (b->cfg->quarantine_retention_ms <= 0)
+		return false;
+	struct qdue *d = xcalloc(1, sizeof(*d));
+	int r = store_quarantine_expired(b->store, now - b->cfg->quarantine_retention_ms,
+					 b->qcursor_at, b->qcursor_id, QUARANTINE_BATCH, add_due, d);
+	if (r < 0)
+		log_warn("event=retention-failed what=quarantine error=\"%s\"",
+			 store_last_error(b->store));
+	else
+		qremoval_submit(b, d);
+	bool more = r >= 0 && d->n == QUARANTINE_BATCH;
+	b->qcursor_at = more ? d->at[d->n - 1] : 0; /* a short page: start over next time */
+	b->qcursor_id = more ? d->ids[d->n - 1] : 0;
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->source[i]);
+		free(d->file[i]);
+	}
+	free(d);
+	return more;
+}
+
+static void retention(struct broker *b)
+{
+	int64_t now = clock_wall_ms();
+	bool more = dead_retention(b, now);
+	more |= quarantine_retention(b, now);
+	b->retention_more = more;
+}
+
 static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
 	static unsigned ticks;
@@ -384,8 +561,31 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 	char line[256];
 	broker_status_line(b, line, sizeof(line));
 	sdnotify_status(line);
-	if (++ticks % PRUNE_EVERY == 0 && commit_healthy(b->commit))
+	bool due = ++ticks % PRUNE_EVERY == 0;
+	if (due && commit_healthy(b->commit))
 		prune(b);
+	if ((due || b->retention_more) && commit_healthy(b->commit))
+		retention(b);
+}
+
+/* Where the control socket goes: control_socket when the file says so,
+ * else systemd's RuntimeDirectory= (its first entry), else the default
+ * under state_dir (`make run`). */
+static char *control_path(const struct config *cfg)
+{
+	const char *rd = getenv("RUNTIME_DIRECTORY");
+	if (cfg->control_socket_explicit || str_empty(rd))
+		return xstrdup(cfg->control_socket);
+	return xasprintf("%.*s/control.sock", (int)strcspn(rd, ":"), rd);
+}
+
+static struct control_params control_params_of(const struct config *cfg)
+{
+	return (struct control_params){
+		.operator_group = cfg->operator_group,
+		.idle_timeout_ms = cfg->control_idle_timeout_ms,
+		.max_connections = (size_t)cfg->control_max_connections,
+	};
 }
 
 /* True when every endpoint's transport has finished its start-up work. */
@@ -429,10 +629,13 @@ int broker_start(struct broker *b, char *err, size_t errlen)
 		.store = b->store, .commit = b->commit, .proc = b->proc, .started_at = b->started_at,
 		.endpoint_at = control_endpoint_at, .endpoint_named = control_endpoint_named, .ctx = b,
 	};
-	b->control = control_new(b->base, b->cfg->control_socket, control_dispatch,
+	_cleanup_free_ char *path = control_path(b->cfg);
+	struct control_params cp = control_params_of(b->cfg);
+	b->control = control_new(b->base, b->control_lane, path, &cp, &control_verbs,
 				 &b->control_env, err, errlen);
 	if (!b->control)
 		return -EADDRINUSE;
+	log_info("event=control-socket path=%s operator_group=\"%s\"", path, cp.operator_group);
 	for (size_t i = 0; i < b->neps; i++)
 		start_inbound(b, b->eps[i]);
 	procedure_start(b->proc);
@@ -460,6 +663,7 @@ static void keep_nonreloadable(struct config *old, struct config *cfg)
 		*keep[i][0] = xstrdup(*keep[i][1]);
 	}
 	cfg->store_max_size = old->store_max_size;
+	cfg->control_socket_explicit = old->control_socket_explicit;
 }
 
 /* Endpoints that the new config drops are stopped; their queues stay in
@@ -520,6 +724,10 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	reconcile_endpoints(b);
 	if (pr < 0)
 		log_err("event=reload-partial error=\"%s\" state=old-time-rules-kept", err);
+	if (b->control) {
+		struct control_params cp = control_params_of(cfg);
+		control_configure(b->control, &cp);
+	}
 	router_free(old_router);
 	config_free(old);
 	log_notice("event=reloaded endpoints=%zu", b->neps);

@@ -4,11 +4,13 @@
  *
  *   edibrokerctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARGS]
  *
- * The socket is -s, else $EDIBROKER_SOCKET, else the control_socket of the
- * config (-c, default /etc/edibroker/edibroker.conf). Each command sends
- * one JSON request and renders the answer as a table, or prints the JSON
- * unchanged with --json. Exit codes: 0 ok, 1 the daemon refused, 2 usage,
- * 3 the daemon cannot be reached.
+ * The socket is -s, else $EDIBROKER_SOCKET, else a control_socket written
+ * in the config (-c, default /etc/edibroker/edibroker.conf), else
+ * /run/edibroker/control.sock when it exists (the daemon under systemd puts
+ * it in its RuntimeDirectory), else the default under the config's
+ * state_dir. Each command sends one JSON request and renders the answer as
+ * a table, or prints the JSON unchanged with --json. Exit codes: 0 ok, 1
+ * the daemon refused, 2 usage, 3 the daemon cannot be reached.
  */
 #include "conf/config.h"
 #include "transport/transport.h"
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,12 +28,14 @@
 
 #define DEFAULT_CONFIG "/etc/edibroker/edibroker.conf"
 #define DEFAULT_SOCKET "/var/lib/edibroker/control.sock"
+#define RUNTIME_SOCKET "/run/edibroker/control.sock" /* RuntimeDirectory=edibroker */
 
 struct ctl {
 	const char *socket;
 	const char *config;
 	bool json;
 	bool all;
+	bool release;
 	long limit;
 	const char *from, *to, *reason, *contact, *cause, *expected, *fallback;
 };
@@ -46,6 +51,9 @@ static void usage(FILE *f)
 		"  status                 endpoints with state and queue depth\n"
 		"  queue ENDPOINT         messages queued for ENDPOINT (id, type, sender, age, attempts)\n"
 		"  dead                   dead letters (not routable) with their reason\n"
+		"  quarantine [ENDPOINT]  quarantined inbound files with their reason\n"
+		"  keep [--release] ID    exempt a dead letter or quarantined file from retention\n"
+		"                         (--release: let retention take it again)\n"
 		"  outages [--all]        open and recent outages (--all: every one)\n"
 		"  outage show ID         an outage with its notices and every send attempt\n"
 		"  outage set ID [--expected-downtime D|TIME|unknown] [--contact TEXT] [--cause TEXT]\n"
@@ -62,9 +70,15 @@ static void usage(FILE *f)
 		"\n"
 		"options:\n"
 		"  -c, --config FILE      read the control socket path from FILE\n"
-		"  -s, --socket PATH      control socket (default: $EDIBROKER_SOCKET, config)\n"
+		"  -s, --socket PATH      control socket (default: $EDIBROKER_SOCKET, the config's\n"
+		"                         control_socket, " RUNTIME_SOCKET ", <state_dir>)\n"
 		"  -n, --limit N          list at most N messages (default 100)\n"
 		"      --json             print the daemon's JSON answer\n");
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
 }
 
 static char *socket_path(const struct ctl *c)
@@ -75,8 +89,8 @@ static char *socket_path(const struct ctl *c)
 	if (!str_empty(env))
 		return xstrdup(env);
 	const char *path = c->config ? c->config : DEFAULT_CONFIG;
-	if (!c->config && access(path, R_OK) < 0)
-		return xstrdup(DEFAULT_SOCKET);
+	if (!c->config && access(path, R_OK) < 0) /* an operator may not read it */
+		return xstrdup(exists(RUNTIME_SOCKET) ? RUNTIME_SOCKET : DEFAULT_SOCKET);
 	struct config *cfg = NULL;
 	char err[1024];
 	/* Only the socket path: no secret file is read, so an operator needs
@@ -86,7 +100,9 @@ static char *socket_path(const struct ctl *c)
 		fprintf(stderr, "edibrokerctl: %s\n", err);
 		return NULL;
 	}
-	char *s = xstrdup(cfg->control_socket);
+	char *s = !cfg->control_socket_explicit && exists(RUNTIME_SOCKET)
+			  ? xstrdup(RUNTIME_SOCKET)
+			  : xstrdup(cfg->control_socket);
 	config_free(cfg);
 	return s;
 }
@@ -120,15 +136,19 @@ static json_t *request(const char *path, json_t *req)
 		return NULL;
 	}
 	_cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
-	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0) {
-		fprintf(stderr, "edibrokerctl: %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
+	int w = write_all(fd, text, strlen(text));
+	if (w == 0)
+		w = write_all(fd, "\n", 1);
+	int werr = w < 0 ? -w : 0;
 	shutdown(fd, SHUT_WR);
+	/* A refusal (too many connections) is one line and a close: read it
+	 * even when the request could not be written. */
 	_cleanup_fclose_ FILE *f = fdopen(TAKE_FD(fd), "r");
 	json_error_t jerr;
 	json_t *ans = f ? json_loadf(f, JSON_DISABLE_EOF_CHECK, &jerr) : NULL;
-	if (!ans)
+	if (!ans && w < 0)
+		fprintf(stderr, "edibrokerctl: %s: %s\n", path, strerror(werr));
+	else if (!ans)
 		fprintf(stderr, "edibrokerctl: bad answer from edibrokerd: %s\n", jerr.text);
 	return ans;
 }
@@ -189,6 +209,19 @@ static int render_status(const json_t *ans)
 	return 0;
 }
 
+/* " (kept)", " (body removed)" and the like after a reason. */
+static const char *retention_mark(const json_t *m, const char *what)
+{
+	static char buf[48];
+	if (json_is_true(json_object_get(m, "keep")))
+		return " (kept)";
+	if (json_is_integer(json_object_get(m, "removed_ms"))) {
+		snprintf(buf, sizeof(buf), " (%s removed)", what);
+		return buf;
+	}
+	return "";
+}
+
 static void render_messages(const json_t *msgs, bool dead)
 {
 	printf("%-10s %-8s %-15s %-15s %8s %8s  %s\n", "ID", "TYPE", "SENDER", "RECEIVER", "AGE",
@@ -202,9 +235,10 @@ static void render_messages(const json_t *msgs, bool dead)
 			snprintf(col, sizeof(col), "%s", str(m, "source"));
 		else
 			snprintf(col, sizeof(col), "%lld", num(m, "attempts"));
-		printf("%-10lld %-8s %-15s %-15s %8s %8s  %s\n", num(m, "id"), str(m, "type"),
+		printf("%-10lld %-8s %-15s %-15s %8s %8s  %s%s\n", num(m, "id"), str(m, "type"),
 		       str(m, "sender"), str(m, "receiver"), age, col,
-		       dead ? str(m, "reason") : str(m, "last_error"));
+		       dead ? str(m, "reason") : str(m, "last_error"),
+		       dead ? retention_mark(m, "body") : "");
 	}
 }
 
@@ -220,6 +254,23 @@ static int render_dead(const json_t *ans)
 {
 	printf("%lld dead letters\n\n", num(ans, "dead"));
 	render_messages(json_object_get(ans, "messages"), true);
+	return 0;
+}
+
+static int render_quarantine(const json_t *ans)
+{
+	printf("%lld quarantined files\n\n", num(ans, "quarantined"));
+	printf("%-10s %-20s %-10s %8s %10s  %s\n", "ID", "ENDPOINT", "ERROR", "AGE", "SIZE",
+	       "FILE / REASON");
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(ans, "messages"), i, m) {
+		char age[32];
+		fmt_age(json_object_get(m, "age_s"), age, sizeof(age));
+		printf("%-10lld %-20s %-10s %8s %10lld  %s%s\n%55s%s\n", num(m, "id"),
+		       str(m, "source"), str(m, "error"), age, num(m, "size"), str(m, "file"),
+		       retention_mark(m, "file"), "", str(m, "reason"));
+	}
 	return 0;
 }
 
@@ -263,7 +314,8 @@ static int render_outage(const json_t *ans)
 					    "declared", "ended", "resolved", "closed", "announced",
 					    "last_notice", "next_notice_due", "expected_end",
 					    "cause_fault", "cause_error", "cause", "contact", "fallback",
-					    "maintenance_id", "delivered_late", "duration_s" };
+					    "maintenance_id", "delivered_late", "duration_s",
+					    "changed_by" };
 	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
 		json_t *v = json_object_get(o, keys[k]);
 		char *text = v && !json_is_null(v) ? json_dumps(v, JSON_ENCODE_ANY) : xstrdup("-");
@@ -286,13 +338,14 @@ static int render_outage(const json_t *ans)
 
 static int render_maintenance(const json_t *ans)
 {
-	printf("%-6s %-20s %-17s %-17s %-17s  %s\n", "ID", "ENDPOINT", "FROM", "TO", "ANNOUNCED",
-	       "REASON");
+	printf("%-6s %-20s %-17s %-17s %-17s %-24s  %s\n", "ID", "ENDPOINT", "FROM", "TO",
+	       "ANNOUNCED", "BY", "REASON");
 	size_t i;
 	json_t *m;
 	json_array_foreach(json_object_get(ans, "maintenance"), i, m)
-		printf("%-6lld %-20s %-17s %-17s %-17s  %s\n", num(m, "id"), jstr(m, "endpoint"),
-		       jstr(m, "from"), jstr(m, "to"), jstr(m, "announced"), jstr(m, "reason"));
+		printf("%-6lld %-20s %-17s %-17s %-17s %-24s  %s\n", num(m, "id"), jstr(m, "endpoint"),
+		       jstr(m, "from"), jstr(m, "to"), jstr(m, "announced"), jstr(m, "changed_by"),
+		       jstr(m, "reason"));
 	return 0;
 }
 
@@ -380,6 +433,15 @@ static bool maintenance_request(const struct ctl *c, int argc, char **argv, json
 	return c->from && c->to && c->reason;
 }
 
+static bool keep_request(const struct ctl *c, int argc, char **argv, json_t *req,
+			 render_fn *render)
+{
+	json_object_set_new(req, "action", json_string(c->release ? "release" : "keep"));
+	*render = render_done;
+	done_verb = c->release ? "released" : "kept";
+	return argc == 2 && parse_id(argv[1], req);
+}
+
 /* Builds the request for argv (after options); NULL on a usage error. */
 static json_t *build_request(const struct ctl *c, int argc, char **argv, render_fn *render)
 {
@@ -394,6 +456,12 @@ static json_t *build_request(const struct ctl *c, int argc, char **argv, render_
 		*render = render_queue;
 	} else if (strcmp(cmd, "dead") == 0 && argc == 1) {
 		*render = render_dead;
+	} else if (strcmp(cmd, "quarantine") == 0 && argc <= 2) {
+		if (argc == 2)
+			json_object_set_new(req, "endpoint", json_string(argv[1]));
+		*render = render_quarantine;
+	} else if (strcmp(cmd, "keep") == 0 && keep_request(c, argc, argv, req, render)) {
+		/* built */
 	} else if (strcmp(cmd, "outages") == 0 && argc == 1) {
 		json_object_set_new(req, "all", json_boolean(c->all));
 		*render = render_outages;
@@ -417,6 +485,7 @@ int main(int argc, char **argv)
 		{ "limit", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "release", no_argument, NULL, 'r' },
 		{ "from", required_argument, NULL, 'F' },
 		{ "to", required_argument, NULL, 'T' },
 		{ "reason", required_argument, NULL, 'R' },
@@ -429,6 +498,7 @@ int main(int argc, char **argv)
 	};
 	struct ctl c = { 0 };
 	int o;
+	signal(SIGPIPE, SIG_IGN); /* a daemon that closed early is an error, not a signal */
 	while ((o = getopt_long(argc, argv, "c:s:n:jh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': c.config = optarg; break;
@@ -436,6 +506,7 @@ int main(int argc, char **argv)
 		case 'n': c.limit = strtol(optarg, NULL, 10); break;
 		case 'j': c.json = true; break;
 		case 'a': c.all = true; break;
+		case 'r': c.release = true; break;
 		case 'F': c.from = optarg; break;
 		case 'T': c.to = optarg; break;
 		case 'R': c.reason = optarg; break;

@@ -56,8 +56,9 @@
 #define GIB (1024 * MIB)
 #define TIB (1024 * GIB)
 
-static conf_check_fn check_ident, check_gln, check_sender_id, check_email, check_smtp_url, check_http_url,
-	check_window, check_support_hours, check_closed_days, check_timezone;
+static conf_check_fn check_ident, check_gln, check_sender_id, check_email, check_smtp_url,
+	check_http_url, check_window, check_support_hours, check_closed_days, check_timezone,
+	check_group;
 
 static const struct conf_choice log_levels[] = {
 	{ "err", LOG_ERR },   { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
@@ -120,6 +121,18 @@ static const struct conf_key global_keys[] = {
 	  .max = 3650 * DAYS, .flags = CONF_RELOAD },
 	{ G("store", "max_size", CONF_SIZE, store_max_size), .def = "0", .min = MIB, .max = 64 * TIB,
 	  .flags = CONF_RELOAD | CONF_ZERO_OFF },
+	{ G("store", "dead_retention", CONF_DURATION, dead_retention_ms), .def = "30d", .min = 100,
+	  .max = 3650 * DAYS, .flags = CONF_RELOAD | CONF_ZERO_OFF },
+
+	{ G("quarantine", "retention", CONF_DURATION, quarantine_retention_ms), .def = "30d",
+	  .min = 100, .max = 3650 * DAYS, .flags = CONF_RELOAD | CONF_ZERO_OFF },
+
+	{ G("control", "operator_group", CONF_STR, operator_group), .def = "edibroker-admin",
+	  .check = check_group, .flags = CONF_RELOAD },
+	{ G("control", "idle_timeout", CONF_DURATION, control_idle_timeout_ms), .def = "60s",
+	  .min = 100, .max = 1 * DAYS, .flags = CONF_RELOAD },
+	{ G("control", "max_connections", CONF_INT, control_max_connections), .def = "32", .min = 1,
+	  .max = 1024, .flags = CONF_RELOAD },
 
 	{ G("outage", "threshold", CONF_DURATION, outage_threshold_ms), .def = "2h", .min = 100,
 	  .max = 30 * DAYS, .flags = CONF_RELOAD },
@@ -469,6 +482,21 @@ static int check_ident(const char *v, char *why, size_t len)
 	if (ident_ok(v))
 		return 0;
 	snprintf(why, len, "'%s' is not a valid id (1-35 printable characters, no spaces)", v);
+	return -EINVAL;
+}
+
+/* A group name as NSS may know it (LDAP names may hold spaces): printable,
+ * no ':' (the group file's separator), 1-255 bytes. */
+static int check_group(const char *v, char *why, size_t len)
+{
+	size_t n = strlen(v);
+	bool ok = n >= 1 && n <= 255 && !isspace((unsigned char)v[0]) &&
+		  !isspace((unsigned char)v[n - 1]);
+	for (const char *p = v; ok && *p; p++)
+		ok = (unsigned char)*p >= 0x20 && *p != 0x7f && *p != ':';
+	if (ok)
+		return 0;
+	snprintf(why, len, "'%s' is not a group name", v);
 	return -EINVAL;
 }
 
@@ -1446,6 +1474,15 @@ static int check_socket_path(struct loader *L)
 		    L->cfg->control_socket, max);
 }
 
+/* Whether control_socket was written in the file: only a default gives way
+ * to systemd's $RUNTIME_DIRECTORY (the daemon) and /run/edibroker
+ * (edibrokerctl). */
+static int note_explicit(struct loader *L)
+{
+	L->cfg->control_socket_explicit = global_line(L, "broker", "control_socket") > 0;
+	return 0;
+}
+
 static int validate(struct loader *L)
 {
 	for (size_t i = 0; i < L->cfg->nendpoints; i++)
@@ -1455,7 +1492,7 @@ static int validate(struct loader *L)
 	if (check_gln_owners(L) < 0 || check_folders(L) < 0 || check_default_endpoint(L) < 0 ||
 	    check_order(L, "delivery", "retry_initial", "retry_max") < 0 ||
 	    check_order(L, "store", "retention", "history") < 0 || check_mail(L) < 0 ||
-	    check_socket_path(L) < 0)
+	    check_socket_path(L) < 0 || note_explicit(L) < 0)
 		return L->rc;
 	return 0;
 }

@@ -148,6 +148,8 @@ struct config {
 	/* [broker] */
 	char *state_dir;           /* state_dir: SQLite database and internal files */
 	char *control_socket;      /* control_socket: default <state_dir>/control.sock */
+	bool control_socket_explicit; /* control_socket was written in the file (else the
+				      daemon prefers $RUNTIME_DIRECTORY/control.sock) */
 	char *broker_id;           /* id: the broker's network id in receipts (default EDIBROKER) */
 	char *broker_gln;          /* gln: the broker's own location number, sender of its
 				    * FHIR and wrapped receipts; NULL when unset */
@@ -172,6 +174,17 @@ struct config {
 	int64_t retention_ms;      /* retention: bodies of delivered messages kept this long (7d) */
 	int64_t history_ms;        /* history: delivered records and duplicate keys kept (90d) */
 	int64_t store_max_size;    /* max_size: bytes the store may use; 0 = no cap (default) */
+	int64_t dead_retention_ms; /* dead_retention: dead-letter bodies kept (30d); 0 = forever */
+
+	/* [quarantine] */
+	int64_t quarantine_retention_ms; /* retention: quarantined files kept (30d); 0 = forever */
+
+	/* [control] */
+	char *operator_group;      /* operator_group: may change state besides root and the
+				      daemon's own user (edibroker-admin) */
+	int64_t control_idle_timeout_ms; /* idle_timeout: a connection that neither sends nor
+					    takes its answers is closed (60s) */
+	int64_t control_max_connections; /* max_connections: more are refused (32) */
 
 	/* [outage] */
 	int64_t outage_threshold_ms;   /* threshold (2h) */

@@ -1,15 +1,28 @@
 /*
- * control.c - the control socket server: accepts connections, frames
- * requests by line, parses JSON and writes the handler's answer.
+ * control.c - the control socket server: accepts connections, learns from
+ * the kernel who is calling, frames requests by line, parses JSON, and
+ * writes the handler's answers in request order.
  *
- * Limits: a request line is at most 64 KiB (longer closes the connection
- * with an error); at most 64 connections at once. Each connection is a
- * libevent bufferevent; answers are written before the next request is
- * read, so a client sees answers in request order.
+ * Bounded per client and in total, because anyone who can reach the
+ * socket is a client (control.h): a line over CONTROL_LINE_MAX gets an
+ * error and the connection closes; the input buffer never holds more than
+ * about one line (read high-water mark); once a client's unread answers
+ * exceed CONTROL_OUT_MAX it is not read from, so a client that pipelines
+ * requests and never reads costs at most that much, and reading resumes
+ * when it has taken them down to a quarter; a connection that neither
+ * sends nor takes its answers for idle_timeout is closed (libevent's read
+ * and write timeouts); beyond max_connections a new client gets one error
+ * line and is closed, so the listener is never blocked.
+ *
+ * A request that changes state is parked until the caller's user name and
+ * the operator group are known (access.h: looked up on the control lane);
+ * meanwhile the connection is not read from, so its later requests keep
+ * their order. Every look-up that comes in retries the parked requests.
  */
 #include "control/control.h"
 
 #include "base/log.h"
+#include "base/clock.h"
 #include "codecs/base/mem.h"
 
 #include <errno.h>
@@ -21,24 +34,35 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
-#define MAX_LINE (64 * 1024)
-#define MAX_CONNS 64
+#define OUT_RESUME (CONTROL_OUT_MAX / 4)
+#define REFUSED_LOG_MS 10000 /* at most one log line per this while refusing */
+#define GROUPS_MAX 65536     /* NGROUPS_MAX of Linux */
 
 struct conn {
 	struct conn *next, **pprev;
 	struct control *ctl;
 	struct bufferevent *bev;
-	bool closing;
+	struct control_peer peer;
+	json_t *parked;     /* a request that changes state, waiting for names */
+	bool closing;       /* flush the output, then close */
 };
 
 struct control {
 	struct evconnlistener *listener;
 	char *path;
-	control_handler handler;
+	const struct control_ops *ops;
 	void *arg;
+	struct access *access;
 	struct conn *conns;
 	size_t nconns;
+	size_t max_conns;
+	struct timeval idle;
+	bool socket_group_set; /* the socket's group is the operator group */
+	bool group_warned;     /* could not give it that group: said so once */
+	int64_t refused_logged; /* mono ms of the last "too many connections" line */
+	size_t refused;        /* refused since then */
 };
 
 json_t *control_error(const char *fmt, ...)
@@ -58,7 +82,14 @@ static void conn_free(struct conn *c)
 		c->next->pprev = c->pprev;
 	c->ctl->nconns--;
 	bufferevent_free(c->bev);
+	json_decref(c->parked);
+	free(c->peer.groups);
 	free(c);
+}
+
+static size_t out_len(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
 static void send_json(struct conn *c, json_t *answer)
@@ -73,55 +104,171 @@ static void send_json(struct conn *c, json_t *answer)
 	json_decref(answer);
 }
 
+/* After the output is flushed the connection closes (on_write). */
+static void close_after_flush(struct conn *c)
+{
+	c->closing = true;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0); /* on_write when all is sent */
+}
+
+/* Reads while nothing holds the connection back: a parked request, unread
+ * answers over the bound, or a close under way. */
+static void set_reading(struct conn *c)
+{
+	if (!c->closing && !c->parked && out_len(c) <= CONTROL_OUT_MAX)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+}
+
+/* Answers the parked request once the names it needs are known; false
+ * while it still waits. */
+static bool try_parked(struct conn *c)
+{
+	struct control *ctl = c->ctl;
+	const struct access_policy *pol = access_policy(ctl->access);
+	const char *user = access_user(ctl->access, c->peer.uid);
+	if (!pol || !user)
+		return false;
+	struct control_caller who = { &c->peer, user, pol };
+	json_t *answer = ctl->ops->handle(c->parked, &who, ctl->arg);
+	json_decref(c->parked);
+	c->parked = NULL;
+	send_json(c, answer);
+	return true;
+}
+
 static void handle_line(struct conn *c, const char *line, size_t len)
 {
+	struct control *ctl = c->ctl;
 	json_error_t jerr;
 	json_t *req = json_loadb(line, len, 0, &jerr);
 	json_t *answer;
-	if (!req || !json_is_object(req))
-		answer = control_error("request is not a JSON object: %s", jerr.text);
-	else if (!json_is_string(json_object_get(req, "cmd")))
+	if (!req || !json_is_object(req)) {
+		answer = control_error("request is not a JSON object: %s",
+				       req ? "another JSON value" : jerr.text);
+	} else if (!json_is_string(json_object_get(req, "cmd"))) {
 		answer = control_error("request has no \"cmd\"");
-	else
-		answer = c->ctl->handler(req, c->ctl->arg);
+	} else if (ctl->ops->mutates(req)) {
+		c->parked = req;
+		try_parked(c);
+		return;
+	} else {
+		struct control_caller who = { &c->peer, NULL, access_policy(ctl->access) };
+		answer = ctl->ops->handle(req, &who, ctl->arg);
+	}
 	json_decref(req);
 	send_json(c, answer);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* The next line's length; -1 without a whole line; -2 for one over the
+ * limit (whether or not its end is in). */
+static ssize_t next_line(struct evbuffer *in)
 {
-	struct conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	for (;;) {
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	if (eol.pos < 0)
+		return evbuffer_get_length(in) > CONTROL_LINE_MAX ? -2 : -1;
+	return eol.pos > CONTROL_LINE_MAX ? -2 : (ssize_t)eol.pos;
+}
+
+/* Answers the whole lines waiting, as far as the bounds allow. */
+static void process(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	while (!c->closing && !c->parked && out_len(c) <= CONTROL_OUT_MAX) {
+		ssize_t n = next_line(in);
+		if (n == -1)
+			break;
+		if (n == -2) {
+			send_json(c, control_error("request longer than %d bytes", CONTROL_LINE_MAX));
+			close_after_flush(c);
+			break;
+		}
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
-		if (!line)
-			break;
 		handle_line(c, line, len);
 		free(line);
 	}
-	if (evbuffer_get_length(in) > MAX_LINE) {
-		send_json(c, control_error("request longer than %d bytes", MAX_LINE));
-		c->closing = true;
-		bufferevent_disable(bev, EV_READ);
-	}
+	set_reading(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	process(arg);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
-	if (c->closing)
-		conn_free(c);
+	if (c->closing) {
+		if (out_len(c) == 0)
+			conn_free(c);
+		return;
+	}
+	process(c); /* the client took its answers: read on */
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0 && !(what & BEV_EVENT_ERROR))
-			c->closing = true; /* flush the answer first */
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_debug("event=control-timeout uid=%u pid=%d %s", (unsigned)c->peer.uid,
+			  (int)c->peer.pid, what & BEV_EVENT_READING ? "idle" : "answers-not-taken");
+		conn_free(c);
+	} else if (what & BEV_EVENT_ERROR) {
+		conn_free(c);
+	} else if (what & BEV_EVENT_EOF) {
+		if (out_len(c) > 0 || c->parked)
+			close_after_flush(c); /* the answers first */
 		else
 			conn_free(c);
+	}
+}
+
+/* The peer's credentials as the kernel recorded them at connect(). */
+static int peer_read(int fd, struct control_peer *p)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+		return -errno;
+	*p = (struct control_peer){ .pid = uc.pid, .uid = uc.uid, .gid = uc.gid };
+	gid_t small[64];
+	socklen_t glen = sizeof(small);
+	_cleanup_free_ gid_t *big = NULL;
+	gid_t *groups = small;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0) {
+		/* without SO_PEERGROUPS (old kernel) only the primary group counts */
+		if (errno != ERANGE || glen > GROUPS_MAX * sizeof(gid_t))
+			return 0;
+		groups = big = xmalloc(glen);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0)
+			return 0;
+	}
+	p->ngroups = glen / sizeof(gid_t);
+	p->groups = xmalloc(glen ? glen : 1);
+	memcpy(p->groups, groups, glen);
+	return 0;
+}
+
+/* One error line, then close: never waits on the client. */
+static void refuse(struct control *ctl, int fd)
+{
+	char line[160];
+	int n = snprintf(line, sizeof(line),
+			 "{\"ok\":false,\"error\":\"too many connections to the control socket "
+			 "(%zu); try again later\"}\n",
+			 ctl->max_conns);
+	(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL); /* best effort */
+	close(fd);
+	ctl->refused++;
+	int64_t now = clock_mono_ms();
+	if (ctl->refused_logged == 0 || now - ctl->refused_logged >= REFUSED_LOG_MS) {
+		log_warn("event=control-refused reason=too-many-connections max=%zu refused=%zu",
+			 ctl->max_conns, ctl->refused);
+		ctl->refused_logged = now;
+		ctl->refused = 0;
 	}
 }
 
@@ -129,14 +276,20 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		      int socklen, void *arg)
 {
 	struct control *ctl = arg;
-	if (ctl->nconns >= MAX_CONNS) {
-		close(fd);
+	struct control_peer peer;
+	if (ctl->nconns >= ctl->max_conns || peer_read(fd, &peer) < 0) {
+		refuse(ctl, fd);
 		return;
 	}
 	struct conn *c = xcalloc(1, sizeof(*c));
 	c->ctl = ctl;
+	c->peer = peer;
 	c->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	/* at most about one line waits unread; answers resume at a quarter */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CONTROL_LINE_MAX + 1);
+	bufferevent_setwatermark(c->bev, EV_WRITE, OUT_RESUME, 0);
+	bufferevent_set_timeouts(c->bev, &ctl->idle, &ctl->idle);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->next = ctl->conns;
 	if (c->next)
@@ -144,6 +297,39 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->pprev = &ctl->conns;
 	ctl->conns = c;
 	ctl->nconns++;
+	/* look the name up now, so that a change sent soon need not wait */
+	(void)access_user(ctl->access, peer.uid);
+}
+
+/* Gives the socket the operator group, so its members can connect (0660).
+ * Needs the daemon to be root or a member of that group (the unit's
+ * SupplementaryGroups=); otherwise said once, and only the owner and
+ * those the administrator lets in can connect. */
+static void socket_group(struct control *ctl, const struct access_policy *pol)
+{
+	if (ctl->socket_group_set || !pol->group_found)
+		return;
+	if (chown(ctl->path, (uid_t)-1, pol->group_gid) == 0) {
+		ctl->socket_group_set = true;
+		return;
+	}
+	if (!ctl->group_warned)
+		log_warn("event=control-socket-group path=%s group=\"%s\" error=\"%s\"", ctl->path,
+			 pol->group, strerror(errno));
+	ctl->group_warned = true;
+}
+
+/* A look-up is in: parked requests may go on. */
+static void on_resolved(void *arg)
+{
+	struct control *ctl = arg;
+	const struct access_policy *pol = access_policy(ctl->access);
+	if (pol)
+		socket_group(ctl, pol);
+	for (struct conn *c = ctl->conns; c; c = c->next) {
+		if (c->parked && try_parked(c) && !c->closing)
+			process(c); /* closing: on_write closes once the answer is out */
+	}
 }
 
 static int bind_socket(const char *path, char *err, size_t errlen)
@@ -158,7 +344,7 @@ static int bind_socket(const char *path, char *err, size_t errlen)
 		unlink(path); /* stale: the state-dir lock shows no daemon owns it */
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(path, 0660) < 0 || listen(fd, 16) < 0) {
+	    chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "control socket %s: %s", path, strerror(e));
 		if (fd >= 0)
@@ -168,7 +354,20 @@ static int bind_socket(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
-struct control *control_new(struct event_base *base, const char *path, control_handler handler,
+void control_configure(struct control *ctl, const struct control_params *p)
+{
+	ctl->max_conns = p->max_connections;
+	ctl->idle = (struct timeval){ (time_t)(p->idle_timeout_ms / 1000),
+				      (suseconds_t)(p->idle_timeout_ms % 1000) * 1000 };
+	for (struct conn *c = ctl->conns; c; c = c->next)
+		bufferevent_set_timeouts(c->bev, &ctl->idle, &ctl->idle);
+	ctl->socket_group_set = false; /* the group may be another now */
+	ctl->group_warned = false;
+	access_set_group(ctl->access, p->operator_group);
+}
+
+struct control *control_new(struct event_base *base, struct lane *lane, const char *path,
+			    const struct control_params *params, const struct control_ops *ops,
 			    void *arg, char *err, size_t errlen)
 {
 	int fd = bind_socket(path, err, errlen);
@@ -176,16 +375,19 @@ struct control *control_new(struct event_base *base, const char *path, control_h
 		return NULL;
 	struct control *ctl = xcalloc(1, sizeof(*ctl));
 	ctl->path = xstrdup(path);
-	ctl->handler = handler;
+	ctl->ops = ops;
 	ctl->arg = arg;
 	ctl->listener = evconnlistener_new(base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (!ctl->listener) {
 		snprintf(err, errlen, "control socket %s: cannot listen", path);
 		close(fd);
+		unlink(path);
 		free(ctl->path);
 		free(ctl);
 		return NULL;
 	}
+	ctl->access = access_new(lane, on_resolved, ctl);
+	control_configure(ctl, params);
 	return ctl;
 }
 
@@ -196,6 +398,7 @@ void control_free(struct control *ctl)
 	while (ctl->conns)
 		conn_free(ctl->conns);
 	evconnlistener_free(ctl->listener);
+	access_free(ctl->access);
 	unlink(ctl->path);
 	free(ctl->path);
 	free(ctl);

@@ -3,23 +3,33 @@
  * reached through struct control_env.
  *
  * Read-only views: live delivery state from the endpoint callbacks, queued
- * and dead messages and the outage records from the store (views.c);
- * changes to outages and planned shutdowns go to the outage procedure.
- * Answers carry ids, types, GLNs, counts and ages - never message content.
+ * and dead messages, quarantined files and the outage records from the
+ * store (views.c). Changes to outages and planned shutdowns go to the
+ * outage procedure, keep and release to the store.
+ *
+ * The table cmds[] at the bottom is the whole protocol: every verb and
+ * action, whether it changes state, and the record id its audit line
+ * names. control_dispatch() is the one gate: it checks the request's
+ * strings, refuses a change to a caller without the role, runs the verb,
+ * and logs every change with the caller. Answers carry ids, types, GLNs,
+ * counts, ages and paths - never message content.
  */
 #include "control/control_cmds.h"
 
-#include "control/control.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
+#include "codecs/base/utf8.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <string.h>
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 10000
 
-typedef json_t *(*cmd_fn)(const struct control_env *e, const json_t *req);
+/* A verb (or one action of it). by names the caller for changed_by. */
+typedef json_t *(*cmd_fn)(const struct control_env *e, const json_t *req, const char *by);
 
 static json_t *ok(json_t *obj)
 {
@@ -63,7 +73,7 @@ static int64_t dead_count(const struct control_env *e)
 	return dead;
 }
 
-static json_t *cmd_status(const struct control_env *e, const json_t *req)
+static json_t *cmd_status(const struct control_env *e, const json_t *req, const char *by)
 {
 	int64_t now = clock_wall_ms();
 	json_t *eps = json_array();
@@ -106,6 +116,15 @@ static int add_msg(const struct store_msg *m, void *arg)
 		json_object_set_new(o, "last_error", json_string(m->last_error));
 	if (m->reason)
 		json_object_set_new(o, "reason", json_string(m->reason));
+	if (m->state == MSG_DEAD || m->state == MSG_QUARANTINED) {
+		json_object_set_new(o, "keep", json_boolean(m->keep));
+		json_object_set_new(o, "removed_ms",
+				    m->removed_at ? json_integer(m->removed_at) : json_null());
+	}
+	if (m->state == MSG_QUARANTINED) {
+		json_object_set_new(o, "file", json_string(m->file ? m->file : ""));
+		json_object_set_new(o, "error", json_string(m->error_class ? m->error_class : ""));
+	}
 	json_array_append_new(l->arr, o);
 	return 0;
 }
@@ -130,7 +149,7 @@ static json_t *list_state(const struct control_env *e, enum msg_state st, const 
 	return ok(json_pack("{s:o}", "messages", l.arr));
 }
 
-static json_t *cmd_queue(const struct control_env *e, const json_t *req)
+static json_t *cmd_queue(const struct control_env *e, const json_t *req, const char *by)
 {
 	const char *name = json_string_value(json_object_get(req, "endpoint"));
 	if (str_empty(name))
@@ -146,12 +165,24 @@ static json_t *cmd_queue(const struct control_env *e, const json_t *req)
 	return ans;
 }
 
-static json_t *cmd_dead(const struct control_env *e, const json_t *req)
+static json_t *cmd_dead(const struct control_env *e, const json_t *req, const char *by)
 {
 	json_t *ans = list_state(e, MSG_DEAD, NULL, req_limit(req));
 	int64_t dead = dead_count(e);
 	if (json_is_true(json_object_get(ans, "ok")))
 		json_object_set_new(ans, "dead", json_integer(dead));
+	return ans;
+}
+
+static json_t *cmd_quarantine(const struct control_env *e, const json_t *req, const char *by)
+{
+	const char *ep = json_string_value(json_object_get(req, "endpoint"));
+	json_t *ans = list_state(e, MSG_QUARANTINED, str_empty(ep) ? NULL : ep, req_limit(req));
+	int64_t n = 0;
+	if (store_count(e->store, MSG_QUARANTINED, &n) < 0)
+		n = -1; /* the list answered; the total is what could not be read */
+	if (json_is_true(json_object_get(ans, "ok")))
+		json_object_set_new(ans, "quarantined", json_integer(n));
 	return ans;
 }
 
@@ -174,7 +205,12 @@ static json_t *answer(int r, const char *err, json_t *ok_obj)
 	return ok(ok_obj);
 }
 
-static json_t *cmd_outages(const struct control_env *e, const json_t *req)
+static json_t *id_answer(int r, const char *err, int64_t id)
+{
+	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static json_t *cmd_outages(const struct control_env *e, const json_t *req, const char *by)
 {
 	char err[512];
 	json_t *arr = views_outages(e->store, json_is_true(json_object_get(req, "all")),
@@ -182,78 +218,256 @@ static json_t *cmd_outages(const struct control_env *e, const json_t *req)
 	return arr ? ok(json_pack("{s:o}", "outages", arr)) : control_error("%s", err);
 }
 
-static json_t *outage_show(const struct control_env *e, const json_t *req)
+static json_t *outage_show(const struct control_env *e, const json_t *req, const char *by)
 {
 	char err[512];
 	json_t *o = views_outage(e->store, req_id(req), clock_wall_ms(), err, sizeof(err));
 	return o ? ok(json_pack("{s:o}", "outage", o)) : control_error("%s", err);
 }
 
-static json_t *cmd_outage(const struct control_env *e, const json_t *req)
+static json_t *outage_open(const struct control_env *e, const json_t *req, const char *by)
 {
-	const char *action = req_str(req, "action");
 	char err[512] = "";
-	int64_t id = req_id(req);
-	int r;
-	if (str_empty(action) || strcmp(action, "show") == 0)
-		return outage_show(e, req);
-	if (strcmp(action, "open") == 0) {
-		const char *ep = req_str(req, "endpoint");
-		r = procedure_outage_open(e->proc, ep ? ep : "", req_str(req, "cause"), &id, err,
-					  sizeof(err));
-	} else if (strcmp(action, "close") == 0) {
-		r = procedure_outage_close(e->proc, id, err, sizeof(err));
-	} else if (strcmp(action, "set") == 0) {
-		r = procedure_outage_set(e->proc, id, req_str(req, "expected"), req_str(req, "contact"),
-					 req_str(req, "cause"), req_str(req, "fallback"), err,
-					 sizeof(err));
-	} else {
-		return control_error("outage: unknown action '%s' (show, set, open, close)", action);
-	}
-	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
+	int64_t id = 0;
+	const char *ep = req_str(req, "endpoint");
+	int r = procedure_outage_open(e->proc, by, ep ? ep : "", req_str(req, "cause"), &id, err,
+				      sizeof(err));
+	return id_answer(r, err, id);
 }
 
-static json_t *cmd_maintenance(const struct control_env *e, const json_t *req)
+static json_t *outage_close(const struct control_env *e, const json_t *req, const char *by)
 {
-	const char *action = req_str(req, "action");
 	char err[512] = "";
-	int64_t id = req_id(req);
-	int r;
-	if (str_empty(action) || strcmp(action, "list") == 0) {
-		json_t *arr = views_maintenance(e->store, json_is_true(json_object_get(req, "all")),
-						err, sizeof(err));
-		return arr ? ok(json_pack("{s:o}", "maintenance", arr)) : control_error("%s", err);
-	}
-	if (strcmp(action, "add") == 0) {
-		const char *ep = req_str(req, "endpoint");
-		r = procedure_maintenance_add(e->proc, ep ? ep : "", req_str(req, "from"),
-					      req_str(req, "to"), req_str(req, "reason"),
-					      req_str(req, "contact"), &id, err, sizeof(err));
-	} else if (strcmp(action, "remove") == 0) {
-		r = procedure_maintenance_remove(e->proc, id, err, sizeof(err));
-	} else {
-		return control_error("maintenance: unknown action '%s' (add, list, remove)", action);
-	}
-	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
+	int r = procedure_outage_close(e->proc, by, req_id(req), err, sizeof(err));
+	return id_answer(r, err, req_id(req));
 }
 
-static const struct {
-	const char *name;
+static json_t *outage_set(const struct control_env *e, const json_t *req, const char *by)
+{
+	char err[512] = "";
+	int r = procedure_outage_set(e->proc, by, req_id(req), req_str(req, "expected"),
+				     req_str(req, "contact"), req_str(req, "cause"),
+				     req_str(req, "fallback"), err, sizeof(err));
+	return id_answer(r, err, req_id(req));
+}
+
+static json_t *maint_list(const struct control_env *e, const json_t *req, const char *by)
+{
+	char err[512] = "";
+	json_t *arr = views_maintenance(e->store, json_is_true(json_object_get(req, "all")), err,
+					sizeof(err));
+	return arr ? ok(json_pack("{s:o}", "maintenance", arr)) : control_error("%s", err);
+}
+
+static json_t *maint_add(const struct control_env *e, const json_t *req, const char *by)
+{
+	char err[512] = "";
+	int64_t id = 0;
+	const char *ep = req_str(req, "endpoint");
+	int r = procedure_maintenance_add(e->proc, by, ep ? ep : "", req_str(req, "from"),
+					  req_str(req, "to"), req_str(req, "reason"),
+					  req_str(req, "contact"), &id, err, sizeof(err));
+	return id_answer(r, err, id);
+}
+
+static json_t *maint_remove(const struct control_env *e, const json_t *req, const char *by)
+{
+	char err[512] = "";
+	int r = procedure_maintenance_remove(e->proc, by, req_id(req), err, sizeof(err));
+	return id_answer(r, err, req_id(req));
+}
+
+/* ---- keep: exempt a dead letter or a quarantined file from retention ---- */
+
+static int got_msg(const struct store_msg *m, void *arg)
+{
+	struct store_msg *out = arg;
+	*out = (struct store_msg){ .id = m->id, .state = m->state, .removed_at = m->removed_at,
+				   .keep = m->keep };
+	return 0;
+}
+
+static json_t *keep_set(const struct control_env *e, const json_t *req, bool keep)
+{
+	int64_t id = req_id(req);
+	struct store_msg m = { 0 };
+	int r = id > 0 ? store_get(e->store, id, false, got_msg, &m) : 0;
+	if (r < 0)
+		return control_error("store: %s", store_last_error(e->store));
+	if (r == 0 || (m.state != MSG_DEAD && m.state != MSG_QUARANTINED))
+		return control_error("no dead letter or quarantined file with id %lld",
+				     (long long)id);
+	if (keep && m.removed_at)
+		return control_error("%lld: retention has already removed its %s", (long long)id,
+				     m.state == MSG_DEAD ? "body" : "file");
+	r = store_keep(e->store, id, keep);
+	if (r < 0)
+		return control_error("store: %s", store_last_error(e->store));
+	return ok(json_pack("{s:I, s:b}", "id", (json_int_t)id, "keep", keep));
+}
+
+static json_t *keep_keep(const struct control_env *e, const json_t *req, const char *by)
+{
+	return keep_set(e, req, true);
+}
+
+static json_t *keep_release(const struct control_env *e, const json_t *req, const char *by)
+{
+	return keep_set(e, req, false);
+}
+
+/* ---- the protocol: every verb and action, and whether it changes state ---- */
+
+static const struct cmd {
+	const char *verb;
+	const char *action;  /* NULL: the verb has none; else the first row is the default */
 	cmd_fn fn;
-} commands[] = {
-	{ "status", cmd_status },
-	{ "queue", cmd_queue },
-	{ "dead", cmd_dead },
-	{ "outages", cmd_outages },
-	{ "outage", cmd_outage },
-	{ "maintenance", cmd_maintenance },
+	bool mutates;
+	const char *record;  /* the audit line's key for the id a change answers */
+} cmds[] = {
+	{ "status", NULL, cmd_status, false, NULL },
+	{ "queue", NULL, cmd_queue, false, NULL },
+	{ "dead", NULL, cmd_dead, false, NULL },
+	{ "quarantine", NULL, cmd_quarantine, false, NULL },
+	{ "outages", NULL, cmd_outages, false, NULL },
+	{ "outage", "show", outage_show, false, NULL },
+	{ "outage", "set", outage_set, true, "outage" },
+	{ "outage", "open", outage_open, true, "outage" },
+	{ "outage", "close", outage_close, true, "outage" },
+	{ "maintenance", "list", maint_list, false, NULL },
+	{ "maintenance", "add", maint_add, true, "maintenance" },
+	{ "maintenance", "remove", maint_remove, true, "maintenance" },
+	{ "keep", "keep", keep_keep, true, "msg" },
+	{ "keep", "release", keep_release, true, "msg" },
 };
 
-json_t *control_dispatch(const json_t *request, void *arg)
+/* The row for request: its verb's row without actions, the action it
+ * names, or the verb's first (an empty action); NULL when unknown. */
+static const struct cmd *cmd_find(const json_t *req, bool *verb_known)
 {
-	const char *cmd = json_string_value(json_object_get(request, "cmd"));
-	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-		if (strcmp(commands[i].name, cmd) == 0)
-			return commands[i].fn(arg, request);
-	return control_error("unknown command '%s'", cmd);
+	const char *verb = req_str(req, "cmd"), *action = req_str(req, "action");
+	*verb_known = false;
+	for (size_t i = 0; verb && i < ARRAY_SIZE(cmds); i++) {
+		if (strcmp(cmds[i].verb, verb) != 0)
+			continue;
+		if (!cmds[i].action || (!*verb_known && str_empty(action)) ||
+		    (action && strcmp(cmds[i].action, action) == 0))
+			return &cmds[i];
+		*verb_known = true;
+	}
+	return NULL;
 }
+
+bool control_mutates(const json_t *request)
+{
+	bool verb_known;
+	const struct cmd *c = cmd_find(request, &verb_known);
+	return c && c->mutates;
+}
+
+static json_t *unknown(const json_t *req, bool verb_known)
+{
+	const char *verb = req_str(req, "cmd"), *action = req_str(req, "action");
+	if (!verb_known)
+		return control_error("unknown command '%s'", verb ? verb : "");
+	char list[128] = "";
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+		if (strcmp(cmds[i].verb, verb) == 0)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+				 list[0] ? ", " : "", cmds[i].action);
+	return control_error("%s: unknown action '%s' (%s)", verb, action ? action : "", list);
+}
+
+int control_text_check(const char *field, const char *v, char *why, size_t len)
+{
+	size_t n = strlen(v);
+	if (n > CONTROL_TEXT_MAX) {
+		snprintf(why, len, "%s: longer than %d bytes", field, CONTROL_TEXT_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t k = utf8_decode(v + i, n - i, &cp);
+		if (k == 0) {
+			snprintf(why, len, "%s: not valid UTF-8 (at byte %zu)", field, i);
+			return -EINVAL;
+		}
+		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029) {
+			snprintf(why, len, "%s: control characters are not allowed (at byte %zu)",
+				 field, i);
+			return -EINVAL;
+		}
+		i += k;
+	}
+	return 0;
+}
+
+/* Every string a request carries is one that may end up in a log line, a
+ * notice or the store, so each is held to control_text_check(). */
+static int request_text_check(const json_t *req, char *why, size_t len)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)req, key, v) {
+		if (json_is_string(v) && control_text_check(key, json_string_value(v), why, len) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* "alice (uid 1000)", or "uid 1000" when the system has no name for it. */
+static void caller_name(const struct control_caller *who, char *buf, size_t len)
+{
+	unsigned uid = (unsigned)who->peer->uid;
+	if (!str_empty(who->user))
+		snprintf(buf, len, "%s (uid %u)", who->user, uid);
+	else
+		snprintf(buf, len, "uid %u", uid);
+}
+
+static json_t *deny(const struct cmd *c, const struct control_caller *who)
+{
+	const struct access_policy *pol = who->policy;
+	log_warn("event=control-denied uid=%u user=%s pid=%d verb=%s action=%s",
+		 (unsigned)who->peer->uid, who->user ? who->user : "", (int)who->peer->pid, c->verb,
+		 c->action ? c->action : "");
+	return control_error("permission denied: %s%s%s needs root, the %s user or group %s",
+			     c->verb, c->action ? " " : "", c->action ? c->action : "",
+			     pol->self_name, pol->group);
+}
+
+static void audit(const struct cmd *c, const struct control_caller *who, const json_t *ans)
+{
+	log_notice("event=control-change verb=%s action=%s uid=%u user=%s pid=%d %s=%lld",
+		   c->verb, c->action ? c->action : "", (unsigned)who->peer->uid,
+		   who->user ? who->user : "", (int)who->peer->pid, c->record,
+		   (long long)json_integer_value(json_object_get(ans, "id")));
+}
+
+json_t *control_dispatch(const json_t *request, const struct control_caller *who, void *arg)
+{
+	bool verb_known;
+	const struct cmd *c = cmd_find(request, &verb_known);
+	if (!c)
+		return unknown(request, verb_known);
+	char why[256];
+	if (request_text_check(request, why, sizeof(why)) < 0)
+		return control_error("%s", why);
+	char by[128] = "";
+	if (c->mutates) {
+		/* control.c hands every change over with the caller's names */
+		assert(who->user && who->policy);
+		if (!access_may_change(who->peer, who->policy))
+			return deny(c, who);
+		caller_name(who, by, sizeof(by));
+	}
+	json_t *ans = c->fn(arg, request, by);
+	if (c->mutates && json_is_true(json_object_get(ans, "ok")))
+		audit(c, who, ans);
+	return ans;
+}
+
+const struct control_ops control_verbs = {
+	.handle = control_dispatch,
+	.mutates = control_mutates,
+};

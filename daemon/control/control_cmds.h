@@ -1,8 +1,17 @@
 /*
  * control_cmds.h - the commands operators send over the control socket:
- * status, queue ENDPOINT, dead, outages, outage (show, set, open, close)
- * and maintenance (add, list, remove). Each answers a JSON object;
- * edibrokerctl renders it as a table or passes it through with --json.
+ * status, queue ENDPOINT, dead, quarantine, outages, outage (show, set,
+ * open, close), maintenance (list, add, remove) and keep (keep, release).
+ * Each answers a JSON object; edibrokerctl renders it as a table or passes
+ * it through with --json.
+ *
+ * One table says for every verb and action whether it changes state, and
+ * one place checks it: reading is for anyone who can reach the socket,
+ * changing for root, the daemon's own user and the operator group
+ * (access.h). Every change is logged with the caller (event=control-change)
+ * and stored with the record it changed (changed_by); every refusal is
+ * logged too (event=control-denied). Free-text fields are checked before
+ * any verb runs (control_text_check).
  *
  * The commands get the daemon through struct control_env: the store, the
  * group commit, the outage procedure and callbacks that report the
@@ -11,6 +20,7 @@
 #ifndef EDIBROKER_CONTROL_CMDS_H
 #define EDIBROKER_CONTROL_CMDS_H
 
+#include "control/control.h"
 #include "control/views.h"
 #include "outage/procedure.h"
 #include "store/commit.h"
@@ -20,6 +30,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The longest value a request's string field may have, in bytes. */
+#define CONTROL_TEXT_MAX 300
 
 struct control_env {
 	struct store *store;
@@ -35,7 +48,17 @@ struct control_env {
 	void *ctx;
 };
 
-/* control_handler (control.h); arg is a const struct control_env *. */
-json_t *control_dispatch(const json_t *request, void *arg);
+/* The verbs as control.c takes them; arg is a const struct control_env *. */
+extern const struct control_ops control_verbs;
+
+/* Answers request from who (control_ops.handle). */
+json_t *control_dispatch(const json_t *request, const struct control_caller *who, void *arg);
+/* True when request names a verb and action that change state. */
+bool control_mutates(const json_t *request);
+
+/* 0 when v may be the value of field: at most CONTROL_TEXT_MAX bytes of
+ * valid UTF-8 without control characters (C0, DEL, C1, U+2028/9); else
+ * -EINVAL with "FIELD: what is wrong" in why. */
+int control_text_check(const char *field, const char *v, char *why, size_t len);
 
 #endif

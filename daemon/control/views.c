@@ -99,6 +99,7 @@ static json_t *outage_json(const struct outage *o, int64_t now)
 	json_object_set_new(j, "maintenance_id",
 			    o->maintenance_id ? json_integer(o->maintenance_id) : json_null());
 	json_object_set_new(j, "delivered_late", json_integer(o->delivered_late));
+	json_object_set_new(j, "changed_by", opt_str(o->changed_by));
 	return j;
 }
 
@@ -229,6 +230,7 @@ static int add_maint(const struct maint *m, void *arg)
 	json_object_set_new(j, "announced", time_json(m->announced_at));
 	json_object_set_new(j, "removed", time_json(m->removed_at));
 	json_object_set_new(j, "ended", time_json(m->ended_at));
+	json_object_set_new(j, "changed_by", opt_str(m->changed_by));
 	json_array_append_new(arg, j);
 	return 0;
 }

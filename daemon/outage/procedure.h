@@ -102,21 +102,24 @@ bool procedure_endpoint_health(struct procedure *p, const char *endpoint,
 int procedure_endpoints_down(const struct procedure *p);
 int procedure_open_outages(const struct procedure *p);
 
-/* Operators' commands (control socket). Each saves its change before it
- * returns 0, or returns -errno with a reason in err. */
-int procedure_outage_open(struct procedure *p, const char *endpoint, const char *cause,
-			  int64_t *id, char *err, size_t errlen);
-int procedure_outage_close(struct procedure *p, int64_t id, char *err, size_t errlen);
+/* Operators' commands (control socket). by names the operator ("name (uid
+ * N)") and is saved as the record's changed_by. Each saves its change
+ * before it returns 0, or returns -errno with a reason in err. */
+int procedure_outage_open(struct procedure *p, const char *by, const char *endpoint,
+			  const char *cause, int64_t *id, char *err, size_t errlen);
+int procedure_outage_close(struct procedure *p, const char *by, int64_t id, char *err,
+			   size_t errlen);
 /* Fields left NULL stay as they are; expected "" or "unknown" clears it, ""
  * clears the others. fallback: whom staff phone during this outage, over
  * the endpoint's fallback_contact. A change to an announced outage sends an
  * update at once (within the time rules). */
-int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
+int procedure_outage_set(struct procedure *p, const char *by, int64_t id, const char *expected,
 			 const char *contact, const char *cause, const char *fallback, char *err,
 			 size_t errlen);
-int procedure_maintenance_add(struct procedure *p, const char *endpoint, const char *from,
-			      const char *to, const char *reason, const char *contact, int64_t *id,
-			      char *err, size_t errlen);
-int procedure_maintenance_remove(struct procedure *p, int64_t id, char *err, size_t errlen);
+int procedure_maintenance_add(struct procedure *p, const char *by, const char *endpoint,
+			      const char *from, const char *to, const char *reason,
+			      const char *contact, int64_t *id, char *err, size_t errlen);
+int procedure_maintenance_remove(struct procedure *p, const char *by, int64_t id, char *err,
+				 size_t errlen);
 
 #endif

@@ -6,9 +6,10 @@
  * and remove planned shutdowns. (What operators read - outages with their notices,
  * windows - comes from the store: control/views.c.)
  *
- * Every change is saved before the command answers; the timer then does
- * whatever the change makes due (e.g. an expected downtime past the
- * threshold sends the first notice at once, within the time rules).
+ * Every change is saved, with the operator who made it (changed_by),
+ * before the command answers; the timer then does whatever the change
+ * makes due (e.g. an expected downtime past the threshold sends the first
+ * notice at once, within the time rules).
  */
 #include "outage/procedure_int.h"
 
@@ -21,6 +22,16 @@
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* The operator behind a change replaces the one before (NULL keeps it: a
+ * change with nobody to name). */
+static void replace_by(char **field, const char *by)
+{
+	if (!by)
+		return;
+	free(*field);
+	*field = xstrdup(by);
+}
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
@@ -57,8 +68,8 @@ static int parse_expected(const char *s, int64_t now, int64_t *end)
 	return -EINVAL;
 }
 
-int procedure_outage_open(struct procedure *p, const char *endpoint, const char *cause,
-			  int64_t *id, char *err, size_t errlen)
+int procedure_outage_open(struct procedure *p, const char *by, const char *endpoint,
+			  const char *cause, int64_t *id, char *err, size_t errlen)
 {
 	if (!config_endpoint(p->cfg, endpoint))
 		return fail(err, errlen, -ENOENT, "no endpoint '%s'", endpoint);
@@ -71,6 +82,7 @@ int procedure_outage_open(struct procedure *p, const char *endpoint, const char 
 	o->manual = true;
 	o->cause_override = xstrdup(str_empty(cause) ? "reported by an operator" : cause);
 	o->cause_fault = xstrdup("manual");
+	o->changed_by = xstrdup_or_null(by);
 	if (procedure_save_outage(p, o) < 0) {
 		outage_free(o);
 		return fail(err, errlen, -EIO, "store: %s", store_last_error(p->env.store));
@@ -82,12 +94,14 @@ int procedure_outage_open(struct procedure *p, const char *endpoint, const char 
 	return 0;
 }
 
-int procedure_outage_close(struct procedure *p, int64_t id, char *err, size_t errlen)
+int procedure_outage_close(struct procedure *p, const char *by, int64_t id, char *err,
+			   size_t errlen)
 {
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
 	outage_close(o, procedure_now(p));
+	replace_by(&o->changed_by, by);
 	if (procedure_save_outage(p, o) < 0)
 		return fail(err, errlen, -EIO, "store: %s", store_last_error(p->env.store));
 	log_notice("event=outage-closed outage=%lld endpoint=%s by=operator", (long long)id,
@@ -107,7 +121,7 @@ static bool replace(char **field, const char *value)
 	return changed;
 }
 
-int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
+int procedure_outage_set(struct procedure *p, const char *by, int64_t id, const char *expected,
 			 const char *contact, const char *cause, const char *fallback, char *err,
 			 size_t errlen)
 {
@@ -129,6 +143,7 @@ int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
 	/* the readers of the last notice hear of it now, not at the next interval */
 	if (changed)
 		outage_operator_changed(o, now);
+	replace_by(&o->changed_by, by);
 	if (procedure_save_outage(p, o) < 0)
 		return fail(err, errlen, -EIO, "store: %s", store_last_error(p->env.store));
 	log_notice("event=outage-updated outage=%lld endpoint=%s expected_ms=%lld changed=%s",
@@ -138,9 +153,9 @@ int procedure_outage_set(struct procedure *p, int64_t id, const char *expected,
 
 /* ---- planned shutdowns -------------------------------------------------------- */
 
-int procedure_maintenance_add(struct procedure *p, const char *endpoint, const char *from,
-			      const char *to, const char *reason, const char *contact, int64_t *id,
-			      char *err, size_t errlen)
+int procedure_maintenance_add(struct procedure *p, const char *by, const char *endpoint,
+			      const char *from, const char *to, const char *reason,
+			      const char *contact, int64_t *id, char *err, size_t errlen)
 {
 	int64_t f, t, now = procedure_now(p);
 	if (!config_endpoint(p->cfg, endpoint))
@@ -160,7 +175,8 @@ int procedure_maintenance_add(struct procedure *p, const char *endpoint, const c
 	struct maint *m = xcalloc(1, sizeof(*m));
 	*m = (struct maint){ .endpoint = xstrdup(endpoint), .from = f, .to = t,
 			     .reason = xstrdup(reason),
-			     .contact = str_empty(contact) ? NULL : xstrdup(contact), .created_at = now };
+			     .contact = str_empty(contact) ? NULL : xstrdup(contact), .created_at = now,
+			     .changed_by = xstrdup_or_null(by) };
 	if (procedure_save_maint(p, m) < 0) {
 		maint_free(m);
 		return fail(err, errlen, -EIO, "store: %s", store_last_error(p->env.store));
@@ -173,17 +189,23 @@ int procedure_maintenance_add(struct procedure *p, const char *endpoint, const c
 	return 0;
 }
 
-int procedure_maintenance_remove(struct procedure *p, int64_t id, char *err, size_t errlen)
+int procedure_maintenance_remove(struct procedure *p, const char *by, int64_t id, char *err,
+				 size_t errlen)
 {
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
 		if (m->id != id)
 			continue;
 		m->removed_at = procedure_now(p);
+		char *was_by = m->changed_by;
+		m->changed_by = xstrdup_or_null(by);
 		if (procedure_save_maint(p, m) < 0) {
 			m->removed_at = 0;
+			free(m->changed_by);
+			m->changed_by = was_by;
 			return fail(err, errlen, -EIO, "store: %s", store_last_error(p->env.store));
 		}
+		free(was_by);
 		maint_free(m);
 		memmove(&p->maint[i], &p->maint[i + 1], (p->nmaint - i - 1) * sizeof(*p->maint));
 		p->nmaint--;

@@ -39,6 +39,7 @@ struct outage *outage_dup(const struct outage *o)
 	c->cause_override = xstrdup_or_null(o->cause_override);
 	c->contact_override = xstrdup_or_null(o->contact_override);
 	c->fallback_override = xstrdup_or_null(o->fallback_override);
+	c->changed_by = xstrdup_or_null(o->changed_by);
 	return c;
 }
 
@@ -52,6 +53,7 @@ void outage_free(struct outage *o)
 	free(o->cause_override);
 	free(o->contact_override);
 	free(o->fallback_override);
+	free(o->changed_by);
 	free(o);
 }
 
@@ -62,6 +64,7 @@ struct maint *maint_dup(const struct maint *m)
 	c->endpoint = xstrdup_or_null(m->endpoint);
 	c->reason = xstrdup_or_null(m->reason);
 	c->contact = xstrdup_or_null(m->contact);
+	c->changed_by = xstrdup_or_null(m->changed_by);
 	return c;
 }
 
@@ -72,6 +75,7 @@ void maint_free(struct maint *m)
 	free(m->endpoint);
 	free(m->reason);
 	free(m->contact);
+	free(m->changed_by);
 	free(m);
 }
 

@@ -41,6 +41,8 @@ struct outage {
 	char *fallback_override;  /* operator's fallback contact (whom staff phone); NULL = none */
 	int64_t maintenance_id;   /* the planned window it followed; 0 = none */
 	int64_t delivered_late;   /* messages delivered to it since the start */
+	char *changed_by;         /* the operator who last opened, set or closed it by
+				   * hand: "name (uid N)"; NULL = none */
 };
 
 /* A planned shutdown ("planlagt nedlukning") of an endpoint. */
@@ -54,6 +56,7 @@ struct maint {
 	int64_t removed_at;       /* removed by an operator; 0 = in force */
 	int64_t announced_at;     /* planned notice sent; 0 = not (yet) */
 	int64_t ended_at;         /* end handled (acute procedure checked); 0 = not yet */
+	char *changed_by;         /* the operator who added or removed it: "name (uid N)" */
 };
 
 /* A notice composed for an outage or a maintenance window. */

@@ -410,6 +410,32 @@ int store_prune(struct store *s, int64_t body_before, int64_t history_before, si
 	return s->ops->prune(s->be, body_before, history_before, limit);
 }
 
+int store_quarantine_add(struct store *s, struct store_quarantined *q, size_t n)
+{
+	return n ? s->ops->quarantine_add(s->be, q, n) : 0;
+}
+
+int store_dead_expire(struct store *s, int64_t before, int64_t now, size_t limit)
+{
+	return s->ops->dead_expire(s->be, before, now, limit);
+}
+
+int store_quarantine_expired(struct store *s, int64_t before, int64_t after_at, int64_t after_id,
+			     size_t limit, store_msg_cb cb, void *arg)
+{
+	return s->ops->quarantine_expired(s->be, before, after_at, after_id, limit, cb, arg);
+}
+
+int store_quarantine_removed(struct store *s, const int64_t *ids, size_t n, int64_t now)
+{
+	return n ? s->ops->quarantine_removed(s->be, ids, n, now) : 0;
+}
+
+int store_keep(struct store *s, int64_t id, bool keep)
+{
+	return s->ops->keep(s->be, id, keep);
+}
+
 int store_outage_save(struct store *s, struct outage *o)
 {
 	return s->ops->outage_save(s->be, o);

@@ -63,7 +63,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum msg_state { MSG_QUEUED = 0, MSG_DELIVERED = 1, MSG_DEAD = 2 };
+/* MSG_QUARANTINED rows stand for inbound files moved to a quarantine
+ * folder (no body, never delivered), so operators can name them and
+ * retention can remove them. */
+enum msg_state { MSG_QUEUED = 0, MSG_DELIVERED = 1, MSG_DEAD = 2, MSG_QUARANTINED = 3 };
+#define MSG_STATE_LAST MSG_QUARANTINED
 
 /* The source of messages the broker itself issues (negative receipts). */
 #define STORE_SOURCE_BROKER "(broker)"
@@ -139,6 +143,23 @@ struct store_msg {
 	int64_t received_at, delivered_at; /* delivered_at 0 when not delivered */
 	size_t size;
 	const void *body;                  /* NULL unless requested and still kept */
+	/* dead letters and quarantined files */
+	bool keep;                         /* exempt from retention (edibrokerctl keep) */
+	int64_t removed_at;                /* retention dropped the body / removed the file; 0 = not */
+	const char *file;                  /* quarantined: the file's path (source = its endpoint) */
+	const char *error_class;           /* quarantined: "syntax", "too-big", ... */
+};
+
+/* An inbound file that was moved to quarantine (store_quarantine_add).
+ * Strings are borrowed for the call. */
+struct store_quarantined {
+	const char *endpoint;    /* whose inbox held it (stored as the row's source) */
+	const char *file;        /* its path in the quarantine folder */
+	const char *error_class; /* short class, e.g. "syntax" */
+	const char *reason;      /* one line, no content */
+	size_t size;             /* bytes of the file */
+	int64_t at;              /* wall ms it was quarantined (the row's received_at) */
+	int64_t id;              /* output: the row's id */
 };
 
 /* Per-endpoint queue summary. */
@@ -220,8 +241,9 @@ int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id, 
 /* Queue depth per endpoint that has queued messages (by name).
  * Blocks: counts every queued message (an index, no bodies). */
 int store_depths(struct store *s, store_depth_cb cb, void *arg) STORE_MUST_CHECK;
-/* Metadata (no bodies) of messages in state, for endpoint (NULL = any),
- * oldest first, at most limit. Blocks: reads at most limit rows. */
+/* Metadata (no bodies) of messages in state, for endpoint (NULL = any; of
+ * quarantined rows, the endpoint whose inbox held the file), oldest first,
+ * at most limit. Blocks: reads at most limit rows. */
 int store_list(struct store *s, enum msg_state state, const char *endpoint, size_t limit,
 	       store_msg_cb cb, void *arg) STORE_MUST_CHECK;
 /* One message's metadata, with its body when with_body. 1 found, 0 not.
@@ -235,8 +257,10 @@ int store_count(struct store *s, enum msg_state state, int64_t *n) STORE_MUST_CH
 /* Drops bodies of messages delivered before body_before, and whole
  * delivered records, duplicate keys and txids older than history_before; at most
  * limit rows per call. Returns rows affected: call again while it returns
- * limit. Dead letters are never pruned. Blocks: one transaction, fsync,
- * deleting at most limit rows and freeing a bounded number of pages. */
+ * limit. Dead letters and quarantined rows are never pruned (their bodies
+ * and files have a retention of their own, below). Blocks: one
+ * transaction, fsync, deleting at most limit rows and freeing a bounded
+ * number of pages. */
 int store_prune(struct store *s, int64_t body_before, int64_t history_before,
 		size_t limit) STORE_MUST_CHECK;
 
@@ -245,6 +269,32 @@ int store_prune(struct store *s, int64_t body_before, int64_t history_before,
  * unknown. Blocks: reads one row. */
 int store_txid_lookup(struct store *s, const struct store_txid *t, bool *same,
 		      int64_t *msg_id) STORE_MUST_CHECK;
+
+/* ---- retention of what holds patient data ------------------------------ */
+
+/* Records quarantined files q[0..n) as MSG_QUARANTINED rows and sets each
+ * id. Never inside a batch. Blocks: one transaction, fsync. */
+int store_quarantine_add(struct store *s, struct store_quarantined *q, size_t n) STORE_MUST_CHECK;
+/* Drops the bodies of dead letters received before `before` that are not
+ * kept and still have one, oldest first, at most limit; their records stay
+ * with removed_at = now. Returns rows changed: call again while it returns
+ * limit. Blocks: one transaction, fsync, at most limit rows. */
+int store_dead_expire(struct store *s, int64_t before, int64_t now,
+		      size_t limit) STORE_MUST_CHECK;
+/* Quarantined rows received before `before`, not kept, file not removed,
+ * ordered by (received_at, id) and after the cursor (after_at, after_id),
+ * at most limit. Blocks: reads at most limit rows (an index). */
+int store_quarantine_expired(struct store *s, int64_t before, int64_t after_at, int64_t after_id,
+			     size_t limit, store_msg_cb cb, void *arg) STORE_MUST_CHECK;
+/* Marks the files of quarantined rows ids[0..n) removed at now. Returns how
+ * many rows changed (a row already marked, or not quarantined, is left).
+ * Blocks: one transaction, fsync. */
+int store_quarantine_removed(struct store *s, const int64_t *ids, size_t n,
+			     int64_t now) STORE_MUST_CHECK;
+/* Sets (keep) or clears the retention exemption of dead letter or
+ * quarantined row id: 1 when it is such a row, 0 when not.
+ * Blocks: one small transaction, fsync. */
+int store_keep(struct store *s, int64_t id, bool keep) STORE_MUST_CHECK;
 
 /* ---- the outage procedure's records (records.h) ------------------------ */
 

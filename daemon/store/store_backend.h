@@ -60,6 +60,12 @@ struct store_backend_ops {
 	int (*get)(void *be, int64_t id, bool with_body, store_msg_cb cb, void *arg);
 	int (*count)(void *be, enum msg_state state, int64_t *n);
 	int (*prune)(void *be, int64_t body_before, int64_t history_before, size_t limit);
+	int (*quarantine_add)(void *be, struct store_quarantined *q, size_t n);
+	int (*dead_expire)(void *be, int64_t before, int64_t now, size_t limit);
+	int (*quarantine_expired)(void *be, int64_t before, int64_t after_at, int64_t after_id,
+				  size_t limit, store_msg_cb cb, void *arg);
+	int (*quarantine_removed)(void *be, const int64_t *ids, size_t n, int64_t now);
+	int (*keep)(void *be, int64_t id, bool keep);
 
 	int (*outage_save)(void *be, struct outage *o);
 	int (*outage_list)(void *be, int64_t closed_since, size_t limit, store_outage_cb cb,

@@ -10,7 +10,10 @@
  * procedure's records (records.h: outages, notices, maintenance windows,
  * plus send attempts) are bound and read field by field, each save a
  * transaction of its own, and msg_insert records who sends to whom (routes)
- * so a notice can name the organisations an outage affects.
+ * so a notice can name the organisations an outage affects. Quarantined
+ * inbound files are message rows too (state 3, no body), so that dead
+ * letters and quarantined files share one retention: dead_expire drops old
+ * bodies, quarantine_expired names the files due, and keep exempts a row.
  *
  * Invariants:
  *  - journal_mode=WAL with synchronous=FULL: COMMIT returns only after the
@@ -211,6 +214,25 @@ static const char *const migrations[] = {
 	 * staff phone while its messages cannot go, over the endpoint's
 	 * fallback_contact. NULL = none, as the other overrides. */
 	"ALTER TABLE outages ADD COLUMN fallback_override TEXT;",
+
+	/* 5: retention of what holds patient data, and who changed what (issue
+	 * 8). Quarantined files become rows in state 3 (no body; file and
+	 * error_class say where and why). keep exempts a dead letter or a
+	 * quarantined file from retention; removed_at records when retention
+	 * dropped its body or removed its file. changed_by names the operator
+	 * behind the last change made by hand. The retention scans read only
+	 * the rows still due (partial indexes on the literal states). */
+	"ALTER TABLE messages ADD COLUMN keep INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE messages ADD COLUMN removed_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE messages ADD COLUMN file TEXT;"
+	"ALTER TABLE messages ADD COLUMN error_class TEXT;"
+	"ALTER TABLE outages ADD COLUMN changed_by TEXT;"
+	"ALTER TABLE maintenance ADD COLUMN changed_by TEXT;"
+	"CREATE INDEX messages_quarantined ON messages (id) WHERE state = 3;"
+	"CREATE INDEX messages_dead_due ON messages (received_at, id) "
+	"WHERE state = 2 AND body_kept = 1 AND keep = 0;"
+	"CREATE INDEX messages_quarantine_due ON messages (received_at, id) "
+	"WHERE state = 3 AND removed_at = 0 AND keep = 0;",
 };
 
 /* Connection settings for a read-write open, in this order. */
@@ -226,18 +248,24 @@ static const char *const rw_pragmas[] = {
 #define MSG_COLS                                                                                   \
 	"m.id, m.state, m.source, m.endpoint, m.format, m.ext, m.type, m.envelope_id, m.sender, " \
 	"m.receiver, m.reason, m.last_error, m.nletters, m.attempts, m.received_at, "             \
-	"m.delivered_at, m.size"
+	"m.delivered_at, m.size, m.keep, m.removed_at, m.file, m.error_class"
 
 enum msg_col {
 	C_ID, C_STATE, C_SOURCE, C_ENDPOINT, C_FORMAT, C_EXT, C_TYPE, C_ENVELOPE_ID, C_SENDER,
 	C_RECEIVER, C_REASON, C_LAST_ERROR, C_NLETTERS, C_ATTEMPTS, C_RECEIVED_AT,
-	C_DELIVERED_AT, C_SIZE, C_BODY,
+	C_DELIVERED_AT, C_SIZE, C_KEEP, C_REMOVED_AT, C_FILE, C_ERROR_CLASS, C_BODY,
 };
 
 /* The subquery choosing delivered messages whose body may go (?1 before, ?2 limit). */
 #define BODY_PRUNE_IDS                                                                             \
 	"SELECT id FROM messages WHERE state = 1 AND body_kept = 1 AND delivered_at < ?1 "        \
 	"ORDER BY delivered_at, id LIMIT ?2"
+
+/* The dead letters whose body retention drops (?1 before, ?2 limit); the
+ * same rows for both statements of dead_expire, as for BODY_PRUNE_IDS. */
+#define DEAD_DUE_IDS                                                                               \
+	"SELECT id FROM messages WHERE state = 2 AND body_kept = 1 AND keep = 0 "                 \
+	"AND received_at < ?1 ORDER BY received_at, id LIMIT ?2"
 
 /*
  * The outage records' columns: text columns first, then numbers, in the
@@ -248,19 +276,23 @@ enum msg_col {
 #define OUTAGE_COLS                                                                                \
 	"endpoint, state, cause_fault, cause_error, cause_override, contact_override, "           \
 	"fallback_override, manual, started_at, declared_at, ended_at, resolved_at, closed_at, "  \
-	"announced_at, last_notice_at, due_at, expected_end, maintenance_id, delivered_late"
+	"announced_at, last_notice_at, due_at, expected_end, maintenance_id, delivered_late, "    \
+	"changed_by"
 #define NOTICE_COLS                                                                                \
 	"kind, audience, recipients, subject, body, payload, pending, outage_id, "                \
 	"maintenance_id, created_at, attempts, next_attempt_at"
 #define SEND_COLS "channel, recipients, error, notice_id, at, ok"
 #define MAINT_COLS                                                                                 \
-	"endpoint, reason, contact, from_at, to_at, created_at, removed_at, announced_at, ended_at"
+	"endpoint, reason, contact, from_at, to_at, created_at, removed_at, announced_at, ended_at, " \
+	"changed_by"
 
 #define P3 "?, ?, ?"
 #define P6 P3 ", " P3
 #define P9 P6 ", " P3
 #define P12 P6 ", " P6
-#define P19 P12 ", " P6 ", ?"
+#define P10 P9 ", ?"
+#define P18 P12 ", " P6
+#define P20 P18 ", ?, ?"
 
 /* Per-state statements are spelled out: a partial index is used only when
  * the query's WHERE names the state as a literal. */
@@ -269,9 +301,11 @@ enum stmt_id {
 	S_KEY_LOOKUP, S_KEY_INSERT, S_TXID_LOOKUP, S_TXID_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
 	S_ATTEMPT,
 	S_FETCH, S_DEPTHS, S_GET, S_GET_BODY,
-	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2,
-	S_COUNT_0, S_COUNT_1, S_COUNT_2,
+	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_3, S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2, S_LIST_EP_3,
+	S_COUNT_0, S_COUNT_1, S_COUNT_2, S_COUNT_3,
 	S_PRUNE_BODIES, S_PRUNE_KEPT, S_PRUNE_MSGS, S_PRUNE_KEYS, S_PRUNE_TXIDS, S_FREELIST, S_VACUUM,
+	S_QUARANTINE_INSERT, S_DEAD_DROP_BODIES, S_DEAD_MARK, S_QUARANTINE_DUE,
+	S_QUARANTINE_REMOVED, S_KEEP,
 	S_OUTAGE_INSERT, S_OUTAGE_UPDATE, S_OUTAGE_LIST, S_OUTAGE_GET,
 	S_NOTICE_INSERT, S_NOTICE_UPDATE, S_NOTICE_BY_OUTAGE, S_NOTICE_BY_MAINT, S_NOTICE_PENDING,
 	S_SEND_INSERT, S_SEND_LIST,
@@ -313,12 +347,16 @@ static const char *const stmt_sql[S__COUNT] = {
 		     "WHERE m.state = 0" LIST_TAIL,
 	[S_LIST_1] = LIST_SQL(1) LIST_TAIL,
 	[S_LIST_2] = LIST_SQL(2) LIST_TAIL,
+	[S_LIST_3] = LIST_SQL(3) LIST_TAIL,
 	[S_LIST_EP_0] = LIST_SQL(0) " AND m.endpoint = ?2" LIST_TAIL,
 	[S_LIST_EP_1] = LIST_SQL(1) " AND m.endpoint = ?2" LIST_TAIL,
 	[S_LIST_EP_2] = LIST_SQL(2) " AND m.endpoint = ?2" LIST_TAIL,
+	/* a quarantined row's endpoint is the one whose inbox held it: its source */
+	[S_LIST_EP_3] = LIST_SQL(3) " AND m.source = ?2" LIST_TAIL,
 	[S_COUNT_0] = "SELECT count(*) FROM messages WHERE state = 0",
 	[S_COUNT_1] = "SELECT count(*) FROM messages WHERE state = 1",
 	[S_COUNT_2] = "SELECT count(*) FROM messages WHERE state = 2",
+	[S_COUNT_3] = "SELECT count(*) FROM messages WHERE state = 3",
 	/* S_PRUNE_BODIES and S_PRUNE_KEPT run back to back with the same
 	 * parameters: the subquery reads only messages, which the first does
 	 * not change, so both see the same rows. */
@@ -332,8 +370,22 @@ static const char *const stmt_sql[S__COUNT] = {
 			  "id FROM txids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
 	[S_FREELIST] = "PRAGMA freelist_count",
 	[S_VACUUM] = "PRAGMA incremental_vacuum(" STR(VACUUM_PAGES) ")",
-	[S_OUTAGE_INSERT] = "INSERT INTO outages (" OUTAGE_COLS ") VALUES (" P19 ")",
-	[S_OUTAGE_UPDATE] = "UPDATE outages SET (" OUTAGE_COLS ") = (" P19 ") WHERE id = ?",
+	/* body_kept = 0: a quarantined file's bytes never enter the store */
+	[S_QUARANTINE_INSERT] = "INSERT INTO messages (state, source, reason, file, error_class, "
+				"received_at, size, body_kept) VALUES (3, ?1, ?2, ?3, ?4, ?5, ?6, 0)",
+	/* S_DEAD_DROP_BODIES then S_DEAD_MARK, as S_PRUNE_BODIES and S_PRUNE_KEPT */
+	[S_DEAD_DROP_BODIES] = "DELETE FROM bodies WHERE id IN (" DEAD_DUE_IDS ")",
+	[S_DEAD_MARK] = "UPDATE messages SET body_kept = 0, removed_at = ?3 "
+			"WHERE id IN (" DEAD_DUE_IDS ")",
+	[S_QUARANTINE_DUE] = "SELECT " MSG_COLS " FROM messages m WHERE m.state = 3 "
+			     "AND m.removed_at = 0 AND m.keep = 0 AND m.received_at < ?1 "
+			     "AND (m.received_at, m.id) > (?2, ?3) "
+			     "ORDER BY m.received_at, m.id LIMIT ?4",
+	[S_QUARANTINE_REMOVED] = "UPDATE messages SET removed_at = ?2 "
+				 "WHERE id = ?1 AND state = 3 AND removed_at = 0",
+	[S_KEEP] = "UPDATE messages SET keep = ?2 WHERE id = ?1 AND state IN (2, 3)",
+	[S_OUTAGE_INSERT] = "INSERT INTO outages (" OUTAGE_COLS ") VALUES (" P20 ")",
+	[S_OUTAGE_UPDATE] = "UPDATE outages SET (" OUTAGE_COLS ") = (" P20 ") WHERE id = ?",
 	[S_OUTAGE_LIST] = "SELECT " OUTAGE_COLS ", id FROM outages "
 			  "WHERE state <> 'closed' OR closed_at >= ?1 "
 			  "ORDER BY started_at DESC, id DESC LIMIT ?2",
@@ -349,8 +401,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_SEND_INSERT] = "INSERT INTO notice_sends (" SEND_COLS ") VALUES (" P6 ")",
 	[S_SEND_LIST] = "SELECT " SEND_COLS " FROM notice_sends WHERE notice_id = ?1 "
 			"ORDER BY at, rowid",
-	[S_MAINT_INSERT] = "INSERT INTO maintenance (" MAINT_COLS ") VALUES (" P9 ")",
-	[S_MAINT_UPDATE] = "UPDATE maintenance SET (" MAINT_COLS ") = (" P9 ") WHERE id = ?",
+	[S_MAINT_INSERT] = "INSERT INTO maintenance (" MAINT_COLS ") VALUES (" P10 ")",
+	[S_MAINT_UPDATE] = "UPDATE maintenance SET (" MAINT_COLS ") = (" P10 ") WHERE id = ?",
 	[S_MAINT_LIST] = "SELECT " MAINT_COLS ", id FROM maintenance WHERE removed_at = 0 "
 			 "ORDER BY from_at, id",
 	[S_MAINT_LIST_ALL] = "SELECT " MAINT_COLS ", id FROM maintenance ORDER BY from_at, id",
@@ -397,6 +449,7 @@ static const struct col outage_cols[] = { /* OUTAGE_COLS */
 	COL(outage, expected_end),
 	COL(outage, maintenance_id),
 	COL(outage, delivered_late),
+	COL(outage, changed_by),
 };
 
 static const struct col notice_cols[] = { /* NOTICE_COLS */
@@ -433,6 +486,7 @@ static const struct col maint_cols[] = { /* MAINT_COLS */
 	COL(maint, removed_at),
 	COL(maint, announced_at),
 	COL(maint, ended_at),
+	COL(maint, changed_by),
 };
 
 /* One record type: its columns and statements. A record with an id keeps
@@ -577,6 +631,10 @@ static void row_msg(sqlite3_stmt *st, struct store_msg *m)
 		.received_at = sqlite3_column_int64(st, C_RECEIVED_AT),
 		.delivered_at = sqlite3_column_int64(st, C_DELIVERED_AT), /* NULL reads as 0 */
 		.size = (size_t)sqlite3_column_int64(st, C_SIZE),
+		.keep = sqlite3_column_int(st, C_KEEP) != 0,
+		.removed_at = sqlite3_column_int64(st, C_REMOVED_AT),
+		.file = col_text(st, C_FILE),
+		.error_class = col_text(st, C_ERROR_CLASS),
 	};
 	if (sqlite3_column_count(st) > C_BODY && sqlite3_column_type(st, C_BODY) != SQLITE_NULL) {
 		const void *p = sqlite3_column_blob(st, C_BODY);
@@ -1143,7 +1201,7 @@ static int sq_list(void *be, enum msg_state state, const char *endpoint, size_t 
 		   store_msg_cb cb, void *arg)
 {
 	struct sq *q = be;
-	assert(state <= MSG_DEAD);
+	assert(state <= MSG_STATE_LAST);
 	sqlite3_stmt *st = q->st[(endpoint ? S_LIST_EP_0 : S_LIST_0) + state];
 	int rc = sqlite3_bind_int64(st, 1, limit_arg(limit));
 	if (rc == SQLITE_OK && endpoint)
@@ -1161,7 +1219,7 @@ static int sq_get(void *be, int64_t id, bool with_body, store_msg_cb cb, void *a
 static int sq_count(void *be, enum msg_state state, int64_t *n)
 {
 	struct sq *q = be;
-	assert(state <= MSG_DEAD);
+	assert(state <= MSG_STATE_LAST);
 	int r = stmt_int64(q, q->st[S_COUNT_0 + state], SQLITE_OK, n, "count messages");
 	return r < 0 ? r : 0;
 }
@@ -1227,6 +1285,162 @@ static int sq_prune(void *be, int64_t body_before, int64_t history_before, size_
 		return r;
 	}
 	return n;
+}
+
+/* Retention of dead-letter bodies and quarantined files. */
+
+_Static_assert(S_LIST_0 + MSG_STATE_LAST == S_LIST_3 &&
+		       S_LIST_EP_0 + MSG_STATE_LAST == S_LIST_EP_3 &&
+		       S_COUNT_0 + MSG_STATE_LAST == S_COUNT_3,
+	       "one list and count statement per state, in state order");
+
+static int bind_quarantined(sqlite3_stmt *st, const struct store_quarantined *x)
+{
+	const char *text[] = { x->endpoint, x->reason, x->file, x->error_class };
+	int rc = SQLITE_OK;
+	for (size_t i = 0; i < ARRAY_SIZE(text) && rc == SQLITE_OK; i++)
+		rc = sqlite3_bind_text(st, (int)i + 1, text[i], -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 5, x->at);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 6, (sqlite3_int64)x->size);
+	return rc;
+}
+
+/* Runs fn(q, i) for i in [0, n) in one transaction of its own; the sum of
+ * what they return (each >= 0) or the first failure, rolled back. */
+static int own_tx_each(struct sq *q, size_t n, int (*fn)(struct sq *q, size_t i, void *arg),
+		       void *arg)
+{
+	int r = own_begin(q), total = 0;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = fn(q, i, arg);
+		total += r > 0 ? r : 0;
+	}
+	if (r >= 0)
+		r = tx_commit(q);
+	if (r < 0) {
+		tx_rollback(q);
+		return r;
+	}
+	return total;
+}
+
+static int quarantine_insert(struct sq *q, size_t i, void *arg)
+{
+	struct store_quarantined *x = (struct store_quarantined *)arg + i;
+	assert(x->endpoint && x->file);
+	sqlite3_stmt *st = q->st[S_QUARANTINE_INSERT];
+	int r = stmt_run(q, st, bind_quarantined(st, x), "record quarantined file");
+	if (r == 0)
+		x->id = sqlite3_last_insert_rowid(q->db);
+	return r;
+}
+
+static int sq_quarantine_add(void *be, struct store_quarantined *x, size_t n)
+{
+	/* ids are set only once the transaction commits */
+	int64_t *ids = xcalloc(n, sizeof(*ids));
+	for (size_t i = 0; i < n; i++)
+		ids[i] = x[i].id;
+	int r = own_tx_each(be, n, quarantine_insert, x);
+	if (r < 0)
+		for (size_t i = 0; i < n; i++)
+			x[i].id = ids[i];
+	free(ids);
+	return r < 0 ? r : 0;
+}
+
+static int dead_expire_rows(struct sq *q, int64_t before, int64_t now, int64_t limit)
+{
+	sqlite3_stmt *drop = q->st[S_DEAD_DROP_BODIES], *mark = q->st[S_DEAD_MARK];
+	int rc = sqlite3_bind_int64(drop, 1, before);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(drop, 2, limit);
+	int r = stmt_run(q, drop, rc, "drop dead-letter bodies");
+	if (r < 0)
+		return r;
+	rc = sqlite3_bind_int64(mark, 1, before);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(mark, 2, limit);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(mark, 3, now);
+	r = stmt_run(q, mark, rc, "mark dead-letter bodies removed");
+	return r < 0 ? r : sqlite3_changes(q->db);
+}
+
+static int sq_dead_expire(void *be, int64_t before, int64_t now, size_t limit)
+{
+	struct sq *q = be;
+	if (limit == 0)
+		return 0;
+	int r = own_begin(q);
+	if (r < 0)
+		return r;
+	int n = dead_expire_rows(q, before, now, limit > INT_MAX ? INT_MAX : (int64_t)limit);
+	r = n < 0 ? n : vacuum_some(q);
+	if (r >= 0)
+		r = tx_commit(q);
+	if (r < 0) {
+		tx_rollback(q);
+		return r;
+	}
+	return n;
+}
+
+static int sq_quarantine_expired(void *be, int64_t before, int64_t after_at, int64_t after_id,
+				 size_t limit, store_msg_cb cb, void *arg)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_QUARANTINE_DUE];
+	int rc = sqlite3_bind_int64(st, 1, before);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, after_at);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, after_id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, limit_arg(limit));
+	return stmt_msgs(q, st, rc, cb, arg, "quarantined files due");
+}
+
+struct removed_arg {
+	const int64_t *ids;
+	int64_t now;
+};
+
+static int quarantine_mark(struct sq *q, size_t i, void *arg)
+{
+	const struct removed_arg *a = arg;
+	sqlite3_stmt *st = q->st[S_QUARANTINE_REMOVED];
+	int rc = sqlite3_bind_int64(st, 1, a->ids[i]);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, a->now);
+	int r = stmt_run(q, st, rc, "mark quarantined file removed");
+	return r < 0 ? r : sqlite3_changes(q->db);
+}
+
+static int sq_quarantine_removed(void *be, const int64_t *ids, size_t n, int64_t now)
+{
+	struct removed_arg a = { ids, now };
+	return own_tx_each(be, n, quarantine_mark, &a);
+}
+
+static int keep_set(struct sq *q, size_t i, void *arg)
+{
+	const int64_t *v = arg; /* id, keep */
+	sqlite3_stmt *st = q->st[S_KEEP];
+	int rc = sqlite3_bind_int64(st, 1, v[0]);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, v[1]);
+	int r = stmt_run(q, st, rc, "set keep");
+	return r < 0 ? r : sqlite3_changes(q->db);
+}
+
+static int sq_keep(void *be, int64_t id, bool keep)
+{
+	int64_t v[2] = { id, keep ? 1 : 0 };
+	int r = own_tx_each(be, 1, keep_set, v);
+	return r < 0 ? r : r > 0;
 }
 
 /* The outage procedure's records: rare writes, each its own transaction. */
@@ -1503,6 +1717,8 @@ static const struct {
 	{ "queue_summary", S_QUEUE_SUMMARY },
 	{ "partners", S_PARTNERS },
 	{ "notice_pending", S_NOTICE_PENDING },
+	{ "quarantine_due", S_QUARANTINE_DUE },
+	{ "dead_due", S_DEAD_MARK },
 };
 
 /* Appends the detail column of every row of the plan st to buf. */
@@ -1578,6 +1794,11 @@ const struct store_backend_ops store_sqlite_ops = {
 	.get = sq_get,
 	.count = sq_count,
 	.prune = sq_prune,
+	.quarantine_add = sq_quarantine_add,
+	.dead_expire = sq_dead_expire,
+	.quarantine_expired = sq_quarantine_expired,
+	.quarantine_removed = sq_quarantine_removed,
+	.keep = sq_keep,
 	.outage_save = sq_outage_save,
 	.outage_list = sq_outage_list,
 	.outage_get = sq_outage_get,

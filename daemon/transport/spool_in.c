@@ -23,7 +23,8 @@
  * bounded whatever the inbox holds.
  *
  * Outcomes: accepted, duplicate or dead -> the file is removed (the commit
- * holds it); rejected or too big -> quarantine; temporary failure (the
+ * holds it); rejected or too big -> quarantine, reported to the wiring
+ * (env.quarantined) once the move is durable; temporary failure (the
  * store cannot commit) -> the file stays, pick-up pauses, logged once, and a
  * retry timer (1 s doubling to 5 s) rescans until commits work again.
  *
@@ -700,8 +701,30 @@ static void clean_work(void *arg)
 			struct stat st;
 			if (f->err < 0 && fstatat(j->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
 				f->id = file_id_of(&st);
+			if (f->err == 0 && lstat(f->where, &st) == 0) /* a link as itself */
+				f->size = (size_t)st.st_size; /* for the record: the body was not read */
 		}
 	}
+}
+
+/* Tells the wiring which files of a clean job went to quarantine. */
+static void report_quarantined(struct spool *sp, const struct in_job *j)
+{
+	if (!sp->env.quarantined)
+		return;
+	struct store_quarantined *q = xcalloc(j->nfiles, sizeof(*q));
+	size_t n = 0;
+	for (size_t i = 0; i < j->nfiles; i++) {
+		const struct in_file *f = &j->files[i];
+		if (f->quarantine && f->err == 0)
+			q[n++] = (struct store_quarantined){
+				.endpoint = sp->endpoint, .file = f->where, .error_class = f->error,
+				.reason = f->reason, .size = f->size, .at = f->received_at,
+			};
+	}
+	if (n > 0)
+		sp->env.quarantined(sp->env.ctx, q, n);
+	free(q);
 }
 
 static void clean_done(void *arg)
@@ -709,6 +732,7 @@ static void clean_done(void *arg)
 	struct in_job *j = arg;
 	struct spool *sp = j->sp;
 	sp->cleaning = false;
+	report_quarantined(sp, j);
 	for (size_t i = 0; i < j->nfiles; i++) {
 		struct in_file *f = &j->files[i];
 		if (f->quarantine && f->err < 0 && f->err != -ENOENT) {

@@ -28,6 +28,7 @@
 #include "accept/ingest.h"
 #include "base/fault.h"
 #include "base/lanes.h"
+#include "store/store.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -67,6 +68,10 @@ struct transport_env {
 	/* Called when the number of inbox files the broker may not read (the
 	 * sender's permissions) changes; optional. */
 	void (*inbound_unreadable)(void *ctx, const char *endpoint, size_t count);
+	/* Called on the loop with files just moved to quarantine (durably), so
+	 * the wiring can record them for operators and retention; q is valid
+	 * for the call. NULL: not reported. */
+	void (*quarantined)(void *ctx, struct store_quarantined *q, size_t n);
 	void *ctx;
 };
 

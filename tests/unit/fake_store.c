@@ -182,6 +182,32 @@ static int fk_prune(void *be, int64_t body_before, int64_t history_before, size_
 	return fk_nosys(be, "prune");
 }
 
+static int fk_quarantine_add(void *be, struct store_quarantined *q, size_t n)
+{
+	return fk_nosys(be, "quarantine_add");
+}
+
+static int fk_dead_expire(void *be, int64_t before, int64_t now, size_t limit)
+{
+	return fk_nosys(be, "dead_expire");
+}
+
+static int fk_quarantine_expired(void *be, int64_t before, int64_t after_at, int64_t after_id,
+				 size_t limit, store_msg_cb cb, void *arg)
+{
+	return fk_nosys(be, "quarantine_expired");
+}
+
+static int fk_quarantine_removed(void *be, const int64_t *ids, size_t n, int64_t now)
+{
+	return fk_nosys(be, "quarantine_removed");
+}
+
+static int fk_keep(void *be, int64_t id, bool keep)
+{
+	return fk_nosys(be, "keep");
+}
+
 /* Before a save: -EIO while failing on purpose. */
 static int save_check(struct fake *f)
 {
@@ -469,6 +495,11 @@ static const struct store_backend_ops fake_ops = {
 	.get = fk_get,
 	.count = fk_count,
 	.prune = fk_prune,
+	.quarantine_add = fk_quarantine_add,
+	.dead_expire = fk_dead_expire,
+	.quarantine_expired = fk_quarantine_expired,
+	.quarantine_removed = fk_quarantine_removed,
+	.keep = fk_keep,
 	.outage_save = fk_outage_save,
 	.outage_list = fk_outage_list,
 	.outage_get = fk_outage_get,

@@ -238,6 +238,12 @@ Test(config, defaults)
 
 	cr_assert_str_eq(cfg->state_dir, "/var/lib/edibroker");
 	cr_assert_str_eq(cfg->control_socket, "/var/lib/edibroker/control.sock");
+	cr_assert_not(cfg->control_socket_explicit, "a default gives way to RUNTIME_DIRECTORY");
+	cr_assert_str_eq(cfg->operator_group, "edibroker-admin");
+	cr_assert_eq(cfg->control_idle_timeout_ms, 60000);
+	cr_assert_eq(cfg->control_max_connections, 32);
+	cr_assert_eq(cfg->dead_retention_ms, 30LL * 86400000);
+	cr_assert_eq(cfg->quarantine_retention_ms, 30LL * 86400000);
 	cr_assert_str_eq(cfg->broker_id, "EDIBROKER");
 	cr_assert_null(cfg->broker_gln, "no GLN unless configured");
 	cr_assert_str_eq(cfg->store_backend, "sqlite");
@@ -591,6 +597,33 @@ Test(config, relative_paths_resolve_against_the_working_directory)
 	snprintf(want, sizeof(want), "%s/edibroker.conf", cwd);
 	cr_assert_str_eq(cfg->path, want);
 	config_free(cfg);
+}
+
+Test(config, control_section_and_retention_keys)
+{
+	struct config *cfg = load_ok("[broker]\ncontrol_socket = /run/x/c.sock\n"
+				     "[control]\noperator_group = EDI Drift\nidle_timeout = 5s\n"
+				     "max_connections = 4\n"
+				     "[store]\ndead_retention = 0\n[quarantine]\nretention = 2h\n");
+	cr_assert(cfg->control_socket_explicit);
+	cr_assert_str_eq(cfg->operator_group, "EDI Drift", "an LDAP group may hold a space");
+	cr_assert_eq(cfg->control_idle_timeout_ms, 5000);
+	cr_assert_eq(cfg->control_max_connections, 4);
+	cr_assert_eq(cfg->dead_retention_ms, 0, "0 keeps dead-letter bodies");
+	cr_assert_eq(cfg->quarantine_retention_ms, 7200000);
+	config_free(cfg);
+
+	static const char *const bad[][2] = {
+		{ "[control]\noperator_group = a:b\n", ":2: operator_group: " },
+		{ "[control]\nmax_connections = 0\n", ":2: max_connections: " },
+		{ "[control]\nidle_timeout = 10ms\n", ":2: idle_timeout: " },
+		{ "[quarantine]\nretention = soon\n", ":2: retention: " },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		cfg = NULL;
+		cr_assert_eq(load(bad[i][0], &cfg), -EINVAL, "%s", bad[i][0]);
+		cr_assert(strstr(err, bad[i][1]) != NULL, "%s: %s", bad[i][0], err);
+	}
 }
 
 Test(config, control_socket_path_limit)

@@ -432,7 +432,7 @@ Test(procedure, notices_say_whom_to_phone_and_link_the_status_page)
 	complete_rounds(true);
 	cr_assert_eq(outages_stored(), 1);
 	char err[256] = "";
-	cr_assert_eq(procedure_outage_set(p, stored[0].id, NULL, NULL, NULL,
+	cr_assert_eq(procedure_outage_set(p, "jens (uid 1001)", stored[0].id, NULL, NULL, NULL,
 					  "Akutvagt, +45 7099 0000", err, sizeof(err)), 0, "%s", err);
 	tick_at(T0 + 2 * HOUR + MIN);
 	cr_assert_eq(nrounds, 2, "the change is told at once");
@@ -440,7 +440,7 @@ Test(procedure, notices_say_whom_to_phone_and_link_the_status_page)
 			   rounds[1].body);
 	complete_rounds(true);
 	ep_confs[0].fallback_contact = NULL;
-	cr_assert_eq(procedure_outage_set(p, stored[0].id, NULL, NULL, NULL, "", err,
+	cr_assert_eq(procedure_outage_set(p, "jens (uid 1001)", stored[0].id, NULL, NULL, NULL, "", err,
 					  sizeof(err)), 0, "%s", err);
 	tick_at(T0 + 2 * HOUR + 2 * MIN);
 	cr_assert_eq(nrounds, 3);
@@ -460,7 +460,8 @@ Test(procedure, an_operators_change_sends_an_update_at_once)
 	int64_t id = stored[0].id;
 	char err[256] = "";
 	now_ms = T0 + 2 * HOUR + 5 * MIN;
-	cr_assert_eq(procedure_outage_set(p, id, "3h", NULL, NULL, NULL, err, sizeof(err)), 0);
+	cr_assert_eq(procedure_outage_set(p, "jens (uid 1001)", id, "3h", NULL, NULL, NULL, err,
+					  sizeof(err)), 0);
 	tick_at(T0 + 2 * HOUR + 5 * MIN + 500);
 	cr_assert_eq(nrounds, 2, "expected downtime: an update at once, not in an hour");
 	cr_assert_not_null(strstr(rounds[1].subject, "status"), "%s", rounds[1].subject);
@@ -470,21 +471,23 @@ Test(procedure, an_operators_change_sends_an_update_at_once)
 			   "the interval counts from the update:\n%s", rounds[1].body);
 	complete_rounds(true);
 	now_ms = T0 + 2 * HOUR + 10 * MIN;
-	cr_assert_eq(procedure_outage_set(p, id, NULL, "Jens, +45 1234", NULL, NULL, err,
-					  sizeof(err)), 0);
+	cr_assert_eq(procedure_outage_set(p, "jens (uid 1001)", id, NULL, "Jens, +45 1234", NULL,
+					  NULL, err, sizeof(err)), 0);
 	tick_at(T0 + 2 * HOUR + 11 * MIN);
 	cr_assert_eq(nrounds, 3, "a new contact: an update at once");
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_str_eq(stored[0].changed_by, "jens (uid 1001)", "saved with who changed it");
 	cr_assert_not_null(strstr(rounds[2].body, "Kontaktperson: Jens, +45 1234"), "%s",
 			   rounds[2].body);
 	complete_rounds(true);
 	now_ms = T0 + 2 * HOUR + 5 * MIN; /* "3h" from the same instant: the same end */
-	cr_assert_eq(procedure_outage_set(p, id, "3h", "Jens, +45 1234", NULL, NULL, err,
-					  sizeof(err)), 0);
+	cr_assert_eq(procedure_outage_set(p, "jens (uid 1001)", id, "3h", "Jens, +45 1234", NULL,
+					  NULL, err, sizeof(err)), 0);
 	tick_at(T0 + 2 * HOUR + 12 * MIN);
 	cr_assert_eq(nrounds, 3, "the same contact again is no change");
 	/* after 22:00 the change waits for the morning like any notice */
 	now_ms = T0 + 13 * HOUR + 30 * MIN; /* 22:30 */
-	cr_assert_eq(procedure_outage_set(p, id, NULL, NULL, "Strømsvigt", NULL, err,
+	cr_assert_eq(procedure_outage_set(p, "jens (uid 1001)", id, NULL, NULL, "Strømsvigt", NULL, err,
 					  sizeof(err)), 0);
 	tick_at(T0 + 13 * HOUR + 31 * MIN);
 	cr_assert_eq(nrounds, 3, "held outside the send window");

@@ -5,7 +5,8 @@
  * Covers what "accepted" and "delivered" rest on: durable settings, ids,
  * queue order and byte-exact bodies, the duplicate policy (also within one
  * batch), whole-batch rollback on a full disk, persistence, pruning and a
- * bounded file size, read-only opens and damaged files.
+ * bounded file size, the retention of dead-letter bodies and quarantined
+ * files (with keep), read-only opens and damaged files.
  */
 #include "store/store.h"
 #include "store/store_backend.h" /* the backend's own primitives, tested directly */
@@ -41,6 +42,9 @@ struct row {
 	size_t size;
 	bool has_body;
 	uint8_t body[sizeof(payload)];
+	bool keep;
+	int64_t removed_at;
+	char file[64], error_class[16];
 };
 
 static struct row rows[64];
@@ -76,7 +80,10 @@ static int collect(const struct store_msg *m, void *arg)
 	struct row *r = &rows[nrows++];
 	*r = (struct row){ .id = m->id, .state = m->state, .nletters = m->nletters,
 			   .attempts = m->attempts, .received_at = m->received_at,
-			   .delivered_at = m->delivered_at, .size = m->size };
+			   .delivered_at = m->delivered_at, .size = m->size, .keep = m->keep,
+			   .removed_at = m->removed_at };
+	cp(r->file, sizeof(r->file), m->file);
+	cp(r->error_class, sizeof(r->error_class), m->error_class);
 	cp(r->source, sizeof(r->source), m->source);
 	cp(r->endpoint, sizeof(r->endpoint), m->endpoint);
 	cp(r->format, sizeof(r->format), m->format);
@@ -686,6 +693,164 @@ Test(store, prune_drops_bodies_then_history_then_keys_within_limit)
 	cr_assert_eq(store_prune(s, 0, 3500, 100), 1);
 	cr_assert_eq(get(s, m[4].id, false), 0);
 	cr_assert_eq(raw_int("SELECT count(*) FROM bodies"), 3, "m5, dead, resend: no orphans");
+	store_close(s);
+}
+
+/* ---- retention of dead letters and quarantined files ---- */
+
+static struct store_quarantined qrow(const char *endpoint, const char *file, int64_t at)
+{
+	return (struct store_quarantined){ .endpoint = endpoint, .file = file,
+					   .error_class = "syntax", .reason = "not XML", .size = 123,
+					   .at = at };
+}
+
+Test(store, quarantined_files_are_rows_of_their_own)
+{
+	struct store *s = open_store();
+	struct store_quarantined q[2] = { qrow("ep-a", "/q/ep-a/1-x.xml", 100),
+					  qrow("ep-b", "/q/ep-b/1-y.xml", 200) };
+	cr_assert_eq(store_quarantine_add(s, q, 2), 0, "%s", store_last_error(s));
+	cr_assert_gt(q[0].id, 0);
+	cr_assert_gt(q[1].id, q[0].id);
+	cr_assert_eq(count(s, MSG_QUARANTINED), 2);
+	cr_assert_eq(count(s, MSG_DEAD), 0, "not dead letters");
+	cr_assert_eq(count(s, MSG_QUEUED), 0, "never queued");
+	cr_assert_eq(store_list(s, MSG_QUARANTINED, "ep-b", 10, collect, NULL), 1,
+		     "listed by the endpoint whose inbox held it");
+	cr_assert_eq(rows[0].id, q[1].id);
+	cr_assert_str_eq(rows[0].source, "ep-b");
+	cr_assert_str_eq(rows[0].file, "/q/ep-b/1-y.xml");
+	cr_assert_str_eq(rows[0].error_class, "syntax");
+	cr_assert_str_eq(rows[0].reason, "not XML");
+	cr_assert_eq(rows[0].size, 123);
+	cr_assert_eq(rows[0].received_at, 200);
+	cr_assert_not(rows[0].keep);
+	cr_assert_eq(rows[0].removed_at, 0);
+	cr_assert_eq(get(s, q[0].id, true), 1);
+	cr_assert_not(rows[0].has_body, "a quarantined file's bytes never enter the store");
+	cr_assert_eq(raw_int("SELECT count(*) FROM bodies"), 0);
+	store_close(s);
+}
+
+Test(store, dead_expire_drops_old_bodies_but_not_kept_ones)
+{
+	struct store *s = open_store();
+	struct store_new d[4] = { mk(NULL, NULL, 0, 1000), mk(NULL, NULL, 0, 2000),
+				  mk(NULL, NULL, 0, 3000), mk(NULL, NULL, 0, 9000) };
+	cr_assert_eq(commit_msgs(s, d, 4, 10), 0);
+	struct store_new queued = mk("ep-a", NULL, 0, 500); /* older, but not dead */
+	cr_assert_eq(commit_msgs(s, &queued, 1, 10), 0);
+	cr_assert_eq(store_keep(s, d[1].id, true), 1);
+	cr_assert_eq(store_keep(s, queued.id, true), 0, "only dead or quarantined rows are kept");
+
+	cr_assert_eq(store_dead_expire(s, 5000, 77, 1), 1, "at most limit");
+	cr_assert_eq(store_dead_expire(s, 5000, 78, 1), 1);
+	cr_assert_eq(store_dead_expire(s, 5000, 79, 1), 0, "the kept one and the new one stay");
+	cr_assert_eq(get(s, d[0].id, true), 1);
+	cr_assert_not(rows[0].has_body, "old body dropped");
+	cr_assert_eq(rows[0].state, MSG_DEAD, "the record stays");
+	cr_assert_str_eq(rows[0].reason, "no route");
+	cr_assert_eq(rows[0].removed_at, 77, "marked removed");
+	cr_assert_eq(get(s, d[2].id, true), 1);
+	cr_assert_eq(rows[0].removed_at, 78, "oldest first");
+	cr_assert_eq(get(s, d[1].id, true), 1);
+	cr_assert(rows[0].has_body, "kept");
+	cr_assert(rows[0].keep);
+	cr_assert_eq(rows[0].removed_at, 0);
+	cr_assert_eq(get(s, d[3].id, true), 1);
+	cr_assert(rows[0].has_body, "younger than the retention");
+	cr_assert_eq(get(s, queued.id, true), 1);
+	cr_assert(rows[0].has_body, "queued messages are not dead letters");
+
+	cr_assert_eq(store_keep(s, d[1].id, false), 1, "released");
+	cr_assert_eq(store_dead_expire(s, 5000, 80, 10), 1, "then retention takes it");
+	cr_assert_eq(get(s, d[1].id, true), 1);
+	cr_assert_not(rows[0].has_body);
+	cr_assert_eq(rows[0].removed_at, 80);
+	cr_assert_eq(raw_int("SELECT count(*) FROM bodies"), 2, "d[3] and the queued one");
+	store_close(s);
+}
+
+struct due {
+	int64_t id[8];
+	int64_t at[8];
+	size_t n;
+};
+
+static int collect_due(const struct store_msg *m, void *arg)
+{
+	struct due *d = arg;
+	cr_assert_lt(d->n, ARRAY_SIZE(d->id));
+	cr_assert_eq(m->state, MSG_QUARANTINED);
+	d->id[d->n] = m->id;
+	d->at[d->n++] = m->received_at;
+	return 0;
+}
+
+Test(store, quarantine_expired_pages_by_age_skips_kept_and_removed)
+{
+	struct store *s = open_store();
+	struct store_quarantined q[5] = {
+		qrow("ep-a", "/q/a", 3000), qrow("ep-b", "/q/b", 1000), qrow("ep-a", "/q/c", 1000),
+		qrow("ep-a", "/q/d", 2000), qrow("ep-a", "/q/e", 8000),
+	};
+	cr_assert_eq(store_quarantine_add(s, q, 5), 0);
+	struct store_new dead = mk(NULL, NULL, 0, 10); /* a dead letter is no quarantined file */
+	cr_assert_eq(commit_msgs(s, &dead, 1, 10), 0);
+	cr_assert_eq(store_keep(s, q[3].id, true), 1);
+
+	struct due d = { 0 };
+	cr_assert_eq(store_quarantine_expired(s, 5000, 0, 0, 2, collect_due, &d), 2);
+	cr_assert_eq(d.id[0], q[1].id, "oldest first, then by id");
+	cr_assert_eq(d.id[1], q[2].id);
+	cr_assert_eq(store_quarantine_expired(s, 5000, d.at[1], d.id[1], 2, collect_due, &d), 1,
+		     "after the cursor: the kept and the young one are not due");
+	cr_assert_eq(d.id[2], q[0].id);
+
+	int64_t gone[2] = { q[1].id, q[0].id };
+	cr_assert_eq(store_quarantine_removed(s, gone, 2, 4242), 2);
+	cr_assert_eq(store_quarantine_removed(s, gone, 2, 4343), 0, "already marked");
+	cr_assert_eq(store_quarantine_removed(s, &dead.id, 1, 4343), 0, "not a quarantined row");
+	cr_assert_eq(get(s, q[1].id, false), 1);
+	cr_assert_eq(rows[0].removed_at, 4242, "the row stays, marked removed");
+	d.n = 0;
+	cr_assert_eq(store_quarantine_expired(s, 5000, 0, 0, 10, collect_due, &d), 1);
+	cr_assert_eq(d.id[0], q[2].id);
+
+	cr_assert_eq(store_keep(s, q[3].id, false), 1);
+	d.n = 0;
+	cr_assert_eq(store_quarantine_expired(s, 5000, 0, 0, 10, collect_due, &d), 2,
+		     "released: due again");
+	cr_assert_eq(d.id[1], q[3].id);
+	cr_assert_eq(store_keep(s, 999999, true), 0, "no such row");
+	store_close(s);
+}
+
+Test(store, retention_scans_read_only_the_rows_still_due)
+{
+	struct store *s = open_store();
+	char plan[512];
+	cr_assert_eq(store_sqlite_plan(s, "quarantine_due", plan, sizeof(plan)), 0);
+	cr_assert(strstr(plan, "USING INDEX messages_quarantine_due"), "%s", plan);
+	cr_assert_eq(store_sqlite_plan(s, "dead_due", plan, sizeof(plan)), 0);
+	cr_assert(strstr(plan, "USING INDEX messages_dead_due"), "%s", plan);
+	store_close(s);
+}
+
+Test(store, version_2_database_gains_retention_columns)
+{
+	cr_assert_eq(store_sqlite_create_version(dir, 2), 0, "%s", store_sqlite_ops.last_error(NULL));
+	raw_exec("INSERT INTO messages (state, source, reason, received_at, size) "
+		 "VALUES (2, 'ep-a', 'no route', 5, 3);"
+		 "INSERT INTO bodies (id, body) VALUES (1, x'414243');");
+	struct store *s = open_store();
+	cr_assert_eq(get(s, 1, true), 1);
+	cr_assert_eq(rows[0].state, MSG_DEAD);
+	cr_assert_not(rows[0].keep, "not kept until an operator says so");
+	cr_assert_eq(rows[0].removed_at, 0);
+	cr_assert(rows[0].has_body);
+	cr_assert_eq(store_dead_expire(s, 10, 20, 10), 1, "an old dead letter is due at once");
 	store_close(s);
 }
 

@@ -93,6 +93,7 @@ static int got_outage(const struct outage *o, void *arg)
 	c->cause_override = keep(o->cause_override);
 	c->contact_override = keep(o->contact_override);
 	c->fallback_override = keep(o->fallback_override);
+	c->changed_by = keep(o->changed_by);
 	return next_row(ARRAY_SIZE(outages));
 }
 
@@ -130,6 +131,7 @@ static int got_window(const struct maint *m, void *arg)
 	c->endpoint = keep(m->endpoint);
 	c->reason = keep(m->reason);
 	c->contact = keep(m->contact);
+	c->changed_by = keep(m->changed_by);
 	return next_row(ARRAY_SIZE(windows));
 }
 
@@ -253,6 +255,7 @@ static struct outage full_outage(void)
 		.cause_override = "Planlagt opgradering af EOJ, ærø", .contact_override = "Jens, +45 1234",
 		.fallback_override = "VisInfoSyd vagttelefon, +45 7011 2233",
 		.maintenance_id = 77, .delivered_late = 5000000000LL,
+		.changed_by = "jens (uid 1001)",
 	};
 }
 
@@ -284,6 +287,7 @@ static void assert_outage(const struct outage *got, const struct outage *want)
 	assert_str(got->fallback_override, want->fallback_override, "fallback_override");
 	cr_assert_eq(got->maintenance_id, want->maintenance_id);
 	cr_assert_eq(got->delivered_late, want->delivered_late);
+	assert_str(got->changed_by, want->changed_by, "changed_by");
 }
 
 static struct notice_record full_notice(int64_t outage_id, int64_t maintenance_id, int64_t created)
@@ -319,7 +323,7 @@ static struct maint window(char *endpoint, int64_t from, int64_t removed_at)
 	return (struct maint){
 		.endpoint = endpoint, .from = from, .to = from + 7200000, .reason = "Opgradering",
 		.contact = "IT-drift, +45 8888", .created_at = T0 + 11, .removed_at = removed_at,
-		.announced_at = T0 + 12, .ended_at = T0 + 13,
+		.announced_at = T0 + 12, .ended_at = T0 + 13, .changed_by = "root (uid 0)",
 	};
 }
 
@@ -335,6 +339,7 @@ static void assert_window(const struct maint *got, const struct maint *want)
 	cr_assert_eq(got->removed_at, want->removed_at);
 	cr_assert_eq(got->announced_at, want->announced_at);
 	cr_assert_eq(got->ended_at, want->ended_at);
+	assert_str(got->changed_by, want->changed_by, "changed_by");
 }
 
 /* A queued message from source to endpoint (a dead letter when endpoint is NULL). */
@@ -417,7 +422,7 @@ Test(outage_store, outage_round_trips_every_field)
 			     " AND expected_end = 1735689600009 AND cause_fault = 'refused'"
 			     " AND cause_error LIKE 'connect:%' AND cause_override LIKE 'Planlagt%'"
 			     " AND contact_override LIKE 'Jens%' AND maintenance_id = 77"
-			     " AND delivered_late = 5000000000"), 1);
+			     " AND delivered_late = 5000000000 AND changed_by = 'jens (uid 1001)'"), 1);
 	store_close(s);
 }
 
@@ -652,7 +657,8 @@ Test(outage_store, maintenance_round_trips_and_lists_by_from)
 			     " AND from_at = 1735689601000 AND to_at = 1735696801000"
 			     " AND reason = 'Opgradering' AND contact LIKE 'IT-drift%'"
 			     " AND created_at = 1735689600011 AND removed_at = 1735689600050"
-			     " AND announced_at = 1735689600012 AND ended_at = 1735689600013"), 1,
+			     " AND announced_at = 1735689600012 AND ended_at = 1735689600013"
+			     " AND changed_by = 'root (uid 0)'"), 1,
 		     "each field under its own column name");
 	cr_assert_eq(list_windows(false), 3, "the removed window is not in force");
 	assert_window(&windows[0], &m[3]);
