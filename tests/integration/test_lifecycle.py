@@ -196,7 +196,9 @@ class Lifecycle(BrokerTest):
                           "User=edibroker", "StateDirectory=edibroker", "ProtectSystem=strict",
                           "NoNewPrivileges=yes", "Restart=on-failure",
                           # the control socket: /run/edibroker, group edibroker-admin
-                          "RuntimeDirectory=edibroker", "SupplementaryGroups=edibroker-admin"):
+                          "RuntimeDirectory=edibroker", "SupplementaryGroups=edibroker-admin",
+                          # no core dump with patient data in it; no IPC shared with others
+                          "LimitCORE=0", "PrivateIPC=yes"):
             self.assertIn(directive, text)
         sysusers = os.path.join(os.path.dirname(unit), "edibroker.sysusers")
         with open(sysusers) as f:
