@@ -32,6 +32,7 @@
 #include "store/commit.h"
 #include "store/store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -41,6 +42,7 @@
 #include <unistd.h>
 
 #define HOUSEKEEPING_MS 1000
+#define TRANSPORTS_MAX 8
 #define PRUNE_EVERY 10     /* housekeeping ticks */
 #define PRUNE_ROWS 5000
 #define PRUNE_ROUNDS 20
@@ -75,6 +77,7 @@ struct broker {
 	struct router *router;
 	struct ingest *ingest;
 	struct lanes *lanes;       /* blocking work: a lane per endpoint direction */
+	void *shared[TRANSPORTS_MAX]; /* each transport's shared part, by registry index */
 	struct ep_lanes *eplanes;  /* every endpoint's lanes, ever */
 	size_t neplanes;
 	struct lane *notify_lane;  /* outage notices: slow mail servers wait here */
@@ -207,7 +210,12 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 {
 	const struct transport_ops *ops = transport_find(conf->transport);
 	struct ep_lanes *l = lanes_of(b, conf->name);
+	void *shared = NULL;
+	for (size_t i = 0; transport_at(i); i++)
+		if (transport_at(i) == ops)
+			shared = b->shared[i];
 	struct transport_env env = {
+		.shared = shared,
 		.base = b->base, .ingest = b->ingest, .lane_in = l->in, .lane_out = l->out,
 		.instance = store_instance(b->store),
 		.cfg = b->cfg, .inbound_state = on_inbound_state,
@@ -315,6 +323,48 @@ static void start_inbound(struct broker *b, struct endpoint *ep)
 		deliver_transport_ops(ep->dep)->start(t);
 }
 
+/* ---- the transports' shared parts (listeners for peers) ---------------- */
+
+static struct transport_shared_env shared_env(struct broker *b)
+{
+	return (struct transport_shared_env){ b->base, b->ingest, b->lanes,
+					      store_instance(b->store) };
+}
+
+/* Makes (and binds) each transport's shared part the config asks for. */
+static int shared_start(struct broker *b, char *err, size_t errlen)
+{
+	struct transport_shared_env env = shared_env(b);
+	for (size_t i = 0; transport_at(i); i++) {
+		const struct transport_ops *ops = transport_at(i);
+		assert(i < TRANSPORTS_MAX);
+		if (!ops->shared_new || b->shared[i])
+			continue;
+		err[0] = '\0';
+		b->shared[i] = ops->shared_new(b->cfg, &env, err, errlen);
+		if (!b->shared[i] && err[0])
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* A reload: new credentials and settings for the listeners there are, and
+ * the listeners the new config turns on. */
+static void shared_reload(struct broker *b)
+{
+	char err[512];
+	for (size_t i = 0; transport_at(i); i++) {
+		const struct transport_ops *ops = transport_at(i);
+		err[0] = '\0';
+		if (b->shared[i] && ops->shared_reload &&
+		    ops->shared_reload(b->shared[i], b->cfg, err, sizeof(err)) < 0)
+			log_err("event=reload-partial transport=%s error=\"%s\" state=old-settings-kept",
+				ops->name, err);
+	}
+	if (shared_start(b, err, sizeof(err)) < 0)
+		log_err("event=reload-partial error=\"%s\" state=listener-not-started", err);
+}
+
 static int lock_state_dir(struct broker *b, char *err, size_t errlen)
 {
 	int r = mkdir_p(b->cfg->state_dir, 0750);
@@ -331,6 +381,24 @@ static int lock_state_dir(struct broker *b, char *err, size_t errlen)
 		return -e;
 	}
 	return 0;
+}
+
+/* Back-pressure: a message for endpoint waits when its queue, or all of
+ * them, would pass the high-water mark (large by default: an EOJ system
+ * down for a weekend must not reach it). Messages for other endpoints go
+ * on. */
+static bool queue_full(void *ctx, const char *endpoint, size_t size)
+{
+	struct broker *b = ctx;
+	int64_t total = (int64_t)size, mine = (int64_t)size;
+	for (size_t i = 0; i < b->neps; i++) {
+		struct deliver_info di;
+		deliver_get_info(b->eps[i]->dep, &di);
+		total += di.queued_bytes;
+		if (strcmp(b->eps[i]->name, endpoint) == 0)
+			mine += di.queued_bytes;
+	}
+	return mine > b->cfg->max_queued_bytes || total > b->cfg->max_queued_total;
 }
 
 static void apply_ingest_config(struct broker *b)
@@ -371,7 +439,10 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	commit_on_health(b->commit, on_store_health, b);
 	b->router = router_new(cfg);
 	b->ingest = ingest_new(base, b->lanes, b->commit, on_queued, b);
+	ingest_set_backpressure(b->ingest, queue_full, b);
 	apply_ingest_config(b);
+	if (shared_start(b, err, errlen) < 0)
+		goto fail;
 	struct procedure_env pe = {
 		.base = base, .store = b->store, .notifier = b->notifier,
 		.endpoint_view = proc_endpoint_view, .probe = proc_probe, .ctx = b,
@@ -721,6 +792,7 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	/* The procedure takes the new config first: endpoints added below
 	 * start their health on its settings. */
 	int pr = procedure_reload(b->proc, cfg, t, err, errlen);
+	shared_reload(b);
 	reconcile_endpoints(b);
 	if (pr < 0)
 		log_err("event=reload-partial error=\"%s\" state=old-time-rules-kept", err);
@@ -780,6 +852,9 @@ void broker_shutdown(struct broker *b, void (*stopped)(void *arg), void *arg)
 		if (t)
 			deliver_transport_ops(b->eps[i]->dep)->stop(t);
 	}
+	for (size_t i = 0; transport_at(i); i++)
+		if (b->shared[i] && transport_at(i)->shared_stop)
+			transport_at(i)->shared_stop(b->shared[i]);
 	commit_flush(b->commit);   /* messages picked up: accepted or left in place */
 	if (b->housekeeping_ev)
 		event_del(b->housekeeping_ev);
@@ -821,6 +896,9 @@ bool broker_free(struct broker *b)
 	if (b->lock_fd >= 0)
 		close(b->lock_fd);
 	config_free(b->cfg);
+	for (size_t k = 0; transport_at(k); k++)
+		if (b->shared[k] && transport_at(k)->shared_free)
+			transport_at(k)->shared_free(b->shared[k]);
 	free(b);
 	return abandoned;
 }

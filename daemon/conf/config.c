@@ -109,6 +109,10 @@ static const struct conf_key global_keys[] = {
 	  .max = 1 * DAYS, .flags = CONF_RELOAD },
 	{ G("delivery", "drain_rate", CONF_DOUBLE, drain_rate), .def = "0", .min = 0, .max = 1000000,
 	  .flags = CONF_RELOAD },
+	{ G("delivery", "max_queued_bytes", CONF_SIZE, max_queued_bytes), .def = "8G",
+	  .min = MIB, .max = 64 * TIB, .flags = CONF_RELOAD },
+	{ G("delivery", "max_queued_total", CONF_SIZE, max_queued_total), .def = "32G",
+	  .min = MIB, .max = 64 * TIB, .flags = CONF_RELOAD },
 	{ G("delivery", "batch_max", CONF_INT, batch_max), .def = "256", .min = 1, .max = 10000,
 	  .flags = CONF_RELOAD },
 
@@ -240,9 +244,13 @@ struct held {
 	int line;
 };
 
+#define SCHEMAS_MAX 8                   /* transports a build can have */
+#define MAX_TARGETS (2 + SCHEMAS_MAX)   /* key tables one endpoint draws on */
+
 struct ep_state {
 	int seen[ARRAY_SIZE(endpoint_keys)]; /* the line that set each key; 0 = not set */
 	int *tseen;			     /* the same for its schema's keys */
+	int **cseen;			     /* cseen[i]: for schemas[i]'s common keys */
 };
 
 /* The keys of one table and the struct they fill. */
@@ -260,7 +268,6 @@ struct loader {
 	FILE *f;
 	size_t nschemas;	/* of cfg->schemas */
 	const char *section;	/* the current non-endpoint section (a table string), or NULL */
-	long ssec;		/* the schema whose section it is, or -1 for the broker's */
 	long ep;		/* the current endpoint's index, or -1 */
 	int seen[ARRAY_SIZE(global_keys)];
 	int **sseen;		/* sseen[i]: lines of schemas[i]'s section keys */
@@ -899,17 +906,25 @@ static const struct conf_schema *find_schema(const struct loader *L, const char 
 }
 
 /* The common keys of endpoint i, and those of its transport when known. */
-static size_t endpoint_targets(const struct loader *L, size_t i, struct target t[2])
+/* The tables endpoint i's keys come from: the common ones, its transport's,
+ * and every transport's keys for all endpoints (credentials). */
+static size_t endpoint_targets(const struct loader *L, size_t i, struct target t[MAX_TARGETS])
 {
 	struct endpoint_conf *ep = &L->cfg->endpoints[i];
+	size_t n = 0;
 
-	t[0] = (struct target){ endpoint_keys, ARRAY_SIZE(endpoint_keys), L->eps[i].seen,
-				(char *)ep };
-	if (!ep->schema)
-		return 1;
-	t[1] = (struct target){ ep->schema->endpoint_keys, ep->schema->nendpoint_keys,
-				L->eps[i].tseen, ep->tconf };
-	return 2;
+	t[n++] = (struct target){ endpoint_keys, ARRAY_SIZE(endpoint_keys), L->eps[i].seen,
+				  (char *)ep };
+	if (ep->schema)
+		t[n++] = (struct target){ ep->schema->endpoint_keys, ep->schema->nendpoint_keys,
+					  L->eps[i].tseen, ep->tconf };
+	for (size_t j = 0; j < L->nschemas && n < MAX_TARGETS; j++) {
+		const struct conf_schema *s = L->cfg->schemas[j];
+		if (s->ncommon_keys && ep->common && ep->common[j])
+			t[n++] = (struct target){ s->common_keys, s->ncommon_keys,
+						  L->eps[i].cseen[j], ep->common[j] };
+	}
+	return n;
 }
 
 static const char *section_label(const struct loader *L, char *buf, size_t len)
@@ -962,7 +977,7 @@ static const struct conf_key *endpoint_lookup(struct loader *L, const char *name
 					      struct target *t)
 {
 	const struct endpoint_conf *ep = &L->cfg->endpoints[L->ep];
-	struct target all[2];
+	struct target all[MAX_TARGETS];
 	size_t n = endpoint_targets(L, (size_t)L->ep, all);
 
 	for (size_t i = 0; i < n; i++) {
@@ -995,15 +1010,16 @@ static const struct conf_key *lookup(struct loader *L, const char *name, int lin
 		fail(L, line, "key '%s' before the first [section]", name);
 		return NULL;
 	}
-	if (L->ssec >= 0) {
-		const struct conf_schema *s = L->cfg->schemas[L->ssec];
-		*t = (struct target){ s->section_keys, s->nsection_keys, L->sseen[L->ssec],
-				      L->cfg->sections[L->ssec] };
+	/* the broker's own keys of the section, then every schema's there */
+	*t = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen, (char *)L->cfg };
+	k = find_key(t->keys, t->n, L->section, name);
+	for (size_t i = 0; !k && i < L->nschemas; i++) {
+		const struct conf_schema *s = L->cfg->schemas[i];
+		if (!s->section || strcmp(s->section, L->section) != 0)
+			continue;
+		*t = (struct target){ s->section_keys, s->nsection_keys, L->sseen[i],
+				      L->cfg->sections[i] };
 		k = find_key(t->keys, t->n, NULL, name);
-	} else {
-		*t = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen,
-				      (char *)L->cfg };
-		k = find_key(t->keys, t->n, L->section, name);
 	}
 	if (!k)
 		fail(L, line, "unknown key '%s' in [%s]", name, L->section);
@@ -1035,6 +1051,16 @@ static int endpoint_begin(struct loader *L, const char *name, int line)
 	L->eps = xrealloc(L->eps, (n + 1) * sizeof(*L->eps));
 	cfg->endpoints[n] = (struct endpoint_conf){ .name = xstrdup(name), .line = line };
 	L->eps[n] = (struct ep_state){ .tseen = NULL };
+	struct endpoint_conf *ep = &cfg->endpoints[n];
+	ep->common = xcalloc(L->nschemas + 1, sizeof(void *));
+	L->eps[n].cseen = xcalloc(L->nschemas + 1, sizeof(int *));
+	for (size_t i = 0; i < L->nschemas; i++) {
+		const struct conf_schema *s = cfg->schemas[i];
+		if (!s->ncommon_keys)
+			continue;
+		ep->common[i] = xcalloc(1, s->common_size);
+		L->eps[n].cseen[i] = xcalloc(s->ncommon_keys + 1, sizeof(int));
+	}
 	cfg->nendpoints = L->neps = n + 1;
 	L->ep = (long)n;
 	return 0;
@@ -1043,7 +1069,6 @@ static int endpoint_begin(struct loader *L, const char *name, int line)
 static int section_begin(struct loader *L, const char *name, int line)
 {
 	L->section = NULL;
-	L->ssec = -1;
 	L->ep = -1;
 	if (strncmp(name, "endpoint", 8) == 0 && (name[8] == '\0' || isspace((unsigned char)name[8])))
 		return endpoint_begin(L, name + 8, line);
@@ -1057,7 +1082,6 @@ static int section_begin(struct loader *L, const char *name, int line)
 		const char *sec = L->cfg->schemas[i]->section;
 		if (sec && strcmp(sec, name) == 0) {
 			L->section = sec;
-			L->ssec = (long)i;
 			return 0;
 		}
 	}
@@ -1237,7 +1261,7 @@ static void fill_defaults(struct loader *L, const struct target *t, const char *
 static void all_defaults(struct loader *L)
 {
 	struct config *cfg = L->cfg;
-	struct target t[2];
+	struct target t[MAX_TARGETS];
 
 	t[0] = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen, (char *)cfg };
 	fill_defaults(L, &t[0], NULL);
@@ -1319,7 +1343,7 @@ static int need(struct loader *L, const struct endpoint_conf *ep, const struct t
 static int check_endpoint(struct loader *L, size_t i)
 {
 	const struct endpoint_conf *ep = &L->cfg->endpoints[i];
-	struct target t[2];
+	struct target t[MAX_TARGETS];
 	char why[96];
 
 	size_t n = endpoint_targets(L, i, t);
@@ -1402,7 +1426,7 @@ static int check_gln_owners(struct loader *L)
 static size_t folder_claims(const struct loader *L, size_t i, struct claim *c)
 {
 	const struct endpoint_conf *ep = &L->cfg->endpoints[i];
-	struct target t[2];
+	struct target t[MAX_TARGETS];
 	size_t n = 0, nt = endpoint_targets(L, i, t);
 
 	for (size_t j = 0; j < nt; j++) {
@@ -1508,7 +1532,7 @@ typedef int target_fn(struct loader *L, const struct target *t);
 static int each_target(struct loader *L, target_fn *fn)
 {
 	struct config *cfg = L->cfg;
-	struct target t[2];
+	struct target t[MAX_TARGETS];
 
 	t[0] = (struct target){ global_keys, ARRAY_SIZE(global_keys), L->seen, (char *)cfg };
 	if (fn(L, &t[0]) < 0)
@@ -1727,9 +1751,21 @@ static void assert_schemas_sound(const struct conf_schema *const *schemas)
 			       "a common endpoint key");
 			(void)key;
 		}
-		for (size_t k = 0; s->section && k < ARRAY_SIZE(global_keys); k++)
-			assert(strcmp(global_keys[k].section, s->section) != 0 &&
-			       "a broker section");
+		/* its section may be one of the broker's, but not a key of it */
+		for (size_t k = 0; s->section && k < s->nsection_keys; k++)
+			assert(!find_key(global_keys, ARRAY_SIZE(global_keys), s->section,
+					 s->section_keys[k].name) && "a key the broker has");
+		for (size_t k = 0; k < s->ncommon_keys; k++) {
+			const struct conf_key *key = &s->common_keys[k];
+			assert((key->flags & CONF_RELOAD) && "endpoint keys reload");
+			assert(!find_key(endpoint_keys, ARRAY_SIZE(endpoint_keys), NULL, key->name) &&
+			       "a common endpoint key");
+			for (size_t j = 0; schemas[j]; j++)
+				assert(!find_key(schemas[j]->endpoint_keys, schemas[j]->nendpoint_keys,
+						 NULL, key->name) && "a transport's endpoint key");
+			(void)key;
+		}
+		assert(i < SCHEMAS_MAX && "more transports than SCHEMAS_MAX");
 		(void)s;
 	}
 }
@@ -1773,8 +1809,12 @@ static void loader_close(struct loader *L)
 	drop_held(L);
 	free(L->held);
 	free(L->cwd);
-	for (size_t i = 0; i < L->neps; i++)
+	for (size_t i = 0; i < L->neps; i++) {
 		free(L->eps[i].tseen);
+		for (size_t j = 0; L->eps[i].cseen && j < L->nschemas; j++)
+			free(L->eps[i].cseen[j]);
+		free(L->eps[i].cseen);
+	}
 	free(L->eps);
 	for (size_t i = 0; i < L->nschemas; i++)
 		free(L->sseen[i]);
@@ -1791,7 +1831,7 @@ int config_load(const char *path, const struct conf_schema *const *schemas, stru
 int config_load_opts(const char *path, const struct conf_schema *const *schemas, unsigned flags,
 		     struct config **out, char *err, size_t errlen)
 {
-	struct loader L = { .path = path, .err = err, .errlen = errlen, .ssec = -1, .ep = -1,
+	struct loader L = { .path = path, .err = err, .errlen = errlen, .ep = -1,
 			    .flags = flags };
 	int r;
 
@@ -1847,6 +1887,13 @@ void config_free(struct config *cfg)
 			free_fields(ep->schema->endpoint_keys, ep->schema->nendpoint_keys,
 				    ep->tconf);
 		free(ep->tconf);
+		for (size_t j = 0; ep->common && cfg->schemas[j]; j++) {
+			const struct conf_schema *s = cfg->schemas[j];
+			if (ep->common[j])
+				free_fields(s->common_keys, s->ncommon_keys, ep->common[j]);
+			free(ep->common[j]);
+		}
+		free(ep->common);
 		free(ep->tlines);
 		free(ep->name);
 	}
@@ -1871,6 +1918,15 @@ const void *config_section(const struct config *cfg, const struct conf_schema *s
 	for (size_t i = 0; cfg->schemas && cfg->schemas[i]; i++)
 		if (cfg->schemas[i] == schema)
 			return cfg->sections ? cfg->sections[i] : NULL;
+	return NULL;
+}
+
+const void *config_endpoint_common(const struct config *cfg, const struct endpoint_conf *ep,
+				   const struct conf_schema *schema)
+{
+	for (size_t i = 0; cfg->schemas && cfg->schemas[i]; i++)
+		if (cfg->schemas[i] == schema)
+			return ep->common ? ep->common[i] : NULL;
 	return NULL;
 }
 
@@ -1910,6 +1966,7 @@ void config_walk_keys(const struct conf_schema *const *schemas,
 	for (size_t i = 0; schemas && schemas[i]; i++) {
 		const struct conf_schema *s = schemas[i];
 		walk_table(s->endpoint_keys, s->nendpoint_keys, "endpoint", fn, arg);
+		walk_table(s->common_keys, s->ncommon_keys, "endpoint", fn, arg);
 		if (s->section)
 			walk_table(s->section_keys, s->nsection_keys, s->section, fn, arg);
 	}

@@ -107,10 +107,17 @@ struct conf_schema {
 	const struct conf_key *endpoint_keys;	/* keys of its [endpoint NAME] sections */
 	size_t nendpoint_keys;
 	size_t endpoint_size;			/* of the struct they fill (endpoint_conf.tconf) */
-	const char *section;			/* its own [section], or NULL */
+	const char *section;			/* its [section], or NULL; may be one of the
+						 * broker's own ("broker"): its keys join them */
 	const struct conf_key *section_keys;
 	size_t nsection_keys;
 	size_t section_size;			/* of the struct they fill (config_section()) */
+	/* Keys every endpoint may have, whatever its transport: the credentials
+	 * with which an endpoint reaches this transport's listener (a bearer
+	 * token, a CURVE key), read by config_endpoint_common(). */
+	const struct conf_key *common_keys;
+	size_t ncommon_keys;
+	size_t common_size;
 };
 
 /* ---- the configuration --------------------------------------------------- */
@@ -124,6 +131,7 @@ struct endpoint_conf {
 	char *transport;          /* transport = a schema's name; default: the first */
 	const struct conf_schema *schema; /* that transport's */
 	void *tconf;              /* its keys' struct (schema->endpoint_size bytes), or NULL */
+	void **common;            /* common[i]: schemas[i]'s common keys' struct, or NULL */
 	int *tlines;              /* the line that set each of its schema's keys (in the
 				     schema's order); 0 = defaulted */
 	char **gln;               /* gln = list of location numbers it owns */
@@ -166,6 +174,9 @@ struct config {
 	int64_t retry_max_ms;      /* retry_max (default 10m) */
 	double drain_rate;         /* drain_rate: msg/s per endpoint after an outage; 0 = no limit */
 	int64_t batch_max;         /* batch_max: messages per delivery batch (default 256) */
+	int64_t max_queued_bytes;  /* max_queued_bytes: an endpoint's queue takes no more
+				      beyond this (8G): senders get "busy, retry" */
+	int64_t max_queued_total;  /* max_queued_total: the same for all queues (32G) */
 
 	/* [routing] */
 	char *default_endpoint;    /* default_endpoint: NULL when unset */
@@ -269,6 +280,10 @@ const struct endpoint_conf *config_endpoint(const struct config *cfg, const char
 /* The struct schema's [section] filled (defaults when the file has none),
  * or NULL when cfg was loaded without schema or it has no section. */
 const void *config_section(const struct config *cfg, const struct conf_schema *schema);
+/* The struct of schema's common keys for endpoint ep (all unset when the
+ * file sets none), or NULL when schema declares none. */
+const void *config_endpoint_common(const struct config *cfg, const struct endpoint_conf *ep,
+				   const struct conf_schema *schema);
 
 /* The line of the file that set key, a key of ep's transport, or the line of
  * ep's section header when the key took its default: where a later check of

@@ -79,6 +79,7 @@ struct deliver_ep {
 	int64_t last_id;        /* highest id ever placed in the window */
 	bool more_in_store;     /* queued messages beyond the window */
 	int64_t queued;
+	int64_t queued_bytes;
 
 	enum deliver_state state;
 	bool busy, held, freeing;
@@ -277,13 +278,14 @@ static int depth_one(const struct store_depth *d, void *arg)
 {
 	struct deliver_ep *ep = arg;
 	if (strcmp(d->endpoint, ep->name) == 0)
-		ep->queued = d->queued;
+		ep->queued = d->queued, ep->queued_bytes = d->bytes;
 	return 0;
 }
 
 int deliver_load(struct deliver_ep *ep)
 {
 	ep->queued = 0;
+	ep->queued_bytes = 0;
 	int r = store_depths(ep->env.store, depth_one, ep);
 	if (r < 0)
 		return r;
@@ -299,6 +301,7 @@ void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t si
 		     const char *ext, int64_t received_at)
 {
 	ep->queued++;
+	ep->queued_bytes += (int64_t)size;
 	if (id <= ep->last_id || ep->more_in_store || window_full(ep)) {
 		/* Already read from the store, or the window is full: the store
 		 * holds it and refill() will bring it in order. */
@@ -343,7 +346,7 @@ bool deliver_busy(const struct deliver_ep *ep)
 void deliver_get_info(const struct deliver_ep *ep, struct deliver_info *info)
 {
 	*info = (struct deliver_info){
-		.state = ep->state, .queued = ep->queued,
+		.state = ep->state, .queued = ep->queued, .queued_bytes = ep->queued_bytes,
 		.oldest_received_at = ep->head ? ep->head->received_at : 0,
 		.failures = ep->failures, .next_attempt_ms = ep->next_attempt_ms,
 		.first_failure_at = ep->first_failure_at, .last_success_at = ep->last_success_at,
@@ -478,6 +481,7 @@ static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now)
 		ep->wcount--;
 		ep->wbytes -= q->size;
 		ep->queued--;
+		ep->queued_bytes -= (int64_t)q->size;
 		ep->delivered++;
 		commit_add_delivered(ep->env.commit, q->id);
 		log_info("event=delivered msg=%lld endpoint=%s attempt=%d latency_ms=%lld",
@@ -557,10 +561,37 @@ static void late_failure(struct deliver_ep *ep, const struct deliver_result *res
 	back_off(ep, res);
 }
 
+/* The receiver answered that the head message is one it will not take
+ * (HTTP 400/413/415/422): a dead letter with that reason; the endpoint is
+ * well and its queue moves on. */
+static void set_aside(struct deliver_ep *ep, const struct deliver_result *res)
+{
+	struct qmsg *q = ep->head;
+	ep->head = q->next;
+	if (!ep->head)
+		ep->tail = NULL;
+	ep->wcount--;
+	ep->wbytes -= q->size;
+	ep->queued--;
+	ep->queued_bytes -= (int64_t)q->size;
+	_cleanup_free_ char *why = xasprintf("refused by the receiver: %s", res->error);
+	commit_add_refused(ep->env.commit, q->id, why);
+	log_warn("event=refused-by-receiver msg=%lld endpoint=%s error=\"%s\" state=dead-letter",
+		 (long long)q->id, ep->name, res->error);
+	free(q->body);
+	free(q);
+}
+
 static void finish_batch(struct deliver_ep *ep, struct job *j)
 {
 	size_t done = j->res.delivered > j->n ? j->n : j->res.delivered;
 	pop_delivered(ep, done, clock_wall_ms());
+	if (done < j->n && j->res.rejected) {
+		set_aside(ep, &j->res);
+		endpoint_succeeded(ep);
+		emit(ep, true, false, &j->res);
+		return;
+	}
 	bool ok = done == j->n;
 	if (ok && j->overdue)
 		log_notice("event=delivery-returned endpoint=%s delivered=%zu", ep->name, done);

@@ -60,6 +60,7 @@ enum deliver_state { DELIVER_IDLE, DELIVER_BUSY, DELIVER_BACKOFF, DELIVER_RATE_W
 struct deliver_info {
 	enum deliver_state state;
 	int64_t queued;              /* messages queued (store) */
+	int64_t queued_bytes;        /* their bodies' bytes */
 	int64_t oldest_received_at;  /* wall ms of the oldest queued; 0 when none */
 	int failures;                /* consecutive failed attempts */
 	int64_t next_attempt_ms;     /* monotonic ms of the next retry; 0 when none */

@@ -195,7 +195,17 @@ void commit_add_attempt(struct commit *c, int64_t id, const char *error)
 {
 	grow((void **)&c->attempts, &c->capattempts, c->nattempts + 1,
 	     sizeof(struct store_attempt));
-	c->attempts[c->nattempts++] = (struct store_attempt){ id, xstrdup(error ? error : "") };
+	c->attempts[c->nattempts++] = (struct store_attempt){ id, xstrdup(error ? error : ""),
+							      false };
+	schedule(c);
+}
+
+void commit_add_refused(struct commit *c, int64_t id, const char *reason)
+{
+	grow((void **)&c->attempts, &c->capattempts, c->nattempts + 1,
+	     sizeof(struct store_attempt));
+	c->attempts[c->nattempts++] = (struct store_attempt){ id, xstrdup(reason ? reason : ""),
+							      true };
 	schedule(c);
 }
 

@@ -43,6 +43,9 @@ void commit_free(struct commit *c);
 void commit_add(struct commit *c, struct store_new *m, commit_done_fn done, void *arg);
 void commit_add_delivered(struct commit *c, int64_t id);
 void commit_add_attempt(struct commit *c, int64_t id, const char *error);
+/* The receiver refused message id for what it is: it becomes a dead letter
+ * with reason, and its queue moves on. */
+void commit_add_refused(struct commit *c, int64_t id, const char *reason);
 
 /* Commits whatever is pending now (shutdown); returns its result. */
 int commit_flush(struct commit *c);

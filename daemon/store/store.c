@@ -329,7 +329,9 @@ static int apply_marks(struct store *s, const struct store_batch *b)
 			return r;
 	}
 	for (size_t i = 0; i < b->nattempts; i++) {
-		int r = s->ops->msg_attempt(s->be, b->attempts[i].id, b->attempts[i].error);
+		const struct store_attempt *a = &b->attempts[i];
+		int r = a->refused ? s->ops->msg_refused(s->be, a->id, a->error)
+				   : s->ops->msg_attempt(s->be, a->id, a->error);
 		if (r < 0)
 			return r;
 	}

@@ -119,6 +119,8 @@ struct store_new {
 struct store_attempt {
 	int64_t id;
 	const char *error;
+	bool refused; /* the receiver refused the message for what it is: it
+		       * becomes a dead letter with error as its reason */
 };
 
 /* All writes of one loop turn. The arrays are owned by the caller. */
@@ -167,6 +169,7 @@ struct store_depth {
 	const char *endpoint;
 	int64_t queued;
 	int64_t oldest_received_at; /* 0 when queued == 0 */
+	int64_t bytes;              /* of the queued bodies */
 };
 
 

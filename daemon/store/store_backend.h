@@ -49,6 +49,9 @@ struct store_backend_ops {
 	 * (already delivered, dead or unknown), so a retried mark is harmless. */
 	int (*msg_delivered)(void *be, int64_t id, int64_t at);
 	int (*msg_attempt)(void *be, int64_t id, const char *error);
+	/* A queued message the receiver refused becomes DEAD with reason; 1
+	 * when it did, 0 when id is not queued (a retried mark). */
+	int (*msg_refused)(void *be, int64_t id, const char *reason);
 
 	/* The queries and record saves of the same name in store.h, with the
 	 * same contracts. Record saves are never called inside begin/commit. */

@@ -299,7 +299,7 @@ enum msg_col {
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_KEY_LOOKUP, S_KEY_INSERT, S_TXID_LOOKUP, S_TXID_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
-	S_ATTEMPT,
+	S_ATTEMPT, S_REFUSED,
 	S_FETCH, S_DEPTHS, S_GET, S_GET_BODY,
 	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_3, S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2, S_LIST_EP_3,
 	S_COUNT_0, S_COUNT_1, S_COUNT_2, S_COUNT_3,
@@ -335,9 +335,12 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_DELIVERED] = "UPDATE messages SET state = 1, delivered_at = ?2 WHERE id = ?1 AND state = 0",
 	[S_ATTEMPT] = "UPDATE messages SET attempts = attempts + 1, last_error = ?2 "
 		      "WHERE id = ?1 AND state = 0",
+	[S_REFUSED] = "UPDATE messages SET state = 2, attempts = attempts + 1, reason = ?2, "
+		      "last_error = ?2 WHERE id = ?1 AND state = 0",
 	[S_FETCH] = "SELECT " MSG_COLS ", b.body FROM messages m LEFT JOIN bodies b ON b.id = m.id "
 		    "WHERE m.state = 0 AND m.endpoint = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
-	[S_DEPTHS] = "SELECT endpoint, count(*), min(received_at) FROM messages WHERE state = 0 "
+	[S_DEPTHS] = "SELECT endpoint, count(*), min(received_at), sum(size) FROM messages "
+		     "WHERE state = 0 "
 		     "GROUP BY endpoint ORDER BY endpoint",
 	[S_GET] = "SELECT " MSG_COLS ", NULL FROM messages m WHERE m.id = ?1",
 	[S_GET_BODY] = "SELECT " MSG_COLS ", b.body FROM messages m "
@@ -1166,6 +1169,18 @@ static int sq_msg_attempt(void *be, int64_t id, const char *error)
 	return r < 0 ? r : sqlite3_changes(q->db);
 }
 
+static int sq_msg_refused(void *be, int64_t id, const char *reason)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_REFUSED];
+	int rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, reason, reason ? text_len_capped(reason, ERROR_MAX) : 0,
+				       SQLITE_STATIC);
+	int r = stmt_run(q, st, rc, "record a refusal");
+	return r < 0 ? r : sqlite3_changes(q->db);
+}
+
 /* Queries. */
 
 static int sq_fetch_queued(void *be, const char *endpoint, int64_t after_id, size_t limit,
@@ -1187,6 +1202,7 @@ static int depth_row(sqlite3_stmt *st, any_fn cb, void *arg)
 		.endpoint = col_text(st, 0),
 		.queued = sqlite3_column_int64(st, 1),
 		.oldest_received_at = sqlite3_column_int64(st, 2),
+		.bytes = sqlite3_column_int64(st, 3),
 	};
 	return ((store_depth_cb)cb)(&d, arg);
 }
@@ -1788,6 +1804,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.msg_insert = sq_msg_insert,
 	.msg_delivered = sq_msg_delivered,
 	.msg_attempt = sq_msg_attempt,
+	.msg_refused = sq_msg_refused,
 	.fetch_queued = sq_fetch_queued,
 	.depths = sq_depths,
 	.list = sq_list,

@@ -31,6 +31,11 @@ const struct conf_schema *const *transport_schemas(void)
 	return schemas;
 }
 
+const struct transport_ops *transport_at(size_t i)
+{
+	return i < ARRAY_SIZE(transports) ? transports[i] : NULL;
+}
+
 const struct transport_ops *transport_find(const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(transports); i++)

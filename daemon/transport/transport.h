@@ -73,9 +73,18 @@ struct transport_env {
 	 * for the call. NULL: not reported. */
 	void (*quarantined)(void *ctx, struct store_quarantined *q, size_t n);
 	void *ctx;
+	void *shared;              /* this transport's shared part (shared_new), or NULL */
 };
 
 struct transport;
+
+/* What a transport's shared part (a listener for peers) may use. */
+struct transport_shared_env {
+	struct event_base *base;
+	struct ingest *ingest;     /* where submissions go */
+	struct lanes *lanes;       /* for blocking work of its own */
+	const char *instance;      /* store instance id */
+};
 
 /* Completion of a delivery or probe, on the loop thread. */
 typedef void (*transport_done_fn)(void *arg, const struct deliver_result *res);
@@ -114,6 +123,20 @@ struct transport_ops {
 	 * inbox opened). The daemon says READY=1 when every transport is
 	 * started, or after a grace period: a hung share cannot hold it. */
 	bool (*started)(struct transport *t);
+
+	/* Optional: the part every endpoint of this transport shares, e.g. the
+	 * listener peers connect to (an HTTP server, a ZeroMQ socket). Made at
+	 * start-up from cfg, bound before READY=1; NULL with err[0] == '\0' when
+	 * the config leaves it off, NULL with a reason on failure (the daemon
+	 * does not start). Endpoint instances reach it as transport_env.shared. */
+	void *(*shared_new)(const struct config *cfg, const struct transport_shared_env *env,
+			    char *err, size_t errlen);
+	/* Loop thread: a reload: new credentials take effect at once, on open
+	 * connections too. 0, or -errno with a reason (the old settings stay). */
+	int (*shared_reload)(void *shared, const struct config *cfg, char *err, size_t errlen);
+	/* Loop thread: shutting down: take no new submissions. */
+	void (*shared_stop)(void *shared);
+	void (*shared_free)(void *shared);
 	/* Optional, and blocking (user and group look-ups go through NSS):
 	 * checks what endpoint ep of cfg needs of the system beyond its
 	 * configuration's syntax, e.g. that a spool's file_group exists and this
@@ -126,6 +149,8 @@ struct transport_ops {
 
 /* The registered transport called name, or NULL. */
 const struct transport_ops *transport_find(const char *name);
+/* The registered transports, in registry order (NULL past the last). */
+const struct transport_ops *transport_at(size_t i);
 /* The schemas of the registered transports, NULL-terminated, for
  * config_load(); the first is the default transport. */
 const struct conf_schema *const *transport_schemas(void);

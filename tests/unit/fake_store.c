@@ -145,6 +145,11 @@ static int fk_msg_delivered(void *be, int64_t id, int64_t at)
 	return fk_nosys(be, "msg_delivered");
 }
 
+static int fk_msg_refused(void *be, int64_t id, const char *reason)
+{
+	return fk_nosys(be, "msg_refused");
+}
+
 static int fk_msg_attempt(void *be, int64_t id, const char *error)
 {
 	return fk_nosys(be, "msg_attempt");
@@ -489,6 +494,7 @@ static const struct store_backend_ops fake_ops = {
 	.msg_insert = fk_msg_insert,
 	.msg_delivered = fk_msg_delivered,
 	.msg_attempt = fk_msg_attempt,
+	.msg_refused = fk_msg_refused,
 	.fetch_queued = fk_fetch_queued,
 	.depths = fk_depths,
 	.list = fk_list,

@@ -30,6 +30,7 @@ struct fake_transport *fake_transport_new(const char *label, struct lane *lane)
 	f->label = label;
 	f->lane = lane;
 	f->fail_id = -1;
+	f->reject_id = -1;
 	return f;
 }
 
@@ -86,6 +87,13 @@ static void deliver_work(struct fake_transport *f, const struct out_msg *msgs, s
 		n = 0;
 	}
 	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].id == f->reject_id) {
+			res->rejected = true;
+			res->fault = FAULT_REJECTED;
+			snprintf(res->error, sizeof(res->error), "%s: HTTP 422 for message %lld",
+				 f->label, (long long)msgs[i].id);
+			break;
+		}
 		if (msgs[i].id == f->fail_id && f->fails_left > 0) {
 			f->fails_left--;
 			res->fault = f->fault;

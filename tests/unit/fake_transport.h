@@ -45,6 +45,7 @@ struct fake_transport {
 	int fails_left;              /* ... this many more times ... */
 	enum transport_fault fault;  /* ... with this fault */
 	enum transport_fault probe_fault;
+	int64_t reject_id;           /* the receiver refuses this id for what it is */
 	bool block;                  /* deliver() waits until released */
 	bool block_probe;            /* probe() waits until released */
 	struct lane *lane;           /* where its work runs */

@@ -1287,3 +1287,77 @@ Test(config, spool_file_mode_and_group_values)
 	config_free(cfg);
 #undef EPF
 }
+
+/* ---- a transport's keys in [broker] and on every endpoint (issue 9) ------ */
+
+struct peer_section {
+	char *listen;
+	int64_t max_conns;
+};
+
+struct peer_common {
+	char *token;
+};
+
+static const struct conf_key peer_section_keys[] = {
+	{ CONF_KEY(struct peer_section, "peer_listen", CONF_STR, listen), .flags = CONF_OPTIONAL },
+	{ CONF_KEY(struct peer_section, "peer_max_conns", CONF_INT, max_conns), .def = "16",
+	  .min = 1, .max = 1000, .flags = CONF_RELOAD },
+};
+
+static const struct conf_key peer_common_keys[] = {
+	{ CONF_KEY(struct peer_common, "peer_token", CONF_STR, token),
+	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+};
+
+static const struct conf_schema peer_schema = {
+	.name = "peer",
+	.section = "broker",
+	.section_keys = peer_section_keys,
+	.nsection_keys = ARRAY_SIZE(peer_section_keys),
+	.section_size = sizeof(struct peer_section),
+	.common_keys = peer_common_keys,
+	.ncommon_keys = ARRAY_SIZE(peer_common_keys),
+	.common_size = sizeof(struct peer_common),
+};
+
+static const struct conf_schema *spool_and_peer[3];
+
+static void with_peer(void)
+{
+	setup();
+	spool_and_peer[0] = spool_transport.schema;
+	spool_and_peer[1] = &peer_schema;
+	schemas = spool_and_peer;
+}
+
+/* A transport may put its keys in [broker] beside the broker's own, and
+ * give every endpoint, of any transport, keys of its own (a credential). */
+Test(config, a_transport_adds_broker_keys_and_keys_for_every_endpoint, .init = with_peer)
+{
+	struct config *cfg = load_ok("[broker]\nstate_dir = /s\npeer_listen = 127.0.0.1:1\n"
+				     "[endpoint a]\nkind = other\ngln = 5790000000012\n"
+				     "inbox = /i\noutbox = /o\npeer_token = secret-a\n"
+				     "[endpoint b]\nkind = other\ngln = 5790000000029\n"
+				     "inbox = /j\noutbox = /p\n");
+	const struct peer_section *ps = config_section(cfg, &peer_schema);
+	cr_assert_str_eq(ps->listen, "127.0.0.1:1");
+	cr_assert_eq(ps->max_conns, 16, "the default");
+	cr_assert_str_eq(cfg->state_dir, "/s", "the broker's own key beside it");
+	const struct peer_common *a = config_endpoint_common(cfg, config_endpoint(cfg, "a"),
+							     &peer_schema);
+	const struct peer_common *b = config_endpoint_common(cfg, config_endpoint(cfg, "b"),
+							     &peer_schema);
+	cr_assert_str_eq(a->token, "secret-a");
+	cr_assert_null(b->token);
+	cr_assert_null(config_endpoint_common(cfg, config_endpoint(cfg, "a"),
+					      spool_transport.schema), "spool declares none");
+	config_free(cfg);
+	const struct error_case cases[] = {
+		{ "[broker]\npeer_max_conns = 0\n", "2: peer_max_conns: must be at least 1" },
+		{ "[broker]\nbogus = 1\n", "2: unknown key 'bogus' in [broker]" },
+		{ "[endpoint a]\nkind = other\ngln = 5790000000012\npeer_token = x\npeer_token = y\n",
+		  "5: duplicate key 'peer_token' in [endpoint a] (first at line 4)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}

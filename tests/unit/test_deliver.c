@@ -1182,3 +1182,38 @@ Test(deliver, state_names)
 	cr_assert_str_eq(deliver_state_name(DELIVER_HELD), "held");
 	cr_assert_str_eq(deliver_state_name((enum deliver_state)99), "?");
 }
+
+/* ---- a message the receiver refuses for what it is (issue 9) ------------- */
+
+/* The receiver answers that one message is not one it takes (HTTP 422):
+ * it becomes a dead letter with the receiver's reason, the endpoint stays
+ * healthy (no failure, no backoff), and the rest of the queue goes on. */
+Test(deliver, a_message_the_receiver_refuses_is_set_aside)
+{
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	struct deliver_params p = params();
+	p.retry_initial_ms = 5000; /* a backoff would show as a long pause */
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 6, 100, NULL);
+	f->reject_id = s->id[2];
+	cr_assert_eq(deliver_load(ep), 0);
+	wait_confirmed(f, 5, 3000);
+	settle();
+	cr_assert_eq(state_of(s->id[2], NULL, NULL, 0), MSG_DEAD);
+	char why[192];
+	state_of(s->id[2], NULL, why, sizeof(why));
+	cr_assert(strstr(why, "HTTP 422"), "%s", why);
+	for (size_t i = 0; i < 6; i++)
+		if (i != 2)
+			cr_assert_eq(state_of(s->id[i], NULL, NULL, 0), MSG_DELIVERED, "msg %zu", i);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.failures, 0);
+	cr_assert_eq(info.queued, 0);
+	cr_assert_eq(info.queued_bytes, 0);
+	for (size_t i = 0; i < nevents; i++)
+		cr_assert(events[i].ok, "event %zu reported a failure", i);
+	free_ep(ep);
+	msgs_free(s);
+	fake_transport_free(f);
+}

@@ -1146,3 +1146,48 @@ Test(ingest, a_wrapping_sender_is_bound_as_well)
 	free(v.p);
 	free(spoof.p);
 }
+
+/* ---- back-pressure and submissions without receipts (issue 9) ---------- */
+
+static const char *full_endpoint; /* the queue the test says is full */
+
+static bool full_for(void *ctx, const char *endpoint, size_t size)
+{
+	return full_endpoint && strcmp(endpoint, full_endpoint) == 0;
+}
+
+/* A message for a full queue is BUSY: nothing stored, nothing queued; the
+ * next one for that endpoint is taken once there is room again. */
+Test(ingest, a_full_queue_makes_its_messages_busy)
+{
+	ingest_set_backpressure(ing, full_for, NULL);
+	full_endpoint = "municipality";
+	struct buf b = sample("DIS20_1.xml");
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_BUSY, "result %d", o.result);
+	cr_assert(strstr(o.reason, "municipality"), "%s", o.reason);
+	cr_assert_eq(stored_total(), 0);
+	cr_assert_eq(nqueued, 0);
+	full_endpoint = NULL;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_ACCEPTED, "not a duplicate of the busy one: %d", o.result);
+	ingest_set_backpressure(ing, NULL, NULL);
+	free(b.p);
+}
+
+/* A source that answers refusals itself asks for no receipt. */
+Test(ingest, no_receipt_when_the_source_answers_itself)
+{
+	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
+	struct outcome o;
+	memset(&o, 0, sizeof(o));
+	ingest_submit(ing, "hospital", dup_bytes(b), b.n, INGEST_NO_RECEIPT, on_done, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_DEAD, "result %d", o.result);
+	cr_assert_eq(nqueued, 0, "a receipt was queued");
+	cr_assert_eq(list_state(MSG_QUEUED).n, 0);
+	free(b.p);
+}
