@@ -1,15 +1,16 @@
 /*
  * broker.h - the daemon as a whole: owns the config, the store, the group
- * commit, routing, ingest, one delivery scheduler per endpoint, the worker
- * pool and the control socket, and wires them together.
+ * commit, routing, ingest, one delivery scheduler per endpoint, the pool of
+ * lanes (a pair per endpoint, for its blocking work), the transports'
+ * shared listeners and the control socket, and wires them together.
  *
- * Data flow: transport (inbound) -> ingest (decode, route) -> commit/store
- * -> deliver (per endpoint FIFO) -> transport (outbound) -> commit
- * (delivered). Lifecycle: broker_new() recovers the store and builds
- * everything; broker_start() binds the listeners and starts pick-up (then
- * the caller sends READY=1); broker_reload() swaps in a new config;
- * broker_shutdown() stops accepting, finishes what is in flight and
- * commits it.
+ * Data flow: transport (inbound) -> ingest (decode on the source's lane,
+ * route) -> commit/store -> deliver (per endpoint FIFO) -> transport
+ * (outbound) -> commit (delivered). Lifecycle: broker_new() recovers the
+ * store and builds everything; broker_start() binds the listeners and
+ * starts pick-up; broker_when_started() says when READY=1 may go;
+ * broker_reload() swaps in a new config; broker_shutdown() stops accepting,
+ * lets what is in flight finish within stop_timeout and commits it.
  */
 #ifndef EDIBROKER_BROKER_H
 #define EDIBROKER_BROKER_H

@@ -102,7 +102,7 @@ bool deliver_probe(struct deliver_ep *ep);
 /* Retries now instead of waiting for the backoff timer. */
 void deliver_retry_now(struct deliver_ep *ep);
 void deliver_get_info(const struct deliver_ep *ep, struct deliver_info *info);
-/* True while a batch or probe is running on a worker. */
+/* True while a batch or probe is with the transport (it may be overdue). */
 bool deliver_busy(const struct deliver_ep *ep);
 
 const char *deliver_state_name(enum deliver_state s);
