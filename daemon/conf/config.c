@@ -730,41 +730,29 @@ static int set_path(struct loader *L, const struct conf_key *k, char **field, co
 	return 0;
 }
 
-static int set_duration(struct loader *L, const struct conf_key *k, int64_t *field, const char *v,
-			int line)
-{
-	int64_t ms;
-	if (config_parse_duration(v, &ms) < 0)
-		return fail(L, line, "%s: invalid duration '%s' (use e.g. 500ms, 90s, 15m, 2h)", k->name, v);
-	if (check_range(L, k, ms, line) < 0)
-		return L->rc;
-	*field = ms;
-	return 0;
-}
-
-static int set_int(struct loader *L, const struct conf_key *k, int64_t *field, const char *v,
-		   int line)
+static int parse_int(const char *v, int64_t *n)
 {
 	char *end;
 	errno = 0;
-	long long n = strtoll(v, &end, 10);
+	long long x = strtoll(v, &end, 10);
 	if (errno || end == v || *end || isspace((unsigned char)*v))
-		return fail(L, line, "%s: invalid number '%s'", k->name, v);
-	if (check_range(L, k, n, line) < 0)
-		return L->rc;
-	*field = n;
+		return -1;
+	*n = x;
 	return 0;
 }
 
-static int set_size(struct loader *L, const struct conf_key *k, int64_t *field, const char *v,
-		    int line)
+/* A number with its own spelling (a duration, a size, a plain integer),
+ * checked against the key's range; `example` shows the spelling in the error. */
+static int set_int64(struct loader *L, const struct conf_key *k, int64_t *field, const char *v,
+		     int line, int (*parse)(const char *, int64_t *), const char *what,
+		     const char *example)
 {
-	int64_t bytes;
-	if (parse_size(v, &bytes) < 0)
-		return fail(L, line, "%s: invalid size '%s' (use e.g. 65536, 512K, 16M, 1G)", k->name, v);
-	if (check_range(L, k, bytes, line) < 0)
+	int64_t n;
+	if (parse(v, &n) < 0)
+		return fail(L, line, "%s: invalid %s '%s'%s", k->name, what, v, example);
+	if (check_range(L, k, n, line) < 0)
 		return L->rc;
-	*field = bytes;
+	*field = n;
 	return 0;
 }
 
@@ -867,11 +855,13 @@ static int set_value(struct loader *L, const struct conf_key *k, char *base, con
 	case CONF_PATH:
 		return set_path(L, k, field, v, line);
 	case CONF_DURATION:
-		return set_duration(L, k, field, v, line);
+		return set_int64(L, k, field, v, line, config_parse_duration, "duration",
+				 " (use e.g. 500ms, 90s, 15m, 2h)");
 	case CONF_INT:
-		return set_int(L, k, field, v, line);
+		return set_int64(L, k, field, v, line, parse_int, "number", "");
 	case CONF_SIZE:
-		return set_size(L, k, field, v, line);
+		return set_int64(L, k, field, v, line, parse_size, "size",
+				 " (use e.g. 65536, 512K, 16M, 1G)");
 	case CONF_DOUBLE:
 		return set_double(L, k, field, v, line);
 	case CONF_BOOL:

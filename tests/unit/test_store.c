@@ -525,7 +525,8 @@ Test(store, delivered_marks_and_attempts)
 	struct store *s = open_store();
 	struct store_new m[2] = { mk("ep-a", NULL, 0, 1), mk("ep-a", NULL, 0, 2) };
 	cr_assert_eq(commit_msgs(s, m, 2, 1), 0);
-	struct store_attempt at[2] = { { m[0].id, "timeout" }, { m[0].id, "HTTP 503" } };
+	struct store_attempt at[2] = { { .id = m[0].id, .error = "timeout" },
+				       { .id = m[0].id, .error = "HTTP 503" } };
 	struct store_batch b = { .attempts = at, .nattempts = 2, .delivered = &m[1].id,
 				 .ndelivered = 1, .now = 5000 };
 	cr_assert_eq(store_commit(s, &b), 0);
@@ -542,7 +543,7 @@ Test(store, delivered_marks_and_attempts)
 
 	/* a retried mark, a late attempt and an unknown id change nothing */
 	int64_t again[2] = { m[1].id, 999999 };
-	struct store_attempt late = { m[1].id, "late" };
+	struct store_attempt late = { .id = m[1].id, .error = "late" };
 	b = (struct store_batch){ .delivered = again, .ndelivered = 2, .attempts = &late,
 				  .nattempts = 1, .now = 6000 };
 	cr_assert_eq(store_commit(s, &b), 0);
@@ -561,7 +562,7 @@ Test(store, long_attempt_error_is_capped_at_a_character_boundary)
 	for (size_t i = 0; i < 3000; i += 2)
 		memcpy(big + i, "\xc3\xa6", 2); /* "æ" */
 	big[3000] = '\0';
-	struct store_attempt a = { m.id, big + 1 }; /* odd start: cut must back off */
+	struct store_attempt a = { .id = m.id, .error = big + 1 }; /* odd start: cut must back off */
 	struct store_batch b = { .attempts = &a, .nattempts = 1, .now = 2 };
 	cr_assert_eq(store_commit(s, &b), 0);
 	cr_assert_eq(get(s, m.id, false), 1);
