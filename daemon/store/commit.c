@@ -38,7 +38,7 @@ struct commit {
 	size_t nmsgs, capmsgs;
 	int64_t *delivered;
 	size_t ndelivered, capdelivered;
-	struct store_attempt *attempts; /* error strings owned */
+	struct store_attempt *attempts; /* error and fault strings owned */
 	size_t nattempts, capattempts;
 
 	struct store_new *scratch; /* contiguous copy handed to store_commit */
@@ -105,8 +105,10 @@ static void complete_msgs(struct commit *c, size_t n, int err)
 
 static void clear_marks(struct commit *c)
 {
-	for (size_t i = 0; i < c->nattempts; i++)
+	for (size_t i = 0; i < c->nattempts; i++) {
 		free((char *)c->attempts[i].error);
+		free((char *)c->attempts[i].fault);
+	}
 	c->nattempts = 0;
 	c->ndelivered = 0;
 }
@@ -191,12 +193,12 @@ void commit_add_delivered(struct commit *c, int64_t id)
 	schedule(c);
 }
 
-void commit_add_attempt(struct commit *c, int64_t id, const char *error)
+void commit_add_failure(struct commit *c, int64_t id, const char *fault, const char *error)
 {
 	grow((void **)&c->attempts, &c->capattempts, c->nattempts + 1,
 	     sizeof(struct store_attempt));
 	c->attempts[c->nattempts++] = (struct store_attempt){ id, xstrdup(error ? error : ""),
-							      false };
+							      xstrdup_or_null(fault), false };
 	schedule(c);
 }
 
@@ -205,8 +207,13 @@ void commit_add_refused(struct commit *c, int64_t id, const char *reason)
 	grow((void **)&c->attempts, &c->capattempts, c->nattempts + 1,
 	     sizeof(struct store_attempt));
 	c->attempts[c->nattempts++] = (struct store_attempt){ id, xstrdup(reason ? reason : ""),
-							      true };
+							      NULL, true };
 	schedule(c);
+}
+
+void commit_add_attempt(struct commit *c, int64_t id, const char *error)
+{
+	commit_add_failure(c, id, NULL, error);
 }
 
 int commit_flush(struct commit *c)
