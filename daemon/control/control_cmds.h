@@ -1,7 +1,9 @@
 /*
  * control_cmds.h - the commands operators send over the control socket:
  * status, queue ENDPOINT, dead, quarantine, outages, outage (show, set,
- * open, close), maintenance (list, add, remove) and keep (keep, release).
+ * open, close), maintenance (list, add, remove), keep (keep, release),
+ * trace, and the actions of actions.h (requeue, hold, release, retry,
+ * resend, delete).
  * Each answers a JSON object; edibrokerctl renders it as a table or passes
  * it through with --json.
  *
