@@ -59,6 +59,7 @@ struct msg_info {
 	int found;
 	enum msg_state state;
 	int64_t removed_at;
+	size_t size;
 	char endpoint[128], source[128];
 	bool has_file;
 };
@@ -68,6 +69,7 @@ static int got_info(const struct store_msg *m, void *arg)
 	struct msg_info *i = arg;
 	i->state = m->state;
 	i->removed_at = m->removed_at;
+	i->size = m->size;
 	str_copy(i->endpoint, m->endpoint ? m->endpoint : "", sizeof(i->endpoint));
 	str_copy(i->source, m->source ? m->source : "", sizeof(i->source));
 	i->has_file = m->file != NULL;
@@ -209,7 +211,7 @@ json_t *actions_delete(const struct control_env *e, const json_t *req, const cha
 		return control_error("delete: message %" PRId64 " changed meanwhile; look again "
 				     "(trace %" PRId64 ")", id, id);
 	if (scheduled)
-		deliver_forget(row.dep, id);
+		deliver_forget(row.dep, id, i.size);
 	log_notice("event=deleted msg=%" PRId64 " state-was=%s reason=\"%s\"", id,
 		   trace_state_name(i.state), reason);
 	return ok(json_pack("{s:I, s:s}", "id", (json_int_t)id, "was", trace_state_name(i.state)));

@@ -357,7 +357,7 @@ bool deliver_sending(const struct deliver_ep *ep, int64_t id)
 	return false;
 }
 
-void deliver_forget(struct deliver_ep *ep, int64_t id)
+void deliver_forget(struct deliver_ep *ep, int64_t id, size_t size)
 {
 	assert(!deliver_sending(ep, id));
 	struct qmsg **pp = &ep->head, *prev = NULL;
@@ -375,6 +375,7 @@ void deliver_forget(struct deliver_ep *ep, int64_t id)
 	}
 	if (ep->queued > 0)
 		ep->queued--;
+	ep->queued_bytes -= ep->queued_bytes >= (int64_t)size ? (int64_t)size : ep->queued_bytes;
 	deliver_kick(ep);
 }
 
@@ -615,6 +616,7 @@ static void set_aside(struct deliver_ep *ep, const struct deliver_result *res)
 	ep->queued_bytes -= (int64_t)q->size;
 	_cleanup_free_ char *why = xasprintf("refused by the receiver: %s", res->error);
 	commit_add_refused(ep->env.commit, q->id, why);
+	metrics_add(METRIC_REJECTED, 1, METRIC_LABELS(ep->name, q->type));
 	log_warn("event=refused-by-receiver msg=%lld endpoint=%s error=\"%s\" state=dead-letter",
 		 (long long)q->id, ep->name, res->error);
 	free(q->body);

@@ -108,10 +108,10 @@ bool deliver_busy(const struct deliver_ep *ep);
 /* True when message id is in the batch with the transport now (it may be
  * written at this moment: an operator may not delete it now). */
 bool deliver_sending(const struct deliver_ep *ep, int64_t id);
-/* Message id is no longer queued (an operator deleted it in the store):
- * out of the window, one fewer queued. Not for a message deliver_sending()
- * names. */
-void deliver_forget(struct deliver_ep *ep, int64_t id);
+/* Message id (size bytes) is no longer queued (an operator deleted it in
+ * the store): out of the window, one fewer queued. Not for a message
+ * deliver_sending() names. */
+void deliver_forget(struct deliver_ep *ep, int64_t id, size_t size);
 
 const char *deliver_state_name(enum deliver_state s);
 

@@ -71,6 +71,10 @@ static const struct family_def defs[METRIC__COUNT] = {
 	[METRIC_DUPLICATE] = { "edibroker_messages_duplicate_total",
 			       "Messages dropped because every letter was accepted before.",
 			       COUNTER, { "source", "type" }, { EP, TY } },
+	[METRIC_REJECTED] = { "edibroker_messages_rejected_total",
+			      "Messages the receiver refused for what they are (each became a "
+			      "dead letter).",
+			      COUNTER, { "endpoint", "type" }, { EP, TY } },
 	[METRIC_QUARANTINED] = { "edibroker_files_quarantined_total",
 				 "Inbound files moved to quarantine, by error class.", COUNTER,
 				 { "endpoint", "error" }, { EP, WD } },

@@ -4,7 +4,7 @@
  *
  * One process-wide registry, like the log: the subsystems that know count
  * into it where it happens (ingest: accepted, refused, dead, duplicates;
- * deliver: delivered, failures, latency; commit: commit latency and
+ * deliver: delivered, refused by the receiver, failures, latency; commit: commit latency and
  * failures; the outage procedure: notices sent and failed), on the event
  * loop thread only. What a scrape shows of live state (queues, endpoint
  * states, open outages) the wiring sets from memory just before rendering
@@ -33,6 +33,7 @@ enum metric {
 	METRIC_REFUSED,           /* {source,reason} not stored: undecodable, spoofed, busy */
 	METRIC_DEAD,              /* {source,reason} stored as dead letters */
 	METRIC_DUPLICATE,         /* {source,type} dropped: every letter seen before */
+	METRIC_REJECTED,          /* {endpoint,type} refused by the receiver: dead letters */
 	METRIC_QUARANTINED,       /* {endpoint,error} inbound files moved to quarantine */
 	METRIC_DELIVERY_FAILURES, /* {endpoint,fault} failed delivery attempts */
 	METRIC_NOTICES_SENT,      /* {channel} a notice carried by a channel */

@@ -818,7 +818,7 @@ Test(deliver, a_queued_message_can_be_forgotten_but_not_while_it_is_sent)
 	cr_assert(deliver_sending(ep, s->id[0]));
 	cr_assert(deliver_sending(ep, s->id[1]));
 	cr_assert_not(deliver_sending(ep, s->id[2]));
-	deliver_forget(ep, s->id[3]);
+	deliver_forget(ep, s->id[3], s->size[3]);
 	struct deliver_info info;
 	deliver_get_info(ep, &info);
 	cr_assert_eq(info.queued, 5);
