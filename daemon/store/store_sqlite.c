@@ -494,7 +494,10 @@ static const char *const stmt_sql[S__COUNT] = {
 			    "UNION SELECT msg_id FROM txids WHERE id = ?1 ORDER BY 1 LIMIT ?2",
 	[S_FIND_LETTER] = "SELECT id FROM messages WHERE letter_id = ?1 "
 			  "UNION SELECT msg_id FROM letter_keys WHERE letter_id = ?1 ORDER BY 1 LIMIT ?2",
+	/* a bare FHIR message's envelope is its Bundle; a wrapped one's Bundle.id
+	 * is in the txids (for a dead letter, which records none, use --envelope) */
 	[S_FIND_BUNDLE] = "SELECT id FROM messages WHERE envelope_id = ?1 "
+			  "AND format IN ('fhir-xml', 'fhir-json') "
 			  "UNION SELECT id FROM messages WHERE refers = ?1 "
 			  "UNION SELECT msg_id FROM txids WHERE scope = 'fhir' AND id = ?1 "
 			  "ORDER BY 1 LIMIT ?2",

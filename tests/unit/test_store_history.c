@@ -249,6 +249,7 @@ Test(store_history, found_by_envelope_letter_wrapping_bundle_and_receipt)
 	cr_assert_eq(find(s, STORE_FIND_BUNDLE, "bundle-1"), 1);
 	cr_assert_eq(ids[0], m[0].id);
 	cr_assert_eq(find(s, STORE_FIND_BUNDLE, "VANS-ENV"), 0, "a VANS id is no Bundle id");
+	cr_assert_eq(find(s, STORE_FIND_BUNDLE, "E1"), 0, "an OIOXML envelope is no Bundle");
 	cr_assert_eq(find(s, STORE_FIND_ENVELOPE, "nothing"), 0);
 	cr_assert_str_eq(get(s, m[3].id).refers, "E3");
 	cr_assert_str_eq(get(s, m[2].id).letter_id, "L9");
