@@ -363,6 +363,7 @@ static void on_routed(const struct ingest_outcome *o, void *arg)
 	struct rq *q = arg;
 	q->out = *o;
 	q->out.reason = q->out.endpoint = NULL; /* valid only during this call */
+	q->out.error = NULL;
 	free(q->reason);
 	q->reason = xstrdup_or_null(o->result == INGEST_ACCEPTED ? o->endpoint : o->reason);
 	switch (o->result) {
