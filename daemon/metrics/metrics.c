@@ -399,7 +399,8 @@ static void put_family(struct strbuf *b, enum metric m)
 	strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name,
 		      kinds[d->kind]);
 	_cleanup_free_ struct series **sorted = xcalloc(f->n + 1, sizeof(*sorted));
-	memcpy(sorted, f->v, f->n * sizeof(*sorted));
+	if (f->n) /* f->v is NULL before the first series */
+		memcpy(sorted, f->v, f->n * sizeof(*sorted));
 	qsort(sorted, f->n, sizeof(*sorted), series_cmp);
 	for (size_t i = 0; i < f->n; i++) {
 		if (d->kind == HISTOGRAM) {
