@@ -3,7 +3,9 @@
  * start-up (lock the state directory, recover the store, create endpoints),
  * reload (new routes and endpoints, queued messages kept), housekeeping
  * (STATUS=, pruning, the retention of dead-letter bodies and quarantined
- * files) and an orderly shutdown.
+ * files, the metrics that need the store) and an orderly shutdown. It
+ * feeds the live gauges of a scrape from memory (metrics.h) and applies
+ * the holds operators recorded in the store to the endpoints.
  *
  * Invariants: one daemon per state directory (flock on edibrokerd.lock);
  * nothing is delivered while the store cannot commit (a delivered mark
@@ -26,6 +28,8 @@
 #include "control/control.h"
 #include "control/control_cmds.h"
 #include "deliver/deliver.h"
+#include "metrics/metrics.h"
+#include "metrics/metrics_http.h"
 #include "notice/notice.h"
 #include "outage/notifier.h"
 #include "outage/procedure.h"
@@ -56,6 +60,7 @@ struct endpoint {
 	struct deliver_ep *dep;
 	bool inbound_paused;              /* pick-up stopped: store unavailable */
 	size_t inbox_unreadable;          /* inbox files the broker may not read */
+	bool held;                        /* an operator holds its delivery */
 };
 
 /* The lanes of an endpoint's blocking work, by name. They outlive the
@@ -85,6 +90,7 @@ struct broker {
 	struct procedure *proc;    /* the outage procedure */
 	struct control *control;
 	struct control_env control_env;
+	struct metrics_http *metrics_http; /* the /metrics listener, when [metrics] listen */
 	struct lane *control_lane; /* user and group look-ups (NSS may block) */
 	int64_t qcursor_at, qcursor_id; /* where the walk of quarantined files due goes on */
 	bool retention_more;       /* the last retention round was full: go on next tick */
@@ -114,12 +120,12 @@ static struct endpoint *broker_endpoint(struct broker *b, const char *name)
 }
 
 static void on_queued(void *ctx, const char *endpoint, int64_t id, uint8_t *body, size_t size,
-		      const char *ext, int64_t received_at)
+		      const char *ext, const char *type, int64_t received_at)
 {
 	struct broker *b = ctx;
 	struct endpoint *ep = broker_endpoint(b, endpoint);
 	if (ep)
-		deliver_enqueue(ep->dep, id, body, size, ext, received_at);
+		deliver_enqueue(ep->dep, id, body, size, ext, type, received_at);
 	else
 		free(body); /* stays queued in the store for an endpoint not configured now */
 }
@@ -161,9 +167,12 @@ static void on_inbound_unreadable(void *ctx, const char *endpoint, size_t count)
 /* Quarantined files just moved by a transport: recorded, so operators can
  * name them and retention can remove them. A failure keeps the file and its
  * .reason (nothing is lost) but retention will not know it. */
+static void count_quarantined(const struct store_quarantined *q, size_t n);
+
 static void on_quarantined(void *ctx, struct store_quarantined *q, size_t n)
 {
 	struct broker *b = ctx;
+	count_quarantined(q, n);
 	if (store_quarantine_add(b->store, q, n) < 0) {
 		for (size_t i = 0; i < n; i++)
 			log_err("event=quarantine-unrecorded endpoint=%s path=%s error=\"%s\"",
@@ -173,6 +182,13 @@ static void on_quarantined(void *ctx, struct store_quarantined *q, size_t n)
 	for (size_t i = 0; i < n; i++)
 		log_info("event=quarantine-recorded msg=%lld endpoint=%s path=%s", (long long)q[i].id,
 			 q[i].endpoint, q[i].file);
+}
+
+/* Counted whether or not the record could be made: the file moved. */
+static void count_quarantined(const struct store_quarantined *q, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		metrics_add(METRIC_QUARANTINED, 1, METRIC_LABELS(q[i].endpoint, q[i].error_class));
 }
 
 static struct deliver_params delivery_params(const struct config *cfg,
@@ -266,10 +282,106 @@ static bool proc_probe(void *ctx, const char *endpoint)
 
 static void control_row(const struct endpoint *ep, struct control_endpoint *row)
 {
-	*row = (struct control_endpoint){ .name = ep->name, .conf = ep->conf,
-					  .pickup_paused = ep->inbound_paused,
+	*row = (struct control_endpoint){ .name = ep->name, .conf = ep->conf, .dep = ep->dep,
+					  .held = ep->held, .pickup_paused = ep->inbound_paused,
 					  .inbox_unreadable = ep->inbox_unreadable };
 	deliver_get_info(ep->dep, &row->di);
+}
+
+/* ---- holds: an operator paused an endpoint's delivery ------------------ */
+
+static void apply_hold(struct broker *b, struct endpoint *ep, bool held)
+{
+	if (ep->held != held)
+		log_notice("event=endpoint-%s endpoint=%s", held ? "held" : "released", ep->name);
+	ep->held = held;
+	deliver_hold(ep->dep, held);
+	procedure_endpoint_held(b->proc, ep->name, held);
+}
+
+static void control_hold(void *ctx, const char *endpoint, bool held)
+{
+	struct broker *b = ctx;
+	struct endpoint *ep = broker_endpoint(b, endpoint);
+	if (ep)
+		apply_hold(b, ep, held);
+}
+
+static int hold_one(const struct store_hold *h, void *arg)
+{
+	struct broker *b = arg;
+	struct endpoint *ep = broker_endpoint(b, h->endpoint);
+	if (ep && !ep->held)
+		apply_hold(b, ep, true);
+	return 0;
+}
+
+/* The holds recorded in the store, applied to the endpoints configured
+ * (start-up; endpoints a reload adds). A failure to read them is logged:
+ * those endpoints deliver until the next reload reads them again. */
+static void load_holds(struct broker *b)
+{
+	if (store_holds(b->store, hold_one, b) < 0)
+		log_err("event=holds-unread error=\"%s\" state=endpoints-not-held",
+			store_last_error(b->store));
+}
+
+static struct lane *control_inbound_lane(void *ctx, const char *endpoint)
+{
+	return lanes_of(ctx, endpoint)->in;
+}
+
+/* ---- metrics: what a scrape shows of live state, from memory ------------ */
+
+static void scrape_endpoint(struct broker *b, struct endpoint *ep, int64_t now)
+{
+	static const char *const states[] = METRICS_ENDPOINT_STATES;
+	static const char *const outage_states[] = METRICS_OUTAGE_STATES;
+	struct deliver_info di;
+	deliver_get_info(ep->dep, &di);
+	metrics_set(METRIC_QUEUE_MESSAGES, (double)di.queued, METRIC_LABELS(ep->name));
+	double age = di.queued > 0 && di.oldest_received_at ? (double)(now - di.oldest_received_at)
+							     / 1000.0 : 0;
+	metrics_set(METRIC_QUEUE_OLDEST, age > 0 ? age : 0, METRIC_LABELS(ep->name));
+	struct procedure_health h;
+	const char *state = procedure_endpoint_health(b->proc, ep->name, &h) ? h.state : "up";
+	for (size_t i = 0; i < ARRAY_SIZE(states); i++)
+		metrics_set(METRIC_ENDPOINT_STATE, strcmp(states[i], state) == 0,
+			    METRIC_LABELS(ep->name, states[i]));
+	const char *outage = procedure_outage_state(b->proc, ep->name);
+	for (size_t i = 0; i < ARRAY_SIZE(outage_states); i++)
+		metrics_set(METRIC_OUTAGES_OPEN, outage && strcmp(outage_states[i], outage) == 0,
+			    METRIC_LABELS(ep->name, outage_states[i]));
+}
+
+static void on_scrape(void *ctx)
+{
+	struct broker *b = ctx;
+	int64_t now = clock_wall_ms();
+	for (size_t i = 0; i < b->neps; i++)
+		scrape_endpoint(b, b->eps[i], now);
+	metrics_set(METRIC_STORE_UP, commit_healthy(b->commit), NULL);
+}
+
+/* What needs the store, read by housekeeping so a scrape never waits on it. */
+static void refresh_store_metrics(struct broker *b)
+{
+	int64_t bytes = 0, dead = 0;
+	if (store_size(b->store, &bytes) == 0)
+		metrics_set(METRIC_STORE_SIZE, (double)bytes, NULL);
+	if (store_count(b->store, MSG_DEAD, &dead) == 0)
+		metrics_set(METRIC_DEAD_LETTERS, (double)dead, NULL);
+	/* a failure keeps the last values: the store's own errors are logged
+	 * where they happen, and edibroker_store_up says it fails */
+}
+
+/* The configured endpoints are the values an endpoint label takes. */
+static void metrics_endpoints(const struct config *cfg)
+{
+	_cleanup_free_ const char **names = xcalloc(cfg->nendpoints + 1, sizeof(*names));
+	for (size_t i = 0; i < cfg->nendpoints; i++)
+		names[i] = cfg->endpoints[i].name;
+	metrics_set_endpoints(names, cfg->nendpoints);
 }
 
 static bool control_endpoint_at(void *ctx, size_t i, struct control_endpoint *row)
@@ -450,9 +562,14 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	b->proc = procedure_new(&pe, cfg, err, errlen);
 	if (!b->proc)
 		goto fail;
+	metrics_endpoints(cfg);
+	metrics_set(METRIC_START_TIME, (double)b->started_at / 1000.0, NULL);
 	b->eps = xcalloc(cfg->nendpoints, sizeof(struct endpoint *));
 	for (; b->neps < cfg->nendpoints; b->neps++)
 		b->eps[b->neps] = endpoint_new(b, &cfg->endpoints[b->neps]);
+	load_holds(b);
+	metrics_on_scrape(on_scrape, b);
+	refresh_store_metrics(b);
 	return b;
 fail:
 	broker_free(b);
@@ -633,6 +750,8 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 	broker_status_line(b, line, sizeof(line));
 	sdnotify_status(line);
 	bool due = ++ticks % PRUNE_EVERY == 0;
+	if (due)
+		refresh_store_metrics(b);
 	if (due && commit_healthy(b->commit))
 		prune(b);
 	if ((due || b->retention_more) && commit_healthy(b->commit))
@@ -697,9 +816,17 @@ void broker_when_started(struct broker *b, int64_t grace_ms, void (*ready)(void 
 int broker_start(struct broker *b, char *err, size_t errlen)
 {
 	b->control_env = (struct control_env){
-		.store = b->store, .commit = b->commit, .proc = b->proc, .started_at = b->started_at,
-		.endpoint_at = control_endpoint_at, .endpoint_named = control_endpoint_named, .ctx = b,
+		.store = b->store, .commit = b->commit, .proc = b->proc, .ingest = b->ingest,
+		.started_at = b->started_at, .max_message_size = b->cfg->max_message_size,
+		.endpoint_at = control_endpoint_at, .endpoint_named = control_endpoint_named,
+		.inbound_lane = control_inbound_lane, .hold = control_hold, .ctx = b,
 	};
+	if (b->cfg->metrics_listen) {
+		b->metrics_http = metrics_http_new(b->base, b->cfg->metrics_listen, err, errlen);
+		if (!b->metrics_http)
+			return -EADDRINUSE;
+		log_info("event=metrics-listen address=%s", b->cfg->metrics_listen);
+	}
 	_cleanup_free_ char *path = control_path(b->cfg);
 	struct control_params cp = control_params_of(b->cfg);
 	b->control = control_new(b->base, b->control_lane, path, &cp, &control_verbs,
@@ -728,10 +855,11 @@ static void keep_nonreloadable(struct config *old, struct config *cfg)
 	config_nonreloadable_changes(old, cfg, warn_nonreloadable, NULL);
 	char **keep[][2] = { { &cfg->state_dir, &old->state_dir },
 			     { &cfg->control_socket, &old->control_socket },
-			     { &cfg->store_backend, &old->store_backend } };
+			     { &cfg->store_backend, &old->store_backend },
+			     { &cfg->metrics_listen, &old->metrics_listen } };
 	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
 		free(*keep[i][0]);
-		*keep[i][0] = xstrdup(*keep[i][1]);
+		*keep[i][0] = xstrdup_or_null(*keep[i][1]);
 	}
 	cfg->store_max_size = old->store_max_size;
 	cfg->control_socket_explicit = old->control_socket_explicit;
@@ -772,6 +900,8 @@ static void reconcile_endpoints(struct broker *b)
 	free(b->eps);
 	b->eps = eps;
 	b->neps = b->cfg->nendpoints;
+	load_holds(b);
+	metrics_endpoints(b->cfg);
 }
 
 int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen)
@@ -800,6 +930,7 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 		struct control_params cp = control_params_of(cfg);
 		control_configure(b->control, &cp);
 	}
+	b->control_env.max_message_size = cfg->max_message_size;
 	router_free(old_router);
 	config_free(old);
 	log_notice("event=reloaded endpoints=%zu", b->neps);
@@ -827,6 +958,8 @@ static void stop_finish(struct broker *b)
 	commit_flush(b->commit);
 	control_free(b->control);
 	b->control = NULL;
+	metrics_http_free(b->metrics_http);
+	b->metrics_http = NULL;
 	if (b->stopped)
 		b->stopped(b->stopped_arg);
 }
@@ -871,6 +1004,8 @@ bool broker_free(struct broker *b)
 		return false;
 	bool abandoned = b->lanes && lanes_pending(b->lanes) > 0;
 	control_free(b->control);
+	metrics_http_free(b->metrics_http);
+	metrics_on_scrape(NULL, NULL);
 	for (size_t i = 0; i < b->neps; i++)
 		endpoint_free(b->eps[i]);
 	free(b->eps);

@@ -6,6 +6,8 @@
  *   edibrokerd --reload PID       ask the edibrokerd running as PID to reload
  *                                 (the unit's ExecReload: no /bin/kill needed)
  *   edibrokerd --list-keys        every configuration key, "section.key"
+ *   edibrokerd --print-config FILE the effective configuration, defaults
+ *                                 included, secrets redacted
  *
  * Signals: SIGTERM/SIGINT stop accepting, finish the in-flight commit and
  * exit 0; SIGHUP reloads the config (a bad file is rejected with file:line
@@ -54,12 +56,15 @@ static void usage(FILE *f)
 		   "       edibrokerd --check-config FILE\n"
 		   "       edibrokerd --reload PID\n"
 		   "       edibrokerd --list-keys\n"
+		   "       edibrokerd --print-config FILE\n"
 		   "\n"
 		   "  -c, --config FILE        run with this configuration (foreground)\n"
 		   "      --check-config FILE  validate the configuration and exit\n"
 		   "      --reload PID         make the edibrokerd running as PID reload its\n"
 		   "                           configuration (SIGHUP), and exit\n"
 		   "      --list-keys          print every configuration key as section.key\n"
+		   "      --print-config FILE  print the effective configuration of FILE, defaults\n"
+		   "                           included, secrets redacted\n"
 		   "  -v, --verbose            log debug messages\n"
 		   "  -V, --version            print the version\n");
 }
@@ -115,6 +120,24 @@ static int check_config(const char *path)
 	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
 	config_free(cfg);
 	return 0;
+}
+
+/* Reads no secret and no file a key names: the output would redact them
+ * anyway, and whoever may read the config may see what it says. */
+static int print_config(const char *path)
+{
+	struct config *cfg = NULL;
+	char err[1024];
+	if (config_load_opts(path, transport_schemas(), CONFIG_NO_FILES, &cfg, err,
+			     sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG;
+	}
+	int r = config_print(cfg, stdout);
+	config_free(cfg);
+	if (r < 0)
+		fprintf(stderr, "edibrokerd: --print-config: %s\n", strerror(-r));
+	return r < 0 ? 1 : 0;
 }
 
 static void print_key(const char *section, const char *key, const struct conf_key *row, void *arg)
@@ -287,6 +310,7 @@ int main(int argc, char **argv)
 		{ "check-config", required_argument, NULL, 'k' },
 		{ "reload", required_argument, NULL, 'r' },
 		{ "list-keys", no_argument, NULL, 'L' },
+		{ "print-config", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -302,6 +326,7 @@ int main(int argc, char **argv)
 		case 'k': check = optarg; break;
 		case 'r': return reload_daemon(optarg);
 		case 'L': return list_keys();
+		case 'P': return print_config(optarg);
 		case 'v': d.verbose = 1; break;
 		case 'V': printf("edibrokerd %s\n", EDIBROKER_VERSION); return 0;
 		case 'h': usage(stdout); return 0;

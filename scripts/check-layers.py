@@ -22,6 +22,7 @@ LAYERS = [
     "codecs/base",      # allocation, strings, UTF-8: what codecs and daemon share
     "codecs",           # pure decoders and the receipts they build
     "daemon/base",      # log, clocks, files, workers, sd_notify, fault classes
+    "daemon/metrics",   # counters, gauges, histograms; the /metrics listener
     "daemon/time",      # calendar and time rules
     "daemon/conf",      # the INI reader and the configuration
     "daemon/store",     # the durable store: front end, backends, group commit

@@ -10,11 +10,13 @@ set -eu
 # e2fsprogs' chattr (an unwritable outbox), lintian (the package), man-db
 # (man pages render), bash-completion (edibrokerctl's completion), passwd's
 # useradd (the EOJ client as a user of its own), chromium (the status page
-# measured and photographed in a real browser, headless).
+# measured and photographed in a real browser, headless), prometheus (only
+# for its promtool: a scrape, the alerting rules and their tests are
+# checked with it; the Prometheus server it brings is never started).
 PKGS="build-essential pkg-config libevent-dev libxml2-dev libsystemd-dev libsqlite3-dev
 libcurl4-openssl-dev libjansson-dev libcriterion-dev scdoc debhelper
 python3 python3-aiosmtpd faketime systemd e2fsprogs lintian man-db bash-completion passwd
-chromium"
+chromium prometheus"
 
 missing=""
 for p in $PKGS; do
@@ -34,6 +36,34 @@ else
 	SUDO=
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The prometheus package's postinst starts its server (invoke-rc.d,
+# deb-systemd-invoke): a policy-rc.d that says no stops that, and the unit
+# is disabled afterwards so no later boot starts it either. An existing
+# policy-rc.d (a container's) is left as it is.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+case " $missing " in
+*" prometheus "*)
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# install-deps.sh: start no service while installing\nexit 101\n' |
+			$SUDO tee "$policy" >/dev/null
+		$SUDO chmod 755 "$policy"
+		made_policy=yes
+	fi
+	;;
+esac
+cleanup() {
+	if [ -n "$made_policy" ]; then
+		$SUDO rm -f "$policy"
+	fi
+}
+trap cleanup EXIT
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $missing
+case " $missing " in
+*" prometheus "*)
+	$SUDO deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+	$SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+	;;
+esac

@@ -4,6 +4,10 @@
  *
  *   edibrokerctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARGS]
  *
+ * Commands read (status, queue, dead, quarantine, outages, trace, ...) or
+ * change (outage open, requeue, hold, resend, delete, ...) the daemon's
+ * state; the daemon decides who may change it.
+ *
  * The socket is -s, else $EDIBROKER_SOCKET, else a control_socket written
  * in the config (-c, default /etc/edibroker/edibroker.conf), else
  * /run/edibroker/control.sock when it exists (the daemon under systemd puts
@@ -38,6 +42,7 @@ struct ctl {
 	bool release;
 	long limit;
 	const char *from, *to, *reason, *contact, *cause, *expected, *fallback;
+	const char *envelope, *letter, *bundle;
 };
 
 typedef int (*render_fn)(const json_t *ans);
@@ -65,6 +70,16 @@ static void usage(FILE *f)
 		"  maintenance add ENDPOINT --from TIME --to TIME --reason TEXT [--contact TEXT]\n"
 		"  maintenance list [--all]\n"
 		"  maintenance remove ID\n"
+		"  trace ID | --envelope X | --letter Y | --bundle Z\n"
+		"                         a message's history: from where, routed where, attempts with\n"
+		"                         faults, delivery, duplicates, receipts, operators' changes\n"
+		"  requeue ID...          route dead letters or quarantined files again (the duplicate\n"
+		"                         check runs again)\n"
+		"  hold ENDPOINT          pause delivery to ENDPOINT (kept across restarts, no notices)\n"
+		"  release ENDPOINT       deliver to ENDPOINT again\n"
+		"  retry ENDPOINT         skip the backoff: try ENDPOINT now\n"
+		"  resend ID              deliver a delivered message's bytes again, as a new message\n"
+		"  delete ID --reason TEXT  end a dead letter or a queued message (kept in the history)\n"
 		"\n"
 		"TIME is local time, \"YYYY-MM-DD HH:MM\"; D is a duration like 90m or 3h.\n"
 		"\n"
@@ -73,6 +88,9 @@ static void usage(FILE *f)
 		"  -s, --socket PATH      control socket (default: $EDIBROKER_SOCKET, the config's\n"
 		"                         control_socket, " RUNTIME_SOCKET ", <state_dir>)\n"
 		"  -n, --limit N          list at most N messages (default 100)\n"
+		"      --envelope X       trace by envelope id (or a VANS/SBDH transmission id)\n"
+		"      --letter Y         trace by letter id\n"
+		"      --bundle Z         trace by FHIR Bundle.id\n"
 		"      --json             print the daemon's JSON answer\n");
 }
 
@@ -349,6 +367,111 @@ static int render_maintenance(const json_t *ans)
 	return 0;
 }
 
+/* One step of a trace as a line of words. */
+static void render_step(const json_t *st)
+{
+	const char *ev = str(st, "event");
+	char text[512] = "";
+	size_t n = 0;
+#define ADD(...) (n += (size_t)snprintf(text + n, n < sizeof(text) ? sizeof(text) - n : 0, __VA_ARGS__))
+	if (strcmp(ev, "accepted") == 0) {
+		ADD("from %s", str(st, "from"));
+		if (json_is_true(json_object_get(st, "dead_letter")))
+			ADD(", dead letter: %s", str(st, "reason"));
+		else
+			ADD(", routed to %s", str(st, "routed_to"));
+	} else if (strcmp(ev, "quarantined") == 0) {
+		ADD("from %s: %s: %s (%s)", str(st, "from"), str(st, "error"), str(st, "reason"),
+		    str(st, "file"));
+	} else if (strcmp(ev, "issued") == 0) {
+		ADD("by the broker to %s, answering envelope %s", str(st, "to"), str(st, "refers"));
+	} else if (strcmp(ev, "receipt") == 0) {
+		ADD("message %lld (%s) to %s", num(st, "message"), str(st, "type"), str(st, "to"));
+	} else if (strcmp(ev, "duplicate") == 0) {
+		ADD("again from %s: dropped", str(st, "from"));
+	} else { /* attempt, delivered, removals and operators' changes */
+		static const char *const refs[][2] = { { "requeued-from", "from message" },
+						       { "resent", "as message" },
+						       { "resent-from", "a copy of message" } };
+		if (*str(st, "fault"))
+			ADD("%s: ", str(st, "fault"));
+		ADD("%s", str(st, "detail"));
+		for (size_t k = 0; k < ARRAY_SIZE(refs); k++)
+			if (strcmp(ev, refs[k][0]) == 0)
+				ADD("%s%s %lld", n ? "; " : "", refs[k][1], num(st, "message"));
+		if (*str(st, "to"))
+			ADD("%sto %s", n ? " " : "", str(st, "to"));
+		if (*str(st, "by"))
+			ADD(" (by %s)", str(st, "by"));
+	}
+#undef ADD
+	printf("  %-20s %-14s %s\n", str(st, "at"), ev, text);
+}
+
+static int render_trace(const json_t *ans)
+{
+	size_t i, j;
+	json_t *m, *st;
+	json_array_foreach(json_object_get(ans, "messages"), i, m) {
+		printf("%smessage %lld  %s  %s  %s  envelope %s  letter %s  %s -> %s  (%s)\n",
+		       i ? "\n" : "", num(m, "id"), jstr(m, "source"), jstr(m, "format"),
+		       jstr(m, "type"), jstr(m, "envelope"), jstr(m, "letter"), jstr(m, "sender"),
+		       jstr(m, "receiver"), jstr(m, "state"));
+		json_array_foreach(json_object_get(m, "history"), j, st)
+			render_step(st);
+		if (num(m, "history_cut") > 0)
+			printf("  ... %lld more steps not shown\n", num(m, "history_cut"));
+	}
+	return 0;
+}
+
+static int render_requeue(const json_t *ans)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(ans, "results"), i, r) {
+		if (json_is_true(json_object_get(r, "ok")))
+			printf("requeued %lld: %s%s%s\n", num(r, "id"), str(r, "detail"),
+			       *str(r, "warning") ? "; " : "", str(r, "warning"));
+		else
+			printf("not requeued: %s\n", str(r, "error"));
+	}
+	return json_is_true(json_object_get(ans, "ok")) ? 0 : 1;
+}
+
+static int render_hold(const json_t *ans)
+{
+	bool held = json_is_true(json_object_get(ans, "held"));
+	printf("%s %s%s\n", held ? "held" : "released", str(ans, "endpoint"),
+	       json_is_false(json_object_get(ans, "changed"))
+		       ? (held ? " (it was held already)" : " (it was not held)")
+		       : "");
+	return 0;
+}
+
+static int render_retry(const json_t *ans)
+{
+	if (json_is_true(json_object_get(ans, "was_waiting")))
+		printf("retrying %s now\n", str(ans, "endpoint"));
+	else
+		printf("%s was not waiting to retry (%s)\n", str(ans, "endpoint"),
+		       str(ans, "state"));
+	return 0;
+}
+
+static int render_resend(const json_t *ans)
+{
+	printf("resent %lld to %s as message %lld\n", num(ans, "id"), str(ans, "endpoint"),
+	       num(ans, "copy"));
+	return 0;
+}
+
+static int render_deleted(const json_t *ans)
+{
+	printf("deleted %lld (it was %s)\n", num(ans, "id"), str(ans, "was"));
+	return 0;
+}
+
 static const char *done_verb;
 
 static int render_done(const json_t *ans)
@@ -442,6 +565,32 @@ static bool keep_request(const struct ctl *c, int argc, char **argv, json_t *req
 	return argc == 2 && parse_id(argv[1], req);
 }
 
+static bool trace_request(const struct ctl *c, int argc, char **argv, json_t *req)
+{
+	int by = (c->envelope != NULL) + (c->letter != NULL) + (c->bundle != NULL);
+	set_opt(req, "envelope", c->envelope);
+	set_opt(req, "letter", c->letter);
+	set_opt(req, "bundle", c->bundle);
+	if (by == 1)
+		return argc == 1;
+	return by == 0 && argc == 2 && parse_id(argv[1], req);
+}
+
+static bool requeue_request(int argc, char **argv, json_t *req)
+{
+	json_t *ids = json_array();
+	json_object_set_new(req, "ids", ids);
+	for (int i = 1; i < argc; i++) {
+		json_t *one = json_object();
+		bool good = parse_id(argv[i], one);
+		json_array_append(ids, json_object_get(one, "id"));
+		json_decref(one);
+		if (!good)
+			return false;
+	}
+	return argc >= 2;
+}
+
 /* Builds the request for argv (after options); NULL on a usage error. */
 static json_t *build_request(const struct ctl *c, int argc, char **argv, render_fn *render)
 {
@@ -470,6 +619,22 @@ static json_t *build_request(const struct ctl *c, int argc, char **argv, render_
 	} else if (strcmp(cmd, "maintenance") == 0 &&
 		   maintenance_request(c, argc, argv, req, render)) {
 		/* built */
+	} else if (strcmp(cmd, "trace") == 0 && trace_request(c, argc, argv, req)) {
+		*render = render_trace;
+	} else if (strcmp(cmd, "requeue") == 0 && requeue_request(argc, argv, req)) {
+		*render = render_requeue;
+	} else if ((strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0) && argc == 2) {
+		json_object_set_new(req, "endpoint", json_string(argv[1]));
+		*render = render_hold;
+	} else if (strcmp(cmd, "retry") == 0 && argc == 2) {
+		json_object_set_new(req, "endpoint", json_string(argv[1]));
+		*render = render_retry;
+	} else if (strcmp(cmd, "resend") == 0 && argc == 2 && parse_id(argv[1], req)) {
+		*render = render_resend;
+	} else if (strcmp(cmd, "delete") == 0 && argc == 2 && c->reason &&
+		   parse_id(argv[1], req)) {
+		set_opt(req, "reason", c->reason);
+		*render = render_deleted;
 	} else {
 		json_decref(req);
 		return NULL;
@@ -493,6 +658,9 @@ int main(int argc, char **argv)
 		{ "cause", required_argument, NULL, 'K' },
 		{ "expected-downtime", required_argument, NULL, 'E' },
 		{ "fallback", required_argument, NULL, 'B' },
+		{ "envelope", required_argument, NULL, 'N' },
+		{ "letter", required_argument, NULL, 'L' },
+		{ "bundle", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -514,6 +682,9 @@ int main(int argc, char **argv)
 		case 'K': c.cause = optarg; break;
 		case 'E': c.expected = optarg; break;
 		case 'B': c.fallback = optarg; break;
+		case 'N': c.envelope = optarg; break;
+		case 'L': c.letter = optarg; break;
+		case 'U': c.bundle = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -537,8 +708,9 @@ int main(int argc, char **argv)
 	if (c.json) {
 		json_dumpf(ans, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 		putchar('\n');
-	} else if (rc == 0) {
-		rc = render(ans);
+	} else if (rc == 0 || json_object_get(ans, "results")) {
+		int r = render(ans); /* a requeue shows what did go, too */
+		rc = rc ? rc : r;
 	}
 	json_decref(ans);
 	return rc;

@@ -37,6 +37,7 @@
 #include "base/lanes.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
+#include "metrics/metrics.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -103,7 +104,8 @@ struct item {
 	void *arg;
 	enum ingest_result planned;   /* ACCEPTED (or DEAD) if it commits, REJECTED,
 				       * FORBIDDEN, BUSY */
-	unsigned flags;               /* INGEST_NO_RECEIPT */
+	unsigned flags;               /* INGEST_NO_RECEIPT, INGEST_NO_DEAD */
+	const char *dead_class;       /* a dead letter's reason as a metric label */
 	struct store_new m;
 	char *source, *endpoint, *reason, *ext;
 	uint8_t *body;
@@ -272,6 +274,7 @@ static void item_take_envelope(struct item *it, const struct codec_envelope *env
 	item_describe(it, env);
 	it->m.type = it->type;
 	it->m.envelope_id = it->envelope_id;
+	it->m.letter_id = env->nletters ? it->keybuf[0].id : NULL;
 	it->m.sender = it->sender;
 	it->m.receiver = it->receiver;
 	it->m.format = env->codec->name;
@@ -332,6 +335,7 @@ static struct receipt_item *make_receipt(const struct batch *bt, const char *sou
 		.source = r->source, .endpoint = r->endpoint, .format = r->rc.format,
 		.ext = r->rc.ext, .type = r->rc.type, .envelope_id = r->rc.envelope_id,
 		.sender = r->rc.sender, .receiver = r->rc.receiver, .nletters = 1,
+		.letter_id = r->rc.key.id, .refers = r->rc.refers,
 		.keys = &r->key, .nkeys = 1, .body = r->rc.body, .size = r->rc.size,
 		.received_at = bt->now_ms,
 	};
@@ -366,6 +370,12 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 			   it->format, it->wrapper);
 		break;
 	case INGEST_DEAD:
+		if (it->m.id == 0) { /* INGEST_NO_DEAD: the caller keeps it */
+			log_notice("event=not-routed source=%s type=%s envelope=%s receiver=%s "
+				   "reason=\"%s\" state=not-stored",
+				   it->source, it->type, it->envelope_id, it->receiver, it->reason);
+			break;
+		}
 		log_warn("event=dead-letter msg=%lld source=%s type=%s envelope=%s sender=%s "
 			 "receiver=%s reason=\"%s\" format=%s wrapper=%s",
 			 (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
@@ -390,22 +400,64 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 	}
 }
 
+/* True when the item's message goes to the group commit. */
+static bool to_commit(const struct item *it)
+{
+	if (it->planned == INGEST_DEAD && (it->flags & INGEST_NO_DEAD))
+		return false;
+	return it->planned != INGEST_REJECTED && it->planned != INGEST_FORBIDDEN &&
+	       it->planned != INGEST_BUSY;
+}
+
 static enum ingest_result final_result(struct item *it)
 {
 	if (it->commit_err < 0)
 		return INGEST_TEMPFAIL;
-	if (it->planned == INGEST_REJECTED || it->planned == INGEST_FORBIDDEN ||
-	    it->planned == INGEST_BUSY)
+	if (!to_commit(it))
 		return it->planned;
 	if (it->m.outcome == STORE_DUPLICATE)
 		return INGEST_DUPLICATE;
 	if (it->m.outcome == STORE_DEAD) {
-		if (!it->reason) /* the store's own: a partial duplicate, a reused txid */
+		if (!it->reason) { /* the store's own: a partial duplicate, a reused txid */
 			it->reason = xstrdup(it->m.why[0] ? it->m.why
 							  : "refused by the store's duplicate policy");
+			it->dead_class = strncmp(it->m.why, "partial duplicate", 17) == 0
+						 ? "partial-duplicate"
+						 : "transmission-id-reused";
+		}
 		return INGEST_DEAD;
 	}
 	return INGEST_ACCEPTED;
+}
+
+/* The outcome, counted (metrics.h): every label bounded. */
+static void count_outcome(const struct item *it, enum ingest_result res)
+{
+	switch (res) {
+	case INGEST_ACCEPTED:
+		metrics_add(METRIC_ACCEPTED, 1, METRIC_LABELS(it->source, it->endpoint, it->type));
+		break;
+	case INGEST_DUPLICATE:
+		metrics_add(METRIC_DUPLICATE, 1, METRIC_LABELS(it->source, it->type));
+		break;
+	case INGEST_DEAD:
+		if (it->m.id)
+			metrics_add(METRIC_DEAD, 1, METRIC_LABELS(it->source, it->dead_class));
+		break;
+	case INGEST_REJECTED:
+		metrics_add(METRIC_REFUSED, 1,
+			    METRIC_LABELS(it->source, codec_errcode_name(it->error.code)));
+		break;
+	case INGEST_FORBIDDEN:
+		metrics_add(METRIC_REFUSED, 1, METRIC_LABELS(it->source, "sender"));
+		break;
+	case INGEST_BUSY:
+		metrics_add(METRIC_REFUSED, 1, METRIC_LABELS(it->source, "busy"));
+		break;
+	case INGEST_TEMPFAIL:
+		metrics_add(METRIC_REFUSED, 1, METRIC_LABELS(it->source, "store"));
+		break;
+	}
 }
 
 /* Runs when both the message and its receipt (if any) have committed. */
@@ -425,12 +477,13 @@ static void finish(struct item *it)
 			   (long long)r->m.id, r->endpoint, r->rc.type, r->rc.envelope_id,
 			   r->rc.receiver, r->rc.refers);
 		it->ing->queued(it->ing->ctx, r->endpoint, r->m.id, TAKE_PTR(r->rc.body), r->m.size,
-				r->rc.ext, r->m.received_at);
+				r->rc.ext, r->rc.type, r->m.received_at);
 	}
 	log_outcome(it, res);
+	count_outcome(it, res);
 	if (res == INGEST_ACCEPTED)
 		it->ing->queued(it->ing->ctx, it->endpoint, it->m.id, TAKE_PTR(it->body), it->size,
-				it->ext, it->m.received_at);
+				it->ext, it->type, it->m.received_at);
 	report(it, res);
 }
 
@@ -511,6 +564,7 @@ static void plan_routed(const struct batch *bt, struct item *it,
 	it->reason = xstrdup(why);
 	it->m.reason = it->reason;
 	it->m.nkeys = 0; /* dead letters record no duplicate keys */
+	it->dead_class = rr == ROUTE_UNKNOWN_RECEIVER ? "unknown-receiver" : "split-endpoints";
 	if (rr == ROUTE_UNKNOWN_RECEIVER && !(it->flags & INGEST_NO_RECEIPT))
 		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
 					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
@@ -554,8 +608,7 @@ static void decode_done(void *arg)
 		}
 		if (it->receipt)
 			commit_add(ing->commit, &it->receipt->m, on_receipt_committed, it);
-		if (it->planned != INGEST_REJECTED && it->planned != INGEST_FORBIDDEN &&
-		    it->planned != INGEST_BUSY) {
+		if (to_commit(it)) {
 			it->msg_pending = true;
 			commit_add(ing->commit, &it->m, on_msg_committed, it);
 		}

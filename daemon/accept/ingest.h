@@ -28,6 +28,9 @@
  * endpoint when a receiver is unknown or a decodable envelope is refused;
  * never for a receipt, and never when the sender cannot be read.
  *
+ * Every outcome is counted (metrics.h: accepted, duplicate, dead and
+ * refused, by source, endpoint, type and reason).
+ *
  * Identity: the store keys duplicates on the innermost letters (sender,
  * id), whatever wrapping a message came in, and checks the transmission
  * ids of its wrappings (and FHIR Bundle.id) for reuse with other content.
@@ -53,6 +56,10 @@ enum {
 	/* The source answers refusals itself (an HTTP status, a ZeroMQ reply):
 	 * no negative receipt is stored for this message. */
 	INGEST_NO_RECEIPT = 1 << 0,
+	/* A message routing cannot place is not stored as a dead letter: the
+	 * outcome is DEAD with id 0 and the reason, and the caller keeps its
+	 * copy (an operator's requeue of a dead letter or quarantined file). */
+	INGEST_NO_DEAD = 1 << 1,
 };
 
 /* Back-pressure: true when a message of size bytes for endpoint must wait
@@ -71,9 +78,10 @@ struct ingest_outcome {
 typedef void (*ingest_done_fn)(const struct ingest_outcome *o, void *arg);
 
 /* Called for every message committed to an endpoint's queue; takes
- * ownership of body. */
+ * ownership of body. type: its first letter's (for the delivered count). */
 typedef void (*ingest_queued_fn)(void *ctx, const char *endpoint, int64_t id, uint8_t *body,
-				 size_t size, const char *ext, int64_t received_at);
+				 size_t size, const char *ext, const char *type,
+				 int64_t received_at);
 
 struct ingest_config {
 	struct codec_limits limits;

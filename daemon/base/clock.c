@@ -26,6 +26,13 @@ int64_t clock_mono_ms(void)
 	return read_clock(CLOCK_MONOTONIC);
 }
 
+int64_t clock_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void clock_set_wall_source(int64_t (*fn)(void *arg), void *arg)
 {
 	wall_fn = fn;

@@ -15,6 +15,8 @@
 int64_t clock_wall_ms(void);
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t clock_mono_ms(void);
+/* Microseconds on CLOCK_MONOTONIC (durations shorter than a millisecond). */
+int64_t clock_mono_us(void);
 
 /* Replaces the wall-clock source (NULL restores the system clock). */
 void clock_set_wall_source(int64_t (*fn)(void *arg), void *arg);

@@ -25,6 +25,7 @@
 #include "conf/config.h"
 #include "conf/ini.h"
 #include "base/redact.h"
+#include "metrics/metrics_http.h"
 #include "time/timerules.h"
 
 #include <assert.h>
@@ -58,7 +59,7 @@
 
 static conf_check_fn check_ident, check_gln, check_sender_id, check_email, check_smtp_url,
 	check_http_url, check_window, check_support_hours, check_closed_days, check_timezone,
-	check_group;
+	check_group, check_listen;
 
 static const struct conf_choice log_levels[] = {
 	{ "err", LOG_ERR },   { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
@@ -131,6 +132,10 @@ static const struct conf_key global_keys[] = {
 	{ G("quarantine", "retention", CONF_DURATION, quarantine_retention_ms), .def = "30d",
 	  .min = 100, .max = 3650 * DAYS, .flags = CONF_RELOAD | CONF_ZERO_OFF },
 
+	/* an IP literal: binding it needs no name look-up (metrics_http.h) */
+	{ G("metrics", "listen", CONF_STR, metrics_listen), .check = check_listen,
+	  .flags = CONF_OPTIONAL },
+
 	{ G("control", "operator_group", CONF_STR, operator_group), .def = "edibroker-admin",
 	  .check = check_group, .flags = CONF_RELOAD },
 	{ G("control", "idle_timeout", CONF_DURATION, control_idle_timeout_ms), .def = "60s",
@@ -189,7 +194,7 @@ static const struct conf_key global_keys[] = {
 	{ G("notify", "webhook_ca_file", CONF_PATH, webhook_ca_file),
 	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_FILE },
 	{ G("notify", "fallback_command", CONF_STR, fallback_command),
-	  .flags = CONF_RELOAD | CONF_OPTIONAL },
+	  .flags = CONF_RELOAD | CONF_OPTIONAL | CONF_COMMAND },
 	{ G("notify", "retry_initial", CONF_DURATION, notify_retry_ms), .def = "30s", .min = 100,
 	  .max = 1 * HOURS, .flags = CONF_RELOAD },
 	{ G("notify", "fallback_after", CONF_INT, fallback_after), .def = "3", .min = 1, .max = 100,
@@ -634,6 +639,13 @@ static int check_support_hours(const char *v, char *why, size_t len)
 static int check_closed_days(const char *v, char *why, size_t len)
 {
 	return timerules_check("closed_days", v, why, len);
+}
+
+static int check_listen(const char *v, char *why, size_t len)
+{
+	char host[METRICS_HOST_MAX];
+	uint16_t port;
+	return metrics_parse_listen(v, host, &port, why, len);
 }
 
 static int check_timezone(const char *v, char *why, size_t len)
@@ -2035,6 +2047,107 @@ int config_nonreloadable_changes(const struct config *old, const struct config *
 						warn, arg);
 	}
 	return changed;
+}
+
+/* ---- the effective configuration, printed ---------------------------------- */
+
+/* The words of a value of key k in the struct at base, as the file would
+ * say it, into buf; NULL when it is not set. */
+static const char *shown(const struct conf_key *k, const char *base, char *buf, size_t len)
+{
+	const void *f = base + k->off;
+	const char *str = NULL;
+	switch (k->type) {
+	case CONF_STR:
+	case CONF_PATH:
+		str = *(char *const *)f;
+		if (!str)
+			return NULL;
+		if (k->flags & CONF_SECRET)
+			return "***";
+		if (k->flags & CONF_CREDENTIAL_URL)
+			return redact_url(str, buf, len);
+		if (k->flags & CONF_COMMAND)
+			return redact_command(str, buf, len);
+		return str;
+	case CONF_DURATION:
+		format_duration(*(const int64_t *)f, buf, len);
+		return buf;
+	case CONF_INT:
+		snprintf(buf, len, "%lld", (long long)*(const int64_t *)f);
+		return buf;
+	case CONF_SIZE:
+		format_size(*(const int64_t *)f, buf, len);
+		return buf;
+	case CONF_DOUBLE:
+		snprintf(buf, len, "%g", *(const double *)f);
+		return buf;
+	case CONF_BOOL:
+		return *(const bool *)f ? "yes" : "no";
+	case CONF_ENUM:
+		for (const struct conf_choice *c = k->choices; c && c->name; c++)
+			if (c->value == *(const int *)f)
+				return c->name;
+		return "?";
+	case CONF_LIST: {
+		size_t n = *(const size_t *)(const void *)(base + k->count_off), used = 0;
+		char *const *items = *(char **const *)f;
+		if (n == 0)
+			return NULL;
+		buf[0] = '\0';
+		for (size_t i = 0; i < n && used < len; i++) {
+			int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", items[i]);
+			used += w < 0 ? 0 : (size_t)w;
+		}
+		return buf;
+	}
+	}
+	return NULL;
+}
+
+/* The keys of one table: section names the keys' [section] when it changes
+ * (NULL: the table's own sections); *current tracks the header printed. */
+static void print_table(FILE *f, const struct conf_key *keys, size_t n, const char *base,
+			const char *section, const char **current)
+{
+	char buf[4096];
+	for (size_t i = 0; i < n; i++) {
+		const char *sec = section ? section : keys[i].section;
+		if (!*current || strcmp(*current, sec) != 0) {
+			fprintf(f, "\n[%s]\n", sec);
+			*current = sec;
+		}
+		const char *v = shown(&keys[i], base, buf, sizeof(buf));
+		if (v)
+			fprintf(f, "%s = %s\n", keys[i].name, v);
+		else
+			fprintf(f, "# %s (not set)\n", keys[i].name);
+	}
+}
+
+int config_print(const struct config *cfg, FILE *f)
+{
+	const char *current = NULL;
+	fprintf(f, "# The effective configuration of %s, defaults included.\n",
+		cfg->path ? cfg->path : "(none)");
+	print_table(f, global_keys, ARRAY_SIZE(global_keys), (const char *)cfg, NULL, &current);
+	for (size_t i = 0; cfg->schemas && cfg->schemas[i]; i++) {
+		const struct conf_schema *s = cfg->schemas[i];
+		if (s->section && cfg->sections[i])
+			print_table(f, s->section_keys, s->nsection_keys, cfg->sections[i],
+				    s->section, &current);
+	}
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
+		const struct endpoint_conf *ep = &cfg->endpoints[i];
+		_cleanup_free_ char *sec = xasprintf("endpoint %s", ep->name);
+		current = NULL;
+		print_table(f, endpoint_keys, ARRAY_SIZE(endpoint_keys), (const char *)ep, sec,
+			    &current);
+		if (ep->schema && ep->tconf)
+			print_table(f, ep->schema->endpoint_keys, ep->schema->nendpoint_keys,
+				    ep->tconf, sec, &current);
+	}
+	return fflush(f) == 0 && !ferror(f) ? 0 : -EIO;
 }
 
 const char *endpoint_kind_name(enum endpoint_kind kind)

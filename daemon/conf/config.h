@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- key tables ---------------------------------------------------------- */
 
@@ -61,6 +62,8 @@ enum {
 	CONF_SECRET_FILE = 1 << 10, /* paths: as CONF_PRIVATE_FILE, and its one line (without a
 				   trailing newline) is read at load into the char * at
 				   .secret_off, which must not be set otherwise too */
+	CONF_COMMAND = 1 << 11, /* strings: a shell command, whose arguments may carry a
+				   secret: printed by its program's name only */
 };
 
 /* A word a key accepts; a CONF_ENUM key stores its value. */
@@ -190,6 +193,9 @@ struct config {
 	/* [quarantine] */
 	int64_t quarantine_retention_ms; /* retention: quarantined files kept (30d); 0 = forever */
 
+	/* [metrics] */
+	char *metrics_listen;      /* listen: HOST:PORT of the /metrics listener; NULL = off */
+
 	/* [control] */
 	char *operator_group;      /* operator_group: may change state besides root and the
 				      daemon's own user (edibroker-admin) */
@@ -304,6 +310,12 @@ void config_walk_keys(const struct conf_schema *const *schemas,
  * "broker.state_dir"); returns how many differ. */
 int config_nonreloadable_changes(const struct config *old, const struct config *new,
 				 void (*warn)(const char *key, void *arg), void *arg);
+
+/* Writes cfg as an INI file to f: every key of every section, defaults
+ * included, one "key = value" per line ("# key (not set)" when unset).
+ * Secrets show as "***", URLs that may carry credentials redacted, and a
+ * command by its program's name (base/redact.h). 0, or -errno when f fails. */
+int config_print(const struct config *cfg, FILE *f);
 
 /* Parses a duration ("500ms", "90s", "15m", "2h", "7d"; a bare number is
  * seconds). Returns 0 with *ms set, or -EINVAL. */

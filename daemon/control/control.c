@@ -18,6 +18,9 @@
  * the operator group are known (access.h: looked up on the control lane);
  * meanwhile the connection is not read from, so its later requests keep
  * their order. Every look-up that comes in retries the parked requests.
+ * A handler that answers later (control_defer) holds the connection the
+ * same way until control_reply(); the reply outlives the connection, so
+ * work that finishes after the client left drops its answer safely.
  */
 #include "control/control.h"
 
@@ -25,6 +28,7 @@
 #include "base/clock.h"
 #include "codecs/base/mem.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -46,7 +50,13 @@ struct conn {
 	struct bufferevent *bev;
 	struct control_peer peer;
 	json_t *parked;     /* a request that changes state, waiting for names */
+	struct control_reply *waiting; /* a deferred answer not given yet */
+	bool in_handler;    /* a handler runs: a reply given now needs no process() */
 	bool closing;       /* flush the output, then close */
+};
+
+struct control_reply {
+	struct conn *c;     /* NULL once the connection is gone */
 };
 
 struct control {
@@ -81,6 +91,8 @@ static void conn_free(struct conn *c)
 	if (c->next)
 		c->next->pprev = c->pprev;
 	c->ctl->nconns--;
+	if (c->waiting)
+		c->waiting->c = NULL; /* the work in flight answers no one */
 	bufferevent_free(c->bev);
 	json_decref(c->parked);
 	free(c->peer.groups);
@@ -116,10 +128,47 @@ static void close_after_flush(struct conn *c)
  * answers over the bound, or a close under way. */
 static void set_reading(struct conn *c)
 {
-	if (!c->closing && !c->parked && out_len(c) <= CONTROL_OUT_MAX)
+	if (!c->closing && !c->parked && !c->waiting && out_len(c) <= CONTROL_OUT_MAX)
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
+}
+
+static void process(struct conn *c);
+
+/* Runs the handler; its answer is sent unless it deferred it. */
+static void run_handler(struct conn *c, const json_t *req, const struct control_caller *who)
+{
+	c->in_handler = true;
+	json_t *answer = c->ctl->ops->handle(req, who, c->ctl->arg);
+	c->in_handler = false;
+	if (answer)
+		send_json(c, answer);
+}
+
+struct control_reply *control_defer(const struct control_caller *who)
+{
+	struct conn *c = who->conn; /* NULL: a caller without a connection (tests) */
+	assert(!c || !c->waiting);
+	struct control_reply *r = xcalloc(1, sizeof(*r));
+	r->c = c;
+	if (c)
+		c->waiting = r;
+	return r;
+}
+
+void control_reply(struct control_reply *r, json_t *answer)
+{
+	struct conn *c = r->c;
+	free(r);
+	if (!c) {
+		json_decref(answer);
+		return;
+	}
+	c->waiting = NULL;
+	send_json(c, answer);
+	if (!c->in_handler && !c->closing)
+		process(c); /* the next requests it sent meanwhile */
 }
 
 /* Answers the parked request once the names it needs are known; false
@@ -131,11 +180,10 @@ static bool try_parked(struct conn *c)
 	const char *user = access_user(ctl->access, c->peer.uid);
 	if (!pol || !user)
 		return false;
-	struct control_caller who = { &c->peer, user, pol };
-	json_t *answer = ctl->ops->handle(c->parked, &who, ctl->arg);
-	json_decref(c->parked);
-	c->parked = NULL;
-	send_json(c, answer);
+	struct control_caller who = { &c->peer, user, pol, c };
+	json_t *req = TAKE_PTR(c->parked);
+	run_handler(c, req, &who);
+	json_decref(req);
 	return true;
 }
 
@@ -155,8 +203,10 @@ static void handle_line(struct conn *c, const char *line, size_t len)
 		try_parked(c);
 		return;
 	} else {
-		struct control_caller who = { &c->peer, NULL, access_policy(ctl->access) };
-		answer = ctl->ops->handle(req, &who, ctl->arg);
+		struct control_caller who = { &c->peer, NULL, access_policy(ctl->access), c };
+		run_handler(c, req, &who);
+		json_decref(req);
+		return;
 	}
 	json_decref(req);
 	send_json(c, answer);
@@ -176,7 +226,7 @@ static ssize_t next_line(struct evbuffer *in)
 static void process(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	while (!c->closing && !c->parked && out_len(c) <= CONTROL_OUT_MAX) {
+	while (!c->closing && !c->parked && !c->waiting && out_len(c) <= CONTROL_OUT_MAX) {
 		ssize_t n = next_line(in);
 		if (n == -1)
 			break;
@@ -219,7 +269,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	} else if (what & BEV_EVENT_ERROR) {
 		conn_free(c);
 	} else if (what & BEV_EVENT_EOF) {
-		if (out_len(c) > 0 || c->parked)
+		if (out_len(c) > 0 || c->parked || c->waiting)
 			close_after_flush(c); /* the answers first */
 		else
 			conn_free(c);

@@ -41,10 +41,15 @@ struct control_caller {
 	const struct control_peer *peer;
 	const char *user;                   /* "" when the system has no name for uid */
 	const struct access_policy *policy;
+	void *conn;                         /* the connection, for control_defer() */
 };
 
+/* An answer owed to one request, given later (control_defer). */
+struct control_reply;
+
 struct control_ops {
-	/* Answers one request; returns a new reference (never NULL). */
+	/* Answers one request: returns a new reference, or NULL after
+	 * control_defer() (the answer follows through control_reply()). */
 	json_t *(*handle)(const json_t *request, const struct control_caller *who, void *arg);
 	/* True when the request would change state (it then waits for names). */
 	bool (*mutates)(const json_t *request);
@@ -71,5 +76,14 @@ void control_free(struct control *c);
 
 /* Helpers for handlers. */
 json_t *control_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* For a handler whose answer needs work off the loop (a file read on an
+ * endpoint's lane, a commit): the request's answer will be given by
+ * control_reply(); until then the connection reads no further requests,
+ * so answers keep their order. The handler then returns NULL. */
+struct control_reply *control_defer(const struct control_caller *who);
+/* Sends the deferred answer (taken over) and frees r. When the client has
+ * gone (or the control socket was closed) the answer is dropped: the work
+ * it reports is done either way. */
+void control_reply(struct control_reply *r, json_t *answer);
 
 #endif

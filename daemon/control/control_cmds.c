@@ -4,8 +4,11 @@
  *
  * Read-only views: live delivery state from the endpoint callbacks, queued
  * and dead messages, quarantined files and the outage records from the
- * store (views.c). Changes to outages and planned shutdowns go to the
- * outage procedure, keep and release to the store.
+ * store (views.c), a message's trace (trace.c). Changes to outages and
+ * planned shutdowns go to the outage procedure, keep and release to the
+ * store, and the actions on single messages and endpoints (requeue, hold,
+ * release, retry, resend, delete) to actions.c. Requeue answers later
+ * (control_defer): its audit line is written when it has.
  *
  * The table cmds[] at the bottom is the whole protocol: every verb and
  * action, whether it changes state, and the record id its audit line
@@ -16,10 +19,13 @@
  */
 #include "control/control_cmds.h"
 
+#include "control/actions.h"
+#include "control/trace.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
 #include "codecs/base/utf8.h"
+#include "metrics/metrics.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -316,6 +322,50 @@ static json_t *keep_release(const struct control_env *e, const json_t *req, cons
 	return keep_set(e, req, false);
 }
 
+/* ---- trace and the actions on single messages and endpoints ------------- */
+
+static json_t *cmd_trace(const struct control_env *e, const json_t *req, const char *by)
+{
+	static const struct {
+		const char *key;
+		enum store_find by;
+	} keys[] = { { "envelope", STORE_FIND_ENVELOPE }, { "letter", STORE_FIND_LETTER },
+		     { "bundle", STORE_FIND_BUNDLE } };
+	char err[512] = "";
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		const char *v = req_str(req, keys[i].key);
+		if (str_empty(v))
+			continue;
+		json_t *arr = trace_find(e->store, keys[i].by, v, err, sizeof(err));
+		if (!arr)
+			return control_error("%s", err);
+		if (json_array_size(arr) == 0) {
+			json_decref(arr);
+			return control_error("trace: no message with %s id %s", keys[i].key, v);
+		}
+		return ok(json_pack("{s:o}", "messages", arr));
+	}
+	if (req_id(req) <= 0)
+		return control_error("trace: which message? (trace ID | --envelope X | --letter Y "
+				     "| --bundle Z)");
+	json_t *t = trace_message(e->store, req_id(req), err, sizeof(err));
+	return t ? ok(json_pack("{s:[o]}", "messages", t)) : control_error("%s", err);
+}
+
+static json_t *cmd_hold(const struct control_env *e, const json_t *req, const char *by)
+{
+	return actions_hold(e, req, by, true);
+}
+
+static json_t *cmd_release(const struct control_env *e, const json_t *req, const char *by)
+{
+	return actions_hold(e, req, by, false);
+}
+
+/* A verb that answers later: done(answer, arg) gives the answer. */
+typedef void (*cmd_async_fn)(const struct control_env *e, const json_t *req, const char *by,
+			     actions_done_fn done, void *arg);
+
 /* ---- the protocol: every verb and action, and whether it changes state ---- */
 
 static const struct cmd {
@@ -323,22 +373,32 @@ static const struct cmd {
 	const char *action;  /* NULL: the verb has none; else the first row is the default */
 	cmd_fn fn;
 	bool mutates;
-	const char *record;  /* the audit line's key for the id a change answers */
+	const char *record;  /* the audit line's key for what a change names: "endpoint"
+			      * (the answer's endpoint), else the answer's id (or each id
+			      * of its "results") */
+	cmd_async_fn async;  /* answers later (fn is NULL then) */
 } cmds[] = {
-	{ "status", NULL, cmd_status, false, NULL },
-	{ "queue", NULL, cmd_queue, false, NULL },
-	{ "dead", NULL, cmd_dead, false, NULL },
-	{ "quarantine", NULL, cmd_quarantine, false, NULL },
-	{ "outages", NULL, cmd_outages, false, NULL },
-	{ "outage", "show", outage_show, false, NULL },
-	{ "outage", "set", outage_set, true, "outage" },
-	{ "outage", "open", outage_open, true, "outage" },
-	{ "outage", "close", outage_close, true, "outage" },
-	{ "maintenance", "list", maint_list, false, NULL },
-	{ "maintenance", "add", maint_add, true, "maintenance" },
-	{ "maintenance", "remove", maint_remove, true, "maintenance" },
-	{ "keep", "keep", keep_keep, true, "msg" },
-	{ "keep", "release", keep_release, true, "msg" },
+	{ "status", NULL, cmd_status, false, NULL, NULL },
+	{ "queue", NULL, cmd_queue, false, NULL, NULL },
+	{ "dead", NULL, cmd_dead, false, NULL, NULL },
+	{ "quarantine", NULL, cmd_quarantine, false, NULL, NULL },
+	{ "outages", NULL, cmd_outages, false, NULL, NULL },
+	{ "outage", "show", outage_show, false, NULL, NULL },
+	{ "outage", "set", outage_set, true, "outage", NULL },
+	{ "outage", "open", outage_open, true, "outage", NULL },
+	{ "outage", "close", outage_close, true, "outage", NULL },
+	{ "maintenance", "list", maint_list, false, NULL, NULL },
+	{ "maintenance", "add", maint_add, true, "maintenance", NULL },
+	{ "maintenance", "remove", maint_remove, true, "maintenance", NULL },
+	{ "keep", "keep", keep_keep, true, "msg", NULL },
+	{ "keep", "release", keep_release, true, "msg", NULL },
+	{ "trace", NULL, cmd_trace, false, NULL, NULL },
+	{ "requeue", NULL, NULL, true, "msg", actions_requeue },
+	{ "hold", NULL, cmd_hold, true, "endpoint", NULL },
+	{ "release", NULL, cmd_release, true, "endpoint", NULL },
+	{ "retry", NULL, actions_retry, true, "endpoint", NULL },
+	{ "resend", NULL, actions_resend, true, "msg", NULL },
+	{ "delete", NULL, actions_delete, true, "msg", NULL },
 };
 
 /* The row for request: its verb's row without actions, the action it
@@ -436,12 +496,71 @@ static json_t *deny(const struct cmd *c, const struct control_caller *who)
 			     pol->self_name, pol->group);
 }
 
-static void audit(const struct cmd *c, const struct control_caller *who, const json_t *ans)
+/* Who made a change, kept until an answer given later is audited. */
+struct changer {
+	unsigned uid;
+	int pid;
+	char user[64];
+};
+
+static void audit_line(const struct cmd *c, const struct changer *w, const char *value)
 {
-	log_notice("event=control-change verb=%s action=%s uid=%u user=%s pid=%d %s=%lld",
-		   c->verb, c->action ? c->action : "", (unsigned)who->peer->uid,
-		   who->user ? who->user : "", (int)who->peer->pid, c->record,
-		   (long long)json_integer_value(json_object_get(ans, "id")));
+	log_notice("event=control-change verb=%s action=%s uid=%u user=%s pid=%d %s=%s", c->verb,
+		   c->action ? c->action : "", w->uid, w->user, w->pid, c->record, value);
+}
+
+/* One line per change the answer reports, and the change counted. */
+static void audit(const struct cmd *c, const struct changer *w, const json_t *ans)
+{
+	char value[160], action[48];
+	snprintf(action, sizeof(action), "%s%s%s", c->verb, c->action ? "-" : "",
+		 c->action ? c->action : "");
+	const json_t *results = json_object_get(ans, "results");
+	if (strcmp(c->record, "endpoint") == 0) {
+		audit_line(c, w, json_string_value(json_object_get(ans, "endpoint")));
+		metrics_add(METRIC_OPERATOR_ACTIONS, 1, METRIC_LABELS(action));
+		return;
+	}
+	if (!results) {
+		snprintf(value, sizeof(value), "%lld",
+			 (long long)json_integer_value(json_object_get(ans, "id")));
+		audit_line(c, w, value);
+		metrics_add(METRIC_OPERATOR_ACTIONS, 1, METRIC_LABELS(action));
+		return;
+	}
+	size_t i;
+	json_t *r;
+	json_array_foreach(results, i, r) {
+		if (!json_is_true(json_object_get(r, "ok")))
+			continue;
+		snprintf(value, sizeof(value), "%lld",
+			 (long long)json_integer_value(json_object_get(r, "id")));
+		audit_line(c, w, value);
+		metrics_add(METRIC_OPERATOR_ACTIONS, 1, METRIC_LABELS(action));
+	}
+}
+
+static struct changer changer_of(const struct control_caller *who)
+{
+	struct changer w = { (unsigned)who->peer->uid, (int)who->peer->pid, "" };
+	str_copy(w.user, who->user ? who->user : "", sizeof(w.user));
+	return w;
+}
+
+/* A change answered later: audited when its answer comes. */
+struct later {
+	const struct cmd *c;
+	struct changer w;
+	struct control_reply *reply;
+};
+
+static void answer_later(json_t *ans, void *arg)
+{
+	struct later *l = arg;
+	if (json_object_get(ans, "results") || json_is_true(json_object_get(ans, "ok")))
+		audit(l->c, &l->w, ans); /* each change made, also when others failed */
+	control_reply(l->reply, ans);
+	free(l);
 }
 
 json_t *control_dispatch(const json_t *request, const struct control_caller *who, void *arg)
@@ -461,9 +580,17 @@ json_t *control_dispatch(const json_t *request, const struct control_caller *who
 			return deny(c, who);
 		caller_name(who, by, sizeof(by));
 	}
+	if (c->async) {
+		struct later *l = xcalloc(1, sizeof(*l));
+		*l = (struct later){ c, changer_of(who), control_defer(who) };
+		c->async(arg, request, by, answer_later, l);
+		return NULL;
+	}
 	json_t *ans = c->fn(arg, request, by);
-	if (c->mutates && json_is_true(json_object_get(ans, "ok")))
-		audit(c, who, ans);
+	if (c->mutates && json_is_true(json_object_get(ans, "ok"))) {
+		struct changer w = changer_of(who);
+		audit(c, &w, ans);
+	}
 	return ans;
 }
 

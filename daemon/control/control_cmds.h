@@ -1,7 +1,9 @@
 /*
  * control_cmds.h - the commands operators send over the control socket:
  * status, queue ENDPOINT, dead, quarantine, outages, outage (show, set,
- * open, close), maintenance (list, add, remove) and keep (keep, release).
+ * open, close), maintenance (list, add, remove), keep (keep, release),
+ * trace, and the actions of actions.h (requeue, hold, release, retry,
+ * resend, delete).
  * Each answers a JSON object; edibrokerctl renders it as a table or passes
  * it through with --json.
  *
@@ -20,6 +22,7 @@
 #ifndef EDIBROKER_CONTROL_CMDS_H
 #define EDIBROKER_CONTROL_CMDS_H
 
+#include "accept/ingest.h"
 #include "control/control.h"
 #include "control/views.h"
 #include "outage/procedure.h"
@@ -38,13 +41,21 @@ struct control_env {
 	struct store *store;
 	struct commit *commit;
 	struct procedure *proc;
+	struct ingest *ingest;    /* requeue: routes a message again */
 	int64_t started_at;       /* wall ms, for uptime */
+	int64_t max_message_size; /* requeue: the largest quarantined file read back */
 	/* Fills *row with the i-th configured endpoint (config order); false
 	 * past the last. */
 	bool (*endpoint_at)(void *ctx, size_t i, struct control_endpoint *row);
 	/* Fills *row with the configured endpoint called name; false when the
 	 * config has none. */
 	bool (*endpoint_named)(void *ctx, const char *name, struct control_endpoint *row);
+	/* The lane of endpoint's inbound work, where its quarantine folder is
+	 * read (a share that hangs holds up only that endpoint). */
+	struct lane *(*inbound_lane)(void *ctx, const char *endpoint);
+	/* Applies a hold the store has recorded: the endpoint's delivery pauses
+	 * (or resumes) and the outage procedure treats it as held. */
+	void (*hold)(void *ctx, const char *endpoint, bool held);
 	void *ctx;
 };
 

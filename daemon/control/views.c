@@ -30,7 +30,9 @@ json_t *views_endpoint(const struct control_endpoint *ep, const struct procedure
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:b, s:s}", "name", ep->name,
 			      "kind", endpoint_kind_name(ep->conf->kind), "transport",
 			      ep->conf->transport, "state",
-			      di->failures > 0 ? "retrying" : deliver_state_name(di->state), "queued",
+			      ep->held ? "held"
+			      : di->failures > 0 ? "retrying" : deliver_state_name(di->state),
+			      "queued",
 			      (json_int_t)di->queued, "failures", di->failures, "delivered",
 			      (json_int_t)di->delivered, "pickup_paused", ep->pickup_paused,
 			      "last_error", di->last_error ? di->last_error : "");
@@ -47,6 +49,7 @@ json_t *views_endpoint(const struct control_endpoint *ep, const struct procedure
 	json_object_set_new(o, "health", json_string(h ? h->state : "up"));
 	json_object_set_new(o, "health_since_s", json_integer(h ? (now - h->since) / 1000 : 0));
 	json_object_set_new(o, "inbox_unreadable", json_integer((json_int_t)ep->inbox_unreadable));
+	json_object_set_new(o, "held", json_boolean(ep->held));
 	json_object_set_new(o, "organisation",
 			    json_string(ep->conf->organisation ? ep->conf->organisation : ep->name));
 	return o;

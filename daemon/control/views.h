@@ -25,6 +25,8 @@ struct control_endpoint {
 	const char *name;
 	const struct endpoint_conf *conf;
 	struct deliver_info di;
+	struct deliver_ep *dep;   /* its scheduler, for the operators' actions */
+	bool held;                /* an operator holds its delivery */
 	bool pickup_paused;       /* inbound pick-up stopped: the store cannot commit */
 	size_t inbox_unreadable;  /* inbox files the broker may not read */
 };

@@ -38,7 +38,10 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
+#include "codecs/codec.h"
+#include "metrics/metrics.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 #include <sys/random.h>
@@ -50,6 +53,7 @@ struct qmsg {
 	uint8_t *body;
 	size_t size;
 	char ext[8];
+	char type[CODEC_TYPE_MAX];
 	int attempts;
 };
 
@@ -220,7 +224,7 @@ void deliver_set_params(struct deliver_ep *ep, const struct deliver_params *para
 }
 
 static void window_append(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,
-			  const char *ext, int64_t received_at, int attempts)
+			  const char *ext, const char *type, int64_t received_at, int attempts)
 {
 	struct qmsg *q = xcalloc(1, sizeof(*q));
 	q->id = id;
@@ -229,6 +233,7 @@ static void window_append(struct deliver_ep *ep, int64_t id, uint8_t *body, size
 	q->received_at = received_at;
 	q->attempts = attempts;
 	str_copy(q->ext, ext, sizeof(q->ext));
+	str_copy(q->type, type ? type : "", sizeof(q->type));
 	if (ep->tail)
 		ep->tail->next = q;
 	else
@@ -253,7 +258,7 @@ static int fetch_one(const struct store_msg *m, void *arg)
 	uint8_t *body = xmalloc(m->size + 1);
 	if (m->body)
 		memcpy(body, m->body, m->size);
-	window_append(ep, m->id, body, m->size, m->ext, m->received_at, m->attempts);
+	window_append(ep, m->id, body, m->size, m->ext, m->type, m->received_at, m->attempts);
 	return 0;
 }
 
@@ -298,7 +303,7 @@ int deliver_load(struct deliver_ep *ep)
 }
 
 void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,
-		     const char *ext, int64_t received_at)
+		     const char *ext, const char *type, int64_t received_at)
 {
 	ep->queued++;
 	ep->queued_bytes += (int64_t)size;
@@ -309,7 +314,7 @@ void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t si
 			ep->more_in_store = true;
 		free(body);
 	} else {
-		window_append(ep, id, body, size, ext, received_at, 0);
+		window_append(ep, id, body, size, ext, type, received_at, 0);
 	}
 	deliver_kick(ep);
 }
@@ -341,6 +346,37 @@ void deliver_retry_now(struct deliver_ep *ep)
 bool deliver_busy(const struct deliver_ep *ep)
 {
 	return ep->busy;
+}
+
+bool deliver_sending(const struct deliver_ep *ep, int64_t id)
+{
+	const struct job *j = ep->job;
+	for (size_t i = 0; j && !j->probe && i < j->n; i++)
+		if (j->msgs[i].id == id)
+			return true;
+	return false;
+}
+
+void deliver_forget(struct deliver_ep *ep, int64_t id, size_t size)
+{
+	assert(!deliver_sending(ep, id));
+	struct qmsg **pp = &ep->head, *prev = NULL;
+	for (; *pp && (*pp)->id != id; prev = *pp, pp = &(*pp)->next)
+		;
+	if (*pp) {
+		struct qmsg *q = *pp;
+		*pp = q->next;
+		if (ep->tail == q)
+			ep->tail = prev;
+		ep->wcount--;
+		ep->wbytes -= q->size;
+		free(q->body);
+		free(q);
+	}
+	if (ep->queued > 0)
+		ep->queued--;
+	ep->queued_bytes -= ep->queued_bytes >= (int64_t)size ? (int64_t)size : ep->queued_bytes;
+	deliver_kick(ep);
 }
 
 void deliver_get_info(const struct deliver_ep *ep, struct deliver_info *info)
@@ -487,6 +523,9 @@ static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now)
 		log_info("event=delivered msg=%lld endpoint=%s attempt=%d latency_ms=%lld",
 			 (long long)q->id, ep->name, q->attempts + 1,
 			 (long long)(now - q->received_at));
+		metrics_add(METRIC_DELIVERED, 1, METRIC_LABELS(ep->name, q->type));
+		metrics_observe(METRIC_DELIVERY_LATENCY, (double)(now - q->received_at) / 1000.0,
+				METRIC_LABELS(ep->name));
 		free(q->body);
 		free(q);
 	}
@@ -505,7 +544,8 @@ static void count_failure(struct deliver_ep *ep, const struct deliver_result *re
 	ep->tokens = 0;
 	ep->tokens_at = clock_mono_ms();
 	q->attempts++;
-	commit_add_attempt(ep->env.commit, q->id, res->error);
+	commit_add_failure(ep->env.commit, q->id, fault_name(res->fault), res->error);
+	metrics_add(METRIC_DELIVERY_FAILURES, 1, METRIC_LABELS(ep->name, fault_name(res->fault)));
 }
 
 #define RETRY_AFTER_MAX_MS (60 * 60 * 1000)
@@ -576,6 +616,7 @@ static void set_aside(struct deliver_ep *ep, const struct deliver_result *res)
 	ep->queued_bytes -= (int64_t)q->size;
 	_cleanup_free_ char *why = xasprintf("refused by the receiver: %s", res->error);
 	commit_add_refused(ep->env.commit, q->id, why);
+	metrics_add(METRIC_REJECTED, 1, METRIC_LABELS(ep->name, q->type));
 	log_warn("event=refused-by-receiver msg=%lld endpoint=%s error=\"%s\" state=dead-letter",
 		 (long long)q->id, ep->name, res->error);
 	free(q->body);

@@ -90,9 +90,10 @@ void deliver_set_params(struct deliver_ep *ep, const struct deliver_params *para
 
 /* Reads the queue depth and window from the store. 0 or -errno. */
 int deliver_load(struct deliver_ep *ep);
-/* A message was committed to this endpoint's queue (takes body). */
+/* A message was committed to this endpoint's queue (takes body). type is
+ * its first letter's, for the delivered count. */
 void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,
-		     const char *ext, int64_t received_at);
+		     const char *ext, const char *type, int64_t received_at);
 /* Schedules a delivery round (deferred to the end of the loop turn). */
 void deliver_kick(struct deliver_ep *ep);
 /* Holds (no batches start) or releases the endpoint. */
@@ -104,6 +105,13 @@ void deliver_retry_now(struct deliver_ep *ep);
 void deliver_get_info(const struct deliver_ep *ep, struct deliver_info *info);
 /* True while a batch or probe is with the transport (it may be overdue). */
 bool deliver_busy(const struct deliver_ep *ep);
+/* True when message id is in the batch with the transport now (it may be
+ * written at this moment: an operator may not delete it now). */
+bool deliver_sending(const struct deliver_ep *ep, int64_t id);
+/* Message id (size bytes) is no longer queued (an operator deleted it in
+ * the store): out of the window, one fewer queued. Not for a message
+ * deliver_sending() names. */
+void deliver_forget(struct deliver_ep *ep, int64_t id, size_t size);
 
 const char *deliver_state_name(enum deliver_state s);
 

@@ -68,7 +68,7 @@ struct words {
 	const char *since_word, *down_since, *down_from_to, *recovering_line, *ended_line;
 	const char *auto_refresh, *stale;
 	const char *states[5][2];   /* banner/card level -> word */
-	const char *health[4][2];   /* endpoint health -> word */
+	const char *health[5][2];   /* endpoint health -> word */
 	const char *kinds[3][2];    /* endpoint kind -> word */
 };
 
@@ -110,7 +110,8 @@ static const struct words DA = {
 	.states = { { "ok", "Virker" }, { "down", "Nede" }, { "recovering", "Leveres igen" },
 		    { "planned", "Planlagt" }, { "active", "I gang" } },
 	.health = { { "up", "Virker" }, { "suspect", "Ustabil" }, { "down", "Nede" },
-		    { "maintenance", "Planlagt nedlukning" } },
+		    { "maintenance", "Planlagt nedlukning" },
+		    { "held", "Sat på pause af EDI-driften" } },
 	.kinds = { { "hospital", "sygehus" }, { "municipality", "kommune" },
 		   { "other", "anden part" } },
 };
@@ -154,7 +155,8 @@ static const struct words EN = {
 	.states = { { "ok", "Working" }, { "down", "Down" }, { "recovering", "Recovering" },
 		    { "planned", "Planned" }, { "active", "In progress" } },
 	.health = { { "up", "Working" }, { "suspect", "Unstable" }, { "down", "Down" },
-		    { "maintenance", "Planned shutdown" } },
+		    { "maintenance", "Planned shutdown" },
+		    { "held", "Paused by EDI operations" } },
 	.kinds = { { "hospital", "hospital" }, { "municipality", "municipality" },
 		   { "other", "other party" } },
 };
@@ -176,7 +178,7 @@ static const char *symbol(const char *level)
 	static const char *const syms[][2] = {
 		{ "ok", "\u2713" }, { "up", "\u2713" }, { "down", "\u2715" },
 		{ "recovering", "\u21bb" }, { "suspect", "!" }, { "planned", "\u25d0" },
-		{ "active", "\u25d0" }, { "maintenance", "\u25d0" },
+		{ "active", "\u25d0" }, { "maintenance", "\u25d0" }, { "held", "\u2016" },
 	};
 	return word(syms, ARRAY_SIZE(syms), level);
 }
@@ -634,7 +636,7 @@ static const char STYLE[] =
 	".ok{background:#e7f4ea;border-color:#1e6b34}"
 	".down{background:#fdecea;border-color:#a4161a}"
 	".recovering,.suspect{background:#fff4d6;border-color:#8a5a00}"
-	".planned,.active,.maintenance{background:#e8f0fb;border-color:#1d4f91}"
+	".planned,.active,.maintenance,.held{background:#e8f0fb;border-color:#1d4f91}"
 	".tag{display:inline-block;font-weight:700;border:2px solid;border-radius:.3rem;"
 	"padding:0 .4rem;white-space:nowrap}"
 	".stale{background:#1b1b1b;color:#fff;padding:.5rem 1rem;margin:0}"
@@ -647,7 +649,7 @@ static const char STYLE[] =
 	"border-radius:.3rem;padding:.75rem 1rem}"
 	".card.down,.ep.down{border-left-color:#a4161a}"
 	".card.recovering,.ep.suspect{border-left-color:#8a5a00}"
-	".card.planned,.card.active,.ep.maintenance{border-left-color:#1d4f91}"
+	".card.planned,.card.active,.ep.maintenance,.ep.held{border-left-color:#1d4f91}"
 	".ep.up{border-left-color:#1e6b34}"
 	".card .tag,.ep .tag{font-size:.9rem}"
 	".meta{margin:.25rem 0 .5rem;color:#3d3d3d}"
@@ -899,7 +901,7 @@ static void planned(FILE *f, const struct status_page *p, const struct words *w)
 /* The class, and the symbol, of an endpoint's health: only known values. */
 static const char *health_class(const char *h)
 {
-	static const char *const known[] = { "up", "suspect", "down", "maintenance" };
+	static const char *const known[] = { "up", "suspect", "down", "maintenance", "held" };
 	for (size_t i = 0; h && i < ARRAY_SIZE(known); i++)
 		if (strcmp(h, known[i]) == 0)
 			return known[i];

@@ -29,7 +29,7 @@ struct status_endpoint {
 	const char *name;
 	const char *organisation;
 	const char *kind;          /* hospital | municipality | other */
-	const char *health;        /* "up", "suspect", "down", "maintenance" */
+	const char *health;        /* "up", "suspect", "down", "maintenance", "held" */
 	int64_t since;             /* in this health since (wall ms) */
 	int64_t queued;
 	int64_t oldest_received_at; /* 0 = none */

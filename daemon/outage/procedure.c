@@ -8,7 +8,10 @@
  * An endpoint that goes DOWN opens an outage (outage.c) starting at its
  * first failure, unless a planned shutdown covers it; when the window ends
  * with the endpoint still down, the acute procedure runs from the window's
- * end. A timer (every 500 ms) probes endpoints nobody has checked for
+ * end. An endpoint an operator holds is treated the same way: no outage
+ * opens, an open one sends nothing and waits, and the acute procedure runs
+ * from the release if it is still down. A timer (every 500 ms) probes
+ * endpoints nobody has checked for
  * probe_interval, advances every open outage, sends planned-shutdown
  * notices, retries notice channels and refreshes the status page.
  *
@@ -168,8 +171,9 @@ static void went_down(struct procedure *p, const char *endpoint, const struct he
 		 h->failures, fault_name(h->fault), h->error);
 	if (procedure_find_outage(p, endpoint))
 		return;
-	if (procedure_in_maintenance(p, endpoint, now)) {
-		log_info("event=outage-suppressed endpoint=%s reason=maintenance", endpoint);
+	if (procedure_in_maintenance(p, endpoint, now) || procedure_is_held(p, endpoint)) {
+		log_info("event=outage-suppressed endpoint=%s reason=%s", endpoint,
+			 procedure_is_held(p, endpoint) ? "held" : "maintenance");
 		return;
 	}
 	open_outage(p, endpoint, h, h->first_failure_at, 0, now);
@@ -237,9 +241,37 @@ void procedure_endpoint_removed(struct procedure *p, const char *endpoint)
 	}
 }
 
+bool procedure_is_held(struct procedure *p, const char *endpoint)
+{
+	struct ep_health *e = ep_find(p, endpoint);
+	return e && e->held;
+}
+
+void procedure_endpoint_held(struct procedure *p, const char *endpoint, bool held)
+{
+	struct ep_health *e = ep_find(p, endpoint);
+	if (!e || e->held == held)
+		return;
+	e->held = held;
+	p->status_dirty = true;
+	int64_t now = procedure_now(p);
+	/* released while down: the acute procedure starts now, as after a window */
+	if (!held && e->h.state == HEALTH_DOWN && !procedure_find_outage(p, endpoint) &&
+	    !procedure_in_maintenance(p, endpoint, now))
+		open_outage(p, endpoint, &e->h, now, 0, now);
+}
+
+const char *procedure_outage_state(struct procedure *p, const char *endpoint)
+{
+	struct outage *o = procedure_find_outage(p, endpoint);
+	return o ? outage_state_name(o->state) : NULL;
+}
+
 const char *procedure_health_name(struct procedure *p, const char *endpoint,
 				  const struct health *h, int64_t now)
 {
+	if (procedure_is_held(p, endpoint))
+		return "held";
 	if (procedure_in_maintenance(p, endpoint, now))
 		return "maintenance";
 	return health_state_name(h->state);
@@ -284,6 +316,8 @@ static void probe_if_due(struct procedure *p, struct ep_health *e, int64_t now)
 
 static void advance(struct procedure *p, struct outage *o, int64_t now)
 {
+	if (procedure_is_held(p, o->endpoint))
+		return; /* no notices while held; it goes on from where it is on release */
 	struct procedure_ep_view v;
 	bool configured = procedure_ep_view(p, o->endpoint, &v);
 	const struct health *h = configured ? procedure_health_of(p, o->endpoint) : NULL;

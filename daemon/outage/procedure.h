@@ -63,7 +63,7 @@ struct procedure_result {
 
 /* An endpoint's health as operators see it. */
 struct procedure_health {
-	const char *state;        /* "up", "suspect", "down", "maintenance" */
+	const char *state;        /* "up", "suspect", "down", "held", "maintenance" */
 	int64_t since;            /* wall ms: in that health state since */
 };
 
@@ -94,10 +94,18 @@ void procedure_endpoint_removed(struct procedure *p, const char *endpoint);
 /* A delivery attempt or probe of endpoint finished. */
 void procedure_on_result(struct procedure *p, const char *endpoint,
 			 const struct procedure_result *r);
+/* An operator held (or released) endpoint's delivery. While held it is
+ * treated like a planned shutdown: going down opens no outage, and an open
+ * outage sends no notices and stays where it is; its health reads "held".
+ * Released while still down, the acute procedure starts from the release. */
+void procedure_endpoint_held(struct procedure *p, const char *endpoint, bool held);
 
 /* Health of endpoint for the status command; false when it is not known. */
 bool procedure_endpoint_health(struct procedure *p, const char *endpoint,
 			       struct procedure_health *h);
+/* The state name of endpoint's open outage ("open", "announced",
+ * "recovering", "resolved"), or NULL when it has none. */
+const char *procedure_outage_state(struct procedure *p, const char *endpoint);
 /* Counts for STATUS=. */
 int procedure_endpoints_down(const struct procedure *p);
 int procedure_open_outages(const struct procedure *p);

@@ -20,6 +20,7 @@
 struct ep_health {
 	char *name;
 	struct health h;
+	bool held;                /* an operator holds its delivery (like a planned shutdown) */
 };
 
 /* A notice with channels still to carry it: its record, and the state of
@@ -66,7 +67,9 @@ int procedure_save_outage(struct procedure *p, struct outage *o);
 void procedure_add_outage(struct procedure *p, struct outage *o);
 bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t now);
 int procedure_save_maint(struct procedure *p, struct maint *m);
-/* "up", "suspect", "down" or "maintenance" for endpoint with health h. */
+/* True when an operator holds endpoint. */
+bool procedure_is_held(struct procedure *p, const char *endpoint);
+/* "up", "suspect", "down", "held" or "maintenance" for endpoint with health h. */
 const char *procedure_health_name(struct procedure *p, const char *endpoint,
 				  const struct health *h, int64_t now);
 

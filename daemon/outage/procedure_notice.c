@@ -37,6 +37,7 @@
 #include "base/redact.h"
 #include "notice/statuspage.h"
 #include "codecs/base/mem.h"
+#include "metrics/metrics.h"
 
 #include <errno.h>
 #include <string.h>
@@ -353,6 +354,7 @@ static void record(struct procedure *p, struct pnotice *n, const char *channel, 
 	if (store_send_record(p->env.store, &s) < 0)
 		log_err("event=notice-send-record-failed notice=%lld channel=%s error=\"%s\"",
 			(long long)n->rec->id, channel, store_last_error(p->env.store));
+	metrics_add(r->ok ? METRIC_NOTICES_SENT : METRIC_NOTICES_FAILED, 1, METRIC_LABELS(channel));
 	if (r->ok)
 		log_info("event=notice-sent notice=%lld channel=%s to=%s", (long long)n->rec->id,
 			 channel, to);

@@ -6,13 +6,15 @@
  * active in that turn, so everything raised in the turn shares one
  * transaction. While the store is failing and delivered marks are pending,
  * a timer retries every two seconds so that marks (and the recovery signal
- * that restarts pick-up) do not wait for new input.
+ * that restarts pick-up) do not wait for new input. Every commit's duration
+ * and every failure are counted (metrics.h).
  */
 #include "store/commit.h"
 
 #include "base/clock.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
+#include "metrics/metrics.h"
 
 #include <errno.h>
 #include <string.h>
@@ -38,7 +40,7 @@ struct commit {
 	size_t nmsgs, capmsgs;
 	int64_t *delivered;
 	size_t ndelivered, capdelivered;
-	struct store_attempt *attempts; /* error strings owned */
+	struct store_attempt *attempts; /* error and fault strings owned */
 	size_t nattempts, capattempts;
 
 	struct store_new *scratch; /* contiguous copy handed to store_commit */
@@ -105,8 +107,10 @@ static void complete_msgs(struct commit *c, size_t n, int err)
 
 static void clear_marks(struct commit *c)
 {
-	for (size_t i = 0; i < c->nattempts; i++)
+	for (size_t i = 0; i < c->nattempts; i++) {
 		free((char *)c->attempts[i].error);
+		free((char *)c->attempts[i].fault);
+	}
 	c->nattempts = 0;
 	c->ndelivered = 0;
 }
@@ -126,16 +130,19 @@ static int run(struct commit *c)
 		.attempts = c->attempts, .nattempts = c->nattempts,
 		.now = clock_wall_ms(),
 	};
-	int64_t t0 = clock_mono_ms();
+	int64_t t0 = clock_mono_us();
 	int r = store_commit(c->store, &b);
-	c->stats.last_ms = clock_mono_ms() - t0;
+	int64_t us = clock_mono_us() - t0;
+	c->stats.last_ms = us / 1000;
 	c->stats.total_ms += c->stats.last_ms;
+	metrics_observe(METRIC_COMMIT_SECONDS, (double)us / 1e6, NULL);
 	if (r == 0) {
 		c->stats.commits++;
 		c->stats.messages += n;
 		clear_marks(c);
 	} else {
 		c->stats.failed++;
+		metrics_add(METRIC_COMMIT_FAILURES, 1, NULL);
 	}
 	set_health(c, r == 0, r);
 	complete_msgs(c, n, r);
@@ -191,12 +198,12 @@ void commit_add_delivered(struct commit *c, int64_t id)
 	schedule(c);
 }
 
-void commit_add_attempt(struct commit *c, int64_t id, const char *error)
+void commit_add_failure(struct commit *c, int64_t id, const char *fault, const char *error)
 {
 	grow((void **)&c->attempts, &c->capattempts, c->nattempts + 1,
 	     sizeof(struct store_attempt));
 	c->attempts[c->nattempts++] = (struct store_attempt){ id, xstrdup(error ? error : ""),
-							      false };
+							      xstrdup_or_null(fault), false };
 	schedule(c);
 }
 
@@ -205,8 +212,13 @@ void commit_add_refused(struct commit *c, int64_t id, const char *reason)
 	grow((void **)&c->attempts, &c->capattempts, c->nattempts + 1,
 	     sizeof(struct store_attempt));
 	c->attempts[c->nattempts++] = (struct store_attempt){ id, xstrdup(reason ? reason : ""),
-							      true };
+							      NULL, true };
 	schedule(c);
+}
+
+void commit_add_attempt(struct commit *c, int64_t id, const char *error)
+{
+	commit_add_failure(c, id, NULL, error);
 }
 
 int commit_flush(struct commit *c)

@@ -46,6 +46,9 @@ void commit_add_attempt(struct commit *c, int64_t id, const char *error);
 /* The receiver refused message id for what it is: it becomes a dead letter
  * with reason, and its queue moves on. */
 void commit_add_refused(struct commit *c, int64_t id, const char *reason);
+/* commit_add_attempt() with the failure's fault class ("refused"), kept in
+ * the message's history. */
+void commit_add_failure(struct commit *c, int64_t id, const char *fault, const char *error);
 
 /* Commits whatever is pending now (shutdown); returns its result. */
 int commit_flush(struct commit *c);

@@ -26,6 +26,13 @@
  * known. A txid another writer recorded first fails the batch with -EBUSY,
  * like a letter key, and the retry sees it.
  *
+ * History (store.h: store_event). Inside the batch, a failed attempt on a
+ * message still queued and a duplicate that was dropped each add an event
+ * to that message's history. An operator's requeue, delete or resend is
+ * one transaction of its own, composed here from the backend's primitives
+ * (msg_state, msg_copy, event_add), so a backend implements each as one
+ * plain statement.
+ *
  * Nothing here knows which database a backend uses.
  */
 #include "store/store.h"
@@ -284,6 +291,16 @@ static int insert_reused(struct store *s, struct store_new *m, const struct stor
 	return r;
 }
 
+/* A duplicate is dropped, but it arrived: the first message's history says
+ * when and from where. */
+static int note_duplicate(struct store *s, const struct store_new *m, int64_t first_id,
+			  int64_t now)
+{
+	struct store_event ev = { .msg_id = first_id, .at = now, .kind = "duplicate",
+				  .detail = m->source };
+	return s->ops->event_add(s->be, &ev);
+}
+
 static int apply_queued(struct store *s, struct store_new *m, int64_t now)
 {
 	const struct store_txid *reused = NULL;
@@ -303,7 +320,8 @@ static int apply_queued(struct store *s, struct store_new *m, int64_t now)
 		return insert_partial(s, m, &ks);
 	m->outcome = STORE_DUPLICATE;
 	m->id = ks.first_id;
-	return txids_record(s, m, ks.first_id, now);
+	r = txids_record(s, m, ks.first_id, now);
+	return r < 0 ? r : note_duplicate(s, m, ks.first_id, now);
 }
 
 static int apply_msg(struct store *s, struct store_new *m, int64_t now)
@@ -332,6 +350,17 @@ static int apply_marks(struct store *s, const struct store_batch *b)
 		const struct store_attempt *a = &b->attempts[i];
 		int r = a->refused ? s->ops->msg_refused(s->be, a->id, a->error)
 				   : s->ops->msg_attempt(s->be, a->id, a->error);
+		if (r <= 0) {
+			if (r < 0)
+				return r;
+			continue; /* no longer queued: nothing was attempted on it */
+		}
+		/* a refusal made it a dead letter: its history says why */
+		struct store_event ev = { .msg_id = a->id, .at = b->now,
+					  .kind = a->refused ? "refused" : "attempt",
+					  .fault = a->refused ? "rejected" : a->fault,
+					  .detail = a->error };
+		r = s->ops->event_add(s->be, &ev);
 		if (r < 0)
 			return r;
 	}
@@ -436,6 +465,132 @@ int store_quarantine_removed(struct store *s, const int64_t *ids, size_t n, int6
 int store_keep(struct store *s, int64_t id, bool keep)
 {
 	return s->ops->keep(s->be, id, keep);
+}
+
+/* ---- operators' actions: each one transaction of primitives ------------- */
+
+/* Runs fn(s, arg) between begin and commit; its result (>= 0) or the first
+ * failure, rolled back. */
+static int in_transaction(struct store *s, int (*fn)(struct store *s, void *arg), void *arg)
+{
+	int r = s->ops->begin(s->be);
+	if (r < 0)
+		return r;
+	int n = fn(s, arg);
+	r = n < 0 ? n : s->ops->commit(s->be);
+	if (r < 0) {
+		s->ops->rollback(s->be);
+		return r;
+	}
+	return n;
+}
+
+struct end_args {
+	int64_t id;
+	enum msg_state from, to;
+	const struct store_event *ev;
+	const char *back_kind; /* the event the message ev->ref names gets; NULL = none */
+};
+
+static int end_msg(struct store *s, void *arg)
+{
+	const struct end_args *a = arg;
+	int r = s->ops->msg_state(s->be, a->id, a->from, a->to, a->ev->at);
+	if (r <= 0)
+		return r;
+	struct store_event ev = *a->ev;
+	ev.msg_id = a->id;
+	r = s->ops->event_add(s->be, &ev);
+	if (r >= 0 && a->back_kind && ev.ref > 0) {
+		struct store_event back = { .msg_id = ev.ref, .at = ev.at, .kind = a->back_kind,
+					    .by = ev.by, .ref = a->id };
+		r = s->ops->event_add(s->be, &back);
+	}
+	return r < 0 ? r : 1;
+}
+
+int store_requeued(struct store *s, int64_t id, enum msg_state from, const struct store_event *ev)
+{
+	assert(from == MSG_DEAD || from == MSG_QUARANTINED);
+	struct end_args a = { id, from, MSG_REQUEUED, ev, "requeued-from" };
+	return in_transaction(s, end_msg, &a);
+}
+
+int store_delete(struct store *s, int64_t id, enum msg_state from, const struct store_event *ev)
+{
+	assert(from == MSG_QUEUED || from == MSG_DEAD);
+	struct end_args a = { id, from, MSG_DELETED, ev, NULL };
+	return in_transaction(s, end_msg, &a);
+}
+
+struct resend_args {
+	int64_t id;
+	const struct store_event *ev;
+	int64_t new_id;
+};
+
+static int resend_msg(struct store *s, void *arg)
+{
+	struct resend_args *a = arg;
+	int r = s->ops->msg_copy(s->be, a->id, a->ev->at, &a->new_id);
+	if (r < 0)
+		return r;
+	struct store_event ev = *a->ev, copy = { .msg_id = a->new_id, .at = a->ev->at,
+						 .kind = "resent-from", .by = a->ev->by,
+						 .ref = a->id };
+	ev.msg_id = a->id;
+	ev.ref = a->new_id;
+	r = s->ops->event_add(s->be, &ev);
+	return r < 0 ? r : s->ops->event_add(s->be, &copy);
+}
+
+int store_resend(struct store *s, int64_t id, const struct store_event *ev, int64_t *new_id)
+{
+	struct resend_args a = { id, ev, 0 };
+	int r = in_transaction(s, resend_msg, &a);
+	if (r >= 0)
+		*new_id = a.new_id;
+	return r < 0 ? r : 0;
+}
+
+struct hold_args {
+	const char *endpoint;
+	bool held;
+	int64_t at;
+	const char *by;
+};
+
+static int hold_msg(struct store *s, void *arg)
+{
+	const struct hold_args *a = arg;
+	return s->ops->hold_set(s->be, a->endpoint, a->held, a->at, a->by);
+}
+
+int store_hold(struct store *s, const char *endpoint, bool held, int64_t at, const char *by)
+{
+	struct hold_args a = { endpoint, held, at, by };
+	return in_transaction(s, hold_msg, &a);
+}
+
+int store_holds(struct store *s, store_hold_cb cb, void *arg)
+{
+	return s->ops->holds(s->be, cb, arg);
+}
+
+int store_events(struct store *s, int64_t id, store_event_cb cb, void *arg)
+{
+	return s->ops->events(s->be, id, cb, arg);
+}
+
+int store_find(struct store *s, enum store_find by, const char *key, size_t limit,
+	       store_id_cb cb, void *arg)
+{
+	return s->ops->find(s->be, by, key, limit, cb, arg);
+}
+
+int store_size(struct store *s, int64_t *bytes)
+{
+	return s->ops->size(s->be, bytes);
 }
 
 int store_outage_save(struct store *s, struct outage *o)

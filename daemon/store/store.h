@@ -65,9 +65,13 @@
 
 /* MSG_QUARANTINED rows stand for inbound files moved to a quarantine
  * folder (no body, never delivered), so operators can name them and
- * retention can remove them. */
-enum msg_state { MSG_QUEUED = 0, MSG_DELIVERED = 1, MSG_DEAD = 2, MSG_QUARANTINED = 3 };
-#define MSG_STATE_LAST MSG_QUARANTINED
+ * retention can remove them. An operator's requeue ends a dead letter or
+ * quarantined file as MSG_REQUEUED (its content went on as another
+ * message, which its history names); delete ends a dead letter or queued
+ * message as MSG_DELETED. Both keep the record without the body. */
+enum msg_state { MSG_QUEUED = 0, MSG_DELIVERED = 1, MSG_DEAD = 2, MSG_QUARANTINED = 3,
+		 MSG_REQUEUED = 4, MSG_DELETED = 5 };
+#define MSG_STATE_LAST MSG_DELETED
 
 /* The source of messages the broker itself issues (negative receipts). */
 #define STORE_SOURCE_BROKER "(broker)"
@@ -97,6 +101,8 @@ struct store_new {
 	const char *ext;         /* file extension for delivery, e.g. "xml" */
 	const char *type;        /* first letter's type, e.g. "XDIS20" */
 	const char *envelope_id;
+	const char *letter_id;   /* first letter's id (traced also when dead); NULL = none */
+	const char *refers;      /* a receipt the broker issues: the envelope id it answers */
 	const char *sender;      /* first letter's sender GLN */
 	const char *receiver;    /* first letter's receiver GLN */
 	int nletters;
@@ -115,10 +121,12 @@ struct store_new {
 				  * reused txid): the reason it stored; else "" */
 };
 
-/* A delivery attempt that failed (attempts += 1, last_error = error). */
+/* A delivery attempt that failed (attempts += 1, last_error = error, and an
+ * "attempt" event in the message's history). */
 struct store_attempt {
 	int64_t id;
 	const char *error;
+	const char *fault;       /* its fault class ("refused"); NULL = not known */
 	bool refused; /* the receiver refused the message for what it is: it
 		       * becomes a dead letter with error as its reason */
 };
@@ -140,6 +148,7 @@ struct store_msg {
 	enum msg_state state;
 	const char *source, *endpoint, *format, *ext, *type;
 	const char *envelope_id, *sender, *receiver, *reason, *last_error;
+	const char *letter_id, *refers;    /* as in store_new; NULL when not recorded */
 	int nletters;
 	int attempts;
 	int64_t received_at, delivered_at; /* delivered_at 0 when not delivered */
@@ -162,6 +171,38 @@ struct store_quarantined {
 	size_t size;             /* bytes of the file */
 	int64_t at;              /* wall ms it was quarantined (the row's received_at) */
 	int64_t id;              /* output: the row's id */
+};
+
+/* One entry of a message's history beyond what its row says: failed
+ * attempts, duplicates received later, operators' changes. Strings are
+ * borrowed for a write, the backend's in a row callback. */
+struct store_event {
+	int64_t msg_id;
+	int64_t at;              /* wall ms */
+	const char *kind;        /* "attempt", "duplicate", "requeued", "requeued-from",
+				  * "resent", "resent-from", "deleted" */
+	const char *fault;       /* attempt: its fault class; else NULL */
+	const char *detail;      /* attempt: the error; duplicate: the endpoint it came
+				  * from; an operator's change: what came of it or why */
+	const char *by;          /* an operator's change: "name (uid N)"; else NULL */
+	int64_t ref;             /* the other message it names (the new copy, the
+				  * earlier original); 0 = none */
+};
+
+/* An endpoint an operator holds (store_hold). */
+struct store_hold {
+	const char *endpoint;
+	int64_t at;              /* wall ms it was held */
+	const char *by;          /* who held it */
+};
+
+/* What store_find() looks a message up by. */
+enum store_find {
+	STORE_FIND_ENVELOPE, /* envelope id, a wrapping's transmission id, or the envelope
+			      * a receipt the broker issued answers */
+	STORE_FIND_LETTER,   /* a letter id (any sender) */
+	STORE_FIND_BUNDLE,   /* a FHIR Bundle.id (the envelope of a FHIR message) */
+	STORE_FIND_REFERS,   /* receipts the broker issued for an envelope id */
 };
 
 /* Per-endpoint queue summary. */
@@ -204,6 +245,9 @@ typedef int (*store_send_cb)(const struct store_send *s, void *arg);
 typedef int (*store_maintenance_cb)(const struct maint *m, void *arg);
 typedef int (*store_summary_cb)(const struct store_summary *s, void *arg);
 typedef int (*store_name_cb)(const char *name, void *arg);
+typedef int (*store_event_cb)(const struct store_event *e, void *arg);
+typedef int (*store_hold_cb)(const struct store_hold *h, void *arg);
+typedef int (*store_id_cb)(int64_t id, void *arg);
 
 struct store_options {
 	bool read_only;     /* open for inspection only (tests, offline tools) */
@@ -298,6 +342,45 @@ int store_quarantine_removed(struct store *s, const int64_t *ids, size_t n,
  * quarantined row id: 1 when it is such a row, 0 when not.
  * Blocks: one small transaction, fsync. */
 int store_keep(struct store *s, int64_t id, bool keep) STORE_MUST_CHECK;
+
+/* ---- operators' actions on single messages, and their history ---------- */
+
+/* The history of message id (store_event), by time then as recorded.
+ * Blocks: reads that message's events (an index). */
+int store_events(struct store *s, int64_t id, store_event_cb cb, void *arg) STORE_MUST_CHECK;
+/* Ids of messages that key names as `by` says, ascending, each once, at
+ * most limit. Blocks: a few index look-ups. */
+int store_find(struct store *s, enum store_find by, const char *key, size_t limit,
+	       store_id_cb cb, void *arg) STORE_MUST_CHECK;
+/* Ends message id, which must be in state from (MSG_DEAD or
+ * MSG_QUARANTINED), as MSG_REQUEUED: its body goes (removed_at = ev->at)
+ * and ev (kind "requeued", msg_id = id) joins its history; when ev->ref
+ * names the message its content became, that one's history gets
+ * "requeued-from". 1 when it did, 0 when id is not in state from.
+ * Blocks: one small transaction, fsync. */
+int store_requeued(struct store *s, int64_t id, enum msg_state from,
+		   const struct store_event *ev) STORE_MUST_CHECK;
+/* Ends message id, in state from (MSG_QUEUED or MSG_DEAD), as MSG_DELETED
+ * with its body dropped, and records ev (kind "deleted") in its history.
+ * 1 when it did, 0 when id is not in state from. Blocks: as above. */
+int store_delete(struct store *s, int64_t id, enum msg_state from,
+		 const struct store_event *ev) STORE_MUST_CHECK;
+/* Queues a copy of message id (same endpoint, bytes and metadata, a new id
+ * into *new_id, received now, no attempts) without the duplicate check:
+ * the same letter once more, on purpose. Records "resent" (ev, with ref =
+ * the copy) on id and "resent-from" on the copy. -ENOENT when id has no
+ * body any more (or no endpoint). Blocks: one transaction copying the body, fsync. */
+int store_resend(struct store *s, int64_t id, const struct store_event *ev,
+		 int64_t *new_id) STORE_MUST_CHECK;
+/* Holds (held) or releases endpoint, recording when and by whom. 1 when
+ * that changed something, 0 when it already was so. Blocks: one small
+ * transaction, fsync. */
+int store_hold(struct store *s, const char *endpoint, bool held, int64_t at,
+	       const char *by) STORE_MUST_CHECK;
+/* The endpoints held, by name. Blocks: reads every hold (few). */
+int store_holds(struct store *s, store_hold_cb cb, void *arg) STORE_MUST_CHECK;
+/* Bytes the store occupies now into *bytes. Blocks: a few pragma reads. */
+int store_size(struct store *s, int64_t *bytes) STORE_MUST_CHECK;
 
 /* ---- the outage procedure's records (records.h) ------------------------ */
 

@@ -27,8 +27,10 @@ struct store_backend_ops {
 	/* Random id of this store (8 lowercase hex chars), made when it was created. */
 	const char *(*instance)(void *be);
 
-	/* One batch (store_commit) is one transaction: begin, key_* / msg_*,
-	 * commit or rollback. */
+	/* One batch (store_commit) is one transaction: begin, key_* / msg_* /
+	 * event_add, commit or rollback. An operator's action on one message
+	 * (store_requeued, store_delete, store_resend, store_hold) is one too,
+	 * made of the "inside a transaction" primitives below. */
 	int (*begin)(void *be);
 	int (*commit)(void *be);
 	void (*rollback)(void *be);
@@ -52,6 +54,19 @@ struct store_backend_ops {
 	/* A queued message the receiver refused becomes DEAD with reason; 1
 	 * when it did, 0 when id is not queued (a retried mark). */
 	int (*msg_refused)(void *be, int64_t id, const char *reason);
+	/* Appends e to the history (store_event); inside a transaction. */
+	int (*event_add)(void *be, const struct store_event *e);
+	/* Inside a transaction: moves message id from state `from` to `to`,
+	 * dropping its body (removed_at = now): 1 when it did, 0 when id is not
+	 * in state from. */
+	int (*msg_state)(void *be, int64_t id, enum msg_state from, enum msg_state to, int64_t now);
+	/* Inside a transaction: inserts a queued copy of message id and its body
+	 * (received_at = now, no attempts), its id into *new_id; -ENOENT when id
+	 * has no body or no endpoint. */
+	int (*msg_copy)(void *be, int64_t id, int64_t now, int64_t *new_id);
+	/* Inside a transaction: records endpoint held (at, by) or not; 1 when
+	 * that changed something, 0 when it already was so. */
+	int (*hold_set)(void *be, const char *endpoint, bool held, int64_t at, const char *by);
 
 	/* The queries and record saves of the same name in store.h, with the
 	 * same contracts. Record saves are never called inside begin/commit. */
@@ -69,6 +84,11 @@ struct store_backend_ops {
 				  size_t limit, store_msg_cb cb, void *arg);
 	int (*quarantine_removed)(void *be, const int64_t *ids, size_t n, int64_t now);
 	int (*keep)(void *be, int64_t id, bool keep);
+	int (*events)(void *be, int64_t id, store_event_cb cb, void *arg);
+	int (*find)(void *be, enum store_find by, const char *key, size_t limit, store_id_cb cb,
+		    void *arg);
+	int (*holds)(void *be, store_hold_cb cb, void *arg);
+	int (*size)(void *be, int64_t *bytes);
 
 	int (*outage_save)(void *be, struct outage *o);
 	int (*outage_list)(void *be, int64_t closed_since, size_t limit, store_outage_cb cb,

@@ -14,6 +14,10 @@
  * inbound files are message rows too (state 3, no body), so that dead
  * letters and quarantined files share one retention: dead_expire drops old
  * bodies, quarantine_expired names the files due, and keep exempts a row.
+ * A message's history beyond its row (failed attempts with their fault,
+ * duplicates received later, operators' requeue, resend and delete) is in
+ * events; find looks messages up by envelope, letter and transmission ids
+ * for a trace; holds lists the endpoints an operator paused.
  *
  * Invariants:
  *  - journal_mode=WAL with synchronous=FULL: COMMIT returns only after the
@@ -233,6 +237,40 @@ static const char *const migrations[] = {
 	"WHERE state = 2 AND body_kept = 1 AND keep = 0;"
 	"CREATE INDEX messages_quarantine_due ON messages (received_at, id) "
 	"WHERE state = 3 AND removed_at = 0 AND keep = 0;",
+
+	/* 6: operators' actions on single messages (issue 13). A message is
+	 * traced by its envelope id, a letter id (the first letter's is kept
+	 * on the row, so dead letters, which record no keys, are found too),
+	 * a wrapping's or Bundle's transmission id, and the envelope a receipt
+	 * the broker issued answers (refers). events holds what a row cannot:
+	 * failed attempts, duplicates received later, operators' changes;
+	 * pruned on the history clock. holds are endpoints an operator paused.
+	 * States 4 (requeued) and 5 (deleted) need no index: no scan asks
+	 * for them. */
+	"ALTER TABLE messages ADD COLUMN letter_id TEXT;"
+	"ALTER TABLE messages ADD COLUMN refers TEXT;"
+	"CREATE INDEX messages_envelope ON messages (envelope_id) WHERE envelope_id IS NOT NULL;"
+	"CREATE INDEX messages_letter ON messages (letter_id) WHERE letter_id IS NOT NULL;"
+	"CREATE INDEX messages_refers ON messages (refers) WHERE refers IS NOT NULL;"
+	"CREATE INDEX letter_keys_letter ON letter_keys (letter_id);"
+	"CREATE INDEX txids_id ON txids (id);"
+	"CREATE TABLE events ("
+	"  id         INTEGER PRIMARY KEY,"
+	"  msg_id     INTEGER NOT NULL,"
+	"  at         INTEGER NOT NULL,"
+	"  kind       TEXT NOT NULL,"
+	"  fault      TEXT,"
+	"  detail     TEXT,"
+	"  changed_by TEXT,"
+	"  ref        INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE INDEX events_msg ON events (msg_id, at);"
+	"CREATE INDEX events_at ON events (at);"
+	"CREATE TABLE holds ("
+	"  endpoint   TEXT PRIMARY KEY NOT NULL,"
+	"  at         INTEGER NOT NULL,"
+	"  changed_by TEXT"
+	") WITHOUT ROWID;",
 };
 
 /* Connection settings for a read-write open, in this order. */
@@ -248,12 +286,14 @@ static const char *const rw_pragmas[] = {
 #define MSG_COLS                                                                                   \
 	"m.id, m.state, m.source, m.endpoint, m.format, m.ext, m.type, m.envelope_id, m.sender, " \
 	"m.receiver, m.reason, m.last_error, m.nletters, m.attempts, m.received_at, "             \
-	"m.delivered_at, m.size, m.keep, m.removed_at, m.file, m.error_class"
+	"m.delivered_at, m.size, m.keep, m.removed_at, m.file, m.error_class, m.letter_id, "       \
+	"m.refers"
 
 enum msg_col {
 	C_ID, C_STATE, C_SOURCE, C_ENDPOINT, C_FORMAT, C_EXT, C_TYPE, C_ENVELOPE_ID, C_SENDER,
 	C_RECEIVER, C_REASON, C_LAST_ERROR, C_NLETTERS, C_ATTEMPTS, C_RECEIVED_AT,
-	C_DELIVERED_AT, C_SIZE, C_KEEP, C_REMOVED_AT, C_FILE, C_ERROR_CLASS, C_BODY,
+	C_DELIVERED_AT, C_SIZE, C_KEEP, C_REMOVED_AT, C_FILE, C_ERROR_CLASS, C_LETTER_ID,
+	C_REFERS, C_BODY,
 };
 
 /* The subquery choosing delivered messages whose body may go (?1 before, ?2 limit). */
@@ -301,9 +341,11 @@ enum stmt_id {
 	S_KEY_LOOKUP, S_KEY_INSERT, S_TXID_LOOKUP, S_TXID_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
 	S_ATTEMPT, S_REFUSED,
 	S_FETCH, S_DEPTHS, S_GET, S_GET_BODY,
-	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_3, S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2, S_LIST_EP_3,
-	S_COUNT_0, S_COUNT_1, S_COUNT_2, S_COUNT_3,
-	S_PRUNE_BODIES, S_PRUNE_KEPT, S_PRUNE_MSGS, S_PRUNE_KEYS, S_PRUNE_TXIDS, S_FREELIST, S_VACUUM,
+	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_3, S_LIST_4, S_LIST_5,
+	S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2, S_LIST_EP_3, S_LIST_EP_4, S_LIST_EP_5,
+	S_COUNT_0, S_COUNT_1, S_COUNT_2, S_COUNT_3, S_COUNT_4, S_COUNT_5,
+	S_PRUNE_BODIES, S_PRUNE_KEPT, S_PRUNE_MSGS, S_PRUNE_KEYS, S_PRUNE_TXIDS, S_PRUNE_EVENTS,
+	S_FREELIST, S_VACUUM,
 	S_QUARANTINE_INSERT, S_DEAD_DROP_BODIES, S_DEAD_MARK, S_QUARANTINE_DUE,
 	S_QUARANTINE_REMOVED, S_KEEP,
 	S_OUTAGE_INSERT, S_OUTAGE_UPDATE, S_OUTAGE_LIST, S_OUTAGE_GET,
@@ -311,6 +353,9 @@ enum stmt_id {
 	S_SEND_INSERT, S_SEND_LIST,
 	S_MAINT_INSERT, S_MAINT_UPDATE, S_MAINT_LIST, S_MAINT_LIST_ALL,
 	S_QUEUE_SUMMARY, S_PARTNERS,
+	S_EVENT_INSERT, S_EVENTS, S_STATE_SET, S_BODY_DROP, S_MSG_COPY, S_BODY_COPY,
+	S_HOLD_INSERT, S_HOLD_DELETE, S_HOLDS,
+	S_FIND_ENVELOPE, S_FIND_LETTER, S_FIND_BUNDLE, S_FIND_REFERS, S_PAGE_COUNT, S_PAGE_SIZE,
 	S__COUNT
 };
 
@@ -328,8 +373,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_TXID_INSERT] = "INSERT INTO txids (scope, sender, id, digest, msg_id, seen_at) "
 			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_MSG_INSERT] = "INSERT INTO messages (state, source, endpoint, reason, format, ext, type, "
-			 "envelope_id, sender, receiver, nletters, received_at, size) "
-			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			 "envelope_id, sender, receiver, nletters, received_at, size, letter_id, "
+			 "refers) "
+			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	[S_BODY_INSERT] = "INSERT INTO bodies (id, body) VALUES (?1, ?2)",
 	[S_ROUTE_INSERT] = "INSERT OR IGNORE INTO routes (source, endpoint) VALUES (?1, ?2)",
 	[S_DELIVERED] = "UPDATE messages SET state = 1, delivered_at = ?2 WHERE id = ?1 AND state = 0",
@@ -351,15 +397,21 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_LIST_1] = LIST_SQL(1) LIST_TAIL,
 	[S_LIST_2] = LIST_SQL(2) LIST_TAIL,
 	[S_LIST_3] = LIST_SQL(3) LIST_TAIL,
+	[S_LIST_4] = LIST_SQL(4) LIST_TAIL,
+	[S_LIST_5] = LIST_SQL(5) LIST_TAIL,
 	[S_LIST_EP_0] = LIST_SQL(0) " AND m.endpoint = ?2" LIST_TAIL,
 	[S_LIST_EP_1] = LIST_SQL(1) " AND m.endpoint = ?2" LIST_TAIL,
 	[S_LIST_EP_2] = LIST_SQL(2) " AND m.endpoint = ?2" LIST_TAIL,
 	/* a quarantined row's endpoint is the one whose inbox held it: its source */
 	[S_LIST_EP_3] = LIST_SQL(3) " AND m.source = ?2" LIST_TAIL,
+	[S_LIST_EP_4] = LIST_SQL(4) " AND m.endpoint = ?2" LIST_TAIL,
+	[S_LIST_EP_5] = LIST_SQL(5) " AND m.endpoint = ?2" LIST_TAIL,
 	[S_COUNT_0] = "SELECT count(*) FROM messages WHERE state = 0",
 	[S_COUNT_1] = "SELECT count(*) FROM messages WHERE state = 1",
 	[S_COUNT_2] = "SELECT count(*) FROM messages WHERE state = 2",
 	[S_COUNT_3] = "SELECT count(*) FROM messages WHERE state = 3",
+	[S_COUNT_4] = "SELECT count(*) FROM messages WHERE state = 4",
+	[S_COUNT_5] = "SELECT count(*) FROM messages WHERE state = 5",
 	/* S_PRUNE_BODIES and S_PRUNE_KEPT run back to back with the same
 	 * parameters: the subquery reads only messages, which the first does
 	 * not change, so both see the same rows. */
@@ -371,6 +423,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			 "letter_id FROM letter_keys WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
 	[S_PRUNE_TXIDS] = "DELETE FROM txids WHERE (scope, sender, id) IN (SELECT scope, sender, "
 			  "id FROM txids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
+	[S_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?1 "
+			   "ORDER BY at LIMIT ?2)",
 	[S_FREELIST] = "PRAGMA freelist_count",
 	[S_VACUUM] = "PRAGMA incremental_vacuum(" STR(VACUUM_PAGES) ")",
 	/* body_kept = 0: a quarantined file's bytes never enter the store */
@@ -416,6 +470,40 @@ static const char *const stmt_sql[S__COUNT] = {
 	/* UNION: each name once, sorted; the endpoint itself is no partner */
 	[S_PARTNERS] = "SELECT endpoint FROM routes WHERE source = ?1 AND endpoint <> ?1 "
 		       "UNION SELECT source FROM routes WHERE endpoint = ?1 AND source <> ?1",
+	[S_EVENT_INSERT] = "INSERT INTO events (msg_id, at, kind, fault, detail, changed_by, ref) "
+			   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_EVENTS] = "SELECT msg_id, at, kind, fault, detail, changed_by, ref FROM events "
+		     "WHERE msg_id = ?1 ORDER BY at, id",
+	[S_STATE_SET] = "UPDATE messages SET state = ?3, body_kept = 0, removed_at = ?4 "
+			"WHERE id = ?1 AND state = ?2",
+	[S_BODY_DROP] = "DELETE FROM bodies WHERE id = ?1",
+	/* a copy only of a row that still has its body and an endpoint */
+	[S_MSG_COPY] = "INSERT INTO messages (state, source, endpoint, format, ext, type, envelope_id, "
+		       "sender, receiver, nletters, received_at, size, letter_id, refers) "
+		       "SELECT 0, source, endpoint, format, ext, type, envelope_id, sender, receiver, "
+		       "nletters, ?2, size, letter_id, refers FROM messages "
+		       "WHERE id = ?1 AND endpoint IS NOT NULL AND body_kept = 1 "
+		       "AND EXISTS (SELECT 1 FROM bodies WHERE id = ?1)",
+	[S_BODY_COPY] = "INSERT INTO bodies (id, body) SELECT ?2, body FROM bodies WHERE id = ?1",
+	[S_HOLD_INSERT] = "INSERT OR IGNORE INTO holds (endpoint, at, changed_by) VALUES (?1, ?2, ?3)",
+	[S_HOLD_DELETE] = "DELETE FROM holds WHERE endpoint = ?1",
+	[S_HOLDS] = "SELECT endpoint, at, changed_by FROM holds ORDER BY endpoint",
+	/* UNION: each id once, ascending; every branch an index look-up */
+	[S_FIND_ENVELOPE] = "SELECT id FROM messages WHERE envelope_id = ?1 "
+			    "UNION SELECT id FROM messages WHERE refers = ?1 "
+			    "UNION SELECT msg_id FROM txids WHERE id = ?1 ORDER BY 1 LIMIT ?2",
+	[S_FIND_LETTER] = "SELECT id FROM messages WHERE letter_id = ?1 "
+			  "UNION SELECT msg_id FROM letter_keys WHERE letter_id = ?1 ORDER BY 1 LIMIT ?2",
+	/* a bare FHIR message's envelope is its Bundle; a wrapped one's Bundle.id
+	 * is in the txids (for a dead letter, which records none, use --envelope) */
+	[S_FIND_BUNDLE] = "SELECT id FROM messages WHERE envelope_id = ?1 "
+			  "AND format IN ('fhir-xml', 'fhir-json') "
+			  "UNION SELECT id FROM messages WHERE refers = ?1 "
+			  "UNION SELECT msg_id FROM txids WHERE scope = 'fhir' AND id = ?1 "
+			  "ORDER BY 1 LIMIT ?2",
+	[S_FIND_REFERS] = "SELECT id FROM messages WHERE refers = ?1 ORDER BY id LIMIT ?2",
+	[S_PAGE_COUNT] = "PRAGMA page_count",
+	[S_PAGE_SIZE] = "PRAGMA page_size",
 };
 
 /* Where a field of an outage record lives and how it is typed. The type
@@ -638,6 +726,8 @@ static void row_msg(sqlite3_stmt *st, struct store_msg *m)
 		.removed_at = sqlite3_column_int64(st, C_REMOVED_AT),
 		.file = col_text(st, C_FILE),
 		.error_class = col_text(st, C_ERROR_CLASS),
+		.letter_id = col_text(st, C_LETTER_ID),
+		.refers = col_text(st, C_REFERS),
 	};
 	if (sqlite3_column_count(st) > C_BODY && sqlite3_column_type(st, C_BODY) != SQLITE_NULL) {
 		const void *p = sqlite3_column_blob(st, C_BODY);
@@ -1106,6 +1196,10 @@ static int bind_msg(sqlite3_stmt *st, const struct store_new *m)
 		rc = sqlite3_bind_int64(st, 12, m->received_at);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 13, (sqlite3_int64)m->size);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 14, m->letter_id, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 15, m->refers, -1, SQLITE_STATIC);
 	return rc;
 }
 
@@ -1252,6 +1346,7 @@ static const struct {
 	{ S_PRUNE_MSGS, false, true },
 	{ S_PRUNE_KEYS, false, true },
 	{ S_PRUNE_TXIDS, false, true },
+	{ S_PRUNE_EVENTS, false, true },
 };
 
 static int prune_rows(struct sq *q, int64_t body_before, int64_t history_before, int64_t limit)
@@ -1305,9 +1400,9 @@ static int sq_prune(void *be, int64_t body_before, int64_t history_before, size_
 
 /* Retention of dead-letter bodies and quarantined files. */
 
-_Static_assert(S_LIST_0 + MSG_STATE_LAST == S_LIST_3 &&
-		       S_LIST_EP_0 + MSG_STATE_LAST == S_LIST_EP_3 &&
-		       S_COUNT_0 + MSG_STATE_LAST == S_COUNT_3,
+_Static_assert(S_LIST_0 + MSG_STATE_LAST == S_LIST_5 &&
+		       S_LIST_EP_0 + MSG_STATE_LAST == S_LIST_EP_5 &&
+		       S_COUNT_0 + MSG_STATE_LAST == S_COUNT_5,
 	       "one list and count statement per state, in state order");
 
 static int bind_quarantined(sqlite3_stmt *st, const struct store_quarantined *x)
@@ -1709,6 +1804,155 @@ static int sq_partners(void *be, const char *endpoint, store_name_cb cb, void *a
 	return stmt_each(q, st, rc, name_row, (any_fn)cb, arg, "partners");
 }
 
+/* Operators' actions on single messages, and their history. */
+
+static int sq_event_add(void *be, const struct store_event *e)
+{
+	struct sq *q = be;
+	assert(e->kind);
+	sqlite3_stmt *st = q->st[S_EVENT_INSERT];
+	int rc = sqlite3_bind_int64(st, 1, e->msg_id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, e->at);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 3, e->kind, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 4, e->fault, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 5, e->detail,
+				       e->detail ? text_len_capped(e->detail, ERROR_MAX) : 0,
+				       SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, e->by, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 7, e->ref);
+	return stmt_run(q, st, rc, "record history event");
+}
+
+static int event_row(sqlite3_stmt *st, any_fn cb, void *arg)
+{
+	struct store_event e = {
+		.msg_id = sqlite3_column_int64(st, 0),
+		.at = sqlite3_column_int64(st, 1),
+		.kind = col_text(st, 2),
+		.fault = col_text(st, 3),
+		.detail = col_text(st, 4),
+		.by = col_text(st, 5),
+		.ref = sqlite3_column_int64(st, 6),
+	};
+	return ((store_event_cb)cb)(&e, arg);
+}
+
+static int sq_events(void *be, int64_t id, store_event_cb cb, void *arg)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_EVENTS];
+	return stmt_each(q, st, sqlite3_bind_int64(st, 1, id), event_row, (any_fn)cb, arg,
+			 "message history");
+}
+
+static int sq_msg_state(void *be, int64_t id, enum msg_state from, enum msg_state to, int64_t now)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_STATE_SET];
+	int rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, 2, (int)from);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, 3, (int)to);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, now);
+	int r = stmt_run(q, st, rc, "change message state");
+	if (r < 0 || sqlite3_changes(q->db) == 0)
+		return r;
+	st = q->st[S_BODY_DROP];
+	r = stmt_run(q, st, sqlite3_bind_int64(st, 1, id), "drop message body");
+	return r < 0 ? r : 1;
+}
+
+static int sq_msg_copy(void *be, int64_t id, int64_t now, int64_t *new_id)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_MSG_COPY];
+	int rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, now);
+	int r = stmt_run(q, st, rc, "copy message");
+	if (r < 0)
+		return r;
+	if (sqlite3_changes(q->db) == 0)
+		return sq_fail_msg(q, -ENOENT, "no such message with a body and an endpoint");
+	int64_t copy = sqlite3_last_insert_rowid(q->db);
+	st = q->st[S_BODY_COPY];
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, copy);
+	r = stmt_run(q, st, rc, "copy message body");
+	if (r == 0)
+		*new_id = copy;
+	return r;
+}
+
+static int sq_hold_set(void *be, const char *endpoint, bool held, int64_t at, const char *by)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[held ? S_HOLD_INSERT : S_HOLD_DELETE];
+	int rc = sqlite3_bind_text(st, 1, endpoint, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && held)
+		rc = sqlite3_bind_int64(st, 2, at);
+	if (rc == SQLITE_OK && held)
+		rc = sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
+	int r = stmt_run(q, st, rc, held ? "hold endpoint" : "release endpoint");
+	return r < 0 ? r : sqlite3_changes(q->db) > 0;
+}
+
+static int hold_row(sqlite3_stmt *st, any_fn cb, void *arg)
+{
+	struct store_hold h = { col_text(st, 0), sqlite3_column_int64(st, 1), col_text(st, 2) };
+	return ((store_hold_cb)cb)(&h, arg);
+}
+
+static int sq_holds(void *be, store_hold_cb cb, void *arg)
+{
+	struct sq *q = be;
+	return stmt_each(q, q->st[S_HOLDS], SQLITE_OK, hold_row, (any_fn)cb, arg, "list holds");
+}
+
+static int id_row(sqlite3_stmt *st, any_fn cb, void *arg)
+{
+	return ((store_id_cb)cb)(sqlite3_column_int64(st, 0), arg);
+}
+
+static int sq_find(void *be, enum store_find by, const char *key, size_t limit, store_id_cb cb,
+		   void *arg)
+{
+	static const enum stmt_id by_stmt[] = {
+		[STORE_FIND_ENVELOPE] = S_FIND_ENVELOPE, [STORE_FIND_LETTER] = S_FIND_LETTER,
+		[STORE_FIND_BUNDLE] = S_FIND_BUNDLE, [STORE_FIND_REFERS] = S_FIND_REFERS,
+	};
+	struct sq *q = be;
+	assert((size_t)by < ARRAY_SIZE(by_stmt) && key);
+	sqlite3_stmt *st = q->st[by_stmt[by]];
+	int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, limit_arg(limit));
+	return stmt_each(q, st, rc, id_row, (any_fn)cb, arg, "find messages");
+}
+
+static int sq_size(void *be, int64_t *bytes)
+{
+	struct sq *q = be;
+	int64_t pages = 0, page_size = 0;
+	int r = stmt_int64(q, q->st[S_PAGE_COUNT], SQLITE_OK, &pages, "page_count");
+	if (r > 0)
+		r = stmt_int64(q, q->st[S_PAGE_SIZE], SQLITE_OK, &page_size, "page_size");
+	if (r == 0)
+		return sq_fail_msg(q, -ENODATA, "page_count or page_size: no value");
+	if (r > 0)
+		*bytes = pages * page_size;
+	return r < 0 ? r : 0;
+}
+
 /* Diagnostics for tests. */
 
 int store_sqlite_create_version(const char *state_dir, int version)
@@ -1735,6 +1979,10 @@ static const struct {
 	{ "notice_pending", S_NOTICE_PENDING },
 	{ "quarantine_due", S_QUARANTINE_DUE },
 	{ "dead_due", S_DEAD_MARK },
+	{ "find_envelope", S_FIND_ENVELOPE },
+	{ "find_letter", S_FIND_LETTER },
+	{ "find_bundle", S_FIND_BUNDLE },
+	{ "events", S_EVENTS },
 };
 
 /* Appends the detail column of every row of the plan st to buf. */
@@ -1828,4 +2076,12 @@ const struct store_backend_ops store_sqlite_ops = {
 	.maintenance_list = sq_maintenance_list,
 	.queue_summary = sq_queue_summary,
 	.partners = sq_partners,
+	.event_add = sq_event_add,
+	.msg_state = sq_msg_state,
+	.msg_copy = sq_msg_copy,
+	.hold_set = sq_hold_set,
+	.events = sq_events,
+	.find = sq_find,
+	.holds = sq_holds,
+	.size = sq_size,
 };

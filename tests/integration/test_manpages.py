@@ -146,20 +146,25 @@ class ManPages(BrokerTest):
             " _edibrokerctl; echo \"${COMPREPLY[*]}\"; }\n"
             "c 'edibrokerctl '\nc 'edibrokerctl ou'\nc 'edibrokerctl outage '\n"
             "c 'edibrokerctl -s %s queue '\nc 'edibrokerctl --js'\nc 'edibrokerctl dead '\n"
-            % (os.path.join(ROOT, "packaging", "bash-completion", "edibrokerctl"), b.sock))
+            "c 'edibrokerctl -s %s hold '\nc 'edibrokerctl trace --envelope '\n"
+            % (os.path.join(ROOT, "packaging", "bash-completion", "edibrokerctl"), b.sock,
+               b.sock))
         env = dict(os.environ, PATH=BIN + ":" + os.environ["PATH"])
         r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
                            timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
-        self.assertEqual(len(lines), 6, r.stdout + r.stderr)
-        self.assertTrue({"status", "queue", "dead", "outage", "outages", "maintenance"}
+        self.assertEqual(len(lines), 8, r.stdout + r.stderr)
+        self.assertTrue({"status", "queue", "dead", "outage", "outages", "maintenance",
+                         "trace", "requeue", "hold", "release", "retry", "resend", "delete"}
                         <= set(lines[0].split()), lines[0])
         self.assertEqual(lines[1].split(), ["outage", "outages"])
         self.assertEqual(lines[2].split(), ["close", "open", "set", "show"])
         self.assertEqual(lines[3].split(), ["hospital", "municipality"])
         self.assertEqual(lines[4].split(), ["--json"])
         self.assertEqual(lines[5], "", "dead takes no argument")
+        self.assertEqual(lines[6].split(), ["hospital", "municipality"], "hold ENDPOINT")
+        self.assertEqual(lines[7], "", "an envelope id is the operator's to type")
 
 
 if __name__ == "__main__":

@@ -44,8 +44,7 @@ def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
 
 
-# Every file the package installs, but the prometheus/ files (as many as
-# packaging/prometheus holds) and the conffile, checked apart.
+# Every file the package installs, the conffile included.
 EXPECTED = {
     "./lib/systemd/system/edibrokerd.service": "-rw-r--r--",
     "./usr/bin/edibrokerctl": "-rwxr-xr-x",
@@ -62,6 +61,9 @@ EXPECTED = {
     "./usr/share/man/man8/edibrokerctl.8.gz": "-rw-r--r--",
     "./usr/share/man/man8/edibrokerd.8.gz": "-rw-r--r--",
     "./usr/share/lintian/overrides/edibroker": "-rw-r--r--",
+    "./usr/share/edibroker/prometheus/edibroker-rules.yml": "-rw-r--r--",
+    "./usr/share/edibroker/prometheus/edibroker-rules.test.yml": "-rw-r--r--",
+    "./usr/share/edibroker/prometheus/edibroker-dashboard.json": "-rw-r--r--",
     "./etc/edibroker/edibroker.conf": "-rw-r-----",
 }
 
@@ -113,12 +115,13 @@ class Package(unittest.TestCase):
             self.assertEqual(owner, "root/root", line)
             if not perm.startswith("d"):
                 files[path] = perm
-        expected = dict(EXPECTED)
-        for p in glob.glob(os.path.join(ROOT, "packaging", "prometheus", "*")):
-            if os.path.basename(p) != "README.md":
-                expected["./usr/share/edibroker/prometheus/" + os.path.basename(p)] = "-rw-r--r--"
         self.maxDiff = None
-        self.assertEqual(files, expected)
+        self.assertEqual(files, EXPECTED)
+        # every file of packaging/prometheus but its README goes in
+        shipped = {os.path.basename(p) for p in EXPECTED if "/prometheus/" in p}
+        here = {os.path.basename(p) for p in
+                glob.glob(os.path.join(ROOT, "packaging", "prometheus", "*"))}
+        self.assertEqual(here - {"README.md"}, shipped)
 
     def test_conffile_is_declared(self):
         with open(os.path.join(self.control, "conffiles")) as f:

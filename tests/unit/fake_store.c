@@ -203,6 +203,47 @@ static int fk_quarantine_expired(void *be, int64_t before, int64_t after_at, int
 	return fk_nosys(be, "quarantine_expired");
 }
 
+static int fk_event_add(void *be, const struct store_event *e)
+{
+	return fk_nosys(be, "event_add");
+}
+
+static int fk_msg_state(void *be, int64_t id, enum msg_state from, enum msg_state to, int64_t now)
+{
+	return fk_nosys(be, "msg_state");
+}
+
+static int fk_msg_copy(void *be, int64_t id, int64_t now, int64_t *new_id)
+{
+	return fk_nosys(be, "msg_copy");
+}
+
+static int fk_hold_set(void *be, const char *endpoint, bool held, int64_t at, const char *by)
+{
+	return fk_nosys(be, "hold_set");
+}
+
+static int fk_events(void *be, int64_t id, store_event_cb cb, void *arg)
+{
+	return fk_nosys(be, "events");
+}
+
+static int fk_find(void *be, enum store_find by, const char *key, size_t limit, store_id_cb cb,
+		   void *arg)
+{
+	return fk_nosys(be, "find");
+}
+
+static int fk_holds(void *be, store_hold_cb cb, void *arg)
+{
+	return fk_nosys(be, "holds");
+}
+
+static int fk_size(void *be, int64_t *bytes)
+{
+	return fk_nosys(be, "size");
+}
+
 static int fk_quarantine_removed(void *be, const int64_t *ids, size_t n, int64_t now)
 {
 	return fk_nosys(be, "quarantine_removed");
@@ -518,6 +559,14 @@ static const struct store_backend_ops fake_ops = {
 	.maintenance_list = fk_maintenance_list,
 	.queue_summary = fk_queue_summary,
 	.partners = fk_partners,
+	.event_add = fk_event_add,
+	.msg_state = fk_msg_state,
+	.msg_copy = fk_msg_copy,
+	.hold_set = fk_hold_set,
+	.events = fk_events,
+	.find = fk_find,
+	.holds = fk_holds,
+	.size = fk_size,
 };
 
 /* ---- what tests call ---------------------------------------------------- */

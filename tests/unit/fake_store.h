@@ -3,7 +3,8 @@
  * the store: the outage procedure's records (outages, notices, send
  * attempts, maintenance windows) kept in arrays, and a queue summary and
  * partners the test seeds. Messages are not kept: those primitives (and
- * the retention of dead letters and quarantined files) return -ENOSYS.
+ * the retention of dead letters and quarantined files, the messages'
+ * history and holds) return -ENOSYS.
  *
  * Opened through the store front end (store_open_backend), so the code
  * under test uses the real store.c. One fake store at a time: the seeding

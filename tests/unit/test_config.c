@@ -1361,3 +1361,47 @@ Test(config, a_transport_adds_broker_keys_and_keys_for_every_endpoint, .init = w
 	};
 	expect_errors(cases, ARRAY_SIZE(cases));
 }
+
+/* [metrics] listen: an IP literal and a port (binding needs no look-up),
+ * off unless set, and not changed by a reload. */
+Test(config, metrics_listen_is_an_ip_address_and_a_port)
+{
+	struct config *cfg = load_ok("[broker]\nstate_dir = /tmp/x\n");
+	cr_assert_null(cfg->metrics_listen, "off unless set");
+	config_free(cfg);
+	cfg = load_ok("[metrics]\nlisten = 127.0.0.1:9464\n");
+	cr_assert_str_eq(cfg->metrics_listen, "127.0.0.1:9464");
+	struct config *v6 = load_ok("[metrics]\nlisten = [::1]:9100\n");
+	cr_assert_eq(config_nonreloadable_changes(cfg, v6, NULL, NULL), 1, "a restart");
+	config_free(v6);
+	config_free(cfg);
+	expect_error("\n[metrics]\nlisten = localhost:9464\n",
+		     "3: listen: \"localhost\" is not an IPv4 address (a name would need a look-up)");
+	expect_error("[metrics]\nlisten = 127.0.0.1\n",
+		     "2: listen: \"127.0.0.1\" is not HOST:PORT with HOST an IP address "
+		     "(127.0.0.1:9464, [::1]:9464)");
+}
+
+/* --print-config: what the file says and every default, secrets not. */
+Test(config, print_shows_defaults_and_redacts_secrets)
+{
+	struct config *cfg = load_ok(
+		"[notify]\nsmtp_url = smtp://u:PW@mail.example/\nmail_from = a@b.example\n"
+		"smtp_password = SECRET\nfallback_command = /opt/sms.sh --key KEY\n");
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	cr_assert_eq(config_print(cfg, f), 0);
+	fclose(f);
+	cr_assert_null(strstr(text, "SECRET"));
+	cr_assert_null(strstr(text, "PW"));
+	cr_assert_null(strstr(text, "KEY"));
+	cr_assert(strstr(text, "\n[notify]\nsmtp_url = smtp://***@mail.example/\n"), "%s", text);
+	cr_assert(strstr(text, "\nsmtp_password = ***\n"));
+	cr_assert(strstr(text, "\nfallback_command = sms.sh\n"));
+	cr_assert(strstr(text, "\n[delivery]\nretry_initial = 5s\nretry_max = 10m\n"), "%s", text);
+	cr_assert(strstr(text, "\n# listen (not set)\n"));
+	cr_assert(strstr(text, "\nmax_message_size = 16M\n"));
+	free(text);
+	config_free(cfg);
+}

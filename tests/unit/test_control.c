@@ -149,6 +149,7 @@ Test(control_verbs, reading_verbs_do_not_change_state)
 		"{\"cmd\":\"maintenance\"}", "{\"cmd\":\"maintenance\",\"action\":\"list\"}",
 		"{\"cmd\":\"status\",\"action\":\"close\"}", /* a verb without actions ignores it */
 		"{\"cmd\":\"nonsense\"}", "{\"cmd\":\"outage\",\"action\":\"nonsense\"}",
+		"{\"cmd\":\"trace\",\"id\":1}", "{\"cmd\":\"trace\",\"envelope\":\"E\"}",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(ro); i++)
 		cr_assert_not(mutates(ro[i]), "%s", ro[i]);
@@ -162,6 +163,10 @@ Test(control_verbs, every_change_is_marked)
 		"{\"cmd\":\"maintenance\",\"action\":\"add\"}",
 		"{\"cmd\":\"maintenance\",\"action\":\"remove\"}", "{\"cmd\":\"keep\",\"id\":3}",
 		"{\"cmd\":\"keep\",\"action\":\"release\",\"id\":3}",
+		"{\"cmd\":\"requeue\",\"ids\":[3]}", "{\"cmd\":\"hold\",\"endpoint\":\"a\"}",
+		"{\"cmd\":\"release\",\"endpoint\":\"a\"}",
+		"{\"cmd\":\"retry\",\"endpoint\":\"a\"}", "{\"cmd\":\"resend\",\"id\":3}",
+		"{\"cmd\":\"delete\",\"id\":3,\"reason\":\"x\"}",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(rw); i++)
 		cr_assert(mutates(rw[i]), "%s", rw[i]);
@@ -188,7 +193,7 @@ static json_t *dispatch_as(uid_t uid, const char *user, const char *text)
 {
 	static struct control_peer peer;
 	peer = (struct control_peer){ .pid = 42, .uid = uid, .gid = uid };
-	struct control_caller who = { &peer, user, &with_group };
+	struct control_caller who = { &peer, user, &with_group, NULL };
 	json_t *r = req(text);
 	json_t *ans = control_dispatch(r, &who, &env);
 	json_decref(r);
@@ -216,6 +221,20 @@ Test(control_gate, a_change_without_the_role_is_refused_by_name)
 	ans = dispatch_as(65534, "nobody", "{\"cmd\":\"keep\",\"action\":\"release\",\"id\":7}");
 	cr_assert(strstr(error_of(ans), "permission denied: keep release needs "));
 	json_decref(ans);
+	/* the actions on messages, requeue's later answer included, are refused first */
+	static const char *const acts[][2] = {
+		{ "{\"cmd\":\"requeue\",\"ids\":[7]}", "requeue" },
+		{ "{\"cmd\":\"hold\",\"endpoint\":\"a\"}", "hold" },
+		{ "{\"cmd\":\"delete\",\"id\":7,\"reason\":\"x\"}", "delete" },
+		{ "{\"cmd\":\"resend\",\"id\":7}", "resend" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(acts); i++) {
+		ans = dispatch_as(65534, "nobody", acts[i][0]);
+		char want[64];
+		snprintf(want, sizeof(want), "permission denied: %s needs ", acts[i][1]);
+		cr_assert(strstr(error_of(ans), want), "%s", error_of(ans));
+		json_decref(ans);
+	}
 }
 
 Test(control_gate, reading_is_for_anyone)

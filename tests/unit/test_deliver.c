@@ -18,6 +18,7 @@
 #include "transport/transport.h"
 #include "codecs/base/mem.h"
 #include "base/lanes.h"
+#include "metrics/metrics.h"
 #include "tests/unit/fake_transport.h"
 #include "tests/unit/testutil.h"
 
@@ -211,7 +212,8 @@ static void msg_done(int err, struct store_new *m, void *arg)
 	if (s->ep) {
 		uint8_t *copy = xmalloc(s->size[i]);
 		memcpy(copy, s->body[i], s->size[i]);
-		deliver_enqueue(s->ep, m->id, copy, s->size[i], "xml", m->received_at);
+		deliver_enqueue(s->ep, m->id, copy, s->size[i], "xml", "XDIS20",
+				m->received_at);
 	}
 }
 
@@ -790,6 +792,97 @@ Test(deliver, hold_during_batch_stops_the_next)
 	deliver_hold(ep, false);
 	wait_confirmed(f, 12, 3000);
 	assert_all_in_order(f, s);
+	free_ep(ep);
+	msgs_free(s);
+	fake_transport_free(f);
+}
+
+/* ---- operators: deleting a queued message ------------------------------- */
+
+/* A message in the batch with the transport may be written right now: it
+ * cannot be deleted. One still waiting leaves the window and the count,
+ * and the rest go in order. */
+Test(deliver, a_queued_message_can_be_forgotten_but_not_while_it_is_sent)
+{
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	struct deliver_params p = params();
+	p.batch_max = 2;
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 6, 100, ep);
+	f->block = true;
+	allow_delivery = true;
+	deliver_kick(ep);
+	run_for(10);
+	fake_transport_wait_entered(f);
+	cr_assert(deliver_sending(ep, s->id[0]));
+	cr_assert(deliver_sending(ep, s->id[1]));
+	cr_assert_not(deliver_sending(ep, s->id[2]));
+	deliver_forget(ep, s->id[3], s->size[3]);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 5);
+	fake_transport_release(f);
+	f->block = false;
+	wait_confirmed(f, 5, 3000);
+	run_for(100);
+	cr_assert_eq(fake_transport_confirmed(f), 5, "the forgotten one was not sent");
+	for (size_t i = 0; i < 5; i++)
+		cr_assert_neq(f->confirmed[i], s->id[3]);
+	cr_assert_eq(f->confirmed[2], s->id[2]);
+	cr_assert_eq(f->confirmed[3], s->id[4], "order kept around the gap");
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.queued, 0);
+	free_ep(ep);
+	msgs_free(s);
+	fake_transport_free(f);
+}
+
+struct hist {
+	char kinds[4][16], faults[4][16];
+	size_t n;
+};
+
+static int add_event(const struct store_event *e, void *arg)
+{
+	struct hist *h = arg;
+	cr_assert_lt(h->n, 4);
+	str_copy(h->kinds[h->n], e->kind, sizeof(h->kinds[0]));
+	str_copy(h->faults[h->n++], e->fault ? e->fault : "", sizeof(h->faults[0]));
+	return 0;
+}
+
+/* A failed attempt goes to the message's history with its fault class,
+ * and is counted; the delivery is counted by type with its latency. */
+Test(deliver, failures_are_kept_with_their_fault_and_deliveries_counted)
+{
+	metrics_reset();
+	const char *const names[] = { EP };
+	metrics_set_endpoints(names, 1);
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	struct deliver_params p = params();
+	allow_delivery = false;
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 2, 100, ep);
+	f->fail_id = s->id[0];
+	f->fails_left = 1;
+	f->fault = FAULT_REFUSED;
+	allow_delivery = true;
+	deliver_kick(ep);
+	wait_confirmed(f, 2, 3000);
+	settle();
+	struct hist h = { .n = 0 };
+	cr_assert_eq(store_events(store, s->id[0], add_event, &h), 1);
+	cr_assert_str_eq(h.kinds[0], "attempt");
+	cr_assert_str_eq(h.faults[0], "refused");
+	_cleanup_free_ char *text = metrics_render(NULL);
+	cr_assert(strstr(text, "edibroker_delivery_failures_total{endpoint=\"" EP "\","
+			       "fault=\"refused\"} 1\n"), "%s", text);
+	cr_assert(strstr(text, "edibroker_messages_delivered_total{endpoint=\"" EP "\","
+			       "type=\"XDIS20\"} 2\n"), "%s", text);
+	cr_assert(strstr(text, "edibroker_delivery_latency_seconds_count{endpoint=\"" EP
+			       "\"} 2\n"), "%s", text);
+	metrics_reset();
 	free_ep(ep);
 	msgs_free(s);
 	fake_transport_free(f);

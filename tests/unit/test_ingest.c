@@ -21,6 +21,7 @@
 #include "store/store.h"
 #include "codecs/base/base64.h"
 #include "codecs/base/mem.h"
+#include "metrics/metrics.h"
 #include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
@@ -57,7 +58,7 @@ struct queued {
 	int64_t id;
 	uint8_t *body;
 	size_t size;
-	char ext[16];
+	char ext[16], type[48];
 	int64_t received_at;
 };
 
@@ -65,7 +66,7 @@ static struct queued queued[16];
 static size_t nqueued;
 
 static void on_queued(void *ctx, const char *endpoint, int64_t id, uint8_t *body, size_t size,
-		      const char *ext, int64_t received_at)
+		      const char *ext, const char *type, int64_t received_at)
 {
 	cr_assert_eq(ctx, (void *)&nqueued);
 	cr_assert_lt(nqueued, ARRAY_SIZE(queued));
@@ -75,6 +76,7 @@ static void on_queued(void *ctx, const char *endpoint, int64_t id, uint8_t *body
 	q->body = body; /* ownership moves to us */
 	q->size = size;
 	str_copy(q->ext, ext, sizeof(q->ext));
+	str_copy(q->type, type, sizeof(q->type));
 	q->received_at = received_at;
 }
 
@@ -102,6 +104,18 @@ static void on_done(const struct ingest_outcome *o, void *arg)
 		out->code = o->error->code;
 		str_copy(out->error_text, o->error->text, sizeof(out->error_text));
 	}
+}
+
+struct idlist {
+	int64_t *v;
+	size_t n;
+};
+
+static int add_id(int64_t id, void *arg)
+{
+	struct idlist *l = arg;
+	l->v[l->n++] = id;
+	return 0;
 }
 
 /* ---- setup ------------------------------------------------------------- */
@@ -599,6 +613,61 @@ Test(ingest, unknown_receiver_is_dead_with_receipt_to_source)
 	cr_assert_arr_eq(queued[0].body, r.body, r.size);
 	cr_assert_str_eq(queued[0].ext, "xml");
 	free(r.body);
+	free(b.p);
+}
+
+/* What an operator's trace needs: the dead letter's first letter id, and
+ * the receipt's link to the envelope it answers; and what metrics count. */
+Test(ingest, dead_letters_keep_their_letter_id_and_receipts_the_envelope_they_answer)
+{
+	metrics_reset();
+	const char *const names[] = { "hospital", "municipality" };
+	metrics_set_endpoints(names, 2);
+	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
+	struct outcome o;
+	submit("hospital", b, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_DEAD);
+	cr_assert_str_eq(queued[0].type, "XCTL01");
+	int64_t ids[4];
+	struct idlist got = { ids, 0 };
+	cr_assert_eq(store_find(store, STORE_FIND_LETTER, "24681012", 4, add_id, &got), 1);
+	cr_assert_eq(ids[0], o.id, "the dead letter, by its letter id");
+	got.n = 0;
+	cr_assert_eq(store_find(store, STORE_FIND_REFERS, "123456789", 4, add_id, &got), 1);
+	cr_assert_eq(ids[0], queued[0].id, "the receipt, by the envelope it answers");
+	_cleanup_free_ char *text = metrics_render(NULL);
+	cr_assert(strstr(text, "edibroker_messages_dead_total{source=\"hospital\","
+			       "reason=\"unknown-receiver\"} 1\n"), "%s", text);
+	metrics_reset();
+	free(b.p);
+}
+
+/* An operator's requeue of a message that still has no route: nothing is
+ * stored, no receipt is sent again, and the caller keeps its copy. */
+Test(ingest, no_dead_flag_stores_nothing_for_an_unroutable_message)
+{
+	struct buf b = sample_replaced("DIS20_1.xml", DIS20_RECEIVER, UNKNOWN_GLN);
+	struct outcome o = { 0 };
+	ingest_submit(ing, "hospital", dup_bytes(b), b.n, INGEST_NO_DEAD | INGEST_NO_RECEIPT,
+		      on_done, &o);
+	turn();
+	cr_assert_eq(o.calls, 1);
+	cr_assert_eq(o.result, INGEST_DEAD);
+	cr_assert_eq(o.id, 0, "not stored");
+	cr_assert(strstr(o.reason, UNKNOWN_GLN), "%s", o.reason);
+	cr_assert_eq(stored_total(), 0);
+	cr_assert_eq(nqueued, 0);
+
+	/* routable now: stored and queued as any message */
+	struct buf ok = sample("DIS20_1.xml");
+	ingest_submit(ing, "hospital", dup_bytes(ok), ok.n, INGEST_NO_DEAD | INGEST_NO_RECEIPT,
+		      on_done, &o);
+	turn();
+	cr_assert_eq(o.result, INGEST_ACCEPTED);
+	cr_assert_gt(o.id, 0);
+	cr_assert_eq(nqueued, 1);
+	free(ok.p);
 	free(b.p);
 }
 

@@ -809,3 +809,35 @@ Test(procedure, a_refused_login_without_a_fallback_holds_the_mail_not_the_webhoo
 	cr_assert_eq(nrounds, 4);
 	cr_assert(rounds[2].email && rounds[3].email);
 }
+
+/* An operator's hold is a planned shutdown by hand: going down while held
+ * opens no outage and sends nothing; released still down, the acute
+ * procedure starts from the release; an outage already open sends nothing
+ * while held and goes on from where it was. */
+Test(procedure, a_held_endpoint_is_treated_like_a_planned_shutdown)
+{
+	procedure_endpoint_held(p, "kommune", true);
+	cr_assert_str_eq(health("kommune"), "held");
+	goes_down(T0);
+	cr_assert_eq(outages_stored(), 0, "no outage while held");
+	for (int64_t t = T0 + 5 * MIN; t <= T0 + 3 * HOUR; t += 10 * MIN)
+		tick_at(t);
+	cr_assert_eq(nrounds, 0, "no notice while held");
+	cr_assert_null(procedure_outage_state(p, "kommune"));
+
+	now_ms = T0 + 3 * HOUR;
+	procedure_endpoint_held(p, "kommune", false);
+	cr_assert_str_eq(health("kommune"), "down");
+	cr_assert_eq(outages_stored(), 1, "released while down: the acute procedure starts");
+	cr_assert_eq(stored[0].started_at, T0 + 3 * HOUR, "from the release");
+	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "open");
+
+	/* held again: the open outage's notice, due at the threshold, waits */
+	procedure_endpoint_held(p, "kommune", true);
+	tick_at(T0 + 5 * HOUR + MIN);
+	cr_assert_eq(nrounds, 0, "held: the due notice is not sent");
+	procedure_endpoint_held(p, "kommune", false);
+	tick_at(T0 + 5 * HOUR + 2 * MIN);
+	cr_assert_eq(nrounds, 1, "released: it goes out");
+	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "announced");
+}
