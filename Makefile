@@ -120,7 +120,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 		echo "  REPLAY  $$n"; $$f tests/fuzz/corpus/$${n#fuzz_}; done
 
 integration: all
-	$(Q)$(PYTHON) tests/integration/run.py $(if $(T),$(T),)
+	$(Q)$(if $(SANITIZE),EDIBROKER_TEST_TIMEOUT_SCALE=3 )$(PYTHON) tests/integration/run.py $(if $(T),$(T),)
 
 # The house rules for includes (scripts/check-layers.py), and a test that the
 # check does fail on a wrong include.
