@@ -499,10 +499,10 @@ static int lock_state_dir(struct broker *b, char *err, size_t errlen)
  * them, would pass the high-water mark (large by default: an EOJ system
  * down for a weekend must not reach it). Messages for other endpoints go
  * on. */
-static bool queue_full(void *ctx, const char *endpoint, size_t size)
+static bool queue_full(void *ctx, const char *endpoint, size_t mine_more, size_t total_more)
 {
 	struct broker *b = ctx;
-	int64_t total = (int64_t)size, mine = (int64_t)size;
+	int64_t total = (int64_t)total_more, mine = (int64_t)mine_more;
 	for (size_t i = 0; i < b->neps; i++) {
 		struct deliver_info di;
 		deliver_get_info(b->eps[i]->dep, &di);

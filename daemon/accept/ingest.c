@@ -39,6 +39,7 @@
 #include "codecs/base/mem.h"
 #include "metrics/metrics.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,6 +77,12 @@ struct ingest {
 	ingest_full_fn full;
 	void *full_ctx;
 	size_t inflight;
+	/* Bytes passed by back-pressure and not yet committed (then the
+	 * endpoint's queue counts them), by endpoint: without them one batch,
+	 * or batches overtaking a slow commit, could pass the mark together. */
+	struct pending { char *endpoint; size_t bytes; } *pend;
+	size_t npend;
+	size_t pend_total;
 };
 
 /* The messages one source submitted in one loop turn. */
@@ -120,6 +127,7 @@ struct item {
 	struct codec_error error;
 	struct receipt_item *receipt; /* NULL when none is due */
 	bool msg_pending;             /* m is in the commit */
+	bool counted;                 /* size is in ing->pend */
 	int commit_err;
 };
 
@@ -164,6 +172,9 @@ void ingest_free(struct ingest *ing)
 	for (size_t i = 0; i < ing->nsources; i++)
 		free(ing->sources[i].name); /* the lanes go with the pool */
 	free(ing->sources);
+	for (size_t i = 0; i < ing->npend; i++)
+		free(ing->pend[i].endpoint);
+	free(ing->pend);
 	event_free(ing->flush_ev);
 	router_free(ing->router);
 	settings_unref(ing->set);
@@ -487,9 +498,49 @@ static void finish(struct item *it)
 	report(it, res);
 }
 
+static struct pending *pending_of(struct ingest *ing, const char *endpoint, bool add)
+{
+	for (size_t i = 0; i < ing->npend; i++)
+		if (strcmp(ing->pend[i].endpoint, endpoint) == 0)
+			return &ing->pend[i];
+	if (!add)
+		return NULL;
+	ing->pend = xrealloc(ing->pend, (ing->npend + 1) * sizeof(*ing->pend));
+	ing->pend[ing->npend] = (struct pending){ .endpoint = xstrdup(endpoint) };
+	return &ing->pend[ing->npend++];
+}
+
+/* Would a message of it->size for it->endpoint pass the high-water mark,
+ * counting what is already on its way to the store? If not, it is counted. */
+static bool queue_full(struct ingest *ing, struct item *it)
+{
+	if (!ing->full)
+		return false;
+	struct pending *p = pending_of(ing, it->endpoint, false);
+	size_t mine = it->size + (p ? p->bytes : 0);
+	if (ing->full(ing->full_ctx, it->endpoint, mine, it->size + ing->pend_total))
+		return true;
+	pending_of(ing, it->endpoint, true)->bytes += it->size;
+	ing->pend_total += it->size;
+	it->counted = true;
+	return false;
+}
+
+static void uncount(struct item *it)
+{
+	if (!it->counted)
+		return;
+	struct pending *p = pending_of(it->ing, it->endpoint, false);
+	assert(p && p->bytes >= it->size);
+	p->bytes -= it->size;
+	it->ing->pend_total -= it->size;
+	it->counted = false;
+}
+
 static void on_msg_committed(int err, struct store_new *m, void *arg)
 {
 	struct item *it = arg;
+	uncount(it);
 	it->msg_pending = false;
 	if (err < 0)
 		it->commit_err = err;
@@ -600,8 +651,7 @@ static void decode_done(void *arg)
 	struct ingest *ing = bt->ing;
 	for (size_t i = 0; i < bt->n; i++) {
 		struct item *it = bt->items[i];
-		if (it->planned == INGEST_ACCEPTED && ing->full &&
-		    ing->full(ing->full_ctx, it->endpoint, it->size)) {
+		if (it->planned == INGEST_ACCEPTED && queue_full(ing, it)) {
 			it->planned = INGEST_BUSY;
 			it->reason = xasprintf("the queue of %s is full: try again later",
 					       it->endpoint);

@@ -62,9 +62,11 @@ enum {
 	INGEST_NO_DEAD = 1 << 1,
 };
 
-/* Back-pressure: true when a message of size bytes for endpoint must wait
- * (its queue, or all queues together, at the high-water mark). */
-typedef bool (*ingest_full_fn)(void *ctx, const char *endpoint, size_t size);
+/* Back-pressure: true when a message for endpoint must wait, because mine
+ * bytes more in its queue, or total bytes more in all queues together,
+ * would pass the high-water mark. Both count the message and the messages
+ * ingest has passed that are not committed yet. */
+typedef bool (*ingest_full_fn)(void *ctx, const char *endpoint, size_t mine, size_t total);
 
 struct ingest_outcome {
 	enum ingest_result result;

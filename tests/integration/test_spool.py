@@ -102,7 +102,7 @@ class SpoolFlow(BrokerTest):
         b.start()
         wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 20,
                  what="backlog in inbox delivered")
-        self.assertEqual(os.listdir(b.inbox("hospital")), [])
+        wait_for(lambda: os.listdir(b.inbox("hospital")) == [], what="inbox empty")
 
     def test_ctl_queue_and_status_text(self):
         b = self.broker().start()

@@ -1220,9 +1220,18 @@ Test(ingest, a_wrapping_sender_is_bound_as_well)
 
 static const char *full_endpoint; /* the queue the test says is full */
 
-static bool full_for(void *ctx, const char *endpoint, size_t size)
+static bool full_for(void *ctx, const char *endpoint, size_t mine, size_t total)
 {
 	return full_endpoint && strcmp(endpoint, full_endpoint) == 0;
+}
+
+/* A mark of mark_bytes on every queue, against what the test has queued
+ * (nothing: the queues are the test's) plus what ingest says is on its way. */
+static size_t mark_bytes;
+
+static bool full_at_mark(void *ctx, const char *endpoint, size_t mine, size_t total)
+{
+	return mine > mark_bytes;
 }
 
 /* A message for a full queue is BUSY: nothing stored, nothing queued; the
@@ -1243,6 +1252,38 @@ Test(ingest, a_full_queue_makes_its_messages_busy)
 	submit("hospital", b, &o);
 	turn();
 	cr_assert_eq(o.result, INGEST_ACCEPTED, "not a duplicate of the busy one: %d", o.result);
+	ingest_set_backpressure(ing, NULL, NULL);
+	free(b.p);
+}
+
+/* Messages decoded in one batch are counted against the mark together:
+ * the mark holds even before any of them reaches its queue. */
+Test(ingest, one_batch_cannot_pass_the_mark_together)
+{
+	ingest_set_backpressure(ing, full_at_mark, NULL);
+	struct buf b = sample("DIS20_1.xml");
+	mark_bytes = 2 * b.n + b.n / 2; /* room for two */
+	struct outcome o[4];
+	for (int i = 0; i < 4; i++) {
+		char env[64], letter[64];
+		snprintf(env, sizeof(env), "<Identifier>1234567%02d</Identifier>", i);
+		snprintf(letter, sizeof(letter), "<Identifier>246810%02d</Identifier>", i);
+		struct buf e = replaced(b, "<Identifier>123456789</Identifier>", env, false);
+		struct buf m = replaced(e, "<Identifier>24681012</Identifier>", letter, false);
+		submit("hospital", m, &o[i]);
+		free(e.p);
+		free(m.p);
+	}
+	turn();
+	cr_assert_eq(o[0].result, INGEST_ACCEPTED, "result %d", o[0].result);
+	cr_assert_eq(o[1].result, INGEST_ACCEPTED, "result %d", o[1].result);
+	cr_assert_eq(o[2].result, INGEST_BUSY, "the batch passed the mark: %d", o[2].result);
+	cr_assert_eq(o[3].result, INGEST_BUSY, "result %d", o[3].result);
+	/* committed, they are the queue's to count: ingest holds nothing back */
+	submit("hospital", b, &o[0]);
+	turn();
+	cr_assert_eq(o[0].result, INGEST_ACCEPTED, "ingest still counts committed bytes: %d",
+		     o[0].result);
 	ingest_set_backpressure(ing, NULL, NULL);
 	free(b.p);
 }
