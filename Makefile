@@ -21,7 +21,8 @@ PREFIX   ?= /usr/local
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS := libevent libevent_pthreads libxml-2.0 libsystemd sqlite3 libcurl jansson
+PKGS := libevent libevent_pthreads libevent_openssl openssl libxml-2.0 libsystemd sqlite3 libcurl \
+	jansson
 
 # The version is the package's: the top entry of packaging/debian/changelog.
 VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)

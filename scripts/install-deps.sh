@@ -11,7 +11,7 @@ set -eu
 # (man pages render), bash-completion (edibrokerctl's completion), passwd's
 # useradd (the EOJ client as a user of its own), chromium (the status page
 # measured and photographed in a real browser, headless).
-PKGS="build-essential pkg-config libevent-dev libxml2-dev libsystemd-dev libsqlite3-dev
+PKGS="build-essential pkg-config libevent-dev libssl-dev libxml2-dev libsystemd-dev libsqlite3-dev
 libcurl4-openssl-dev libjansson-dev libcriterion-dev scdoc debhelper
 python3 python3-aiosmtpd faketime systemd e2fsprogs lintian man-db bash-completion passwd
 chromium"
