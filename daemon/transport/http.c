@@ -8,7 +8,8 @@
  * its transport (token, token_file, peer_cert_sha256). The syntax of each
  * is checked here, as the file is read; what needs the whole config (a
  * token given to two endpoints, tokens over plain HTTP on a network) is
- * http_in_validate()'s, at start-up, at a reload and in --check-config.
+ * http_in_validate()'s (check_config), at start-up, at a reload and in
+ * --check-config.
  *
  * An endpoint's transport instance is its outbound side only (http_out.c);
  * its inbound side is the shared listener (http_in.c), which every
@@ -129,9 +130,7 @@ const struct conf_schema *http_schema(void)
 	return &schema;
 }
 
-/* What the syntax cannot say: client_cert and client_key go together; and
- * the listener's whole-config rules (http_in_validate), so --check-config
- * finds them. */
+/* What the syntax cannot say: client_cert and client_key go together. */
 static int http_check(const struct endpoint_conf *ep, const struct config *cfg, char *err,
 		      size_t errlen)
 {
@@ -143,7 +142,7 @@ static int http_check(const struct endpoint_conf *ep, const struct config *cfg, 
 			 hc->client_cert ? "client_key" : "client_cert");
 		return -EINVAL;
 	}
-	return http_in_validate(cfg, err, errlen);
+	return 0;
 }
 
 static struct transport *http_create(const struct endpoint_conf *ep,
@@ -209,4 +208,5 @@ const struct transport_ops http_transport = {
 	.shared_stop = http_in_stop,
 	.shared_free = http_in_free,
 	.check = http_check,
+	.check_config = http_in_validate,
 };

@@ -54,8 +54,9 @@ struct http_section {
 
 /* The ingress credentials every endpoint may have. */
 struct http_common {
+	char *token_file;         /* token_file: a private file holding its token; first,
+				     as the loader takes offset 0 for "no secret field" */
 	char *token;              /* token: the bearer token it presents (a secret) */
-	char *token_file;         /* token_file: ... read from this private file */
 	char **peer_cert_sha256;  /* peer_cert_sha256: fingerprints of the client certificates
 				     it presents (SHA-256 of the DER, hex) */
 	size_t npeer_cert_sha256;

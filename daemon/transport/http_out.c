@@ -10,7 +10,11 @@
  * holds only its own endpoint's transfer: at the delivery's deadline
  * (deliver.c) cancel() removes the transfer, closing its connection, and
  * the batch completes with FAULT_TIMEOUT and the messages confirmed
- * before it. Each endpoint has a multi handle of its own.
+ * before it. A batch starts no new POST once half of delivery_timeout is
+ * used, and ends there with what was confirmed (no fault: the rest comes
+ * in the next batch), so a receiver that is slow but answers each message
+ * in time never meets the deadline. Each endpoint has a multi handle of
+ * its own.
  *
  * The answer decides (http_classify): 2xx delivered; 400, 413, 415 and
  * 422 mean the receiver will never take this message, which is set aside
@@ -31,6 +35,7 @@
  */
 #include "transport/http.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/redact.h"
 #include "codecs/base/mem.h"
@@ -59,6 +64,7 @@ struct http_out {
 
 	/* the operation: one batch or one probe at a time */
 	bool busy, probe, finishing, attached;
+	int64_t started_ms;            /* monotonic: its time budget runs from here */
 	const struct out_msg *msgs;
 	size_t n, i;
 	transport_done_fn done;
@@ -265,7 +271,16 @@ static void check_done(struct http_out *o)
 		o->attached = false;
 		transfer_ended(o, rc);
 	}
-	if (o->busy && !o->finishing && !o->attached && start_transfer(o) < 0)
+	if (!o->busy || o->finishing || o->attached)
+		return;
+	if (clock_mono_ms() - o->started_ms >= o->timeout_ms / 2) {
+		/* half the deadline used: the rest goes in the next batch, so a
+		 * slow receiver that answers every message never times out */
+		log_debug("event=http-batch-split endpoint=%s delivered=%zu left=%zu", o->endpoint,
+			  o->i, o->n - o->i);
+		return finish(o);
+	}
+	if (start_transfer(o) < 0)
 		finish(o);
 }
 
@@ -359,6 +374,7 @@ static void begin(struct http_out *o, bool probe, const struct out_msg *msgs, si
 	o->done = done;
 	o->arg = arg;
 	o->res = (struct deliver_result){ .fault = FAULT_NONE };
+	o->started_ms = clock_mono_ms();
 	if (!probe && n == 0)
 		return finish(o);
 	if (start_transfer(o) < 0)
