@@ -43,6 +43,7 @@ TOKEN_H = "hospital-Tok-3f9a1c2d7e41"
 TOKEN_M = "municipality-Tok-8b2e6d0f95"
 OTHER_GLN = "5790000143061"
 LETTER = re.compile(rb"<Identifier>(L\w+)</Identifier>")
+DRIVE = os.path.join(BIN, "..", "build", "peers", "peer_http_drive")
 
 
 def letter(data):
@@ -584,6 +585,49 @@ class HttpTest(BrokerTest):
         wait_for(lambda: b.log_lines(r"event=deferred .*endpoint=other .*fault=tls"),
                  what="the other endpoint's TLS failure")
         self.assertEqual(len(r.posts()), 1, "nothing reached the receiver unverified")
+
+    def test_peer_http_send_the_client_edibroker_peer_uses(self):
+        """tools/peer_http.c (edibroker-peer send --http) against the daemon."""
+        certs = make_ca(os.path.join(self.tmp, "certs"))
+        cc, ck, fp = client_cert(certs, "hospital-client")
+        eps = basic_eps()
+        eps["hospital"]["lines"].append("peer_cert_sha256 = " + fp)
+        b = self.start(eps, broker_lines=[
+            "tls_cert = " + os.path.join(certs, "server.pem"),
+            "tls_key = " + os.path.join(certs, "server.key"),
+            "tls_client_ca = " + os.path.join(certs, "ca.pem")])
+        files = []
+        for i, m in enumerate([msg(1), msg(2), msg(3, sender=MUNICIPALITY_GLN)]):
+            files.append(os.path.join(self.tmp, "m%d.xml" % i))
+            with open(files[-1], "wb") as f:
+                f.write(m)
+        base = "https://127.0.0.1:%d" % b.port()
+        ca = os.path.join(certs, "ca.pem")
+
+        def drive(url, token, ca, cert, key, *paths):
+            return subprocess.run([DRIVE, url, token or "-", ca or "-", cert or "-", key or "-",
+                                   "5000"] + list(paths), capture_output=True, text=True,
+                                  timeout=30)
+        r = drive(base, TOKEN_H, ca, cc, ck, *files[:2])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"m0.xml: ok id \d+\n.*m1.xml: ok id \d+")
+        wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 2, what="delivered")
+        # the same with the certificate alone, to the whole url
+        r = drive(base + "/v1/messages", None, ca, cc, ck, files[0])
+        self.assertEqual(r.returncode, 0, r.stdout)
+        # a spoofed sender: refused, and why
+        r = drive(base, TOKEN_H, ca, cc, ck, files[2])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 403 urn:edibroker:problem:sender-not-owned", r.stdout)
+        # a broker it does not trust, or nothing listening: an error in bounded time
+        r = drive(base, TOKEN_H, None, cc, ck, files[0])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("error (-5)", r.stdout)
+        t0 = time.monotonic()
+        r = drive("http://127.0.0.1:1", TOKEN_H, None, None, None, files[0])
+        self.assertEqual(r.returncode, 1)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertNotIn(TOKEN_H, r.stdout + r.stderr)
 
     # -- delivery ------------------------------------------------------------------------
 
