@@ -756,6 +756,56 @@ class HttpTest(BrokerTest):
         self.assertLess(time.monotonic() - t0, 3.5)
         self.assertTrue(b.log_lines(r"event=http-request-timeout"))
 
+    def abuse(self, port, rounds, tls_ctx=None):
+        """Connections that end every way a client can end one."""
+        def ways():
+            yield lambda s: None                                    # connect, close
+            yield lambda s: s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost")  # half a request
+            yield lambda s: s.sendall(b"\x16\x03\x01 garbage\r\n\r\n")  # not HTTP
+            yield lambda s: (s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n"
+                                       b"Content-Length: 99999999\r\n\r\n"), s.recv(100))
+            yield lambda s: (s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                       b"\r\n\r\n"), s.recv(100))
+            yield lambda s: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                         b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        for _ in range(rounds):
+            for way in ways():
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                try:
+                    way(s)
+                except OSError:
+                    pass
+                s.close()
+        if tls_ctx:  # handshakes given up half-way, and refused certificates
+            for _ in range(rounds):
+                raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+                t = tls_ctx.wrap_socket(raw, server_hostname="127.0.0.1",
+                                        do_handshake_on_connect=False)
+                try:
+                    t.do_handshake()
+                    t.sendall(b"POST /v1/messages HTTP/1.1\r\n")
+                except (OSError, ssl.SSLError):
+                    pass
+                t.close()
+
+    def test_connections_are_counted_down_however_they_end(self):
+        b = self.start(basic_eps(), broker_lines=["http_max_connections = 2",
+                                                  "max_message_size = 4K"])
+        self.abuse(b.port(), 10)
+        st, _, _ = self.client(b, timeout=5).send(msg(1), TOKEN_H)
+        self.assertEqual(st, 202, "a slot was lost")
+        self.assertEqual(b.proc.poll(), None)
+
+    def test_tls_connections_are_counted_down_however_they_end(self):
+        certs = make_ca(os.path.join(self.tmp, "certs"))
+        b = self.start(basic_eps(), broker_lines=[
+            "http_max_connections = 2",
+            "tls_cert = " + os.path.join(certs, "server.pem"),
+            "tls_key = " + os.path.join(certs, "server.key")])
+        self.abuse(b.port(), 5, tls_ctx=client_context(certs))
+        st, _, _ = self.client(b, timeout=5, context=client_context(certs)).send(msg(1), TOKEN_H)
+        self.assertEqual(st, 202, "a slot was lost")
+
     # -- crash ---------------------------------------------------------------------------
 
     def test_kill9_mid_stream_loses_nothing_acknowledged(self):
