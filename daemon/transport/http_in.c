@@ -752,6 +752,7 @@ void http_in_free(void *shared)
 	for (struct hreq *h = srv->reqs; h; h = h->next)
 		h->srv = NULL;
 	srv->stopping = true;
+	srv->bound = NULL; /* evhttp_free frees it */
 	if (srv->http)
 		evhttp_free(srv->http); /* closes the connections: on_close frees them */
 	while (srv->conns)

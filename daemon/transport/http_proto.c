@@ -149,9 +149,11 @@ char *http_answer_body(const struct http_answer *a, const char *detail, int64_t 
 		set_new(o, "type", json_string(type));
 		set_new(o, "title", json_string(a->title));
 		set_new(o, "status", json_integer(a->status));
-		/* a detail that is not UTF-8 would make the document invalid */
-		if (!str_empty(detail) && json_string(detail))
-			set_new(o, "detail", json_string(detail));
+		/* a detail that is not UTF-8 would make the document invalid:
+		 * json_string() refuses it, and it is left out */
+		json_t *d = str_empty(detail) ? NULL : json_string(detail);
+		if (d)
+			set_new(o, "detail", d);
 		if (a->with_id)
 			set_new(o, "id", json_integer(id));
 		if (a->retry_after_s > 0)
@@ -376,7 +378,8 @@ void http_creds_free(struct http_creds *c)
 {
 	if (!c)
 		return;
-	explicit_bzero(c->tokens, c->ntokens * sizeof(*c->tokens));
+	for (size_t i = 0; i < c->ntokens; i++)
+		explicit_bzero(c->tokens[i].digest, SHA256_LEN);
 	free_creds(c->tokens, c->ntokens);
 	free_creds(c->certs, c->ncerts);
 	free(c);
