@@ -611,68 +611,77 @@ static void bound_name(struct evhttp_bound_socket *b, char *out, size_t len)
 	snprintf(out, len, "%s:%u", host, port);
 }
 
-/* What may fail in (re)configuring, made before anything changes. */
-struct next {
-	struct http_creds *creds;
-	SSL_CTX *ssl;
+/* The listener's TLS: its server context and client CA, or plain. */
+struct tls_state {
+	SSL_CTX *ssl;                    /* NULL: plain HTTP */
 	bool has_ca;
 	uint8_t ca_digest[SHA256_LEN];
-	struct evhttp_bound_socket *bound; /* a new address's socket */
-	bool rebind;                       /* bound replaces the listener (NULL: none) */
 };
 
-static int prepare(struct http_in *srv, const struct config *cfg, struct next *n, char *err,
-		   size_t errlen)
+static int tls_prepare(const struct http_section *s, struct tls_state *t, char *err,
+		       size_t errlen)
 {
-	const struct http_section *s = section_of(cfg);
-	*n = (struct next){ 0 };
-	n->creds = validate(cfg, err, errlen);
-	if (!n->creds)
+	*t = (struct tls_state){ .has_ca = s->tls_client_ca != NULL };
+	if (s->tls_cert && !(t->ssl = tls_context(s, err, errlen)))
 		return -EINVAL;
-	if (s->tls_cert && !(n->ssl = tls_context(s, err, errlen)))
-		goto fail;
-	n->has_ca = s->tls_client_ca != NULL;
-	if (n->has_ca && ca_digest(s->tls_client_ca, n->ca_digest, err, errlen) < 0)
-		goto fail;
-	n->rebind = !s->listen != !srv->listen ||
-		    (s->listen && strcmp(s->listen, srv->listen) != 0);
-	if (n->rebind && s->listen && !(n->bound = bind_to(srv, s->listen, err, errlen)))
-		goto fail;
+	if (t->has_ca && ca_digest(s->tls_client_ca, t->ca_digest, err, errlen) < 0) {
+		SSL_CTX_free(t->ssl);
+		return -EINVAL;
+	}
 	return 0;
-fail:
-	http_creds_free(n->creds);
-	SSL_CTX_free(n->ssl);
-	return -EINVAL;
 }
 
-static void apply(struct http_in *srv, const struct config *cfg, struct next *n)
+static void tls_apply(struct http_in *srv, struct tls_state *t)
+{
+	SSL_CTX_free(srv->ssl);
+	srv->ssl = t->ssl;
+	if (t->has_ca != srv->has_ca ||
+	    (t->has_ca && memcmp(t->ca_digest, srv->ca_digest, SHA256_LEN) != 0))
+		srv->ca_gen++; /* certificates verified against the old CA no longer count */
+	srv->has_ca = t->has_ca;
+	memcpy(srv->ca_digest, t->ca_digest, SHA256_LEN);
+}
+
+/* Listens on listen (NULL: nowhere) instead of where it listens now; the
+ * connections already open stay. On failure the old listener stays. */
+static int rebind(struct http_in *srv, const char *listen, char *err, size_t errlen)
+{
+	if (!listen == !srv->listen && (!listen || strcmp(listen, srv->listen) == 0))
+		return 0;
+	struct evhttp_bound_socket *b = NULL;
+	if (listen && !(b = bind_to(srv, listen, err, errlen)))
+		return -EADDRNOTAVAIL;
+	if (srv->bound)
+		evhttp_del_accept_socket(srv->http, srv->bound);
+	srv->bound = b;
+	srv->paused = false;
+	free(srv->listen);
+	srv->listen = xstrdup_or_null(listen);
+	char name[96] = "";
+	if (b)
+		bound_name(b, name, sizeof(name));
+	if (b)
+		log_notice("event=http-listening address=%s tls=%s client_certs=%s", name,
+			   srv->ssl ? "yes" : "no", srv->has_ca ? "required" : "no");
+	else
+		log_notice("event=http-not-listening");
+	return 0;
+}
+
+/* Tokens would cross a network in clear on the listener as it now is
+ * (a reload whose TLS failed left it plain). */
+static bool tokens_in_clear(const struct http_in *srv, const struct http_creds *creds)
+{
+	char host[64];
+	uint16_t port;
+	return !srv->ssl && srv->listen && http_creds_ntokens(creds) > 0 &&
+	       http_parse_listen(srv->listen, host, sizeof(host), &port) == 0 &&
+	       !http_host_loopback(host);
+}
+
+static void apply_bounds(struct http_in *srv, const struct config *cfg)
 {
 	const struct http_section *s = section_of(cfg);
-	http_creds_free(srv->creds);
-	srv->creds = n->creds;
-	SSL_CTX_free(srv->ssl);
-	srv->ssl = n->ssl;
-	if (n->has_ca != srv->has_ca ||
-	    (n->has_ca && memcmp(n->ca_digest, srv->ca_digest, SHA256_LEN) != 0))
-		srv->ca_gen++;
-	srv->has_ca = n->has_ca;
-	memcpy(srv->ca_digest, n->ca_digest, SHA256_LEN);
-	if (n->rebind) {
-		if (srv->bound)
-			evhttp_del_accept_socket(srv->http, srv->bound);
-		srv->bound = n->bound;
-		srv->paused = false;
-		free(srv->listen);
-		srv->listen = xstrdup_or_null(s->listen);
-		char name[96] = "";
-		if (srv->bound)
-			bound_name(srv->bound, name, sizeof(name));
-		if (srv->bound)
-			log_notice("event=http-listening address=%s tls=%s client_certs=%s", name,
-				   srv->ssl ? "yes" : "no", srv->has_ca ? "required" : "no");
-		else
-			log_notice("event=http-not-listening");
-	}
 	srv->max_conns = (size_t)s->max_connections;
 	srv->idle_ms = s->idle_timeout_ms;
 	srv->request_ms = s->request_timeout_ms;
@@ -682,6 +691,50 @@ static void apply(struct http_in *srv, const struct config *cfg, struct next *n)
 	evhttp_set_timeout_tv(srv->http, &tv);
 	evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_message_size);
 	pause_accepting(srv, srv->nconns >= srv->max_conns);
+}
+
+/* Takes cfg's credentials, TLS, address and bounds. At start-up (first)
+ * all of it must hold. At a reload, what holds is applied and the rest
+ * keeps running as it was, with the reason in err: credentials that
+ * validate always take effect, since a token being revoked must not
+ * outlive a broken certificate file beside it - unless a failed TLS
+ * change left a network listener plain and they hold tokens; the address
+ * changes only with a working TLS. */
+static int configure(struct http_in *srv, const struct config *cfg, bool first, char *err,
+		     size_t errlen)
+{
+	const struct http_section *s = section_of(cfg);
+	struct http_creds *creds = validate(cfg, err, errlen);
+	struct tls_state t;
+	int r = 0;
+	if (!creds)
+		return -EINVAL;
+	if (tls_prepare(s, &t, err, errlen) < 0)
+		r = -EINVAL;
+	else {
+		tls_apply(srv, &t);
+		r = rebind(srv, s->listen, err, errlen);
+	}
+	if (r < 0 && first) {
+		http_creds_free(creds);
+		return r;
+	}
+	if (tokens_in_clear(srv, creds)) {
+		snprintf(err, errlen, "%s: the listener stays plain HTTP on %s, where tokens "
+			 "would cross the network in clear: the old credentials stay", cfg->path,
+			 srv->listen);
+		http_creds_free(creds);
+		r = -EINVAL;
+	} else {
+		http_creds_free(srv->creds);
+		srv->creds = creds;
+		size_t n = strlen(err);
+		if (r < 0 && n < errlen)
+			snprintf(err + n, errlen - n, " (the listener stays as it was; the new "
+				 "tokens and fingerprints are in force)");
+	}
+	apply_bounds(srv, cfg);
+	return r;
 }
 
 void *http_in_new(const struct config *cfg, const struct transport_shared_env *env, char *err,
@@ -704,26 +757,19 @@ void *http_in_new(const struct config *cfg, const struct transport_shared_env *e
 	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 					      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 					      EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	struct next n;
-	if (prepare(srv, cfg, &n, err, errlen) < 0) {
+	if (configure(srv, cfg, true, err, errlen) < 0) {
 		http_in_free(srv);
 		return NULL;
 	}
-	apply(srv, cfg, &n);
 	return srv;
 }
 
 int http_in_reload(void *shared, const struct config *cfg, char *err, size_t errlen)
 {
 	struct http_in *srv = shared;
-	struct next n;
 	if (srv->stopping)
 		return 0;
-	int r = prepare(srv, cfg, &n, err, errlen);
-	if (r < 0)
-		return r;
-	apply(srv, cfg, &n);
-	return 0;
+	return configure(srv, cfg, false, err, errlen);
 }
 
 void http_in_stop(void *shared)

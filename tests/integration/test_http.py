@@ -497,6 +497,42 @@ class HttpTest(BrokerTest):
         self.assertIs(c.conn.sock, sock)
         self.assert_no_secret(b, TOKEN_H, "hospital-New-Tok-5d2c9e0a17")
 
+    def test_reload_moves_the_listener_and_turns_tls_on(self):
+        certs = make_ca(os.path.join(self.tmp, "certs"))
+        b = self.start(basic_eps())
+        old = b.port()
+        self.assertEqual(self.client(b).send(msg(1), TOKEN_H)[0], 202)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        new = s.getsockname()[1]
+        s.close()
+        b.listen = "127.0.0.1:%d" % new
+        b.broker_lines = ["tls_cert = " + os.path.join(certs, "server.pem"),
+                          "tls_key = " + os.path.join(certs, "server.key")]
+        b.write_config()
+        b.reload()
+        self.assertEqual(b.port(), new)
+        self.assertTrue(b.log_lines(r"event=http-listening address=127.0.0.1:%d tls=yes" % new))
+        st, _, _ = self.client(b, context=client_context(certs)).send(msg(2), TOKEN_H)
+        self.assertEqual(st, 202, "HTTPS on the new address")
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", old), timeout=5).close()
+        # a bad certificate in a reload that also revokes the token: the listener
+        # stays as it was, the revocation takes effect all the same
+        with open(os.path.join(self.tmp, "bad.pem"), "w") as f:
+            f.write("not a certificate\n")
+        b.broker_lines[0] = "tls_cert = " + os.path.join(self.tmp, "bad.pem")
+        b.eps["hospital"]["lines"] = ["token = hospital-Other-Tok-77c1e2f3"]
+        b.write_config()
+        b.reload()
+        self.assertTrue(b.log_lines(r"event=reload-partial transport=http .*tls_cert .*"
+                                    r"the new tokens and fingerprints are in force"))
+        c = self.client(b, context=client_context(certs))
+        self.assert_problem(c.send(msg(3), TOKEN_H), 401, "invalid-token")
+        st, _, _ = c.send(msg(3), "hospital-Other-Tok-77c1e2f3")
+        self.assertEqual(st, 202)
+        self.assert_no_secret(b, TOKEN_H, "hospital-Other-Tok-77c1e2f3")
+
     def test_tokens_in_clear_on_a_network_address_refuse_start(self):
         b = HttpBroker(self.tmp, basic_eps(), listen="0.0.0.0:0")
         self.brokers.append(b)
