@@ -175,7 +175,8 @@ class Receiver:
                                          "headers": {k.lower(): v for k, v in
                                                      self.headers.items()},
                                          "body": body, "at": time.monotonic(),
-                                         "cert": cert, "status": status})
+                                         "cert": cert, "status": status,
+                                         "peer": self.client_address})
                 out = b'{"title": "planned answer"}' if status >= 400 else b"{}"
                 self.send_response(status)
                 for k, v in extra.items():
@@ -733,6 +734,7 @@ class HttpTest(BrokerTest):
             self.assertLess(time.monotonic() - s0, 1.0, "edibrokerctl status was slow")
             time.sleep(0.1)
         self.assertEqual(good.letters(), ["LC%05d" % i for i in range(50)], "in order, once")
+        self.assertEqual(len({p["peer"] for p in good.posts()}), 1, "one kept-alive connection")
         # the silent ones: the deadline, cancel, backoff, then down
         for ep in ("hung-a", "hung-b"):
             wait_for(lambda: b.endpoint(ep)["health"] == "down", timeout=20, what=ep + " down")
