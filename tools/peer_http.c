@@ -127,8 +127,11 @@ static int read_answer(long status, const struct answer *a, const char *retry_af
 	return -EINVAL;
 }
 
-static void slist_freep(struct curl_slist **l)
+/* The request's headers hold the token: wiped before they are freed. */
+static void slist_wipe_freep(struct curl_slist **l)
 {
+	for (struct curl_slist *i = *l; i; i = i->next)
+		explicit_bzero(i->data, strlen(i->data));
 	curl_slist_free_all(*l);
 }
 
@@ -157,6 +160,66 @@ static size_t header(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* One POST and what came back. */
+struct request {
+	const char *target;
+	const uint8_t *body;
+	size_t len;
+	struct curl_slist *headers;
+	const char *ca_file, *cert, *key;
+	long timeout_ms;
+	struct answer *answer;
+	char retry[64];                /* Retry-After, when sent */
+	char cerr[CURL_ERROR_SIZE];    /* libcurl's reason, when no answer came */
+};
+
+/* Always verified TLS, never a redirect, bounded in time. */
+static void set_options(CURL *c, struct request *q)
+{
+	curl_easy_setopt(c, CURLOPT_URL, q->target);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (q->ca_file) {
+		curl_easy_setopt(c, CURLOPT_CAINFO, q->ca_file);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
+	if (q->cert && q->key) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, q->cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, q->key);
+	}
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, q->timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, q->timeout_ms);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, q->headers);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->len);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)q->body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, q->answer);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)q->retry);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, q->cerr);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "edibroker-peer");
+}
+
+/* Performs q: the status, or 0 when no answer came (q->cerr says why). */
+static long perform(struct request *q, CURLcode *rc)
+{
+	long status = 0;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		abort(); /* out of memory */
+	CURL *c = curl_easy_init();
+	if (!c)
+		abort();
+	set_options(c, q);
+	*rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	curl_global_cleanup();
+	return status;
+}
+
 int peer_http_send(const char *url, const char *token, const char *ca_file, const char *cert,
 		   const char *key, const char *path, long timeout_ms, char *err, size_t errlen)
 {
@@ -171,57 +234,26 @@ int peer_http_send(const char *url, const char *token, const char *ca_file, cons
 	_cleanup_free_ char *target = messages_url(url);
 	_cleanup_free_ char *type = xasprintf("Content-Type: %s",
 					      http_media_type_of(body, len, dot ? dot + 1 : NULL));
-	_cleanup_(slist_freep) struct curl_slist *headers = add(add(NULL, type), "Expect:");
+	_cleanup_(slist_wipe_freep) struct curl_slist *headers = add(add(NULL, type), "Expect:");
 	headers = add(headers, "Accept: application/json, application/problem+json");
 	if (token) {
 		_cleanup_free_ char *auth = xasprintf("Authorization: Bearer %s", token);
 		headers = add(headers, auth);
 		explicit_bzero(auth, strlen(auth));
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		abort(); /* out of memory */
-	CURL *c = curl_easy_init();
-	if (!c)
-		abort();
 	_cleanup_free_ struct answer *a = xcalloc(1, sizeof(*a));
-	char retry[64] = "", cerr[CURL_ERROR_SIZE] = "";
-	long t = timeout_ms > 0 ? timeout_ms : TIMEOUT_DEFAULT_MS;
-	curl_easy_setopt(c, CURLOPT_URL, target);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (ca_file) {
-		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
-		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-	}
-	if (cert && key) {
-		curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
-		curl_easy_setopt(c, CURLOPT_SSLKEY, key);
-	}
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, t);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, t);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)body);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, retry);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "edibroker-peer");
-	CURLcode rc = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	curl_global_cleanup();
+	_cleanup_free_ struct request *q = xcalloc(1, sizeof(*q));
+	*q = (struct request){ .target = target, .body = body, .len = len, .headers = headers,
+			       .ca_file = ca_file, .cert = cert, .key = key, .answer = a,
+			       .timeout_ms = timeout_ms > 0 ? timeout_ms : TIMEOUT_DEFAULT_MS };
+	CURLcode rc = CURLE_OK;
+	long status = perform(q, &rc);
 	if (rc != CURLE_OK) {
 		char shown[REDACT_MAX];
 		say(err, errlen, "%s: %s", redact_url(target, shown, sizeof(shown)),
-		    cerr[0] ? cerr : curl_easy_strerror(rc));
+		    q->cerr[0] ? q->cerr : curl_easy_strerror(rc));
 		redact_scrub_url(err, errlen, target);
 		return -EIO;
 	}
-	return read_answer(status, a, retry[0] ? retry : NULL, err, errlen);
+	return read_answer(status, a, q->retry[0] ? q->retry : NULL, err, errlen);
 }
