@@ -21,7 +21,8 @@ PREFIX   ?= /usr/local
 SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
-PKGS := libevent libevent_pthreads libxml-2.0 libsystemd sqlite3 libcurl jansson
+PKGS := libevent libevent_pthreads libevent_openssl openssl libxml-2.0 libsystemd sqlite3 libcurl \
+	jansson
 
 # The version is the package's: the top entry of packaging/debian/changelog.
 VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
@@ -93,6 +94,15 @@ bin/edibrokerctl: $(B)/tools/edibrokerctl.o $(LIB)
 	@[ "$(Q)" = "" ] || echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# The HTTP client of `edibroker-peer send --http` (tools/peer_http.h), and a
+# command around it that test_http drives against the real daemon.
+PEER_HTTP_OBJ := $(B)/tools/peer_http.o
+
+$(B)/peers/peer_http_drive: $(B)/tests/peers/peer_http_drive.o $(PEER_HTTP_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(B)/tests/%: $(B)/tests/unit/%.o $(FAKE_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	@[ "$(Q)" = "" ] || echo "  LD      $@"
@@ -119,7 +129,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 	$(Q)set -e; for f in $(FUZZ_REPLAY); do n=$${f##*/}; \
 		echo "  REPLAY  $$n"; $$f tests/fuzz/corpus/$${n#fuzz_}; done
 
-integration: all
+integration: all $(B)/peers/peer_http_drive
 	$(Q)$(if $(SANITIZE),EDIBROKER_TEST_TIMEOUT_SCALE=3 )$(PYTHON) tests/integration/run.py $(if $(T),$(T),)
 
 # The house rules for includes (scripts/check-layers.py), and a test that the

@@ -88,6 +88,12 @@ static int check_system(const struct config *cfg, char *err, size_t errlen)
 		if (r < 0)
 			return r;
 	}
+	for (size_t i = 0; transport_at(i); i++) {
+		const struct transport_ops *ops = transport_at(i);
+		int r = ops->check_config ? ops->check_config(cfg, err, errlen) : 0;
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 

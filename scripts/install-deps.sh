@@ -12,11 +12,12 @@ set -eu
 # useradd (the EOJ client as a user of its own), chromium (the status page
 # measured and photographed in a real browser, headless), prometheus (only
 # for its promtool: a scrape, the alerting rules and their tests are
-# checked with it; the Prometheus server it brings is never started).
-PKGS="build-essential pkg-config libevent-dev libxml2-dev libsystemd-dev libsqlite3-dev
+# checked with it; the Prometheus server it brings is never started), openssl
+# (a test CA, server and client certificates for HTTPS tests).
+PKGS="build-essential pkg-config libevent-dev libssl-dev libxml2-dev libsystemd-dev libsqlite3-dev
 libcurl4-openssl-dev libjansson-dev libcriterion-dev scdoc debhelper
 python3 python3-aiosmtpd faketime systemd e2fsprogs lintian man-db bash-completion passwd
-chromium prometheus"
+chromium prometheus openssl"
 
 missing=""
 for p in $PKGS; do

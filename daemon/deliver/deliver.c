@@ -633,7 +633,9 @@ static void finish_batch(struct deliver_ep *ep, struct job *j)
 		emit(ep, true, false, &j->res);
 		return;
 	}
-	bool ok = done == j->n;
+	/* A prefix with no fault: the transport stopped early by choice (its
+	 * time budget, transport.h); the rest goes in the next batch. */
+	bool ok = done == j->n || (done > 0 && j->res.fault == FAULT_NONE);
 	if (ok && j->overdue)
 		log_notice("event=delivery-returned endpoint=%s delivered=%zu", ep->name, done);
 	if (ok)

@@ -104,7 +104,10 @@ struct transport_ops {
 	 * never from inside this call, with the confirmed prefix in
 	 * res->delivered. msgs and the bodies stay valid until then; the
 	 * caller neither destroys the transport nor starts another operation
-	 * before it. */
+	 * before it. A transport may stop early by choice (a time budget, so
+	 * a slow but working receiver never runs into the deadline): a
+	 * non-empty prefix with res->fault FAULT_NONE is a success, and the
+	 * rest comes in the next batch. */
 	void (*deliver)(struct transport *t, const struct out_msg *msgs, size_t n,
 			transport_done_fn done, void *arg);
 	/* Loop thread: checks that a delivery could succeed now (for a spool:
@@ -145,6 +148,10 @@ struct transport_ops {
 	 * --check-config), never on it. */
 	int (*check)(const struct endpoint_conf *ep, const struct config *cfg, char *err,
 		     size_t errlen);
+	/* Optional: check() for what spans the whole config (a credential given
+	 * to two endpoints, a listener's keys that go together), once per
+	 * config, whatever transports its endpoints have. Same contract. */
+	int (*check_config)(const struct config *cfg, char *err, size_t errlen);
 };
 
 /* The registered transport called name, or NULL. */

@@ -56,6 +56,7 @@ EXPECTED = {
     "./usr/share/doc/edibroker/changelog.gz": "-rw-r--r--",
     "./usr/share/doc/edibroker/copyright": "-rw-r--r--",
     "./usr/share/doc/edibroker/examples/edibroker.conf.example": "-rw-r--r--",
+    "./usr/share/doc/edibroker/http.md.gz": "-rw-r--r--",
     "./usr/share/edibroker/notify-sms-example.sh": "-rwxr-xr-x",
     "./usr/share/man/man5/edibroker.conf.5.gz": "-rw-r--r--",
     "./usr/share/man/man8/edibrokerctl.8.gz": "-rw-r--r--",

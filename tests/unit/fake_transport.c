@@ -86,6 +86,8 @@ static void deliver_work(struct fake_transport *f, const struct out_msg *msgs, s
 		snprintf(res->error, sizeof(res->error), "%s: cancelled", f->label);
 		n = 0;
 	}
+	if (f->stop_after > 0 && n > f->stop_after)
+		n = f->stop_after;
 	for (size_t i = 0; i < n; i++) {
 		if (msgs[i].id == f->reject_id) {
 			res->rejected = true;

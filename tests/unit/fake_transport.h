@@ -46,6 +46,8 @@ struct fake_transport {
 	enum transport_fault fault;  /* ... with this fault */
 	enum transport_fault probe_fault;
 	int64_t reject_id;           /* the receiver refuses this id for what it is */
+	size_t stop_after;           /* confirms at most this many per batch and stops
+					there without a fault (a time budget); 0 = all */
 	bool block;                  /* deliver() waits until released */
 	bool block_probe;            /* probe() waits until released */
 	struct lane *lane;           /* where its work runs */

@@ -382,6 +382,31 @@ Test(deliver, delivers_in_id_order_in_bounded_batches)
 	fake_transport_free(f);
 }
 
+/* A transport that stops early by choice (a prefix, no fault) has not
+ * failed: no attempt counted, no backoff, the rest in the next batches. */
+Test(deliver, a_prefix_without_fault_is_a_success)
+{
+	struct fake_transport *f = fake_transport_new("t1", lane);
+	f->stop_after = 3;
+	struct deliver_params p = params();
+	struct deliver_ep *ep = new_ep(f, &p);
+	struct msgset *s = add_msgs(EP, 10, 100, ep);
+	wait_confirmed(f, 10, 5000);
+	settle();
+	assert_all_in_order(f, s);
+	cr_assert_geq(f->calls, 4, "3 at a time");
+	cr_assert_eq(count_state(MSG_DELIVERED), 10);
+	struct deliver_info info;
+	deliver_get_info(ep, &info);
+	cr_assert_eq(info.failures, 0, "stopping early is no failure");
+	cr_assert_eq(info.state, DELIVER_IDLE);
+	for (size_t i = 0; i < nevents; i++)
+		cr_assert(events[i].ok, "event %zu", i);
+	free_ep(ep);
+	msgs_free(s);
+	fake_transport_free(f);
+}
+
 Test(deliver, nothing_without_transport_or_while_store_failing)
 {
 	struct fake_transport *f = fake_transport_new("t1", lane);
