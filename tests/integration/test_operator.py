@@ -168,9 +168,15 @@ class Operator(BrokerTest):
         self.assertEqual(len(listdir_final(b.outbox("municipality"))), 2, "delivered twice")
         self.assertEqual(sorted(b"ENVA" in v for v in out.values()), [False, True])
         self.assertEqual(b.ctl("dead")["dead"], 0)
-        # every change audited, the failed one not
+        # every change audited, the failed one not; each requeue logged as
+        # one logfmt record with its fields intact
         audited = re.findall(r"event=control-change verb=requeue .*msg=(\d+)", b.log())
         self.assertEqual(sorted(map(int, audited)), sorted([a, c, a]))
+        lines = b.log_lines(r"event=requeued ")
+        self.assertEqual(len(lines), 3, lines)
+        for line in lines:
+            self.assertRegex(line, r"event=requeued msg=\d+ outcome=(accepted|duplicate) "
+                                   r"new=\d+( record=changed-meanwhile)?$")
 
     def test_requeue_a_quarantined_file_after_a_reload_lets_its_sender(self):
         b = self.make()
