@@ -327,8 +327,15 @@ static void mark_requeued(struct rq *q)
 		     store_last_error(e->store));
 		return;
 	}
-	log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64 "%s", q->id, outcome,
-		   o->id, r == 0 ? " record=changed-meanwhile" : "");
+	/* Two formats, not an optional "%s" tail: log.c quotes a %s that does
+	 * not follow "key=" when it holds a space or is empty, which would glue
+	 * '""' or '" record=..."' onto new=. */
+	if (r == 0)
+		log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64
+			   " record=changed-meanwhile", q->id, outcome, o->id);
+	else
+		log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64, q->id,
+			   outcome, o->id);
 	json_t *res = json_pack("{s:I, s:b, s:s, s:I, s:s}", "id", (json_int_t)q->id, "ok", 1,
 				"outcome", outcome, "message", (json_int_t)o->id, "detail", detail);
 	if (q->read_err < 0)

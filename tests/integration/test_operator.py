@@ -6,7 +6,9 @@
   a dead letter whose letter the sender resent meanwhile (delivered) is a
   duplicate on requeue and not delivered twice; a quarantined file (a
   sender the endpoint could not send for) is requeued after a reload lets
-  it, read back from the quarantine folder, delivered, and removed.
+  it, read back from the quarantine folder, delivered, and removed; one
+  request with several ids (one named twice, one unknown) answers each,
+  routes each letter once and audits each change.
 - trace: by id, envelope id, letter id, a VANS transmission id and a FHIR
   Bundle.id: accepted from, routed to, failed attempts with their fault,
   delivered, the receipt, what operators did and who.
@@ -139,6 +141,42 @@ class Operator(BrokerTest):
         time.sleep(1.0)
         self.assertEqual(len(listdir_final(b.outbox("municipality"))), 1, "delivered twice")
         self.assertEqual(b.ctl("dead")["dead"], 0, "the dead letter is settled")
+
+    def test_requeue_several_ids_reports_and_audits_each(self):
+        b = self.make()
+        for env, let in (("ENVA", "LETA"), ("ENVC", "LETC")):
+            drop(b.inbox("hospital"), "%s.xml" % env,
+                 with_ids(sample("DIS20_1.xml"), env, let, receiver=UNKNOWN_GLN))
+        dead = wait_for(lambda: (lambda d: d["dead"] == 2 and d["messages"])(b.ctl("dead")),
+                        what="two dead letters")
+        a, c = sorted(m["id"] for m in dead)
+        b.endpoints["municipality"][1].append(UNKNOWN_GLN)
+        self.reload(b)
+        # one request: both dead letters, one of them named twice, and an id
+        # nobody has; each is answered, in the order given
+        r = b.ctl("requeue", str(a), str(c), str(a), "999999", check=False)
+        self.assertFalse(r["ok"])
+        self.assertEqual([x["id"] for x in r["results"]], [a, c, a, 999999])
+        self.assertEqual(sorted(x["outcome"] for x in r["results"] if x["id"] == a),
+                         ["accepted", "duplicate"], "named twice: routed once")
+        self.assertEqual(r["results"][1]["outcome"], "accepted")
+        self.assertIn("no such message", r["results"][3]["error"])
+        self.assertRegex(r["error"], r"^1 of 4 could not be requeued; the first: 999999: ")
+        out = wait_for(lambda: (lambda d: len(d) == 2 and d)(read_dir(b.outbox("municipality"))),
+                       what="both delivered")
+        time.sleep(1.0)
+        self.assertEqual(len(listdir_final(b.outbox("municipality"))), 2, "delivered twice")
+        self.assertEqual(sorted(b"ENVA" in v for v in out.values()), [False, True])
+        self.assertEqual(b.ctl("dead")["dead"], 0)
+        # every change audited, the failed one not; each requeue logged as
+        # one logfmt record with its fields intact
+        audited = re.findall(r"event=control-change verb=requeue .*msg=(\d+)", b.log())
+        self.assertEqual(sorted(map(int, audited)), sorted([a, c, a]))
+        lines = b.log_lines(r"event=requeued ")
+        self.assertEqual(len(lines), 3, lines)
+        for line in lines:
+            self.assertRegex(line, r"event=requeued msg=\d+ outcome=(accepted|duplicate) "
+                                   r"new=\d+( record=changed-meanwhile)?$")
 
     def test_requeue_a_quarantined_file_after_a_reload_lets_its_sender(self):
         b = self.make()
