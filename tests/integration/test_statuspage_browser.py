@@ -11,8 +11,10 @@ the type is larger. All three are photographed into build/test-artefacts/
 piece of text and every border, in every state the page can show, has the
 contrast WCAG AA asks for, measured on the colours Chromium computes. The
 page's own script is then made to look for a newer status.json, after an
-operator's change made the daemon rewrite the page, and must reload it:
-the refresh that replaced the meta refresh works in a browser.
+operator's change (edibrokerctl outage set --expected-downtime --fallback)
+made the daemon rewrite the page, and must reload it: the refresh that
+replaced the meta refresh works in a browser, and the card says whom to
+phone for this one outage.
 """
 
 import functools
@@ -29,6 +31,7 @@ from harness import (BrokerTest, HOSPITAL_GLN, MUNICIPALITY_GLN, ROOT, drop, sam
 
 ARTEFACTS = os.path.join(ROOT, "build", "test-artefacts")
 FALLBACK = "VisInfoSyd vagttelefon, +45 7011 2233"
+OVERRIDE = "Akutvagt, +45 7099 0000"
 
 # Every element's right edge, and the document's width, against the viewport.
 MEASURE = """(() => {
@@ -222,16 +225,23 @@ class StatusPageBrowserTest(BrokerTest):
         # the page, and the script, finding a newer status.json, reloads it
         before = m["generated"]
         o = j["outages"][0]
-        b.ctl("outage", "set", str(o["id"]), "--expected-downtime", "3h")
-        wait_for(lambda: (self.status_json(b) or {}).get("generated_at_ms", 0) > int(before),
-                 timeout=10, what="status page rewritten")
+        b.ctl("outage", "set", str(o["id"]), "--expected-downtime", "3h", "--fallback", OVERRIDE)
+        # (the page is written before the JSON, so a JSON with the change
+        # means a page with it; a periodic rewrite before the change does not)
+        wait_for(lambda: any(x["fallback_contact"] == OVERRIDE
+                             for x in (self.status_json(b) or {}).get("outages", [])),
+                 timeout=10, what="status page rewritten with the change")
         try:
             browser.evaluate("edibrokerRefresh()", await_promise=True)
         except RuntimeError:
             pass  # the reload may tear the evaluation's context down under it
         browser.wait("document.body && document.body.dataset.generated > %s" % before)
-        self.assertRegex(browser.evaluate("document.querySelector('.card.down').innerText"),
-                         r"Forventet nedetid\s+til \d\d-\d\d-\d{4} kl\. \d\d:\d\d \(ca\. ")
+        card = browser.evaluate("document.querySelector('.card.down').innerText")
+        self.assertRegex(card, r"Forventet nedetid\s+til \d\d-\d\d-\d{4} kl\. \d\d:\d\d \(ca\. ")
+        # the operator's --fallback replaces the endpoint's contact for this outage
+        self.assertIn("Hvad gør jeg?\nHaster det, så ring til %s." % OVERRIDE, card)
+        self.assertNotIn(FALLBACK, card)
+        self.assertIn("Ved udskrivning", card, "the endpoint's note stays")
 
 
 if __name__ == "__main__":
