@@ -5,11 +5,16 @@ web server would.
 
 At 390 px (a phone) the document is no wider than the viewport and no
 element reaches past its right edge; at 1280 px the banner is the first
-thing on the page. Both are photographed into build/test-artefacts/
-(statuspage-390.png, statuspage-1280.png). The page's own script is then
-made to look for a newer status.json, after an operator's change made the
-daemon rewrite the page, and must reload it: the refresh that replaced the
-meta refresh works in a browser.
+thing on the page; on a wall screen (2560 px) nothing runs off either and
+the type is larger. All three are photographed into build/test-artefacts/
+(statuspage-390.png, statuspage-1280.png, statuspage-2560.png). Every
+piece of text and every border, in every state the page can show, has the
+contrast WCAG AA asks for, measured on the colours Chromium computes. The
+page's own script is then made to look for a newer status.json, after an
+operator's change (edibrokerctl outage set --expected-downtime --fallback)
+made the daemon rewrite the page, and must reload it: the refresh that
+replaced the meta refresh works in a browser, and the card says whom to
+phone for this one outage.
 """
 
 import functools
@@ -26,6 +31,7 @@ from harness import (BrokerTest, HOSPITAL_GLN, MUNICIPALITY_GLN, ROOT, drop, sam
 
 ARTEFACTS = os.path.join(ROOT, "build", "test-artefacts")
 FALLBACK = "VisInfoSyd vagttelefon, +45 7011 2233"
+OVERRIDE = "Akutvagt, +45 7099 0000"
 
 # Every element's right edge, and the document's width, against the viewport.
 MEASURE = """(() => {
@@ -44,6 +50,64 @@ MEASURE = """(() => {
           atTop: banner.contains(document.elementFromPoint(vw / 2, 2)),
           h1: banner.querySelector('h1').textContent, title: document.title,
           generated: document.body.dataset.generated};
+})()"""
+
+
+# WCAG 2.1 AA, measured: text 4.5:1 (large text, 24 px or 18.66 px bold:
+# 3:1, 1.4.3), borders 3:1 (1.4.11), each against the background behind it.
+# The page shows one state now (down, with an endpoint up); a sample of
+# every other state's banner, card and endpoint, in the page's own classes
+# and under its own style sheet, is added so their colours count too. The
+# warning of a stale page is unhidden to be measured as well.
+CONTRAST = """(() => {
+  const states = ['ok', 'down', 'recovering', 'suspect', 'planned', 'active', 'maintenance',
+                  'held'];
+  const box = document.createElement('div');
+  for (const s of states)
+    box.insertAdjacentHTML('beforeend',
+      '<header class="banner ' + s + '"><div class="wrap"><p><span class="tag ' + s +
+      '">x ' + s + '</span></p><h1>h</h1><p>p</p></div></header><ul class="cards"><li ' +
+      'class="card ' + s + '"><h3>h</h3><p class="meta"><span class="tag ' + s + '">x</span>' +
+      ' m</p><dl><dt>t</dt><dd class="todo">d</dd><dd>d</dd></dl></li></ul><ul class="eps">' +
+      '<li class="ep ' + s + '"><h3>h</h3><span class="tag ' + s + '">x</span> t</li></ul>');
+  document.querySelector('main').appendChild(box);
+  document.getElementById('stale').hidden = false;
+  const rgb = s => s.match(/[\\d.]+/g).map(Number);
+  const lum = c => {
+    const f = v => (v /= 255) <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const ratio = (a, b) => {
+    const x = lum(a), y = lum(b);
+    return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+  };
+  const behind = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  let texts = 0, borders = 0;
+  for (const el of document.body.querySelectorAll('*')) {
+    if (!el.getClientRects().length) continue;
+    const cs = getComputedStyle(el), name = el.tagName + '.' + el.className;
+    if ([...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) {
+      const px = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+      const need = px >= 24 || (px >= 18.66 && bold) ? 3 : 4.5;
+      const r = ratio(rgb(cs.color), behind(el));
+      texts++;
+      if (r < need) low.push(name + ' text ' + r.toFixed(2) + ' < ' + need);
+    }
+    for (const side of ['Top', 'Right', 'Bottom', 'Left']) {
+      if (parseFloat(cs['border' + side + 'Width']) <= 0) continue;
+      const r = ratio(rgb(cs['border' + side + 'Color']), behind(el.parentElement));
+      borders++;
+      if (r < 3) low.push(name + ' border-' + side + ' ' + r.toFixed(2) + ' < 3');
+    }
+  }
+  return {texts: texts, borders: borders, low: low};
 })()"""
 
 
@@ -134,7 +198,26 @@ class StatusPageBrowserTest(BrokerTest):
         self.assertTrue(m["atTop"], "something above the banner: %s" % m)
         self.assertLessEqual(m["scroll"], m["vw"])
         browser.screenshot(os.path.join(ARTEFACTS, "statuspage-1280.png"))
-        for name in ("statuspage-390.png", "statuspage-1280.png"):
+        desktop_font = browser.evaluate("getComputedStyle(document.body).fontSize")
+
+        # contrast, in every state (the samples are gone at the next open)
+        c = browser.evaluate(CONTRAST)
+        self.assertGreater(c["texts"], 100, c)
+        self.assertGreater(c["borders"], 50, c)
+        self.assertEqual(c["low"], [], "below WCAG AA contrast")
+
+        # a wall screen: nothing runs off, and the type is larger
+        browser.viewport(2560, 1440, mobile=False)
+        browser.open(url)
+        m = browser.evaluate(MEASURE)
+        self.assertEqual(m["vw"], 2560)
+        self.assertLessEqual(m["scroll"], m["vw"], "sideways scrolling at 2560 px: %s" % m)
+        self.assertEqual(m["wider"], [], "elements past the right edge at 2560 px")
+        wall_font = browser.evaluate("getComputedStyle(document.body).fontSize")
+        self.assertGreater(float(wall_font.rstrip("px")), float(desktop_font.rstrip("px")),
+                           "the same type on a wall screen as on a desktop")
+        browser.screenshot(os.path.join(ARTEFACTS, "statuspage-2560.png"))
+        for name in ("statuspage-390.png", "statuspage-1280.png", "statuspage-2560.png"):
             with open(os.path.join(ARTEFACTS, name), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", name)
 
@@ -142,16 +225,23 @@ class StatusPageBrowserTest(BrokerTest):
         # the page, and the script, finding a newer status.json, reloads it
         before = m["generated"]
         o = j["outages"][0]
-        b.ctl("outage", "set", str(o["id"]), "--expected-downtime", "3h")
-        wait_for(lambda: (self.status_json(b) or {}).get("generated_at_ms", 0) > int(before),
-                 timeout=10, what="status page rewritten")
+        b.ctl("outage", "set", str(o["id"]), "--expected-downtime", "3h", "--fallback", OVERRIDE)
+        # (the page is written before the JSON, so a JSON with the change
+        # means a page with it; a periodic rewrite before the change does not)
+        wait_for(lambda: any(x["fallback_contact"] == OVERRIDE
+                             for x in (self.status_json(b) or {}).get("outages", [])),
+                 timeout=10, what="status page rewritten with the change")
         try:
             browser.evaluate("edibrokerRefresh()", await_promise=True)
         except RuntimeError:
             pass  # the reload may tear the evaluation's context down under it
         browser.wait("document.body && document.body.dataset.generated > %s" % before)
-        self.assertRegex(browser.evaluate("document.querySelector('.card.down').innerText"),
-                         r"Forventet nedetid\s+til \d\d-\d\d-\d{4} kl\. \d\d:\d\d \(ca\. ")
+        card = browser.evaluate("document.querySelector('.card.down').innerText")
+        self.assertRegex(card, r"Forventet nedetid\s+til \d\d-\d\d-\d{4} kl\. \d\d:\d\d \(ca\. ")
+        # the operator's --fallback replaces the endpoint's contact for this outage
+        self.assertIn("Hvad gør jeg?\nHaster det, så ring til %s." % OVERRIDE, card)
+        self.assertNotIn(FALLBACK, card)
+        self.assertIn("Ved udskrivning", card, "the endpoint's note stays")
 
 
 if __name__ == "__main__":
