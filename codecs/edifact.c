@@ -960,7 +960,7 @@ static int parse_interchange(struct parse *p)
 static void keep_partial(struct codec_envelope *env, const struct parse *p)
 {
 	memset(env, 0, sizeof(*env));
-	env->codec = &codec_edifact;
+	env->codec = env->inner = &codec_edifact;
 	if (p->charset)
 		str_copy(env->encoding, p->charset->encoding, sizeof(env->encoding));
 	memcpy(env->envelope_id, p->partial.envelope_id, sizeof(env->envelope_id));
@@ -974,7 +974,7 @@ static int edifact_decode(const uint8_t *buf, size_t len, const struct codec_lim
 {
 	size_t max = lim && lim->max_bytes ? lim->max_bytes : CODEC_DEFAULT_MAX_BYTES;
 	memset(env, 0, sizeof(*env));
-	env->codec = &codec_edifact;
+	env->codec = env->inner = &codec_edifact;
 	*err = (struct codec_error){ .code = CODEC_OK };
 	if (len > max)
 		return fail(err, CODEC_ETOOBIG, "interchange is %zu bytes, limit %zu", len, max);

@@ -120,6 +120,8 @@ struct item {
 	char type[CODEC_TYPE_MAX], envelope_id[CODEC_ID_MAX];
 	char sender[CODEC_GLN_MAX], receiver[CODEC_GLN_MAX];
 	char format[64], wrapper[2 * (CODEC_ID_MAX + 8)]; /* for the log line */
+	char sender_sor[CODEC_SOR_MAX], receiver_sor[CODEC_SOR_MAX]; /* FHIR: shown, never
+								       * routed on; "-" else */
 	struct store_key *keys;
 	struct { char sender[CODEC_GLN_MAX], id[CODEC_ID_MAX]; } *keybuf;
 	struct store_txid txids[CODEC_WRAP_MAX + 1];
@@ -271,6 +273,10 @@ static void item_take_envelope(struct item *it, const struct codec_envelope *env
 	str_copy(it->envelope_id, env->envelope_id, sizeof(it->envelope_id));
 	str_copy(it->sender, first->sender, sizeof(it->sender));
 	str_copy(it->receiver, first->receiver, sizeof(it->receiver));
+	str_copy(it->sender_sor, str_empty(first->sender_sor) ? "-" : first->sender_sor,
+		 sizeof(it->sender_sor));
+	str_copy(it->receiver_sor, str_empty(first->receiver_sor) ? "-" : first->receiver_sor,
+		 sizeof(it->receiver_sor));
 	it->keys = xcalloc(env->nletters, sizeof(struct store_key));
 	it->keybuf = xcalloc(env->nletters, sizeof(*it->keybuf));
 	for (size_t i = 0; i < env->nletters; i++) {
@@ -369,16 +375,17 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 	switch (res) {
 	case INGEST_ACCEPTED:
 		log_info("event=accepted msg=%lld source=%s endpoint=%s type=%s letters=%d "
-			 "envelope=%s sender=%s receiver=%s size=%zu format=%s wrapper=%s",
+			 "envelope=%s sender=%s receiver=%s size=%zu format=%s wrapper=%s "
+			 "sender_sor=%s receiver_sor=%s",
 			 (long long)it->m.id, it->source, it->endpoint, it->type, it->m.nletters,
 			 it->envelope_id, it->sender, it->receiver, it->size, it->format,
-			 it->wrapper);
+			 it->wrapper, it->sender_sor, it->receiver_sor);
 		break;
 	case INGEST_DUPLICATE:
 		log_notice("event=duplicate msg=%lld source=%s type=%s envelope=%s sender=%s "
-			   "state=dropped format=%s wrapper=%s",
+			   "state=dropped format=%s wrapper=%s sender_sor=%s",
 			   (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
-			   it->format, it->wrapper);
+			   it->format, it->wrapper, it->sender_sor);
 		break;
 	case INGEST_DEAD:
 		if (it->m.id == 0) { /* INGEST_NO_DEAD: the caller keeps it */
@@ -388,9 +395,11 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 			break;
 		}
 		log_warn("event=dead-letter msg=%lld source=%s type=%s envelope=%s sender=%s "
-			 "receiver=%s reason=\"%s\" format=%s wrapper=%s",
+			 "receiver=%s reason=\"%s\" format=%s wrapper=%s sender_sor=%s "
+			 "receiver_sor=%s",
 			 (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
-			 it->receiver, it->reason, it->format, it->wrapper);
+			 it->receiver, it->reason, it->format, it->wrapper, it->sender_sor,
+			 it->receiver_sor);
 		break;
 	case INGEST_REJECTED:
 		log_warn("event=rejected source=%s size=%zu error=%s reason=\"%s\"", it->source,

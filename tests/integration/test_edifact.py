@@ -131,9 +131,9 @@ class Edifact(BrokerTest):
         for name in expected:
             drop(b.inbox("hospital"), name, edifact(name))
         q = b.quarantine("hospital")
-        wait_for(lambda: os.path.isdir(q) and
-                 len([f for f in os.listdir(q) if not f.endswith(".reason")]) == len(expected),
-                 timeout=20, what="all error samples quarantined")
+        # listdir_final: a reason file being written (.NAME.reason.tmp) is not one
+        wait_for(lambda: len([f for f in listdir_final(q) if not f.endswith(".reason")])
+                 == len(expected), timeout=20, what="all error samples quarantined")
         self.assertEqual(os.listdir(b.inbox("hospital")), [])
         for name, (error, text) in expected.items():
             moved = [f for f in os.listdir(q) if f.endswith("-" + name)]

@@ -25,6 +25,8 @@ from harness import (BrokerTest, HOSPITAL_GLN, MUNICIPALITY_GLN, SAMPLES, drop, 
 BROKER_GLN = "5790000000000"
 FHIR_SENDER = "5790000209354"
 FHIR_RECEIVER = "5790001348120"
+FHIR_SENDER_SOR = "265161000016000"     # the samples' sender and receiver SOR ids
+FHIR_RECEIVER_SOR = "953741000016009"
 REGIONH = "5790002515200"
 REGIONH_MUNI = "5790002508226"
 
@@ -102,6 +104,12 @@ class Formats(BrokerTest):
         self.assertTrue(any("type=XDIS13" in l for l in lines), "a letter type with no list entry")
         self.assertTrue(any("format=fhir-json" in l and "type=hospital-notification-message" in l
                             for l in lines), lines)
+        # FHIR's SOR ids are shown to operators (routing is by GLN only)
+        fhir = [l for l in lines if "format=fhir-" in l]
+        self.assertEqual(len(fhir), 2, lines)
+        for l in fhir:
+            self.assertIn("sender_sor=%s receiver_sor=%s" % (FHIR_SENDER_SOR, FHIR_RECEIVER_SOR), l)
+        self.assertTrue(all("receiver_sor=-" in l for l in lines if "format=fhir-" not in l), lines)
         self.assertEqual(b.ctl("dead")["dead"], 0)
 
     def test_unknown_receiver_is_answered_in_the_senders_format_and_wrapping(self):
@@ -151,6 +159,9 @@ class Formats(BrokerTest):
                          ["XDIS18", "XDIS20", "XDIS20", "hospital-notification-message"],
                          "operators see the innermost letters' types")
         self.assertTrue(all("unknown receiver" in m["reason"] for m in dead), dead)
+        # the receiver's SOR id helps an operator find whom a FHIR message was for
+        self.assertTrue(any("format=fhir-json" in l and "receiver_sor=%s" % FHIR_RECEIVER_SOR in l
+                            for l in b.log_lines(r"event=dead-letter ")))
 
     def test_the_same_letter_bare_then_in_sbdh_is_delivered_once(self):
         b = self.make()

@@ -274,6 +274,8 @@ Test(golden, every_sample_matches_its_golden_file)
 		_cleanup_free_ struct result *res = decode_file(names[i]);
 		bool want_error = strstr(names[i], "_ERROR_") != NULL;
 		cr_expect_eq(res->r != 0, want_error, "%s: %s", names[i], res->err.text);
+		/* codec.h: a bare message's inner format is its codec, also on error */
+		cr_expect_eq(res->env.inner, &codec_edifact, "%s: inner", names[i]);
 		_cleanup_free_ char *got = dump(res);
 		_cleanup_free_ char *gpath = xasprintf("%s/%s.golden", GOLDEN, names[i]);
 		uint8_t *want = NULL;
