@@ -737,11 +737,14 @@ static void clean_done(void *arg)
 		struct in_file *f = &j->files[i];
 		if (f->quarantine && f->err < 0 && f->err != -ENOENT) {
 			/* It stays in the inbox: refused until it changes, so it is
-			 * not picked up (and answered) again, and said once. */
+			 * not picked up (and answered) again, and said once. With no
+			 * .reason file beside it, this line is the operator's record
+			 * of why it was refused. */
 			if (refuse(sp, f->name, &f->id))
 				log_err("event=quarantine-failed endpoint=%s file=%s dir=%s error=\"%s\" "
-					"state=left-in-inbox",
-					sp->endpoint, f->name, sp->quarantine, strerror(-f->err));
+					"state=left-in-inbox refused=%s reason=\"%s\"",
+					sp->endpoint, f->name, sp->quarantine, strerror(-f->err),
+					f->error, f->reason);
 		}
 		else if (f->quarantine)
 			log_warn("event=quarantined endpoint=%s file=%s error=%s path=%s "

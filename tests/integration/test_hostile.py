@@ -100,8 +100,10 @@ class Hostile(BrokerTest):
                  what="the big file refused")
         time.sleep(2.5)
         self.flows(b, "b")
-        self.assertEqual(len(b.log_lines(r"event=quarantine-failed .*file=big\.xml")), 1,
-                         "logged once")
+        lines = b.log_lines(r"event=quarantine-failed .*file=big\.xml")
+        self.assertEqual(len(lines), 1, "logged once")
+        # the one line says why the file was refused, not only why it stayed
+        self.assertIn('refused=too-big reason="message larger than max_message_size', lines[0])
         self.assertTrue(os.path.exists(big), "the file stays for an operator")
         rss = peak_rss_mb(b.proc.pid)
         self.assertLess(rss, 200, "peak RSS %.0f MB" % rss)
@@ -119,7 +121,11 @@ class Hostile(BrokerTest):
                  what="the quarantine failed")
         time.sleep(3.5)  # several rescans
         self.flows(b, "a")
-        self.assertEqual(len(b.log_lines(r"event=quarantine-failed")), 1)
+        failed = b.log_lines(r"event=quarantine-failed")
+        self.assertEqual(len(failed), 1)
+        # an operator finds the file's refusal on the line that names it
+        self.assertIn("file=%s" % name, failed[0])
+        self.assertRegex(failed[0], r'refused=\w+ reason="[^"]*XD9999C')
         receipts = [n for n in listdir_final(b.outbox("hospital"))]
         self.assertEqual(len(receipts), 1, "one receipt, not one per rescan: %s" % receipts)
         self.assertEqual(len(b.log_lines(r"event=rejected")), 1)

@@ -1216,6 +1216,48 @@ Test(ingest, a_wrapping_sender_is_bound_as_well)
 	free(spoof.p);
 }
 
+/* Every format names its sender where issue 8 says, and each is bound: an
+ * EDIFACT UNB sender, a FHIR MessageHeader.sender's GLN and an SBDH
+ * Sender/Identifier (without its "0088:" prefix) the municipality does not
+ * own are refused; from their owner the same bytes are taken. */
+Test(ingest, every_formats_sender_is_bound)
+{
+	const struct {
+		const char *path, *sender;
+	} c[] = {
+		{ "../shared/medcom-samples/edifact/DIS20_1.edi", DIS20_SENDER },
+		{ FHIR_JSON, FHIR_SENDER },
+	};
+	router_free(router);
+	router = make_router(FHIR_RECEIVER); /* the FHIR letter's receiver: "other" */
+	ingest_set_router(ing, router);
+	for (size_t i = 0; i < ARRAY_SIZE(c); i++) {
+		struct buf b = load(c[i].path);
+		struct outcome spoof = { 0 }, real = { 0 };
+		submit("municipality", b, &spoof);
+		turn();
+		cr_assert_eq(spoof.result, INGEST_FORBIDDEN, "%s: result %d", c[i].path,
+			     spoof.result);
+		cr_assert(strstr(spoof.reason, c[i].sender), "%s: %s", c[i].path, spoof.reason);
+		submit("hospital", b, &real);
+		turn();
+		cr_assert_eq(real.result, INGEST_ACCEPTED, "%s: result %d %s", c[i].path,
+			     real.result, real.reason);
+		free(b.p);
+	}
+	cr_assert_eq(nqueued, ARRAY_SIZE(c), "only the owners' messages were queued");
+
+	struct buf s = load(SBDH_SAMPLE); /* SBDH and letter from 5790002515200 */
+	struct buf spoof = replaced(s, "0088:5790002515200", "0088:" DIS20_RECEIVER, false);
+	struct outcome o;
+	submit("hospital", spoof, &o); /* hospital owns the letter's sender, not the SBDH's */
+	turn();
+	cr_assert_eq(o.result, INGEST_FORBIDDEN, "result %d", o.result);
+	cr_assert(strstr(o.reason, "may not send as " DIS20_RECEIVER), "%s", o.reason);
+	free(s.p);
+	free(spoof.p);
+}
+
 /* ---- back-pressure and submissions without receipts (issue 9) ---------- */
 
 static const char *full_endpoint; /* the queue the test says is full */
