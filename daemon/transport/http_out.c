@@ -5,7 +5,8 @@
  *
  * libcurl's multi interface runs on the event loop: its sockets are
  * libevent events (CURLMOPT_SOCKETFUNCTION), its timeouts one libevent
- * timer (CURLMOPT_TIMERFUNCTION), name look-ups its threaded resolver. So
+ * timer (CURLMOPT_TIMERFUNCTION), name look-ups its threaded resolver,
+ * which a transfer removed mid-look-up leaves behind rather than joins. So
  * a receiver that accepts and never answers, or answers a byte a minute,
  * holds only its own endpoint's transfer: at the delivery's deadline
  * (deliver.c) cancel() removes the transfer, closing its connection, and
@@ -304,6 +305,11 @@ static int base_options(struct http_out *o)
 		bad += curl_easy_setopt(c, CURLOPT_SSLKEY, o->client_key) != CURLE_OK;
 	}
 	bad += curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+	/* A transfer removed during its name look-up (cancel at the deadline,
+	 * libcurl's own timeout, a reload) leaves the resolver thread to finish
+	 * alone: without this libcurl joins it, on the loop, for as long as a
+	 * dead DNS server or NSS module keeps getaddrinfo() waiting. */
+	bad += curl_easy_setopt(c, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK;
 	bad += curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
 				o->timeout_ms < CONNECT_TIMEOUT_MS ? o->timeout_ms
 								   : CONNECT_TIMEOUT_MS) != CURLE_OK;

@@ -4,18 +4,27 @@
  * documents, the media types, bearer tokens (parsing, the credentials
  * table, constant-time comparison), certificate fingerprints, the
  * listener's whole-config rules over real config files, what a receiver's
- * answer means for a delivery, and the listen address.
+ * answer means for a delivery, and the listen address; and one rule of
+ * delivery (http_out.c): a name look-up that hangs never holds the loop.
  */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "base/clock.h"
 #include "base/fileio.h"
 #include "codecs/base/mem.h"
 #include "conf/config.h"
@@ -526,4 +535,110 @@ Test(http_listen, loopback)
 	cr_assert_not(http_host_loopback("10.0.0.1"));
 	cr_assert_not(http_host_loopback("128.0.0.1"));
 	cr_assert_not(http_host_loopback("fe80::1"));
+}
+
+/* ---- http_out.c: a name look-up that hangs -------------------------------- */
+
+/* Every host-name look-up of this test process hangs until release_lookups():
+ * in a mount namespace of its own (nothing reaches the host's mounts),
+ * /etc/hosts becomes a FIFO nobody writes, which nss_files blocks opening,
+ * and nsswitch.conf consults nothing else. So the look-up behaves as one
+ * against a DNS server or NSS module that does not answer. */
+static char fifo[PATH_MAX + 16];
+
+static void hang_lookups(void)
+{
+	char nss[PATH_MAX + 16];
+	snprintf(fifo, sizeof(fifo), "%s/hosts", dir);
+	snprintf(nss, sizeof(nss), "%s/nsswitch.conf", dir);
+	cr_assert_eq(mkfifo(fifo, 0644), 0);
+	testutil_write_file(nss, "hosts: files\n", 13);
+	cr_assert_eq(unshare(CLONE_NEWNS), 0, "unshare: %s (needs root)", strerror(errno));
+	cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
+	cr_assert_eq(mount(fifo, "/etc/hosts", NULL, MS_BIND, NULL), 0, "%s", strerror(errno));
+	cr_assert_eq(mount(nss, "/etc/nsswitch.conf", NULL, MS_BIND, NULL), 0, "%s",
+		     strerror(errno));
+}
+
+/* Lets a look-up blocked in open(/etc/hosts) go on: it reads an empty file. */
+static void release_lookups(void)
+{
+	int fd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Releases the look-up after 3 s, so a cancel that waits for it fails the
+ * test with its figure instead of hanging it. */
+static void *release_later(void *arg)
+{
+	struct timespec ts = { 3, 0 };
+	nanosleep(&ts, NULL);
+	release_lookups();
+	return NULL;
+}
+
+struct out_done {
+	bool called;
+	struct deliver_result res;
+};
+
+static void on_out_done(void *arg, const struct deliver_result *res)
+{
+	struct out_done *d = arg;
+	d->called = true;
+	d->res = *res;
+}
+
+static void run_loop_ms(struct event_base *base, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+TestSuite(http_out, .init = setup, .fini = teardown);
+
+/* deliver.c cancels a delivery at its deadline on the event loop. libcurl
+ * (7.88) waits for its resolver thread when a transfer is removed in the
+ * middle of a look-up, unless told not to: a receiver whose name does not
+ * resolve (a dead DNS server) would stop the whole daemon - every other
+ * endpoint and the control socket - for as long as the look-up hangs. */
+Test(http_out, a_name_lookup_that_hangs_never_holds_the_loop, .timeout = 30)
+{
+	hang_lookups();
+	_cleanup_free_ char *text = xasprintf(
+		"[broker]\nstate_dir = %s/state\n\n[endpoint r]\nkind = municipality\n"
+		"transport = http\ngln = 5790000143061\nurl = http://receiver.hangs.example:8080/in\n"
+		"delivery_timeout = 20s\n", dir);
+	testutil_write_file(conf, text, strlen(text));
+	struct config *cfg = NULL;
+	cr_assert_eq(config_load(conf, transport_schemas(), &cfg, err, sizeof(err)), 0, "%s", err);
+	struct event_base *base = event_base_new();
+	struct transport_env env = { .base = base, .instance = "t", .cfg = cfg };
+	struct http_out *o = http_out_new(config_endpoint(cfg, "r"), &env, err, sizeof(err));
+	cr_assert_not_null(o, "%s", err);
+	const char body[] = "<x/>";
+	struct out_msg m = { .id = 1, .ext = "xml", .body = (const uint8_t *)body, .size = 4 };
+	struct out_done d = { 0 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, release_later, NULL), 0);
+	pthread_detach(t);
+
+	http_out_deliver(o, &m, 1, on_out_done, &d);
+	run_loop_ms(base, 300); /* the look-up starts and hangs */
+	cr_assert_not(d.called, "the delivery ended while its look-up hangs: %s", d.res.error);
+	int64_t t0 = clock_mono_ms();
+	http_out_cancel(o); /* what deliver.c does at the deadline */
+	int64_t took = clock_mono_ms() - t0;
+	release_lookups();
+	cr_assert_lt(took, 1000, "cancelling the delivery held the loop %lld ms for a name look-up",
+		     (long long)took);
+	run_loop_ms(base, 100);
+	cr_assert(d.called, "the cancelled delivery did not complete");
+	cr_assert_eq(d.res.delivered, 0);
+	cr_assert_eq(d.res.fault, FAULT_TIMEOUT);
+	http_out_free(o);
+	event_base_free(base);
+	config_free(cfg);
 }
