@@ -99,6 +99,11 @@ class Metrics(NoticeTest):
         wait_for(lambda: b.ctl("dead")["dead"] == 1 and listdir_final(b.outbox("hospital")),
                  what="the dead letter and its receipt")
         wait_for(lambda: len(listdir_final(b.quarantine("hospital"))) >= 1, what="quarantined")
+        # The file is in quarantine before the loop hears that its job is done
+        # and counts it: wait for the count rather than read it at once.
+        wait_for(lambda: sum(v for k, v in parse(self.scrape(check=False)).items()
+                             if k[0] == "edibroker_files_quarantined_total") == 1,
+                 what="the quarantined file counted")
         wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 4, what="xdis13")
 
         s = parse(self.scrape())
