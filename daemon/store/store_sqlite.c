@@ -1379,15 +1379,18 @@ static int vacuum_some(struct sq *q)
 	return stmt_run(q, q->st[S_VACUUM], SQLITE_OK, "incremental_vacuum");
 }
 
-static int sq_prune(void *be, int64_t body_before, int64_t history_before, size_t limit)
+/* One bounded clean-up in a transaction of its own: rows(q, a, b, limit)
+ * removes at most limit rows, then some free pages go back; returns how
+ * many rows went, or -errno with nothing changed. */
+static int bounded_cleanup(struct sq *q, int (*rows)(struct sq *, int64_t, int64_t, int64_t),
+			   int64_t a, int64_t b, size_t limit)
 {
-	struct sq *q = be;
 	if (limit == 0)
 		return 0;
 	int r = own_begin(q);
 	if (r < 0)
 		return r;
-	int n = prune_rows(q, body_before, history_before, limit > INT_MAX ? INT_MAX : (int64_t)limit);
+	int n = rows(q, a, b, limit > INT_MAX ? INT_MAX : (int64_t)limit);
 	r = n < 0 ? n : vacuum_some(q);
 	if (r >= 0)
 		r = tx_commit(q);
@@ -1396,6 +1399,11 @@ static int sq_prune(void *be, int64_t body_before, int64_t history_before, size_
 		return r;
 	}
 	return n;
+}
+
+static int sq_prune(void *be, int64_t body_before, int64_t history_before, size_t limit)
+{
+	return bounded_cleanup(be, prune_rows, body_before, history_before, limit);
 }
 
 /* Retention of dead-letter bodies and quarantined files. */
@@ -1482,21 +1490,7 @@ static int dead_expire_rows(struct sq *q, int64_t before, int64_t now, int64_t l
 
 static int sq_dead_expire(void *be, int64_t before, int64_t now, size_t limit)
 {
-	struct sq *q = be;
-	if (limit == 0)
-		return 0;
-	int r = own_begin(q);
-	if (r < 0)
-		return r;
-	int n = dead_expire_rows(q, before, now, limit > INT_MAX ? INT_MAX : (int64_t)limit);
-	r = n < 0 ? n : vacuum_some(q);
-	if (r >= 0)
-		r = tx_commit(q);
-	if (r < 0) {
-		tx_rollback(q);
-		return r;
-	}
-	return n;
+	return bounded_cleanup(be, dead_expire_rows, before, now, limit);
 }
 
 static int sq_quarantine_expired(void *be, int64_t before, int64_t after_at, int64_t after_id,
