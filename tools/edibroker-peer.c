@@ -577,6 +577,23 @@ static char *read_token(const struct opts *o)
 	return (char *)buf;
 }
 
+/* peer_http_send()'s refusals as exit codes (peer_http.h). */
+static int http_exit(int r)
+{
+	switch (r) {
+	case -EAGAIN:
+	case -EIO:
+		return EX_TEMPFAIL;   /* try again later / no answer came */
+	case -EACCES:
+	case -ENOSYS:
+		return EX_UNAVAILABLE; /* the credential is refused / no HTTP client */
+	case -EINVAL:
+		return EX_DATAERR;    /* refused for what it is */
+	default:
+		return EX_NOINPUT;    /* the file cannot be read */
+	}
+}
+
 static int send_http(const struct opts *o, char **files, size_t n)
 {
 	_cleanup_free_ char *token = read_token(o);
@@ -586,15 +603,22 @@ static int send_http(const struct opts *o, char **files, size_t n)
 		int r = peer_http_send(o->http, token, o->ca_file, o->cert, o->cert_key, files[i],
 				       o->timeout_ms, err, sizeof(err));
 		if (r == 0) {
-			if (o->verbose)
+			int64_t id = 0;
+			if (o->verbose && sscanf(err, "id %" SCNd64, &id) == 1)
+				printf("%s: accepted %" PRId64 "\n", files[i], id);
+			else if (o->verbose)
 				printf("%s: accepted\n", files[i]);
 			continue;
 		}
 		fprintf(stderr, "%s: %s\n", files[i], err);
-		if (r == -ENOSYS)
-			return EX_UNAVAILABLE;
-		worst = worst == EX_DATAERR ? worst : r == -EAGAIN || r == -EBUSY ? EX_TEMPFAIL
-									    : EX_DATAERR;
+		int code = http_exit(r);
+		if (code == EX_UNAVAILABLE) {
+			worst = code;
+			break;
+		}
+		/* a refusal for what it is outranks "try again later" */
+		if (worst != EX_DATAERR)
+			worst = code;
 	}
 	if (token)
 		explicit_bzero(token, strlen(token));
