@@ -149,12 +149,18 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory layers all unit fuzz-replay deb
 	$(Q)$(MAKE) --no-print-directory integration
 
-bench: all $(B)/bench/minrelay
+bench: all $(B)/bench/minrelay $(B)/bench/zmqbench
 	$(Q)$(PYTHON) tests/bench/bench.py $(BENCH_ARGS)
 
 $(B)/bench/minrelay: tests/bench/minrelay.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The ZeroMQ load generator and receiver, with the daemon's own framing.
+$(B)/bench/zmqbench: $(B)/tests/bench/zmqbench.o $(LIB)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # Builds every libFuzzer target (clang, ASan+UBSan) and runs each for
 # FUZZ_SECONDS at the daemon's real 16 MiB limit, reporting slow units. New
