@@ -820,6 +820,9 @@ static void on_zap(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the socket monitor: failed handshakes in the log ------------------ */
 
+/* libzmq names the listening endpoint, not the peer, in these events; a
+ * refused key is logged with the peer's address by the ZAP handler. */
+
 static const char *handshake_reason(uint16_t event)
 {
 	switch (event) {
@@ -853,7 +856,7 @@ static void on_monitor(evutil_socket_t fd, short what, void *arg)
 		memcpy(&value, d + 2, sizeof(value));
 		int alen = (int)(zmq_msg_size(&addr) < 64 ? zmq_msg_size(&addr) : 64);
 		if (rl_allow(&l->rl_handshake, "handshake"))
-			log_warn("event=zmq-handshake-failed reason=%s code=%u address=%.*s",
+			log_warn("event=zmq-handshake-failed reason=%s code=0x%x listener=%.*s",
 				 handshake_reason(event), value, alen, (const char *)zmq_msg_data(&addr));
 		zmq_msg_close(&ev);
 		zmq_msg_close(&addr);

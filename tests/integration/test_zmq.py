@@ -32,6 +32,8 @@ import socket
 import subprocess
 import time
 
+import zmq
+
 from harness import (BrokerTest, HOSPITAL_GLN, MUNICIPALITY_GLN, drop, listdir_final, sample,
                      wait_for, with_ids)
 from zmqpeer import PEER, RawPeer, ZmqBroker, keygen, secret_of
@@ -190,18 +192,31 @@ class Refusals(ZmqTest):
         r = self.send(wrong, files, expect=EX_UNAVAILABLE)
         self.assertLess(time.monotonic() - t0, 8)
         self.assertIn("no handshake", r.stderr)
-        # no CURVE at all
-        plain = self.raw(b)
+        # no CURVE at all: the NULL and the PLAIN mechanism
+        null = self.raw(b)
         with open(files[0], "rb") as f:
-            plain.send("submit", "1", f.read())
-        self.assertIsNone(plain.recv(1.0), "a NULL-mechanism client got an answer")
+            body = f.read()
+        null.send("submit", "1", body)
+        self.assertIsNone(null.recv(1.0), "a NULL-mechanism client got an answer")
+        plain = self.raw(b)
+        plain.sock.close()
+        plain.sock = plain.ctx.socket(zmq.DEALER)
+        plain.sock.linger = 0
+        plain.sock.plain_username = b"hospital"
+        plain.sock.plain_password = b"secret"
+        plain.sock.connect(b.address)
+        plain.send("submit", "1", body)
+        self.assertIsNone(plain.recv(1.0), "a PLAIN client got an answer")
         # garbage and a truncated greeting on the port
         for junk in (b"\xff" + b"\x00" * 8 + b"\x7f" + b"garbage" * 20, b"\xff\x00\x00"):
             s = socket.create_connection(("127.0.0.1", b.port), timeout=2)
             s.sendall(junk)
             s.close()
-        # nothing was stored, and a good peer is served right after
+        # nothing was stored, the failed handshakes are in the log, and a good
+        # peer is served right after
         self.assertEqual(b.endpoint("municipality")["queued"], 0)
+        wait_for(lambda: b.log_lines(r"event=zmq-handshake-failed reason=protocol"), timeout=5,
+                 what="failed handshakes logged")
         self.send(b, files, expect=0)
         wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 1, timeout=10,
                  what="the good peer's message")
