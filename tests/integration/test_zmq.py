@@ -307,9 +307,8 @@ class Refusals(ZmqTest):
         msgs = [m.replace(b"<Envelope>", pad + b"<Envelope>", 1)
                 for m in self.msgs(14, "Q", receiver=HOSPITAL_GLN, sender=MUNICIPALITY_GLN)]
         files = self.write_msgs(os.path.join(self.tmp, "q"), msgs)
-        # one at a time: the mark counts what is committed, so messages decoded
-        # in one batch would all pass it together
-        r = self.send(b, files, key=self.muni_key, expect=EX_TEMPFAIL, extra=["--window", "1"])
+        # pipelined: the mark counts what is still committing as well
+        r = self.send(b, files, key=self.muni_key, expect=EX_TEMPFAIL)
         self.assertRegex(r.stderr, r"refused: busy \(retryable\): the queue of hospital is full")
         accepted = len(re.findall(r": accepted \d+$", r.stdout, re.M))
         self.assertGreater(accepted, 5)
