@@ -8,6 +8,12 @@ wait is bounded.
 
 - hospital over ZeroMQ -> municipality over spool, byte for byte, and back
   (municipality's inbox -> `edibroker-peer receive` for the hospital);
+- across the peer links: hospital over ZeroMQ -> municipality over HTTPS
+  (a test CA), municipality over HTTPS (`edibroker-peer send --http`) ->
+  hospital over ZeroMQ; no secret key or token in any log or output;
+- a backlog queued while no receiver is connected goes to the receiver that
+  connects, and one killed mid-way leaves nothing behind: the next
+  connection gets what it had unconfirmed;
 - a key the broker does not know, a wrong broker key, no CURVE at all and
   garbage on the port: refused within a bounded time, nothing stored, the
   broker serves the next good peer;
@@ -29,6 +35,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -36,7 +43,8 @@ import zmq
 
 from harness import (BrokerTest, HOSPITAL_GLN, MUNICIPALITY_GLN, drop, listdir_final, sample,
                      wait_for, with_ids)
-from zmqpeer import PEER, RawPeer, ZmqBroker, keygen, secret_of
+from test_http import HttpBroker, Receiver, make_ca
+from zmqpeer import PEER, RawPeer, ZmqBroker, free_port, keygen, secret_of
 
 LETTER = re.compile(rb"<(?:\w+:)?Letter>\s*<(?:\w+:)?Identifier>([^<]*)<")
 EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL = 65, 69, 75
@@ -168,6 +176,103 @@ class PeerLink(ZmqTest):
         self.receiver(b, into)
         wait_for(lambda: len(listdir_final(into)) == 1, timeout=8, what="delivered on ready")
         self.assertLess(time.monotonic() - t0, 8)
+
+    def test_a_backlog_waits_for_its_receiver_and_outlives_one_killed_mid_way(self):
+        b = self.zbroker(zmq_eps={"hospital"},
+                         keys={"hospital": self.hosp_pub, "municipality": self.muni_pub},
+                         delivery={"retry_initial": "30s", "retry_max": "60s"}).start()
+        n = 200
+        sent = self.msgs(n, "G", receiver=HOSPITAL_GLN, sender=MUNICIPALITY_GLN)
+        self.send(b, self.write_msgs(os.path.join(self.tmp, "g"), sent), key=self.muni_key,
+                  expect=0)
+        wait_for(lambda: b.endpoint("hospital")["queued"] == n, timeout=10, what="the backlog")
+        # the first receiver dies (kill -9) with deliveries unconfirmed
+        into = os.path.join(self.tmp, "hospital-in")
+        first = self.receiver(b, into, window=8)
+        wait_for(lambda: len(listdir_final(into)) >= 40, timeout=15, what="a part received")
+        first.kill()
+        first.wait(5)
+        self.assertGreater(b.endpoint("hospital")["queued"], 0, "drained before the kill")
+        # the next connection takes over, despite the 30 s backoff, and gets the rest
+        self.receiver(b, into, window=32)
+        wait_for(lambda: b.endpoint("hospital")["queued"] == 0, timeout=30, interval=0.2,
+                 what="the backlog confirmed")
+        got = {}
+        for name in listdir_final(into):
+            with open(os.path.join(into, name), "rb") as f:
+                got[letter_of(f.read())] = name
+        self.assertEqual(sorted(got), sorted(letter_of(m) for m in sent), "lost or extra")
+        for m in sent:
+            with open(os.path.join(into, got[letter_of(m)]), "rb") as f:
+                self.assertEqual(f.read(), m, "not byte-identical")
+        self.assertEqual(len(listdir_final(into)), n, "a duplicate under a new name")
+        self.assertTrue(b.log_lines(r"event=zmq-receiver endpoint=hospital"))
+
+
+class AcrossLinks(ZmqTest):
+    """ZeroMQ and HTTPS in one broker: each link carries what the other took in."""
+
+    TOKEN = "municipality-Tok-5c1d8e2a9b"
+
+    def test_zmq_in_https_out_and_https_in_zmq_out(self):
+        certs = make_ca(os.path.join(self.tmp, "certs"))
+        ca = os.path.join(certs, "ca.pem")
+        srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        srv.load_cert_chain(os.path.join(certs, "server.pem"), os.path.join(certs, "server.key"))
+        rec = Receiver(tls=srv)
+        self.peers.append(rec)
+        secret = os.path.join(self.tmp, "broker.secret")
+        keygen(secret)
+        address = "tcp://127.0.0.1:%d" % free_port()
+        eps = {"hospital": {"kind": "hospital", "gln": [HOSPITAL_GLN], "transport": "zmq",
+                            "lines": ["zmq_public_key = " + self.hosp_pub]},
+               "municipality": {"kind": "municipality", "gln": [MUNICIPALITY_GLN],
+                                "transport": "http",
+                                "lines": ["url = " + rec.url, "ca_file = " + ca,
+                                          "token = " + self.TOKEN]}}
+        b = HttpBroker(self.tmp, eps, delivery={"retry_initial": "200ms", "retry_max": "1s"},
+                       broker_lines=["zmq_listen = " + address, "zmq_secret_key = " + secret,
+                                     "zmq_heartbeat_timeout = 2s",
+                                     "tls_cert = " + os.path.join(certs, "server.pem"),
+                                     "tls_key = " + os.path.join(certs, "server.key")])
+        self.brokers.append(b)
+        b.start()
+        b.address = address
+        b.public = zmq.curve_public(secret_of(secret).encode()).decode()
+        # hospital over ZeroMQ -> municipality over HTTPS
+        there = self.msgs(3, "Z")
+        r1 = self.send(b, self.write_msgs(os.path.join(self.tmp, "z"), there), expect=0)
+        wait_for(lambda: sorted(rec.letters()) == sorted(letter_of(m) for m in there),
+                 timeout=10, what="delivered over HTTPS")
+        self.assertEqual(sorted(p["body"] for p in rec.posts()), sorted(there))
+        # municipality over HTTPS -> hospital over ZeroMQ
+        back = self.msgs(2, "W", receiver=HOSPITAL_GLN, sender=MUNICIPALITY_GLN)
+        token_file = os.path.join(self.tmp, "municipality.token")
+        with open(token_file, "w") as f:
+            f.write(self.TOKEN + "\n")
+        r2 = subprocess.run([PEER, "send", "-v", "--http", "https://127.0.0.1:%d" % b.port(),
+                             "--token-file", token_file, "--ca-file", ca, "--timeout", "10s"] +
+                            self.write_msgs(os.path.join(self.tmp, "w"), back),
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(r2.returncode, 0, r2.stdout + r2.stderr)
+        self.assertEqual(len(re.findall(r": accepted \d+$", r2.stdout, re.M)), 2, r2.stdout)
+        into = os.path.join(self.tmp, "hospital-in")
+        p = self.receiver(b, into)
+        wait_for(lambda: len(listdir_final(into)) == 2, timeout=15, what="received over ZeroMQ")
+        for name in listdir_final(into):
+            with open(os.path.join(into, name), "rb") as f:
+                self.assertIn(f.read(), back)
+        wait_for(lambda: b.endpoint("hospital")["queued"] == 0, timeout=5, what="confirmed")
+        p.send_signal(signal.SIGTERM)
+        _, perr = p.communicate(timeout=10)
+        # no secret anywhere: not the broker's or a peer's CURVE secret key, not the token
+        secrets = [secret_of(secret), secret_of(self.hosp_key), self.TOKEN]
+        outputs = {"the broker's log": b.log(), "send --zmq": r1.stdout + r1.stderr,
+                   "send --http": r2.stdout + r2.stderr, "receive": perr.decode()}
+        for what, text in outputs.items():
+            for s in secrets:
+                self.assertNotIn(s, text, "a secret in " + what)
+        self.assertEqual(b.stop(), 0)
 
 
 class Refusals(ZmqTest):
