@@ -5,7 +5,11 @@
  * Keys: [broker] zmq_listen, zmq_secret_key, zmq_window,
  * zmq_heartbeat_timeout (the link's; off unless zmq_listen is set), and
  * zmq_public_key on any endpoint (its credential on the link, whatever its
- * transport: a spool endpoint may submit over ZeroMQ too).
+ * transport: a spool endpoint may submit over ZeroMQ too). What spans the
+ * whole config (a key needs the listener, transport = zmq needs a key, a
+ * key belongs to one endpoint) is check_config's, over every endpoint
+ * whatever its transport, at start-up and in --check-config; a reload
+ * that gives one key to two endpoints admits neither (zmq_link.c).
  *
  * Delivery (deliver/probe/cancel, transport.h): a batch goes, in order, to
  * the connection the link says receives for the endpoint, with at most the
@@ -305,8 +309,12 @@ void zep_on_receiver(struct zep *ep)
 
 /* ---- transport operations ----------------------------------------------- */
 
-static int zmq_check(const struct endpoint_conf *ep, const struct config *cfg, char *err,
-		     size_t errlen)
+/* What each endpoint's key asks of the whole config: a listener for it, a
+ * key for a transport = zmq endpoint, and no key two endpoints claim. Runs
+ * over every endpoint, whatever its transport (check_config): a spool
+ * endpoint may hold a key too. */
+static int zmq_check_endpoint(const struct endpoint_conf *ep, const struct config *cfg,
+			      char *err, size_t errlen)
 {
 	const struct zmq_section *s = zmq_section_of(cfg);
 	bool mine = ep->transport && strcmp(ep->transport, ZMQ_NAME) == 0;
@@ -322,15 +330,25 @@ static int zmq_check(const struct endpoint_conf *ep, const struct config *cfg, c
 			 mine ? "transport = zmq" : "zmq_public_key");
 		return -EINVAL;
 	}
-	for (size_t i = 0; key && i < cfg->nendpoints; i++) {
-		const struct endpoint_conf *o = &cfg->endpoints[i];
+	for (const struct endpoint_conf *o = ep + 1; key && o < cfg->endpoints + cfg->nendpoints;
+	     o++) {
 		const char *k = zmq_public_key_of(cfg, o);
-		if (o != ep && k && zkey_equal(k, key)) {
+		if (k && zkey_equal(k, key)) {
 			snprintf(err, errlen, "%s:%d: endpoint '%s': zmq_public_key is also endpoint "
 				 "'%s''s: a key belongs to one endpoint", cfg->path,
-				 config_endpoint_key_line(ep, "zmq_public_key"), ep->name, o->name);
+				 config_endpoint_key_line(o, "zmq_public_key"), o->name, ep->name);
 			return -EINVAL;
 		}
+	}
+	return 0;
+}
+
+static int zmq_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
+		int r = zmq_check_endpoint(&cfg->endpoints[i], cfg, err, errlen);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -444,7 +462,7 @@ const struct transport_ops zmq_transport = {
 	.probe = zmq_probe,
 	.cancel = zmq_cancel,
 	.resume = zmq_resume,
-	.check = zmq_check,
+	.check_config = zmq_check_config,
 	.shared_new = zlink_new,
 	.shared_reload = zlink_reload,
 	.shared_stop = zlink_stop,

@@ -12,8 +12,8 @@
  * reachable; cancel gives up with the confirmed prefix, and what is still
  * with the peer is not sent again on the same connection while a late
  * confirmation counts; a second connection that says ready takes over and
- * gets what was unconfirmed; a reload that removes the key drops the
- * connection at once.
+ * gets what was unconfirmed; a reload that removes the key, or gives it to
+ * a second endpoint as well, drops the connection at once.
  */
 #include <criterion/criterion.h>
 
@@ -406,6 +406,32 @@ Test(zmq_deliver, a_reload_that_removes_the_key_drops_the_connection_at_once)
 	cr_assert_eq(r.res.fault, FAULT_REFUSED, "the delivery failed at once");
 	answer(p, ZP_DELIVERED, 1, false, NULL);
 	struct zp_msg m;
+	cr_assert(peer_recv(p, &m, 2000));
+	cr_assert_eq(m.cmd, ZP_ERROR);
+	cr_assert_str_eq(m.code, "unauthorized");
+	zmq_close(p);
+	config_free(cfg);
+	cfg = c2;
+}
+
+Test(zmq_deliver, a_reload_that_gives_the_key_to_two_endpoints_admits_neither_at_once)
+{
+	void *p = peer_new();
+	ready(p, 8);
+	_cleanup_free_ char *text = xasprintf(
+		"[broker]\nstate_dir = %s/state\nzmq_listen = %s\nzmq_secret_key = %s/broker.secret\n\n"
+		"[endpoint hospital]\nkind = hospital\ntransport = zmq\ngln = 5790000143054\n"
+		"zmq_public_key = %s\n\n"
+		"[endpoint twin]\nkind = other\ntransport = zmq\ngln = 5790000000029\n"
+		"zmq_public_key = %s\n", dir, addr, dir, peer_pub, peer_pub);
+	testutil_write_file(conf_path, text, strlen(text));
+	struct config *c2 = load();
+	char err[512] = "";
+	/* in force, not "the old settings stay": the old key may be the one to go */
+	cr_assert_eq(zmq_transport.shared_reload(shared, c2, err, sizeof(err)), 0, "%s", err);
+	cr_assert_null(zlink_receiver(shared, "hospital"), "the connection was kept");
+	struct zp_msg hb = { .cmd = ZP_HEARTBEAT }, m;
+	peer_send(p, &hb);
 	cr_assert(peer_recv(p, &m, 2000));
 	cr_assert_eq(m.cmd, ZP_ERROR);
 	cr_assert_str_eq(m.code, "unauthorized");
