@@ -1,6 +1,6 @@
 # edibroker - plain GNU Makefile.
 #
-#   make              build bin/edibrokerd and bin/edibrokerctl
+#   make              build bin/edibrokerd, bin/edibrokerctl and bin/edibroker-peer
 #   make deps         install missing build dependencies (apt-get, as root)
 #   make run          build and run the daemon on config/edibroker.conf.example
 #   make check        deps + layer check + build + unit tests + fuzz corpus replay + package +
@@ -22,7 +22,7 @@ SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
 PKGS := libevent libevent_pthreads libevent_openssl openssl libxml-2.0 libsystemd sqlite3 libcurl \
-	jansson
+	jansson libzmq
 
 # The version is the package's: the top entry of packaging/debian/changelog.
 VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
@@ -64,7 +64,7 @@ FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz-replay/%)
 	conffile deb
 # Keep test and fuzz objects (chain intermediates) so a second `make check` relinks nothing.
 .SECONDARY:
-all: bin/edibrokerd bin/edibrokerctl
+all: bin/edibrokerd bin/edibrokerctl bin/edibroker-peer
 
 # Objects depend on the flags they were built with, so SANITIZE=... rebuilds.
 FLAGS_STAMP := $(B)/flags.stamp
@@ -100,6 +100,11 @@ PEER_HTTP_OBJ := $(B)/tools/peer_http.o
 
 $(B)/peers/peer_http_drive: $(B)/tests/peers/peer_http_drive.o $(PEER_HTTP_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+bin/edibroker-peer: $(B)/tools/edibroker-peer.o $(PEER_HTTP_OBJ) $(LIB)
+	@mkdir -p bin
 	@[ "$(Q)" = "" ] || echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -144,12 +149,18 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory layers all unit fuzz-replay deb
 	$(Q)$(MAKE) --no-print-directory integration
 
-bench: all $(B)/bench/minrelay
+bench: all $(B)/bench/minrelay $(B)/bench/zmqbench
 	$(Q)$(PYTHON) tests/bench/bench.py $(BENCH_ARGS)
 
 $(B)/bench/minrelay: tests/bench/minrelay.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The ZeroMQ load generator and receiver, with the daemon's own framing.
+$(B)/bench/zmqbench: $(B)/tests/bench/zmqbench.o $(LIB)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" = "" ] || echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # Builds every libFuzzer target (clang, ASan+UBSan) and runs each for
 # FUZZ_SECONDS at the daemon's real 16 MiB limit, reporting slow units. New
@@ -204,6 +215,7 @@ PROM_FILES = $(filter-out packaging/prometheus/README.md,$(wildcard packaging/pr
 install: all man conffile
 	install -D -m 0755 bin/edibrokerd $(DESTDIR)$(PREFIX)/sbin/edibrokerd
 	install -D -m 0755 bin/edibrokerctl $(DESTDIR)$(PREFIX)/bin/edibrokerctl
+	install -D -m 0755 bin/edibroker-peer $(DESTDIR)$(PREFIX)/bin/edibroker-peer
 	install -D -m 0644 packaging/edibrokerd.service $(DESTDIR)$(UNITDIR)/edibrokerd.service
 	install -D -m 0644 packaging/edibroker.sysusers $(DESTDIR)$(SYSUSERSDIR)/edibroker.conf
 	install -D -m 0644 packaging/edibroker.tmpfiles $(DESTDIR)$(TMPFILESDIR)/edibroker.conf

@@ -184,15 +184,39 @@ static unsigned single_byte_cp(enum charset cs, uint8_t b)
 	return b;
 }
 
-/* Transcodes ISO-8859-1 or windows-1252 bytes to a new UTF-8 buffer. */
+/* How many bytes from p (n readable) are ASCII, eight at a time. */
+static size_t ascii_run(const uint8_t *p, size_t n)
+{
+	size_t k = 0;
+	for (; k + 8 <= n; k += 8) {
+		uint64_t w;
+		memcpy(&w, p + k, sizeof(w));
+		if (w & 0x8080808080808080ULL)
+			break;
+	}
+	while (k < n && p[k] < 0x80)
+		k++;
+	return k;
+}
+
+/* Transcodes ISO-8859-1 or windows-1252 bytes to a new UTF-8 buffer. ASCII,
+ * nearly all of a MedCom message, is the same in all three and is copied
+ * in runs: encoding it byte by byte was a third of the broker's work per
+ * message. */
 static uint8_t *transcode(const uint8_t *p, size_t len, enum charset cs, size_t *outlen)
 {
-	size_t n = 0, o = 0;
-	for (size_t i = 0; i < len; i++)
-		n += utf8_encode(single_byte_cp(cs, p[i]), NULL);
+	size_t n = len, o = 0;
+	for (size_t i = ascii_run(p, len); i < len; i += 1 + ascii_run(p + i + 1, len - i - 1))
+		n += utf8_encode(single_byte_cp(cs, p[i]), NULL) - 1;
 	uint8_t *out = xmalloc(n);
-	for (size_t i = 0; i < len; i++)
-		o += utf8_encode(single_byte_cp(cs, p[i]), out + o);
+	for (size_t i = 0; i < len;) {
+		size_t run = ascii_run(p + i, len - i);
+		memcpy(out + o, p + i, run);
+		o += run;
+		i += run;
+		if (i < len)
+			o += utf8_encode(single_byte_cp(cs, p[i++]), out + o);
+	}
 	*outlen = n;
 	return out;
 }

@@ -191,6 +191,15 @@ static void count_quarantined(const struct store_quarantined *q, size_t n)
 		metrics_add(METRIC_QUARANTINED, 1, METRIC_LABELS(q[i].endpoint, q[i].error_class));
 }
 
+/* A peer connected and asked for deliveries: no need to wait out the
+ * backoff its absence caused. */
+static void on_reachable(void *ctx, const char *endpoint)
+{
+	struct endpoint *ep = broker_endpoint(ctx, endpoint);
+	if (ep)
+		deliver_retry_now(ep->dep);
+}
+
 static struct deliver_params delivery_params(const struct config *cfg,
 					     const struct endpoint_conf *conf)
 {
@@ -235,7 +244,8 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 		.base = b->base, .ingest = b->ingest, .lane_in = l->in, .lane_out = l->out,
 		.instance = store_instance(b->store),
 		.cfg = b->cfg, .inbound_state = on_inbound_state,
-		.inbound_unreadable = on_inbound_unreadable, .quarantined = on_quarantined, .ctx = b,
+		.inbound_unreadable = on_inbound_unreadable, .quarantined = on_quarantined,
+		.reachable = on_reachable, .ctx = b,
 	};
 	char err[256] = "";
 	struct transport *t = ops ? ops->create(conf, &env, err, sizeof(err)) : NULL;
@@ -964,6 +974,16 @@ static void stop_finish(struct broker *b)
 		b->stopped(b->stopped_arg);
 }
 
+/* A delivery is with a transport that works on the loop's own sockets (a
+ * peer link): it ends when the peer confirms, not with a lane job. */
+static bool deliveries_busy(struct broker *b)
+{
+	for (size_t i = 0; i < b->neps; i++)
+		if (deliver_busy(b->eps[i]->dep))
+			return true;
+	return false;
+}
+
 /* While stopping: lets the loop run completions (deliveries confirmed,
  * accepted files removed, notices recorded) until nothing is in flight or
  * stop_timeout has passed. */
@@ -971,7 +991,8 @@ static void on_stop_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
 	commit_flush(b->commit);
-	if (lanes_pending(b->lanes) == 0 || clock_mono_ms() >= b->stop_deadline)
+	bool idle = lanes_pending(b->lanes) == 0 && !deliveries_busy(b);
+	if (idle || clock_mono_ms() >= b->stop_deadline)
 		stop_finish(b);
 }
 

@@ -13,10 +13,12 @@ set -eu
 # measured and photographed in a real browser, headless), prometheus (only
 # for its promtool: a scrape, the alerting rules and their tests are
 # checked with it; the Prometheus server it brings is never started), openssl
-# (a test CA, server and client certificates for HTTPS tests).
+# (a test CA, server and client certificates for HTTPS tests). libzmq3-dev:
+# the ZeroMQ peer link (CURVE through its libsodium); python3-zmq: tests that
+# speak raw ZeroMQ to it (spoofed routing ids, bad frames).
 PKGS="build-essential pkg-config libevent-dev libssl-dev libxml2-dev libsystemd-dev libsqlite3-dev
-libcurl4-openssl-dev libjansson-dev libcriterion-dev scdoc debhelper
-python3 python3-aiosmtpd faketime systemd e2fsprogs lintian man-db bash-completion passwd
+libcurl4-openssl-dev libjansson-dev libzmq3-dev libcriterion-dev scdoc debhelper
+python3 python3-aiosmtpd python3-zmq faketime systemd e2fsprogs lintian man-db bash-completion passwd
 chromium prometheus openssl"
 
 missing=""

@@ -10,12 +10,17 @@
 
 #include "transport/http.h"
 #include "transport/spool.h"
+#include "transport/zmq_link.h"
 #include "codecs/base/mem.h"
 
 #include <pthread.h>
 #include <string.h>
 
-static const struct transport_ops *const transports[] = { &spool_transport, &http_transport };
+static const struct transport_ops *const transports[] = {
+	&spool_transport,
+	&http_transport,
+	&zmq_transport,
+};
 
 static const struct conf_schema *schemas[ARRAY_SIZE(transports) + 1];
 static pthread_once_t schemas_once = PTHREAD_ONCE_INIT;

@@ -72,6 +72,10 @@ struct transport_env {
 	 * the wiring can record them for operators and retention; q is valid
 	 * for the call. NULL: not reported. */
 	void (*quarantined)(void *ctx, struct store_quarantined *q, size_t n);
+	/* Called on the loop when the endpoint can take deliveries again (a
+	 * peer connected and asked for them), so a delivery waiting out its
+	 * backoff is tried now; optional (NULL: not reported). */
+	void (*reachable)(void *ctx, const char *endpoint);
 	void *ctx;
 	void *shared;              /* this transport's shared part (shared_new), or NULL */
 };

@@ -5,7 +5,8 @@ added without its documentation fails here: every configuration key of
 `edibrokerd --list-keys` is in edibroker.conf(5), and every key there is
 one the daemon knows; every command of `edibrokerctl --help` is in
 edibrokerctl(8)'s COMMANDS, and the other way round; every long option of
-either program's --help is in its page; every program in bin/ has a page.
+edibrokerd's, edibrokerctl's and edibroker-peer's --help is in its page;
+every program in bin/ has a page.
 Each page renders without a warning from man(1), and the bash completion
 completes commands, actions and a running daemon's endpoint names.
 """
@@ -111,6 +112,13 @@ class ManPages(BrokerTest):
             scd = read(os.path.join(MAN, page))
             missing = sorted(o for o in opts if "*%s*" % o not in scd)
             self.assertEqual(missing, [], "%s --help options missing from %s" % (prog, page))
+
+    def test_every_peer_option_is_documented(self):
+        opts = long_options(output(os.path.join(BIN, "edibroker-peer"), "--help"))
+        self.assertTrue({"--zmq", "--broker-key", "--key", "--into", "--http"} <= opts, opts)
+        scd = read(os.path.join(MAN, "edibroker-peer.1.scd"))
+        missing = sorted(o for o in opts if "*%s*" % o not in scd)
+        self.assertEqual(missing, [], "edibroker-peer --help options missing from its page")
 
     def test_every_program_has_a_page(self):
         for prog in sorted(os.listdir(BIN)):

@@ -377,7 +377,7 @@ Test(config, value_errors_name_their_line)
 		{ "[endpoint a]\nkind = clinic\n",
 		  "2: kind: must be hospital, municipality or other" },
 		{ "[endpoint a]\nkind = other\ntransport = ftp\n",
-		  "3: transport: must be spool or http" },
+		  "3: transport: must be spool, http or zmq" },
 		{ "[delivery]\nbatch_max = 0\n", "2: batch_max: must be at least 1" },
 		{ "[delivery]\nbatch_max = 10001\n", "2: batch_max: must be at most 10000" },
 		{ "[delivery]\nbatch_max = 12x\n", "2: batch_max: invalid number '12x'" },

@@ -268,6 +268,23 @@ Test(encoding, windows_1252_declared_is_transcoded)
 	cr_assert_str_eq(res->env.envelope_id, "KUV\xE2\x82\xAC\xC3\xA6\xC3\xB8");
 }
 
+/* ASCII is copied in runs, eight bytes at a time (xmlsafe.c): the high
+ * bytes transcode the same wherever they fall in or after a run. */
+Test(encoding, windows_1252_high_bytes_at_every_offset_of_a_run)
+{
+	size_t len;
+	_cleanup_free_ uint8_t *buf = load(DATA, "enc_windows1252.xml", &len);
+	for (int pad = 0; pad <= 17; pad++) {
+		char comment[48];
+		snprintf(comment, sizeof(comment), "<!--%.*s--><Envelope>", pad, "xxxxxxxxxxxxxxxxx");
+		size_t mlen;
+		_cleanup_free_ uint8_t *m = replace(buf, len, "<Envelope>", comment, &mlen);
+		_cleanup_free_ struct result *res = decode(m, mlen, NULL);
+		cr_assert_eq(res->r, 0, "pad %d: %s", pad, res->err.text);
+		cr_assert_str_eq(res->env.envelope_id, "KUV\xE2\x82\xAC\xC3\xA6\xC3\xB8", "pad %d", pad);
+	}
+}
+
 Test(encoding, iso_8859_1_declared_is_transcoded)
 {
 	_cleanup_free_ struct result *res = decode_file(DATA, "enc_iso88591.xml");
