@@ -90,6 +90,7 @@ int wrap_decode_payload(const uint8_t *payload, size_t len, const struct codec_l
 		.max_depth = lim ? lim->max_depth : 0,
 		.wrapped = (lim ? lim->wrapped : 0) + 1,
 		.charset = charset,
+		.schemas = lim ? lim->schemas : NULL,
 	};
 	uint8_t digest[CODEC_DIGEST_LEN];
 	int r = inner.max_bytes == 0 ? -1 : codec_decode_any(payload, len, &inner, env, err);
