@@ -35,6 +35,9 @@ endif
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Idaemon -MMD -MP
+# Where `make install` puts the data the daemon reads (the OIOXML schemas):
+# the default of [broker] xsd_dir. In the flags, so another PREFIX rebuilds.
+CFLAGS_BASE += -DEDIBROKER_DATADIR='"$(PREFIX)/share/edibroker"'
 ifneq ($(SANITIZE),)
 CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)

@@ -25,6 +25,7 @@
 #include "base/sdnotify.h"
 #include "base/lanes.h"
 #include "codecs/base/mem.h"
+#include "codecs/xsd.h"
 #include "control/control.h"
 #include "control/control_cmds.h"
 #include "deliver/deliver.h"
@@ -80,6 +81,7 @@ struct broker {
 	struct store *store;
 	struct commit *commit;
 	struct router *router;
+	struct codec_schemas *schemas; /* for the endpoints with xsd = warn | enforce; NULL */
 	struct ingest *ingest;
 	struct lanes *lanes;       /* blocking work: a lane per endpoint direction */
 	void *shared[TRANSPORTS_MAX]; /* each transport's shared part, by registry index */
@@ -513,12 +515,32 @@ static bool queue_full(void *ctx, const char *endpoint, size_t mine_more, size_t
 	return mine > b->cfg->max_queued_bytes || total > b->cfg->max_queued_total;
 }
 
+int broker_load_schemas(const struct config *cfg, struct codec_schemas **out, char *err,
+			size_t errlen)
+{
+	bool asked = false;
+	*out = NULL;
+	for (size_t i = 0; i < cfg->nendpoints; i++)
+		asked |= cfg->endpoints[i].xsd != XSD_OFF;
+	if (!asked)
+		return 0;
+	char why[768];
+	*out = codec_schemas_load(cfg->xsd_dir, why, sizeof(why));
+	if (!*out) {
+		snprintf(err, errlen, "[broker] xsd_dir (an endpoint has xsd = warn or enforce): %s",
+			 why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void apply_ingest_config(struct broker *b)
 {
 	struct ingest_config ic = {
 		.limits = { .max_bytes = (size_t)b->cfg->max_message_size,
 			    .max_depth = CODEC_DEFAULT_MAX_DEPTH,
 			    .budget_ms = b->cfg->decode_timeout_ms },
+		.schemas = b->schemas,
 		.broker_id = b->cfg->broker_id,
 		.broker_gln = b->cfg->broker_gln,
 	};
@@ -550,8 +572,11 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	b->commit = commit_new(base, b->store);
 	commit_on_health(b->commit, on_store_health, b);
 	b->router = router_new(cfg);
+	if (broker_load_schemas(cfg, &b->schemas, err, errlen) < 0)
+		goto fail;
 	b->ingest = ingest_new(base, b->lanes, b->commit, on_queued, b);
 	ingest_set_backpressure(b->ingest, queue_full, b);
+	ingest_set_store(b->ingest, b->store);
 	apply_ingest_config(b);
 	if (shared_start(b, err, errlen) < 0)
 		goto fail;
@@ -818,6 +843,7 @@ int broker_start(struct broker *b, char *err, size_t errlen)
 	b->control_env = (struct control_env){
 		.store = b->store, .commit = b->commit, .proc = b->proc, .ingest = b->ingest,
 		.started_at = b->started_at, .max_message_size = b->cfg->max_message_size,
+		.ack_timeout_ms = b->cfg->ack_timeout_ms,
 		.endpoint_at = control_endpoint_at, .endpoint_named = control_endpoint_named,
 		.inbound_lane = control_inbound_lane, .hold = control_hold, .ctx = b,
 	};
@@ -909,7 +935,9 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	/* Everything that can still fail is checked before anything changes. */
 	struct notice_templates *t = notice_templates_load(cfg->language, cfg->template_dir, err,
 							   errlen);
-	if (!t) {
+	struct codec_schemas *schemas = NULL;
+	if (!t || broker_load_schemas(cfg, &schemas, err, errlen) < 0) {
+		notice_templates_free(t);
 		config_free(cfg);
 		return -EINVAL;
 	}
@@ -918,6 +946,9 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	struct router *old_router = b->router;
 	b->cfg = cfg;
 	b->router = router_new(cfg);
+	codec_schemas_unref(b->schemas); /* decode jobs that run hold their own reference */
+	b->schemas = schemas;
+	b->control_env.ack_timeout_ms = cfg->ack_timeout_ms;
 	apply_ingest_config(b);
 	/* The procedure takes the new config first: endpoints added below
 	 * start their health on its settings. */
@@ -1021,6 +1052,7 @@ bool broker_free(struct broker *b)
 	commit_free(b->commit);
 	ingest_free(b->ingest);
 	router_free(b->router);
+	codec_schemas_unref(b->schemas);
 	store_close(b->store);
 	if (b->housekeeping_ev)
 		event_free(b->housekeeping_ev);

@@ -44,6 +44,7 @@ struct control_env {
 	struct ingest *ingest;    /* requeue: routes a message again */
 	int64_t started_at;       /* wall ms, for uptime */
 	int64_t max_message_size; /* requeue: the largest quarantined file read back */
+	int64_t ack_timeout_ms;   /* [delivery] ack_timeout: awaiting longer is overdue */
 	/* Fills *row with the i-th configured endpoint (config order); false
 	 * past the last. */
 	bool (*endpoint_at)(void *ctx, size_t i, struct control_endpoint *row);
