@@ -503,7 +503,8 @@ static void salvage_unb(struct parse *p, const struct segment *s)
 {
 	get_field(&p->sc, s, 2, 1, p->partial.sender, sizeof(p->partial.sender));
 	get_field(&p->sc, s, 3, 1, p->partial.receiver, sizeof(p->partial.receiver));
-	get_field(&p->sc, s, 5, 1, p->partial.envelope_id, sizeof(p->partial.envelope_id));
+	/* 0020 is an..14: a longer one is no reference a receipt could echo */
+	get_field(&p->sc, s, 5, 1, p->partial.envelope_id, EDI_REF_MAX);
 }
 
 /* S001: syntax identifier and version; sets the character set. */
