@@ -203,6 +203,9 @@ DATADIR    = $(PREFIX)/share/edibroker
 OPS_SCRIPTS := scripts/notify-sms-example.sh
 # Prometheus rules and Grafana dashboards, as they are added (README.md there).
 PROM_FILES = $(filter-out packaging/prometheus/README.md,$(wildcard packaging/prometheus/*))
+# MedCom's OIOXML schemas ([broker] xsd_dir), with the README naming their
+# source and licence, installed as the repository holds them.
+XSD_FILES = $(shell find data/xsd -type f | sort)
 
 install: all man conffile
 	install -D -m 0755 bin/edibrokerd $(DESTDIR)$(PREFIX)/sbin/edibrokerd
@@ -223,6 +226,8 @@ install: all man conffile
 		install -D -m 0755 $$f $(DESTDIR)$(DATADIR)/$${f##*/}; done
 	set -e; for f in $(PROM_FILES); do \
 		install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/prometheus/$${f##*/}; done
+	set -e; for f in $(XSD_FILES); do \
+		install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/$${f#data/}; done
 
 # The package is built from a copy of the sources under build/deb (the
 # packaging/debian directory as its debian/), so dpkg-buildpackage writes
@@ -230,7 +235,7 @@ install: all man conffile
 DEB_ARCH := $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
 DEB      := $(B)/deb/edibroker_$(VERSION)_$(DEB_ARCH).deb
 DEB_TREE := $(B)/deb/edibroker-$(VERSION)
-DEB_SRCS := Makefile README.md codecs daemon tools config docs packaging scripts
+DEB_SRCS := Makefile README.md codecs daemon tools config docs packaging scripts data
 
 deb: $(DEB)
 

@@ -1,6 +1,6 @@
 /*
  * control_cmds.h - the commands operators send over the control socket:
- * status, queue ENDPOINT, dead, quarantine, outages, outage (show, set,
+ * status, queue ENDPOINT, dead, quarantine, acks, outages, outage (show, set,
  * open, close), maintenance (list, add, remove), keep (keep, release),
  * trace, and the actions of actions.h (requeue, hold, release, retry,
  * resend, delete).

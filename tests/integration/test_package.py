@@ -116,8 +116,15 @@ class Package(unittest.TestCase):
             self.assertEqual(owner, "root/root", line)
             if not perm.startswith("d"):
                 files[path] = perm
+        expected = dict(EXPECTED)
+        # MedCom's OIOXML schemas ([broker] xsd_dir), every file of data/xsd
+        for d, _, names in os.walk(os.path.join(ROOT, "data", "xsd")):
+            for n in names:
+                rel = os.path.relpath(os.path.join(d, n), os.path.join(ROOT, "data"))
+                expected["./usr/share/edibroker/" + rel] = "-rw-r--r--"
+        self.assertGreater(len(expected), len(EXPECTED) + 100, "the schemas are counted")
         self.maxDiff = None
-        self.assertEqual(files, EXPECTED)
+        self.assertEqual(files, expected)
         # every file of packaging/prometheus but its README goes in
         shipped = {os.path.basename(p) for p in EXPECTED if "/prometheus/" in p}
         here = {os.path.basename(p) for p in
@@ -172,11 +179,22 @@ class Package(unittest.TestCase):
         head, _, tail = text.partition(";[endpoint ")
         tail = re.sub(r"(?m)^;", "", "[endpoint " + tail)
         uncommented = os.path.join(self.root, "uncommented.conf")
+        # the demo hospital validates (xsd = warn): its schemas are those
+        # the package installs, here under the scratch root
+        xsd_dir = os.path.join(self.root, "usr/share/edibroker/xsd/oioxml")
+        self.assertIn(";xsd_dir = /usr/share/edibroker/xsd/oioxml ", head)
+        head = head.replace("[broker]\n", "[broker]\nxsd_dir = %s\n" % xsd_dir, 1)
         with open(uncommented, "w") as f:
             f.write(head + tail)
         r = run([daemon, "--check-config", uncommented])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("ok (2 endpoints)", r.stdout)
+        # without them, a config that asks for validation does not pass
+        with open(uncommented, "w") as f:
+            f.write(head.replace(xsd_dir, "/nonexistent/xsd") + tail)
+        r = run([daemon, "--check-config", uncommented])
+        self.assertEqual(r.returncode, 78, r.stdout)
+        self.assertIn("xsd_dir", r.stderr)
 
     def test_systemd_accepts_the_unit(self):
         # A root with systemd's own units beside the package's, so the unit's

@@ -700,6 +700,11 @@ Test(config, example_config_loads)
 	snprintf(want, sizeof(want), "%s/var/spool/demo-municipality/out", cwd);
 	cr_assert_str_eq(SP(m)->outbox, want);
 	cr_assert(SP(h)->create_dirs && SP(m)->create_dirs);
+	/* make run validates what the demo hospital sends, with the repository's schemas */
+	snprintf(want, sizeof(want), "%s/data/xsd/oioxml", cwd);
+	cr_assert_str_eq(cfg->xsd_dir, want);
+	cr_assert_eq(h->xsd, XSD_WARN);
+	cr_assert_eq(m->xsd, XSD_OFF);
 	cr_assert_str_eq(cfg->smtp_url, "smtp://127.0.0.1:2525");
 	cr_assert_eq(cfg->nmunicipality_recipients, 2);
 	cr_assert_str_eq(cfg->municipality_recipients[1], "kommune-drift@region.example");
