@@ -532,7 +532,8 @@ Test(notice, payload_has_no_key_beyond_the_facts)
 		"delivered_late", "ended_overnight", "started_at", "started_at_ms", "ended_at",
 		"ended_at_ms", "composed_at", "composed_at_ms", "next_status_at",
 		"next_status_at_ms", "expected_end", "expected_end_ms", "oldest_received_at",
-		"oldest_received_at_ms", "affected", "subject", "body", "cause", "fallback_contact",
+		"oldest_received_at_ms", "affected", "acks_overdue", "acks_overdue_since",
+		"acks_overdue_since_ms", "subject", "body", "cause", "fallback_contact",
 		"fallback_note", "fallback", "status_url",
 	};
 	struct notice_facts f = facts(NOTICE_UPDATE);
