@@ -116,6 +116,8 @@ int wrap_check_receiver(struct codec_envelope *env, const char *receiver, const 
 	for (size_t i = 0; i < env->nletters; i++) {
 		if (strcmp(env->letters[i].receiver, receiver) != 0) {
 			env->nletters = 0;
+			/* a refused acknowledgement acknowledges nothing */
+			memset(&env->refers, 0, sizeof(env->refers));
 			return xmlsafe_fail(err, CODEC_EADDRESS,
 					    "%s %s is not the receiver %s of letter %zu (%s)", what,
 					    receiver, env->letters[i].receiver, i + 1,

@@ -320,8 +320,6 @@ static int read_header(const struct fhir_tree *t, fhir_node bundle, fhir_node he
 			     l->receiver, l->receiver_sor, err) < 0)
 		return -1;
 	read_version(t, header, l);
-	if (env->is_receipt)
-		read_response(t, header, env);
 	return 0;
 }
 
@@ -352,6 +350,8 @@ int fhir_read_bundle(const struct fhir_tree *t, fhir_node bundle, const uint8_t 
 		return -1;
 	if (s.provenances == 0)
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Bundle has no Provenance");
+	if (env->is_receipt) /* only a whole one acknowledges anything (codec.h) */
+		read_response(t, header, env);
 	env->nletters = 1;
 	add_txid(env, buf, len);
 	return 0;
