@@ -233,22 +233,44 @@ static uint8_t *splice(const uint8_t *buf, size_t len, const struct renew_span *
 	return out;
 }
 
+bool renew_same_refers(const struct codec_refers *a, const struct codec_refers *b)
+{
+	if (a->code != b->code || a->n != b->n || strcmp(a->detail, b->detail) != 0 ||
+	    (a->scope == NULL) != (b->scope == NULL) || (a->scope && strcmp(a->scope, b->scope)))
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->refs[i].sender, b->refs[i].sender) != 0 ||
+		    strcmp(a->refs[i].envelope_id, b->refs[i].envelope_id) != 0 ||
+		    strcmp(a->refs[i].letter_id, b->refs[i].letter_id) != 0)
+			return false;
+	return true;
+}
+
+/* Field by field: a decoder may leave bytes past a field's NUL as they
+ * were in its scratch buffers. id_ok: the ids need not agree. */
+static bool same_letter(const struct codec_letter *a, const struct codec_letter *b, bool id_ok)
+{
+	return (id_ok || strcmp(a->id, b->id) == 0) && strcmp(a->type, b->type) == 0 &&
+	       strcmp(a->version, b->version) == 0 && strcmp(a->sender, b->sender) == 0 &&
+	       strcmp(a->receiver, b->receiver) == 0 &&
+	       strcmp(a->sender_sor, b->sender_sor) == 0 &&
+	       strcmp(a->receiver_sor, b->receiver_sor) == 0;
+}
+
 /* True when copy is orig's acknowledgement under the id fresh: the same
- * letters and refers, byte for byte, but for a letter named by the
- * renewed id itself (a VANS Receipt's), which must carry the new one. */
+ * letters and refers, but for a letter named by the renewed id itself (a
+ * VANS Receipt's), which must carry the new one. */
 static bool same_ack(const struct codec_envelope *orig, const struct codec_envelope *copy,
 		     const char *fresh)
 {
 	const char *old = renew_outer_id(orig);
 	if (copy->codec != orig->codec || !copy->is_receipt || copy->nletters != orig->nletters ||
-	    strcmp(renew_outer_id(copy), fresh) != 0 ||
-	    memcmp(&copy->refers, &orig->refers, sizeof(orig->refers)) != 0)
+	    strcmp(renew_outer_id(copy), fresh) != 0 || !renew_same_refers(&copy->refers, &orig->refers))
 		return false;
 	for (size_t i = 0; i < orig->nletters; i++) {
-		struct codec_letter l = copy->letters[i];
-		if (strcmp(orig->letters[i].id, old) == 0 && strcmp(l.id, fresh) == 0)
-			memcpy(l.id, orig->letters[i].id, sizeof(l.id));
-		if (memcmp(&l, &orig->letters[i], sizeof(l)) != 0)
+		const struct codec_letter *o = &orig->letters[i], *c = &copy->letters[i];
+		bool renamed = strcmp(o->id, old) == 0 && strcmp(c->id, fresh) == 0;
+		if (!same_letter(o, c, renamed))
 			return false;
 	}
 	return true;

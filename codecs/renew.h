@@ -51,6 +51,9 @@ int renew_run(const struct codec *c, const uint8_t *buf, size_t len, const struc
 	      const struct codec_refusal_params *p, bool uuid, renew_find_fn find,
 	      struct codec_receipt *out);
 
+/* True when a and b say the same (field by field, not byte by byte). */
+bool renew_same_refers(const struct codec_refers *a, const struct codec_refers *b);
+
 /* The id a renew replaces: the outermost wrapping's, else the envelope's. */
 const char *renew_outer_id(const struct codec_envelope *env);
 
