@@ -52,7 +52,7 @@ static struct queued queued[16];
 static size_t nqueued;
 
 static void on_queued(void *ctx, const char *endpoint, int64_t id, uint8_t *body, size_t size,
-		      const char *ext, int64_t received_at)
+		      const char *ext, const char *type, int64_t received_at)
 {
 	cr_assert_lt(nqueued, ARRAY_SIZE(queued));
 	struct queued *q = &queued[nqueued++];
