@@ -365,6 +365,22 @@ static void on_scrape(void *ctx)
 	metrics_set(METRIC_STORE_UP, commit_healthy(b->commit), NULL);
 }
 
+struct overdue_tally {
+	struct broker *b;
+	int64_t *n; /* per configured endpoint, in b->eps order */
+};
+
+/* An endpoint removed from the configuration keeps its tracked messages
+ * in the store, but has no series: its name is no label value any more. */
+static int tally_overdue(const char *endpoint, int64_t n, void *arg)
+{
+	struct overdue_tally *t = arg;
+	for (size_t i = 0; i < t->b->neps; i++)
+		if (strcmp(t->b->eps[i]->name, endpoint) == 0)
+			t->n[i] = n;
+	return 0;
+}
+
 /* What needs the store, read by housekeeping so a scrape never waits on it. */
 static void refresh_store_metrics(struct broker *b)
 {
@@ -373,6 +389,15 @@ static void refresh_store_metrics(struct broker *b)
 		metrics_set(METRIC_STORE_SIZE, (double)bytes, NULL);
 	if (store_count(b->store, MSG_DEAD, &dead) == 0)
 		metrics_set(METRIC_DEAD_LETTERS, (double)dead, NULL);
+	/* the store names only the endpoints that have overdue messages: the
+	 * others read 0, so one whose receipts came drops back */
+	_cleanup_free_ int64_t *overdue = xcalloc(b->neps + 1, sizeof(*overdue));
+	struct overdue_tally t = { b, overdue };
+	if (store_ack_overdue(b->store, clock_wall_ms() - b->cfg->ack_timeout_ms, tally_overdue,
+			      &t) >= 0)
+		for (size_t i = 0; i < b->neps; i++)
+			metrics_set(METRIC_ACKS_OVERDUE, (double)overdue[i],
+				    METRIC_LABELS(b->eps[i]->name));
 	/* a failure keeps the last values: the store's own errors are logged
 	 * where they happen, and edibroker_store_up says it fails */
 }

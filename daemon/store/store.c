@@ -556,6 +556,11 @@ int store_ack_list(struct store *s, enum msg_ack ack, const char *endpoint,
 	return s->ops->ack_list(s->be, ack, endpoint, delivered_before, limit, cb, arg);
 }
 
+int store_ack_overdue(struct store *s, int64_t delivered_before, store_tally_cb cb, void *arg)
+{
+	return s->ops->ack_overdue(s->be, delivered_before, cb, arg);
+}
+
 int store_txid_lookup(struct store *s, const struct store_txid *t, bool *same, int64_t *msg_id)
 {
 	uint8_t d[STORE_DIGEST_MAX];

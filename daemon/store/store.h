@@ -298,6 +298,7 @@ struct store_summary {
  * return, or a negative errno. */
 typedef int (*store_msg_cb)(const struct store_msg *m, void *arg);
 typedef int (*store_depth_cb)(const struct store_depth *d, void *arg);
+typedef int (*store_tally_cb)(const char *endpoint, int64_t n, void *arg);
 typedef int (*store_outage_cb)(const struct outage *o, void *arg);
 typedef int (*store_notice_cb)(const struct notice_record *n, void *arg);
 typedef int (*store_send_cb)(const struct store_send *s, void *arg);
@@ -378,6 +379,12 @@ int store_prune(struct store *s, int64_t body_before, int64_t history_before,
 int store_ack_list(struct store *s, enum msg_ack ack, const char *endpoint,
 		   int64_t delivered_before, size_t limit, store_msg_cb cb,
 		   void *arg) STORE_MUST_CHECK;
+/* Per endpoint with any, the count of AWAITING messages delivered before
+ * delivered_before (now - ack_timeout: the overdue ones): cb(endpoint, n).
+ * Returns endpoints passed to cb. Blocks: counts those rows (an index on
+ * the tracked ones). */
+int store_ack_overdue(struct store *s, int64_t delivered_before, store_tally_cb cb,
+		      void *arg) STORE_MUST_CHECK;
 
 /* What the register holds for t's (scope, sender, id): 1 with *same (its
  * digest equals t's) and *msg_id (the message that recorded it), 0 when

@@ -90,6 +90,7 @@ struct store_backend_ops {
 	int (*count)(void *be, enum msg_state state, int64_t *n);
 	int (*ack_list)(void *be, enum msg_ack ack, const char *endpoint,
 			int64_t delivered_before, size_t limit, store_msg_cb cb, void *arg);
+	int (*ack_overdue)(void *be, int64_t delivered_before, store_tally_cb cb, void *arg);
 	int (*prune)(void *be, int64_t body_before, int64_t history_before, size_t limit);
 	int (*quarantine_add)(void *be, struct store_quarantined *q, size_t n);
 	int (*dead_expire)(void *be, int64_t before, int64_t now, size_t limit);

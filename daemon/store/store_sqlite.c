@@ -370,7 +370,7 @@ enum stmt_id {
 	S_EVENT_INSERT, S_EVENTS, S_STATE_SET, S_BODY_DROP, S_MSG_COPY, S_BODY_COPY,
 	S_HOLD_INSERT, S_HOLD_DELETE, S_HOLDS,
 	S_FIND_ENVELOPE, S_FIND_LETTER, S_FIND_BUNDLE, S_FIND_REFERS, S_PAGE_COUNT, S_PAGE_SIZE,
-	S_ENVELOPE_LOOKUP, S_ACK_SET, S_ACK_LIST, S_ACK_LIST_EP,
+	S_ENVELOPE_LOOKUP, S_ACK_SET, S_ACK_LIST, S_ACK_LIST_EP, S_ACK_OVERDUE,
 	S__COUNT
 };
 
@@ -535,6 +535,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_ACK_LIST_EP] = "SELECT " MSG_COLS " FROM messages m WHERE m.ack_state > 1 "
 			  "AND m.ack_state = ?1 AND m.delivered_at < ?2 AND m.state = 1 "
 			  "AND m.endpoint = ?4 ORDER BY m.delivered_at, m.id LIMIT ?3",
+	/* awaiting (2) as literals: a range of messages_ack */
+	[S_ACK_OVERDUE] = "SELECT endpoint, count(*) FROM messages WHERE ack_state > 1 "
+			  "AND ack_state = 2 AND delivered_at < ?1 AND state = 1 GROUP BY endpoint",
 };
 
 /* Where a field of an outage record lives and how it is typed. The type
@@ -1359,6 +1362,19 @@ static int sq_ack_list(void *be, enum msg_ack ack, const char *endpoint, int64_t
 	return stmt_msgs(q, st, rc, cb, arg, "list acknowledgement states");
 }
 
+static int tally_row(sqlite3_stmt *st, any_fn cb, void *arg)
+{
+	return ((store_tally_cb)cb)(col_text(st, 0), sqlite3_column_int64(st, 1), arg);
+}
+
+static int sq_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb, void *arg)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_ACK_OVERDUE];
+	return stmt_each(q, st, sqlite3_bind_int64(st, 1, delivered_before), tally_row,
+			 (any_fn)cb, arg, "count overdue acknowledgements");
+}
+
 static int sq_fetch_queued(void *be, const char *endpoint, int64_t after_id, size_t limit,
 			   store_msg_cb cb, void *arg)
 {
@@ -2067,6 +2083,7 @@ static const struct {
 	{ "events", S_EVENTS },
 	{ "ack_list", S_ACK_LIST_EP },
 	{ "envelope_lookup", S_ENVELOPE_LOOKUP },
+	{ "ack_overdue", S_ACK_OVERDUE },
 };
 
 /* Appends the detail column of every row of the plan st to buf. */
@@ -2140,6 +2157,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.envelope_lookup = sq_envelope_lookup,
 	.ack_set = sq_ack_set,
 	.ack_list = sq_ack_list,
+	.ack_overdue = sq_ack_overdue,
 	.fetch_queued = sq_fetch_queued,
 	.depths = sq_depths,
 	.list = sq_list,

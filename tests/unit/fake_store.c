@@ -203,6 +203,11 @@ static int fk_ack_list(void *be, enum msg_ack ack, const char *endpoint, int64_t
 	return stop < 0 ? stop : n;
 }
 
+static int fk_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb, void *arg)
+{
+	return fk_nosys(be, "ack_overdue");
+}
+
 static int fk_fetch_queued(void *be, const char *endpoint, int64_t after_id, size_t limit,
 			   store_msg_cb cb, void *arg)
 {
@@ -587,6 +592,7 @@ static const struct store_backend_ops fake_ops = {
 	.envelope_lookup = fk_envelope_lookup,
 	.ack_set = fk_ack_set,
 	.ack_list = fk_ack_list,
+	.ack_overdue = fk_ack_overdue,
 	.fetch_queued = fk_fetch_queued,
 	.depths = fk_depths,
 	.list = fk_list,

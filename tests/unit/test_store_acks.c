@@ -127,6 +127,38 @@ static size_t list(struct store *s, enum msg_ack a, const char *endpoint, int64_
 	return nids;
 }
 
+static struct {
+	char endpoint[32];
+	int64_t n;
+} tallies[8];
+static size_t ntallies;
+
+static int collect_tally(const char *endpoint, int64_t n, void *arg)
+{
+	cr_assert_lt(ntallies, ARRAY_SIZE(tallies));
+	str_copy(tallies[ntallies].endpoint, endpoint, sizeof(tallies[0].endpoint));
+	tallies[ntallies++].n = n;
+	return 0;
+}
+
+/* Endpoints store_ack_overdue() names; their counts through tallied(). */
+static size_t tally(struct store *s, int64_t before)
+{
+	ntallies = 0;
+	int r = store_ack_overdue(s, before, collect_tally, NULL);
+	cr_assert_geq(r, 0, "%s", store_last_error(s));
+	cr_assert_eq((size_t)r, ntallies);
+	return ntallies;
+}
+
+static int64_t tallied(const char *endpoint)
+{
+	for (size_t i = 0; i < ntallies; i++)
+		if (strcmp(tallies[i].endpoint, endpoint) == 0)
+			return tallies[i].n;
+	return 0;
+}
+
 /* ---- the states --------------------------------------------------------- */
 
 Test(acks, pending_until_delivered_then_awaiting)
@@ -342,9 +374,18 @@ Test(acks, overdue_is_awaiting_for_longer_than_the_timeout)
 	cr_assert_eq(ids[0], m[1].id);
 	cr_assert_eq(list(s, ACK_AWAITING, "kommune", now + 1 - timeout), 2);
 	cr_assert_eq(list(s, ACK_AWAITING, "kommune", 0), 0);
+	/* the counts per endpoint the overdue gauge shows */
+	cr_assert_eq(tally(s, now - timeout), 2, "two endpoints have overdue ones");
+	cr_assert_eq(tallied("kommune"), 1);
+	cr_assert_eq(tallied("other"), 1);
+	cr_assert_eq(tally(s, now + 1 - timeout), 2);
+	cr_assert_eq(tallied("kommune"), 2);
+	cr_assert_eq(tally(s, 0), 0, "none overdue yet");
 	char plan[512];
 	cr_assert_eq(store_sqlite_plan(s, "ack_list", plan, sizeof(plan)), 0);
 	cr_assert(strstr(plan, "messages_ack"), "uses the index on tracked rows: %s", plan);
+	cr_assert_eq(store_sqlite_plan(s, "ack_overdue", plan, sizeof(plan)), 0);
+	cr_assert(strstr(plan, "messages_ack"), "counts on the index: %s", plan);
 	cr_assert_eq(store_sqlite_plan(s, "envelope_lookup", plan, sizeof(plan)), 0);
 	cr_assert(strstr(plan, "messages_ack_envelope"), "%s", plan);
 	store_close(s);
