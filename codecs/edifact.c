@@ -756,13 +756,17 @@ static void read_contrl(struct parse *p, const struct segment *s)
 }
 
 /* At a CONTRL's UNT: an envelope-level ref when it named no message, and
- * the verdict (CTL03 without a rejection is positive). */
+ * the verdict (CTL03 without a rejection is positive). A UCI that cannot be
+ * read by then (a second one, too long, cleared it) takes the message's
+ * UCM refs with it: no ref stands without a verdict. */
 static void close_contrl(struct parse *p, const struct codec_letter *l)
 {
 	struct message *m = &p->msg;
 	struct codec_refers *rf = &p->env->refers;
-	if (!m->uci_ref[0] || !m->uci_sender[0])
+	if (!m->uci_ref[0] || !m->uci_sender[0]) {
+		rf->n = m->refs_before;
 		return;
+	}
 	if (rf->n == m->refs_before)
 		add_ref(rf, m->uci_sender, m->uci_ref, "");
 	bool positive = strcmp(l->type, "CTL03") == 0 && !m->rejected;

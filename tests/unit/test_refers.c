@@ -230,6 +230,20 @@ Test(refers, contrl_without_ucm_refers_to_the_interchange)
 	expect_ref(e, 0, "5790000000001", "ORIG9", "");
 }
 
+/* Found by fuzz_edifact: a second UCI whose reference does not fit 0020
+ * left the refs of the first with no verdict. A message whose UCI cannot be
+ * read when it ends acknowledges nothing, its UCMs included. */
+Test(refers, contrl_whose_last_uci_is_unreadable_refers_to_nothing)
+{
+	_cleanup_free_ struct codec_envelope *e = decode_str(
+		CTL_UNB "UNH+M1+CONTRL:D:93A:ZZ:C0330Q+CTL03'UCI+ORIG9+5790000000001:14+"
+		"5790000000002:14+7'UCM+L1+MEDDIS:D:93A:UN:D2030C+7'"
+		"UCI+ORIG9-IS-TOO-LONG+5790000000001:14+5790000000002:14+7'UNT+5+M1'UNZ+1+R1'");
+	cr_assert(e->is_receipt);
+	cr_assert_eq(e->refers.code, CODEC_ACK_NONE);
+	cr_assert_eq(e->refers.n, 0);
+}
+
 Test(refers, fhir_acknowledgements_name_the_acknowledged_header)
 {
 	static const struct {
