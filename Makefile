@@ -35,6 +35,9 @@ endif
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Wstrict-prototypes -Wmissing-prototypes -fno-strict-aliasing \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Idaemon -MMD -MP
+# Where `make install` puts the data the daemon reads (the OIOXML schemas):
+# the default of [broker] xsd_dir. In the flags, so another PREFIX rebuilds.
+CFLAGS_BASE += -DEDIBROKER_DATADIR='"$(PREFIX)/share/edibroker"'
 ifneq ($(SANITIZE),)
 CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -211,6 +214,9 @@ DATADIR    = $(PREFIX)/share/edibroker
 OPS_SCRIPTS := scripts/notify-sms-example.sh
 # Prometheus rules and Grafana dashboards, as they are added (README.md there).
 PROM_FILES = $(filter-out packaging/prometheus/README.md,$(wildcard packaging/prometheus/*))
+# MedCom's OIOXML schemas ([broker] xsd_dir), with the README naming their
+# source and licence, installed as the repository holds them.
+XSD_FILES = $(shell find data/xsd -type f | sort)
 
 install: all man conffile
 	install -D -m 0755 bin/edibrokerd $(DESTDIR)$(PREFIX)/sbin/edibrokerd
@@ -232,6 +238,8 @@ install: all man conffile
 		install -D -m 0755 $$f $(DESTDIR)$(DATADIR)/$${f##*/}; done
 	set -e; for f in $(PROM_FILES); do \
 		install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/prometheus/$${f##*/}; done
+	set -e; for f in $(XSD_FILES); do \
+		install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/$${f#data/}; done
 
 # The package is built from a copy of the sources under build/deb (the
 # packaging/debian directory as its debian/), so dpkg-buildpackage writes
@@ -239,7 +247,7 @@ install: all man conffile
 DEB_ARCH := $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
 DEB      := $(B)/deb/edibroker_$(VERSION)_$(DEB_ARCH).deb
 DEB_TREE := $(B)/deb/edibroker-$(VERSION)
-DEB_SRCS := Makefile README.md codecs daemon tools config docs packaging scripts
+DEB_SRCS := Makefile README.md codecs daemon tools config docs packaging scripts data
 
 deb: $(DEB)
 

@@ -50,6 +50,7 @@ static const struct {
 	[CODEC_EVERSION] = { "version", CODEC_REFUSE_VERSION },
 	[CODEC_EADDRESS] = { "address", CODEC_REFUSE_RECEIVER_ID },
 	[CODEC_EEXPENSIVE] = { "too-expensive", CODEC_REFUSE_SYNTAX },
+	[CODEC_ESCHEMA] = { "schema", CODEC_REFUSE_SYNTAX },
 };
 _Static_assert(ARRAY_SIZE(errcodes) == CODEC_ERRCODE_LAST + 1, "a name for every error class");
 
@@ -90,6 +91,26 @@ int codec_refuse(const struct codec_envelope *env, const struct codec_refusal_pa
 	if (!env->codec || !env->codec->refuse)
 		return -ENOTSUP;
 	return env->codec->refuse(env, p, out);
+}
+
+int codec_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+		const struct codec_refusal_params *p, struct codec_receipt *out)
+{
+	size_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : CODEC_DEFAULT_MAX_BYTES;
+	assert(p && out);
+	const struct codec *c = len <= max_bytes ? codec_sniff(buf, len) : NULL;
+	if (!c || !c->renew)
+		return -ENOTSUP;
+	return c->renew(buf, len, lim, p, out);
+}
+
+const char *codec_ack_name(enum codec_ack code)
+{
+	static const char *const names[] = {
+		[CODEC_ACK_NONE] = "none", [CODEC_ACK_POSITIVE] = "positive",
+		[CODEC_ACK_NEGATIVE] = "negative", [CODEC_ACK_TRANSIENT] = "transient",
+	};
+	return (size_t)code < ARRAY_SIZE(names) ? names[code] : "unknown";
 }
 
 int codec_decode_any(const uint8_t *buf, size_t len, const struct codec_limits *lim,

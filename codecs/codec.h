@@ -37,6 +37,20 @@
  * transmission (VANS EnvelopeIdentifier, SBDH InstanceIdentifier, FHIR
  * Bundle.id) are listed in txids[] with a digest of what they carried, so
  * the store can refuse one reused for other content.
+ *
+ * Acknowledgements. A receipt or acknowledgement between systems says in
+ * `refers` what it acknowledges and how, in no format's words, so the
+ * broker can track the acknowledgement of what it delivered (medcom.md
+ * 9.17): XCTL02/03 their OriginalEmessage, CONTRL CTL02/03 their UCI and
+ * UCMs, a FHIR Acknowledgement its response, a VANS Receipt its
+ * OriginalEnvelopeIdentifier. `renew` copies an acknowledgement the broker
+ * holds as a new transmission (a fresh envelope id, the same content), for
+ * a sender who sends again because the first copy never reached it.
+ *
+ * Schemas. With lim->schemas set, a codec whose format has XML Schemas
+ * (OIOXML) validates the document it parsed against the schema of its
+ * namespace and reports the verdict in env->schema; the decode itself
+ * succeeds or fails as without.
  */
 #ifndef EDIBROKER_CODEC_H
 #define EDIBROKER_CODEC_H
@@ -59,6 +73,11 @@
 #define CODEC_DIGEST_LEN 32   /* SHA-256 */
 #define CODEC_MAX_LETTERS 128
 #define CODEC_WRAP_MAX 2      /* wrappings around a message: SBDH around VANS around OIOXML */
+#define CODEC_REFERS_MAX 128  /* letters one acknowledgement names (XCTL OriginalLetter: 99) */
+#define CODEC_SCHEMA_TEXT_MAX 200
+
+/* XML Schemas by target namespace (xsd.h); read-only once loaded. */
+struct codec_schemas;
 
 /* Hard limits a decoder enforces before and while parsing, and what a
  * wrapping codec tells the codec of its payload. */
@@ -71,6 +90,9 @@ struct codec_limits {
 			      * (SBDH BinaryContent/@encoding), or NULL */
 	int64_t budget_ms;   /* time a decode may take (CODEC_EEXPENSIVE past it);
 			      * 0 = CODEC_DEFAULT_BUDGET_MS */
+	const struct codec_schemas *schemas; /* validate against these (env->schema);
+					      * NULL: no validation. A wrapping passes
+					      * them on to its payload */
 };
 #define CODEC_DEFAULT_BUDGET_MS 2000
 #define CODEC_DEFAULT_MAX_BYTES (16u * 1024u * 1024u)
@@ -123,6 +145,52 @@ struct codec_txid {
 					    * Bundle's own bytes for Bundle.id) */
 };
 
+/* What an acknowledgement says, in no format's words. */
+enum codec_ack {
+	CODEC_ACK_NONE = 0,  /* not an acknowledgement, or none the broker can read */
+	CODEC_ACK_POSITIVE,  /* XCTL03; CTL03 (action 7); VANS PositiveMessage; FHIR ok */
+	CODEC_ACK_NEGATIVE,  /* XCTL01/02; CTL01/02 (action 4); VANS NegativeMessage and
+			      * NegativeVans; FHIR fatal-error */
+	CODEC_ACK_TRANSIENT, /* FHIR transient-error: the receiver failed for now, and an
+			      * ok may follow once it is resolved (medcom.md 4.6, KR4/KR5) */
+};
+
+/* One message, or one letter of it, an acknowledgement names. */
+struct codec_ref {
+	char sender[CODEC_GLN_MAX];     /* the acknowledged message's sender: OIOXML
+					 * OriginalSender, EDIFACT UCI sender; VANS and FHIR:
+					 * the acknowledgement's receiver */
+	char envelope_id[CODEC_ID_MAX]; /* its envelope id (OIOXML OriginalEnvelopeIdentifier,
+					 * EDIFACT UCI 0020) or, with refers.scope, the
+					 * transmission id (VANS OriginalEnvelopeIdentifier);
+					 * "" when the format names none (FHIR) */
+	char letter_id[CODEC_ID_MAX];   /* the acknowledged letter (OriginalLetterIdentifier,
+					 * UCM 0062, FHIR response.identifier); "" for an
+					 * acknowledgement of the whole envelope */
+};
+
+/* What an acknowledgement acknowledges (code NONE and n 0 for anything
+ * else). refs are as the acknowledgement names them, in its order; past
+ * CODEC_REFERS_MAX they are not read. */
+struct codec_refers {
+	enum codec_ack code;
+	const char *scope;              /* NULL: envelope_id names an envelope; else the
+					 * txid scope it names ("vans") */
+	char detail[CODEC_TYPE_MAX];    /* the verdict in the format's own words, for
+					 * operators: "XCTL03", "XCTL02 syntaksfejl",
+					 * "CTL02 VER", "fatal-error", "PositiveMessage" */
+	size_t n;
+	struct codec_ref refs[CODEC_REFERS_MAX];
+};
+
+/* The verdict of schema validation (lim->schemas). */
+enum codec_schema {
+	CODEC_SCHEMA_UNCHECKED = 0, /* not asked for, or the format has no schemas */
+	CODEC_SCHEMA_VALID,
+	CODEC_SCHEMA_INVALID,       /* schema_text: the first violation */
+	CODEC_SCHEMA_MISSING,       /* no schema for its namespace; schema_text names it */
+};
+
 struct codec_envelope {
 	const struct codec *codec;          /* the outermost format: decoded it, answers it */
 	const struct codec *inner;          /* the format of letters[] (== codec when bare);
@@ -143,6 +211,12 @@ struct codec_envelope {
 	struct codec_txid txids[CODEC_WRAP_MAX + 1]; /* outermost first */
 	size_t nletters;
 	struct codec_letter letters[CODEC_MAX_LETTERS];
+	struct codec_refers refers;         /* is_receipt: what it acknowledges (of the
+					     * innermost message); zero otherwise */
+	enum codec_schema schema;           /* of the innermost document (lim->schemas) */
+	char schema_text[CODEC_SCHEMA_TEXT_MAX]; /* INVALID: line, element and what is
+					     * wrong, never a value; MISSING: the
+					     * namespace. Printable ASCII */
 };
 
 /* Error classes. Each maps to a refusal (codec_errcode_refusal). */
@@ -161,8 +235,10 @@ enum codec_errcode {
 	CODEC_EEXPENSIVE, /* too expensive to parse: a construct whose cost grows faster
 			   * than its size (thousands of attributes on one tag), or
 			   * more time than limits.budget_ms */
+	CODEC_ESCHEMA,    /* well-formed and decodable, but invalid against its XML
+			   * Schema (set by the accept path when it enforces one) */
 };
-#define CODEC_ERRCODE_LAST CODEC_EEXPENSIVE
+#define CODEC_ERRCODE_LAST CODEC_ESCHEMA
 
 struct codec_error {
 	enum codec_errcode code;
@@ -178,7 +254,10 @@ enum codec_refusal {
 	CODEC_REFUSE_RECEIVER_ID,      /* the receiver's id is unusable */
 	CODEC_REFUSE_SYNTAX,           /* the message could not be read */
 	CODEC_REFUSE_VERSION,          /* a version its type does not have */
+	CODEC_REFUSE_TYPE,             /* the receiver does not take its type (or version):
+					* the endpoint's `accepts` */
 };
+#define CODEC_REFUSE_LAST CODEC_REFUSE_TYPE
 
 /* What the broker brings to a negative receipt. Borrowed for the call. */
 struct codec_refusal_params {
@@ -243,6 +322,17 @@ struct codec {
 	 * for a format that issues no receipts. */
 	int (*refuse)(const struct codec_envelope *env, const struct codec_refusal_params *p,
 		      struct codec_receipt *out);
+	/* Copies buf, an acknowledgement this codec decodes, as a new
+	 * transmission: a fresh id for its outermost envelope (OIOXML
+	 * Envelope/Identifier, EDIFACT UNB and UNZ reference, FHIR Bundle.id,
+	 * VANS EnvelopeIdentifier, SBDH InstanceIdentifier, from p's fresh_id
+	 * or fresh_uuid as the field needs), every other byte as it was.
+	 * Returns 0 with *out filled (type, envelope_id, sender and receiver
+	 * of the copy; key empty: it records no letter), -EINVAL when buf
+	 * does not decode or its id cannot be found once, -ENOTSUP when buf
+	 * is no acknowledgement. NULL for a format that never renews. */
+	int (*renew)(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+		     const struct codec_refusal_params *p, struct codec_receipt *out);
 };
 
 /* The registry. codec_find returns NULL for an unknown name; codec_sniff
@@ -257,6 +347,13 @@ enum codec_refusal codec_errcode_refusal(enum codec_errcode code);
  * receipts. */
 int codec_refuse(const struct codec_envelope *env, const struct codec_refusal_params *p,
 		 struct codec_receipt *out);
+
+/* The renew() of the codec that sniffs buf; -ENOTSUP when none does or it
+ * renews nothing. */
+int codec_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+		const struct codec_refusal_params *p, struct codec_receipt *out);
+/* Short stable token for an acknowledgement's verdict ("positive", ...). */
+const char *codec_ack_name(enum codec_ack code);
 
 /* Decodes with the codec that sniff picks; CODEC_ESTRUCTURE when none does. */
 int codec_decode_any(const uint8_t *buf, size_t len, const struct codec_limits *lim,

@@ -90,6 +90,7 @@ int wrap_decode_payload(const uint8_t *payload, size_t len, const struct codec_l
 		.max_depth = lim ? lim->max_depth : 0,
 		.wrapped = (lim ? lim->wrapped : 0) + 1,
 		.charset = charset,
+		.schemas = lim ? lim->schemas : NULL,
 	};
 	uint8_t digest[CODEC_DIGEST_LEN];
 	int r = inner.max_bytes == 0 ? -1 : codec_decode_any(payload, len, &inner, env, err);
@@ -115,6 +116,8 @@ int wrap_check_receiver(struct codec_envelope *env, const char *receiver, const 
 	for (size_t i = 0; i < env->nletters; i++) {
 		if (strcmp(env->letters[i].receiver, receiver) != 0) {
 			env->nletters = 0;
+			/* a refused acknowledgement acknowledges nothing */
+			memset(&env->refers, 0, sizeof(env->refers));
 			return xmlsafe_fail(err, CODEC_EADDRESS,
 					    "%s %s is not the receiver %s of letter %zu (%s)", what,
 					    receiver, env->letters[i].receiver, i + 1,

@@ -49,8 +49,9 @@ int wrap_decode_payload(const uint8_t *payload, size_t len, const struct codec_l
 void wrap_keep_layer(struct codec_envelope *env, const struct codec_layer *layer);
 
 /* -1 with CODEC_EADDRESS when a letter's receiver is not `receiver` (the
- * GLN the wrapping addresses), naming `what`; nletters becomes 0 then, the
- * rest of env stays for the receipt. 0 when all agree. */
+ * GLN the wrapping addresses), naming `what`; nletters becomes 0 then and
+ * refers is cleared, the rest of env stays for the receipt. 0 when all
+ * agree. */
 int wrap_check_receiver(struct codec_envelope *env, const char *receiver, const char *what,
 			struct codec_error *err);
 

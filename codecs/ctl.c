@@ -49,7 +49,10 @@ static const struct {
 	[CODEC_REFUSE_RECEIVER_ID] = { "CTL01", "MID" },
 	[CODEC_REFUSE_SYNTAX] = { "CTL02", "SYN" },
 	[CODEC_REFUSE_VERSION] = { "CTL02", "VER" },
+	/* the network refuses it for the receiver, as for LOK and MID */
+	[CODEC_REFUSE_TYPE] = { "CTL01", "VER" },
 };
+_Static_assert(ARRAY_SIZE(words) == CODEC_REFUSE_LAST + 1, "CONTRL words for every refusal");
 
 /* ---- parameter checks -------------------------------------------------- */
 

@@ -47,6 +47,7 @@
 #include "codecs/base/mem.h"
 #include "codecs/base/utf8.h"
 #include "codecs/ctl.h"
+#include "codecs/renew.h"
 
 /* Message types routed, and the shape of their letters' type and version:
  * MEDDIS D2030C carries DIS20, CONTRL C0130Q carries CTL01. */
@@ -366,6 +367,11 @@ struct message {
 	size_t uno;      /* segment number of an open UNO, 0 when none */
 	size_t uno_size;
 	char uno_ref[36];
+	/* a CONTRL: what its UCI and UCMs acknowledge (env->refers) */
+	bool receipt;
+	size_t refs_before; /* env->refers.n at its UNH */
+	char uci_ref[EDI_REF_MAX], uci_sender[CODEC_GLN_MAX], ftx[8];
+	bool rejected;      /* action 4 in UCI or a UCM */
 };
 
 struct parse {
@@ -497,7 +503,8 @@ static void salvage_unb(struct parse *p, const struct segment *s)
 {
 	get_field(&p->sc, s, 2, 1, p->partial.sender, sizeof(p->partial.sender));
 	get_field(&p->sc, s, 3, 1, p->partial.receiver, sizeof(p->partial.receiver));
-	get_field(&p->sc, s, 5, 1, p->partial.envelope_id, sizeof(p->partial.envelope_id));
+	/* 0020 is an..14: a longer one is no reference a receipt could echo */
+	get_field(&p->sc, s, 5, 1, p->partial.envelope_id, EDI_REF_MAX);
 }
 
 /* S001: syntax identifier and version; sets the character set. */
@@ -703,15 +710,78 @@ static int on_unh(struct parse *p, const struct segment *s)
 		return -1;
 	memcpy(l->sender, p->sender, sizeof(l->sender));
 	memcpy(l->receiver, p->receiver, sizeof(l->receiver));
-	p->msg = (struct message){ .unh = s->number, .nsegs = 1 };
+	p->msg = (struct message){ .unh = s->number, .nsegs = 1, .receipt = f->receipt,
+				   .refs_before = p->env->refers.n };
 	return 0;
 }
 
 /* ---- body, UNO/UNP, UNT, UNZ ------------------------------------------- */
 
+/* ---- what a CONTRL acknowledges ----------------------------------------- */
+
+static void add_ref(struct codec_refers *rf, const char *sender, const char *envelope_id,
+		    const char *letter_id)
+{
+	if (rf->n == CODEC_REFERS_MAX)
+		return;
+	struct codec_ref *r = &rf->refs[rf->n++];
+	str_copy(r->sender, sender, sizeof(r->sender));
+	str_copy(r->envelope_id, envelope_id, sizeof(r->envelope_id));
+	str_copy(r->letter_id, letter_id, sizeof(r->letter_id));
+}
+
+/* The UCI (original interchange: reference, sender, action), each UCM
+ * (original message reference, action) and the first FTX qualifier of a
+ * CONTRL message (medcom.md 3.3). Read leniently, like any body segment: a
+ * field that is missing or too long is left out, and a receipt without a
+ * readable UCI acknowledges nothing the broker can match. */
+static void read_contrl(struct parse *p, const struct segment *s)
+{
+	struct message *m = &p->msg;
+	char ref[EDI_REF_MAX], action[4];
+	if (strcmp(s->tag, "UCI") == 0) {
+		get_field(&p->sc, s, 1, 1, m->uci_ref, sizeof(m->uci_ref));
+		get_field(&p->sc, s, 2, 1, m->uci_sender, sizeof(m->uci_sender));
+		get_field(&p->sc, s, 4, 1, action, sizeof(action));
+		m->rejected |= strcmp(action, "4") == 0;
+	} else if (strcmp(s->tag, "UCM") == 0) {
+		get_field(&p->sc, s, 3, 1, action, sizeof(action));
+		m->rejected |= strcmp(action, "4") == 0;
+		if (get_field(&p->sc, s, 1, 1, ref, sizeof(ref)) == FIELD_OK && m->uci_ref[0] &&
+		    m->uci_sender[0])
+			add_ref(&p->env->refers, m->uci_sender, m->uci_ref, ref);
+	} else if (strcmp(s->tag, "FTX") == 0 && !m->ftx[0]) {
+		get_field(&p->sc, s, 1, 1, m->ftx, sizeof(m->ftx));
+	}
+}
+
+/* At a CONTRL's UNT: an envelope-level ref when it named no message, and
+ * the verdict (CTL03 without a rejection is positive). A UCI that cannot be
+ * read by then (a second one, too long, cleared it) takes the message's
+ * UCM refs with it: no ref stands without a verdict. */
+static void close_contrl(struct parse *p, const struct codec_letter *l)
+{
+	struct message *m = &p->msg;
+	struct codec_refers *rf = &p->env->refers;
+	if (!m->uci_ref[0] || !m->uci_sender[0]) {
+		rf->n = m->refs_before;
+		return;
+	}
+	if (rf->n == m->refs_before)
+		add_ref(rf, m->uci_sender, m->uci_ref, "");
+	bool positive = strcmp(l->type, "CTL03") == 0 && !m->rejected;
+	if (rf->code == CODEC_ACK_NONE || !positive) {
+		rf->code = positive ? CODEC_ACK_POSITIVE : CODEC_ACK_NEGATIVE;
+		snprintf(rf->detail, sizeof(rf->detail), "%s%s%s", l->type, m->ftx[0] ? " " : "",
+			 m->ftx);
+	}
+}
+
 static int on_body(struct parse *p, const struct segment *s)
 {
 	p->msg.nsegs++;
+	if (p->msg.receipt)
+		read_contrl(p, s);
 	return 0;
 }
 
@@ -774,6 +844,8 @@ static int on_unt(struct parse *p, const struct segment *s)
 		return seg_fail(p, CODEC_ESTRUCTURE, s, 2,
 				"message reference %s differs from UNH's %s (segment %zu)", ref, id,
 				p->msg.unh);
+	if (p->msg.receipt)
+		close_contrl(p, &p->env->letters[p->nmessages]);
 	p->nmessages++;
 	return 0;
 }
@@ -921,6 +993,8 @@ static int finish(struct parse *p)
 	env->is_receipt = true;
 	for (size_t i = 0; i < env->nletters; i++)
 		env->is_receipt = env->is_receipt && strncmp(env->letters[i].type, "CTL", 3) == 0;
+	if (!env->is_receipt) /* only an interchange of receipts acknowledges anything */
+		memset(&env->refers, 0, sizeof(env->refers));
 	return 0;
 }
 
@@ -1005,10 +1079,46 @@ static bool edifact_sniff(const uint8_t *buf, size_t len)
 	return end - i >= 3 && (memcmp(buf + i, "UNA", 3) == 0 || memcmp(buf + i, "UNB", 3) == 0);
 }
 
+/* ---- renewal ------------------------------------------------------------ */
+
+/* The interchange reference where UNB (S005/0020) and UNZ (0020) write
+ * it. A second scan of what decoded; an interchange with a binary object
+ * is not followed past its UNO (acknowledgements have none), and
+ * renew_run checks what is found against the decoded reference. */
+static size_t find_refs(const uint8_t *buf, size_t len, const struct codec_envelope *env,
+			struct renew_span spans[RENEW_SPANS_MAX])
+{
+	struct codec_error ignored;
+	struct scanner sc = { .buf = buf, .len = len, .syn = { ':', '+', '?', '\'', true } };
+	struct segment seg;
+	size_t n = 0;
+	skip_blanks(&sc);
+	if (sc.len - sc.pos >= 3 && memcmp(buf + sc.pos, "UNA", 3) == 0 && scan_una(&sc, &ignored) < 0)
+		return 0;
+	while (n < 2 && scan_segment(&sc, &seg, &ignored) > 0) {
+		if (strcmp(seg.tag, "UNO") == 0)
+			return 0;
+		const struct span *sp = n == 0 && strcmp(seg.tag, "UNB") == 0   ? component(&seg, 5, 1)
+					: n == 1 && strcmp(seg.tag, "UNZ") == 0 ? component(&seg, 2, 1)
+										  : NULL;
+		if (sp)
+			spans[n++] = (struct renew_span){ sp->off, sp->end - sp->off };
+	}
+	return n == 2 ? n : 0;
+}
+
+/* A CONTRL as a new interchange: a fresh reference in UNB and UNZ. */
+static int edifact_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+			 const struct codec_refusal_params *p, struct codec_receipt *out)
+{
+	return renew_run(&codec_edifact, buf, len, lim, p, false, find_refs, out);
+}
+
 const struct codec codec_edifact = {
 	.name = "edifact",
 	.ext = "edi",
 	.sniff = edifact_sniff,
 	.decode = edifact_decode,
 	.refuse = ctl_refuse,
+	.renew = edifact_renew,
 };

@@ -271,6 +271,38 @@ static void read_sent(const struct fhir_tree *t, fhir_node bundle, struct codec_
 		snprintf(env->sent, sizeof(env->sent), "%.16s", ts);
 }
 
+/* An Acknowledgement's MessageHeader.response: the acknowledged
+ * MessageHeader.id and the verdict (ok, transient-error, fatal-error).
+ * Its sender is the Acknowledgement's receiver. Read leniently: one whose
+ * response cannot be read still routes, it only acknowledges nothing. */
+static void read_response(const struct fhir_tree *t, fhir_node header, struct codec_envelope *env)
+{
+	fhir_node resp = t->child(header, "response");
+	const char *id = resp ? t->value(resp, "identifier") : NULL;
+	const char *code = resp ? t->value(resp, "code") : NULL;
+	static const struct {
+		const char *code;
+		enum codec_ack ack;
+	} verdicts[] = {
+		{ "ok", CODEC_ACK_POSITIVE },
+		{ "fatal-error", CODEC_ACK_NEGATIVE },
+		{ "transient-error", CODEC_ACK_TRANSIENT },
+	};
+	if (!id || !code || !fhir_id_ok(id))
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(verdicts); i++) {
+		if (strcmp(code, verdicts[i].code) != 0)
+			continue;
+		struct codec_refers *rf = &env->refers;
+		struct codec_ref *r = &rf->refs[0];
+		rf->code = verdicts[i].ack;
+		str_copy(rf->detail, verdicts[i].code, sizeof(rf->detail));
+		str_copy(r->sender, env->letters[0].receiver, sizeof(r->sender));
+		str_copy(r->letter_id, id, sizeof(r->letter_id));
+		rf->n = 1;
+	}
+}
+
 static int read_header(const struct fhir_tree *t, fhir_node bundle, fhir_node header,
 		       struct codec_envelope *env, struct codec_error *err)
 {
@@ -318,6 +350,8 @@ int fhir_read_bundle(const struct fhir_tree *t, fhir_node bundle, const uint8_t 
 		return -1;
 	if (s.provenances == 0)
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Bundle has no Provenance");
+	if (env->is_receipt) /* only a whole one acknowledges anything (codec.h) */
+		read_response(t, header, env);
 	env->nletters = 1;
 	add_txid(env, buf, len);
 	return 0;
@@ -334,7 +368,9 @@ static const struct {
 	[CODEC_REFUSE_RECEIVER_ID] = { "invalid", NULL },
 	[CODEC_REFUSE_SYNTAX] = { "structure", NULL },
 	[CODEC_REFUSE_VERSION] = { "not-supported", "MSG_RECEIVER_UNABLE_TO_RECEIVE_MSG_TYPE" },
+	[CODEC_REFUSE_TYPE] = { "not-supported", "MSG_RECEIVER_UNABLE_TO_RECEIVE_MSG_TYPE" },
 };
+_Static_assert(ARRAY_SIZE(wording) == CODEC_REFUSE_LAST + 1, "wording for every refusal");
 
 static bool ack_fill(struct fhir_ack *a, const struct codec_envelope *env,
 		     const struct codec_refusal_params *p)

@@ -18,6 +18,7 @@
 #include "codecs/base/mem.h"
 #include "codecs/base/utf8.h"
 #include "codecs/fhir_int.h"
+#include "codecs/renew.h"
 #include "codecs/xmlsafe.h"
 
 /* ---- the tree ------------------------------------------------------------ */
@@ -262,10 +263,26 @@ static int fhir_json_refuse(const struct codec_envelope *env, const struct codec
 	return fhir_refuse(env, p, &codec_fhir_json, write_ack, out);
 }
 
+/* Bundle.id: the root object's "id" member (renew_run checks). */
+static size_t find_bundle_id(const uint8_t *buf, size_t len, const struct codec_envelope *env,
+			     struct renew_span spans[RENEW_SPANS_MAX])
+{
+	return renew_json_member(buf, len, "id", &spans[0]) ? 1 : 0;
+}
+
+/* An Acknowledgement as a new Bundle: a fresh Bundle.id, the same
+ * MessageHeader.id (medcom.md 4.6, MR7). */
+static int fhir_json_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+			   const struct codec_refusal_params *p, struct codec_receipt *out)
+{
+	return renew_run(&codec_fhir_json, buf, len, lim, p, true, find_bundle_id, out);
+}
+
 const struct codec codec_fhir_json = {
 	.name = "fhir-json",
 	.ext = "json",
 	.sniff = fhir_json_sniff,
 	.decode = fhir_json_decode,
 	.refuse = fhir_json_refuse,
+	.renew = fhir_json_renew,
 };

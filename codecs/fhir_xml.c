@@ -19,6 +19,7 @@
 #include "codecs/base/strbuf.h"
 #include "codecs/fhir_int.h"
 #include "codecs/rcptout.h"
+#include "codecs/renew.h"
 #include "codecs/xmlsafe.h"
 #include "codecs/xmlsniff.h"
 #include "codecs/xmltree.h"
@@ -237,10 +238,27 @@ static int fhir_xml_refuse(const struct codec_envelope *env, const struct codec_
 	return fhir_refuse(env, p, &codec_fhir_xml, write_ack, out);
 }
 
+/* Bundle.id: the first <id value="..."/>, since id comes first in a
+ * Bundle (renew_run checks). */
+static size_t find_bundle_id(const uint8_t *buf, size_t len, const struct codec_envelope *env,
+			     struct renew_span spans[RENEW_SPANS_MAX])
+{
+	return renew_xml_field(buf, len, "id", "value", &spans[0]) ? 1 : 0;
+}
+
+/* An Acknowledgement as a new Bundle: a fresh Bundle.id, the same
+ * MessageHeader.id (medcom.md 4.6, MR7). */
+static int fhir_xml_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+			  const struct codec_refusal_params *p, struct codec_receipt *out)
+{
+	return renew_run(&codec_fhir_xml, buf, len, lim, p, true, find_bundle_id, out);
+}
+
 const struct codec codec_fhir_xml = {
 	.name = "fhir-xml",
 	.ext = "xml",
 	.sniff = fhir_xml_sniff,
 	.decode = fhir_xml_decode,
 	.refuse = fhir_xml_refuse,
+	.renew = fhir_xml_renew,
 };

@@ -10,6 +10,11 @@
  * namespace, because real traffic mixes schema releases in one document
  * (Region H XDIS18: Envelope in municipality 1.0.0, letters in 1.0.3).
  *
+ * Schemas: with lim->schemas the decoded document is validated against
+ * the schema of its root's namespace (xsd.h); the verdict goes into
+ * env->schema and never fails the decode, since the accept path decides
+ * per endpoint whether it warns or refuses.
+ *
  * Type-agnostic: any letter element in a MedCom namespace is routed by its
  * receiver; its type comes from TypeCode/StatisticalCode. Known letter
  * elements and types (letter_kinds[]) add checks, unknown ones are no error.
@@ -32,10 +37,12 @@
 #include <libxml/tree.h>
 
 #include "codecs/base/mem.h"
+#include "codecs/renew.h"
 #include "codecs/xctl01.h"
 #include "codecs/xmlsafe.h"
 #include "codecs/xmltree.h"
 #include "codecs/xmlsniff.h"
+#include "codecs/xsd.h"
 
 /* The letter elements the broker knows, and the type their TypeCode
  * (StatisticalCode for receipts, which have no TypeCode) must carry. Any
@@ -130,6 +137,62 @@ static const struct letter_kind *letter_kind_find(const xmlChar *element)
 		if (strcmp((const char *)element, letter_kinds[i].element) == 0)
 			return &letter_kinds[i];
 	return NULL;
+}
+
+/* xmltree_read, whose errors do not matter here: dst is "" then. */
+static void salvage_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz)
+{
+	struct codec_error ignored;
+	(void)xmltree_read(parent, path, dst, dstsz, "", &ignored);
+}
+
+/* ---- what a receipt acknowledges ---------------------------------------- */
+
+static void add_ref(struct codec_refers *rf, const char *sender, const char *envelope_id,
+		    const char *letter_id)
+{
+	if (rf->n == CODEC_REFERS_MAX)
+		return;
+	struct codec_ref *r = &rf->refs[rf->n++];
+	str_copy(r->sender, sender, sizeof(r->sender));
+	str_copy(r->envelope_id, envelope_id, sizeof(r->envelope_id));
+	str_copy(r->letter_id, letter_id, sizeof(r->letter_id));
+}
+
+/* The OriginalEmessage of receipt letter el (of type XCTL01..03) into
+ * env->refers: one ref per OriginalLetter, or one for the envelope when it
+ * lists none (an envelope-level refusal). Read leniently: a receipt whose
+ * OriginalEmessage is missing or malformed still routes, it only
+ * acknowledges nothing the broker can match. Any negative letter makes
+ * the whole answer negative; the first RefuseCode is its detail. */
+static void read_refers(const xmlNode *el, const char *type, struct codec_refers *rf)
+{
+	const xmlNode *orig = xmltree_child(el, "OriginalEmessage");
+	char envelope_id[OIO_ID_MAX], sender[CODEC_GLN_MAX], code[32], id[OIO_ID_MAX];
+	if (!orig)
+		return;
+	salvage_field(orig, "OriginalEnvelopeIdentifier", envelope_id, sizeof(envelope_id));
+	salvage_field(orig, "OriginalSender/EANIdentifier", sender, sizeof(sender));
+	if (!envelope_id[0] || !sender[0])
+		return;
+	bool positive = strcmp(type, "XCTL03") == 0;
+	if (rf->code == CODEC_ACK_NONE || !positive)
+		rf->code = positive ? CODEC_ACK_POSITIVE : CODEC_ACK_NEGATIVE;
+	salvage_field(orig, "RefuseCode", code, sizeof(code));
+	size_t before = rf->n;
+	for (const xmlNode *l = xmltree_first(orig->children); l; l = xmltree_next(l)) {
+		if (!xmltree_is(l, "OriginalLetter"))
+			continue;
+		salvage_field(l, "OriginalLetterIdentifier", id, sizeof(id));
+		if (id[0])
+			add_ref(rf, sender, envelope_id, id);
+		if (!code[0])
+			salvage_field(l, "RefuseCode", code, sizeof(code));
+	}
+	if (rf->n == before)
+		add_ref(rf, sender, envelope_id, "");
+	if (!rf->detail[0] || !positive)
+		snprintf(rf->detail, sizeof(rf->detail), "%s%s%.31s", type, code[0] ? " " : "", code);
 }
 
 /* ---- decoding ---------------------------------------------------------- */
@@ -266,11 +329,15 @@ static int decode_letters(const xmlNode *first, struct codec_envelope *env, stru
 		if (decode_letter(n, env->nletters, l, err) < 0)
 			return -1;
 		all_receipts = all_receipts && strncmp(l->type, "XCTL", 4) == 0;
+		if (strncmp(l->type, "XCTL", 4) == 0)
+			read_refers(n, l->type, &env->refers);
 		env->nletters++;
 	}
 	if (env->nletters == 0)
 		return xmlsafe_fail(err, CODEC_ESTRUCTURE, "Emessage holds no letter");
 	env->is_receipt = all_receipts;
+	if (!all_receipts) /* only a message of receipts acknowledges anything */
+		memset(&env->refers, 0, sizeof(env->refers));
 	return 0;
 }
 
@@ -291,13 +358,6 @@ static int decode_emessage(const xmlNode *root, struct codec_envelope *env, stru
 }
 
 /* ---- partial fill on error --------------------------------------------- */
-
-/* xmltree_read, whose errors do not matter here: dst is "" then. */
-static void salvage_field(const xmlNode *parent, const char *path, char *dst, size_t dstsz)
-{
-	struct codec_error ignored;
-	(void)xmltree_read(parent, path, dst, dstsz, "", &ignored);
-}
 
 /* Clears env, then re-reads what a negative receipt needs: the envelope id
  * and the first letter's sender and id, from elements whose end tag was seen (so a
@@ -343,6 +403,11 @@ static int oioxml_decode(const uint8_t *buf, size_t len, const struct codec_limi
 		str_copy(env->encoding, d.encoding, sizeof(env->encoding));
 	if (r == 0)
 		r = decode_emessage(xmlDocGetRootElement(d.doc), env, err);
+	if (r == 0 && lim && lim->schemas) {
+		const xmlNode *root = xmlDocGetRootElement(d.doc);
+		codec_schemas_check(lim->schemas, root->ns ? (const char *)root->ns->href : "", d.doc,
+				    env);
+	}
 	if (r < 0)
 		keep_partial(env, d.doc);
 	xmlsafe_doc_free(&d);
@@ -359,10 +424,29 @@ static bool oioxml_sniff(const uint8_t *buf, size_t len)
 	return xmlsniff_root(buf, len, &root) && strcmp(root.local, "Emessage") == 0;
 }
 
+/* ---- renewal ------------------------------------------------------------ */
+
+/* Envelope/Identifier: the first Identifier element, since Envelope comes
+ * first in Emessage and holds no other (renew_run checks the result). */
+static size_t find_envelope_id(const uint8_t *buf, size_t len, const struct codec_envelope *env,
+			       struct renew_span spans[RENEW_SPANS_MAX])
+{
+	return renew_xml_field(buf, len, "Identifier", NULL, &spans[0]) ? 1 : 0;
+}
+
+/* A receipt as a new envelope: a fresh Envelope/Identifier (String_1_14,
+ * so the broker's short fresh id). */
+static int oioxml_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+			const struct codec_refusal_params *p, struct codec_receipt *out)
+{
+	return renew_run(&codec_oioxml, buf, len, lim, p, false, find_envelope_id, out);
+}
+
 const struct codec codec_oioxml = {
 	.name = "oioxml",
 	.ext = "xml",
 	.sniff = oioxml_sniff,
 	.decode = oioxml_decode,
 	.refuse = xctl01_refuse,
+	.renew = oioxml_renew,
 };

@@ -21,6 +21,7 @@
 
 #include "codecs/base/mem.h"
 #include "codecs/codec_wrap.h"
+#include "codecs/renew.h"
 #include "codecs/xmlsafe.h"
 #include "codecs/xmlsniff.h"
 #include "codecs/xmltree.h"
@@ -163,10 +164,27 @@ static bool sbdh_sniff(const uint8_t *buf, size_t len)
 	       strcmp(root.local, "StandardBusinessDocument") == 0 && strcmp(root.ns, SBDH_NS) == 0;
 }
 
+/* DocumentIdentification/InstanceIdentifier: the first InstanceIdentifier,
+ * since the header comes before BusinessScope (renew_run checks). */
+static size_t find_instance_id(const uint8_t *buf, size_t len, const struct codec_envelope *env,
+			       struct renew_span spans[RENEW_SPANS_MAX])
+{
+	return renew_xml_field(buf, len, "InstanceIdentifier", NULL, &spans[0]) ? 1 : 0;
+}
+
+/* An SBDH carrying an acknowledgement, as a new document: a fresh
+ * InstanceIdentifier; the payload stays as it was. */
+static int sbdh_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+		      const struct codec_refusal_params *p, struct codec_receipt *out)
+{
+	return renew_run(&codec_sbdh, buf, len, lim, p, true, find_instance_id, out);
+}
+
 const struct codec codec_sbdh = {
 	.name = "sbdh",
 	.ext = "xml",
 	.sniff = sbdh_sniff,
 	.decode = sbdh_decode,
 	.refuse = sbdh_refuse,
+	.renew = sbdh_renew,
 };

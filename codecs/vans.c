@@ -21,6 +21,7 @@
 
 #include "codecs/base/mem.h"
 #include "codecs/codec_wrap.h"
+#include "codecs/renew.h"
 #include "codecs/xmlsafe.h"
 #include "codecs/xmlsniff.h"
 #include "codecs/xmltree.h"
@@ -184,6 +185,13 @@ static int decode_receipt(const struct vans_read *v, struct codec_envelope *env,
 			 WHERE ": Receipt", err) < 0)
 		return -1;
 	struct codec_letter *l = &env->letters[0];
+	struct codec_refers *rf = &env->refers;
+	rf->code = strcmp(kind, "PositiveMessage") == 0 ? CODEC_ACK_POSITIVE : CODEC_ACK_NEGATIVE;
+	rf->scope = codec_vans.name; /* the original's EnvelopeIdentifier: a txid */
+	str_copy(rf->detail, kind, sizeof(rf->detail));
+	str_copy(rf->refs[0].sender, v->layer.receiver, sizeof(rf->refs[0].sender));
+	str_copy(rf->refs[0].envelope_id, orig, sizeof(rf->refs[0].envelope_id));
+	rf->n = 1;
 	str_copy(env->envelope_id, v->layer.id, sizeof(env->envelope_id));
 	str_copy(l->id, v->layer.id, sizeof(l->id));
 	str_copy(l->type, kind, sizeof(l->type));
@@ -282,10 +290,27 @@ static bool vans_sniff(const uint8_t *buf, size_t len)
 	       strncmp(root.ns, VANS_NS_PREFIX, strlen(VANS_NS_PREFIX)) == 0;
 }
 
+/* EnvelopeIdentifier, the third child of the root (renew_run checks). */
+static size_t find_envelope_id(const uint8_t *buf, size_t len, const struct codec_envelope *env,
+			       struct renew_span spans[RENEW_SPANS_MAX])
+{
+	return renew_xml_field(buf, len, "EnvelopeIdentifier", NULL, &spans[0]) ? 1 : 0;
+}
+
+/* A Receipt, or a Message carrying an acknowledgement, as a new envelope:
+ * a fresh EnvelopeIdentifier (a UUID, as the schema has it); the
+ * MetaInformation/Identifier and the payload stay. */
+static int vans_renew(const uint8_t *buf, size_t len, const struct codec_limits *lim,
+		      const struct codec_refusal_params *p, struct codec_receipt *out)
+{
+	return renew_run(&codec_vans, buf, len, lim, p, true, find_envelope_id, out);
+}
+
 const struct codec codec_vans = {
 	.name = "vans",
 	.ext = "xml",
 	.sniff = vans_sniff,
 	.decode = vans_decode,
 	.refuse = vans_refuse,
+	.renew = vans_renew,
 };

@@ -35,7 +35,9 @@ static const char *const default_text[] = {
 	[CODEC_REFUSE_RECEIVER_ID] = "The receiver id does not match the message.",
 	[CODEC_REFUSE_SYNTAX] = "The envelope could not be read.",
 	[CODEC_REFUSE_VERSION] = "The message version is not accepted.",
+	[CODEC_REFUSE_TYPE] = "The receiver does not take this message type.",
 };
+_Static_assert(ARRAY_SIZE(default_text) == CODEC_REFUSE_LAST + 1, "a text for every refusal");
 
 /* Error/Description: the text, cut at 512 bytes on a character boundary. */
 static void put_error(struct strbuf *b, const struct codec_refusal_params *p)

@@ -43,7 +43,10 @@ static const char *const refuse_codes[] = {
 	[CODEC_REFUSE_RECEIVER_ID] = "problem_med_modtagerID",
 	[CODEC_REFUSE_SYNTAX] = "syntaksfejl",
 	[CODEC_REFUSE_VERSION] = "problem_med_version",
+	/* as MedCom's own CTL02 sample words "cannot receive this kind of letter" */
+	[CODEC_REFUSE_TYPE] = "problem_med_version",
 };
+_Static_assert(ARRAY_SIZE(refuse_codes) == CODEC_REFUSE_LAST + 1, "a RefuseCode for every refusal");
 
 /* ---- parameter checks -------------------------------------------------- */
 

@@ -35,6 +35,12 @@
  *     sax->serror; the calling thread's generic and structured handlers are
  *     swapped for silent ones during the parse as a backstop.
  *
+ * XML Schemas: parsed once from the broker's own files (xmlsafe_schema_load,
+ * the one function here that reads files, while the loader admits only
+ * local files) and then shared read-only; each validation has a context
+ * of its own and reports the first violation by its libxml2 error code,
+ * line and element name, never libxml2's message, which quotes values.
+ *
  * Thread-safety: xmlsafe_parse() may run on several threads at once. Each
  * call uses a fresh parser context and keeps its state on the stack, reached
  * through ctxt->_private; libxml2 2.9 keeps the error-handler globals per
@@ -57,6 +63,8 @@
 #include <libxml/parserInternals.h>
 #include <libxml/SAX2.h>
 #include <libxml/xmlerror.h>
+#include <libxml/xmlschemas.h>
+#include <libxml/schemasInternals.h>
 
 #include "codecs/base/mem.h"
 #include "codecs/base/utf8.h"
@@ -383,6 +391,7 @@ struct parse_state {
 };
 
 static __thread struct parse_state *active;
+static __thread bool schema_loading; /* xmlsafe_schema_load runs on this thread */
 static xmlExternalEntityLoader default_loader;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static char closed_mark; /* n->_private == &closed_mark: end tag seen */
@@ -495,13 +504,27 @@ static void silent_structured(void *ctx, xmlErrorPtr e)
 	record_error(active, e);
 }
 
-/* Refuses every external load while this thread runs a safe parse. */
+/* True when url names a local file: a path, or a file: URL. */
+static bool local_url(const char *url)
+{
+	const char *colon = url ? strchr(url, ':') : NULL, *slash = url ? strchr(url, '/') : NULL;
+	if (!url)
+		return false;
+	if (!colon || (slash && slash < colon))
+		return true;
+	return strncasecmp(url, "file:", 5) == 0;
+}
+
+/* Refuses every external load while this thread runs a safe parse, and
+ * every load but a local file while it loads a schema. */
 static xmlParserInputPtr guarded_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
 {
 	if (active) {
 		refuse(active, ctxt, CODEC_EHOSTILE, "external entity not allowed");
 		return NULL;
 	}
+	if (schema_loading && !local_url(url))
+		return NULL;
 	return default_loader ? default_loader(url, id, ctxt) : NULL;
 }
 
@@ -658,4 +681,152 @@ int xmlsafe_fail(struct codec_error *err, enum codec_errcode code, const char *f
 	}
 	err->code = code;
 	return -1;
+}
+
+/* ---- XML Schemas ---------------------------------------------------------- */
+
+struct xmlsafe_schema {
+	xmlSchemaPtr schema;
+	char ns[256];
+};
+
+/* The first error a schema parse or validation reports. */
+struct schema_errors {
+	bool seen;
+	int code, line;
+	char element[65];
+	char message[160]; /* schema loading only: the schema files are the broker's own */
+};
+
+static void on_schema_error(void *ctx, xmlErrorPtr e)
+{
+	struct schema_errors *st = ctx;
+	if (!st || st->seen || e->level < XML_ERR_ERROR)
+		return;
+	st->seen = true;
+	st->code = e->code;
+	st->line = e->line;
+	const xmlNode *n = e->node;
+	if (n && n->type == XML_ELEMENT_NODE && n->name)
+		snprintf(st->element, sizeof(st->element), "%s", (const char *)n->name);
+	snprintf(st->message, sizeof(st->message), "%s", e->message ? e->message : "error");
+}
+
+/* This thread's error handlers, silenced while a schema call runs. */
+static void schema_handlers_enter(struct saved_handlers *s)
+{
+	*s = (struct saved_handlers){ xmlGenericError, xmlGenericErrorContext, xmlStructuredError,
+				      xmlStructuredErrorContext };
+	xmlSetGenericErrorFunc(NULL, silent_generic);
+	xmlSetStructuredErrorFunc(NULL, silent_structured);
+}
+
+static void schema_handlers_leave(const struct saved_handlers *s)
+{
+	xmlSetGenericErrorFunc(s->generic_ctx, s->generic);
+	xmlSetStructuredErrorFunc(s->structured_ctx, s->structured);
+}
+
+struct xmlsafe_schema *xmlsafe_schema_load(const char *path, char *err, size_t errlen)
+{
+	struct schema_errors st = { 0 };
+	struct saved_handlers saved;
+	xmlsafe_init();
+	xmlSchemaParserCtxtPtr pc = xmlSchemaNewParserCtxt(path);
+	if (!pc) {
+		snprintf(err, errlen, "%s: cannot make a schema parser", path);
+		return NULL;
+	}
+	xmlSchemaSetParserStructuredErrors(pc, on_schema_error, &st);
+	schema_handlers_enter(&saved);
+	schema_loading = true;
+	xmlSchemaPtr schema = xmlSchemaParse(pc);
+	schema_loading = false;
+	schema_handlers_leave(&saved);
+	xmlSchemaFreeParserCtxt(pc);
+	if (!schema) {
+		snprintf(err, errlen, "%s: %s", path, st.seen ? st.message : "not an XML Schema");
+		size_t n = strlen(err);
+		while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+			err[--n] = '\0';
+		return NULL;
+	}
+	struct xmlsafe_schema *s = xcalloc(1, sizeof(*s));
+	s->schema = schema;
+	if (schema->targetNamespace)
+		snprintf(s->ns, sizeof(s->ns), "%s", (const char *)schema->targetNamespace);
+	return s;
+}
+
+void xmlsafe_schema_free(struct xmlsafe_schema *s)
+{
+	if (!s)
+		return;
+	xmlSchemaFree(s->schema);
+	free(s);
+}
+
+const char *xmlsafe_schema_ns(const struct xmlsafe_schema *s)
+{
+	return s->ns;
+}
+
+/* What a validation error code means, in words: libxml2's own message
+ * quotes the offending value, which may be patient data. */
+static const char *violation(int code)
+{
+	switch (code) {
+	case XML_SCHEMAV_CVC_COMPLEX_TYPE_2_4:
+	case XML_SCHEMAV_ELEMENT_CONTENT:
+		return "an element is missing, misplaced or not allowed here";
+	case XML_SCHEMAV_CVC_COMPLEX_TYPE_2_1:
+	case XML_SCHEMAV_CVC_COMPLEX_TYPE_2_3:
+		return "text where the schema allows none";
+	case XML_SCHEMAV_CVC_COMPLEX_TYPE_3_1:
+	case XML_SCHEMAV_CVC_COMPLEX_TYPE_3_2_1:
+	case XML_SCHEMAV_CVC_COMPLEX_TYPE_3_2_2:
+	case XML_SCHEMAV_CVC_COMPLEX_TYPE_4:
+		return "an attribute is missing or not allowed";
+	case XML_SCHEMAV_CVC_LENGTH_VALID:
+	case XML_SCHEMAV_CVC_MINLENGTH_VALID:
+	case XML_SCHEMAV_CVC_MAXLENGTH_VALID:
+		return "a value has a length its type does not allow";
+	case XML_SCHEMAV_CVC_PATTERN_VALID:
+		return "a value does not match the pattern of its type";
+	case XML_SCHEMAV_CVC_ENUMERATION_VALID:
+		return "a value is not one its type lists";
+	case XML_SCHEMAV_CVC_ELT_1:
+	case XML_SCHEMAV_NOROOT:
+		return "the schema does not declare the root element";
+	default:
+		if (code >= XML_SCHEMAV_CVC_DATATYPE_VALID_1_2_1 && code <= XML_SCHEMAV_CVC_ENUMERATION_VALID)
+			return "a value is not valid for its type";
+		return "the document does not follow its schema";
+	}
+}
+
+int xmlsafe_validate(const struct xmlsafe_schema *s, xmlDoc *doc, char *why, size_t whylen)
+{
+	struct schema_errors st = { 0 };
+	struct saved_handlers saved;
+	xmlSchemaValidCtxtPtr v = xmlSchemaNewValidCtxt(s->schema);
+	if (!v)
+		abort(); /* only out of memory */
+	xmlSchemaSetValidStructuredErrors(v, on_schema_error, &st);
+	schema_handlers_enter(&saved);
+	int r = xmlSchemaValidateDoc(v, doc);
+	schema_handlers_leave(&saved);
+	xmlSchemaFreeValidCtxt(v);
+	if (r == 0)
+		return 1;
+	if (r < 0) {
+		snprintf(why, whylen, "validation could not run (libxml2 %d)", r);
+		return -1;
+	}
+	struct codec_error e;
+	xmlsafe_fail(&e, CODEC_ESCHEMA, "line %d: %s%s%s%s (libxml2 %d)", st.line,
+		     st.element[0] ? "element " : "", st.element, st.element[0] ? ": " : "",
+		     violation(st.code), st.code);
+	snprintf(why, whylen, "%s", e.text);
+	return 0;
 }

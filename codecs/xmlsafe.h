@@ -43,6 +43,28 @@ void xmlsafe_doc_free(struct xmlsafe_doc *d);
  * whole. Always true for elements of a complete document. */
 bool xmlsafe_node_closed(const xmlNode *n);
 
+/* ---- XML Schemas -------------------------------------------------------- */
+
+/* A parsed XML Schema; read-only once loaded, so any number of threads may
+ * validate against one at the same time. */
+struct xmlsafe_schema;
+
+/* Parses the XML Schema at path and the files it includes and imports,
+ * found relative to it; nothing is loaded over a network. The one place
+ * xmlsafe reads files: call it at start-up or reload with the broker's
+ * own schemas, never per message. NULL with a one-line reason in err. */
+struct xmlsafe_schema *xmlsafe_schema_load(const char *path, char *err, size_t errlen);
+/* Accepts NULL. */
+void xmlsafe_schema_free(struct xmlsafe_schema *s);
+/* Its targetNamespace, "" when it has none. */
+const char *xmlsafe_schema_ns(const struct xmlsafe_schema *s);
+
+/* Validates doc (as xmlsafe_parse built it) against s: 1 valid, 0 invalid
+ * with the first violation in why (line, element name and what is wrong,
+ * printable ASCII, never a value from the document), -1 when validation
+ * could not run. Changes no libxml2 state other threads see. */
+int xmlsafe_validate(const struct xmlsafe_schema *s, xmlDoc *doc, char *why, size_t whylen);
+
 /* Sets err->code and a printf-formatted err->text, forced to one line of
  * printable ASCII (other bytes become '?'). Returns -1 for `return fail(...)`. */
 int xmlsafe_fail(struct codec_error *err, enum codec_errcode code, const char *fmt, ...)

@@ -25,6 +25,7 @@
 #include "base/sdnotify.h"
 #include "base/lanes.h"
 #include "codecs/base/mem.h"
+#include "codecs/xsd.h"
 #include "control/control.h"
 #include "control/control_cmds.h"
 #include "deliver/deliver.h"
@@ -80,6 +81,7 @@ struct broker {
 	struct store *store;
 	struct commit *commit;
 	struct router *router;
+	struct codec_schemas *schemas; /* for the endpoints with xsd = warn | enforce; NULL */
 	struct ingest *ingest;
 	struct lanes *lanes;       /* blocking work: a lane per endpoint direction */
 	void *shared[TRANSPORTS_MAX]; /* each transport's shared part, by registry index */
@@ -373,6 +375,22 @@ static void on_scrape(void *ctx)
 	metrics_set(METRIC_STORE_UP, commit_healthy(b->commit), NULL);
 }
 
+struct overdue_tally {
+	struct broker *b;
+	int64_t *n; /* per configured endpoint, in b->eps order */
+};
+
+/* An endpoint removed from the configuration keeps its tracked messages
+ * in the store, but has no series: its name is no label value any more. */
+static int tally_overdue(const char *endpoint, int64_t n, void *arg)
+{
+	struct overdue_tally *t = arg;
+	for (size_t i = 0; i < t->b->neps; i++)
+		if (strcmp(t->b->eps[i]->name, endpoint) == 0)
+			t->n[i] = n;
+	return 0;
+}
+
 /* What needs the store, read by housekeeping so a scrape never waits on it. */
 static void refresh_store_metrics(struct broker *b)
 {
@@ -381,6 +399,15 @@ static void refresh_store_metrics(struct broker *b)
 		metrics_set(METRIC_STORE_SIZE, (double)bytes, NULL);
 	if (store_count(b->store, MSG_DEAD, &dead) == 0)
 		metrics_set(METRIC_DEAD_LETTERS, (double)dead, NULL);
+	/* the store names only the endpoints that have overdue messages: the
+	 * others read 0, so one whose receipts came drops back */
+	_cleanup_free_ int64_t *overdue = xcalloc(b->neps + 1, sizeof(*overdue));
+	struct overdue_tally t = { b, overdue };
+	if (store_ack_overdue(b->store, clock_wall_ms() - b->cfg->ack_timeout_ms, tally_overdue,
+			      &t) >= 0)
+		for (size_t i = 0; i < b->neps; i++)
+			metrics_set(METRIC_ACKS_OVERDUE, (double)overdue[i],
+				    METRIC_LABELS(b->eps[i]->name));
 	/* a failure keeps the last values: the store's own errors are logged
 	 * where they happen, and edibroker_store_up says it fails */
 }
@@ -523,12 +550,32 @@ static bool queue_full(void *ctx, const char *endpoint, size_t mine_more, size_t
 	return mine > b->cfg->max_queued_bytes || total > b->cfg->max_queued_total;
 }
 
+int broker_load_schemas(const struct config *cfg, struct codec_schemas **out, char *err,
+			size_t errlen)
+{
+	bool asked = false;
+	*out = NULL;
+	for (size_t i = 0; i < cfg->nendpoints; i++)
+		asked |= cfg->endpoints[i].xsd != XSD_OFF;
+	if (!asked)
+		return 0;
+	char why[768];
+	*out = codec_schemas_load(cfg->xsd_dir, why, sizeof(why));
+	if (!*out) {
+		snprintf(err, errlen, "[broker] xsd_dir (an endpoint has xsd = warn or enforce): %s",
+			 why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void apply_ingest_config(struct broker *b)
 {
 	struct ingest_config ic = {
 		.limits = { .max_bytes = (size_t)b->cfg->max_message_size,
 			    .max_depth = CODEC_DEFAULT_MAX_DEPTH,
 			    .budget_ms = b->cfg->decode_timeout_ms },
+		.schemas = b->schemas,
 		.broker_id = b->cfg->broker_id,
 		.broker_gln = b->cfg->broker_gln,
 	};
@@ -560,8 +607,11 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	b->commit = commit_new(base, b->store);
 	commit_on_health(b->commit, on_store_health, b);
 	b->router = router_new(cfg);
+	if (broker_load_schemas(cfg, &b->schemas, err, errlen) < 0)
+		goto fail;
 	b->ingest = ingest_new(base, b->lanes, b->commit, on_queued, b);
 	ingest_set_backpressure(b->ingest, queue_full, b);
+	ingest_set_store(b->ingest, b->store);
 	apply_ingest_config(b);
 	if (shared_start(b, err, errlen) < 0)
 		goto fail;
@@ -828,6 +878,7 @@ int broker_start(struct broker *b, char *err, size_t errlen)
 	b->control_env = (struct control_env){
 		.store = b->store, .commit = b->commit, .proc = b->proc, .ingest = b->ingest,
 		.started_at = b->started_at, .max_message_size = b->cfg->max_message_size,
+		.ack_timeout_ms = b->cfg->ack_timeout_ms,
 		.endpoint_at = control_endpoint_at, .endpoint_named = control_endpoint_named,
 		.inbound_lane = control_inbound_lane, .hold = control_hold, .ctx = b,
 	};
@@ -919,7 +970,9 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	/* Everything that can still fail is checked before anything changes. */
 	struct notice_templates *t = notice_templates_load(cfg->language, cfg->template_dir, err,
 							   errlen);
-	if (!t) {
+	struct codec_schemas *schemas = NULL;
+	if (!t || broker_load_schemas(cfg, &schemas, err, errlen) < 0) {
+		notice_templates_free(t);
 		config_free(cfg);
 		return -EINVAL;
 	}
@@ -928,6 +981,9 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	struct router *old_router = b->router;
 	b->cfg = cfg;
 	b->router = router_new(cfg);
+	codec_schemas_unref(b->schemas); /* decode jobs that run hold their own reference */
+	b->schemas = schemas;
+	b->control_env.ack_timeout_ms = cfg->ack_timeout_ms;
 	apply_ingest_config(b);
 	/* The procedure takes the new config first: endpoints added below
 	 * start their health on its settings. */
@@ -1042,6 +1098,7 @@ bool broker_free(struct broker *b)
 	commit_free(b->commit);
 	ingest_free(b->ingest);
 	router_free(b->router);
+	codec_schemas_unref(b->schemas);
 	store_close(b->store);
 	if (b->housekeeping_ev)
 		event_free(b->housekeeping_ev);

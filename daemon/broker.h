@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 struct broker;
+struct codec_schemas;
 
 /* Opens the store (recovering it) and builds the endpoints of cfg, which
  * the broker takes over. NULL with a reason in err on failure. */
@@ -35,8 +36,8 @@ void broker_when_started(struct broker *b, int64_t grace_ms, void (*ready)(void 
 			 void *arg);
 /* Replaces the config with cfg (taken over, freed on failure). Endpoints
  * and routes change; queued messages are kept. Non-reloadable keys keep
- * their old values. -EINVAL with a reason when cfg's notice templates do
- * not load; the running config then stays. */
+ * their old values. -EINVAL with a reason when cfg's notice templates or
+ * the schemas it asks for do not load; the running config then stays. */
 int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen);
 /* Stops accepting, lets deliveries, removals and notices in flight finish
  * (the loop keeps running) for at most [broker] stop_timeout, commits what
@@ -48,6 +49,14 @@ void broker_shutdown(struct broker *b, void (*stopped)(void *arg), void *arg);
  * such work was abandoned (the caller should then leave with _exit(), not
  * wait for those threads in exit handlers). Accepts NULL. */
 bool broker_free(struct broker *b);
+
+/* The OIOXML schemas cfg's endpoints validate against: loaded from
+ * [broker] xsd_dir when an endpoint has xsd = warn or enforce (NULL in
+ * *out when none has). -EINVAL with "xsd_dir: reason" in err when they
+ * are asked for and do not load. Reads files: start-up, reload and
+ * --check-config. */
+int broker_load_schemas(const struct config *cfg, struct codec_schemas **out, char *err,
+			size_t errlen);
 
 /* One-line summary for STATUS= ("queued=12 endpoints=2 down=0 ..."). */
 void broker_status_line(struct broker *b, char *buf, size_t len);

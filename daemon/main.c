@@ -24,6 +24,7 @@
 #include "base/sdnotify.h"
 #include "codecs/base/mem.h"
 #include "codecs/xmlsafe.h"
+#include "codecs/xsd.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -121,6 +122,13 @@ static int check_config(const char *path)
 		return EX_CONFIG;
 	}
 	notice_templates_free(t);
+	struct codec_schemas *schemas = NULL;
+	if (broker_load_schemas(cfg, &schemas, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		config_free(cfg);
+		return EX_CONFIG;
+	}
+	codec_schemas_unref(schemas);
 	for (size_t i = 0; i < cfg->nwarnings; i++)
 		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
 	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);

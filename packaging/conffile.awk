@@ -3,7 +3,8 @@
 #   - the example's first line (it names `make run`) becomes the package's
 #     header;
 #   - the demo's relative folders become the system's (./var/state ->
-#     /var/lib/edibroker, ./var/spool -> /srv/edi);
+#     /var/lib/edibroker, ./var/spool -> /srv/edi, ./data ->
+#     /usr/share/edibroker, where the package installs the schemas);
 #   - every value is commented out, so the daemon runs on its defaults;
 #   - every endpoint section is commented out, so the service starts and
 #     does nothing until an operator configures one.
@@ -28,6 +29,7 @@ NR == 1 {
 {
 	gsub(/\.\/var\/state/, "/var/lib/edibroker")
 	gsub(/\.\/var\/spool/, "/srv/edi")
+	gsub(/\.\/data\//, "/usr/share/edibroker/")
 }
 
 /^\[endpoint[ \t]/ { endpoints = 1 }

@@ -40,6 +40,7 @@ struct ctl {
 	bool json;
 	bool all;
 	bool release;
+	bool overdue, negative;
 	long limit;
 	const char *from, *to, *reason, *contact, *cause, *expected, *fallback;
 	const char *envelope, *letter, *bundle;
@@ -57,6 +58,10 @@ static void usage(FILE *f)
 		"  queue ENDPOINT         messages queued for ENDPOINT (id, type, sender, age, attempts)\n"
 		"  dead                   dead letters (not routable) with their reason\n"
 		"  quarantine [ENDPOINT]  quarantined inbound files with their reason\n"
+		"  acks [ENDPOINT] [--overdue | --negative]\n"
+		"                         delivered messages awaiting their receiver's\n"
+		"                         acknowledgement, overdue ones marked (--overdue: only\n"
+		"                         them; --negative: those the receiver refused)\n"
 		"  keep [--release] ID    exempt a dead letter or quarantined file from retention\n"
 		"                         (--release: let retention take it again)\n"
 		"  outages [--all]        open and recent outages (--all: every one)\n"
@@ -288,6 +293,33 @@ static int render_quarantine(const json_t *ans)
 		printf("%-10lld %-20s %-10s %8s %10lld  %s%s\n%55s%s\n", num(m, "id"),
 		       str(m, "source"), str(m, "error"), age, num(m, "size"), str(m, "file"),
 		       retention_mark(m, "file"), "", str(m, "reason"));
+	}
+	return 0;
+}
+
+static int render_acks(const json_t *ans)
+{
+	char timeout[32];
+	const char *list = str(ans, "list");
+	size_t n = json_array_size(json_object_get(ans, "messages"));
+	fmt_age(json_object_get(ans, "ack_timeout_s"), timeout, sizeof(timeout));
+	if (strcmp(list, "negative") == 0)
+		printf("%zu refused by their receiver\n\n", n);
+	else
+		printf("%zu awaiting an acknowledgement, %lld overdue (after %s)\n\n", n,
+		       num(ans, "overdue"), timeout);
+	printf("%-10s %-16s %-10s %-15s %-15s %8s %-12s  %s\n", "ID", "ENDPOINT", "TYPE", "SENDER",
+	       "RECEIVER", "SENT", "STATE", "ACKNOWLEDGEMENT");
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(ans, "messages"), i, m) {
+		char age[32], ack[96] = "";
+		fmt_age(json_object_get(m, "sent_age_s"), age, sizeof(age));
+		if (json_is_integer(json_object_get(m, "ack_msg")))
+			snprintf(ack, sizeof(ack), "%lld %s", num(m, "ack_msg"), str(m, "ack_code"));
+		printf("%-10lld %-16s %-10s %-15s %-15s %8s %-12s  %s\n", num(m, "id"),
+		       str(m, "endpoint"), str(m, "type"), str(m, "sender"), str(m, "receiver"), age,
+		       str(m, "state"), ack);
 	}
 	return 0;
 }
@@ -609,6 +641,12 @@ static json_t *build_request(const struct ctl *c, int argc, char **argv, render_
 		if (argc == 2)
 			json_object_set_new(req, "endpoint", json_string(argv[1]));
 		*render = render_quarantine;
+	} else if (strcmp(cmd, "acks") == 0 && argc <= 2 && !(c->overdue && c->negative)) {
+		if (argc == 2)
+			json_object_set_new(req, "endpoint", json_string(argv[1]));
+		json_object_set_new(req, "overdue", json_boolean(c->overdue));
+		json_object_set_new(req, "negative", json_boolean(c->negative));
+		*render = render_acks;
 	} else if (strcmp(cmd, "keep") == 0 && keep_request(c, argc, argv, req, render)) {
 		/* built */
 	} else if (strcmp(cmd, "outages") == 0 && argc == 1) {
@@ -651,6 +689,8 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'a' },
 		{ "release", no_argument, NULL, 'r' },
+		{ "overdue", no_argument, NULL, 'O' },
+		{ "negative", no_argument, NULL, 'G' },
 		{ "from", required_argument, NULL, 'F' },
 		{ "to", required_argument, NULL, 'T' },
 		{ "reason", required_argument, NULL, 'R' },
@@ -675,6 +715,8 @@ int main(int argc, char **argv)
 		case 'j': c.json = true; break;
 		case 'a': c.all = true; break;
 		case 'r': c.release = true; break;
+		case 'O': c.overdue = true; break;
+		case 'G': c.negative = true; break;
 		case 'F': c.from = optarg; break;
 		case 'T': c.to = optarg; break;
 		case 'R': c.reason = optarg; break;

@@ -28,12 +28,26 @@
  * After the commit the item reports to its source and hands the bytes of a
  * queued message to the delivery side (ownership moves, no copy).
  *
+ * What a receiver takes (the router's ROUTE_TYPE) is a dead letter with a
+ * negative receipt, like an unknown receiver. Schema validation rides on
+ * the decode (the limits carry the schemas when the source's xsd asks),
+ * so it costs no second parse and never runs on the loop; its verdict is
+ * logged on the loop, and under enforce an invalid message is rejected.
+ *
+ * Acknowledgements: the item hands the store what the message asks
+ * (ack_requested) and, for an acknowledgement, what it names (refs); the
+ * store matches them in the commit. A duplicate whose first copy has a
+ * stored acknowledgement goes round once more before it reports: the
+ * acknowledgement's bytes are read from the store on the loop, renewed by
+ * its codec on the source's lane, and committed for the source endpoint.
+ *
  * Logs one line per message: ids, types, GLNs, endpoint names, never
  * content.
  */
 #include "accept/ingest.h"
 
 #include "base/clock.h"
+#include "codecs/xsd.h"
 #include "base/lanes.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
@@ -50,7 +64,8 @@
  * the loop, so a reload replaces it without touching a job that runs. */
 struct settings {
 	int refs;
-	struct codec_limits limits;
+	struct codec_limits limits; /* limits.schemas NULL: set per source (plan) */
+	struct codec_schemas *schemas; /* a reference, or NULL */
 	char *broker_id;
 	char *broker_gln; /* NULL when unset */
 };
@@ -66,6 +81,7 @@ struct source {
 
 struct ingest {
 	struct commit *commit;
+	struct store *store;       /* for a duplicate's stored acknowledgement; may be NULL */
 	struct router *router;     /* a reference */
 	struct settings *set;      /* a reference */
 	struct lanes *pool;
@@ -105,6 +121,17 @@ struct receipt_item {
 	bool done;
 };
 
+/* A duplicate's stored acknowledgement on its way to be sent again. */
+struct resend {
+	struct settings *set;      /* a reference, for the limits and ids */
+	struct tm now;
+	uint8_t *body;             /* the stored acknowledgement */
+	size_t size;
+	int64_t ack_id;            /* its message id */
+	struct codec_receipt rc;   /* the renewed copy (resend_work) */
+	int r;                     /* what the renewal said */
+};
+
 struct item {
 	struct ingest *ing;
 	ingest_done_fn done;
@@ -131,6 +158,17 @@ struct item {
 	bool msg_pending;             /* m is in the commit */
 	bool counted;                 /* size is in ing->pend */
 	int commit_err;
+	/* what an acknowledgement names, copied for the store */
+	struct store_ackref *refs;
+	struct codec_ref *refbuf;
+	char verdict[CODEC_TYPE_MAX];
+	/* schema validation of what the source sent */
+	enum xsd_mode xsd;
+	enum codec_schema schema;
+	char schema_text[CODEC_SCHEMA_TEXT_MAX];
+	/* a duplicate's stored acknowledgement sent again */
+	struct resend *resend;        /* on the source's lane while set */
+	bool resend_tried;
 };
 
 static struct settings *settings_ref(struct settings *set)
@@ -143,6 +181,7 @@ static void settings_unref(struct settings *set)
 {
 	if (!set || --set->refs > 0)
 		return;
+	codec_schemas_unref(set->schemas);
 	free(set->broker_id);
 	free(set->broker_gln);
 	free(set);
@@ -193,11 +232,18 @@ void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg)
 {
 	struct settings *set = xcalloc(1, sizeof(*set));
 	*set = (struct settings){ .refs = 1, .limits = cfg->limits,
+				  .schemas = cfg->schemas ? codec_schemas_ref(cfg->schemas) : NULL,
 				  .broker_id = xstrdup(cfg->broker_id),
 				  .broker_gln = str_empty(cfg->broker_gln) ? NULL
 									 : xstrdup(cfg->broker_gln) };
+	set->limits.schemas = NULL; /* per source: plan() */
 	settings_unref(ing->set);
 	ing->set = set;
+}
+
+void ingest_set_store(struct ingest *ing, struct store *store)
+{
+	ing->store = store;
 }
 
 void ingest_set_backpressure(struct ingest *ing, ingest_full_fn full, void *ctx)
@@ -211,14 +257,21 @@ size_t ingest_inflight(const struct ingest *ing)
 	return ing->inflight;
 }
 
+static void receipt_item_free(struct receipt_item *r)
+{
+	if (!r)
+		return;
+	free(r->rc.body);
+	free(r->source);
+	free(r->endpoint);
+	free(r);
+}
+
 static void item_free(struct item *it)
 {
-	if (it->receipt) {
-		free(it->receipt->rc.body);
-		free(it->receipt->source);
-		free(it->receipt->endpoint);
-		free(it->receipt);
-	}
+	receipt_item_free(it->receipt);
+	free(it->refs);
+	free(it->refbuf);
 	free(it->source);
 	free(it->endpoint);
 	free(it->reason);
@@ -240,6 +293,33 @@ static void item_take_txids(struct item *it, const struct codec_envelope *env)
 	}
 	it->m.txids = it->txids;
 	it->m.ntxids = env->ntxids < ARRAY_SIZE(it->txids) ? env->ntxids : ARRAY_SIZE(it->txids);
+}
+
+/* What tracking needs: whether env asks for an acknowledgement, and, for
+ * an acknowledgement, what it names and its verdict. */
+static void item_take_refers(struct item *it, const struct codec_envelope *env)
+{
+	static const enum msg_ack verdicts[] = {
+		[CODEC_ACK_NONE] = ACK_NONE, [CODEC_ACK_POSITIVE] = ACK_ACKNOWLEDGED,
+		[CODEC_ACK_NEGATIVE] = ACK_NEGATIVE, [CODEC_ACK_TRANSIENT] = ACK_TRANSIENT,
+	};
+	const struct codec_refers *rf = &env->refers;
+	it->m.ack_requested = env->ack_requested && !env->is_receipt;
+	if (!env->is_receipt || rf->code == CODEC_ACK_NONE || rf->n == 0 ||
+	    (size_t)rf->code >= ARRAY_SIZE(verdicts))
+		return;
+	it->refbuf = xmalloc(rf->n * sizeof(*it->refbuf));
+	it->refs = xcalloc(rf->n, sizeof(*it->refs));
+	memcpy(it->refbuf, rf->refs, rf->n * sizeof(*it->refbuf));
+	for (size_t i = 0; i < rf->n; i++)
+		it->refs[i] = (struct store_ackref){ it->refbuf[i].sender, it->refbuf[i].envelope_id,
+						     it->refbuf[i].letter_id };
+	str_copy(it->verdict, rf->detail, sizeof(it->verdict));
+	it->m.refs = it->refs;
+	it->m.nrefs = rf->n;
+	it->m.refs_scope = rf->scope; /* static in the codec */
+	it->m.verdict = verdicts[rf->code];
+	it->m.verdict_text = it->verdict;
 }
 
 /* For the log: the formats outermost first ("sbdh+vans+oioxml") and the
@@ -288,6 +368,7 @@ static void item_take_envelope(struct item *it, const struct codec_envelope *env
 	it->m.nkeys = env->nletters;
 	it->m.keys = it->keys;
 	item_take_txids(it, env);
+	item_take_refers(it, env);
 	item_describe(it, env);
 	it->m.type = it->type;
 	it->m.envelope_id = it->envelope_id;
@@ -327,6 +408,29 @@ static void fresh_receipt_uuid(void *ctx, char out[CODEC_UUID_LEN + 1])
 		 r[15]);
 }
 
+/* rc (taken over) as a message from the broker to endpoint. Its one
+ * letter goes into the duplicate register when it has a key (a refusal);
+ * a renewed acknowledgement has none, its letter being the receiver's. */
+static struct receipt_item *receipt_item_new(struct codec_receipt *rc, const char *endpoint,
+					     int64_t now_ms)
+{
+	struct receipt_item *r = xcalloc(1, sizeof(*r));
+	r->rc = *rc;
+	r->source = xstrdup(STORE_SOURCE_BROKER);
+	r->endpoint = xstrdup(endpoint);
+	r->key = (struct store_key){ r->rc.key.sender, r->rc.key.id };
+	bool keyed = r->rc.key.sender[0] && r->rc.key.id[0];
+	r->m = (struct store_new){
+		.source = r->source, .endpoint = r->endpoint, .format = r->rc.format,
+		.ext = r->rc.ext, .type = r->rc.type, .envelope_id = r->rc.envelope_id,
+		.sender = r->rc.sender, .receiver = r->rc.receiver, .nletters = 1,
+		.letter_id = keyed ? r->rc.key.id : NULL, .refers = r->rc.refers,
+		.keys = keyed ? &r->key : NULL, .nkeys = keyed ? 1 : 0, .body = r->rc.body,
+		.size = r->rc.size, .received_at = now_ms,
+	};
+	return r;
+}
+
 /* The receipt refusing env, from the codec that read it, as a store_new
  * to the source endpoint; NULL when none can be built (env is a receipt,
  * lacks its envelope id or sender, or its format issues no receipts). */
@@ -340,23 +444,10 @@ static struct receipt_item *make_receipt(const struct batch *bt, const char *sou
 					  .now = bt->now,
 					  .fresh_id = fresh_receipt_id,
 					  .fresh_uuid = fresh_receipt_uuid };
-	struct receipt_item *r = xcalloc(1, sizeof(*r));
-	if (codec_refuse(env, &p, &r->rc) < 0) {
-		free(r);
+	struct codec_receipt rc;
+	if (codec_refuse(env, &p, &rc) < 0)
 		return NULL;
-	}
-	r->source = xstrdup(STORE_SOURCE_BROKER);
-	r->endpoint = xstrdup(source);
-	r->key = (struct store_key){ r->rc.key.sender, r->rc.key.id };
-	r->m = (struct store_new){
-		.source = r->source, .endpoint = r->endpoint, .format = r->rc.format,
-		.ext = r->rc.ext, .type = r->rc.type, .envelope_id = r->rc.envelope_id,
-		.sender = r->rc.sender, .receiver = r->rc.receiver, .nletters = 1,
-		.letter_id = r->rc.key.id, .refers = r->rc.refers,
-		.keys = &r->key, .nkeys = 1, .body = r->rc.body, .size = r->rc.size,
-		.received_at = bt->now_ms,
-	};
-	return r;
+	return receipt_item_new(&rc, source, bt->now_ms);
 }
 
 static void report(struct item *it, enum ingest_result res)
@@ -480,27 +571,63 @@ static void count_outcome(const struct item *it, enum ingest_result res)
 	}
 }
 
+/* What tracking and validation have to say of a message, beside its
+ * outcome line. */
+static void log_tracking(const struct item *it, enum ingest_result res)
+{
+	const struct store_new *m = &it->m;
+	if (res == INGEST_ACCEPTED && m->nrefs > 0)
+		log_info("event=ack-received msg=%lld source=%s type=%s verdict=\"%s\" refs=%zu "
+			 "matched=%zu first=%lld",
+			 (long long)m->id, it->source, it->type, it->verdict, m->nrefs, m->nacked,
+			 (long long)m->acked);
+	if (res == INGEST_ACCEPTED && m->nforeign > 0)
+		log_warn("event=ack-ignored msg=%lld source=%s type=%s refs=%zu "
+			 "reason=\"it names messages that went to another endpoint\"",
+			 (long long)m->id, it->source, it->type, m->nforeign);
+	if (res == INGEST_REJECTED || it->schema == CODEC_SCHEMA_VALID ||
+	    it->schema == CODEC_SCHEMA_UNCHECKED)
+		return;
+	log_warn("event=%s msg=%lld source=%s type=%s envelope=%s xsd=%s state=passed "
+		 "reason=\"%s\"",
+		 it->schema == CODEC_SCHEMA_INVALID ? "schema-invalid" : "schema-missing",
+		 (long long)m->id, it->source, it->type, it->envelope_id,
+		 it->xsd == XSD_ENFORCE ? "enforce" : "warn", it->schema_text);
+}
+
+static bool resend_start(struct item *it);
+
 /* Runs when both the message and its receipt (if any) have committed. */
 static void finish(struct item *it)
 {
-	if (it->msg_pending || (it->receipt && !it->receipt->done))
+	if (it->msg_pending || (it->receipt && !it->receipt->done) || it->resend)
 		return;
 	enum ingest_result res = final_result(it);
+	if (res == INGEST_DUPLICATE && it->m.ack_id > 0 && !it->resend_tried && resend_start(it))
+		return; /* back once the acknowledgement is renewed and committed */
 	if (res == INGEST_TEMPFAIL) {
 		free(it->reason);
 		it->reason = xstrdup(strerror(-it->commit_err));
 	}
 	struct receipt_item *r = it->receipt;
 	if (res != INGEST_TEMPFAIL && r && r->m.outcome == STORE_STORED) {
-		log_notice("event=receipt msg=%lld endpoint=%s type=%s envelope=%s receiver=%s "
-			   "refers=%s",
-			   (long long)r->m.id, r->endpoint, r->rc.type, r->rc.envelope_id,
-			   r->rc.receiver, r->rc.refers);
+		if (it->resend_tried)
+			log_notice("event=ack-resent msg=%lld endpoint=%s type=%s envelope=%s "
+				   "receiver=%s ack=%lld refers=%s duplicate-of=%lld",
+				   (long long)r->m.id, r->endpoint, r->rc.type, r->rc.envelope_id,
+				   r->rc.receiver, (long long)it->m.ack_id, r->rc.refers,
+				   (long long)it->m.id);
+		else
+			log_notice("event=receipt msg=%lld endpoint=%s type=%s envelope=%s receiver=%s "
+				   "refers=%s",
+				   (long long)r->m.id, r->endpoint, r->rc.type, r->rc.envelope_id,
+				   r->rc.receiver, r->rc.refers);
 		it->ing->queued(it->ing->ctx, r->endpoint, r->m.id, TAKE_PTR(r->rc.body), r->m.size,
 				r->rc.ext, r->rc.type, r->m.received_at);
 	}
 	log_outcome(it, res);
 	count_outcome(it, res);
+	log_tracking(it, res);
 	if (res == INGEST_ACCEPTED)
 		it->ing->queued(it->ing->ctx, it->endpoint, it->m.id, TAKE_PTR(it->body), it->size,
 				it->ext, it->type, it->m.received_at);
@@ -565,6 +692,86 @@ static void on_receipt_committed(int err, struct store_new *m, void *arg)
 	finish(it);
 }
 
+/* ---- a duplicate's stored acknowledgement, sent again --------------------- */
+
+struct stored_body {
+	uint8_t *body;
+	size_t size;
+};
+
+static int copy_body(const struct store_msg *m, void *arg)
+{
+	struct stored_body *b = arg;
+	if (m->body) {
+		b->body = xmalloc(m->size + 1);
+		memcpy(b->body, m->body, m->size);
+		b->size = m->size;
+	}
+	return 0;
+}
+
+/* Off the loop, on the source's lane: the renewed copy. */
+static void resend_work(void *arg)
+{
+	struct item *it = arg;
+	struct resend *rs = it->resend;
+	struct codec_refusal_params p = { .broker_id = rs->set->broker_id,
+					  .broker_gln = rs->set->broker_gln, .now = rs->now,
+					  .fresh_id = fresh_receipt_id,
+					  .fresh_uuid = fresh_receipt_uuid };
+	rs->r = codec_renew(rs->body, rs->size, &rs->set->limits, &p, &rs->rc);
+}
+
+static void resend_done(void *arg)
+{
+	struct item *it = arg;
+	struct resend *rs = TAKE_PTR(it->resend);
+	if (rs->r == 0) {
+		it->receipt = receipt_item_new(&rs->rc, it->source, clock_wall_ms());
+		commit_add(it->ing->commit, &it->receipt->m, on_receipt_committed, it);
+	} else {
+		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
+			 "state=duplicate-dropped",
+			 (long long)it->m.id, (long long)rs->ack_id, it->source,
+			 rs->r == -ENOTSUP ? "the stored message is no acknowledgement"
+					   : "the stored acknowledgement cannot be renewed");
+	}
+	settings_unref(rs->set);
+	free(rs->body);
+	free(rs);
+	finish(it);
+}
+
+static struct source *source_of(struct ingest *ing, const char *name);
+
+/* On the loop: reads the acknowledgement stored for a duplicate's first
+ * copy and sends it to be renewed; false when there is nothing to send
+ * (its body is gone with retention, or the store cannot say). */
+static bool resend_start(struct item *it)
+{
+	struct ingest *ing = it->ing;
+	struct stored_body b = { 0 };
+	it->resend_tried = true;
+	if (!ing->store)
+		return false;
+	int r = store_get(ing->store, it->m.ack_id, true, copy_body, &b);
+	if (r <= 0 || !b.body) {
+		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
+			 "state=duplicate-dropped",
+			 (long long)it->m.id, (long long)it->m.ack_id, it->source,
+			 r < 0 ? store_last_error(ing->store) : "its body is no longer kept");
+		return false;
+	}
+	struct resend *rs = xcalloc(1, sizeof(*rs));
+	*rs = (struct resend){ .set = settings_ref(ing->set), .body = b.body, .size = b.size,
+			       .ack_id = it->m.ack_id };
+	time_t t = (time_t)(clock_wall_ms() / 1000);
+	localtime_r(&t, &rs->now);
+	it->resend = rs;
+	lane_submit(source_of(ing, it->source)->lane, resend_work, resend_done, it);
+	return true;
+}
+
 static void plan_rejected(const struct batch *bt, struct item *it,
 			  const struct codec_envelope *env)
 {
@@ -624,16 +831,53 @@ static void plan_routed(const struct batch *bt, struct item *it,
 	it->reason = xstrdup(why);
 	it->m.reason = it->reason;
 	it->m.nkeys = 0; /* dead letters record no duplicate keys */
-	it->dead_class = rr == ROUTE_UNKNOWN_RECEIVER ? "unknown-receiver" : "split-endpoints";
-	if (rr == ROUTE_UNKNOWN_RECEIVER && !(it->flags & INGEST_NO_RECEIPT))
+	if (rr == ROUTE_UNKNOWN_RECEIVER)
+		it->dead_class = "unknown-receiver";
+	else if (rr == ROUTE_TYPE)
+		it->dead_class = "not-accepted";
+	else
+		it->dead_class = "split-endpoints";
+	if (it->flags & INGEST_NO_RECEIPT)
+		return;
+	if (rr == ROUTE_UNKNOWN_RECEIVER)
 		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
 					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
+	else if (rr == ROUTE_TYPE)
+		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_TYPE,
+					   "Modtageren kan ikke modtage denne brevtype.\n"
+					   "The receiver does not take this type of message.");
 }
 
-/* Off the loop: decodes, binds, routes and answers one message. */
+/* Under xsd = enforce: a message that does not validate is refused like
+ * one that cannot be read, and its sender learns where it is wrong (line
+ * and element: never a value). */
+static void plan_invalid(const struct batch *bt, struct item *it,
+			 const struct codec_envelope *env)
+{
+	it->planned = INGEST_REJECTED;
+	it->error.code = CODEC_ESCHEMA;
+	snprintf(it->error.text, sizeof(it->error.text), "not valid against its XML Schema: %s",
+		 env->schema_text);
+	it->reason = xstrdup(it->error.text);
+	if (it->flags & INGEST_NO_RECEIPT)
+		return;
+	_cleanup_free_ char *text = xasprintf("Meddelelsen er ikke gyldig efter sit XML-skema.\n"
+					      "The message is not valid against its XML Schema:\n%s",
+					      env->schema_text);
+	it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_SYNTAX, text);
+}
+
+/* Off the loop: decodes (and validates, when the source's xsd asks),
+ * binds, routes and answers one message. */
 static void plan(const struct batch *bt, struct item *it, struct codec_envelope *env)
 {
-	int r = codec_decode_any(it->body, it->size, &bt->set->limits, env, &it->error);
+	struct codec_limits lim = bt->set->limits;
+	it->xsd = router_xsd(bt->router, it->source);
+	if (it->xsd != XSD_OFF)
+		lim.schemas = bt->set->schemas;
+	int r = codec_decode_any(it->body, it->size, &lim, env, &it->error);
+	it->schema = r < 0 ? CODEC_SCHEMA_UNCHECKED : env->schema;
+	str_copy(it->schema_text, env->schema_text, sizeof(it->schema_text));
 	/* a refused message may still name its sender (to address a receipt) */
 	size_t named = r < 0 ? (str_empty(env->letters[0].sender) ? 0 : 1) : env->nletters;
 	const char *foreign = foreign_sender(bt->router, it->source, env, named);
@@ -641,6 +885,8 @@ static void plan(const struct batch *bt, struct item *it, struct codec_envelope 
 		plan_forbidden(it, foreign);
 	else if (r < 0)
 		plan_rejected(bt, it, env);
+	else if (it->schema == CODEC_SCHEMA_INVALID && it->xsd == XSD_ENFORCE)
+		plan_invalid(bt, it, env);
 	else
 		plan_routed(bt, it, env);
 }

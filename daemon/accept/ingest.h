@@ -34,12 +34,30 @@
  * Identity: the store keys duplicates on the innermost letters (sender,
  * id), whatever wrapping a message came in, and checks the transmission
  * ids of its wrappings (and FHIR Bundle.id) for reuse with other content.
+ *
+ * What a receiver takes: a letter of a type its endpoint's `accepts` does
+ * not list is DEAD, and its sender gets a negative receipt (OIOXML
+ * problem_med_version, CONTRL VER, FHIR
+ * MSG_RECEIVER_UNABLE_TO_RECEIVE_MSG_TYPE, a VANS NegativeVans).
+ *
+ * Schemas: OIOXML from a source whose `xsd` is warn or enforce is
+ * validated while it is decoded (off the loop). Invalid under warn: logged,
+ * accepted; under enforce: REJECTED with a negative receipt (syntaksfejl,
+ * SYN, structure). A namespace without a schema passes with a warning.
+ *
+ * Acknowledgements: a message that asks for one is tracked by the store;
+ * an acknowledgement names what it acknowledges and the store matches it
+ * in the same commit. A DUPLICATE whose first copy's acknowledgement is
+ * stored gets that acknowledgement again: renewed (a new envelope id, the
+ * same content) on the source's lane and queued for the source, before
+ * the source is told; when none is stored it is only dropped.
  */
 #ifndef EDIBROKER_INGEST_H
 #define EDIBROKER_INGEST_H
 
 #include "codecs/codec.h"
 #include "store/commit.h"
+#include "store/store.h"
 #include "accept/router.h"
 #include "base/lanes.h"
 
@@ -86,7 +104,10 @@ typedef void (*ingest_queued_fn)(void *ctx, const char *endpoint, int64_t id, ui
 				 int64_t received_at);
 
 struct ingest_config {
-	struct codec_limits limits;
+	struct codec_limits limits;   /* limits.schemas: see schemas below */
+	struct codec_schemas *schemas; /* the OIOXML schemas sources with xsd = warn or
+					* enforce are validated against; NULL when no
+					* endpoint asks (ingest takes a reference) */
 	const char *broker_id;        /* sender id of receipts the broker issues */
 	const char *broker_gln;       /* the broker's own GLN, sender of FHIR and wrapped
 				       * receipts; NULL when unset (they carry broker_id) */
@@ -103,6 +124,9 @@ void ingest_free(struct ingest *ing);
  * copy of the config; decode jobs already running keep the old ones. */
 void ingest_set_router(struct ingest *ing, struct router *router);
 void ingest_set_config(struct ingest *ing, const struct ingest_config *cfg);
+/* The store a duplicate's stored acknowledgement is read from (its body,
+ * to send again); NULL: duplicates are only dropped. */
+void ingest_set_store(struct ingest *ing, struct store *store);
 /* Asks full(ctx, endpoint, size) before committing a message to endpoint's
  * queue (NULL: never full). */
 void ingest_set_backpressure(struct ingest *ing, ingest_full_fn full, void *ctx);

@@ -4,7 +4,8 @@
  *
  * Invariant: a GLN appears once (config validation rejects a GLN owned by
  * two endpoints). The table is immutable once built; a reload builds a new
- * one and swaps it in.
+ * one and swaps it in. Per endpoint it also keeps the types it accepts and
+ * its xsd mode (a short list, searched by name: endpoints are tens).
  */
 #include "accept/router.h"
 
@@ -18,8 +19,18 @@ struct route {
 	const char *endpoint;
 };
 
+/* What one endpoint takes and how what it sends is validated. */
+struct ep_rules {
+	const char *name;
+	char **accepts; /* owned copies; NULL with naccepts 0: anything */
+	size_t naccepts;
+	enum xsd_mode xsd;
+};
+
 struct router {
 	int refs;
+	struct ep_rules *rules;    /* in config order */
+	size_t nrules;
 	struct route *routes;      /* receiver GLN -> endpoint, sorted by GLN */
 	size_t n;
 	struct route *senders;     /* (sender GLN, endpoint) pairs, sorted by both */
@@ -58,9 +69,16 @@ struct router *router_new(const struct config *cfg)
 	}
 	r->routes = xcalloc(total, sizeof(struct route));
 	r->senders = xcalloc(nsend, sizeof(struct route));
+	r->rules = xcalloc(cfg->nendpoints, sizeof(struct ep_rules));
+	r->nrules = cfg->nendpoints;
 	for (size_t i = 0; i < cfg->nendpoints; i++) {
 		const struct endpoint_conf *ep = &cfg->endpoints[i];
 		const char *name = keep(r, ep->name);
+		struct ep_rules *ru = &r->rules[i];
+		*ru = (struct ep_rules){ name, NULL, ep->naccepts, ep->xsd };
+		ru->accepts = ep->naccepts ? xcalloc(ep->naccepts, sizeof(char *)) : NULL;
+		for (size_t a = 0; a < ep->naccepts; a++)
+			ru->accepts[a] = keep(r, ep->accepts[a]);
 		for (size_t g = 0; g < ep->ngln; g++) {
 			const char *gln = keep(r, ep->gln[g]);
 			r->routes[r->n++] = (struct route){ gln, name };
@@ -95,6 +113,9 @@ void router_free(struct router *r)
 	for (size_t i = 0; i < r->nnames; i++)
 		free(r->names[i]);
 	free(r->names);
+	for (size_t i = 0; i < r->nrules; i++)
+		free(r->rules[i].accepts);
+	free(r->rules);
 	free(r->routes);
 	free(r->senders);
 	free(r->default_endpoint);
@@ -108,6 +129,61 @@ const char *router_lookup(const struct router *r, const char *gln)
 	if (hit)
 		return hit->endpoint;
 	return r->default_endpoint;
+}
+
+static const struct ep_rules *rules_of(const struct router *r, const char *endpoint)
+{
+	for (size_t i = 0; endpoint && i < r->nrules; i++)
+		if (strcmp(r->rules[i].name, endpoint) == 0)
+			return &r->rules[i];
+	return NULL;
+}
+
+/* True when item ("TYPE" or "TYPE:VERSION") admits type and version. */
+static bool accept_item(const char *item, const char *type, const char *version)
+{
+	size_t n = strlen(type);
+	if (strncmp(item, type, n) != 0)
+		return false;
+	return item[n] == '\0' || (item[n] == ':' && version && strcmp(item + n + 1, version) == 0);
+}
+
+bool router_accepts(const struct router *r, const char *endpoint, const char *type,
+		    const char *version)
+{
+	const struct ep_rules *ru = rules_of(r, endpoint);
+	if (!ru || ru->naccepts == 0)
+		return true;
+	for (size_t i = 0; type && i < ru->naccepts; i++)
+		if (accept_item(ru->accepts[i], type, version))
+			return true;
+	return false;
+}
+
+enum xsd_mode router_xsd(const struct router *r, const char *source)
+{
+	const struct ep_rules *ru = rules_of(r, source);
+	return ru ? ru->xsd : XSD_OFF;
+}
+
+/* ROUTE_TYPE when endpoint ep does not take a letter of env (receipts
+ * always pass), with the reason naming the first such letter. */
+static enum route_result check_types(const struct router *r, const struct codec_envelope *env,
+				     const char *ep, char *reason, size_t reasonlen)
+{
+	if (env->is_receipt)
+		return ROUTE_OK;
+	for (size_t i = 0; i < env->nletters; i++) {
+		const struct codec_letter *l = &env->letters[i];
+		if (router_accepts(r, ep, l->type, l->version))
+			continue;
+		snprintf(reason, reasonlen,
+			 "endpoint %s does not take %s%s%s%s (letter %s; its accepts list)", ep,
+			 l->type[0] ? l->type : "letters without a type", l->version[0] ? " (" : "",
+			 l->version, l->version[0] ? ")" : "", l->id);
+		return ROUTE_TYPE;
+	}
+	return ROUTE_OK;
 }
 
 enum route_result router_route(const struct router *r, const struct codec_envelope *env,
@@ -137,5 +213,5 @@ enum route_result router_route(const struct router *r, const struct codec_envelo
 		first = ep;
 	}
 	*endpoint = first;
-	return ROUTE_OK;
+	return check_types(r, env, first, reason, reasonlen);
 }

@@ -7,6 +7,13 @@
  * resolve to different endpoints, or any letter's receiver is unknown and
  * there is no default, it is not routed and router_route explains why.
  *
+ * It also knows what each endpoint takes: an endpoint with an `accepts`
+ * list receives only letters of those types (and versions); any other
+ * letter for it is ROUTE_TYPE, which the broker answers with a negative
+ * receipt. Receipts and acknowledgements always pass: they answer what
+ * the endpoint sent. And it holds each endpoint's `xsd` mode for the
+ * validation of what it sends.
+ *
  * It also knows who may send what: an endpoint sends as the location
  * numbers it owns (gln) and those it relays for (may_send_for), and as no
  * other (router_may_send). The table is immutable and self-contained (it
@@ -42,10 +49,20 @@ enum route_result {
 	ROUTE_OK,
 	ROUTE_UNKNOWN_RECEIVER, /* a letter's receiver GLN is owned by no endpoint */
 	ROUTE_SPLIT,            /* letters resolve to different endpoints */
+	ROUTE_TYPE,             /* the endpoint does not take a letter's type (accepts) */
 };
 
-/* Routes every letter of env. On ROUTE_OK sets *endpoint; otherwise writes
- * a reason (GLNs, letter ids and endpoint names only) into reason. */
+/* True when endpoint takes a letter of type and version: it has no
+ * accepts list, or its list names the type alone or as TYPE:VERSION. An
+ * unknown endpoint takes anything (the router answers for known ones). */
+bool router_accepts(const struct router *r, const char *endpoint, const char *type,
+		    const char *version);
+/* The xsd mode of endpoint source; XSD_OFF for an unknown one. */
+enum xsd_mode router_xsd(const struct router *r, const char *source);
+
+/* Routes every letter of env. On ROUTE_OK sets *endpoint; on ROUTE_TYPE
+ * too (the endpoint that does not take it); otherwise leaves it. Writes a
+ * reason (GLNs, letter ids, types and endpoint names only) into reason. */
 enum route_result router_route(const struct router *r, const struct codec_envelope *env,
 			       const char **endpoint, char *reason, size_t reasonlen);
 

@@ -59,7 +59,12 @@
 
 static conf_check_fn check_ident, check_gln, check_sender_id, check_email, check_smtp_url,
 	check_http_url, check_window, check_support_hours, check_closed_days, check_timezone,
-	check_group, check_listen;
+	check_group, check_listen, check_accept;
+
+/* Where `make install` puts the broker's data (the Makefile says, from PREFIX). */
+#ifndef EDIBROKER_DATADIR
+#define EDIBROKER_DATADIR "/usr/local/share/edibroker"
+#endif
 
 static const struct conf_choice log_levels[] = {
 	{ "err", LOG_ERR },   { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
@@ -75,6 +80,9 @@ static const struct conf_choice stores[] = { { "sqlite", 0 }, { NULL, 0 } };
 static const struct conf_choice languages[] = { { "da", 0 }, { "en", 0 }, { NULL, 0 } };
 static const struct conf_choice starttls[] = {
 	{ "no", 0 }, { "try", 0 }, { "yes", 0 }, { NULL, 0 },
+};
+static const struct conf_choice xsd_modes[] = {
+	{ "off", XSD_OFF }, { "warn", XSD_WARN }, { "enforce", XSD_ENFORCE }, { NULL, 0 },
 };
 
 #define G(sec, key, t, field) .section = sec, CONF_KEY(struct config, key, t, field)
@@ -103,6 +111,8 @@ static const struct conf_key global_keys[] = {
 	  .max = 10 * 60 * 1000, .flags = CONF_RELOAD },
 	{ G("broker", "log_level", CONF_ENUM, log_level), .def = "info", .choices = log_levels,
 	  .flags = CONF_RELOAD },
+	{ G("broker", "xsd_dir", CONF_PATH, xsd_dir), .def = EDIBROKER_DATADIR "/xsd/oioxml",
+	  .flags = CONF_RELOAD },
 
 	{ G("delivery", "retry_initial", CONF_DURATION, retry_initial_ms), .def = "5s", .min = 100,
 	  .max = 1 * HOURS, .flags = CONF_RELOAD },
@@ -116,6 +126,8 @@ static const struct conf_key global_keys[] = {
 	  .min = MIB, .max = 64 * TIB, .flags = CONF_RELOAD },
 	{ G("delivery", "batch_max", CONF_INT, batch_max), .def = "256", .min = 1, .max = 10000,
 	  .flags = CONF_RELOAD },
+	{ G("delivery", "ack_timeout", CONF_DURATION, ack_timeout_ms), .def = "30m", .min = 100,
+	  .max = 7 * DAYS, .flags = CONF_RELOAD },
 
 	{ G("routing", "default_endpoint", CONF_STR, default_endpoint),
 	  .flags = CONF_RELOAD | CONF_OPTIONAL },
@@ -231,9 +243,12 @@ static const struct conf_key endpoint_keys[] = {
 	  .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ E("fallback_contact", CONF_STR, fallback_contact), .flags = CONF_RELOAD | CONF_OPTIONAL },
 	{ E("fallback_note", CONF_STR, fallback_note), .flags = CONF_RELOAD | CONF_OPTIONAL },
+	{ ELIST("accepts", accepts), .check = check_accept, .flags = CONF_RELOAD },
+	{ E("xsd", CONF_ENUM, xsd), .def = "off", .choices = xsd_modes, .flags = CONF_RELOAD },
 };
 
 _Static_assert(sizeof(enum endpoint_kind) == sizeof(int), "CONF_ENUM stores an int");
+_Static_assert(sizeof(enum xsd_mode) == sizeof(int), "CONF_ENUM stores an int");
 
 /* ---- the loader's state ------------------------------------------------- */
 
@@ -530,6 +545,23 @@ static int check_sender_id(const char *v, char *why, size_t len)
 		return 0;
 	snprintf(why, len, "'%s' is neither a location number nor a network id (1-35 printable "
 		 "characters, no spaces)", v);
+	return -EINVAL;
+}
+
+/* accepts: "TYPE" or "TYPE:VERSION", as the codecs report a letter's type
+ * (letters, digits, '-') and version (letters, digits, '.'). */
+static int check_accept(const char *v, char *why, size_t len)
+{
+	size_t t = 0, n = 0;
+	while (isalnum((unsigned char)v[t]) || v[t] == '-')
+		t++;
+	const char *ver = v[t] == ':' ? v + t + 1 : NULL;
+	while (ver && (isalnum((unsigned char)ver[n]) || ver[n] == '.'))
+		n++;
+	if (t >= 1 && t < 41 && (v[t] == '\0' || (ver && n >= 1 && n < 17 && ver[n] == '\0')))
+		return 0;
+	snprintf(why, len, "'%s' is not a message type or TYPE:VERSION (e.g. XDIS20, "
+		 "XDIS20:XD2030C, hospital-notification-message:3.0)", v);
 	return -EINVAL;
 }
 

@@ -127,6 +127,10 @@ struct conf_schema {
 
 enum endpoint_kind { ENDPOINT_HOSPITAL, ENDPOINT_MUNICIPALITY, ENDPOINT_OTHER };
 
+/* xsd = what is done with OIOXML an endpoint sends that does not validate
+ * against its schema. */
+enum xsd_mode { XSD_OFF, XSD_WARN, XSD_ENFORCE };
+
 struct endpoint_conf {
 	char *name;               /* from "[endpoint NAME]" */
 	int line;                 /* line of the section header, for messages */
@@ -151,6 +155,11 @@ struct endpoint_conf {
 	char *fallback_contact;   /* fallback_contact = whom staff phone while messages to or
 				     from it cannot go (e.g. the municipality's on-call line) */
 	char *fallback_note;      /* fallback_note = what staff do meanwhile, one line */
+	char **accepts;           /* accepts = the types it takes, "TYPE" or "TYPE:VERSION"
+				     (as the codecs name them: XDIS20, XDIS20:XD2030C, DIS20,
+				     hospital-notification-message:3.0); none = any */
+	size_t naccepts;
+	enum xsd_mode xsd;        /* xsd = off | warn | enforce: validate the OIOXML it sends */
 };
 
 struct config {
@@ -171,6 +180,8 @@ struct config {
 	int64_t stop_timeout_ms;   /* stop_timeout: how long SIGTERM waits for work in flight
 				      (20s; keep it below the unit's TimeoutStopSec) */
 	int log_level;             /* log_level: err|warning|notice|info|debug -> syslog priority */
+	char *xsd_dir;             /* xsd_dir: the OIOXML schemas, YYYY/MM/DD/EMessage.xsd
+				      (default: the installed data/xsd/oioxml) */
 
 	/* [delivery] */
 	int64_t retry_initial_ms;  /* retry_initial (default 5s) */
@@ -180,6 +191,8 @@ struct config {
 	int64_t max_queued_bytes;  /* max_queued_bytes: an endpoint's queue takes no more
 				      beyond this (8G): senders get "busy, retry" */
 	int64_t max_queued_total;  /* max_queued_total: the same for all queues (32G) */
+	int64_t ack_timeout_ms;    /* ack_timeout: a delivered message that asks for an
+				      acknowledgement is overdue without one after this (30m) */
 
 	/* [routing] */
 	char *default_endpoint;    /* default_endpoint: NULL when unset */

@@ -122,6 +122,8 @@ static int add_msg(const struct store_msg *m, void *arg)
 		json_object_set_new(o, "last_error", json_string(m->last_error));
 	if (m->reason)
 		json_object_set_new(o, "reason", json_string(m->reason));
+	if (m->ack != ACK_NONE)
+		json_object_set_new(o, "ack", json_string(store_ack_name(m->ack)));
 	if (m->state == MSG_DEAD || m->state == MSG_QUARANTINED) {
 		json_object_set_new(o, "keep", json_boolean(m->keep));
 		json_object_set_new(o, "removed_ms",
@@ -195,6 +197,19 @@ static json_t *cmd_quarantine(const struct control_env *e, const json_t *req, co
 static const char *req_str(const json_t *req, const char *key)
 {
 	return json_string_value(json_object_get(req, key));
+}
+
+/* Messages awaiting an acknowledgement (those overdue marked, or only
+ * them), or the ones their receiver refused. */
+static json_t *cmd_acks(const struct control_env *e, const json_t *req, const char *by)
+{
+	char err[512];
+	const char *ep = req_str(req, "endpoint");
+	json_t *o = views_acks(e->store, str_empty(ep) ? NULL : ep,
+			       json_is_true(json_object_get(req, "overdue")),
+			       json_is_true(json_object_get(req, "negative")), e->ack_timeout_ms,
+			       req_limit(req), clock_wall_ms(), err, sizeof(err));
+	return o ? ok(o) : control_error("%s", err);
 }
 
 static json_int_t req_id(const json_t *req)
@@ -382,6 +397,7 @@ static const struct cmd {
 	{ "queue", NULL, cmd_queue, false, NULL, NULL },
 	{ "dead", NULL, cmd_dead, false, NULL, NULL },
 	{ "quarantine", NULL, cmd_quarantine, false, NULL, NULL },
+	{ "acks", NULL, cmd_acks, false, NULL, NULL },
 	{ "outages", NULL, cmd_outages, false, NULL, NULL },
 	{ "outage", "show", outage_show, false, NULL, NULL },
 	{ "outage", "set", outage_set, true, "outage", NULL },

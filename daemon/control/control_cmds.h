@@ -1,6 +1,6 @@
 /*
  * control_cmds.h - the commands operators send over the control socket:
- * status, queue ENDPOINT, dead, quarantine, outages, outage (show, set,
+ * status, queue ENDPOINT, dead, quarantine, acks, outages, outage (show, set,
  * open, close), maintenance (list, add, remove), keep (keep, release),
  * trace, and the actions of actions.h (requeue, hold, release, retry,
  * resend, delete).
@@ -44,6 +44,7 @@ struct control_env {
 	struct ingest *ingest;    /* requeue: routes a message again */
 	int64_t started_at;       /* wall ms, for uptime */
 	int64_t max_message_size; /* requeue: the largest quarantined file read back */
+	int64_t ack_timeout_ms;   /* [delivery] ack_timeout: awaiting longer is overdue */
 	/* Fills *row with the i-th configured endpoint (config order); false
 	 * past the last. */
 	bool (*endpoint_at)(void *ctx, size_t i, struct control_endpoint *row);

@@ -1,8 +1,8 @@
 /*
  * views.c - turns the broker's state into the JSON answers of the control
  * socket: endpoint status rows (live delivery state and the procedure's
- * health), outages with their notices and send attempts, and planned
- * shutdowns, read from the store.
+ * health), outages with their notices and send attempts, planned
+ * shutdowns and acknowledgement tracking, read from the store.
  *
  * Answers carry ids, names, counts and times - never message content. The
  * store's row callbacks only build JSON; what needs a second read (the send
@@ -246,4 +246,57 @@ json_t *views_maintenance(struct store *s, bool all, char *err, size_t errlen)
 		return store_error(s, err, errlen);
 	}
 	return arr;
+}
+
+/* ---- acknowledgement tracking ------------------------------------------ */
+
+struct acks_walk {
+	json_t *arr;
+	int64_t now, overdue_before;
+	size_t overdue;
+};
+
+static int add_tracked(const struct store_msg *m, void *arg)
+{
+	struct acks_walk *w = arg;
+	bool overdue = m->ack == ACK_AWAITING && m->delivered_at < w->overdue_before;
+	w->overdue += overdue;
+	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "id",
+			      (json_int_t)m->id, "endpoint", m->endpoint ? m->endpoint : "",
+			      "source", m->source ? m->source : "", "type", m->type ? m->type : "",
+			      "sender", m->sender ? m->sender : "", "receiver",
+			      m->receiver ? m->receiver : "", "envelope",
+			      m->envelope_id ? m->envelope_id : "", "state",
+			      overdue ? "overdue" : store_ack_name(m->ack), "sent_age_s",
+			      (json_int_t)((w->now - m->delivered_at) / 1000), "sent",
+			      time_json(m->delivered_at));
+	if (m->ack_msg) {
+		json_object_set_new(o, "ack_msg", json_integer(m->ack_msg));
+		json_object_set_new(o, "ack_code", json_string(m->ack_code ? m->ack_code : ""));
+		json_object_set_new(o, "ack_at", time_json(m->ack_at));
+	}
+	json_array_append_new(w->arr, o);
+	return 0;
+}
+
+json_t *views_acks(struct store *s, const char *endpoint, bool overdue_only, bool negative,
+		   int64_t ack_timeout_ms, size_t limit, int64_t now, char *err, size_t errlen)
+{
+	struct acks_walk w = { json_array(), now, now - ack_timeout_ms, 0 };
+	static const enum msg_ack refused[] = { ACK_NEGATIVE, ACK_TRANSIENT };
+	int r = 0;
+	if (negative)
+		for (size_t i = 0; i < ARRAY_SIZE(refused) && r >= 0; i++)
+			r = store_ack_list(s, refused[i], endpoint, INT64_MAX, limit, add_tracked, &w);
+	else
+		r = store_ack_list(s, ACK_AWAITING, endpoint, overdue_only ? w.overdue_before : INT64_MAX,
+				   limit, add_tracked, &w);
+	if (r < 0) {
+		snprintf(err, errlen, "store: %s", store_last_error(s));
+		json_decref(w.arr);
+		return NULL;
+	}
+	return json_pack("{s:o, s:I, s:I, s:s}", "messages", w.arr, "overdue", (json_int_t)w.overdue,
+			 "ack_timeout_s", (json_int_t)(ack_timeout_ms / 1000), "list",
+			 negative ? "negative" : overdue_only ? "overdue" : "awaiting");
 }

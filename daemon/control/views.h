@@ -1,6 +1,7 @@
 /*
  * views.h - the JSON that edibrokerctl renders: an endpoint's status row,
- * outages with their notices and send attempts, and planned shutdowns.
+ * outages with their notices and send attempts, planned shutdowns, and
+ * the acknowledgements awaited.
  *
  * Built from what the store and the outage procedure hand back (records,
  * health); the field names and their order are the control protocol's, so
@@ -40,6 +41,13 @@ json_t *views_outages(struct store *s, bool all, int64_t now, char *err, size_t 
 /* Outage id with its notices and every send attempt. NULL with a reason
  * in err (also when there is no such outage). */
 json_t *views_outage(struct store *s, int64_t id, int64_t now, char *err, size_t errlen);
+/* Acknowledgement tracking (store.h): with negative, the messages the
+ * receiver refused (negative and transient), else those awaiting one,
+ * each marked overdue when delivered more than ack_timeout_ms before now
+ * (overdue_only: only those); of endpoint (NULL: every one), oldest
+ * delivery first, at most limit. NULL with a reason in err. */
+json_t *views_acks(struct store *s, const char *endpoint, bool overdue_only, bool negative,
+		   int64_t ack_timeout_ms, size_t limit, int64_t now, char *err, size_t errlen);
 /* Planned shutdowns in force (all: removed and ended ones too), by start. */
 json_t *views_maintenance(struct store *s, bool all, char *err, size_t errlen);
 

@@ -57,6 +57,8 @@ struct lang {
 	const char *message, *messages, *waiting, *no_waiting, *type_none, *from;
 	const char *more_orgs, *more_types; /* "%zu" */
 	const char *oldest;                 /* "%s" age, "%s" since */
+	const char *acks_overdue_one;       /* "%s" limit, "%s" delivered at */
+	const char *acks_overdue;           /* "%lld", "%s" limit, "%s" oldest delivered at */
 	const char *expected, *expected_passed, *no_next;
 	const char *overnight_at, *overnight;
 	const char *truncated;
@@ -71,6 +73,9 @@ static const struct lang lang_da = {
 	.no_waiting = "ingen meddelelser venter", .type_none = "ingen venter", .from = "fra",
 	.more_orgs = "og %zu andre", .more_types = "og %zu andre typer",
 	.oldest = "Den ældste har ventet %s (siden %s).",
+	.acks_overdue_one = "Kvittering mangler for 1 leveret meddelelse (over %s; leveret %s).",
+	.acks_overdue = "Kvittering mangler for %lld leverede meddelelser (over %s; den ældste "
+			"leveret %s).",
 	.expected = "til %s (ca. %s endnu)",
 	.expected_passed = "til %s (tidspunktet er overskredet)",
 	.no_next = "ingen planlagt; der kommer besked, når fejlen er rettet",
@@ -88,6 +93,10 @@ static const struct lang lang_en = {
 	.no_waiting = "no messages are waiting", .type_none = "none waiting", .from = "from",
 	.more_orgs = "and %zu more", .more_types = "and %zu more types",
 	.oldest = "The oldest has been waiting %s (since %s).",
+	.acks_overdue_one = "No acknowledgement yet for 1 delivered message (over %s; delivered "
+			    "%s).",
+	.acks_overdue = "No acknowledgement yet for %lld delivered messages (over %s; the oldest "
+			"delivered %s).",
 	.expected = "until %s (about %s from now)",
 	.expected_passed = "until %s (that time has passed)",
 	.no_next = "none planned; a notice follows when the fault is fixed",
@@ -591,7 +600,26 @@ static void put_oldest(struct strbuf *b, const struct ctx *x)
 	free(since.p);
 }
 
-/* "13 meddelelser venter", one line per type, then the oldest one's age. */
+/* "\n  Kvittering mangler for 3 leverede meddelelser (over 30 min; ...)":
+ * delivered, but their receiver has not acknowledged them in time. */
+static void put_acks_overdue(struct strbuf *b, const struct ctx *x)
+{
+	const struct notice_facts *f = x->f;
+	struct strbuf limit = { 0 }, since = { 0 };
+
+	put_duration(&limit, x->l, f->ack_timeout_ms);
+	put_time(&since, x->l, f->acks_overdue_since, x->l->unknown);
+	strbuf_puts(b, "\n  ");
+	if (f->acks_overdue == 1)
+		strbuf_printf(b, x->l->acks_overdue_one, limit.p, since.p);
+	else
+		strbuf_printf(b, x->l->acks_overdue, (long long)f->acks_overdue, limit.p, since.p);
+	free(limit.p);
+	free(since.p);
+}
+
+/* "13 meddelelser venter", one line per type, then the oldest one's age,
+ * then those delivered whose acknowledgement is overdue. */
 static void f_affected(struct strbuf *b, const struct ctx *x)
 {
 	const struct notice_facts *f = x->f;
@@ -608,6 +636,8 @@ static void f_affected(struct strbuf *b, const struct ctx *x)
 		put_type_lines(b, x);
 	if (f->oldest_received_at > 0 && total > 0)
 		put_oldest(b, x);
+	if (f->acks_overdue > 0)
+		put_acks_overdue(b, x);
 }
 
 /* ---- the placeholders --------------------------------------------------- */
@@ -793,7 +823,8 @@ static const struct field {
 	{ "now", f_now, "when the notice was composed, local time" },
 	{ "duration", f_duration, "started_at to ended_at (or to now while it lasts)" },
 	{ "cause", f_cause, "operator's cause, or the fault class in words" },
-	{ "affected", f_affected, "waiting total; a line per type with organisations; oldest age" },
+	{ "affected", f_affected, "waiting total; a line per type with organisations; oldest age; "
+				  "delivered ones whose acknowledgement is overdue" },
 	{ "queued", f_queued, "messages waiting in all" },
 	{ "oldest_age", f_oldest_age, "age of the oldest waiting message, or \"ingen\"/\"none\"" },
 	{ "expected", f_expected, "expected end and time remaining, or \"ukendt\"/\"unknown\"" },
@@ -1127,6 +1158,8 @@ static json_t *json_facts(const struct ctx *x)
 	json_time(o, "expected_end", f->expected_end);
 	json_time(o, "oldest_received_at", f->oldest_received_at);
 	json_object_set_new(o, "affected", json_affected(x));
+	json_object_set_new(o, "acks_overdue", json_integer(f->acks_overdue > 0 ? f->acks_overdue : 0));
+	json_time(o, "acks_overdue_since", f->acks_overdue_since);
 	json_object_set_new(o, "cause", json_field(f_cause, x));
 	json_object_set_new(o, "fallback_contact", x->fallback_contact
 			    ? json_string(x->fallback_contact) : json_null());

@@ -65,6 +65,9 @@ struct notice_facts {
 	size_t naffected;
 	int64_t queued;             /* messages waiting in all */
 	int64_t oldest_received_at; /* oldest waiting message; 0 = none */
+	int64_t acks_overdue;       /* delivered to it, their acknowledgement overdue */
+	int64_t acks_overdue_since; /* delivery of the oldest of those; 0 = none */
+	int64_t ack_timeout_ms;     /* [delivery] ack_timeout, for the words */
 	int64_t delivered_late;     /* all-clear: messages delivered after the start */
 	bool ended_overnight;       /* the outage ended while notices were held */
 	const char *reason;         /* planned shutdown: the operator's reason */

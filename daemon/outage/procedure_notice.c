@@ -3,7 +3,8 @@
  * status page.
  *
  * A notice is composed from facts the broker holds (the endpoint's config,
- * the outage, the queue grouped by type and sender), addressed by the time
+ * the outage, the queue grouped by type and sender, the messages delivered
+ * to it whose acknowledgement is overdue), addressed by the time
  * rules and the affected area, saved with the channels still to carry it,
  * then handed to the notifier (notifier.h), which carries it off the event
  * loop and reports per channel. Every attempt on every channel is recorded.
@@ -263,6 +264,37 @@ static int add_affected_all(struct procedure *p, const char *endpoint, struct af
 	return r;
 }
 
+/* Messages delivered to the endpoint whose acknowledgement is overdue. */
+struct overdue_ctx {
+	int64_t count, oldest;
+};
+
+static int add_overdue(const struct store_msg *m, void *arg)
+{
+	struct overdue_ctx *c = arg;
+	if (c->count++ == 0)
+		c->oldest = m->delivered_at; /* the list is oldest delivery first */
+	return 0;
+}
+
+#define OVERDUE_MAX 100000 /* counted per notice; beyond, "at least" this many */
+
+/* The overdue acknowledgements of endpoint into f. Like the queue, a
+ * notice goes out when they cannot be read (logged). */
+static void overdue_facts(struct procedure *p, const char *endpoint, int64_t now,
+			  struct notice_facts *f)
+{
+	struct overdue_ctx c = { 0, 0 };
+	int r = store_ack_list(p->env.store, ACK_AWAITING, endpoint, now - p->cfg->ack_timeout_ms,
+			       OVERDUE_MAX, add_overdue, &c);
+	if (r < 0)
+		log_warn("event=acks-read-failed endpoint=%s error=\"%s\"", endpoint,
+			 store_last_error(p->env.store));
+	f->acks_overdue = r < 0 ? 0 : c.count;
+	f->acks_overdue_since = r < 0 ? 0 : c.oldest;
+	f->ack_timeout_ms = p->cfg->ack_timeout_ms;
+}
+
 void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,
 			     bool ended_overnight, int64_t now)
 {
@@ -288,6 +320,7 @@ void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_
 	f.naffected = ac.n;
 	f.queued = ac.queued;
 	f.oldest_received_at = ac.oldest;
+	overdue_facts(p, o->endpoint, now, &f);
 	f.delivered_late = o->delivered_late;
 	f.ended_overnight = ended_overnight;
 	issue(p, &f, o->id, 0);

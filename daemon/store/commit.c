@@ -99,6 +99,10 @@ static void complete_msgs(struct commit *c, size_t n, int err)
 		list[i].m->outcome = c->scratch[i].outcome;
 		list[i].m->id = c->scratch[i].id;
 		memcpy(list[i].m->why, c->scratch[i].why, sizeof(list[i].m->why));
+		list[i].m->acked = c->scratch[i].acked;
+		list[i].m->nacked = c->scratch[i].nacked;
+		list[i].m->nforeign = c->scratch[i].nforeign;
+		list[i].m->ack_id = c->scratch[i].ack_id;
 	}
 	for (size_t i = 0; i < n; i++)
 		list[i].done(err, list[i].m, list[i].arg);

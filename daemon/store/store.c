@@ -33,6 +33,13 @@
  * (msg_state, msg_copy, event_add), so a backend implements each as one
  * plain statement.
  *
+ * Acknowledgement tracking (store.h) is decided here too, from the
+ * backend's lookups and one setter, in the batch's transaction: a stored
+ * acknowledgement finds each message it names (by letter key, txid or
+ * envelope), checks that the message went to the endpoint the
+ * acknowledgement came from, and moves it by ack_next[] below. A duplicate
+ * learns the acknowledgement stored for its earlier copy.
+ *
  * Nothing here knows which database a backend uses.
  */
 #include "store/store.h"
@@ -200,6 +207,119 @@ static int insert_new(struct store *s, struct store_new *m, int64_t now)
 	return 0;
 }
 
+/* ---- acknowledgement tracking -------------------------------------------- */
+
+/*
+ * The lifecycle of a tracked message: its state x the verdict of an
+ * acknowledgement that names it -> its next state; ACK_NONE leaves it.
+ * ACK_NONE is not tracked. A final answer stands: a receiver SHALL NOT
+ * send a positive acknowledgement first and a negative one later, or the
+ * other way round (medcom.md 4.6), so the first one is the one a duplicate
+ * gets again. Only a transient-error (FHIR KR4) gives way to a later one
+ * (KR5: ok once the error is resolved).
+ */
+static const enum msg_ack ack_next[ACK_STATE_LAST + 1][ACK_STATE_LAST + 1] = {
+	[ACK_PENDING] = { [ACK_ACKNOWLEDGED] = ACK_ACKNOWLEDGED, [ACK_NEGATIVE] = ACK_NEGATIVE,
+			  [ACK_TRANSIENT] = ACK_TRANSIENT },
+	[ACK_AWAITING] = { [ACK_ACKNOWLEDGED] = ACK_ACKNOWLEDGED, [ACK_NEGATIVE] = ACK_NEGATIVE,
+			   [ACK_TRANSIENT] = ACK_TRANSIENT },
+	[ACK_TRANSIENT] = { [ACK_ACKNOWLEDGED] = ACK_ACKNOWLEDGED, [ACK_NEGATIVE] = ACK_NEGATIVE,
+			    [ACK_TRANSIENT] = ACK_TRANSIENT },
+};
+
+const char *store_ack_name(enum msg_ack a)
+{
+	static const char *const names[] = {
+		[ACK_NONE] = "-", [ACK_PENDING] = "pending", [ACK_AWAITING] = "awaiting",
+		[ACK_ACKNOWLEDGED] = "acknowledged", [ACK_NEGATIVE] = "negative",
+		[ACK_TRANSIENT] = "transient",
+	};
+	return (size_t)a < ARRAY_SIZE(names) ? names[a] : "?";
+}
+
+/* What tracking needs of a stored message (a copy: row strings do not
+ * outlive the callback). */
+struct tracked {
+	enum msg_state state;
+	enum msg_ack ack;
+	int64_t ack_msg;
+	char endpoint[256];
+};
+
+static int tracked_row(const struct store_msg *m, void *arg)
+{
+	struct tracked *t = arg;
+	*t = (struct tracked){ m->state, m->ack, m->ack_msg, "" };
+	str_copy(t->endpoint, m->endpoint ? m->endpoint : "", sizeof(t->endpoint));
+	return 0;
+}
+
+/* The message ref names: 1 with *id, 0 when none is known. */
+static int ack_target(struct store *s, const struct store_new *m, const struct store_ackref *ref,
+		      int64_t *id)
+{
+	if (str_empty(ref->sender))
+		return 0;
+	if (m->refs_scope) {
+		static const uint8_t none[1];
+		struct store_txid t = { m->refs_scope, ref->sender, ref->envelope_id, none, 1 };
+		uint8_t d[STORE_DIGEST_MAX];
+		size_t len;
+		return str_empty(ref->envelope_id) ? 0 : s->ops->txid_lookup(s->be, &t, d, &len, id);
+	}
+	if (!str_empty(ref->letter_id))
+		return s->ops->key_lookup(s->be, &(struct store_key){ ref->sender, ref->letter_id }, id);
+	if (!str_empty(ref->envelope_id))
+		return s->ops->envelope_lookup(s->be, ref->sender, ref->envelope_id, id);
+	return 0;
+}
+
+/* Applies acknowledgement m (stored as m->id) to the message ref names. */
+static int ack_one(struct store *s, struct store_new *m, const struct store_ackref *ref,
+		   int64_t now)
+{
+	int64_t id = 0;
+	struct tracked t;
+	int r = ack_target(s, m, ref, &id);
+	if (r <= 0)
+		return r;
+	r = s->ops->get(s->be, id, false, tracked_row, &t);
+	if (r <= 0 || t.ack_msg == m->id) /* gone, or named twice by m */
+		return r;
+	if (strcmp(t.endpoint, m->source) != 0) {
+		m->nforeign++; /* only the endpoint a message went to may acknowledge it */
+		return 0;
+	}
+	enum msg_ack next = t.ack <= ACK_STATE_LAST ? ack_next[t.ack][m->verdict] : ACK_NONE;
+	if (next == ACK_NONE || (t.state != MSG_QUEUED && t.state != MSG_DELIVERED))
+		return 0;
+	r = s->ops->ack_set(s->be, id, next, m->id, now, m->verdict_text);
+	if (r > 0 && m->nacked++ == 0)
+		m->acked = id;
+	return r < 0 ? r : 0;
+}
+
+static int acks_apply(struct store *s, struct store_new *m, int64_t now)
+{
+	assert(m->nrefs == 0 || (m->verdict >= ACK_ACKNOWLEDGED && m->verdict <= ACK_STATE_LAST));
+	for (size_t i = 0; i < m->nrefs; i++) {
+		int r = ack_one(s, m, &m->refs[i], now);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The acknowledgement stored for message id, into *ack_id (0: none). */
+static int ack_of(struct store *s, int64_t id, int64_t *ack_id)
+{
+	struct tracked t;
+	int r = s->ops->get(s->be, id, false, tracked_row, &t);
+	if (r > 0 && t.ack >= ACK_ACKNOWLEDGED && t.ack_msg > 0)
+		*ack_id = t.ack_msg;
+	return r < 0 ? r : 0;
+}
+
 /* ---- transmission ids ---------------------------------------------------- */
 
 static bool txid_named(const struct store_txid *a, const struct store_txid *b)
@@ -314,19 +434,25 @@ static int apply_queued(struct store *s, struct store_new *m, int64_t now)
 		return r;
 	if (ks.known == 0) {
 		r = insert_new(s, m, now);
-		return r < 0 ? r : txids_record(s, m, m->id, now);
+		if (r >= 0)
+			r = txids_record(s, m, m->id, now);
+		return r < 0 ? r : acks_apply(s, m, now);
 	}
 	if (ks.known < m->nkeys)
 		return insert_partial(s, m, &ks);
 	m->outcome = STORE_DUPLICATE;
 	m->id = ks.first_id;
 	r = txids_record(s, m, ks.first_id, now);
-	return r < 0 ? r : note_duplicate(s, m, ks.first_id, now);
+	if (r >= 0)
+		r = note_duplicate(s, m, ks.first_id, now);
+	return r < 0 ? r : ack_of(s, ks.first_id, &m->ack_id);
 }
 
 static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 {
 	m->why[0] = '\0';
+	m->acked = m->ack_id = 0;
+	m->nacked = m->nforeign = 0;
 	if (!m->endpoint) {
 		assert(m->reason); /* a dead letter without a reason is a caller bug */
 		int r = s->ops->msg_insert(s->be, m, &m->id);
@@ -421,6 +547,18 @@ int store_get(struct store *s, int64_t id, bool with_body, store_msg_cb cb, void
 int store_count(struct store *s, enum msg_state state, int64_t *n)
 {
 	return s->ops->count(s->be, state, n);
+}
+
+int store_ack_list(struct store *s, enum msg_ack ack, const char *endpoint,
+		   int64_t delivered_before, size_t limit, store_msg_cb cb, void *arg)
+{
+	assert(ack >= ACK_AWAITING && ack <= ACK_STATE_LAST);
+	return s->ops->ack_list(s->be, ack, endpoint, delivered_before, limit, cb, arg);
+}
+
+int store_ack_overdue(struct store *s, int64_t delivered_before, store_tally_cb cb, void *arg)
+{
+	return s->ops->ack_overdue(s->be, delivered_before, cb, arg);
 }
 
 int store_txid_lookup(struct store *s, const struct store_txid *t, bool *same, int64_t *msg_id)

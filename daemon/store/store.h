@@ -30,6 +30,21 @@
  * identity conflict only the store sees, decided inside the transaction;
  * the message is kept for an operator, and its source is done with it.
  *
+ * Acknowledgement tracking (issue 11, medcom.md 9.17). A queued message that
+ * asks for an acknowledgement (store_new.ack_requested) is PENDING until it
+ * is delivered, then AWAITING ("sent") until the receiver's acknowledgement
+ * comes back through the broker as an ordinary message from the endpoint
+ * it was delivered to. That acknowledgement names what it acknowledges
+ * (store_new.refs: a letter key, an envelope id, or a transmission id);
+ * when it is stored, in the same transaction, each named message that
+ * went to the acknowledgement's source endpoint moves by the table in
+ * store.c to ACKNOWLEDGED, NEGATIVE or TRANSIENT and remembers it
+ * (ack_msg), so a duplicate of a letter whose acknowledgement is stored
+ * learns it (store_new.ack_id) and the broker can send it again. An
+ * acknowledgement from any other endpoint changes nothing: no endpoint
+ * can acknowledge what was not delivered to it. Overdue is not stored:
+ * it is AWAITING for longer than [delivery] ack_timeout (store_ack_list).
+ *
  * This is the front end: callers use the store_...() functions below; the
  * backends sit behind `struct store_backend_ops` (store_backend.h), which
  * only store.c calls through, so nothing else knows which database is used.
@@ -73,6 +88,31 @@ enum msg_state { MSG_QUEUED = 0, MSG_DELIVERED = 1, MSG_DEAD = 2, MSG_QUARANTINE
 		 MSG_REQUEUED = 4, MSG_DELETED = 5 };
 #define MSG_STATE_LAST MSG_DELETED
 
+/* Where a message is in acknowledgement tracking (see above). Stored as
+ * numbers; the order is the lifecycle's. */
+enum msg_ack {
+	ACK_NONE = 0,         /* asks for none (or is a receipt, or a dead letter) */
+	ACK_PENDING = 1,      /* asks for one; not delivered yet */
+	ACK_AWAITING = 2,     /* delivered ("sent"); overdue after ack_timeout */
+	ACK_ACKNOWLEDGED = 3, /* the receiver acknowledged it (XCTL03, CTL03, ok, ...) */
+	ACK_NEGATIVE = 4,     /* the receiver refused it (XCTL02, CTL02, fatal-error, ...) */
+	ACK_TRANSIENT = 5,    /* FHIR transient-error: refused for now; a later
+			       * acknowledgement replaces it (medcom.md 4.6, KR5) */
+};
+#define ACK_STATE_LAST ACK_TRANSIENT
+
+/* "-", "pending", "awaiting", "acknowledged", "negative", "transient". */
+const char *store_ack_name(enum msg_ack a);
+
+/* A message an acknowledgement names: by letter key (sender, letter_id),
+ * else by envelope (sender, envelope_id), or with store_new.refs_scope by
+ * transmission id (scope, sender, envelope_id). Borrowed. */
+struct store_ackref {
+	const char *sender;
+	const char *envelope_id; /* "" or NULL: none */
+	const char *letter_id;   /* "" or NULL: the whole envelope */
+};
+
 /* The source of messages the broker itself issues (negative receipts). */
 #define STORE_SOURCE_BROKER "(broker)"
 
@@ -113,12 +153,27 @@ struct store_new {
 	const void *body;
 	size_t size;
 	int64_t received_at;     /* wall ms */
+	bool ack_requested;      /* track its acknowledgement (a queued message) */
+	/* An acknowledgement (nrefs > 0): what it acknowledges and its verdict. */
+	const struct store_ackref *refs;
+	size_t nrefs;
+	const char *refs_scope;  /* NULL, or the txid scope refs name ("vans") */
+	enum msg_ack verdict;    /* ACK_ACKNOWLEDGED, ACK_NEGATIVE or ACK_TRANSIENT */
+	const char *verdict_text; /* its verdict as the format words it ("XCTL02
+				   * problem_med_version"), kept for operators */
 	/* outputs of store_commit() */
 	enum { STORE_STORED, STORE_DUPLICATE, STORE_DEAD } outcome;
 	int64_t id;              /* new id; for a duplicate, the earlier message's id
 				  * (the one that recorded its first key) */
 	char why[320];           /* STORE_DEAD the store decided (partial duplicate,
 				  * reused txid): the reason it stored; else "" */
+	int64_t acked;           /* stored acknowledgement: the first message it
+				  * moved in tracking; 0 when none */
+	size_t nacked;           /* how many it moved */
+	size_t nforeign;         /* refs naming a message that went to another
+				  * endpoint than this acknowledgement's source */
+	int64_t ack_id;          /* STORE_DUPLICATE: the acknowledgement stored for
+				  * the earlier message, 0 when none has come */
 };
 
 /* A delivery attempt that failed (attempts += 1, last_error = error, and an
@@ -159,6 +214,10 @@ struct store_msg {
 	int64_t removed_at;                /* retention dropped the body / removed the file; 0 = not */
 	const char *file;                  /* quarantined: the file's path (source = its endpoint) */
 	const char *error_class;           /* quarantined: "syntax", "too-big", ... */
+	enum msg_ack ack;                  /* acknowledgement tracking */
+	int64_t ack_msg;                   /* the acknowledgement's message id; 0 = none yet */
+	int64_t ack_at;                    /* when it was stored; 0 = none yet */
+	const char *ack_code;              /* its verdict in the format's words, or NULL */
 };
 
 /* An inbound file that was moved to quarantine (store_quarantine_add).
@@ -239,6 +298,7 @@ struct store_summary {
  * return, or a negative errno. */
 typedef int (*store_msg_cb)(const struct store_msg *m, void *arg);
 typedef int (*store_depth_cb)(const struct store_depth *d, void *arg);
+typedef int (*store_tally_cb)(const char *endpoint, int64_t n, void *arg);
 typedef int (*store_outage_cb)(const struct outage *o, void *arg);
 typedef int (*store_notice_cb)(const struct notice_record *n, void *arg);
 typedef int (*store_send_cb)(const struct store_send *s, void *arg);
@@ -310,6 +370,21 @@ int store_count(struct store *s, enum msg_state state, int64_t *n) STORE_MUST_CH
  * number of pages. */
 int store_prune(struct store *s, int64_t body_before, int64_t history_before,
 		size_t limit) STORE_MUST_CHECK;
+
+/* Messages in acknowledgement state ack (AWAITING, ACKNOWLEDGED, NEGATIVE
+ * or TRANSIENT) that went to endpoint (NULL = any) and were delivered
+ * before delivered_before, oldest delivery first, at most limit: with
+ * AWAITING and now - ack_timeout, the overdue ones. Blocks: reads at most
+ * limit rows (an index on the tracked ones). */
+int store_ack_list(struct store *s, enum msg_ack ack, const char *endpoint,
+		   int64_t delivered_before, size_t limit, store_msg_cb cb,
+		   void *arg) STORE_MUST_CHECK;
+/* Per endpoint with any, the count of AWAITING messages delivered before
+ * delivered_before (now - ack_timeout: the overdue ones): cb(endpoint, n).
+ * Returns endpoints passed to cb. Blocks: counts those rows (an index on
+ * the tracked ones). */
+int store_ack_overdue(struct store *s, int64_t delivered_before, store_tally_cb cb,
+		      void *arg) STORE_MUST_CHECK;
 
 /* What the register holds for t's (scope, sender, id): 1 with *same (its
  * digest equals t's) and *msg_id (the message that recorded it), 0 when

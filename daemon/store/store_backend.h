@@ -45,14 +45,17 @@ struct store_backend_ops {
 			   int64_t *msg_id);
 	/* -EEXIST when (scope, sender, id) is already recorded. */
 	int (*txid_insert)(void *be, const struct store_txid *t, int64_t msg_id, int64_t now);
-	/* Inserts m in state QUEUED (endpoint set) or DEAD (endpoint NULL). */
+	/* Inserts m in state QUEUED (endpoint set) or DEAD (endpoint NULL);
+	 * a queued one with ack_requested in ACK_PENDING, any other in
+	 * ACK_NONE. */
 	int (*msg_insert)(void *be, const struct store_new *m, int64_t *id);
 	/* Only a QUEUED message changes: 1 when it did, 0 when id is not queued
-	 * (already delivered, dead or unknown), so a retried mark is harmless. */
+	 * (already delivered, dead or unknown), so a retried mark is harmless.
+	 * ACK_PENDING becomes ACK_AWAITING with it. */
 	int (*msg_delivered)(void *be, int64_t id, int64_t at);
 	int (*msg_attempt)(void *be, int64_t id, const char *error);
-	/* A queued message the receiver refused becomes DEAD with reason; 1
-	 * when it did, 0 when id is not queued (a retried mark). */
+	/* A queued message the receiver refused becomes DEAD with reason (and
+	 * ACK_NONE); 1 when it did, 0 when id is not queued (a retried mark). */
 	int (*msg_refused)(void *be, int64_t id, const char *reason);
 	/* Appends e to the history (store_event); inside a transaction. */
 	int (*event_add)(void *be, const struct store_event *e);
@@ -67,6 +70,14 @@ struct store_backend_ops {
 	/* Inside a transaction: records endpoint held (at, by) or not; 1 when
 	 * that changed something, 0 when it already was so. */
 	int (*hold_set)(void *be, const char *endpoint, bool held, int64_t at, const char *by);
+	/* 1 and *msg_id: the newest message whose sender and envelope_id are
+	 * these and that is tracked (ack != ACK_NONE); 0 when none. */
+	int (*envelope_lookup)(void *be, const char *sender, const char *envelope_id,
+			       int64_t *msg_id);
+	/* Sets message id's tracking to ack, with the acknowledgement's
+	 * message id, time and code (NULL: none); 1 when id exists, 0 not. */
+	int (*ack_set)(void *be, int64_t id, enum msg_ack ack, int64_t ack_msg, int64_t at,
+		       const char *code);
 
 	/* The queries and record saves of the same name in store.h, with the
 	 * same contracts. Record saves are never called inside begin/commit. */
@@ -77,6 +88,9 @@ struct store_backend_ops {
 		    store_msg_cb cb, void *arg);
 	int (*get)(void *be, int64_t id, bool with_body, store_msg_cb cb, void *arg);
 	int (*count)(void *be, enum msg_state state, int64_t *n);
+	int (*ack_list)(void *be, enum msg_ack ack, const char *endpoint,
+			int64_t delivered_before, size_t limit, store_msg_cb cb, void *arg);
+	int (*ack_overdue)(void *be, int64_t delivered_before, store_tally_cb cb, void *arg);
 	int (*prune)(void *be, int64_t body_before, int64_t history_before, size_t limit);
 	int (*quarantine_add)(void *be, struct store_quarantined *q, size_t n);
 	int (*dead_expire)(void *be, int64_t before, int64_t now, size_t limit);

@@ -271,6 +271,20 @@ static const char *const migrations[] = {
 	"  at         INTEGER NOT NULL,"
 	"  changed_by TEXT"
 	") WITHOUT ROWID;",
+
+	/* 7: acknowledgement tracking (issue 11): where a message that asks
+	 * for an acknowledgement is (enum msg_ack: 0 none, 1 pending, 2
+	 * awaiting, 3 acknowledged, 4 negative, 5 transient), the message that
+	 * acknowledged it, when, and its verdict in the format's words. The
+	 * lists of one state read only tracked rows (ack_state > 1, written as
+	 * a literal in their statements), by delivery time; an acknowledgement
+	 * that names a whole envelope finds it by sender and envelope id. */
+	"ALTER TABLE messages ADD COLUMN ack_state INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE messages ADD COLUMN ack_msg INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE messages ADD COLUMN ack_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE messages ADD COLUMN ack_code TEXT;"
+	"CREATE INDEX messages_ack ON messages (ack_state, delivered_at, id) WHERE ack_state > 1;"
+	"CREATE INDEX messages_ack_envelope ON messages (sender, envelope_id) WHERE ack_state > 0;",
 };
 
 /* Connection settings for a read-write open, in this order. */
@@ -287,13 +301,13 @@ static const char *const rw_pragmas[] = {
 	"m.id, m.state, m.source, m.endpoint, m.format, m.ext, m.type, m.envelope_id, m.sender, " \
 	"m.receiver, m.reason, m.last_error, m.nletters, m.attempts, m.received_at, "             \
 	"m.delivered_at, m.size, m.keep, m.removed_at, m.file, m.error_class, m.letter_id, "       \
-	"m.refers"
+	"m.refers, m.ack_state, m.ack_msg, m.ack_at, m.ack_code"
 
 enum msg_col {
 	C_ID, C_STATE, C_SOURCE, C_ENDPOINT, C_FORMAT, C_EXT, C_TYPE, C_ENVELOPE_ID, C_SENDER,
 	C_RECEIVER, C_REASON, C_LAST_ERROR, C_NLETTERS, C_ATTEMPTS, C_RECEIVED_AT,
 	C_DELIVERED_AT, C_SIZE, C_KEEP, C_REMOVED_AT, C_FILE, C_ERROR_CLASS, C_LETTER_ID,
-	C_REFERS, C_BODY,
+	C_REFERS, C_ACK_STATE, C_ACK_MSG, C_ACK_AT, C_ACK_CODE, C_BODY,
 };
 
 /* The subquery choosing delivered messages whose body may go (?1 before, ?2 limit). */
@@ -356,6 +370,7 @@ enum stmt_id {
 	S_EVENT_INSERT, S_EVENTS, S_STATE_SET, S_BODY_DROP, S_MSG_COPY, S_BODY_COPY,
 	S_HOLD_INSERT, S_HOLD_DELETE, S_HOLDS,
 	S_FIND_ENVELOPE, S_FIND_LETTER, S_FIND_BUNDLE, S_FIND_REFERS, S_PAGE_COUNT, S_PAGE_SIZE,
+	S_ENVELOPE_LOOKUP, S_ACK_SET, S_ACK_LIST, S_ACK_LIST_EP, S_ACK_OVERDUE,
 	S__COUNT
 };
 
@@ -374,15 +389,18 @@ static const char *const stmt_sql[S__COUNT] = {
 			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_MSG_INSERT] = "INSERT INTO messages (state, source, endpoint, reason, format, ext, type, "
 			 "envelope_id, sender, receiver, nletters, received_at, size, letter_id, "
-			 "refers) "
-			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+			 "refers, ack_state) "
+			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
 	[S_BODY_INSERT] = "INSERT INTO bodies (id, body) VALUES (?1, ?2)",
 	[S_ROUTE_INSERT] = "INSERT OR IGNORE INTO routes (source, endpoint) VALUES (?1, ?2)",
-	[S_DELIVERED] = "UPDATE messages SET state = 1, delivered_at = ?2 WHERE id = ?1 AND state = 0",
+	/* pending (1) becomes awaiting (2) with the delivery */
+	[S_DELIVERED] = "UPDATE messages SET state = 1, delivered_at = ?2, "
+			"ack_state = CASE ack_state WHEN 1 THEN 2 ELSE ack_state END "
+			"WHERE id = ?1 AND state = 0",
 	[S_ATTEMPT] = "UPDATE messages SET attempts = attempts + 1, last_error = ?2 "
 		      "WHERE id = ?1 AND state = 0",
 	[S_REFUSED] = "UPDATE messages SET state = 2, attempts = attempts + 1, reason = ?2, "
-		      "last_error = ?2 WHERE id = ?1 AND state = 0",
+		      "last_error = ?2, ack_state = 0 WHERE id = ?1 AND state = 0",
 	[S_FETCH] = "SELECT " MSG_COLS ", b.body FROM messages m LEFT JOIN bodies b ON b.id = m.id "
 		    "WHERE m.state = 0 AND m.endpoint = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
 	[S_DEPTHS] = "SELECT endpoint, count(*), min(received_at), sum(size) FROM messages "
@@ -504,6 +522,22 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_FIND_REFERS] = "SELECT id FROM messages WHERE refers = ?1 ORDER BY id LIMIT ?2",
 	[S_PAGE_COUNT] = "PRAGMA page_count",
 	[S_PAGE_SIZE] = "PRAGMA page_size",
+	/* ack_state > 0 as a literal: served by messages_ack_envelope */
+	[S_ENVELOPE_LOOKUP] = "SELECT id FROM messages WHERE ack_state > 0 AND sender = ?1 "
+			      "AND envelope_id = ?2 ORDER BY id DESC LIMIT 1",
+	[S_ACK_SET] = "UPDATE messages SET ack_state = ?2, ack_msg = ?3, ack_at = ?4, ack_code = ?5 "
+		      "WHERE id = ?1",
+	/* ack_state > 1 as a literal: served by messages_ack. Only delivered
+	 * rows: an operator's requeue or delete takes a row out of tracking. */
+	[S_ACK_LIST] = "SELECT " MSG_COLS " FROM messages m WHERE m.ack_state > 1 "
+		       "AND m.ack_state = ?1 AND m.delivered_at < ?2 AND m.state = 1 "
+		       "ORDER BY m.delivered_at, m.id LIMIT ?3",
+	[S_ACK_LIST_EP] = "SELECT " MSG_COLS " FROM messages m WHERE m.ack_state > 1 "
+			  "AND m.ack_state = ?1 AND m.delivered_at < ?2 AND m.state = 1 "
+			  "AND m.endpoint = ?4 ORDER BY m.delivered_at, m.id LIMIT ?3",
+	/* awaiting (2) as literals: a range of messages_ack */
+	[S_ACK_OVERDUE] = "SELECT endpoint, count(*) FROM messages WHERE ack_state > 1 "
+			  "AND ack_state = 2 AND delivered_at < ?1 AND state = 1 GROUP BY endpoint",
 };
 
 /* Where a field of an outage record lives and how it is typed. The type
@@ -728,6 +762,10 @@ static void row_msg(sqlite3_stmt *st, struct store_msg *m)
 		.error_class = col_text(st, C_ERROR_CLASS),
 		.letter_id = col_text(st, C_LETTER_ID),
 		.refers = col_text(st, C_REFERS),
+		.ack = (enum msg_ack)sqlite3_column_int(st, C_ACK_STATE),
+		.ack_msg = sqlite3_column_int64(st, C_ACK_MSG),
+		.ack_at = sqlite3_column_int64(st, C_ACK_AT),
+		.ack_code = col_text(st, C_ACK_CODE),
 	};
 	if (sqlite3_column_count(st) > C_BODY && sqlite3_column_type(st, C_BODY) != SQLITE_NULL) {
 		const void *p = sqlite3_column_blob(st, C_BODY);
@@ -1200,6 +1238,8 @@ static int bind_msg(sqlite3_stmt *st, const struct store_new *m)
 		rc = sqlite3_bind_text(st, 14, m->letter_id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 15, m->refers, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, 16, m->endpoint && m->ack_requested ? ACK_PENDING : ACK_NONE);
 	return rc;
 }
 
@@ -1275,7 +1315,65 @@ static int sq_msg_refused(void *be, int64_t id, const char *reason)
 	return r < 0 ? r : sqlite3_changes(q->db);
 }
 
+static int sq_envelope_lookup(void *be, const char *sender, const char *envelope_id,
+			      int64_t *msg_id)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_ENVELOPE_LOOKUP];
+	int rc = sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, envelope_id, -1, SQLITE_STATIC);
+	return stmt_int64(q, st, rc, msg_id, "look up envelope");
+}
+
+static int sq_ack_set(void *be, int64_t id, enum msg_ack ack, int64_t ack_msg, int64_t at,
+		      const char *code)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_ACK_SET];
+	int rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, 2, ack);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, ack_msg);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, at);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 5, code, code ? text_len_capped(code, ERROR_MAX) : 0,
+				       SQLITE_STATIC);
+	int r = stmt_run(q, st, rc, "set acknowledgement state");
+	return r < 0 ? r : sqlite3_changes(q->db);
+}
+
 /* Queries. */
+
+static int sq_ack_list(void *be, enum msg_ack ack, const char *endpoint, int64_t delivered_before,
+		       size_t limit, store_msg_cb cb, void *arg)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[endpoint ? S_ACK_LIST_EP : S_ACK_LIST];
+	int rc = sqlite3_bind_int(st, 1, ack);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, delivered_before);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, limit_arg(limit));
+	if (rc == SQLITE_OK && endpoint)
+		rc = sqlite3_bind_text(st, 4, endpoint, -1, SQLITE_STATIC);
+	return stmt_msgs(q, st, rc, cb, arg, "list acknowledgement states");
+}
+
+static int tally_row(sqlite3_stmt *st, any_fn cb, void *arg)
+{
+	return ((store_tally_cb)cb)(col_text(st, 0), sqlite3_column_int64(st, 1), arg);
+}
+
+static int sq_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb, void *arg)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_ACK_OVERDUE];
+	return stmt_each(q, st, sqlite3_bind_int64(st, 1, delivered_before), tally_row,
+			 (any_fn)cb, arg, "count overdue acknowledgements");
+}
 
 static int sq_fetch_queued(void *be, const char *endpoint, int64_t after_id, size_t limit,
 			   store_msg_cb cb, void *arg)
@@ -1977,6 +2075,9 @@ static const struct {
 	{ "find_letter", S_FIND_LETTER },
 	{ "find_bundle", S_FIND_BUNDLE },
 	{ "events", S_EVENTS },
+	{ "ack_list", S_ACK_LIST_EP },
+	{ "envelope_lookup", S_ENVELOPE_LOOKUP },
+	{ "ack_overdue", S_ACK_OVERDUE },
 };
 
 /* Appends the detail column of every row of the plan st to buf. */
@@ -2047,6 +2148,10 @@ const struct store_backend_ops store_sqlite_ops = {
 	.msg_delivered = sq_msg_delivered,
 	.msg_attempt = sq_msg_attempt,
 	.msg_refused = sq_msg_refused,
+	.envelope_lookup = sq_envelope_lookup,
+	.ack_set = sq_ack_set,
+	.ack_list = sq_ack_list,
+	.ack_overdue = sq_ack_overdue,
 	.fetch_queued = sq_fetch_queued,
 	.depths = sq_depths,
 	.list = sq_list,

@@ -56,6 +56,7 @@ static const struct {
 	[CODEC_EADDRESS] = { 422, "address", "The wrapping and its letters name different "
 					     "receivers" },
 	[CODEC_EEXPENSIVE] = { 400, "too-expensive", "The message is too expensive to read" },
+	[CODEC_ESCHEMA] = { 422, "schema", "The message is invalid against its XML Schema" },
 };
 _Static_assert(ARRAY_SIZE(codec_answers) == CODEC_ERRCODE_LAST + 1, "an answer per error class");
 

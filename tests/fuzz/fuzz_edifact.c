@@ -8,7 +8,8 @@
  * type and version agree; nletters 0 and a printable error on failure). A
  * decoded or partly decoded interchange that can address a negative
  * receipt must yield one that the codec itself decodes back as a CONTRL
- * receipt to the original sender; a receipt must get none. Invariant
+ * receipt to the original sender; a receipt must get none. What a CONTRL
+ * refers to and its renewal are checked too (fuzz_acks.h). Invariant
  * failures abort() so libFuzzer saves the input. Built by `make fuzz`
  * (clang, libFuzzer) and replayed by replay_main.c.
  */
@@ -20,6 +21,7 @@
 #include "codecs/codec.h"
 #include "codecs/edifact.h"
 #include "codecs/base/mem.h"
+#include "tests/fuzz/fuzz_acks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -146,6 +148,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_decoded(data, size, env, &err);
 	else
 		check_failed(r, env, &err);
+	fza_check_refers(env, r);
+	fza_check_schema(env, r, false);
+	fza_check_renew(data, size, env, r);
 	check_receipt(env);
 	free(env);
 	return 0;

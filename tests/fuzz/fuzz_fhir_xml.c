@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "codecs/fhir.h"
+#include "tests/fuzz/fuzz_acks.h"
 #include "tests/fuzz/fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -24,6 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_check_envelope(env, r, &err);
 	CHECK(env->codec == &codec_fhir_xml);
 	CHECK(r != 0 || env->ntxids == 1);
+	fza_check_refers(env, r);
+	fza_check_schema(env, r, false);
+	fza_check_renew(data, size, env, r);
 	fz_check_refusal(env, NULL, false);
 	fz_check_refusal(env, "5790000000000", true);
 	free(env);

@@ -7,7 +7,9 @@
  * fields; nletters 0 and a printable error on failure). A decoded or
  * partly decoded envelope that can address a negative receipt must yield
  * one that the codec itself decodes back as an XCTL01 to the original
- * sender. Invariant failures abort() so libFuzzer saves the input.
+ * sender. Every input is also validated against the schemas the daemon
+ * ships, and what an acknowledgement refers to and its renewal are checked
+ * (fuzz_acks.h). Invariant failures abort() so libFuzzer saves the input.
  * Built by `make fuzz` (clang, libFuzzer) and replayed by replay_main.c.
  */
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include "codecs/codec.h"
 #include "codecs/oioxml.h"
 #include "codecs/base/mem.h"
+#include "tests/fuzz/fuzz_acks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -140,9 +143,11 @@ static void check_receipt(const struct codec_envelope *e)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* the daemon's real limits: what a partner's file meets in production */
-	static const struct codec_limits lim = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
-						 .max_depth = CODEC_DEFAULT_MAX_DEPTH };
+	/* the daemon's real limits: what a partner's file meets in production,
+	 * with the schema validation an endpoint's xsd = warn | enforce asks for */
+	const struct codec_limits lim = { .max_bytes = CODEC_DEFAULT_MAX_BYTES,
+					  .max_depth = CODEC_DEFAULT_MAX_DEPTH,
+					  .schemas = fza_schemas() };
 	struct codec_envelope *env = malloc(sizeof(*env));
 	struct codec_error err;
 	CHECK(env);
@@ -151,6 +156,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_decoded(data, size, env, &err);
 	else
 		check_failed(r, env, &err);
+	fza_check_refers(env, r);
+	fza_check_schema(env, r, true);
+	CHECK(r != 0 || env->schema != CODEC_SCHEMA_UNCHECKED);
+	fza_check_renew(data, size, env, r);
 	check_receipt(env);
 	free(env);
 	return 0;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "codecs/vans.h"
+#include "tests/fuzz/fuzz_acks.h"
 #include "tests/fuzz/fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,9 +22,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct codec_envelope *env = malloc(sizeof(*env));
 	struct codec_error err;
 	CHECK(env);
-	int r = codec_vans.decode(data, size, NULL, env, &err);
+	/* the schemas an endpoint's xsd = warn | enforce passes to the payload */
+	const struct codec_limits lim = { .schemas = fza_schemas() };
+	int r = codec_vans.decode(data, size, &lim, env, &err);
 	fz_check_envelope(env, r, &err);
 	CHECK(env->codec == &codec_vans);
+	fza_check_refers(env, r);
+	fza_check_schema(env, r, true);
+	fza_check_renew(data, size, env, r);
 	fz_check_refusal(env, NULL, false);
 	fz_check_refusal(env, "5790000000000", true);
 	free(env);

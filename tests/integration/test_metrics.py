@@ -8,6 +8,9 @@
   counters are checked against what happened and by `promtool check
   metrics`. Label values stay bounded: no id, and an unknown type counts
   as "other".
+- edibroker_acknowledgements_overdue counts, per endpoint, the delivered
+  letters whose acknowledgement is overdue (issue 11), as housekeeping
+  reads them from the store: 2, then 1 once a receipt comes back.
 - Only GET /metrics is served; a second daemon on the same address fails
   to start with a clear error.
 - packaging/prometheus: `promtool check rules`, `promtool test rules`,
@@ -27,6 +30,7 @@ import urllib.request
 
 from harness import (BIN, ROOT, Broker, NoticeTest, drop, listdir_final, sample, wait_for,
                      with_ids)
+import test_acks
 
 PROM = os.path.join(ROOT, "packaging", "prometheus")
 UNKNOWN_GLN = "5790000999999"
@@ -58,7 +62,7 @@ def val(samples, name, **labels):
 
 
 class Metrics(NoticeTest):
-    def start(self, extra_endpoint=None):
+    def start(self, extra_endpoint=None, delivery=None):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d/metrics" % self.port
         extra = ("[metrics]\nlisten = 127.0.0.1:%d\n\n"
@@ -68,7 +72,7 @@ class Metrics(NoticeTest):
                  "support_recipients = edi-support@region.example\n"
                  "oncall_recipients = drift-vagt@region.example\nretry_initial = 500ms\n"
                  "timeout = 5s\n" % (self.port, self.mail.url))
-        b = self.broker(extra=extra)
+        b = self.broker(extra=extra, delivery=delivery)
         return b.start()
 
     def scrape(self, check=True):
@@ -189,6 +193,28 @@ class Metrics(NoticeTest):
                              type="XDIS20"), 5)
         self.assertEqual(val(s, "edibroker_queue_oldest_age_seconds", endpoint="municipality"),
                          0)
+
+    def test_acknowledgements_overdue_is_the_stores_count(self):
+        b = self.start(delivery={"retry_initial": "200ms", "retry_max": "1s",
+                                 "ack_timeout": "1s"})
+        overdue = "edibroker_acknowledgements_overdue"
+        for i in range(2):
+            drop(b.inbox("hospital"), "a%d.xml" % i, test_acks.asking("E%d" % i, "L%d" % i))
+        wait_for(lambda: len(listdir_final(b.outbox("municipality"))) == 2, what="2 delivered")
+        wait_for(lambda: len(b.ctl("acks", "--overdue")["messages"]) == 2, timeout=8,
+                 what="both overdue")
+        # housekeeping reads the store every 10 s; the scrape only renders
+        wait_for(lambda: val(parse(self.scrape(check=False)), overdue,
+                             endpoint="municipality") == 2, timeout=15, what="gauge at 2")
+        s = parse(self.scrape())
+        self.assertEqual(s.get((overdue, frozenset({("endpoint", "hospital")}))), 0.0,
+                         "an endpoint without overdue letters reads 0")
+        # the receipt of the first comes back through the broker
+        drop(b.inbox("municipality"), "r.xml",
+             test_acks.receipt("CTL03_1.xml", "E0", "L0", "R0"))
+        wait_for(lambda: len(b.ctl("acks", "--overdue")["messages"]) == 1, what="one answered")
+        wait_for(lambda: val(parse(self.scrape(check=False)), overdue,
+                             endpoint="municipality") == 1, timeout=15, what="gauge at 1")
 
     def test_only_get_metrics_is_served_and_the_address_is_the_daemons(self):
         b = self.start()

@@ -119,8 +119,15 @@ class Package(unittest.TestCase):
             self.assertEqual(owner, "root/root", line)
             if not perm.startswith("d"):
                 files[path] = perm
+        expected = dict(EXPECTED)
+        # MedCom's OIOXML schemas ([broker] xsd_dir), every file of data/xsd
+        for d, _, names in os.walk(os.path.join(ROOT, "data", "xsd")):
+            for n in names:
+                rel = os.path.relpath(os.path.join(d, n), os.path.join(ROOT, "data"))
+                expected["./usr/share/edibroker/" + rel] = "-rw-r--r--"
+        self.assertGreater(len(expected), len(EXPECTED) + 100, "the schemas are counted")
         self.maxDiff = None
-        self.assertEqual(files, EXPECTED)
+        self.assertEqual(files, expected)
         # every file of packaging/prometheus but its README goes in
         shipped = {os.path.basename(p) for p in EXPECTED if "/prometheus/" in p}
         here = {os.path.basename(p) for p in
@@ -180,6 +187,28 @@ class Package(unittest.TestCase):
         r = run([daemon, "--check-config", uncommented])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("ok (2 endpoints)", r.stdout)
+
+    def test_packaged_schemas_load(self):
+        # [broker] xsd_dir's default is where the package puts MedCom's
+        # OIOXML schemas; here they are under the scratch root
+        daemon = os.path.join(self.root, "usr/sbin/edibrokerd")
+        with open(os.path.join(self.root, "etc/edibroker/edibroker.conf")) as f:
+            self.assertRegex(f.read(), r"(?m)^;xsd_dir = /usr/share/edibroker/xsd/oioxml ")
+        xsd_dir = os.path.join(self.root, "usr/share/edibroker/xsd/oioxml")
+        for release in ("2005/08/07", "2006/07/01", "2007/02/01"):
+            self.assertTrue(os.path.isfile(os.path.join(xsd_dir, release, "EMessage.xsd")))
+        with open(os.path.join(xsd_dir, "README.md")) as f:
+            self.assertIn("Copyright (c) 2014 MedCom", f.read())
+        conf = os.path.join(self.root, "xsd.conf")
+        for where, rc in ((xsd_dir, 0), ("/nonexistent/xsd", 78)):
+            with open(conf, "w") as f:
+                f.write("[broker]\nxsd_dir = %s\n[endpoint h]\nkind = hospital\n"
+                        "gln = 5790000143054\ninbox = /srv/edi/h/in\noutbox = /srv/edi/h/out\n"
+                        "xsd = enforce\n" % where)
+            r = run([daemon, "--check-config", conf])
+            self.assertEqual(r.returncode, rc, r.stdout + r.stderr)
+            if rc:
+                self.assertIn("xsd_dir", r.stderr)
 
     def test_systemd_accepts_the_unit(self):
         # A root with systemd's own units beside the package's, so the unit's

@@ -27,7 +27,16 @@ struct fsummary {
 	int64_t count, oldest;
 };
 
+/* A tracked message ack_list() returns (seeded by the test). */
+struct ftracked {
+	int64_t id, delivered_at;
+	char *endpoint, *type, *source;
+	enum msg_ack ack;
+};
+
 struct fake {
+	struct ftracked *tracked;
+	size_t ntracked;
 	struct outage **outages;
 	size_t noutages;
 	struct notice_record **notices;
@@ -83,6 +92,12 @@ static void fk_close(void *be)
 		free(f->pairs[i][0]);
 		free(f->pairs[i][1]);
 	}
+	for (size_t i = 0; i < f->ntracked; i++) {
+		free(f->tracked[i].endpoint);
+		free(f->tracked[i].type);
+		free(f->tracked[i].source);
+	}
+	free(f->tracked);
 	free(f->outages);
 	free(f->notices);
 	free(f->maint);
@@ -153,6 +168,44 @@ static int fk_msg_refused(void *be, int64_t id, const char *reason)
 static int fk_msg_attempt(void *be, int64_t id, const char *error)
 {
 	return fk_nosys(be, "msg_attempt");
+}
+
+static int fk_envelope_lookup(void *be, const char *sender, const char *envelope_id,
+			      int64_t *msg_id)
+{
+	return fk_nosys(be, "envelope_lookup");
+}
+
+static int fk_ack_set(void *be, int64_t id, enum msg_ack ack, int64_t ack_msg, int64_t at,
+		      const char *code)
+{
+	return fk_nosys(be, "ack_set");
+}
+
+/* The seeded tracked messages, in the order seeded (the test seeds them
+ * oldest delivery first, as the contract orders them). */
+static int fk_ack_list(void *be, enum msg_ack ack, const char *endpoint, int64_t delivered_before,
+		       size_t limit, store_msg_cb cb, void *arg)
+{
+	struct fake *f = be;
+	int n = 0, stop = 0;
+	for (size_t i = 0; i < f->ntracked && !stop && (size_t)n < limit; i++) {
+		const struct ftracked *t = &f->tracked[i];
+		if (t->ack != ack || t->delivered_at >= delivered_before ||
+		    (endpoint && strcmp(endpoint, t->endpoint) != 0))
+			continue;
+		struct store_msg m = { .id = t->id, .state = MSG_DELIVERED, .endpoint = t->endpoint,
+				       .type = t->type, .source = t->source,
+				       .delivered_at = t->delivered_at, .ack = t->ack };
+		n++;
+		stop = cb(&m, arg);
+	}
+	return stop < 0 ? stop : n;
+}
+
+static int fk_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb, void *arg)
+{
+	return fk_nosys(be, "ack_overdue");
 }
 
 static int fk_fetch_queued(void *be, const char *endpoint, int64_t after_id, size_t limit,
@@ -536,6 +589,10 @@ static const struct store_backend_ops fake_ops = {
 	.msg_delivered = fk_msg_delivered,
 	.msg_attempt = fk_msg_attempt,
 	.msg_refused = fk_msg_refused,
+	.envelope_lookup = fk_envelope_lookup,
+	.ack_set = fk_ack_set,
+	.ack_list = fk_ack_list,
+	.ack_overdue = fk_ack_overdue,
 	.fetch_queued = fk_fetch_queued,
 	.depths = fk_depths,
 	.list = fk_list,
@@ -575,6 +632,15 @@ struct store *fake_store_open(void)
 {
 	char err[128];
 	return store_open_backend(&fake_ops, "(memory)", NULL, err, sizeof(err));
+}
+
+void fake_store_tracked(int64_t id, const char *endpoint, const char *type, const char *source,
+			int64_t delivered_at, enum msg_ack ack)
+{
+	struct fake *f = current;
+	GROW(f->tracked, f->ntracked);
+	f->tracked[f->ntracked++] = (struct ftracked){ id, delivered_at, xstrdup(endpoint),
+						       xstrdup(type), xstrdup(source), ack };
 }
 
 void fake_store_queue(const char *endpoint, const char *type, const char *source, int64_t count,

@@ -700,6 +700,11 @@ Test(config, example_config_loads)
 	snprintf(want, sizeof(want), "%s/var/spool/demo-municipality/out", cwd);
 	cr_assert_str_eq(SP(m)->outbox, want);
 	cr_assert(SP(h)->create_dirs && SP(m)->create_dirs);
+	/* make run finds the repository's schemas (read only when an endpoint asks) */
+	snprintf(want, sizeof(want), "%s/data/xsd/oioxml", cwd);
+	cr_assert_str_eq(cfg->xsd_dir, want);
+	cr_assert_eq(h->xsd, XSD_OFF);
+	cr_assert_eq(m->xsd, XSD_OFF);
 	cr_assert_str_eq(cfg->smtp_url, "smtp://127.0.0.1:2525");
 	cr_assert_eq(cfg->nmunicipality_recipients, 2);
 	cr_assert_str_eq(cfg->municipality_recipients[1], "kommune-drift@region.example");
@@ -1406,4 +1411,55 @@ Test(config, print_shows_defaults_and_redacts_secrets)
 	cr_assert(strstr(text, "\nmax_message_size = 16M\n"));
 	free(text);
 	config_free(cfg);
+}
+
+/* ---- issue 11: accepts, xsd, ack_timeout, xsd_dir ------------------------ */
+
+Test(config, acknowledgement_and_schema_keys)
+{
+	struct config *cfg = load_ok("[delivery]\nack_timeout = 45m\n"
+				     "[broker]\nxsd_dir = /opt/xsd\n"
+				     "[endpoint k]\nkind = municipality\ngln = 5790000000012\n"
+				     "inbox = /i\noutbox = /o\n"
+				     "accepts = XDIS20, XDIS17, XDIS91:XD9134L,\n"
+				     "          hospital-notification-message:3.0\n"
+				     "xsd = enforce\n"
+				     "[endpoint h]\nkind = hospital\ngln = 5790000000029\n"
+				     "inbox = /i2\noutbox = /o2\n");
+	cr_assert_eq(cfg->ack_timeout_ms, 45LL * 60000);
+	cr_assert_str_eq(cfg->xsd_dir, "/opt/xsd");
+	const struct endpoint_conf *k = config_endpoint(cfg, "k"), *h = config_endpoint(cfg, "h");
+	cr_assert_eq(k->naccepts, 4);
+	cr_assert_str_eq(k->accepts[2], "XDIS91:XD9134L");
+	cr_assert_str_eq(k->accepts[3], "hospital-notification-message:3.0");
+	cr_assert_eq(k->xsd, XSD_ENFORCE);
+	cr_assert_eq(h->naccepts, 0, "no list: anything");
+	cr_assert_eq(h->xsd, XSD_OFF, "off by default");
+	config_free(cfg);
+	cfg = load_ok("");
+	cr_assert_eq(cfg->ack_timeout_ms, 30LL * 60000, "MedCom's 30 minutes");
+	cr_assert_str_eq(cfg->xsd_dir, EDIBROKER_DATADIR "/xsd/oioxml");
+	config_free(cfg);
+}
+
+Test(config, acknowledgement_and_schema_key_errors)
+{
+	static const char ep[] = "[endpoint k]\nkind = other\ngln = 5790000000012\ninbox = /i\n"
+				 "outbox = /o\n";
+	char a[256], b[256], c[256], d[256];
+	snprintf(a, sizeof(a), "%saccepts = XDIS20, XDIS 17\n", ep);
+	snprintf(b, sizeof(b), "%saccepts = XDIS20:\n", ep);
+	snprintf(c, sizeof(c), "%sxsd = strict\n", ep);
+	snprintf(d, sizeof(d), "%saccepts = XDIS20:XD2030C:x\n", ep);
+	const struct error_case cases[] = {
+		{ a, "6: accepts: 'XDIS 17' is not a message type or TYPE:VERSION (e.g. XDIS20, "
+		     "XDIS20:XD2030C, hospital-notification-message:3.0)" },
+		{ b, "6: accepts: 'XDIS20:' is not a message type or TYPE:VERSION (e.g. XDIS20, "
+		     "XDIS20:XD2030C, hospital-notification-message:3.0)" },
+		{ c, "6: xsd: must be off, warn or enforce" },
+		{ d, "6: accepts: 'XDIS20:XD2030C:x' is not a message type or TYPE:VERSION (e.g. "
+		     "XDIS20, XDIS20:XD2030C, hospital-notification-message:3.0)" },
+		{ "[delivery]\nack_timeout = 50ms\n", "2: ack_timeout: duration must be at least 100ms" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
 }

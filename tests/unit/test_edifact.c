@@ -198,7 +198,10 @@ static char *dump(const struct result *res)
 		free(s);
 		s = t;
 	}
-	return s;
+	_cleanup_free_ char *refers = testutil_dump_refers(&e->refers);
+	char *t = xasprintf("%s%s", s, refers);
+	free(s);
+	return t;
 }
 
 /* Sorted names of the regular files in dir. */
@@ -278,6 +281,8 @@ Test(golden, every_sample_matches_its_golden_file)
 		cr_expect_eq(res->env.inner, &codec_edifact, "%s: inner", names[i]);
 		_cleanup_free_ char *got = dump(res);
 		_cleanup_free_ char *gpath = xasprintf("%s/%s.golden", GOLDEN, names[i]);
+		if (getenv("EDIBROKER_WRITE_GOLDEN"))
+			testutil_write_file(gpath, got, strlen(got));
 		uint8_t *want = NULL;
 		size_t wlen;
 		int r = read_file_at(AT_FDCWD, gpath, 1 << 20, &want, &wlen);
@@ -1103,7 +1108,9 @@ Test(receipt, every_refusal_has_its_words)
 		{ CODEC_REFUSE_RECEIVER_ID, "CTL01", "FTX+MID+P00" },
 		{ CODEC_REFUSE_SYNTAX, "CTL02", "FTX+SYN+P00" },
 		{ CODEC_REFUSE_VERSION, "CTL02", "FTX+VER+P00" },
+		{ CODEC_REFUSE_TYPE, "CTL01", "FTX+VER+P00" },
 	};
+	_Static_assert(ARRAY_SIZE(want) == CODEC_REFUSE_LAST + 1, "every refusal");
 	_cleanup_free_ struct result *orig = decode_file("DIS20_1.edi");
 	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
 		int calls = 0;

@@ -91,7 +91,7 @@ Test(http_answer, decoder_errors_unreadable_400_invalid_422_too_big_413)
 		{ CODEC_EDEPTH, 400, "depth" },		  { CODEC_EEXPENSIVE, 400, "too-expensive" },
 		{ CODEC_ESTRUCTURE, 422, "structure" },	  { CODEC_EFIELD, 422, "field" },
 		{ CODEC_ETYPE, 422, "type" },		  { CODEC_EVERSION, 422, "version" },
-		{ CODEC_EADDRESS, 422, "address" },
+		{ CODEC_EADDRESS, 422, "address" },	  { CODEC_ESCHEMA, 422, "schema" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct http_answer a = outcome(INGEST_REJECTED, cases[i].c);

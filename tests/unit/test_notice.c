@@ -532,7 +532,8 @@ Test(notice, payload_has_no_key_beyond_the_facts)
 		"delivered_late", "ended_overnight", "started_at", "started_at_ms", "ended_at",
 		"ended_at_ms", "composed_at", "composed_at_ms", "next_status_at",
 		"next_status_at_ms", "expected_end", "expected_end_ms", "oldest_received_at",
-		"oldest_received_at_ms", "affected", "subject", "body", "cause", "fallback_contact",
+		"oldest_received_at_ms", "affected", "acks_overdue", "acks_overdue_since",
+		"acks_overdue_since_ms", "subject", "body", "cause", "fallback_contact",
 		"fallback_note", "fallback", "status_url",
 	};
 	struct notice_facts f = facts(NOTICE_UPDATE);
@@ -836,4 +837,29 @@ Test(notice, body_is_bounded)
 	assert_has(out.body, "[afkortet]\n");
 	json_decref(payload());
 	notice_templates_free(t);
+}
+
+/* Delivered messages whose acknowledgement is overdue close the affected
+ * block, in both languages and both numbers; none, no line. */
+Test(notice, affected_block_ends_with_overdue_acknowledgements)
+{
+	struct notice_facts f = facts(NOTICE_UPDATE);
+
+	f.acks_overdue = 3, f.acks_overdue_since = T_START, f.ack_timeout_ms = 30 * MINUTE;
+	render("da", &f);
+	assert_has(out.body, "  Den ældste har ventet 2 t 14 min (siden 27-11-2026 kl. 14:06).\n"
+			     "  Kvittering mangler for 3 leverede meddelelser (over 30 min; den "
+			     "ældste leveret 27-11-2026 kl. 14:05).\n");
+	render("en", &f);
+	assert_has(out.body, "  No acknowledgement yet for 3 delivered messages (over 30 min; the "
+			     "oldest delivered ");
+	json_t *o = payload();
+	cr_assert_eq(json_integer_value(json_object_get(o, "acks_overdue")), 3);
+	json_decref(o);
+	f.acks_overdue = 1;
+	render("da", &f);
+	assert_has(out.body, "  Kvittering mangler for 1 leveret meddelelse (over 30 min; leveret ");
+	f.acks_overdue = 0;
+	render("da", &f);
+	assert_lacks(out.body, "Kvittering mangler");
 }

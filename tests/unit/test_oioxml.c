@@ -162,7 +162,10 @@ static char *dump(const struct codec_envelope *e)
 		free(s);
 		s = t;
 	}
-	return s;
+	_cleanup_free_ char *refers = testutil_dump_refers(&e->refers);
+	char *t = xasprintf("%s%s", s, refers);
+	free(s);
+	return t;
 }
 
 /* Sorted names of the regular files in dir. */
@@ -234,6 +237,8 @@ Test(golden, every_sample_matches_its_golden_file)
 		_cleanup_free_ char *got = dump(&res->env);
 		_cleanup_free_ char *gname = xasprintf("%s.golden", names[i]);
 		_cleanup_free_ char *gpath = xasprintf("%s/%s", GOLDEN, gname);
+		if (getenv("EDIBROKER_WRITE_GOLDEN"))
+			testutil_write_file(gpath, got, strlen(got));
 		uint8_t *want = NULL;
 		size_t wlen;
 		int r = read_file_at(AT_FDCWD, gpath, 1 << 20, &want, &wlen);

@@ -841,3 +841,44 @@ Test(procedure, a_held_endpoint_is_treated_like_a_planned_shutdown)
 	cr_assert_eq(nrounds, 1, "released: it goes out");
 	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "announced");
 }
+
+/* Acknowledgements overdue: the messages delivered to the endpoint whose
+ * receiver has not acknowledged them within ack_timeout are among the
+ * affected ones; those not yet overdue, and another endpoint's, are not. */
+Test(procedure, overdue_acknowledgements_are_among_the_affected_messages)
+{
+	cfg.ack_timeout_ms = 30 * MIN;
+	fake_store_tracked(1, "kommune", "XDIS20", "sygehus", T0 - 40 * MIN, ACK_AWAITING);
+	fake_store_tracked(2, "kommune", "XDIS17", "sygehus", T0 - 35 * MIN, ACK_AWAITING);
+	fake_store_tracked(3, "sygehus", "XDIS14", "kommune", T0 - 50 * MIN, ACK_AWAITING);
+	fake_store_tracked(4, "kommune", "XDIS20", "sygehus", T0 + 2 * HOUR - 10 * MIN,
+			   ACK_AWAITING);
+	fake_store_tracked(5, "kommune", "XDIS20", "sygehus", T0 - 60 * MIN, ACK_ACKNOWLEDGED);
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1);
+	const struct round *r = &rounds[0];
+	const char *affected = strstr(r->body, "Berørte meddelelser: ");
+	cr_assert_not_null(affected, "%s", r->body);
+	cr_assert_not_null(strstr(affected, "\n  Kvittering mangler for 2 leverede meddelelser "
+					    "(over 30 min; den ældste leveret "),
+			   "%s", r->body);
+	json_t *payload = json_loads(r->payload, 0, NULL);
+	cr_assert_not_null(payload);
+	cr_assert_eq(json_integer_value(json_object_get(payload, "acks_overdue")), 2);
+	cr_assert(json_is_string(json_object_get(payload, "acks_overdue_since")));
+	json_decref(payload);
+}
+
+Test(procedure, no_overdue_line_when_every_acknowledgement_came)
+{
+	cfg.ack_timeout_ms = 30 * MIN;
+	fake_store_tracked(1, "kommune", "XDIS20", "sygehus", T0 - 60 * MIN, ACK_ACKNOWLEDGED);
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1);
+	cr_assert_null(strstr(rounds[0].body, "Kvittering mangler"), "%s", rounds[0].body);
+	json_t *payload = json_loads(rounds[0].payload, 0, NULL);
+	cr_assert_eq(json_integer_value(json_object_get(payload, "acks_overdue")), 0);
+	json_decref(payload);
+}

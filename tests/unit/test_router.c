@@ -381,3 +381,62 @@ Test(router_config, built_from_a_loaded_config, .init = cfg_setup, .fini = cfg_t
 	cr_assert_str_eq(ep, "sygehus");
 	router_free(r);
 }
+
+/* ---- what an endpoint takes (accepts) and its xsd mode -------------------- */
+
+/* municipality takes XDIS17 and XDIS20 in version XD2030C only, and
+ * validates what it sends; hospital takes anything. */
+static struct router *accepts_router(void)
+{
+	struct config cfg = { 0 };
+	add_endpoint(&cfg, "hospital", GLN_H1, GLN_H2, NULL);
+	add_endpoint(&cfg, "municipality", GLN_M1, NULL);
+	struct endpoint_conf *m = &cfg.endpoints[1];
+	m->accepts = xcalloc(2, sizeof(char *));
+	m->accepts[m->naccepts++] = xstrdup("XDIS17");
+	m->accepts[m->naccepts++] = xstrdup("XDIS20:XD2030C");
+	m->xsd = XSD_ENFORCE;
+	struct router *r = router_new(&cfg);
+	for (size_t i = 0; i < m->naccepts; i++) {
+		memset(m->accepts[i], 'Z', strlen(m->accepts[i])); /* the router keeps copies */
+		free(m->accepts[i]);
+	}
+	free(m->accepts);
+	free_hand_config(&cfg);
+	return r;
+}
+
+Test(router, accepts_by_type_and_version)
+{
+	struct router *r = accepts_router();
+	cr_assert(router_accepts(r, "municipality", "XDIS17", "XD1730C"));
+	cr_assert(router_accepts(r, "municipality", "XDIS20", "XD2030C"));
+	cr_assert_not(router_accepts(r, "municipality", "XDIS20", "XD2031C"));
+	cr_assert_not(router_accepts(r, "municipality", "XDIS2", "XD2030C"), "no prefix match");
+	cr_assert_not(router_accepts(r, "municipality", "XDIS19", ""));
+	cr_assert(router_accepts(r, "hospital", "XDIS19", ""), "no list: anything");
+	cr_assert(router_accepts(r, "nobody", "XDIS19", ""));
+	cr_assert_eq(router_xsd(r, "municipality"), XSD_ENFORCE);
+	cr_assert_eq(router_xsd(r, "hospital"), XSD_OFF);
+	cr_assert_eq(router_xsd(r, "nobody"), XSD_OFF);
+	router_free(r);
+}
+
+Test(router, route_a_type_the_endpoint_does_not_take)
+{
+	struct router *r = accepts_router();
+	_cleanup_free_ struct codec_envelope *env = envelope(GLN_M1, GLN_M1, NULL);
+	str_copy(env->letters[0].version, "XD2030C", sizeof(env->letters[0].version));
+	str_copy(env->letters[1].type, "XDIS19", sizeof(env->letters[1].type));
+	str_copy(env->letters[1].version, "XD1931C", sizeof(env->letters[1].version));
+	const char *ep = SENTINEL;
+	char why[256] = "";
+	cr_assert_eq(router_route(r, env, &ep, why, sizeof(why)), ROUTE_TYPE);
+	cr_assert_str_eq(ep, "municipality", "names the endpoint that refuses");
+	cr_assert_str_eq(why, "endpoint municipality does not take XDIS19 (XD1931C) (letter L2; "
+			      "its accepts list)");
+	/* receipts pass: they answer what the endpoint sent */
+	env->is_receipt = true;
+	cr_assert_eq(router_route(r, env, &ep, why, sizeof(why)), ROUTE_OK);
+	router_free(r);
+}

@@ -470,7 +470,9 @@ Test(refuse, every_refusal_has_its_refuse_code)
 		{ CODEC_REFUSE_RECEIVER_ID, "problem_med_modtagerID" },
 		{ CODEC_REFUSE_SYNTAX, "syntaksfejl" },
 		{ CODEC_REFUSE_VERSION, "problem_med_version" },
+		{ CODEC_REFUSE_TYPE, "problem_med_version" },
 	};
+	_Static_assert(ARRAY_SIZE(want) == CODEC_REFUSE_LAST + 1, "every refusal");
 	_cleanup_free_ struct codec_envelope *orig = decode_file(samples_dir(), "DIS20_1.xml", true);
 	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
 		int ids;

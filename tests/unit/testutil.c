@@ -183,6 +183,26 @@ static void dump_letter(char **s, size_t i, const struct codec_letter *l)
 	add_line(s, "letter[%zu].receiver=%s sor=%s", i, l->receiver, l->receiver_sor);
 }
 
+/* Only an acknowledgement has refers lines, so other golden files keep
+ * their shape. */
+static void dump_refers(char **s, const struct codec_refers *rf)
+{
+	if (rf->code == CODEC_ACK_NONE && rf->n == 0)
+		return;
+	add_line(s, "refers=%s scope=%s detail=%s", codec_ack_name(rf->code),
+		 rf->scope ? rf->scope : "-", rf->detail);
+	for (size_t i = 0; i < rf->n; i++)
+		add_line(s, "ref[%zu]=sender=%s envelope=%s letter=%s", i + 1, rf->refs[i].sender,
+			 rf->refs[i].envelope_id, rf->refs[i].letter_id);
+}
+
+char *testutil_dump_refers(const struct codec_refers *rf)
+{
+	char *s = NULL;
+	dump_refers(&s, rf);
+	return s ? s : xstrdup("");
+}
+
 char *testutil_dump_envelope(const struct codec_envelope *e)
 {
 	char *s = NULL;
@@ -200,6 +220,7 @@ char *testutil_dump_envelope(const struct codec_envelope *e)
 	add_line(&s, "nletters=%zu", e->nletters);
 	for (size_t i = 0; i < e->nletters; i++)
 		dump_letter(&s, i + 1, &e->letters[i]);
+	dump_refers(&s, &e->refers);
 	return s;
 }
 

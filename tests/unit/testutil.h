@@ -62,6 +62,11 @@ void testutil_free_names(char **names);
  * line. Caller frees. */
 char *testutil_dump_envelope(const struct codec_envelope *e);
 
+/* What an acknowledgement refers to, as golden-file lines ("refers=...",
+ * "ref[i]=..."); "" for anything else. Caller frees. */
+struct codec_refers;
+char *testutil_dump_refers(const struct codec_refers *rf);
+
 /* Unpacks the shared OIOXML schema tarball of `release` ("2005-08-07")
  * into a new temporary folder and returns the path of its EMessage.xsd;
  * testutil_rm_rf(*dir) removes it. ../shared is never written. */
