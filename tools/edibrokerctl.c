@@ -421,6 +421,11 @@ static void render_step(const json_t *st)
 		ADD("message %lld (%s) to %s", num(st, "message"), str(st, "type"), str(st, "to"));
 	} else if (strcmp(ev, "duplicate") == 0) {
 		ADD("again from %s: dropped", str(st, "from"));
+	} else if (strcmp(ev, "acknowledged") == 0) {
+		ADD("%s by message %lld (%s) from %s", str(st, "verdict"), num(st, "message"),
+		    str(st, "type"), str(st, "from"));
+		if (*str(st, "code"))
+			ADD(", %s", str(st, "code"));
 	} else { /* attempt, delivered, removals and operators' changes */
 		static const char *const refs[][2] = { { "requeued-from", "from message" },
 						       { "resent", "as message" },
@@ -449,6 +454,8 @@ static int render_trace(const json_t *ans)
 		       i ? "\n" : "", num(m, "id"), jstr(m, "source"), jstr(m, "format"),
 		       jstr(m, "type"), jstr(m, "envelope"), jstr(m, "letter"), jstr(m, "sender"),
 		       jstr(m, "receiver"), jstr(m, "state"));
+		if (*jstr(m, "ack") && strcmp(jstr(m, "ack"), "-") != 0)
+			printf("  acknowledgement: %s\n", jstr(m, "ack"));
 		json_array_foreach(json_object_get(m, "history"), j, st)
 			render_step(st);
 		if (num(m, "history_cut") > 0)

@@ -82,6 +82,9 @@ struct row {
 	int attempts, nletters;
 	size_t size;
 	bool keep;
+	enum msg_ack ack;
+	int64_t ack_msg;
+	char *ack_code;
 	char *source, *endpoint, *format, *type, *envelope_id, *letter_id, *sender, *receiver,
 		*reason, *last_error, *file, *error_class, *refers;
 };
@@ -90,7 +93,7 @@ static void row_free(struct row *r)
 {
 	char *strs[] = { r->source, r->endpoint, r->format, r->type, r->envelope_id,
 			 r->letter_id, r->sender, r->receiver, r->reason, r->last_error,
-			 r->file, r->error_class, r->refers };
+			 r->file, r->error_class, r->refers, r->ack_code };
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
 		free(strs[i]);
 	*r = (struct row){ 0 };
@@ -110,6 +113,7 @@ static int got_row(const struct store_msg *m, void *arg)
 		.receiver = xstrdup_or_null(m->receiver), .reason = xstrdup_or_null(m->reason),
 		.last_error = xstrdup_or_null(m->last_error), .file = xstrdup_or_null(m->file),
 		.error_class = xstrdup_or_null(m->error_class), .refers = xstrdup_or_null(m->refers),
+		.ack = m->ack, .ack_msg = m->ack_msg, .ack_code = xstrdup_or_null(m->ack_code),
 	};
 	return 0;
 }
@@ -215,6 +219,26 @@ static int receipt_steps(struct store *s, struct steps *st, const struct row *r,
 	return n < 0 ? n : 0;
 }
 
+/* A step for the receiver's acknowledgement of r, when one came back: when
+ * it arrived (the acknowledgement's own row), from whom, its verdict. */
+static int ack_step(struct store *s, struct steps *st, const struct row *r)
+{
+	if (!r->ack_msg)
+		return 0;
+	struct row a = { 0 };
+	int n = store_get(s, r->ack_msg, false, got_row, &a);
+	if (n > 0) {
+		json_t *o = step(st, a.received_at, "acknowledged");
+		json_object_set_new(o, "message", json_integer(r->ack_msg));
+		json_object_set_new(o, "from", opt(a.source));
+		json_object_set_new(o, "type", opt(a.type));
+		json_object_set_new(o, "verdict", json_string(store_ack_name(r->ack)));
+		json_object_set_new(o, "code", opt(r->ack_code));
+	}
+	row_free(&a);
+	return n < 0 ? n : 0;
+}
+
 static int step_cmp(const void *a, const void *b)
 {
 	const struct step *x = a, *y = b;
@@ -240,6 +264,9 @@ static json_t *row_json(const struct row *r)
 	json_object_set_new(o, "last_error", opt(r->last_error));
 	json_object_set_new(o, "refers", opt(r->refers));
 	json_object_set_new(o, "keep", json_boolean(r->keep));
+	json_object_set_new(o, "ack", json_string(store_ack_name(r->ack)));
+	json_object_set_new(o, "ack_message", r->ack_msg ? json_integer(r->ack_msg) : json_null());
+	json_object_set_new(o, "ack_code", opt(r->ack_code));
 	if (r->file || r->error_class) {
 		json_object_set_new(o, "file", opt(r->file));
 		json_object_set_new(o, "error", opt(r->error_class));
@@ -264,6 +291,8 @@ json_t *trace_message(struct store *s, int64_t id, char *err, size_t errlen)
 	n = store_events(s, id, got_event, st);
 	if (n >= 0)
 		n = receipt_steps(s, st, &r, receipts);
+	if (n >= 0)
+		n = ack_step(s, st, &r);
 	json_t *out = NULL;
 	if (n < 0) {
 		snprintf(err, errlen, "store: %s", store_last_error(s));

@@ -95,6 +95,19 @@ class Acks(BrokerTest):
         wait_for(lambda: self.tracked(b) == {}, what="no longer awaiting")
         self.assertTrue(b.log_lines(r"event=ack-received .*verdict=\"XCTL03\" refs=1 matched=1 "
                                     r"first=%d" % mid), b.log()[-2000:])
+        # the trace tells the acknowledgement: its message, sender, verdict
+        t = b.ctl("trace", str(mid))["messages"][0]
+        self.assertEqual(t["ack"], "acknowledged")
+        acks = [h for h in t["history"] if h["event"] == "acknowledged"]
+        self.assertEqual(len(acks), 1, t["history"])
+        self.assertEqual((acks[0]["message"], acks[0]["from"], acks[0]["type"]),
+                         (t["ack_message"], "municipality", "XCTL03"))
+        self.assertEqual([h["event"] for h in t["history"]][-1], "acknowledged")
+        rc, out, _ = b.ctl_text("trace", str(mid))
+        self.assertEqual(rc, 0)
+        self.assertIn("acknowledgement: acknowledged", out)
+        self.assertRegex(out, r"acknowledged\s+acknowledged by message %d \(XCTL03\) from "
+                         r"municipality" % t["ack_message"])
         # a second letter, refused by its receiver
         drop(b.inbox("hospital"), "b.xml", asking("E2", "L2"))
         self.delivered(b, "municipality", 2)
@@ -104,6 +117,10 @@ class Acks(BrokerTest):
         self.assertEqual(nrow["state"], "negative")
         self.assertEqual(nrow["ack_code"], "XCTL02 problem_med_version")
         self.assertEqual(nrow["envelope"], "E2")
+        t = b.ctl("trace", str(nid))["messages"][0]
+        self.assertEqual((t["ack"], t["ack_code"]), ("negative", "XCTL02 problem_med_version"))
+        self.assertEqual([h["verdict"] for h in t["history"] if h["event"] == "acknowledged"],
+                         ["negative"])
         rc, out, _ = b.ctl_text("acks", "--negative")
         self.assertIn("1 refused by their receiver", out)
         self.assertIn("XCTL02 problem_med_version", out)
