@@ -553,7 +553,8 @@ static void count_outcome(const struct item *it, enum ingest_result res)
 		break;
 	case INGEST_DEAD:
 		if (it->m.id)
-			metrics_add(METRIC_DEAD, 1, METRIC_LABELS(it->source, it->dead_class));
+			metrics_add(METRIC_DEAD, 1,
+				    METRIC_LABELS(it->source, it->dead_class, it->type));
 		break;
 	case INGEST_REJECTED:
 		metrics_add(METRIC_REFUSED, 1,

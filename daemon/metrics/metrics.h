@@ -31,7 +31,7 @@ enum metric {
 	METRIC_ACCEPTED,          /* {source,endpoint,type} queued for an endpoint */
 	METRIC_DELIVERED,         /* {endpoint,type} confirmed by the receiver */
 	METRIC_REFUSED,           /* {source,reason} not stored: undecodable, spoofed, busy */
-	METRIC_DEAD,              /* {source,reason} stored as dead letters */
+	METRIC_DEAD,              /* {source,reason,type} stored as dead letters */
 	METRIC_DUPLICATE,         /* {source,type} dropped: every letter seen before */
 	METRIC_REJECTED,          /* {endpoint,type} refused by the receiver: dead letters */
 	METRIC_QUARANTINED,       /* {endpoint,error} inbound files moved to quarantine */

@@ -123,7 +123,7 @@ class Metrics(NoticeTest):
         self.assertEqual(val(s, "edibroker_messages_duplicate_total", source="hospital",
                              type="XDIS20"), 1)
         self.assertEqual(val(s, "edibroker_messages_dead_total", source="hospital",
-                             reason="unknown-receiver"), 1)
+                             reason="unknown-receiver", type="XDIS20"), 1)
         refused = {k: v for k, v in s.items() if k[0] == "edibroker_messages_refused_total"}
         self.assertEqual(sum(refused.values()), 1, refused)
         self.assertEqual(dict(next(iter(refused))[1])["source"], "hospital")

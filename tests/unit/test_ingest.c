@@ -638,7 +638,7 @@ Test(ingest, dead_letters_keep_their_letter_id_and_receipts_the_envelope_they_an
 	cr_assert_eq(ids[0], queued[0].id, "the receipt, by the envelope it answers");
 	_cleanup_free_ char *text = metrics_render(NULL);
 	cr_assert(strstr(text, "edibroker_messages_dead_total{source=\"hospital\","
-			       "reason=\"unknown-receiver\"} 1\n"), "%s", text);
+			       "reason=\"unknown-receiver\",type=\"XDIS20\"} 1\n"), "%s", text);
 	metrics_reset();
 	free(b.p);
 }
