@@ -204,34 +204,6 @@ static char *dump(const struct result *res)
 	return t;
 }
 
-/* Sorted names of the regular files in dir. */
-static size_t list_files(const char *dir, char ***out)
-{
-	struct dirent **ents;
-	int n = scandir(dir, &ents, NULL, alphasort);
-	cr_assert_geq(n, 0, "cannot list %s: %s", dir, strerror(errno));
-	char **names = xcalloc((size_t)n + 1, sizeof(*names));
-	size_t k = 0;
-	for (int i = 0; i < n; i++) {
-		struct stat st;
-		_cleanup_free_ char *path = xasprintf("%s/%s", dir, ents[i]->d_name);
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-			names[k++] = xstrdup(ents[i]->d_name);
-		free(ents[i]);
-	}
-	free(ents);
-	*out = names;
-	return k;
-}
-
-static void free_namesp(char ***names)
-{
-	for (char **n = *names; n && *n; n++)
-		free(*n);
-	free(*names);
-}
-#define _cleanup_names_ _cleanup_(free_namesp)
-
 /* A growable byte string for building big interchanges. */
 struct bytes {
 	char *p;
@@ -270,8 +242,8 @@ static void addf(struct bytes *b, const char *fmt, ...)
 
 Test(golden, every_sample_matches_its_golden_file)
 {
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(samples_dir(), &names);
+	size_t n;
+	_cleanup_names_ char **names = testutil_list_files(samples_dir(), &n);
 	cr_assert_geq(n, 12, "samples missing in %s (set EDIBROKER_SAMPLES_ROOT)", samples_dir());
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ struct result *res = decode_file(names[i]);
@@ -295,8 +267,8 @@ Test(golden, every_sample_matches_its_golden_file)
 
 Test(golden, every_golden_file_has_a_sample)
 {
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(GOLDEN, &names);
+	size_t n;
+	_cleanup_names_ char **names = testutil_list_files(GOLDEN, &n);
 	cr_assert_geq(n, 12);
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(names[i]);
@@ -496,8 +468,8 @@ static size_t last_terminator(const char *buf, size_t len)
 
 Test(truncation, every_prefix_of_every_sample_fails_cleanly)
 {
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(samples_dir(), &names), tried = 0;
+	size_t n, tried = 0;
+	_cleanup_names_ char **names = testutil_list_files(samples_dir(), &n);
 	struct result *res = xcalloc(1, sizeof(*res));
 	for (size_t i = 0; i < n; i++) {
 		size_t len;
@@ -975,8 +947,8 @@ static bool sniff_str(const char *s)
 
 Test(sniff, every_sample_is_recognised_and_nothing_else)
 {
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(samples_dir(), &names);
+	size_t n;
+	_cleanup_names_ char **names = testutil_list_files(samples_dir(), &n);
 	for (size_t i = 0; i < n; i++) {
 		size_t len;
 		_cleanup_free_ uint8_t *buf = load(samples_dir(), names[i], &len);

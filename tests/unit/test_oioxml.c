@@ -168,33 +168,6 @@ static char *dump(const struct codec_envelope *e)
 	return t;
 }
 
-/* Sorted names of the regular files in dir. */
-static size_t list_files(const char *dir, char ***out)
-{
-	struct dirent **ents;
-	int n = scandir(dir, &ents, NULL, alphasort);
-	cr_assert_geq(n, 0, "cannot list %s: %s", dir, strerror(errno));
-	char **names = xcalloc((size_t)n + 1, sizeof(*names));
-	size_t k = 0;
-	for (int i = 0; i < n; i++) {
-		struct stat st;
-		_cleanup_free_ char *path = xasprintf("%s/%s", dir, ents[i]->d_name);
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-			names[k++] = xstrdup(ents[i]->d_name);
-		free(ents[i]);
-	}
-	free(ents);
-	*out = names;
-	return k;
-}
-
-static void free_namesp(char ***names)
-{
-	for (char **n = *names; n && *n; n++)
-		free(*n);
-	free(*names);
-}
-#define _cleanup_names_ _cleanup_(free_namesp)
 
 /* An Emessage around n copies of `letter` (tests of letter counting). */
 static char *emessage_with(const char *letter, size_t n)
@@ -228,8 +201,8 @@ static const char admission_letter[] =
 
 Test(golden, every_sample_matches_its_golden_file)
 {
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(samples_dir(), &names);
+	size_t n;
+	_cleanup_names_ char **names = testutil_list_files(samples_dir(), &n);
 	cr_assert_gt(n, 0, "no samples in %s (set EDIBROKER_SAMPLES)", samples_dir());
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ struct result *res = decode_file(samples_dir(), names[i]);
@@ -251,8 +224,8 @@ Test(golden, every_sample_matches_its_golden_file)
 
 Test(golden, every_golden_file_has_a_sample)
 {
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(GOLDEN, &names);
+	size_t n;
+	_cleanup_names_ char **names = testutil_list_files(GOLDEN, &n);
 	cr_assert_gt(n, 0);
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(names[i]);
@@ -548,8 +521,8 @@ Test(hostile, depth_limit_above_libxml2s_own_is_still_ours)
 Test(malformed, every_truncated_sample_fails_and_never_yields_garbage)
 {
 	watchdog(120);
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(samples_dir(), &names);
+	size_t n;
+	_cleanup_names_ char **names = testutil_list_files(samples_dir(), &n);
 	cr_assert_gt(n, 0);
 	for (size_t i = 0; i < n; i++) {
 		size_t len;
@@ -1006,8 +979,8 @@ static bool sniff_str(const char *s)
 
 Test(sniff, every_sample_is_recognised)
 {
-	_cleanup_names_ char **names = NULL;
-	size_t n = list_files(samples_dir(), &names);
+	size_t n;
+	_cleanup_names_ char **names = testutil_list_files(samples_dir(), &n);
 	for (size_t i = 0; i < n; i++) {
 		size_t len;
 		_cleanup_free_ uint8_t *buf = load(samples_dir(), names[i], &len);
@@ -1081,9 +1054,9 @@ Test(registry, error_names_and_refuse_codes)
 
 Test(xmlsafe, libxml2_never_writes_to_stderr)
 {
-	_cleanup_names_ char **hostile = NULL;
-	_cleanup_names_ char **invalid = NULL;
-	size_t nh = list_files(HOSTILE, &hostile), ni = list_files(INVALID, &invalid);
+	size_t nh, ni;
+	_cleanup_names_ char **hostile = testutil_list_files(HOSTILE, &nh);
+	_cleanup_names_ char **invalid = testutil_list_files(INVALID, &ni);
 	FILE *tmp = tmpfile();
 	cr_assert_not_null(tmp);
 	fflush(stderr);
@@ -1136,7 +1109,7 @@ Test(xmlsafe, concurrent_decodes_agree_with_sequential_ones)
 	watchdog(60);
 	xmlsafe_init();
 	struct job base = { 0 };
-	base.n = list_files(samples_dir(), &base.names);
+	base.names = testutil_list_files(samples_dir(), &base.n);
 	base.bufs = xcalloc(base.n, sizeof(*base.bufs));
 	base.lens = xcalloc(base.n, sizeof(*base.lens));
 	base.want = xcalloc(base.n, sizeof(*base.want));
@@ -1162,5 +1135,5 @@ Test(xmlsafe, concurrent_decodes_agree_with_sequential_ones)
 	free(base.bufs);
 	free(base.lens);
 	free(base.want);
-	free_namesp(&base.names);
+	testutil_free_names(base.names);
 }

@@ -141,6 +141,11 @@ void testutil_free_names(char **names)
 	free(names);
 }
 
+void testutil_free_namesp(char ***names)
+{
+	testutil_free_names(*names);
+}
+
 /* Appends a printf-formatted line to *s. */
 static void __attribute__((format(printf, 2, 3))) add_line(char **s, const char *fmt, ...)
 {

@@ -56,6 +56,9 @@ void testutil_sql_exec(const char *path, const char *sql);
  * count. Free with testutil_free_names(). */
 char **testutil_list_files(const char *dir, size_t *n);
 void testutil_free_names(char **names);
+/* For `_cleanup_names_ char **names = testutil_list_files(...)`. */
+void testutil_free_namesp(char ***names);
+#define _cleanup_names_ _cleanup_(testutil_free_namesp)
 
 /* The envelope as golden-file text: codec, inner codec, envelope fields,
  * each layer, each txid (digest in hex), each letter; one "key=value" per
