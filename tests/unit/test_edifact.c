@@ -253,29 +253,13 @@ Test(golden, every_sample_matches_its_golden_file)
 		cr_expect_eq(res->env.inner, &codec_edifact, "%s: inner", names[i]);
 		_cleanup_free_ char *got = dump(res);
 		_cleanup_free_ char *gpath = xasprintf("%s/%s.golden", GOLDEN, names[i]);
-		if (getenv("EDIBROKER_WRITE_GOLDEN"))
-			testutil_write_file(gpath, got, strlen(got));
-		uint8_t *want = NULL;
-		size_t wlen;
-		int r = read_file_at(AT_FDCWD, gpath, 1 << 20, &want, &wlen);
-		cr_expect_eq(r, 0, "sample %s has no golden file %s", names[i], gpath);
-		if (r == 0)
-			cr_expect_str_eq(got, (char *)want, "%s differs from %s", names[i], gpath);
-		free(want);
+		testutil_expect_golden(gpath, got, strlen(got), names[i]);
 	}
 }
 
 Test(golden, every_golden_file_has_a_sample)
 {
-	size_t n;
-	_cleanup_names_ char **names = testutil_list_files(GOLDEN, &n);
-	cr_assert_geq(n, 12);
-	for (size_t i = 0; i < n; i++) {
-		size_t len = strlen(names[i]);
-		cr_assert(len > 7 && strcmp(names[i] + len - 7, ".golden") == 0, "%s", names[i]);
-		_cleanup_free_ char *path = xasprintf("%s/%.*s", samples_dir(), (int)(len - 7), names[i]);
-		cr_expect_eq(access(path, R_OK), 0, "stale golden file %s: no sample %s", names[i], path);
-	}
+	testutil_golden_files_have_samples(GOLDEN, samples_dir(), 12);
 }
 
 /* ---- each negative sample, its own reason ------------------------------ */

@@ -241,26 +241,14 @@ Test(golden, every_sample_matches_its_golden_file)
 		cr_expect_eq(res->r, 0, "%s: %s", names[i], res->err.text);
 		_cleanup_free_ char *got = testutil_dump_envelope(&res->env);
 		_cleanup_free_ char *gpath = xasprintf(GOLDEN "/%s.golden", names[i]);
-		if (getenv("EDIBROKER_WRITE_GOLDEN"))
-			testutil_write_file(gpath, got, strlen(got));
-		_cleanup_free_ char *want = testutil_read_file(gpath, NULL);
-		cr_expect_str_eq(got, want, "%s differs from %s", names[i], gpath);
+		testutil_expect_golden(gpath, got, strlen(got), names[i]);
 	}
 	testutil_free_names(names);
 }
 
 Test(golden, every_golden_file_has_a_sample)
 {
-	size_t n;
-	char **names = testutil_list_files(GOLDEN, &n);
-	cr_assert_geq(n, 3);
-	for (size_t i = 0; i < n; i++) {
-		size_t len = strlen(names[i]);
-		cr_assert(len > 7 && strcmp(names[i] + len - 7, ".golden") == 0, "%s", names[i]);
-		_cleanup_free_ char *path = xasprintf("%s/%.*s", samples_dir(), (int)len - 7, names[i]);
-		cr_expect_eq(access(path, R_OK), 0, "stale golden file %s", names[i]);
-	}
-	testutil_free_names(names);
+	testutil_golden_files_have_samples(GOLDEN, samples_dir(), 3);
 }
 
 /* ---- (2) VANSEnvelope -------------------------------------------------- */

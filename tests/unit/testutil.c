@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define READ_MAX (64u << 20)
 
@@ -144,6 +145,38 @@ void testutil_free_names(char **names)
 void testutil_free_namesp(char ***names)
 {
 	testutil_free_names(*names);
+}
+
+void testutil_expect_golden(const char *path, const void *got, size_t len, const char *name)
+{
+	if (getenv("EDIBROKER_WRITE_GOLDEN"))
+		testutil_write_file(path, got, len);
+	uint8_t *want = NULL;
+	size_t wlen;
+	int r = read_file_at(AT_FDCWD, path, 1 << 24, &want, &wlen);
+	cr_expect_eq(r, 0, "%s has no golden file %s: %s", name, path, strerror(-r));
+	if (r == 0)
+		cr_expect(wlen == len && memcmp(want, got, len) == 0,
+			  "%s differs from %s:\n%.*s", name, path, (int)len, (const char *)got);
+	free(want);
+}
+
+void testutil_golden_files_have_samples(const char *golden_dir, const char *samples_dir,
+					size_t min)
+{
+	size_t n;
+	char **names = testutil_list_files(golden_dir, &n);
+	cr_expect_geq(n, min, "%zu golden files in %s, want at least %zu", n, golden_dir, min);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(names[i]);
+		cr_expect(len > 7 && strcmp(names[i] + len - 7, ".golden") == 0,
+			  "%s/%s is not a golden file", golden_dir, names[i]);
+		char *path = xasprintf("%s/%.*s", samples_dir, (int)len - 7, names[i]);
+		cr_expect_eq(access(path, R_OK), 0, "stale golden file %s: no sample %s", names[i],
+			     path);
+		free(path);
+	}
+	testutil_free_names(names);
 }
 
 /* Appends a printf-formatted line to *s. */

@@ -70,6 +70,17 @@ char *testutil_dump_envelope(const struct codec_envelope *e);
 struct codec_refers;
 char *testutil_dump_refers(const struct codec_refers *rf);
 
+/* Compares got[0..len) with the golden file at path (a text golden file:
+ * len = strlen(got)), failing the test (cr_expect) on a missing file or a
+ * difference; name is the sample it belongs to. EDIBROKER_WRITE_GOLDEN=1
+ * in the environment rewrites the file from got first. */
+void testutil_expect_golden(const char *path, const void *got, size_t len, const char *name);
+
+/* Every "*.golden" file in golden_dir has its sample in samples_dir, and
+ * there are at least min of them. */
+void testutil_golden_files_have_samples(const char *golden_dir, const char *samples_dir,
+					size_t min);
+
 /* Unpacks the shared OIOXML schema tarball of `release` ("2005-08-07")
  * into a new temporary folder and returns the path of its EMessage.xsd;
  * testutil_rm_rf(*dir) removes it. ../shared is never written. */
