@@ -22,7 +22,7 @@ SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
 PKGS := libevent libevent_pthreads libevent_openssl openssl libxml-2.0 libsystemd sqlite3 libcurl \
-	jansson libzmq
+	jansson libzmq libpq
 
 # The version is the package's: the top entry of packaging/debian/changelog.
 VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
@@ -62,6 +62,7 @@ FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/%.o)
 
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz-replay/%)
+
 
 .PHONY: all deps run check layers unit integration fuzz fuzz-replay bench install clean man \
 	conffile deb

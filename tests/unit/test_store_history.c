@@ -322,7 +322,7 @@ Test(store_history, delete_keeps_the_record_and_its_reason_but_not_the_body)
 	cr_assert_eq(history(s, m.id), 1);
 	cr_assert_str_eq(evs[0].detail, "sent by mistake");
 	cr_assert_str_eq(evs[0].by, "root (uid 0)");
-	cr_assert_eq(store_fetch_queued(s, "municipality", 0, 10, on_msg, &g), 0,
+	cr_assert_eq(store_fetch_queued(s, "municipality", 0, NULL, 0, 10, on_msg, &g), 0,
 		     "no longer queued");
 	store_close(s);
 }
