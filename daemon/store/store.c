@@ -58,6 +58,7 @@
 #include "store/store.h"
 
 #include "store/store_backend.h"
+#include "store/store_pg.h"
 #include "store/store_sqlite.h"
 #include "base/lanes.h"
 #include "codecs/base/mem.h"
@@ -71,6 +72,7 @@
 /* The registered backends, one line each; the first is the default. */
 static const struct store_backend_ops *const store_backends[] = {
 	&store_sqlite_ops,
+	&store_pg_ops,
 	NULL,
 };
 
