@@ -363,8 +363,16 @@ static void maintenance_tick(struct procedure *p, int64_t now)
 	p->nmaint = j;
 }
 
+/* True unless another daemon runs the procedure now. */
+bool procedure_acting(struct procedure *p)
+{
+	return !p->env.may_act || p->env.may_act(p->env.ctx);
+}
+
 void procedure_tick(struct procedure *p)
 {
+	if (!procedure_acting(p))
+		return; /* another node holds the procedure's lease */
 	int64_t now = procedure_now(p);
 	maintenance_tick(p, now);
 	for (size_t i = 0; i < p->neps; i++)
@@ -427,6 +435,51 @@ static int load_state(struct procedure *p)
 	if (r >= 0)
 		r = procedure_load_notices(p);
 	return r < 0 ? r : 0;
+}
+
+static void outages_clear(struct procedure *p)
+{
+	for (size_t i = 0; i < p->noutages; i++)
+		outage_free(p->outages[i]);
+	p->noutages = 0;
+	for (size_t i = 0; i < p->nmaint; i++)
+		maint_free(p->maint[i]);
+	p->nmaint = 0;
+}
+
+int procedure_resync(struct procedure *p)
+{
+	struct outage **outages = p->outages;
+	struct maint **maint = p->maint;
+	size_t noutages = p->noutages, nmaint = p->nmaint;
+	p->outages = NULL;
+	p->maint = NULL;
+	p->noutages = p->nmaint = 0;
+	int r = store_outage_list(p->env.store, INT64_MAX, 10000, load_outage, p);
+	if (r >= 0)
+		r = store_maintenance_list(p->env.store, false, load_maint, p);
+	if (r >= 0)
+		r = procedure_reload_notices(p);
+	if (r < 0) { /* keep what there was */
+		outages_clear(p);
+		free(p->outages);
+		free(p->maint);
+		p->outages = outages;
+		p->maint = maint;
+		p->noutages = noutages;
+		p->nmaint = nmaint;
+		return r;
+	}
+	struct procedure old = { .outages = outages, .noutages = noutages, .maint = maint,
+				 .nmaint = nmaint };
+	outages_clear(&old);
+	free(outages);
+	free(maint);
+	for (size_t i = 0; i < p->neps; i++) /* health from the outages the store has */
+		procedure_endpoint_added(p, p->eps[i]->name);
+	p->status_dirty = true;
+	log_notice("event=procedure-taken outages=%zu windows=%zu", p->noutages, p->nmaint);
+	return 0;
 }
 
 struct procedure *procedure_new(const struct procedure_env *env, const struct config *cfg,

@@ -57,6 +57,8 @@ struct procedure {
 
 /* procedure.c */
 int64_t procedure_now(struct procedure *p);
+/* True unless another daemon runs the procedure now (env.may_act). */
+bool procedure_acting(struct procedure *p);
 struct health *procedure_health_of(struct procedure *p, const char *endpoint);
 /* The env's view of endpoint's queue into *v, all zero when it has none
  * now (then false). */
@@ -79,6 +81,8 @@ void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_
 void procedure_planned_notice(struct procedure *p, struct maint *m, int64_t now);
 void procedure_notices_tick(struct procedure *p, int64_t now);
 int procedure_load_notices(struct procedure *p);
+/* Reads the pending notices again, keeping those being sent now. */
+int procedure_reload_notices(struct procedure *p);
 void procedure_notices_free(struct procedure *p);
 void procedure_status_tick(struct procedure *p, int64_t now);
 

@@ -1024,14 +1024,22 @@ static int no_cluster(struct store *s)
 	return -ENOSYS;
 }
 
+bool store_shared(const struct store *s)
+{
+	return s->ops->lease_claim != NULL;
+}
+
 const char *store_node_name(const struct store *s)
 {
 	return s->ops->node ? s->ops->node(s->be) : "";
 }
 
-int store_node_beat(struct store *s, int64_t started_at, const char *const *names, size_t n)
+int store_node_beat(struct store *s, int64_t started_at, int64_t ttl_ms, const char *const *names,
+		    size_t n)
 {
-	return s->ops->node_beat ? s->ops->node_beat(s->be, started_at, names, n) : no_cluster(s);
+	if (!s->ops->node_beat)
+		return no_cluster(s);
+	return s->ops->node_beat(s->be, started_at, ttl_ms, names, n);
 }
 
 int store_lease_renew(struct store *s, const struct store_fence *held, size_t n, int64_t ttl_ms,

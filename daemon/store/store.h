@@ -634,11 +634,15 @@ typedef int (*store_lease_cb)(const struct store_lease *l, void *arg);
 typedef int (*store_node_cb)(const struct store_node *n, void *arg);
 typedef int (*store_observation_cb)(const struct store_observation *o, void *arg);
 
+/* True when the backend keeps nodes and leases (several daemons share it). */
+bool store_shared(const struct store *s);
 /* This daemon's name in the cluster (store_options.node). No I/O. */
 const char *store_node_name(const struct store *s);
-/* Records that this node is alive, and makes the lease rows names[0..n)
- * that do not exist yet. Blocks: one small transaction. */
-int store_node_beat(struct store *s, int64_t started_at, const char *const *names,
+/* Records that this node (this process, started at started_at) is alive,
+ * and makes the lease rows names[0..n) that do not exist yet. -EEXIST when
+ * another process beat under this node's name within ttl_ms: two daemons
+ * must not share a name (nor its leases). Blocks: one small transaction. */
+int store_node_beat(struct store *s, int64_t started_at, int64_t ttl_ms, const char *const *names,
 		    size_t n) STORE_MUST_CHECK;
 /* Renews held[0..n) for ttl_ms where this node still holds them at that
  * epoch and they have not expired: renewed[i] says which. Returns how many.

@@ -142,7 +142,8 @@ struct store_backend_ops {
 	/* Optional (server backends): nodes, leases and observations, with the
 	 * contracts of store.h; the node is the one named at open. NULL ->
 	 * the front end answers -ENOSYS. */
-	int (*node_beat)(void *be, int64_t started_at, const char *const *names, size_t n);
+	int (*node_beat)(void *be, int64_t started_at, int64_t ttl_ms, const char *const *names,
+			 size_t n);
 	int (*lease_renew)(void *be, const struct store_fence *held, size_t n, int64_t ttl_ms,
 			   bool *renewed);
 	int (*lease_claim)(void *be, const char *const *names, size_t n, int64_t ttl_ms,

@@ -1122,9 +1122,12 @@ static int pg_open(const char *state_dir, const struct store_options *opt, void 
 	struct pg *q = pg_new(conf, OPEN_WAIT_MS);
 	q->read_only = opt->read_only;
 	int r = conn_ensure(q);
-	if (r == 0)
-		r = opt->read_only || opt->check_only ? schema_check(q) : schema_upgrade(q);
-	if (r == 0)
+	int64_t v = 0;
+	if (r == 0 && opt->check_only) /* older is fine: a daemon upgrades it */
+		r = schema_have(q, &v);
+	else if (r == 0)
+		r = opt->read_only ? schema_check(q) : schema_upgrade(q);
+	if (r == 0 && !(opt->check_only && v == 0))
 		r = instance_load(q);
 	if (r < 0) {
 		/* the URL may hold a password: say where only by host and name */
@@ -2630,22 +2633,33 @@ static void pg_fence_records(void *be, const struct store_fence *f)
 
 /* ---- nodes, leases, observations --------------------------------------------------- */
 
+struct beat_arg {
+	int64_t started_at, ttl_ms;
+	const char *const *names;
+	size_t n;
+};
+
 static int node_beat_rows(struct pg *q, void *arg)
 {
-	const struct {
-		int64_t started_at;
-		const char *const *names;
-		size_t n;
-	} *a = arg;
+	const struct beat_arg *a = arg;
 	struct params p = { 0 };
 	p_text(&p, q->conf->node);
 	p_i64(&p, a->started_at);
 	p_i64(&p, (int64_t)getpid());
+	p_i64(&p, a->ttl_ms);
+	int64_t changed = 0;
+	/* the row is this process's, or its last beat is older than a lease */
 	int r = stmt_exec(q, -1,
 			  "INSERT INTO nodes (name, started_at, pid, seen_at) VALUES ($1, $2, $3, now()) "
 			  "ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, "
-			  "pid = excluded.pid, seen_at = now()",
-			  &p, NULL, "node beat");
+			  "pid = excluded.pid, seen_at = now() "
+			  "WHERE (nodes.pid = excluded.pid AND nodes.started_at = excluded.started_at) "
+			  "OR nodes.seen_at < now() - $4 * interval '1 millisecond'",
+			  &p, &changed, "node beat");
+	if (r == 0 && changed == 0)
+		return fail_msg(q, -EEXIST, "node beat: another daemon runs as node %s (a node "
+				"name must be unique; this one waits for it to go quiet)",
+				q->conf->node);
 	if (r < 0 || a->n == 0)
 		return r;
 	struct params l = { 0 };
@@ -2657,13 +2671,10 @@ static int node_beat_rows(struct pg *q, void *arg)
 	return r;
 }
 
-static int pg_node_beat(void *be, int64_t started_at, const char *const *names, size_t n)
+static int pg_node_beat(void *be, int64_t started_at, int64_t ttl_ms, const char *const *names,
+			size_t n)
 {
-	struct {
-		int64_t started_at;
-		const char *const *names;
-		size_t n;
-	} a = { started_at, names, n };
+	struct beat_arg a = { started_at, ttl_ms, names, n };
 	return in_tx(be, node_beat_rows, &a, "node beat");
 }
 

@@ -229,8 +229,8 @@ static size_t claim(struct store *s, int64_t ttl, size_t limit)
 Test(store_pg, leases_are_claimed_once_renewed_and_taken_over_after_expiry)
 {
 	struct store *a = open_node("a"), *b = open_node("b");
-	cr_assert_eq(store_node_beat(a, T0, names, ARRAY_SIZE(names)), 0, "%s", store_last_error(a));
-	cr_assert_eq(store_node_beat(b, T0, names, ARRAY_SIZE(names)), 0);
+	cr_assert_eq(store_node_beat(a, T0, 60000, names, ARRAY_SIZE(names)), 0, "%s", store_last_error(a));
+	cr_assert_eq(store_node_beat(b, T0, 60000, names, ARRAY_SIZE(names)), 0);
 	cr_assert_eq(claim(a, 60000, 10), 3);
 	cr_assert_eq(won[0].epoch, 1);
 	cr_assert_eq(claim(b, 60000, 10), 0, "held: nothing for b");
@@ -253,7 +253,7 @@ Test(store_pg, leases_are_claimed_once_renewed_and_taken_over_after_expiry)
 Test(store_pg, a_mark_under_a_lost_lease_changes_nothing)
 {
 	struct store *a = open_node("a"), *b = open_node("b");
-	cr_assert_eq(store_node_beat(a, T0, names, 1), 0);
+	cr_assert_eq(store_node_beat(a, T0, 60000, names, 1), 0);
 	struct store_new m[2] = { msg("ep-a", NULL, 0, NULL), msg("ep-a", NULL, 0, NULL) };
 	cr_assert_eq(commit_msgs(a, m, 2), 0);
 	cr_assert_eq(claim(a, 300, 1), 1);
@@ -284,7 +284,7 @@ Test(store_pg, a_mark_under_a_lost_lease_changes_nothing)
 Test(store_pg, the_backoff_in_the_lease_row_survives_a_takeover)
 {
 	struct store *a = open_node("a"), *b = open_node("b");
-	cr_assert_eq(store_node_beat(a, T0, names, 1), 0);
+	cr_assert_eq(store_node_beat(a, T0, 60000, names, 1), 0);
 	cr_assert_eq(claim(a, 300, 1), 1);
 	struct store_fence fa = { "ep:a", won[0].epoch };
 	cr_assert_eq(store_lease_backoff(a, &fa, 4, T0 + 90000), 1);
@@ -307,8 +307,8 @@ static int count_nodes(const struct store_node *n, void *arg)
 Test(store_pg, nodes_and_leases_are_listed_and_released)
 {
 	struct store *a = open_node("a"), *b = open_node("b");
-	cr_assert_eq(store_node_beat(a, T0, names, 3), 0);
-	cr_assert_eq(store_node_beat(b, T0 + 5, NULL, 0), 0);
+	cr_assert_eq(store_node_beat(a, T0, 60000, names, 3), 0);
+	cr_assert_eq(store_node_beat(b, T0 + 5, 60000, NULL, 0), 0);
 	int n = 0;
 	cr_assert_eq(store_nodes(a, count_nodes, &n), 2);
 	cr_assert_eq(n, 2);
@@ -325,11 +325,24 @@ Test(store_pg, nodes_and_leases_are_listed_and_released)
 	store_close(b);
 }
 
+Test(store_pg, two_processes_cannot_share_a_node_name)
+{
+	struct store *a = open_node("a"), *a2 = open_node("a");
+	cr_assert_eq(store_node_beat(a, T0, 60000, NULL, 0), 0);
+	cr_assert_eq(store_node_beat(a, T0, 60000, NULL, 0), 0, "its own row again");
+	cr_assert_eq(store_node_beat(a2, T0 + 1, 60000, NULL, 0), -EEXIST, "another start time");
+	cr_assert_not_null(strstr(store_last_error(a2), "unique"), "%s", store_last_error(a2));
+	usleep(300 * 1000);
+	cr_assert_eq(store_node_beat(a2, T0 + 1, 200, NULL, 0), 0, "the old one went quiet");
+	store_close(a);
+	store_close(a2);
+}
+
 Test(store_pg, a_record_save_of_a_lost_procedure_lease_is_refused)
 {
 	struct store *a = open_node("a"), *b = open_node("b");
 	const char *const proc[] = { "procedure" };
-	cr_assert_eq(store_node_beat(a, T0, proc, 1), 0);
+	cr_assert_eq(store_node_beat(a, T0, 60000, proc, 1), 0);
 	nwon = 0;
 	cr_assert_eq(store_lease_claim(a, proc, 1, 300, 1, got_lease, NULL), 1);
 	struct store_fence f = { "procedure", won[0].epoch };
@@ -516,18 +529,29 @@ Test(store_pg, a_connection_the_server_ends_is_made_again)
 	store_close(s);
 }
 
-Test(store_pg, check_only_reports_a_schema_not_yet_made)
+Test(store_pg, check_only_reports_the_schema_and_changes_nothing)
 {
 	char err[512] = "";
 	struct store_options o = { .url = url, .node = "a", .check_only = true };
-	cr_assert_null(store_open("postgresql", NULL, &o, err, sizeof(err)));
-	cr_assert_not_null(strstr(err, "schema version 0"), "%s", err);
+	struct store *c = store_open("postgresql", NULL, &o, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	int64_t have = -1, want = 0;
+	cr_assert_eq(store_schema_version(c, &have, &want), 0);
+	cr_assert_eq(have, 0, "not made yet: the first daemon makes it");
+	cr_assert_gt(want, 0);
+	store_close(c);
+	cr_assert_eq(sql_int("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"), 0,
+		     "a check creates nothing");
 	struct store *s = open_node("a");
-	int64_t have = 0, want = 0;
 	cr_assert_eq(store_schema_version(s, &have, &want), 0);
 	cr_assert_eq(have, want);
 	store_close(s);
-	struct store *c = store_open("postgresql", NULL, &o, err, sizeof(err));
-	cr_assert_not_null(c, "%s", err);
-	store_close(c);
+	/* a database written by a newer edibroker is refused */
+	testutil_pg_exec(url, "UPDATE meta SET value = '999' WHERE key = 'schema_version'");
+	cr_assert_null(store_open("postgresql", NULL, &o, err, sizeof(err)));
+	cr_assert_not_null(strstr(err, "newer"), "%s", err);
+	/* so is one that is not edibroker's */
+	testutil_pg_exec(url, "DROP TABLE meta CASCADE");
+	cr_assert_null(store_open("postgresql", NULL, &o, err, sizeof(err)));
+	cr_assert_not_null(strstr(err, "not an edibroker database"), "%s", err);
 }
