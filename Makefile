@@ -134,7 +134,7 @@ run: all
 # share, plus test_store_pg (leases, fencing, tokens, several writers).
 PG_UNIT := store store_outage store_pg
 unit: $(UNIT_BINS)
-	$(Q)set -e; for t in $(if $(T),$(B)/tests/test_$(T),$(filter-out %/test_store_pg,$(UNIT_BINS))); do \
+	$(Q)set -e; for t in $(filter-out %/test_store_pg,$(if $(T),$(B)/tests/test_$(T),$(UNIT_BINS))); do \
 		echo "  UNIT    $$t"; $$t --jobs 2 --short-filename $(if $(V),--verbose,); done
 	$(Q)$(if $(and $(T),$(filter-out $(PG_UNIT),$(T))),true,$(MAKE) --no-print-directory unit-pg)
 
@@ -143,7 +143,8 @@ unit-pg: $(B)/tests/test_store $(B)/tests/test_store_outage $(B)/tests/test_stor
 	$(Q)tests/scripts/with-pg.sh sh -c 'set -e; \
 		$(B)/tests/test_store --jobs 2 --short-filename --filter "store/*"; \
 		$(B)/tests/test_store_outage --jobs 2 --short-filename --filter "outage_store/*"; \
-		$(B)/tests/test_store_pg --jobs 2 --short-filename'
+		$(B)/tests/test_store_pg --jobs 2 --short-filename --filter "store_pg/*"; \
+		$(B)/tests/test_store_pg --jobs 1 --short-filename --filter "store_pg_restart/*"'
 
 fuzz-replay: $(FUZZ_REPLAY)
 	$(Q)set -e; for f in $(FUZZ_REPLAY); do n=$${f##*/}; \

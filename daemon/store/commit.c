@@ -217,7 +217,7 @@ static void retry_later(struct commit *c)
 	event_add(c->retry_ev, &tv);
 }
 
-static void landed(int r, void *arg)
+static void landed(int r, const char *error, void *arg)
 {
 	struct commit *c = arg;
 	struct flight *f = c->flight;
@@ -245,11 +245,11 @@ static void landed(int r, void *arg)
 		metrics_add(METRIC_COMMIT_FAILURES, 1, NULL);
 		marks_requeue(&c->marks, &f->marks);
 	}
-	set_health(c, r == 0, r, r == 0 ? "" : store_last_error(c->store));
+	set_health(c, r == 0, r, r == 0 ? "" : error);
 	complete_msgs(f, r);
 	flight_free(f);
-	if (r < 0 && !marks_empty(&c->marks))
-		retry_later(c);
+	if (r < 0 && (!marks_empty(&c->marks) || store_async(c->store)))
+		retry_later(c); /* marks wait; a server is asked again */
 	else if (r == 0 && (c->nmsgs || !marks_empty(&c->marks)))
 		schedule(c); /* added while this one was in flight */
 }
@@ -257,8 +257,13 @@ static void landed(int r, void *arg)
 static void run(struct commit *c)
 {
 	c->scheduled = false;
-	if (c->flight || (c->nmsgs == 0 && marks_empty(&c->marks)))
-		return; /* a flight's landing starts the next one */
+	if (c->flight)
+		return; /* its landing starts the next one */
+	/* Nothing to write: while failing, an empty commit asks the store
+	 * whether it works again (a server backend checks its connection), so
+	 * deliveries held back by the failure resume without new input. */
+	if (c->nmsgs == 0 && marks_empty(&c->marks) && (c->healthy || !store_async(c->store)))
+		return;
 	struct flight *f = xcalloc(1, sizeof(*f));
 	f->msgs = c->msgs;
 	f->nmsgs = c->nmsgs;

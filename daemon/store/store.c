@@ -611,7 +611,7 @@ static int apply_batch(struct store *s, struct store_batch *b)
 int store_commit(struct store *s, struct store_batch *b)
 {
 	if (b->nmsgs == 0 && b->ndelivered == 0 && b->nattempts == 0)
-		return 0;
+		return s->ops->ping ? s->ops->ping(s->be) : 0;
 	int r = s->ops->begin(s->be);
 	if (r < 0)
 		return r;
@@ -990,29 +990,32 @@ int store_drain(struct store *s, int64_t timeout_ms)
 
 struct commit_job {
 	struct store_batch *b;
-	void (*done)(int err, void *arg);
+	store_commit_done_fn done;
 	void *arg;
 	int r;
+	char error[512];
 };
 
 static void commit_work(struct store *view, void *arg)
 {
 	struct commit_job *j = arg;
 	j->r = store_commit(view, j->b);
+	if (j->r < 0)
+		snprintf(j->error, sizeof(j->error), "%s", store_last_error(view));
 }
 
 static void commit_job_done(void *arg)
 {
 	struct commit_job *j = arg;
-	j->done(j->r, j->arg);
+	j->done(j->r, j->error, j->arg);
 	free(j);
 }
 
-void store_commit_async(struct store *s, struct store_batch *b, void (*done)(int err, void *arg),
+void store_commit_async(struct store *s, struct store_batch *b, store_commit_done_fn done,
 			void *arg)
 {
 	struct commit_job *j = xmalloc(sizeof(*j));
-	*j = (struct commit_job){ b, done, arg, 0 };
+	*j = (struct commit_job){ .b = b, .done = done, .arg = arg };
 	store_run(s, STORE_LANE_WRITE, commit_work, commit_job_done, j);
 }
 

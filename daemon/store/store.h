@@ -374,8 +374,9 @@ const char *store_last_error(struct store *s);
 
 /* Applies a whole batch in one transaction with the duplicate policy above.
  * On success every msgs[i].outcome / id is set. On failure nothing of the
- * batch is kept (rolled back) and a negative errno is returned.
- * Blocks: one transaction, fsync; a lookup per letter key. */
+ * batch is kept (rolled back) and a negative errno is returned. An empty
+ * batch writes nothing; a server backend checks that it can reach its
+ * database. Blocks: one transaction, fsync; a lookup per letter key. */
 int store_commit(struct store *s, struct store_batch *b) STORE_MUST_CHECK;
 
 /* Queued messages of endpoint with id > after_id that are not among
@@ -575,10 +576,12 @@ void store_run(struct store *s, enum store_lane lane, store_work_fn work, store_
  * completed and run its done(), at most timeout_ms: for shutdown. 0 or
  * -ETIMEDOUT. */
 int store_drain(struct store *s, int64_t timeout_ms);
-/* store_commit() on the write lane: done(err, arg) runs once the batch is
- * durable (err 0) or failed (a negative errno, nothing kept). b and what it
- * points to stay the caller's and must stay valid until then. */
-void store_commit_async(struct store *s, struct store_batch *b, void (*done)(int err, void *arg),
+/* store_commit() on the write lane: done(err, error, arg) runs once the
+ * batch is durable (err 0) or failed (a negative errno, nothing kept; error
+ * says why, valid during the call). b and what it points to stay the
+ * caller's and must stay valid until then. */
+typedef void (*store_commit_done_fn)(int err, const char *error, void *arg);
+void store_commit_async(struct store *s, struct store_batch *b, store_commit_done_fn done,
 			void *arg);
 /* True when message ids are allocated in commit order (one writer: sqlite),
  * so a reader may page the queue by id; false when several daemons write. */

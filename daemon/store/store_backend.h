@@ -33,6 +33,9 @@ struct store_backend_ops {
 	/* Random id of this store (8 lowercase hex chars), made when it was created. */
 	const char *(*instance)(void *be);
 
+	/* Optional: 0 when the backend can reach its database now (an empty
+	 * store_commit() asks this: the group commit's health check). */
+	int (*ping)(void *be);
 	/* One batch (store_commit) is one transaction: begin, key_* / msg_* /
 	 * event_add, commit or rollback. An operator's action on one message
 	 * (store_requeued, store_delete, store_resend, store_hold) is one too,

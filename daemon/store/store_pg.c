@@ -540,9 +540,28 @@ static int conn_make(struct pg *q, int64_t deadline)
 	return session_setup(q);
 }
 
-/* A usable connection, made when there is none. */
+/* True when the server has closed the connection while it sat idle (a
+ * restart, a failover, an idle timeout): the socket reads as ready and
+ * libpq then finds the end. Costs a poll() of zero wait, no round trip. */
+static bool conn_gone(struct pg *q)
+{
+	if (PQstatus(q->conn) != CONNECTION_OK)
+		return true;
+	if (q->queued > 0 || PQisBusy(q->conn))
+		return false; /* results are due: not idle */
+	struct pollfd p = { .fd = PQsocket(q->conn), .events = POLLIN };
+	if (poll(&p, 1, 0) <= 0)
+		return false;
+	return !PQconsumeInput(q->conn) || PQstatus(q->conn) != CONNECTION_OK;
+}
+
+/* A usable connection, made when there is none or the old one is gone. */
 static int conn_ensure(struct pg *q)
 {
+	if (q->conn && !q->in_batch && conn_gone(q)) {
+		conn_drop(q);
+		q->rest_until = 0; /* found before use: no reason to rest */
+	}
 	if (q->conn && PQstatus(q->conn) == CONNECTION_OK)
 		return 0;
 	if (q->conn)
@@ -1277,6 +1296,11 @@ static int prepare_all(struct pg *q)
 			return r;
 	}
 	return 0;
+}
+
+static int pg_ping(void *be)
+{
+	return exec_simple(be, "SELECT 1", "ping");
 }
 
 static int pg_begin(void *be)
@@ -2953,6 +2977,7 @@ const struct store_backend_ops store_pg_ops = {
 	.close = pg_close,
 	.last_error = pg_last_error,
 	.instance = pg_instance,
+	.ping = pg_ping,
 	.begin = pg_begin,
 	.commit = pg_commit,
 	.rollback = pg_rollback,

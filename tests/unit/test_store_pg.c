@@ -12,7 +12,9 @@
  * lease has moved on; observations reach another node once; a notice that
  * happens once per outage is a row once; the queue read stays on the
  * queued index with statistics gone stale after a drain; asynchronous
- * calls on the store's lanes; a connection the server ends is made again.
+ * calls on the store's lanes; a connection the server ends is made again;
+ * the lanes connect again after the server restarts (a suite of its own:
+ * it stops the shared server, so it runs alone).
  */
 #include "store/store.h"
 #include "store/store_backend.h"
@@ -476,9 +478,9 @@ Test(store_pg, prune_removes_delivered_rows_and_bodies_in_batches)
 static int done_calls;
 static int done_err;
 
-static void on_done(int err, void *arg)
+static void on_done(int err, const char *error, void *arg)
 {
-	(void)arg;
+	(void)arg, (void)error;
 	done_err = err;
 	done_calls++;
 }
@@ -527,6 +529,60 @@ Test(store_pg, a_connection_the_server_ends_is_made_again)
 	cr_assert_eq(store_count(s, MSG_QUEUED, &n), -ENOTCONN, "refused at once while resting");
 	store_pg_ops.close(lane);
 	store_close(s);
+}
+
+/* Runs pg_ctl ACTION on the test server, as the user it runs as. */
+static void pg_ctl(const char *action)
+{
+	const char *bin = getenv("EDIBROKER_TEST_PG_BIN"), *data = getenv("EDIBROKER_TEST_PG_DATA");
+	const char *user = getenv("EDIBROKER_TEST_PG_USER");
+	cr_assert(bin && data && user, "run through tests/scripts/with-pg.sh");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "%s%s%s %s/pg_ctl -D %s -w -t 60 %s%s >/dev/null 2>&1",
+		 getuid() == 0 ? "runuser -u " : "", getuid() == 0 ? user : "",
+		 getuid() == 0 ? " --" : "", bin, data, strcmp(action, "stop") == 0 ? "-m immediate " : "",
+		 action);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+static void wait_done(struct event_base *base, int want)
+{
+	int64_t until = clock_mono_ms() + 20000;
+	while (done_calls < want && clock_mono_ms() < until)
+		event_base_loop(base, EVLOOP_ONCE);
+	cr_assert_eq(done_calls, want);
+}
+
+/* A suite of its own: it stops the server every test shares, so the Makefile
+ * runs it alone, after the others (make unit-pg). */
+TestSuite(store_pg_restart, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(store_pg_restart, the_store_lanes_connect_again_after_the_server_restarts)
+{
+	struct event_base *base = event_base_new();
+	struct store *s = open_node("restart");
+	cr_assert_eq(store_attach(s, base), 0);
+	struct store_new m[3] = { msg("ep-a", NULL, 0, "r1"), msg("ep-a", NULL, 0, "r2"),
+				  msg("ep-a", NULL, 0, "r3") };
+	struct store_batch b[3];
+	for (int i = 0; i < 3; i++)
+		b[i] = (struct store_batch){ .msgs = &m[i], .nmsgs = 1, .now = T0 };
+	done_calls = 0;
+	store_commit_async(s, &b[0], on_done, NULL);
+	wait_done(base, 1);
+	cr_assert_eq(done_err, 0);
+	pg_ctl("stop"); /* as in a crash: no checkpoint, sessions cut */
+	store_commit_async(s, &b[1], on_done, NULL);
+	wait_done(base, 2);
+	cr_assert_lt(done_err, 0, "the server is gone");
+	pg_ctl("start");
+	store_commit_async(s, &b[2], on_done, NULL);
+	wait_done(base, 3);
+	cr_assert_eq(done_err, 0, "connected again: %s", store_last_error(s));
+	cr_assert_eq(m[2].outcome, STORE_STORED);
+	cr_assert_eq(sql_int("SELECT count(*) FROM messages"), 2);
+	store_close(s);
+	event_base_free(base);
 }
 
 Test(store_pg, check_only_reports_the_schema_and_changes_nothing)
