@@ -300,7 +300,7 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 		.instance = store_instance(b->store),
 		.cfg = b->cfg, .inbound_state = on_inbound_state,
 		.inbound_unreadable = on_inbound_unreadable, .quarantined = on_quarantined,
-		.reachable = on_reachable, .ctx = b,
+		.reachable = on_reachable, .ctx = b, .send_until = deliver_send_until(dep),
 	};
 	char err[256] = "";
 	struct transport *t = ops ? ops->create(conf, &env, err, sizeof(err)) : NULL;

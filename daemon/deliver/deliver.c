@@ -64,6 +64,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -126,6 +127,8 @@ struct deliver_ep {
 	bool active;            /* holds its lease (always, without leases) */
 	struct store_fence fence; /* the lease held (name owned); lease NULL = none */
 	int64_t trust_until;    /* mono ms: no batch starts after it (fenced only) */
+	_Atomic int64_t send_until; /* the same for messages of a batch under way (the
+				     * transport reads it off the loop); 0 once lost */
 	bool trust_logged;
 	struct deliver_lease next; /* an activation waiting for the batch in flight */
 	char *next_name;
@@ -966,13 +969,21 @@ static void job_done(void *arg, const struct deliver_result *res)
 				      clock_wall_ms(), &j->fence);
 		if (!ep->fetching)
 			ep_destroy(ep);
+	} else if (!ep->active) {
+		/* The lease went while it ran: what the receiver confirmed is
+		 * marked under the old epoch (a no-op if another node holds it
+		 * now); its failure, if any, is no news about the endpoint. */
+		if (!j->probe)
+			pop_delivered(ep, j->res.delivered > j->n ? j->n : j->res.delivered,
+				      clock_wall_ms(), &j->fence);
+		lease_gone(ep);
+		if (ep->has_next)
+			activate_now(ep);
 	} else {
 		if (j->probe)
 			finish_probe(ep, j);
 		else
 			finish_batch(ep, j);
-		if (!ep->active)
-			lease_gone(ep); /* lost meanwhile: the window goes */
 		if (ep->has_next)
 			activate_now(ep);
 		deliver_kick(ep);
@@ -997,6 +1008,7 @@ static void lease_gone(struct deliver_ep *ep)
 	ep->state = DELIVER_IDLE;
 	free((char *)ep->fence.lease);
 	ep->fence = (struct store_fence){ 0 };
+	atomic_store(&ep->send_until, 0);
 }
 
 static void activate_now(struct deliver_ep *ep)
@@ -1006,6 +1018,7 @@ static void activate_now(struct deliver_ep *ep)
 	lease_gone(ep);
 	ep->fence = (struct store_fence){ TAKE_PTR(ep->next_name), l->epoch };
 	ep->trust_until = l->trust_until;
+	atomic_store(&ep->send_until, l->trust_until);
 	ep->trust_logged = false;
 	ep->active = true;
 	ep->more_in_store = true;
@@ -1041,6 +1054,8 @@ void deliver_activate(struct deliver_ep *ep, const struct deliver_lease *l)
 void deliver_lease_renewed(struct deliver_ep *ep, int64_t trust_until)
 {
 	ep->trust_until = trust_until;
+	if (ep->active)
+		atomic_store(&ep->send_until, trust_until);
 	if (ep->trust_logged)
 		deliver_kick(ep);
 	ep->trust_logged = false;
@@ -1052,6 +1067,7 @@ void deliver_deactivate(struct deliver_ep *ep)
 		return;
 	ep->has_next = false;
 	ep->active = false;
+	atomic_store(&ep->send_until, 0); /* a batch under way stops before its next file */
 	log_notice("event=endpoint-released endpoint=%s epoch=%lld state=%s", ep->name,
 		   (long long)ep->fence.epoch, ep->busy ? "finishing-batch" : "stopped");
 	if (!ep->busy)
@@ -1061,4 +1077,9 @@ void deliver_deactivate(struct deliver_ep *ep)
 bool deliver_active(const struct deliver_ep *ep)
 {
 	return ep->active;
+}
+
+const _Atomic int64_t *deliver_send_until(struct deliver_ep *ep)
+{
+	return ep->env.leased ? &ep->send_until : NULL;
 }

@@ -20,6 +20,7 @@
 #include "transport/transport.h"
 
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -125,6 +126,10 @@ void deliver_lease_renewed(struct deliver_ep *ep, int64_t trust_until);
 void deliver_deactivate(struct deliver_ep *ep);
 /* True while the endpoint holds its lease and could start batches. */
 bool deliver_active(const struct deliver_ep *ep);
+/* Until when (mono ms) its transport may make messages visible: for
+ * transport_env.send_until; NULL when the endpoint is not leased. Valid
+ * while the endpoint lives. */
+const _Atomic int64_t *deliver_send_until(struct deliver_ep *ep);
 /* A message was committed to this endpoint's queue (takes body). type is
  * its first letter's, for the delivered count. */
 void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,
