@@ -85,7 +85,8 @@ void procedure_start(struct procedure *p);
  * outages, windows and pending notices are read again from the store,
  * where the last holder left them, and the health of endpoints with an
  * open outage starts DOWN. Notices still being sent by this daemon are
- * kept. 0 or -errno (the old state stays; try again). */
+ * kept. 0 or -errno: the procedure then does nothing until the timer has
+ * read them (it tries each tick). */
 int procedure_resync(struct procedure *p);
 /* One round of the timer's work now (the timer calls it; tests do). */
 void procedure_tick(struct procedure *p);

@@ -21,6 +21,7 @@ struct ep_health {
 	char *name;
 	struct health h;
 	bool held;                /* an operator holds its delivery (like a planned shutdown) */
+	bool open_missed;         /* went down, but its outage could not be saved */
 };
 
 /* A notice with channels still to carry it: its record, and the state of
@@ -50,6 +51,7 @@ struct procedure {
 	bool email_denied;
 	uint64_t email_denied_fp;
 	struct event *tick_ev;
+	bool stale;               /* taken over, the store's copy not yet read */
 	bool status_dirty;
 	int64_t status_written_at;
 	bool status_error_logged;
