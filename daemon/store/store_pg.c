@@ -192,18 +192,39 @@ static const char *const migrations[] = {
 	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
 	"  endpoint text NOT NULL, node text NOT NULL, ok boolean NOT NULL, probe boolean NOT NULL,"
 	"  fault integer NOT NULL, error text, delivered bigint NOT NULL, at bigint NOT NULL);",
+	/* 2: what the SQLite backend gained at its version 6: a message's first
+	 * letter id and the envelope a broker receipt answers (looked up by
+	 * operators), the history of a message beyond its row, and the
+	 * endpoints an operator holds. */
+	"ALTER TABLE messages ADD COLUMN letter_id text, ADD COLUMN refers text;"
+	"CREATE INDEX messages_envelope ON messages (envelope_id) WHERE envelope_id IS NOT NULL;"
+	"CREATE INDEX messages_letter ON messages (letter_id) WHERE letter_id IS NOT NULL;"
+	"CREATE INDEX messages_refers ON messages (refers) WHERE refers IS NOT NULL;"
+	"CREATE INDEX letter_keys_letter ON letter_keys (letter_id);"
+	"CREATE INDEX txids_id ON txids (id);"
+	"CREATE TABLE events ("
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	"  msg_id bigint NOT NULL, at bigint NOT NULL, kind text NOT NULL,"
+	"  fault text, detail text, changed_by text, ref bigint NOT NULL DEFAULT 0"
+	") WITH (autovacuum_vacuum_scale_factor = 0.02);"
+	"CREATE INDEX events_msg ON events (msg_id, at);"
+	"CREATE INDEX events_at ON events (at);"
+	"CREATE TABLE holds ("
+	"  endpoint text PRIMARY KEY, at bigint NOT NULL, changed_by text);",
 };
 
 /* The columns of a store_msg, in the order of enum msg_col. */
 #define MSG_COLS                                                                                   \
 	"m.id, m.state, m.source, m.endpoint, m.format, m.ext, m.type, m.envelope_id, m.sender, " \
 	"m.receiver, m.reason, m.last_error, m.nletters, m.attempts, m.received_at, "             \
-	"m.delivered_at, m.size, m.keep, m.removed_at, m.file, m.error_class"
+	"m.delivered_at, m.size, m.keep, m.removed_at, m.file, m.error_class, m.letter_id, "      \
+	"m.refers"
 
 enum msg_col {
 	C_ID, C_STATE, C_SOURCE, C_ENDPOINT, C_FORMAT, C_EXT, C_TYPE, C_ENVELOPE_ID, C_SENDER,
 	C_RECEIVER, C_REASON, C_LAST_ERROR, C_NLETTERS, C_ATTEMPTS, C_RECEIVED_AT,
-	C_DELIVERED_AT, C_SIZE, C_KEEP, C_REMOVED_AT, C_FILE, C_ERROR_CLASS, C_BODY,
+	C_DELIVERED_AT, C_SIZE, C_KEEP, C_REMOVED_AT, C_FILE, C_ERROR_CLASS,
+	C_LETTER_ID, C_REFERS, C_BODY,
 };
 
 /* The check a fenced write makes, in the same statement: its lease is held
@@ -219,6 +240,8 @@ enum stmt_id {
 	S_MSG_INSERT, S_ROUTE_INSERT, S_KEY_INSERT, S_TXID_INSERT, S_TOKEN_INSERT,
 	S_DELIVERED, S_DELIVERED_FENCED, S_ATTEMPT, S_ATTEMPT_FENCED, S_REFUSED, S_REFUSED_FENCED,
 	S_FETCH, S_LOOKUP_KEYS, S_LOOKUP_TXIDS, S_LOOKUP_TOKENS, S_NEXT_IDS,
+	S_EVENT_INSERT, S_EVENT_INSERT_MARK, S_EVENT_INSERT_MARK_FENCED, S_STATE_SET, S_MSG_COPY,
+	S_HOLD_INSERT, S_HOLD_DELETE,
 	S__COUNT
 };
 
@@ -226,8 +249,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	/* A message, its body and its route in one statement; the route only
 	 * for a queued message from someone other than the broker. */
 	[S_MSG_INSERT] = "WITH m AS (INSERT INTO messages (id, state, source, endpoint, reason, format, "
-			 "ext, type, envelope_id, sender, receiver, nletters, received_at, size) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)) "
+			 "ext, type, envelope_id, sender, receiver, nletters, received_at, size, "
+			 "letter_id, refers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+			 "$12, $13, $14, $16, $17)) "
 			 "INSERT INTO bodies (id, body) VALUES ($1, $15)",
 	[S_ROUTE_INSERT] = "INSERT INTO routes (source, endpoint) VALUES ($1, $2) "
 			   "ON CONFLICT DO NOTHING",
@@ -263,6 +287,34 @@ static const char *const stmt_sql[S__COUNT] = {
 			   "ON t.scope = w.c AND t.sender = w.s AND t.id = w.i",
 	[S_LOOKUP_TOKENS] = "SELECT token, msg_id FROM ingest_tokens WHERE token = ANY($1::text[])",
 	[S_NEXT_IDS] = "SELECT nextval('messages_id_seq') FROM generate_series(1, $1)",
+	[S_EVENT_INSERT] = "INSERT INTO events (msg_id, at, kind, fault, detail, changed_by, ref) "
+			   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	/* The event of an attempt or refusal marked earlier in the same
+	 * pipeline, whose effect is not read back: recorded when the mark took
+	 * (the message is in the state it leaves, under the same fence). */
+	[S_EVENT_INSERT_MARK] = "INSERT INTO events (msg_id, at, kind, fault, detail, changed_by, ref) "
+				"SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM "
+				"messages WHERE id = $1 AND state = $8)",
+	[S_EVENT_INSERT_MARK_FENCED] = "INSERT INTO events (msg_id, at, kind, fault, detail, "
+				       "changed_by, ref) SELECT $1, $2, $3, $4, $5, $6, $7 WHERE "
+				       "EXISTS (SELECT 1 FROM messages WHERE id = $1 AND state = $8) "
+				       "AND " FENCE_OK("$9", "$10", "$11"),
+	[S_STATE_SET] = "WITH u AS (UPDATE messages SET state = $3, body_kept = false, removed_at = $4 "
+			"WHERE id = $1 AND state = $2 RETURNING id), "
+			"d AS (DELETE FROM bodies WHERE id IN (SELECT id FROM u)) "
+			"SELECT count(*) FROM u",
+	/* a copy only of a row that still has its body and an endpoint */
+	[S_MSG_COPY] = "WITH m AS (INSERT INTO messages (state, source, endpoint, format, ext, type, "
+		       "envelope_id, sender, receiver, nletters, received_at, size, letter_id, refers) "
+		       "SELECT 0, source, endpoint, format, ext, type, envelope_id, sender, receiver, "
+		       "nletters, $2, size, letter_id, refers FROM messages "
+		       "WHERE id = $1 AND endpoint IS NOT NULL AND body_kept "
+		       "AND EXISTS (SELECT 1 FROM bodies WHERE id = $1) RETURNING id), "
+		       "b AS (INSERT INTO bodies (id, body) SELECT m.id, b.body FROM m, bodies b "
+		       "WHERE b.id = $1) SELECT id FROM m",
+	[S_HOLD_INSERT] = "INSERT INTO holds (endpoint, at, changed_by) VALUES ($1, $2, $3) "
+			  "ON CONFLICT DO NOTHING",
+	[S_HOLD_DELETE] = "DELETE FROM holds WHERE endpoint = $1",
 };
 
 _Static_assert(S__COUNT <= 64, "prepared statements are tracked in a 64-bit mask");
@@ -690,6 +742,15 @@ static void p_i64(struct params *p, int64_t v)
 	assert(p->n < PARAMS_MAX);
 	snprintf(p->num[p->n], sizeof(p->num[0]), "%" PRId64, v);
 	p_text(p, p->num[p->n]);
+}
+
+/* LIMIT for a size_t limit: NULL (none) past what bigint holds. */
+static void p_limit(struct params *p, size_t limit)
+{
+	if (limit > (size_t)INT64_MAX)
+		p_text(p, NULL);
+	else
+		p_i64(p, (int64_t)limit);
 }
 
 static void p_bool(struct params *p, bool v)
@@ -1835,6 +1896,8 @@ static int pg_msg_insert(void *be, const struct store_new *m, int64_t *id)
 	p_i64(&p, m->received_at);
 	p_i64(&p, (int64_t)m->size);
 	p_bytes(&p, m->body, m->size);
+	p_text(&p, m->letter_id);
+	p_text(&p, m->refers);
 	r = pipe_send(q, S_MSG_INSERT, &p, "insert message");
 	p_free(&p);
 	if (r == 0)
@@ -1896,14 +1959,219 @@ static int mark_one(struct pg *q, enum stmt_id plain, int64_t id, const char *te
 _Static_assert(S_ATTEMPT + 1 == S_ATTEMPT_FENCED && S_REFUSED + 1 == S_REFUSED_FENCED,
 	       "the fenced form follows the plain one");
 
+/* Pipelined: whether the row was still queued (and the fence held) is
+ * known only at commit, so these answer 1 and the history event store.c
+ * adds next is recorded on the same condition (event_add). */
 static int pg_msg_attempt(void *be, int64_t id, const char *error)
 {
-	return mark_one(be, S_ATTEMPT, id, error, "record attempt");
+	int r = mark_one(be, S_ATTEMPT, id, error, "record attempt");
+	return r < 0 ? r : 1;
 }
 
 static int pg_msg_refused(void *be, int64_t id, const char *reason)
 {
-	return mark_one(be, S_REFUSED, id, reason, "record a refusal");
+	int r = mark_one(be, S_REFUSED, id, reason, "record a refusal");
+	return r < 0 ? r : 1;
+}
+
+/* ---- history, operators' actions, holds ----------------------------------------- */
+
+static void event_params(struct params *p, const struct store_event *e)
+{
+	p_i64(p, e->msg_id);
+	p_i64(p, e->at);
+	p_text(p, e->kind);
+	p_text(p, e->fault);
+	p_text_capped(p, e->detail, ERROR_MAX);
+	p_text(p, e->by);
+	p_i64(p, e->ref);
+}
+
+/* Inside a transaction. An "attempt" or "refused" event follows its mark
+ * (pg_msg_attempt) and is recorded only if that mark took. */
+static int pg_event_add(void *be, const struct store_event *e)
+{
+	struct pg *q = be;
+	assert(q->in_batch && e->kind);
+	int r = dbuf_flush(q);
+	if (r < 0)
+		return r;
+	bool attempt = strcmp(e->kind, "attempt") == 0, refused = strcmp(e->kind, "refused") == 0;
+	struct params p = { 0 };
+	event_params(&p, e);
+	enum stmt_id id = S_EVENT_INSERT;
+	if (attempt || refused) {
+		p_i64(&p, attempt ? MSG_QUEUED : MSG_DEAD);
+		id = S_EVENT_INSERT_MARK;
+		if (q->mfence.lease) {
+			p_text(&p, q->mfence.lease);
+			p_text(&p, q->conf->node);
+			p_i64(&p, q->mfence.epoch);
+			id = S_EVENT_INSERT_MARK_FENCED;
+		}
+	}
+	r = pipe_send(q, id, &p, "record history event");
+	p_free(&p);
+	return r;
+}
+
+static int pg_msg_state(void *be, int64_t id, enum msg_state from, enum msg_state to, int64_t now)
+{
+	struct pg *q = be;
+	assert(q->in_batch);
+	struct params p = { 0 };
+	p_i64(&p, id);
+	p_i64(&p, from);
+	p_i64(&p, to);
+	p_i64(&p, now);
+	PGresult *res = NULL;
+	int r = pipe_query(q, S_STATE_SET, &p, &res, "change message state");
+	p_free(&p);
+	if (r == 0)
+		r = r_i64(res, 0, 0) > 0;
+	PQclear(res);
+	return r;
+}
+
+static int pg_msg_copy(void *be, int64_t id, int64_t now, int64_t *new_id)
+{
+	struct pg *q = be;
+	assert(q->in_batch);
+	struct params p = { 0 };
+	p_i64(&p, id);
+	p_i64(&p, now);
+	PGresult *res = NULL;
+	int r = pipe_query(q, S_MSG_COPY, &p, &res, "copy message");
+	p_free(&p);
+	if (r == 0 && PQntuples(res) == 0)
+		r = fail_msg(q, -ENOENT, "no such message with a body and an endpoint");
+	else if (r == 0)
+		*new_id = r_i64(res, 0, 0);
+	PQclear(res);
+	return r;
+}
+
+static int pg_hold_set(void *be, const char *endpoint, bool held, int64_t at, const char *by)
+{
+	struct pg *q = be;
+	assert(q->in_batch);
+	struct params p = { 0 };
+	p_text(&p, endpoint);
+	if (held) {
+		p_i64(&p, at);
+		p_text(&p, by);
+	}
+	PGresult *res = NULL;
+	int r = pipe_query(q, held ? S_HOLD_INSERT : S_HOLD_DELETE, &p, &res,
+			   held ? "hold endpoint" : "release endpoint");
+	p_free(&p);
+	if (r == 0)
+		r = atoi(PQcmdTuples(res)) > 0;
+	PQclear(res);
+	return r;
+}
+
+static int pg_events(void *be, int64_t id, store_event_cb cb, void *arg)
+{
+	struct params p = { 0 };
+	p_i64(&p, id);
+	PGresult *res;
+	int r = stmt_run(be, -1,
+			 "SELECT msg_id, at, kind, fault, detail, changed_by, ref FROM events "
+			 "WHERE msg_id = $1 ORDER BY at, id",
+			 &p, &res, "message history");
+	p_free(&p);
+	if (r < 0)
+		return r;
+	int n = 0;
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct store_event e = { r_i64(res, i, 0), r_i64(res, i, 1), r_text(res, i, 2),
+					 r_text(res, i, 3), r_text(res, i, 4), r_text(res, i, 5),
+					 r_i64(res, i, 6) };
+		n++;
+		int stop = cb(&e, arg);
+		if (stop) {
+			n = stop < 0 ? stop : n;
+			break;
+		}
+	}
+	PQclear(res);
+	return n;
+}
+
+static int pg_holds(void *be, store_hold_cb cb, void *arg)
+{
+	PGresult *res;
+	int r = stmt_run(be, -1, "SELECT endpoint, at, changed_by FROM holds ORDER BY endpoint",
+			 NULL, &res, "list holds");
+	if (r < 0)
+		return r;
+	int n = 0;
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct store_hold h = { r_text(res, i, 0), r_i64(res, i, 1), r_text(res, i, 2) };
+		n++;
+		int stop = cb(&h, arg);
+		if (stop) {
+			n = stop < 0 ? stop : n;
+			break;
+		}
+	}
+	PQclear(res);
+	return n;
+}
+
+/* As the SQLite backend's: each id once, ascending; every branch an index
+ * look-up. */
+static const char *const find_sql[] = {
+	[STORE_FIND_ENVELOPE] = "SELECT id FROM messages WHERE envelope_id = $1 "
+				"UNION SELECT id FROM messages WHERE refers = $1 "
+				"UNION SELECT msg_id FROM txids WHERE id = $1 ORDER BY 1 LIMIT $2",
+	[STORE_FIND_LETTER] = "SELECT id FROM messages WHERE letter_id = $1 "
+			      "UNION SELECT msg_id FROM letter_keys WHERE letter_id = $1 "
+			      "ORDER BY 1 LIMIT $2",
+	[STORE_FIND_BUNDLE] = "SELECT id FROM messages WHERE envelope_id = $1 "
+			      "AND format IN ('fhir-xml', 'fhir-json') "
+			      "UNION SELECT id FROM messages WHERE refers = $1 "
+			      "UNION SELECT msg_id FROM txids WHERE scope = 'fhir' AND id = $1 "
+			      "ORDER BY 1 LIMIT $2",
+	[STORE_FIND_REFERS] = "SELECT id FROM messages WHERE refers = $1 ORDER BY id LIMIT $2",
+};
+
+static int pg_find(void *be, enum store_find by, const char *key, size_t limit, store_id_cb cb,
+		   void *arg)
+{
+	assert((size_t)by < ARRAY_SIZE(find_sql) && key);
+	struct params p = { 0 };
+	p_text(&p, key);
+	p_limit(&p, limit);
+	PGresult *res;
+	int r = stmt_run(be, -1, find_sql[by], &p, &res, "find messages");
+	p_free(&p);
+	if (r < 0)
+		return r;
+	int n = 0;
+	for (int i = 0; i < PQntuples(res); i++) {
+		n++;
+		int stop = cb(r_i64(res, i, 0), arg);
+		if (stop) {
+			n = stop < 0 ? stop : n;
+			break;
+		}
+	}
+	PQclear(res);
+	return n;
+}
+
+/* The whole database's size: what the server's disk holds for it. */
+static int pg_size(void *be, int64_t *bytes)
+{
+	int64_t v = 0;
+	int r = query_i64(be, "SELECT pg_database_size(current_database())", NULL, &v,
+			  "database size");
+	if (r < 0)
+		return r;
+	*bytes = v;
+	return 0;
 }
 
 /* ---- queries ----------------------------------------------------------------- */
@@ -1932,6 +2200,8 @@ static void row_msg(const PGresult *res, int i, struct store_msg *m)
 		.removed_at = r_i64(res, i, C_REMOVED_AT),
 		.file = r_text(res, i, C_FILE),
 		.error_class = r_text(res, i, C_ERROR_CLASS),
+		.letter_id = r_text(res, i, C_LETTER_ID),
+		.refers = r_text(res, i, C_REFERS),
 	};
 	if (PQnfields(res) > C_BODY && !r_null(res, i, C_BODY))
 		m->body = PQgetvalue(res, i, C_BODY); /* "" for an empty body: kept, not missing */
@@ -1963,15 +2233,6 @@ static int query_msgs(struct pg *q, int id, const char *sql, const struct params
 	r = each_msg(res, cb, arg);
 	PQclear(res);
 	return r;
-}
-
-/* LIMIT for a size_t limit: NULL (none) past what bigint holds. */
-static void p_limit(struct params *p, size_t limit)
-{
-	if (limit > (size_t)INT64_MAX)
-		p_text(p, NULL);
-	else
-		p_i64(p, (int64_t)limit);
 }
 
 static int pg_fetch_queued(void *be, const char *endpoint, int64_t after_id,
@@ -2076,8 +2337,8 @@ struct prune_arg {
 };
 
 /* The statements of a prune, in order: bodies of delivered messages, then
- * whole delivered records, keys, txids, tokens and observations; all but
- * the first count against the limit. SKIP LOCKED: a row another daemon
+ * whole delivered records, keys, txids, tokens, observations and history
+ * events; those marked counted count against the limit. SKIP LOCKED: a row another daemon
  * prunes at the same time is left to it. */
 static const struct {
 	const char *sql;
@@ -2103,6 +2364,9 @@ static const struct {
 	  false, true },
 	{ "DELETE FROM observations WHERE id IN (SELECT id FROM observations WHERE at < $1 "
 	  "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+	  false, false },
+	{ "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 "
+	  "ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)",
 	  false, false },
 };
 
@@ -2978,6 +3242,14 @@ const struct store_backend_ops store_pg_ops = {
 	.last_error = pg_last_error,
 	.instance = pg_instance,
 	.ping = pg_ping,
+	.event_add = pg_event_add,
+	.msg_state = pg_msg_state,
+	.msg_copy = pg_msg_copy,
+	.hold_set = pg_hold_set,
+	.events = pg_events,
+	.find = pg_find,
+	.holds = pg_holds,
+	.size = pg_size,
 	.begin = pg_begin,
 	.commit = pg_commit,
 	.rollback = pg_rollback,
