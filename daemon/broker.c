@@ -92,7 +92,8 @@ struct broker {
 	struct store *store;
 	struct cluster *cluster;   /* several daemons share the store; NULL: this one alone */
 	bool db_reachable;         /* the last lease round reached the database */
-	bool depths_out, obs_out, prune_out, retention_out; /* a store call of that kind is out */
+	/* a store call of that kind is out */
+	bool depths_out, obs_out, prune_out, retention_out, metrics_out;
 	bool closing;              /* broker_free runs: completions touch nothing but their job */
 	struct commit *commit;
 	struct router *router;
@@ -566,41 +567,80 @@ static void on_scrape(void *ctx)
 	metrics_set(METRIC_STORE_UP, commit_healthy(b->commit), NULL);
 }
 
-struct overdue_tally {
+/* What needs the store, read by housekeeping so a scrape never waits on it:
+ * the store's size, dead letters and overdue acknowledgements per endpoint,
+ * read on the store's read lane (a server store is not asked on the loop)
+ * and set on the loop. */
+struct store_metrics_job {
 	struct broker *b;
-	int64_t *n; /* per configured endpoint, in b->eps order */
+	int64_t overdue_before;
+	int rsize, rdead, roverdue;
+	int64_t bytes, dead;
+	struct { char *endpoint; int64_t n; } *overdue; /* what the store named */
+	size_t noverdue;
 };
 
-/* An endpoint removed from the configuration keeps its tracked messages
- * in the store, but has no series: its name is no label value any more. */
 static int tally_overdue(const char *endpoint, int64_t n, void *arg)
 {
-	struct overdue_tally *t = arg;
-	for (size_t i = 0; i < t->b->neps; i++)
-		if (strcmp(t->b->eps[i]->name, endpoint) == 0)
-			t->n[i] = n;
+	struct store_metrics_job *j = arg;
+	j->overdue = xrealloc(j->overdue, (j->noverdue + 1) * sizeof(*j->overdue));
+	j->overdue[j->noverdue].endpoint = xstrdup(endpoint ? endpoint : "");
+	j->overdue[j->noverdue++].n = n;
 	return 0;
 }
 
-/* What needs the store, read by housekeeping so a scrape never waits on it. */
-static void refresh_store_metrics(struct broker *b)
+static void store_metrics_work(struct store *view, void *arg)
 {
-	int64_t bytes = 0, dead = 0;
-	if (store_size(b->store, &bytes) == 0)
-		metrics_set(METRIC_STORE_SIZE, (double)bytes, NULL);
-	if (store_count(b->store, MSG_DEAD, &dead) == 0)
-		metrics_set(METRIC_DEAD_LETTERS, (double)dead, NULL);
-	/* the store names only the endpoints that have overdue messages: the
-	 * others read 0, so one whose receipts came drops back */
-	_cleanup_free_ int64_t *overdue = xcalloc(b->neps + 1, sizeof(*overdue));
-	struct overdue_tally t = { b, overdue };
-	if (store_ack_overdue(b->store, clock_wall_ms() - b->cfg->ack_timeout_ms, tally_overdue,
-			      &t) >= 0)
-		for (size_t i = 0; i < b->neps; i++)
-			metrics_set(METRIC_ACKS_OVERDUE, (double)overdue[i],
-				    METRIC_LABELS(b->eps[i]->name));
+	struct store_metrics_job *j = arg;
+	j->rsize = store_size(view, &j->bytes);
+	j->rdead = store_count(view, MSG_DEAD, &j->dead);
+	j->roverdue = store_ack_overdue(view, j->overdue_before, tally_overdue, j);
+}
+
+/* The store names only the endpoints that have overdue messages: the
+ * others read 0, so one whose receipts came drops back. An endpoint removed
+ * from the configuration keeps its tracked messages in the store, but has
+ * no series: its name is no label value any more. */
+static void set_overdue(struct broker *b, const struct store_metrics_job *j)
+{
+	for (size_t i = 0; i < b->neps; i++) {
+		int64_t n = 0;
+		for (size_t k = 0; k < j->noverdue; k++)
+			if (strcmp(j->overdue[k].endpoint, b->eps[i]->name) == 0)
+				n = j->overdue[k].n;
+		metrics_set(METRIC_ACKS_OVERDUE, (double)n, METRIC_LABELS(b->eps[i]->name));
+	}
+}
+
+static void store_metrics_done(void *arg)
+{
+	struct store_metrics_job *j = arg;
 	/* a failure keeps the last values: the store's own errors are logged
 	 * where they happen, and edibroker_store_up says it fails */
+	if (j->rsize == 0)
+		metrics_set(METRIC_STORE_SIZE, (double)j->bytes, NULL);
+	if (j->rdead == 0)
+		metrics_set(METRIC_DEAD_LETTERS, (double)j->dead, NULL);
+	if (!j->b->closing) {
+		if (j->roverdue >= 0)
+			set_overdue(j->b, j);
+		j->b->metrics_out = false;
+	}
+	for (size_t k = 0; k < j->noverdue; k++)
+		free(j->overdue[k].endpoint);
+	free(j->overdue);
+	free(j);
+}
+
+static void refresh_store_metrics(struct broker *b)
+{
+	if (b->metrics_out)
+		return;
+	struct store_metrics_job *j = xcalloc(1, sizeof(*j));
+	j->b = b;
+	j->overdue_before = clock_wall_ms() - b->cfg->ack_timeout_ms;
+	b->metrics_out = true;
+	store_run(b->store, STORE_LANE_READ, store_metrics_work, store_metrics_done, j);
 }
 
 /* The configured endpoints are the values an endpoint label takes. */
