@@ -565,6 +565,14 @@ static void on_scrape(void *ctx)
 	for (size_t i = 0; i < b->neps; i++)
 		scrape_endpoint(b, b->eps[i], now);
 	metrics_set(METRIC_STORE_UP, commit_healthy(b->commit), NULL);
+	if (!b->cluster)
+		return;
+	/* several daemons: which one this is, and what it delivers */
+	metrics_set(METRIC_NODE_INFO, 1, METRIC_LABELS(store_node_name(b->store)));
+	metrics_set(METRIC_DATABASE_UP, cluster_reachable(b->cluster), NULL);
+	for (size_t i = 0; i < b->neps; i++)
+		metrics_set(METRIC_ENDPOINT_HELD, deliver_active(b->eps[i]->dep),
+			    METRIC_LABELS(b->eps[i]->name));
 }
 
 /* What needs the store, read by housekeeping so a scrape never waits on it:

@@ -22,10 +22,11 @@ import signal
 import struct
 import threading
 import time
+import urllib.request
 
 from harness import (Broker, HOSPITAL_GLN, MUNICIPALITY_GLN, NoticeTest, TIMEOUT_SCALE, drop,
                      listdir_final, sample, wait_for, with_ids)
-from pgserver import PgServer
+from pgserver import PgServer, free_port
 
 SENDERS = [HOSPITAL_GLN, "5790002515200"]  # the hospital's two GLNs
 LEASE = "3s"
@@ -85,13 +86,15 @@ class ClusterTest(NoticeTest):
         super().tearDown()
         self.pg.close()
 
-    def node(self, name, outage=False):
+    def node(self, name, outage=False, metrics_port=None):
         """A daemon of the cluster: its own state, config and log; the spool
         folders and the database every node shares."""
         root = os.path.join(self.tmp, name)
         os.makedirs(root)
         extra = ("[store]\nbackend = postgresql\nurl = %s\nlease = %s\nnode = %s\n\n"
                  % (self.pg.url, LEASE, name))
+        if metrics_port:
+            extra += "[metrics]\nlisten = 127.0.0.1:%d\n\n" % metrics_port
         if outage:
             extra += ("[outage]\nthreshold = 5s\nupdate_interval = 1h\nprobe_interval = 300ms\n"
                       "down_after = 2\nsend_window = 00:00-24:00\ntimezone = Europe/Copenhagen\n\n"
@@ -118,7 +121,8 @@ class ClusterTest(NoticeTest):
     def test_an_orderly_stop_hands_over_and_status_shows_the_cluster(self):
         a = self.node("node-a").start()
         wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
-        b = self.node("node-b").start()
+        port = free_port()
+        b = self.node("node-b", metrics_port=port).start()
         st = wait_for(lambda: (lambda s: s if len(s["cluster"]["nodes"]) == 2 else None)(
             b.status()), 15, what="b sees both nodes")
         c = st["cluster"]
@@ -136,6 +140,12 @@ class ClusterTest(NoticeTest):
         self.assertRegex(text, r"municipality\s+node-a")
         self.assertIn("database: reachable", text)
         self.assertEqual(self.holders(b), {"hospital": "node-a", "municipality": "node-a"})
+        # the metrics say which node this is and that it delivers nothing yet
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            text = r.read().decode()
+        self.assertIn('edibroker_cluster_node_info{node="node-b"} 1', text)
+        self.assertIn("edibroker_cluster_database_up 1", text)
+        self.assertIn('edibroker_cluster_endpoint_held{endpoint="municipality"} 0', text)
 
         base = sample("DIS20_1.xml")
         for i in range(10):
@@ -153,6 +163,9 @@ class ClusterTest(NoticeTest):
             drop(os.path.join(self.spool, "hospital", "in"), "b%03d.xml" % i,
                  with_ids(base, "EB%05d" % i, "LB%05d" % i))
         wait_for(lambda: len(listdir_final(out)) == 20, 15, what="10 more delivered by b")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            text = r.read().decode()
+        self.assertIn('edibroker_cluster_endpoint_held{endpoint="municipality"} 1', text)
         self.assertEqual(listdir_final(os.path.join(self.spool, "hospital", "in")), [])
         rows = self.pg.sql("SELECT count(*), count(*) FILTER (WHERE state = 1) FROM messages")
         self.assertEqual(rows, [["20", "20"]])
