@@ -139,6 +139,14 @@ static bool marks_empty(const struct marks *m)
 	return m->ndelivered == 0 && m->nattempts == 0;
 }
 
+/* memcpy of n items, none when n is 0 (src may then be NULL: an empty
+ * array never allocated, which memcpy may not be given). */
+static void copy_in(void *dst, const void *src, size_t n, size_t size)
+{
+	if (n)
+		memcpy(dst, src, n * size);
+}
+
 /* Puts the marks of a failed flight (back) in front of those added since
  * (pending); back is emptied. */
 static void marks_requeue(struct marks *pending, struct marks *back)
@@ -152,15 +160,15 @@ static void marks_requeue(struct marks *pending, struct marks *back)
 		.attempts = xmalloc((na ? na : 1) * sizeof(struct store_attempt)),
 		.nattempts = na, .capattempts = na ? na : 1,
 	};
-	memcpy(all.delivered, back->delivered, back->ndelivered * sizeof(int64_t));
-	memcpy(all.delivered + back->ndelivered, pending->delivered,
-	       pending->ndelivered * sizeof(int64_t));
-	memcpy(all.dfences, back->dfences, back->ndelivered * sizeof(struct store_fence));
-	memcpy(all.dfences + back->ndelivered, pending->dfences,
-	       pending->ndelivered * sizeof(struct store_fence));
-	memcpy(all.attempts, back->attempts, back->nattempts * sizeof(struct store_attempt));
-	memcpy(all.attempts + back->nattempts, pending->attempts,
-	       pending->nattempts * sizeof(struct store_attempt));
+	copy_in(all.delivered, back->delivered, back->ndelivered, sizeof(int64_t));
+	copy_in(all.delivered + back->ndelivered, pending->delivered, pending->ndelivered,
+		sizeof(int64_t));
+	copy_in(all.dfences, back->dfences, back->ndelivered, sizeof(struct store_fence));
+	copy_in(all.dfences + back->ndelivered, pending->dfences, pending->ndelivered,
+		sizeof(struct store_fence));
+	copy_in(all.attempts, back->attempts, back->nattempts, sizeof(struct store_attempt));
+	copy_in(all.attempts + back->nattempts, pending->attempts, pending->nattempts,
+		sizeof(struct store_attempt));
 	free(pending->delivered);
 	free(pending->dfences);
 	free(pending->attempts);
@@ -176,8 +184,8 @@ static void msgs_requeue(struct commit *c, struct flight *f)
 {
 	size_t n = f->nmsgs + c->nmsgs;
 	struct pending_msg *all = xmalloc((n ? n : 1) * sizeof(*all));
-	memcpy(all, f->msgs, f->nmsgs * sizeof(*all));
-	memcpy(all + f->nmsgs, c->msgs, c->nmsgs * sizeof(*all));
+	copy_in(all, f->msgs, f->nmsgs, sizeof(*all));
+	copy_in(all + f->nmsgs, c->msgs, c->nmsgs, sizeof(*all));
 	free(c->msgs);
 	free(f->msgs);
 	f->msgs = NULL;
