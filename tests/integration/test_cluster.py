@@ -3,6 +3,8 @@
 Two edibrokerd share the database and the same spool folders. The first
 to start holds every lease; the other waits. Scenarios:
 
+- `edibrokerd --check-config` connects, reports the schema (to be created,
+  then current) and changes nothing; a database nobody serves fails it;
 - an orderly stop hands the work over at once (released leases), and
   `edibrokerctl status` on either node shows both nodes and who delivers;
 - the proof of the issue: 2,000 messages flow while the holder is paused
@@ -20,12 +22,13 @@ import os
 import select
 import signal
 import struct
+import subprocess
 import threading
 import time
 import urllib.request
 
-from harness import (Broker, HOSPITAL_GLN, MUNICIPALITY_GLN, NoticeTest, TIMEOUT_SCALE, drop,
-                     listdir_final, sample, wait_for, with_ids)
+from harness import (BIN, Broker, HOSPITAL_GLN, MUNICIPALITY_GLN, NoticeTest, TIMEOUT_SCALE,
+                     drop, listdir_final, sample, wait_for, with_ids)
 from pgserver import PgServer, free_port
 
 SENDERS = [HOSPITAL_GLN, "5790002515200"]  # the hospital's two GLNs
@@ -117,6 +120,37 @@ class ClusterTest(NoticeTest):
 
     def holders(self, b):
         return {ep["name"]: ep.get("holder") for ep in b.status()["endpoints"]}
+
+    def check_config(self, conf):
+        r = subprocess.run([os.path.join(BIN, "edibrokerd"), "--check-config", conf],
+                           capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout + r.stderr
+
+    def test_check_config_reaches_the_database_and_reports_its_schema(self):
+        a = self.node("node-a")
+        rc, out = self.check_config(a.conf)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"store: postgresql schema 0, upgraded to \d+ when a daemon "
+                              r"starts; node node-a")
+        self.assertEqual(self.pg.sql("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                                     "current_schema()"), [["0"]], "a check changes nothing")
+        a.start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        rc, out = self.check_config(a.conf)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"store: postgresql schema \d+ \(current\), node node-a")
+        # a database nobody serves: the file is fine, the store is not
+        with open(a.conf) as f:
+            text = f.read()
+        bad = os.path.join(self.tmp, "bad.conf")
+        with open(bad, "w") as f:
+            f.write(text.replace(self.pg.url, "postgresql://edibroker@127.0.0.1:%d/edibroker"
+                                 % free_port()))
+        rc, out = self.check_config(bad)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("127.0.0.1", out)
+        self.assertNotRegex(out, r": ok \(")
+        self.assertEqual(a.stop(), 0)
 
     def test_an_orderly_stop_hands_over_and_status_shows_the_cluster(self):
         a = self.node("node-a").start()
