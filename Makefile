@@ -132,19 +132,21 @@ run: all
 # The store's tests run twice: on SQLite above, and on a throw-away
 # PostgreSQL server (tests/scripts/with-pg.sh) with the suites both backends
 # share, plus test_store_pg (leases, fencing, tokens, several writers).
-PG_UNIT := store store_outage store_history store_pg
+PG_UNIT := store store_outage store_history store_acks store_pg
 unit: $(UNIT_BINS)
 	$(Q)set -e; for t in $(filter-out %/test_store_pg,$(if $(T),$(B)/tests/test_$(T),$(UNIT_BINS))); do \
 		echo "  UNIT    $$t"; $$t --jobs 2 --short-filename $(if $(V),--verbose,); done
 	$(Q)$(if $(and $(T),$(filter-out $(PG_UNIT),$(T))),true,$(MAKE) --no-print-directory unit-pg)
 
 unit-pg: $(B)/tests/test_store $(B)/tests/test_store_outage $(B)/tests/test_store_history \
+	 $(B)/tests/test_store_acks \
 	 $(B)/tests/test_store_pg
 	@echo "  UNIT    store tests on postgresql"
 	$(Q)tests/scripts/with-pg.sh sh -c 'set -e; \
 		$(B)/tests/test_store --jobs 2 --short-filename --filter "store/*"; \
 		$(B)/tests/test_store_outage --jobs 2 --short-filename --filter "outage_store/*"; \
 		$(B)/tests/test_store_history --jobs 2 --short-filename --filter "store_history/*"; \
+		$(B)/tests/test_store_acks --jobs 2 --short-filename --filter "acks/*"; \
 		$(B)/tests/test_store_pg --jobs 2 --short-filename --filter "store_pg/*"; \
 		$(B)/tests/test_store_pg --jobs 1 --short-filename --filter "store_pg_restart/*"'
 

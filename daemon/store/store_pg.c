@@ -211,6 +211,17 @@ static const char *const migrations[] = {
 	"CREATE INDEX events_at ON events (at);"
 	"CREATE TABLE holds ("
 	"  endpoint text PRIMARY KEY, at bigint NOT NULL, changed_by text);",
+	/* 3: acknowledgement tracking, as the SQLite backend's version 7: where a
+	 * message that asks for an acknowledgement is (enum msg_ack), the
+	 * message that acknowledged it, when, and its verdict in the format's
+	 * words. The lists read only tracked rows (ack_state > 1, a literal in
+	 * their statements), by delivery time; an acknowledgement naming a
+	 * whole envelope finds it by sender and envelope id. */
+	"ALTER TABLE messages ADD COLUMN ack_state smallint NOT NULL DEFAULT 0,"
+	"  ADD COLUMN ack_msg bigint NOT NULL DEFAULT 0, ADD COLUMN ack_at bigint NOT NULL DEFAULT 0,"
+	"  ADD COLUMN ack_code text;"
+	"CREATE INDEX messages_ack ON messages (ack_state, delivered_at, id) WHERE ack_state > 1;"
+	"CREATE INDEX messages_ack_envelope ON messages (sender, envelope_id) WHERE ack_state > 0;",
 };
 
 /* The columns of a store_msg, in the order of enum msg_col. */
@@ -218,13 +229,13 @@ static const char *const migrations[] = {
 	"m.id, m.state, m.source, m.endpoint, m.format, m.ext, m.type, m.envelope_id, m.sender, " \
 	"m.receiver, m.reason, m.last_error, m.nletters, m.attempts, m.received_at, "             \
 	"m.delivered_at, m.size, m.keep, m.removed_at, m.file, m.error_class, m.letter_id, "      \
-	"m.refers"
+	"m.refers, m.ack_state, m.ack_msg, m.ack_at, m.ack_code"
 
 enum msg_col {
 	C_ID, C_STATE, C_SOURCE, C_ENDPOINT, C_FORMAT, C_EXT, C_TYPE, C_ENVELOPE_ID, C_SENDER,
 	C_RECEIVER, C_REASON, C_LAST_ERROR, C_NLETTERS, C_ATTEMPTS, C_RECEIVED_AT,
 	C_DELIVERED_AT, C_SIZE, C_KEEP, C_REMOVED_AT, C_FILE, C_ERROR_CLASS,
-	C_LETTER_ID, C_REFERS, C_BODY,
+	C_LETTER_ID, C_REFERS, C_ACK_STATE, C_ACK_MSG, C_ACK_AT, C_ACK_CODE, C_BODY,
 };
 
 /* The check a fenced write makes, in the same statement: its lease is held
@@ -241,7 +252,7 @@ enum stmt_id {
 	S_DELIVERED, S_DELIVERED_FENCED, S_ATTEMPT, S_ATTEMPT_FENCED, S_REFUSED, S_REFUSED_FENCED,
 	S_FETCH, S_LOOKUP_KEYS, S_LOOKUP_TXIDS, S_LOOKUP_TOKENS, S_NEXT_IDS,
 	S_EVENT_INSERT, S_EVENT_INSERT_MARK, S_EVENT_INSERT_MARK_FENCED, S_STATE_SET, S_MSG_COPY,
-	S_HOLD_INSERT, S_HOLD_DELETE,
+	S_HOLD_INSERT, S_HOLD_DELETE, S_GET, S_ENVELOPE_LOOKUP, S_ACK_SET,
 	S__COUNT
 };
 
@@ -250,8 +261,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	 * for a queued message from someone other than the broker. */
 	[S_MSG_INSERT] = "WITH m AS (INSERT INTO messages (id, state, source, endpoint, reason, format, "
 			 "ext, type, envelope_id, sender, receiver, nletters, received_at, size, "
-			 "letter_id, refers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-			 "$12, $13, $14, $16, $17)) "
+			 "letter_id, refers, ack_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+			 "$10, $11, $12, $13, $14, $16, $17, $18)) "
 			 "INSERT INTO bodies (id, body) VALUES ($1, $15)",
 	[S_ROUTE_INSERT] = "INSERT INTO routes (source, endpoint) VALUES ($1, $2) "
 			   "ON CONFLICT DO NOTHING",
@@ -260,19 +271,21 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_TXID_INSERT] = "INSERT INTO txids (scope, sender, id, digest, msg_id, seen_at) "
 			  "VALUES ($1, $2, $3, $4, $5, $6)",
 	[S_TOKEN_INSERT] = "INSERT INTO ingest_tokens (token, msg_id, seen_at) VALUES ($1, $2, $3)",
-	[S_DELIVERED] = "UPDATE messages SET state = 1, delivered_at = $2 "
+	/* pending (1) becomes awaiting (2) with the delivery */
+	[S_DELIVERED] = "UPDATE messages SET state = 1, delivered_at = $2, "
+			"ack_state = CASE ack_state WHEN 1 THEN 2 ELSE ack_state END "
 			"WHERE id = ANY($1::bigint[]) AND state = 0",
-	[S_DELIVERED_FENCED] = "UPDATE messages SET state = 1, delivered_at = $2 "
-			       "WHERE id = ANY($1::bigint[]) AND state = 0 AND "
+	[S_DELIVERED_FENCED] = "UPDATE messages SET state = 1, delivered_at = $2, "
+			       "ack_state = CASE ack_state WHEN 1 THEN 2 ELSE ack_state END WHERE id = ANY($1::bigint[]) AND state = 0 AND "
 			       FENCE_OK("$3", "$4", "$5"),
 	[S_ATTEMPT] = "UPDATE messages SET attempts = attempts + 1, last_error = $2 "
 		      "WHERE id = $1 AND state = 0",
 	[S_ATTEMPT_FENCED] = "UPDATE messages SET attempts = attempts + 1, last_error = $2 "
 			     "WHERE id = $1 AND state = 0 AND " FENCE_OK("$3", "$4", "$5"),
 	[S_REFUSED] = "UPDATE messages SET state = 2, attempts = attempts + 1, reason = $2, "
-		      "last_error = $2 WHERE id = $1 AND state = 0",
+		      "last_error = $2, ack_state = 0 WHERE id = $1 AND state = 0",
 	[S_REFUSED_FENCED] = "UPDATE messages SET state = 2, attempts = attempts + 1, reason = $2, "
-			     "last_error = $2 WHERE id = $1 AND state = 0 AND "
+			     "last_error = $2, ack_state = 0 WHERE id = $1 AND state = 0 AND "
 			     FENCE_OK("$3", "$4", "$5"),
 	/* By state, never by a cursor over ids alone (several writers);
 	 * ordered by (endpoint, id + 0), which only messages_queued gives. */
@@ -315,6 +328,13 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_HOLD_INSERT] = "INSERT INTO holds (endpoint, at, changed_by) VALUES ($1, $2, $3) "
 			  "ON CONFLICT DO NOTHING",
 	[S_HOLD_DELETE] = "DELETE FROM holds WHERE endpoint = $1",
+	/* read inside a batch too (an acknowledgement looks at what it names) */
+	[S_GET] = "SELECT " MSG_COLS " FROM messages m WHERE m.id = $1",
+	/* ack_state > 0 as a literal: served by messages_ack_envelope */
+	[S_ENVELOPE_LOOKUP] = "SELECT id FROM messages WHERE ack_state > 0 AND sender = $1 "
+			      "AND envelope_id = $2 ORDER BY id DESC LIMIT 1",
+	[S_ACK_SET] = "UPDATE messages SET ack_state = $2, ack_msg = $3, ack_at = $4, ack_code = $5 "
+		      "WHERE id = $1",
 };
 
 _Static_assert(S__COUNT <= 64, "prepared statements are tracked in a 64-bit mask");
@@ -1898,6 +1918,7 @@ static int pg_msg_insert(void *be, const struct store_new *m, int64_t *id)
 	p_bytes(&p, m->body, m->size);
 	p_text(&p, m->letter_id);
 	p_text(&p, m->refers);
+	p_i64(&p, m->endpoint && m->ack_requested ? ACK_PENDING : ACK_NONE);
 	r = pipe_send(q, S_MSG_INSERT, &p, "insert message");
 	p_free(&p);
 	if (r == 0)
@@ -2202,6 +2223,10 @@ static void row_msg(const PGresult *res, int i, struct store_msg *m)
 		.error_class = r_text(res, i, C_ERROR_CLASS),
 		.letter_id = r_text(res, i, C_LETTER_ID),
 		.refers = r_text(res, i, C_REFERS),
+		.ack = (enum msg_ack)r_i64(res, i, C_ACK_STATE),
+		.ack_msg = r_i64(res, i, C_ACK_MSG),
+		.ack_at = r_i64(res, i, C_ACK_AT),
+		.ack_code = r_text(res, i, C_ACK_CODE),
 	};
 	if (PQnfields(res) > C_BODY && !r_null(res, i, C_BODY))
 		m->body = PQgetvalue(res, i, C_BODY); /* "" for an empty body: kept, not missing */
@@ -2294,8 +2319,19 @@ static int pg_list(void *be, enum msg_state state, const char *endpoint, size_t 
 
 static int pg_get(void *be, int64_t id, bool with_body, store_msg_cb cb, void *arg)
 {
+	struct pg *q = be;
 	struct params p = { 0 };
 	p_i64(&p, id);
+	if (!with_body) { /* also inside a batch (acknowledgements), in its pipeline */
+		PGresult *res;
+		int r = q->in_batch ? pipe_query(q, S_GET, &p, &res, "get message")
+				    : stmt_run(q, S_GET, NULL, &p, &res, "get message");
+		if (r < 0)
+			return r;
+		r = each_msg(res, cb, arg);
+		PQclear(res);
+		return r;
+	}
 	return query_msgs(be, -1,
 			  with_body ? "SELECT " MSG_COLS ", b.body FROM messages m "
 				      "LEFT JOIN bodies b ON b.id = m.id WHERE m.id = $1"
@@ -2310,6 +2346,103 @@ static int pg_count(void *be, enum msg_state state, int64_t *n)
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM messages WHERE state = %d", (int)state);
 	int r = query_i64(be, sql, NULL, n, "count messages");
 	return r < 0 ? r : 0;
+}
+
+/* ---- acknowledgement tracking ------------------------------------------------------ */
+
+/* Inside a batch (store.c applies an acknowledgement as it stores it), in
+ * its pipeline: earlier statements of the batch are read first, so a
+ * message stored earlier in the same batch is seen. */
+static int run_q(struct pg *q, enum stmt_id id, const struct params *p, PGresult **res,
+		 const char *ctx)
+{
+	return q->in_batch ? pipe_query(q, id, p, res, ctx) : stmt_run(q, id, NULL, p, res, ctx);
+}
+
+static int pg_envelope_lookup(void *be, const char *sender, const char *envelope_id,
+			      int64_t *msg_id)
+{
+	struct params p = { 0 };
+	p_text(&p, sender);
+	p_text(&p, envelope_id);
+	PGresult *res;
+	int r = run_q(be, S_ENVELOPE_LOOKUP, &p, &res, "look up envelope");
+	p_free(&p);
+	if (r < 0)
+		return r;
+	r = PQntuples(res) > 0;
+	if (r)
+		*msg_id = r_i64(res, 0, 0);
+	PQclear(res);
+	return r;
+}
+
+static int pg_ack_set(void *be, int64_t id, enum msg_ack ack, int64_t ack_msg, int64_t at,
+		      const char *code)
+{
+	struct params p = { 0 };
+	p_i64(&p, id);
+	p_i64(&p, ack);
+	p_i64(&p, ack_msg);
+	p_i64(&p, at);
+	p_text_capped(&p, code, ERROR_MAX);
+	PGresult *res;
+	int r = run_q(be, S_ACK_SET, &p, &res, "set acknowledgement state");
+	p_free(&p);
+	if (r < 0)
+		return r;
+	r = atoi(PQcmdTuples(res)) > 0;
+	PQclear(res);
+	return r;
+}
+
+/* Only delivered rows: an operator's requeue or delete takes a row out of
+ * tracking. ack_state > 1 as a literal: served by messages_ack. */
+static int pg_ack_list(void *be, enum msg_ack ack, const char *endpoint, int64_t delivered_before,
+		       size_t limit, store_msg_cb cb, void *arg)
+{
+	struct params p = { 0 };
+	p_i64(&p, ack);
+	p_i64(&p, delivered_before);
+	p_limit(&p, limit);
+	if (endpoint)
+		p_text(&p, endpoint);
+	int r = query_msgs(be, -1,
+			   endpoint ? "SELECT " MSG_COLS " FROM messages m WHERE m.ack_state > 1 "
+				      "AND m.ack_state = $1 AND m.delivered_at < $2 AND m.state = 1 "
+				      "AND m.endpoint = $4 ORDER BY m.delivered_at, m.id LIMIT $3"
+				    : "SELECT " MSG_COLS " FROM messages m WHERE m.ack_state > 1 "
+				      "AND m.ack_state = $1 AND m.delivered_at < $2 AND m.state = 1 "
+				      "ORDER BY m.delivered_at, m.id LIMIT $3",
+			   &p, cb, arg, "list acknowledgement states");
+	p_free(&p);
+	return r;
+}
+
+static int pg_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb, void *arg)
+{
+	struct params p = { 0 };
+	p_i64(&p, delivered_before);
+	PGresult *res;
+	int r = stmt_run(be, -1,
+			 "SELECT endpoint, count(*) FROM messages WHERE ack_state > 1 "
+			 "AND ack_state = 2 AND delivered_at < $1 AND state = 1 GROUP BY endpoint "
+			 "ORDER BY endpoint",
+			 &p, &res, "count overdue acknowledgements");
+	p_free(&p);
+	if (r < 0)
+		return r;
+	int n = 0;
+	for (int i = 0; i < PQntuples(res); i++) {
+		n++;
+		int stop = cb(r_text(res, i, 0), r_i64(res, i, 1), arg);
+		if (stop) {
+			n = stop < 0 ? stop : n;
+			break;
+		}
+	}
+	PQclear(res);
+	return n;
 }
 
 /* ---- pruning and retention ------------------------------------------------------ */
@@ -3250,6 +3383,10 @@ const struct store_backend_ops store_pg_ops = {
 	.find = pg_find,
 	.holds = pg_holds,
 	.size = pg_size,
+	.envelope_lookup = pg_envelope_lookup,
+	.ack_set = pg_ack_set,
+	.ack_list = pg_ack_list,
+	.ack_overdue = pg_ack_overdue,
 	.begin = pg_begin,
 	.commit = pg_commit,
 	.rollback = pg_rollback,
