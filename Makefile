@@ -155,7 +155,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 		echo "  REPLAY  $$n"; $$f tests/fuzz/corpus/$${n#fuzz_}; done
 
 integration: all $(B)/peers/peer_http_drive
-	$(Q)$(if $(SANITIZE),EDIBROKER_TEST_TIMEOUT_SCALE=3 )$(PYTHON) tests/integration/run.py $(if $(T),$(T),)
+	$(Q)EDIBROKER_BUILD=$(B) $(if $(SANITIZE),EDIBROKER_TEST_TIMEOUT_SCALE=3 )$(PYTHON) tests/integration/run.py $(if $(T),$(T),)
 
 # The house rules for includes (scripts/check-layers.py), and a test that the
 # check does fail on a wrong include.

@@ -43,7 +43,9 @@ TOKEN_H = "hospital-Tok-3f9a1c2d7e41"
 TOKEN_M = "municipality-Tok-8b2e6d0f95"
 OTHER_GLN = "5790000143061"
 LETTER = re.compile(rb"<Identifier>(L\w+)</Identifier>")
-DRIVE = os.path.join(BIN, "..", "build", "peers", "peer_http_drive")
+# The build folder make used (B=build-asan for a sanitizer run); build/ by default.
+DRIVE = os.path.join(BIN, "..", os.environ.get("EDIBROKER_BUILD", "build"), "peers",
+                     "peer_http_drive")
 
 
 def letter(data):
