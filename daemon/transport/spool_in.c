@@ -82,8 +82,14 @@ struct in_file {
 	char *error, *reason; /* clean: why it is quarantined */
 	struct file_id id;    /* clean: what stayed when quarantine failed */
 	int64_t received_at;
-	char where[PATH_MAX]; /* clean: where it went */
+	char *where;          /* clean: where it went; NULL unless quarantined (a
+			       * PATH_MAX buffer in each of thousands of pending
+			       * removals was most of the spool's memory) */
 };
+
+/* Thousands wait in sp->clean while a clean job runs (every accepted file
+ * of a large inbox passes through it): keep it to names and pointers. */
+_Static_assert(sizeof(struct in_file) <= 128, "struct in_file must stay small");
 
 struct scan_entry {
 	int64_t mtime_ns;
@@ -266,6 +272,7 @@ static void in_job_free(struct in_job *j)
 		free(j->files[i].body);
 		free(j->files[i].error);
 		free(j->files[i].reason);
+		free(j->files[i].where);
 	}
 	free(j->files);
 	free(j);
@@ -702,8 +709,10 @@ static void clean_work(void *arg)
 		} else {
 			struct quarantine_info qi = { sp->endpoint, f->error, f->reason,
 						      f->received_at, sp->max_bytes };
-			f->err = quarantine_file(j->dirfd, f->name, sp->quarantine, &qi, f->where,
-						 sizeof(f->where));
+			char where[PATH_MAX] = "";
+			f->err = quarantine_file(j->dirfd, f->name, sp->quarantine, &qi, where,
+						 sizeof(where));
+			f->where = xstrdup(where);
 			struct stat st;
 			if (f->err < 0 && fstatat(j->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
 				f->id = file_id_of(&st);
