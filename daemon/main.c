@@ -98,6 +98,15 @@ static int check_system(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Prints the warnings from index `from` on and returns how many there are
+ * now: the checks after loading may add their own, and each is said once. */
+static size_t print_warnings(const struct config *cfg, size_t from)
+{
+	for (size_t i = from; i < cfg->nwarnings; i++)
+		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
+	return cfg->nwarnings;
+}
+
 static int check_config(const char *path)
 {
 	struct config *cfg = NULL;
@@ -107,8 +116,7 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s\n", err);
 		return EX_CONFIG;
 	}
-	for (size_t i = 0; i < cfg->nwarnings; i++)
-		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
+	size_t shown = print_warnings(cfg, 0);
 	if (check_system(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		config_free(cfg);
@@ -129,8 +137,7 @@ static int check_config(const char *path)
 		return EX_CONFIG;
 	}
 	codec_schemas_unref(schemas);
-	for (size_t i = 0; i < cfg->nwarnings; i++)
-		fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
+	print_warnings(cfg, shown);
 	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
 	config_free(cfg);
 	return 0;

@@ -231,6 +231,8 @@ class SecretsTest(BrokerTest):
         self.assertIn("warning: %s:" % b.conf, r.stderr)
         self.assertIn("smtp_password: a secret in a file others can read (mode 0644); "
                       "put it in smtp_password_file", r.stderr)
+        self.assertEqual(r.stderr.count("smtp_password: a secret in a file others can read"), 1,
+                         "each warning is said once")
         self.assert_no_secret("--check-config", r.stdout + r.stderr)
         os.chmod(b.conf, 0o640)
         r = subprocess.run([os.path.join(BIN, "edibrokerd"), "--check-config", b.conf],
