@@ -118,6 +118,7 @@ struct receipt_item {
 	struct codec_receipt rc; /* owns the bytes; its own copy of the broker id,
 				  * which a reload may replace */
 	char *source, *endpoint;
+	char *token;             /* the message's token + "#receipt": a replay stores none */
 	bool done;
 };
 
@@ -142,6 +143,7 @@ struct item {
 	const char *dead_class;       /* a dead letter's reason as a metric label */
 	struct store_new m;
 	char *source, *endpoint, *reason, *ext;
+	char *token;                  /* the unit's ingest token; NULL = none */
 	uint8_t *body;
 	size_t size;
 	char type[CODEC_TYPE_MAX], envelope_id[CODEC_ID_MAX];
@@ -264,6 +266,7 @@ static void receipt_item_free(struct receipt_item *r)
 	free(r->rc.body);
 	free(r->source);
 	free(r->endpoint);
+	free(r->token);
 	free(r);
 }
 
@@ -272,6 +275,7 @@ static void item_free(struct item *it)
 	receipt_item_free(it->receipt);
 	free(it->refs);
 	free(it->refbuf);
+	free(it->token);
 	free(it->source);
 	free(it->endpoint);
 	free(it->reason);
@@ -410,20 +414,24 @@ static void fresh_receipt_uuid(void *ctx, char out[CODEC_UUID_LEN + 1])
 
 /* rc (taken over) as a message from the broker to endpoint. Its one
  * letter goes into the duplicate register when it has a key (a refusal);
- * a renewed acknowledgement has none, its letter being the receiver's. */
+ * a renewed acknowledgement has none, its letter being the receiver's.
+ * token: the refused message's ingest token (NULL: none), so a replayed
+ * batch stores no second receipt. */
 static struct receipt_item *receipt_item_new(struct codec_receipt *rc, const char *endpoint,
-					     int64_t now_ms)
+					     const char *token, int64_t now_ms)
 {
 	struct receipt_item *r = xcalloc(1, sizeof(*r));
 	r->rc = *rc;
 	r->source = xstrdup(STORE_SOURCE_BROKER);
 	r->endpoint = xstrdup(endpoint);
+	r->token = token ? xasprintf("%s#receipt", token) : NULL;
 	r->key = (struct store_key){ r->rc.key.sender, r->rc.key.id };
 	bool keyed = r->rc.key.sender[0] && r->rc.key.id[0];
 	r->m = (struct store_new){
-		.source = r->source, .endpoint = r->endpoint, .format = r->rc.format,
-		.ext = r->rc.ext, .type = r->rc.type, .envelope_id = r->rc.envelope_id,
-		.sender = r->rc.sender, .receiver = r->rc.receiver, .nletters = 1,
+		.token = r->token, .source = r->source, .endpoint = r->endpoint,
+		.format = r->rc.format, .ext = r->rc.ext, .type = r->rc.type,
+		.envelope_id = r->rc.envelope_id, .sender = r->rc.sender,
+		.receiver = r->rc.receiver, .nletters = 1,
 		.letter_id = keyed ? r->rc.key.id : NULL, .refers = r->rc.refers,
 		.keys = keyed ? &r->key : NULL, .nkeys = keyed ? 1 : 0, .body = r->rc.body,
 		.size = r->rc.size, .received_at = now_ms,
@@ -435,8 +443,8 @@ static struct receipt_item *receipt_item_new(struct codec_receipt *rc, const cha
  * to the source endpoint; NULL when none can be built (env is a receipt,
  * lacks its envelope id or sender, or its format issues no receipts). */
 static struct receipt_item *make_receipt(const struct batch *bt, const char *source,
-					 const struct codec_envelope *env, enum codec_refusal why,
-					 const char *text)
+					 const char *token, const struct codec_envelope *env,
+					 enum codec_refusal why, const char *text)
 {
 	struct codec_refusal_params p = { .reason = why, .text = text,
 					  .broker_id = bt->set->broker_id,
@@ -447,7 +455,7 @@ static struct receipt_item *make_receipt(const struct batch *bt, const char *sou
 	struct codec_receipt rc;
 	if (codec_refuse(env, &p, &rc) < 0)
 		return NULL;
-	return receipt_item_new(&rc, source, bt->now_ms);
+	return receipt_item_new(&rc, source, token, bt->now_ms);
 }
 
 static void report(struct item *it, enum ingest_result res)
@@ -728,7 +736,7 @@ static void resend_done(void *arg)
 	struct item *it = arg;
 	struct resend *rs = TAKE_PTR(it->resend);
 	if (rs->r == 0) {
-		it->receipt = receipt_item_new(&rs->rc, it->source, clock_wall_ms());
+		it->receipt = receipt_item_new(&rs->rc, it->source, NULL, clock_wall_ms());
 		commit_add(it->ing->commit, &it->receipt->m, on_receipt_committed, it);
 	} else {
 		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
@@ -780,7 +788,7 @@ static void plan_rejected(const struct batch *bt, struct item *it,
 	it->reason = xstrdup(it->error.text);
 	if (it->flags & INGEST_NO_RECEIPT)
 		return;
-	it->receipt = make_receipt(bt, it->source, env, codec_errcode_refusal(it->error.code),
+	it->receipt = make_receipt(bt, it->source, it->token, env, codec_errcode_refusal(it->error.code),
 				   "EDI-kuverten kunne ikke behandles af EDI-broker.\n"
 				   "The envelope could not be processed by the EDI broker.");
 }
@@ -841,10 +849,10 @@ static void plan_routed(const struct batch *bt, struct item *it,
 	if (it->flags & INGEST_NO_RECEIPT)
 		return;
 	if (rr == ROUTE_UNKNOWN_RECEIVER)
-		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
+		it->receipt = make_receipt(bt, it->source, it->token, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
 					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
 	else if (rr == ROUTE_TYPE)
-		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_TYPE,
+		it->receipt = make_receipt(bt, it->source, it->token, env, CODEC_REFUSE_TYPE,
 					   "Modtageren kan ikke modtage denne brevtype.\n"
 					   "The receiver does not take this type of message.");
 }
@@ -865,7 +873,7 @@ static void plan_invalid(const struct batch *bt, struct item *it,
 	_cleanup_free_ char *text = xasprintf("Meddelelsen er ikke gyldig efter sit XML-skema.\n"
 					      "The message is not valid against its XML Schema:\n%s",
 					      env->schema_text);
-	it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_SYNTAX, text);
+	it->receipt = make_receipt(bt, it->source, it->token, env, CODEC_REFUSE_SYNTAX, text);
 }
 
 /* Off the loop: decodes (and validates, when the source's xsd asks),
@@ -962,11 +970,19 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
 		   unsigned flags, ingest_done_fn done, void *arg)
 {
+	ingest_submit_unit(ing, source, NULL, body, size, flags, done, arg);
+}
+
+void ingest_submit_unit(struct ingest *ing, const char *source, const char *token, uint8_t *body,
+			size_t size, unsigned flags, ingest_done_fn done, void *arg)
+{
 	struct item *it = xcalloc(1, sizeof(*it));
 	it->ing = ing;
 	it->flags = flags;
 	it->done = done;
 	it->arg = arg;
+	it->token = xstrdup_or_null(token);
+	it->m.token = it->token;
 	it->source = xstrdup(source);
 	it->body = body;
 	it->size = size;
