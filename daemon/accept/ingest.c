@@ -77,6 +77,11 @@ struct source {
 	char *name;
 	struct lane *lane;
 	struct batch *pending;
+	/* Moves on when one of its messages fails to commit. A message
+	 * submitted under an older epoch was sent before that failure was
+	 * known: it comes after the failed one, so it must not commit before
+	 * the source offers the failed one again (per-sender order). */
+	uint64_t epoch;
 };
 
 struct ingest {
@@ -160,6 +165,8 @@ struct item {
 	bool msg_pending;             /* m is in the commit */
 	bool counted;                 /* size is in ing->pend */
 	int commit_err;
+	bool held_back;               /* not committed: an earlier one of its source failed */
+	uint64_t epoch;               /* its source's epoch when it was submitted */
 	/* what an acknowledgement names, copied for the store */
 	struct store_ackref *refs;
 	struct codec_ref *refbuf;
@@ -605,6 +612,7 @@ static void log_tracking(const struct item *it, enum ingest_result res)
 }
 
 static bool resend_start(struct item *it);
+static struct source *source_of(struct ingest *ing, const char *name);
 
 /* Runs when both the message and its receipt (if any) have committed. */
 static void finish(struct item *it)
@@ -616,7 +624,12 @@ static void finish(struct item *it)
 		return; /* back once the acknowledgement is renewed and committed */
 	if (res == INGEST_TEMPFAIL) {
 		free(it->reason);
-		it->reason = xstrdup(strerror(-it->commit_err));
+		it->reason = xstrdup(it->held_back ? "an earlier message from this source did not "
+						     "commit; this one waits for it"
+						   : strerror(-it->commit_err));
+		struct source *src = source_of(it->ing, it->source);
+		if (src->epoch == it->epoch)
+			src->epoch++; /* everything submitted so far waits for this one */
 	}
 	struct receipt_item *r = it->receipt;
 	if (res != INGEST_TEMPFAIL && r && r->m.outcome == STORE_STORED) {
@@ -915,6 +928,16 @@ static void decode_done(void *arg)
 	struct ingest *ing = bt->ing;
 	for (size_t i = 0; i < bt->n; i++) {
 		struct item *it = bt->items[i];
+		if ((it->receipt || to_commit(it)) && source_of(ing, it->source)->epoch != it->epoch) {
+			/* an earlier message of its source failed while this one
+			 * was decoded: it must not overtake it */
+			it->held_back = true;
+			it->commit_err = -EAGAIN;
+			if (it->receipt)
+				it->receipt->done = true; /* never committed: nothing to send */
+			finish(it);
+			continue;
+		}
 		if (it->planned == INGEST_ACCEPTED && queue_full(ing, it)) {
 			it->planned = INGEST_BUSY;
 			it->reason = xasprintf("the queue of %s is full: try again later",
@@ -943,7 +966,7 @@ static struct source *source_of(struct ingest *ing, const char *name)
 	ing->sources = xrealloc(ing->sources, (ing->nsources + 1) * sizeof(*ing->sources));
 	struct source *src = &ing->sources[ing->nsources++];
 	_cleanup_free_ char *lane = xasprintf("decode:%s", name);
-	*src = (struct source){ xstrdup(name), lane_new(ing->pool, lane), NULL };
+	*src = (struct source){ .name = xstrdup(name), .lane = lane_new(ing->pool, lane) };
 	return src;
 }
 
@@ -992,6 +1015,7 @@ void ingest_submit_unit(struct ingest *ing, const char *source, const char *toke
 	it->m.received_at = clock_wall_ms();
 	ing->inflight++;
 	struct source *src = source_of(ing, source);
+	it->epoch = src->epoch;
 	struct batch *bt = src->pending;
 	if (!bt) {
 		bt = src->pending = xcalloc(1, sizeof(*bt));

@@ -16,7 +16,9 @@
  * server, the larger the batches. The flight owns copies of everything it
  * commits; on failure its marks go back in front of the pending ones, so
  * marks keep their order, and its messages are failed back to their
- * sources. A batch that lost a race with another writer (-EBUSY: a key, a
+ * sources, together with everything added while it flew (it came later
+ * from the same sources, and must not commit before the failed ones are
+ * offered again). A batch that lost a race with another writer (-EBUSY: a key, a
  * transmission id or an ingest token recorded first by another daemon) is
  * retried at once, a few times, before anyone is told it failed.
  */
@@ -254,8 +256,21 @@ static void landed(int r, const char *error, void *arg)
 		marks_requeue(&c->marks, &f->marks);
 	}
 	set_health(c, r == 0, r, r == 0 ? "" : error);
+	/* What was added while it flew came later from its sources: it fails
+	 * with it, or it would commit before the failed ones come back (their
+	 * sources offer them again, in order). Taken before any completion
+	 * runs: what the completions add belongs to the next commit. */
+	struct flight later = { 0 };
+	if (r < 0) {
+		later.msgs = TAKE_PTR(c->msgs);
+		later.nmsgs = c->nmsgs;
+		c->nmsgs = c->capmsgs = 0;
+	}
 	complete_msgs(f, r);
 	flight_free(f);
+	for (size_t i = 0; i < later.nmsgs; i++)
+		later.msgs[i].done(r, later.msgs[i].m, later.msgs[i].arg);
+	free(later.msgs);
 	if (r < 0 && (!marks_empty(&c->marks) || store_async(c->store)))
 		retry_later(c); /* marks wait; a server is asked again */
 	else if (r == 0 && (c->nmsgs || !marks_empty(&c->marks)))

@@ -13,9 +13,12 @@
  * happens once per outage is a row once; the queue read stays on the
  * queued index with statistics gone stale after a drain; asynchronous
  * calls on the store's lanes; a connection the server ends is made again;
+ * a commit that fails takes with it what was added while it flew (it came
+ * later from its sources: committing it first would break their order);
  * the lanes connect again after the server restarts (a suite of its own:
  * it stops the shared server, so it runs alone).
  */
+#include "store/commit.h"
 #include "store/store.h"
 #include "store/store_backend.h"
 #include "store/store_pg.h"
@@ -503,6 +506,68 @@ Test(store_pg, commits_run_on_the_store_lanes_and_complete_on_the_loop)
 	cr_assert_eq(done_err, 0);
 	cr_assert_eq(m.outcome, STORE_STORED);
 	cr_assert_eq(sql_int("SELECT count(*) FROM messages"), 1);
+	cr_assert_eq(store_drain(s, 1000), 0);
+	store_close(s);
+	event_base_free(base);
+}
+
+struct outcome {
+	int calls, err;
+};
+
+static void on_msg_done(int err, struct store_new *m, void *arg)
+{
+	struct outcome *o = arg;
+	o->calls++;
+	o->err = err;
+}
+
+/* No message can be stored (a constraint the server checks on new rows),
+ * so the first commit fails; the second message was added while
+ * that commit was on its way. It fails with it, now and on the retry that
+ * follows: its source offers both again, in order. */
+Test(store_pg, what_was_added_while_a_failed_commit_flew_fails_with_it)
+{
+	struct event_base *base = event_base_new();
+	struct store *s = open_node("a");
+	cr_assert_eq(store_attach(s, base), 0);
+	struct commit *c = commit_new(base, s);
+	struct store_new first = msg("ep-a", NULL, 0, "flew-1"), later = msg("ep-a", NULL, 0, "flew-2");
+	testutil_pg_exec(url, "ALTER TABLE messages ADD CONSTRAINT none_now CHECK (false) NOT VALID");
+	struct outcome o1 = { 0 }, o2 = { 0 };
+	commit_add(c, &first, on_msg_done, &o1);
+	commit_kick(c);
+	cr_assert_not(commit_idle(c), "the first commit is on its way");
+	commit_add(c, &later, on_msg_done, &o2);
+	int64_t until = clock_mono_ms() + 10000;
+	while (o1.calls == 0 && clock_mono_ms() < until)
+		event_base_loop(base, EVLOOP_ONCE);
+	cr_assert_eq(o1.calls, 1);
+	cr_assert_lt(o1.err, 0, "the first one is refused");
+	/* the server takes messages again before the store's retry (2 s) */
+	testutil_pg_exec(url, "ALTER TABLE messages DROP CONSTRAINT none_now");
+	cr_assert_eq(o2.calls, 1, "the later one is told with the first");
+	cr_assert_lt(o2.err, 0, "the later one failed with it");
+	until = clock_mono_ms() + 2500;
+	while (clock_mono_ms() < until) {
+		struct timeval tv = { 0, 100 * 1000 };
+		event_base_loopexit(base, &tv);
+		event_base_loop(base, 0);
+	}
+	cr_assert_eq(o2.calls, 1, "told once");
+	cr_assert_eq(sql_int("SELECT count(*) FROM messages"), 0,
+		     "the later one was committed before the first came back");
+	/* offered again, in order: both commit, in order */
+	o1 = o2 = (struct outcome){ 0 };
+	commit_add(c, &first, on_msg_done, &o1);
+	commit_add(c, &later, on_msg_done, &o2);
+	until = clock_mono_ms() + 10000;
+	while ((o1.calls == 0 || o2.calls == 0) && clock_mono_ms() < until)
+		event_base_loop(base, EVLOOP_ONCE);
+	cr_assert_eq(o1.err, 0);
+	cr_assert_eq(o2.err, 0);
+	cr_assert_lt(first.id, later.id, "ids in the order offered");
+	commit_free(c);
 	cr_assert_eq(store_drain(s, 1000), 0);
 	store_close(s);
 	event_base_free(base);
