@@ -226,7 +226,9 @@ static void render_cluster(const json_t *ans)
 					 json_string_value(l));
 			used += w > 0 && (size_t)w < sizeof(leases) - used ? (size_t)w : 0;
 		}
-		printf("%-22s %9s  %s\n", str(n, "name"), age, used ? leases : "-");
+		printf("%-22s %9s  %s\n", str(n, "name"), age,
+		       json_is_true(json_object_get(n, "stopped")) ? "(stopped)"
+		       : used ? leases : "-");
 	}
 	printf("%-22s %-22s %s\n", "ENDPOINT", "DELIVERED BY", "EPOCH HERE");
 	json_array_foreach(json_object_get(ans, "endpoints"), i, n) {

@@ -333,10 +333,11 @@ json_t *views_cluster(const struct cluster *c, const char *node)
 	for (size_t i = 0; i < v->nnodes; i++) {
 		const struct cluster_node *n = &v->nodes[i];
 		json_array_append_new(nodes,
-				      json_pack("{s:s, s:I, s:I, s:I, s:o}", "name", n->name,
+				      json_pack("{s:s, s:I, s:I, s:I, s:b, s:o}", "name", n->name,
 						"seen_ago_s", (json_int_t)(n->seen_ago_ms / 1000),
 						"started_ms", (json_int_t)n->started_at, "pid",
-						(json_int_t)n->pid, "leases", leases_of(v, n->name)));
+						(json_int_t)n->pid, "stopped", n->pid == 0,
+						"leases", leases_of(v, n->name)));
 	}
 	for (size_t i = 0; i < v->nleases; i++) {
 		const struct cluster_lease *l = &v->leases[i];

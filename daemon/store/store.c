@@ -1061,6 +1061,13 @@ int store_lease_claim(struct store *s, const char *const *names, size_t n, int64
 	return n && limit ? s->ops->lease_claim(s->be, names, n, ttl_ms, limit, cb, arg) : 0;
 }
 
+int store_node_leave(struct store *s, int64_t started_at)
+{
+	if (!s->ops->node_leave)
+		return 0;
+	return s->ops->node_leave(s->be, started_at);
+}
+
 int store_lease_release(struct store *s, const struct store_fence *held, size_t n)
 {
 	if (!s->ops->lease_release)

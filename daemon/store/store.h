@@ -658,6 +658,11 @@ int store_lease_renew(struct store *s, const struct store_fence *held, size_t n,
  * many. Blocks: one small transaction. */
 int store_lease_claim(struct store *s, const char *const *names, size_t n, int64_t ttl_ms,
 		      size_t limit, store_lease_cb cb, void *arg) STORE_MUST_CHECK;
+/* This process stops in order: its node row says so (pid 0), so a daemon
+ * started next under the same name need not wait for the row to go quiet.
+ * 1 when the row was this process's, 0 when not, -errno. Blocks: one
+ * small statement. 0 on a backend without nodes. */
+int store_node_leave(struct store *s, int64_t started_at) STORE_MUST_CHECK;
 /* Gives up held[0..n) (an orderly stop): free for others at once. */
 int store_lease_release(struct store *s, const struct store_fence *held,
 			size_t n) STORE_MUST_CHECK;

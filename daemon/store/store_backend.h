@@ -152,6 +152,7 @@ struct store_backend_ops {
 	int (*lease_claim)(void *be, const char *const *names, size_t n, int64_t ttl_ms,
 			   size_t limit, store_lease_cb cb, void *arg);
 	int (*lease_release)(void *be, const struct store_fence *held, size_t n);
+	int (*node_leave)(void *be, int64_t started_at);
 	int (*leases)(void *be, store_lease_cb cb, void *arg);
 	int (*nodes)(void *be, store_node_cb cb, void *arg);
 	int (*lease_backoff)(void *be, const struct store_fence *f, int failures,

@@ -3075,7 +3075,7 @@ static int node_beat_rows(struct pg *q, void *arg)
 			  "ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, "
 			  "pid = excluded.pid, seen_at = now() "
 			  "WHERE (nodes.pid = excluded.pid AND nodes.started_at = excluded.started_at) "
-			  "OR nodes.seen_at < now() - $4 * interval '1 millisecond'",
+			  "OR nodes.pid = 0 OR nodes.seen_at < now() - $4 * interval '1 millisecond'",
 			  &p, &changed, "node beat");
 	if (r == 0 && changed == 0)
 		return fail_msg(q, -EEXIST, "node beat: another daemon runs as node %s (a node "
@@ -3201,6 +3201,24 @@ static int pg_lease_release(void *be, const struct store_fence *held, size_t n)
 			  &p, &changed, "release leases");
 	p_free(&p);
 	return r < 0 ? r : (int)changed;
+}
+
+/* pid 0: stopped in order (no process has pid 0); node_beat takes the
+ * row over at once. */
+static int pg_node_leave(void *be, int64_t started_at)
+{
+	struct pg *q = be;
+	struct params p = { 0 };
+	p_text(&p, q->conf->node);
+	p_i64(&p, started_at);
+	p_i64(&p, (int64_t)getpid());
+	int64_t changed = 0;
+	int r = stmt_exec(q, -1,
+			  "UPDATE nodes SET pid = 0, seen_at = now() "
+			  "WHERE name = $1 AND started_at = $2 AND pid = $3",
+			  &p, &changed, "node leave");
+	p_free(&p);
+	return r < 0 ? r : changed > 0;
 }
 
 static int pg_leases(void *be, store_lease_cb cb, void *arg)
@@ -3371,6 +3389,7 @@ const struct store_backend_ops store_pg_ops = {
 	.open = pg_open,
 	.connect = pg_connect,
 	.ids_in_commit_order = false, /* several daemons take ids from one sequence */
+	.node_leave = pg_node_leave,
 	.close = pg_close,
 	.last_error = pg_last_error,
 	.instance = pg_instance,

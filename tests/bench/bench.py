@@ -142,7 +142,7 @@ def burst(work, msgs, store="", tag="", warm=False):
         b.start()
         assert b.stop() == 0
     stage(b.inbox("hospital"), msgs)
-    os.makedirs(b.outbox("municipality"))
+    os.makedirs(b.outbox("municipality"), exist_ok=True)
     os.sync()
     t0 = time.monotonic()
     b.start(wait_ready=False)

@@ -343,6 +343,22 @@ Test(store_pg, two_processes_cannot_share_a_node_name)
 	store_close(a2);
 }
 
+/* An orderly stop says so in the node row: the next start under the same
+ * name goes on at once instead of waiting a lease for the row to go quiet. */
+Test(store_pg, a_node_that_stopped_in_order_can_start_again_at_once)
+{
+	struct store *a = open_node("a"), *a2 = open_node("a");
+	cr_assert_eq(store_node_beat(a, T0, 60000, NULL, 0), 0);
+	cr_assert_eq(store_node_leave(a2, T0 + 1), 0, "not its row: nothing changes");
+	cr_assert_eq(store_node_beat(a2, T0 + 1, 60000, NULL, 0), -EEXIST);
+	cr_assert_eq(store_node_leave(a, T0), 1);
+	cr_assert_eq(sql_int("SELECT pid FROM nodes WHERE name = 'a'"), 0, "shown as stopped");
+	cr_assert_eq(store_node_beat(a2, T0 + 1, 60000, NULL, 0), 0, "started again at once");
+	cr_assert_eq(store_node_beat(a, T0, 60000, NULL, 0), -EEXIST, "the new one owns it now");
+	store_close(a);
+	store_close(a2);
+}
+
 Test(store_pg, a_record_save_of_a_lost_procedure_lease_is_refused)
 {
 	struct store *a = open_node("a"), *b = open_node("b");
