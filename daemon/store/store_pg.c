@@ -253,6 +253,7 @@ enum stmt_id {
 	S_FETCH, S_LOOKUP_KEYS, S_LOOKUP_TXIDS, S_LOOKUP_TOKENS, S_NEXT_IDS,
 	S_EVENT_INSERT, S_EVENT_INSERT_MARK, S_EVENT_INSERT_MARK_FENCED, S_STATE_SET, S_MSG_COPY,
 	S_HOLD_INSERT, S_HOLD_DELETE, S_GET, S_ENVELOPE_LOOKUP, S_ACK_SET,
+	S_KEY_INSERT_MANY, S_TOKEN_INSERT_MANY,
 	S__COUNT
 };
 
@@ -271,6 +272,11 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_TXID_INSERT] = "INSERT INTO txids (scope, sender, id, digest, msg_id, seen_at) "
 			  "VALUES ($1, $2, $3, $4, $5, $6)",
 	[S_TOKEN_INSERT] = "INSERT INTO ingest_tokens (token, msg_id, seen_at) VALUES ($1, $2, $3)",
+	/* a batch's keys and tokens, one statement each at its commit */
+	[S_KEY_INSERT_MANY] = "INSERT INTO letter_keys (sender, letter_id, msg_id, seen_at) "
+			      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])",
+	[S_TOKEN_INSERT_MANY] = "INSERT INTO ingest_tokens (token, msg_id, seen_at) "
+				"SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
 	/* pending (1) becomes awaiting (2) with the delivery */
 	[S_DELIVERED] = "UPDATE messages SET state = 1, delivered_at = $2, "
 			"ack_state = CASE ack_state WHEN 1 THEN 2 ELSE ack_state END "
@@ -451,6 +457,9 @@ struct pg {
 	struct smap keys, txids, tokens;
 	int64_t *ids;             /* taken from the sequence for this batch */
 	size_t nids, usedids;
+	/* A batch's letter keys and ingest tokens, sent as one INSERT each
+	 * when it commits (a statement per row was most of a commit's cost). */
+	struct rowbuf { char **a, **b; int64_t *id, *at; size_t n, cap; } kbuf, tbuf;
 	int64_t *dbuf;            /* delivered ids not yet sent (one fence) */
 	size_t ndbuf, capdbuf;
 	int64_t dbuf_at;
@@ -1070,8 +1079,44 @@ static void conf_unref(struct pg_conf *c)
 	free(c);
 }
 
+static void rowbuf_add(struct rowbuf *r, const char *a, const char *b, int64_t id, int64_t at)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 256;
+		r->a = xrealloc(r->a, r->cap * sizeof(char *));
+		r->b = xrealloc(r->b, r->cap * sizeof(char *));
+		r->id = xrealloc(r->id, r->cap * sizeof(int64_t));
+		r->at = xrealloc(r->at, r->cap * sizeof(int64_t));
+	}
+	r->a[r->n] = xstrdup(a);
+	r->b[r->n] = xstrdup_or_null(b);
+	r->id[r->n] = id;
+	r->at[r->n++] = at;
+}
+
+static void rowbuf_clear(struct rowbuf *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->a[i]);
+		free(r->b[i]);
+	}
+	r->n = 0;
+}
+
+static void rowbuf_free(struct rowbuf *r)
+{
+	rowbuf_clear(r);
+	free(r->a);
+	free(r->b);
+	free(r->id);
+	free(r->at);
+	*r = (struct rowbuf){ 0 };
+}
+
 static void batch_reset(struct pg *q)
 {
+	rowbuf_clear(&q->kbuf);
+	rowbuf_clear(&q->tbuf);
 	smap_clear(&q->keys);
 	smap_clear(&q->txids);
 	smap_clear(&q->tokens);
@@ -1092,6 +1137,8 @@ static void pg_close(void *be)
 	conn_drop(q);
 	batch_reset(q);
 	free(q->dbuf);
+	rowbuf_free(&q->kbuf);
+	rowbuf_free(&q->tbuf);
 	smap_clear(&q->routes);
 	free((char *)q->rfence.lease);
 	conf_unref(q->conf);
@@ -1456,13 +1503,41 @@ static int dbuf_flush(struct pg *q)
 	return r;
 }
 
+/* Sends the batch's letter keys and ingest tokens, one INSERT each. */
+static int rows_flush(struct pg *q)
+{
+	int r = 0;
+	if (q->kbuf.n) {
+		struct params p = { 0 };
+		p_text_array(&p, (const char *const *)q->kbuf.a, q->kbuf.n, sizeof(char *));
+		p_text_array(&p, (const char *const *)q->kbuf.b, q->kbuf.n, sizeof(char *));
+		p_i64_array(&p, q->kbuf.id, q->kbuf.n);
+		p_i64_array(&p, q->kbuf.at, q->kbuf.n);
+		r = pipe_send(q, S_KEY_INSERT_MANY, &p, "record letter keys");
+		p_free(&p);
+	}
+	if (r == 0 && q->tbuf.n) {
+		struct params p = { 0 };
+		p_text_array(&p, (const char *const *)q->tbuf.a, q->tbuf.n, sizeof(char *));
+		p_i64_array(&p, q->tbuf.id, q->tbuf.n);
+		p_i64_array(&p, q->tbuf.at, q->tbuf.n);
+		r = pipe_send(q, S_TOKEN_INSERT_MANY, &p, "record tokens");
+		p_free(&p);
+	}
+	rowbuf_clear(&q->kbuf);
+	rowbuf_clear(&q->tbuf);
+	return r;
+}
+
 static void routes_merge(struct pg *q, bool ok);
 
 static int pg_commit(void *be)
 {
 	struct pg *q = be;
 	assert(q->in_batch);
-	int r = dbuf_flush(q);
+	int r = rows_flush(q);
+	if (r == 0)
+		r = dbuf_flush(q);
 	if (r == 0 && !PQsendQueryParams(q->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 1))
 		r = fail_res(q, NULL, "commit");
 	if (r == 0)
@@ -1731,16 +1806,17 @@ static int pg_key_insert(void *be, const struct store_key *key, int64_t msg_id, 
 	struct smap_ent *e = smap_get(&q->keys, k);
 	if (e && e->val >= 0)
 		return fail_msg(q, -EEXIST, "record letter key: already recorded");
+	if (q->in_batch) { /* sent with the batch's others at commit */
+		rowbuf_add(&q->kbuf, key->sender, key->letter_id, msg_id, now);
+		smap_put(&q->keys, k)->val = msg_id;
+		return 0;
+	}
 	struct params p = { 0 };
 	p_text(&p, key->sender);
 	p_text(&p, key->letter_id);
 	p_i64(&p, msg_id);
 	p_i64(&p, now);
-	int r = q->in_batch ? pipe_send(q, S_KEY_INSERT, &p, "record letter key")
-			    : stmt_exec(q, S_KEY_INSERT, NULL, &p, NULL, "record letter key");
-	if (r == 0 && q->in_batch)
-		smap_put(&q->keys, k)->val = msg_id;
-	return r;
+	return stmt_exec(q, S_KEY_INSERT, NULL, &p, NULL, "record letter key");
 }
 
 static void txid_params(struct params *p, const struct store_txid *t)
@@ -1856,15 +1932,16 @@ static int pg_token_insert(void *be, const char *token, int64_t msg_id, int64_t 
 	struct smap_ent *e = smap_get(&q->tokens, k);
 	if (q->in_batch && e && e->val >= 0)
 		return fail_msg(q, -EEXIST, "record token: already recorded");
+	if (q->in_batch) { /* sent with the batch's others at commit */
+		rowbuf_add(&q->tbuf, token, NULL, msg_id, now);
+		smap_put(&q->tokens, k)->val = msg_id;
+		return 0;
+	}
 	struct params p = { 0 };
 	p_text(&p, token);
 	p_i64(&p, msg_id);
 	p_i64(&p, now);
-	int r = q->in_batch ? pipe_send(q, S_TOKEN_INSERT, &p, "record token")
-			    : stmt_exec(q, S_TOKEN_INSERT, NULL, &p, NULL, "record token");
-	if (r == 0 && q->in_batch)
-		smap_put(&q->tokens, k)->val = msg_id;
-	return r;
+	return stmt_exec(q, S_TOKEN_INSERT, NULL, &p, NULL, "record token");
 }
 
 /* Routes recorded in this batch (val 0) count as known only once it

@@ -203,6 +203,16 @@ class ClusterTest(NoticeTest):
         self.assertEqual(listdir_final(os.path.join(self.spool, "hospital", "in")), [])
         rows = self.pg.sql("SELECT count(*), count(*) FILTER (WHERE state = 1) FROM messages")
         self.assertEqual(rows, [["20", "20"]])
+        # b shows a as stopped, and a starts again under its name at once: it
+        # does not wait for its old row to go quiet
+        wait_for(lambda: {n["name"]: n for n in b.status()["cluster"]["nodes"]}["node-a"]
+                 .get("stopped"), 10, what="b shows node-a stopped")
+        rc, text, _ = b.ctl_text("status")
+        self.assertRegex(text, r"node-a\s+\S+\s+\(stopped\)")
+        a.start()
+        wait_for(lambda: a.status()["cluster"]["reachable"], 10, what="node-a back")
+        self.assertEqual(a.log_lines(r"node name must be unique"), [])
+        self.assertEqual(a.stop(), 0)
         self.assertEqual(b.stop(), 0)
 
     def test_2000_messages_through_a_pause_a_kill_and_a_database_restart(self):
