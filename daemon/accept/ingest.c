@@ -136,6 +136,8 @@ struct resend {
 	int64_t ack_id;            /* its message id */
 	struct codec_receipt rc;   /* the renewed copy (resend_work) */
 	int r;                     /* what the renewal said */
+	int got;                   /* what reading it said: 1 found, 0 not, -errno */
+	char error[256];           /* why reading it failed */
 };
 
 struct item {
@@ -732,6 +734,13 @@ static int copy_body(const struct store_msg *m, void *arg)
 	return 0;
 }
 
+static void resend_free(struct resend *rs)
+{
+	settings_unref(rs->set);
+	free(rs->body);
+	free(rs);
+}
+
 /* Off the loop, on the source's lane: the renewed copy. */
 static void resend_work(void *arg)
 {
@@ -758,39 +767,59 @@ static void resend_done(void *arg)
 			 rs->r == -ENOTSUP ? "the stored message is no acknowledgement"
 					   : "the stored acknowledgement cannot be renewed");
 	}
-	settings_unref(rs->set);
-	free(rs->body);
-	free(rs);
+	resend_free(rs);
 	finish(it);
 }
 
-static struct source *source_of(struct ingest *ing, const char *name);
+/* On a store lane (at once with sqlite): the acknowledgement stored for
+ * the duplicate's first copy. A server's answer never waits on the loop. */
+static void resend_read(struct store *view, void *arg)
+{
+	struct item *it = arg;
+	struct resend *rs = it->resend;
+	struct stored_body b = { 0 };
+	rs->got = store_get(view, rs->ack_id, true, copy_body, &b);
+	if (rs->got < 0)
+		snprintf(rs->error, sizeof(rs->error), "%s", store_last_error(view));
+	rs->body = b.body;
+	rs->size = b.size;
+}
 
-/* On the loop: reads the acknowledgement stored for a duplicate's first
- * copy and sends it to be renewed; false when there is nothing to send
- * (its body is gone with retention, or the store cannot say). */
+/* Back on the loop: to the source's lane to be renewed, or, when there is
+ * nothing to send, the duplicate reports without it. */
+static void resend_read_done(void *arg)
+{
+	struct item *it = arg;
+	struct resend *rs = it->resend;
+	if (rs->got <= 0 || !rs->body) {
+		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
+			 "state=duplicate-dropped",
+			 (long long)it->m.id, (long long)rs->ack_id, it->source,
+			 rs->got < 0 ? rs->error : "its body is no longer kept");
+		it->resend = NULL;
+		resend_free(rs);
+		finish(it);
+		return;
+	}
+	lane_submit(source_of(it->ing, it->source)->lane, resend_work, resend_done, it);
+}
+
+/* Reads the acknowledgement stored for a duplicate's first copy and sends
+ * it to be renewed; false when no store is there to ask. The item reports
+ * once that is done (finish() waits while it->resend is set). */
 static bool resend_start(struct item *it)
 {
 	struct ingest *ing = it->ing;
-	struct stored_body b = { 0 };
 	it->resend_tried = true;
 	if (!ing->store)
 		return false;
-	int r = store_get(ing->store, it->m.ack_id, true, copy_body, &b);
-	if (r <= 0 || !b.body) {
-		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
-			 "state=duplicate-dropped",
-			 (long long)it->m.id, (long long)it->m.ack_id, it->source,
-			 r < 0 ? store_last_error(ing->store) : "its body is no longer kept");
-		return false;
-	}
 	struct resend *rs = xcalloc(1, sizeof(*rs));
-	*rs = (struct resend){ .set = settings_ref(ing->set), .body = b.body, .size = b.size,
-			       .ack_id = it->m.ack_id };
+	*rs = (struct resend){ .set = settings_ref(ing->set), .ack_id = it->m.ack_id };
 	time_t t = (time_t)(clock_wall_ms() / 1000);
 	localtime_r(&t, &rs->now);
 	it->resend = rs;
-	lane_submit(source_of(ing, it->source)->lane, resend_work, resend_done, it);
+	/* may complete inside this call (sqlite): nothing touches it after */
+	store_run(ing->store, STORE_LANE_READ, resend_read, resend_read_done, it);
 	return true;
 }
 
