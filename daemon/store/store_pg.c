@@ -1039,6 +1039,68 @@ static int query_i64(struct pg *q, const char *sql, const struct params *p, int6
 	return r;
 }
 
+/*
+ * Row callbacks come in one type per record (store.h). walk_rows() walks
+ * a result and a row_fn per record reads one row and calls the caller's
+ * callback, which travels in struct walk under its own type: no function
+ * pointer is converted, so every call is through the type it was made as.
+ */
+struct walk {
+	union {
+		store_msg_cb msg;
+		store_depth_cb depth;
+		store_tally_cb tally;
+		store_outage_cb outage;
+		store_notice_cb notice;
+		store_send_cb send;
+		store_maintenance_cb maint;
+		store_summary_cb summary;
+		store_name_cb name;
+		store_event_cb event;
+		store_hold_cb hold;
+		store_id_cb id;
+		store_lease_cb lease;
+		store_node_cb node;
+		store_observation_cb observation;
+	} cb;
+	void *arg;
+	bool skipped; /* set by a row_fn for a row it did not pass on */
+};
+
+typedef int (*row_fn)(const PGresult *res, int i, struct walk *w);
+
+/* Passes every row of res to row (and so to the callback) until one returns
+ * non-zero: the number of rows passed (a positive stop counts its row), or
+ * the callback's negative return. */
+static int walk_rows(const PGresult *res, row_fn row, struct walk *w)
+{
+	int n = 0;
+	for (int i = 0; i < PQntuples(res); i++) {
+		w->skipped = false;
+		int stop = row(res, i, w);
+		if (w->skipped)
+			continue;
+		n++;
+		if (stop)
+			return stop < 0 ? stop : n;
+	}
+	return n;
+}
+
+/* Runs one statement outside a pipeline and walks its rows: walk_rows()'s
+ * return, or the statement's -errno. */
+static int query_rows(struct pg *q, int id, const char *sql, const struct params *p, row_fn row,
+		      struct walk *w, const char *ctx)
+{
+	PGresult *res;
+	int r = stmt_run(q, id, sql, p, &res, ctx);
+	if (r < 0)
+		return r;
+	r = walk_rows(res, row, w);
+	PQclear(res);
+	return r;
+}
+
 static int session_setup(struct pg *q)
 {
 	char sql[256];
@@ -2169,53 +2231,37 @@ static int pg_hold_set(void *be, const char *endpoint, bool held, int64_t at, co
 	return r;
 }
 
+static int event_row(const PGresult *res, int i, struct walk *w)
+{
+	struct store_event e = { r_i64(res, i, 0), r_i64(res, i, 1), r_text(res, i, 2),
+				 r_text(res, i, 3), r_text(res, i, 4), r_text(res, i, 5),
+				 r_i64(res, i, 6) };
+	return w->cb.event(&e, w->arg);
+}
+
 static int pg_events(void *be, int64_t id, store_event_cb cb, void *arg)
 {
 	struct params p = { 0 };
 	p_i64(&p, id);
-	PGresult *res;
-	int r = stmt_run(be, -1,
-			 "SELECT msg_id, at, kind, fault, detail, changed_by, ref FROM events "
-			 "WHERE msg_id = $1 ORDER BY at, id",
-			 &p, &res, "message history");
+	int r = query_rows(be, -1,
+			   "SELECT msg_id, at, kind, fault, detail, changed_by, ref FROM events "
+			   "WHERE msg_id = $1 ORDER BY at, id",
+			   &p, event_row, &(struct walk){ .cb.event = cb, .arg = arg },
+			   "message history");
 	p_free(&p);
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_event e = { r_i64(res, i, 0), r_i64(res, i, 1), r_text(res, i, 2),
-					 r_text(res, i, 3), r_text(res, i, 4), r_text(res, i, 5),
-					 r_i64(res, i, 6) };
-		n++;
-		int stop = cb(&e, arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return r;
+}
+
+static int hold_row(const PGresult *res, int i, struct walk *w)
+{
+	struct store_hold h = { r_text(res, i, 0), r_i64(res, i, 1), r_text(res, i, 2) };
+	return w->cb.hold(&h, w->arg);
 }
 
 static int pg_holds(void *be, store_hold_cb cb, void *arg)
 {
-	PGresult *res;
-	int r = stmt_run(be, -1, "SELECT endpoint, at, changed_by FROM holds ORDER BY endpoint",
-			 NULL, &res, "list holds");
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_hold h = { r_text(res, i, 0), r_i64(res, i, 1), r_text(res, i, 2) };
-		n++;
-		int stop = cb(&h, arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return query_rows(be, -1, "SELECT endpoint, at, changed_by FROM holds ORDER BY endpoint",
+			  NULL, hold_row, &(struct walk){ .cb.hold = cb, .arg = arg }, "list holds");
 }
 
 /* As the SQLite backend's: each id once, ascending; every branch an index
@@ -2235,6 +2281,11 @@ static const char *const find_sql[] = {
 	[STORE_FIND_REFERS] = "SELECT id FROM messages WHERE refers = $1 ORDER BY id LIMIT $2",
 };
 
+static int id_row(const PGresult *res, int i, struct walk *w)
+{
+	return w->cb.id(r_i64(res, i, 0), w->arg);
+}
+
 static int pg_find(void *be, enum store_find by, const char *key, size_t limit, store_id_cb cb,
 		   void *arg)
 {
@@ -2242,22 +2293,10 @@ static int pg_find(void *be, enum store_find by, const char *key, size_t limit, 
 	struct params p = { 0 };
 	p_text(&p, key);
 	p_limit(&p, limit);
-	PGresult *res;
-	int r = stmt_run(be, -1, find_sql[by], &p, &res, "find messages");
+	int r = query_rows(be, -1, find_sql[by], &p, id_row,
+			   &(struct walk){ .cb.id = cb, .arg = arg }, "find messages");
 	p_free(&p);
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		n++;
-		int stop = cb(r_i64(res, i, 0), arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return r;
 }
 
 /* The whole database's size: what the server's disk holds for it. */
@@ -2309,32 +2348,17 @@ static void row_msg(const PGresult *res, int i, struct store_msg *m)
 		m->body = PQgetvalue(res, i, C_BODY); /* "" for an empty body: kept, not missing */
 }
 
-/* Passes every row of res to cb until it returns non-zero: the number of
- * rows passed, or cb's negative return. */
-static int each_msg(const PGresult *res, store_msg_cb cb, void *arg)
+static int msg_row(const PGresult *res, int i, struct walk *w)
 {
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_msg m;
-		row_msg(res, i, &m);
-		n++;
-		int stop = cb(&m, arg);
-		if (stop)
-			return stop < 0 ? stop : n;
-	}
-	return n;
+	struct store_msg m;
+	row_msg(res, i, &m);
+	return w->cb.msg(&m, w->arg);
 }
 
 static int query_msgs(struct pg *q, int id, const char *sql, const struct params *p,
 		      store_msg_cb cb, void *arg, const char *ctx)
 {
-	PGresult *res;
-	int r = stmt_run(q, id, sql, p, &res, ctx);
-	if (r < 0)
-		return r;
-	r = each_msg(res, cb, arg);
-	PQclear(res);
-	return r;
+	return query_rows(q, id, sql, p, msg_row, &(struct walk){ .cb.msg = cb, .arg = arg }, ctx);
 }
 
 static int pg_fetch_queued(void *be, const char *endpoint, int64_t after_id,
@@ -2351,28 +2375,20 @@ static int pg_fetch_queued(void *be, const char *endpoint, int64_t after_id,
 	return r;
 }
 
+static int depth_row(const PGresult *res, int i, struct walk *w)
+{
+	struct store_depth d = { r_text(res, i, 0), r_i64(res, i, 1), r_i64(res, i, 2),
+				 r_i64(res, i, 3) };
+	return w->cb.depth(&d, w->arg);
+}
+
 static int pg_depths(void *be, store_depth_cb cb, void *arg)
 {
-	PGresult *res;
-	int r = stmt_run(be, -1,
-			 "SELECT endpoint, count(*), min(received_at), sum(size)::bigint FROM messages "
-			 "WHERE state = 0 GROUP BY endpoint ORDER BY endpoint",
-			 NULL, &res, "queue depths");
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_depth d = { r_text(res, i, 0), r_i64(res, i, 1), r_i64(res, i, 2),
-					 r_i64(res, i, 3) };
-		n++;
-		int stop = cb(&d, arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return query_rows(be, -1,
+			  "SELECT endpoint, count(*), min(received_at), sum(size)::bigint FROM messages "
+			  "WHERE state = 0 GROUP BY endpoint ORDER BY endpoint",
+			  NULL, depth_row, &(struct walk){ .cb.depth = cb, .arg = arg },
+			  "queue depths");
 }
 
 static int pg_list(void *be, enum msg_state state, const char *endpoint, size_t limit,
@@ -2405,7 +2421,7 @@ static int pg_get(void *be, int64_t id, bool with_body, store_msg_cb cb, void *a
 				    : stmt_run(q, S_GET, NULL, &p, &res, "get message");
 		if (r < 0)
 			return r;
-		r = each_msg(res, cb, arg);
+		r = walk_rows(res, msg_row, &(struct walk){ .cb.msg = cb, .arg = arg });
 		PQclear(res);
 		return r;
 	}
@@ -2496,30 +2512,23 @@ static int pg_ack_list(void *be, enum msg_ack ack, const char *endpoint, int64_t
 	return r;
 }
 
+static int tally_row(const PGresult *res, int i, struct walk *w)
+{
+	return w->cb.tally(r_text(res, i, 0), r_i64(res, i, 1), w->arg);
+}
+
 static int pg_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb, void *arg)
 {
 	struct params p = { 0 };
 	p_i64(&p, delivered_before);
-	PGresult *res;
-	int r = stmt_run(be, -1,
-			 "SELECT endpoint, count(*) FROM messages WHERE ack_state > 1 "
-			 "AND ack_state = 2 AND delivered_at < $1 AND state = 1 GROUP BY endpoint "
-			 "ORDER BY endpoint",
-			 &p, &res, "count overdue acknowledgements");
+	int r = query_rows(be, -1,
+			   "SELECT endpoint, count(*) FROM messages WHERE ack_state > 1 "
+			   "AND ack_state = 2 AND delivered_at < $1 AND state = 1 GROUP BY endpoint "
+			   "ORDER BY endpoint",
+			   &p, tally_row, &(struct walk){ .cb.tally = cb, .arg = arg },
+			   "count overdue acknowledgements");
 	p_free(&p);
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		n++;
-		int stop = cb(r_text(res, i, 0), r_i64(res, i, 1), arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return r;
 }
 
 /* ---- pruning and retention ------------------------------------------------------ */
@@ -2980,41 +2989,46 @@ static int pg_maintenance_save(void *be, struct maint *m)
 	return rec_save(be, &maint_desc, m, &m->id);
 }
 
-typedef int (*rec_cb)(const void *rec, void *arg);
+/* The record rows. A row that does not fit (a newer version's state: this
+ * one cannot act on it) is skipped, not counted. */
+static int outage_row(const PGresult *res, int i, struct walk *w)
+{
+	struct outage o = { 0 };
+	w->skipped = !read_rec(res, i, &outage_desc, &o);
+	return w->skipped ? 0 : w->cb.outage(&o, w->arg);
+}
 
-/* Reads records of d with the WHERE/ORDER tail and passes each to cb. A
- * row that does not fit (a newer state) is skipped, not counted. */
+static int notice_row(const PGresult *res, int i, struct walk *w)
+{
+	struct notice_record n = { 0 };
+	w->skipped = !read_rec(res, i, &notice_desc, &n);
+	return w->skipped ? 0 : w->cb.notice(&n, w->arg);
+}
+
+static int send_row(const PGresult *res, int i, struct walk *w)
+{
+	struct store_send s = { 0 };
+	w->skipped = !read_rec(res, i, &send_desc, &s);
+	return w->skipped ? 0 : w->cb.send(&s, w->arg);
+}
+
+static int maint_row(const PGresult *res, int i, struct walk *w)
+{
+	struct maint m = { 0 };
+	w->skipped = !read_rec(res, i, &maint_desc, &m);
+	return w->skipped ? 0 : w->cb.maint(&m, w->arg);
+}
+
+/* Reads records of d with the WHERE/ORDER tail and passes each on through
+ * row, d's row function. */
 static int rec_query(struct pg *q, const struct rec_desc *d, const char *tail,
-		     const struct params *p, rec_cb cb, void *arg)
+		     const struct params *p, row_fn row, struct walk *w)
 {
 	char cols[640], sql[1200];
 	cols_list(d, false, cols, sizeof(cols));
 	snprintf(sql, sizeof(sql), "SELECT %s%s FROM %s %s", cols, d->has_id ? ", id" : "",
 		 d->table, tail);
-	PGresult *res;
-	int r = stmt_run(q, -1, sql, p, &res, d->what);
-	if (r < 0)
-		return r;
-	int n = 0;
-	union {
-		struct outage o;
-		struct notice_record nr;
-		struct store_send s;
-		struct maint m;
-	} rec;
-	for (int i = 0; i < PQntuples(res); i++) {
-		memset(&rec, 0, sizeof(rec));
-		if (!read_rec(res, i, d, &rec))
-			continue; /* a newer version's state: this one cannot act on it */
-		n++;
-		int stop = cb(&rec, arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return query_rows(q, -1, sql, p, row, w, d->what);
 }
 
 static int pg_outage_list(void *be, int64_t closed_since, size_t limit, store_outage_cb cb,
@@ -3026,14 +3040,15 @@ static int pg_outage_list(void *be, int64_t closed_since, size_t limit, store_ou
 	return rec_query(be, &outage_desc,
 			 "WHERE state <> 'closed' OR closed_at >= $1 "
 			 "ORDER BY started_at DESC, id DESC LIMIT $2",
-			 &p, (rec_cb)cb, arg);
+			 &p, outage_row, &(struct walk){ .cb.outage = cb, .arg = arg });
 }
 
 static int pg_outage_get(void *be, int64_t id, store_outage_cb cb, void *arg)
 {
 	struct params p = { 0 };
 	p_i64(&p, id);
-	return rec_query(be, &outage_desc, "WHERE id = $1", &p, (rec_cb)cb, arg);
+	return rec_query(be, &outage_desc, "WHERE id = $1", &p, outage_row,
+			 &(struct walk){ .cb.outage = cb, .arg = arg });
 }
 
 static int pg_notice_list(void *be, int64_t outage_id, int64_t maintenance_id,
@@ -3047,79 +3062,62 @@ static int pg_notice_list(void *be, int64_t outage_id, int64_t maintenance_id,
 	return rec_query(q, &notice_desc,
 			 outage_id > 0 ? "WHERE outage_id = $1 ORDER BY created_at, id"
 				       : "WHERE maintenance_id = $1 ORDER BY created_at, id",
-			 &p, (rec_cb)cb, arg);
+			 &p, notice_row, &(struct walk){ .cb.notice = cb, .arg = arg });
 }
 
 static int pg_notice_pending(void *be, store_notice_cb cb, void *arg)
 {
 	return rec_query(be, &notice_desc, "WHERE pending <> '' ORDER BY created_at, id", NULL,
-			 (rec_cb)cb, arg);
+			 notice_row, &(struct walk){ .cb.notice = cb, .arg = arg });
 }
 
 static int pg_send_list(void *be, int64_t notice_id, store_send_cb cb, void *arg)
 {
 	struct params p = { 0 };
 	p_i64(&p, notice_id);
-	return rec_query(be, &send_desc, "WHERE notice_id = $1 ORDER BY at, seq", &p, (rec_cb)cb,
-			 arg);
+	return rec_query(be, &send_desc, "WHERE notice_id = $1 ORDER BY at, seq", &p, send_row,
+			 &(struct walk){ .cb.send = cb, .arg = arg });
 }
 
 static int pg_maintenance_list(void *be, bool removed, store_maintenance_cb cb, void *arg)
 {
 	return rec_query(be, &maint_desc,
 			 removed ? "ORDER BY from_at, id" : "WHERE removed_at = 0 ORDER BY from_at, id",
-			 NULL, (rec_cb)cb, arg);
+			 NULL, maint_row, &(struct walk){ .cb.maint = cb, .arg = arg });
+}
+
+static int summary_row(const PGresult *res, int i, struct walk *w)
+{
+	struct store_summary s = { r_text(res, i, 0), r_text(res, i, 1), r_i64(res, i, 2),
+				   r_i64(res, i, 3) };
+	return w->cb.summary(&s, w->arg);
 }
 
 static int pg_queue_summary(void *be, const char *endpoint, store_summary_cb cb, void *arg)
 {
 	struct params p = { 0 };
 	p_text(&p, endpoint);
-	PGresult *res;
-	int r = stmt_run(be, -1,
-			 "SELECT type, source, count(*), min(received_at) FROM messages "
-			 "WHERE state = 0 AND endpoint = $1 GROUP BY type, source ORDER BY type, source",
-			 &p, &res, "queue summary");
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_summary s = { r_text(res, i, 0), r_text(res, i, 1), r_i64(res, i, 2),
-					   r_i64(res, i, 3) };
-		n++;
-		int stop = cb(&s, arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return query_rows(be, -1,
+			  "SELECT type, source, count(*), min(received_at) FROM messages "
+			  "WHERE state = 0 AND endpoint = $1 GROUP BY type, source ORDER BY type, source",
+			  &p, summary_row, &(struct walk){ .cb.summary = cb, .arg = arg },
+			  "queue summary");
+}
+
+static int name_row(const PGresult *res, int i, struct walk *w)
+{
+	return w->cb.name(r_text(res, i, 0), w->arg);
 }
 
 static int pg_partners(void *be, const char *endpoint, store_name_cb cb, void *arg)
 {
 	struct params p = { 0 };
 	p_text(&p, endpoint);
-	PGresult *res;
-	int r = stmt_run(be, -1,
-			 "SELECT endpoint FROM routes WHERE source = $1 AND endpoint <> $1 "
-			 "UNION SELECT source FROM routes WHERE endpoint = $1 AND source <> $1 "
-			 "ORDER BY 1",
-			 &p, &res, "partners");
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		n++;
-		int stop = cb(r_text(res, i, 0), arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return query_rows(be, -1,
+			  "SELECT endpoint FROM routes WHERE source = $1 AND endpoint <> $1 "
+			  "UNION SELECT source FROM routes WHERE endpoint = $1 AND source <> $1 "
+			  "ORDER BY 1",
+			  &p, name_row, &(struct walk){ .cb.name = cb, .arg = arg }, "partners");
 }
 
 static void pg_fence_records(void *be, const struct store_fence *f)
@@ -3216,21 +3214,15 @@ static int pg_lease_renew(void *be, const struct store_fence *held, size_t n, in
 	return count;
 }
 
-static int lease_rows(PGresult *res, store_lease_cb cb, void *arg)
+/* The callback may be NULL: the rows are then only counted. */
+static int lease_row(const PGresult *res, int i, struct walk *w)
 {
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_lease l = {
-			.name = r_text(res, i, 0), .owner = r_text(res, i, 1),
-			.epoch = r_i64(res, i, 2), .expires_in_ms = r_i64(res, i, 3),
-			.failures = (int)r_i64(res, i, 4), .next_attempt_at = r_i64(res, i, 5),
-		};
-		n++;
-		int stop = cb ? cb(&l, arg) : 0;
-		if (stop)
-			return stop < 0 ? stop : n;
-	}
-	return n;
+	struct store_lease l = {
+		.name = r_text(res, i, 0), .owner = r_text(res, i, 1),
+		.epoch = r_i64(res, i, 2), .expires_in_ms = r_i64(res, i, 3),
+		.failures = (int)r_i64(res, i, 4), .next_attempt_at = r_i64(res, i, 5),
+	};
+	return w->cb.lease ? w->cb.lease(&l, w->arg) : 0;
 }
 
 #define LEASE_COLS(t)                                                                              \
@@ -3246,21 +3238,16 @@ static int pg_lease_claim(void *be, const char *const *names, size_t n, int64_t 
 	p_text_array(&p, names, n, sizeof(char *));
 	p_i64(&p, ttl_ms);
 	p_limit(&p, limit);
-	PGresult *res;
 	/* MATERIALIZED: the LIMIT applies to the rows locked, once */
-	int r = stmt_run(q, -1,
-			 "WITH c AS MATERIALIZED (SELECT name FROM leases WHERE name = ANY($2::text[]) "
-			 "AND (owner IS NULL OR expires_at IS NULL OR expires_at < now()) "
-			 "ORDER BY name LIMIT $4 FOR UPDATE SKIP LOCKED) "
-			 "UPDATE leases l SET owner = $1, epoch = l.epoch + 1, "
-			 "expires_at = now() + $3 * interval '1 millisecond' FROM c "
-			 "WHERE l.name = c.name RETURNING " LEASE_COLS("l."),
-			 &p, &res, "claim leases");
+	int r = query_rows(q, -1,
+			   "WITH c AS MATERIALIZED (SELECT name FROM leases WHERE name = ANY($2::text[]) "
+			   "AND (owner IS NULL OR expires_at IS NULL OR expires_at < now()) "
+			   "ORDER BY name LIMIT $4 FOR UPDATE SKIP LOCKED) "
+			   "UPDATE leases l SET owner = $1, epoch = l.epoch + 1, "
+			   "expires_at = now() + $3 * interval '1 millisecond' FROM c "
+			   "WHERE l.name = c.name RETURNING " LEASE_COLS("l."),
+			   &p, lease_row, &(struct walk){ .cb.lease = cb, .arg = arg }, "claim leases");
 	p_free(&p);
-	if (r < 0)
-		return r;
-	r = lease_rows(res, cb, arg);
-	PQclear(res);
 	return r;
 }
 
@@ -3300,38 +3287,23 @@ static int pg_node_leave(void *be, int64_t started_at)
 
 static int pg_leases(void *be, store_lease_cb cb, void *arg)
 {
-	PGresult *res;
-	int r = stmt_run(be, -1, "SELECT " LEASE_COLS("") " FROM leases ORDER BY name", NULL, &res,
-			 "list leases");
-	if (r < 0)
-		return r;
-	r = lease_rows(res, cb, arg);
-	PQclear(res);
-	return r;
+	return query_rows(be, -1, "SELECT " LEASE_COLS("") " FROM leases ORDER BY name", NULL,
+			  lease_row, &(struct walk){ .cb.lease = cb, .arg = arg }, "list leases");
+}
+
+static int node_row(const PGresult *res, int i, struct walk *w)
+{
+	struct store_node nd = { r_text(res, i, 0), r_i64(res, i, 1), r_i64(res, i, 2),
+				 r_i64(res, i, 3) };
+	return w->cb.node(&nd, w->arg);
 }
 
 static int pg_nodes(void *be, store_node_cb cb, void *arg)
 {
-	PGresult *res;
-	int r = stmt_run(be, -1,
-			 "SELECT name, started_at, (extract(epoch FROM now() - seen_at) * 1000)::bigint, "
-			 "pid FROM nodes ORDER BY name",
-			 NULL, &res, "list nodes");
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_node nd = { r_text(res, i, 0), r_i64(res, i, 1), r_i64(res, i, 2),
-					 r_i64(res, i, 3) };
-		n++;
-		int stop = cb(&nd, arg);
-		if (stop) {
-			n = stop < 0 ? stop : n;
-			break;
-		}
-	}
-	PQclear(res);
-	return n;
+	return query_rows(be, -1,
+			  "SELECT name, started_at, (extract(epoch FROM now() - seen_at) * 1000)::bigint, "
+			  "pid FROM nodes ORDER BY name",
+			  NULL, node_row, &(struct walk){ .cb.node = cb, .arg = arg }, "list nodes");
 }
 
 static int pg_lease_backoff(void *be, const struct store_fence *f, int failures,
@@ -3372,6 +3344,19 @@ static int pg_observation_add(void *be, const struct store_observation *o)
 	return r;
 }
 
+/* Only a negative return stops, and the rows so far still count: they are
+ * taken anyway, the caller said it cannot use more. */
+static int observation_row(const PGresult *res, int i, struct walk *w)
+{
+	struct store_observation o = {
+		.endpoint = r_text(res, i, 0), .node = r_text(res, i, 1),
+		.ok = r_i64(res, i, 2) != 0, .probe = r_i64(res, i, 3) != 0,
+		.fault = (int)r_i64(res, i, 4), .error = r_text(res, i, 5),
+		.delivered = r_i64(res, i, 6), .at = r_i64(res, i, 7),
+	};
+	return w->cb.observation(&o, w->arg) < 0;
+}
+
 /* Taking deletes: each observation reaches one procedure holder once, and
  * no cursor over ids can skip one that commits late. */
 static int pg_observations_take(void *be, size_t limit, store_observation_cb cb, void *arg)
@@ -3380,29 +3365,13 @@ static int pg_observations_take(void *be, size_t limit, store_observation_cb cb,
 	struct params p = { 0 };
 	p_text(&p, q->conf->node);
 	p_limit(&p, limit);
-	PGresult *res;
-	int r = stmt_run(q, -1,
-			 "WITH t AS (DELETE FROM observations WHERE id IN (SELECT id FROM observations "
-			 "WHERE node <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) "
-			 "RETURNING id, endpoint, node, ok, probe, fault, error, delivered, at) "
-			 "SELECT endpoint, node, ok, probe, fault, error, delivered, at FROM t ORDER BY id",
-			 &p, &res, "take observations");
-	if (r < 0)
-		return r;
-	int n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		struct store_observation o = {
-			.endpoint = r_text(res, i, 0), .node = r_text(res, i, 1),
-			.ok = r_i64(res, i, 2) != 0, .probe = r_i64(res, i, 3) != 0,
-			.fault = (int)r_i64(res, i, 4), .error = r_text(res, i, 5),
-			.delivered = r_i64(res, i, 6), .at = r_i64(res, i, 7),
-		};
-		n++;
-		if (cb(&o, arg) < 0)
-			break; /* taken anyway: the caller said it cannot use more */
-	}
-	PQclear(res);
-	return n;
+	return query_rows(q, -1,
+			  "WITH t AS (DELETE FROM observations WHERE id IN (SELECT id FROM observations "
+			  "WHERE node <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) "
+			  "RETURNING id, endpoint, node, ok, probe, fault, error, delivered, at) "
+			  "SELECT endpoint, node, ok, probe, fault, error, delivered, at FROM t ORDER BY id",
+			  &p, observation_row, &(struct walk){ .cb.observation = cb, .arg = arg },
+			  "take observations");
 }
 
 /* ---- diagnostics for tests ---------------------------------------------------------- */
