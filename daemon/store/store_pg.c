@@ -1878,7 +1878,9 @@ static int pg_key_insert(void *be, const struct store_key *key, int64_t msg_id, 
 	p_text(&p, key->letter_id);
 	p_i64(&p, msg_id);
 	p_i64(&p, now);
-	return stmt_exec(q, S_KEY_INSERT, NULL, &p, NULL, "record letter key");
+	int r = stmt_exec(q, S_KEY_INSERT, NULL, &p, NULL, "record letter key");
+	p_free(&p);
+	return r;
 }
 
 static void txid_params(struct params *p, const struct store_txid *t)
@@ -1947,6 +1949,7 @@ static int pg_txid_insert(void *be, const struct store_txid *t, int64_t msg_id, 
 	p_i64(&p, now);
 	int r = q->in_batch ? pipe_send(q, S_TXID_INSERT, &p, "record transmission id")
 			    : stmt_exec(q, S_TXID_INSERT, NULL, &p, NULL, "record transmission id");
+	p_free(&p);
 	if (r == 0 && q->in_batch) {
 		e = smap_put(&q->txids, k);
 		e->val = msg_id;
@@ -2003,7 +2006,9 @@ static int pg_token_insert(void *be, const char *token, int64_t msg_id, int64_t 
 	p_text(&p, token);
 	p_i64(&p, msg_id);
 	p_i64(&p, now);
-	return stmt_exec(q, S_TOKEN_INSERT, NULL, &p, NULL, "record token");
+	int r = stmt_exec(q, S_TOKEN_INSERT, NULL, &p, NULL, "record token");
+	p_free(&p);
+	return r;
 }
 
 /* Routes recorded in this batch (val 0) count as known only once it
@@ -2031,6 +2036,7 @@ static int route_record(struct pg *q, const struct store_new *m)
 	p_text(&p, m->source);
 	p_text(&p, m->endpoint);
 	int r = pipe_send(q, S_ROUTE_INSERT, &p, "record route");
+	p_free(&p);
 	if (r == 0)
 		smap_put(&q->routes, k)->val = 0;
 	return r;
@@ -2639,6 +2645,7 @@ static int quarantine_rows(struct pg *q, void *arg)
 				  "received_at, size, body_kept) VALUES (3, $1, $2, $3, $4, $5, $6, false) "
 				  "RETURNING id",
 				  &p, &a->ids[i], "record quarantined file");
+		p_free(&p); /* a file name that is not UTF-8 is held as a cleaned copy */
 		if (r < 0)
 			return r;
 	}
@@ -3097,11 +3104,13 @@ static int pg_queue_summary(void *be, const char *endpoint, store_summary_cb cb,
 {
 	struct params p = { 0 };
 	p_text(&p, endpoint);
-	return query_rows(be, -1,
-			  "SELECT type, source, count(*), min(received_at) FROM messages "
-			  "WHERE state = 0 AND endpoint = $1 GROUP BY type, source ORDER BY type, source",
-			  &p, summary_row, &(struct walk){ .cb.summary = cb, .arg = arg },
-			  "queue summary");
+	int r = query_rows(be, -1,
+			   "SELECT type, source, count(*), min(received_at) FROM messages "
+			   "WHERE state = 0 AND endpoint = $1 GROUP BY type, source ORDER BY type, source",
+			   &p, summary_row, &(struct walk){ .cb.summary = cb, .arg = arg },
+			   "queue summary");
+	p_free(&p); /* a text that was not UTF-8 is held as a cleaned copy */
+	return r;
 }
 
 static int name_row(const PGresult *res, int i, struct walk *w)
@@ -3113,11 +3122,13 @@ static int pg_partners(void *be, const char *endpoint, store_name_cb cb, void *a
 {
 	struct params p = { 0 };
 	p_text(&p, endpoint);
-	return query_rows(be, -1,
-			  "SELECT endpoint FROM routes WHERE source = $1 AND endpoint <> $1 "
-			  "UNION SELECT source FROM routes WHERE endpoint = $1 AND source <> $1 "
-			  "ORDER BY 1",
-			  &p, name_row, &(struct walk){ .cb.name = cb, .arg = arg }, "partners");
+	int r = query_rows(be, -1,
+			   "SELECT endpoint FROM routes WHERE source = $1 AND endpoint <> $1 "
+			   "UNION SELECT source FROM routes WHERE endpoint = $1 AND source <> $1 "
+			   "ORDER BY 1",
+			   &p, name_row, &(struct walk){ .cb.name = cb, .arg = arg }, "partners");
+	p_free(&p);
+	return r;
 }
 
 static void pg_fence_records(void *be, const struct store_fence *f)
@@ -3152,6 +3163,7 @@ static int node_beat_rows(struct pg *q, void *arg)
 			  "WHERE (nodes.pid = excluded.pid AND nodes.started_at = excluded.started_at) "
 			  "OR nodes.pid = 0 OR nodes.seen_at < now() - $4 * interval '1 millisecond'",
 			  &p, &changed, "node beat");
+	p_free(&p);
 	if (r == 0 && changed == 0)
 		return fail_msg(q, -EEXIST, "node beat: another daemon runs as node %s (a node "
 				"name must be unique; this one waits for it to go quiet)",
@@ -3321,6 +3333,7 @@ static int pg_lease_backoff(void *be, const struct store_fence *f, int failures,
 			  "UPDATE leases SET failures = $1, next_attempt_at = $2 WHERE name = $3 "
 			  "AND owner = $4 AND epoch = $5 AND expires_at > now()",
 			  &p, &changed, "keep the backoff");
+	p_free(&p);
 	return r < 0 ? r : changed > 0;
 }
 
@@ -3365,13 +3378,15 @@ static int pg_observations_take(void *be, size_t limit, store_observation_cb cb,
 	struct params p = { 0 };
 	p_text(&p, q->conf->node);
 	p_limit(&p, limit);
-	return query_rows(q, -1,
-			  "WITH t AS (DELETE FROM observations WHERE id IN (SELECT id FROM observations "
-			  "WHERE node <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) "
-			  "RETURNING id, endpoint, node, ok, probe, fault, error, delivered, at) "
-			  "SELECT endpoint, node, ok, probe, fault, error, delivered, at FROM t ORDER BY id",
-			  &p, observation_row, &(struct walk){ .cb.observation = cb, .arg = arg },
-			  "take observations");
+	int r = query_rows(q, -1,
+			   "WITH t AS (DELETE FROM observations WHERE id IN (SELECT id FROM observations "
+			   "WHERE node <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) "
+			   "RETURNING id, endpoint, node, ok, probe, fault, error, delivered, at) "
+			   "SELECT endpoint, node, ok, probe, fault, error, delivered, at FROM t ORDER BY id",
+			   &p, observation_row, &(struct walk){ .cb.observation = cb, .arg = arg },
+			   "take observations");
+	p_free(&p);
+	return r;
 }
 
 /* ---- diagnostics for tests ---------------------------------------------------------- */

@@ -589,6 +589,23 @@ Test(store_pg, what_was_added_while_a_failed_commit_flew_fails_with_it)
 	event_base_free(base);
 }
 
+/* A quarantined file's name is whatever bytes the sender chose: the server
+ * takes only UTF-8, so it is stored cleaned (and the cleaned copy freed:
+ * the sanitizer run would report it). */
+Test(store_pg, a_file_name_that_is_not_utf8_is_stored_cleaned)
+{
+	struct store *s = open_node("a");
+	struct store_quarantined x = { .endpoint = "ep-a", .file = "/q/bad-\xff\xfe.xml",
+				       .error_class = "syntax", .reason = "not XML", .size = 3,
+				       .at = T0 };
+	cr_assert_eq(store_quarantine_add(s, &x, 1), 0, "%s", store_last_error(s));
+	cr_assert_gt(x.id, 0);
+	cr_assert_eq(sql_int("SELECT count(*) FROM messages WHERE state = 3 AND "
+			     "file = '/q/bad-' || U&'\\FFFD\\FFFD' || '.xml'"), 1,
+		     "stored with U+FFFD for each byte that is not UTF-8");
+	store_close(s);
+}
+
 Test(store_pg, a_connection_the_server_ends_is_made_again)
 {
 	char node[32], sql[256];
