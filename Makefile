@@ -22,7 +22,7 @@ SANITIZE ?=
 PYTHON   ?= /usr/bin/python3
 
 PKGS := libevent libevent_pthreads libevent_openssl openssl libxml-2.0 libsystemd sqlite3 libcurl \
-	jansson libzmq
+	jansson libzmq libpq
 
 # The version is the package's: the top entry of packaging/debian/changelog.
 VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
@@ -63,7 +63,7 @@ FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/%.o)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz-replay/%)
 
-.PHONY: all deps run check layers unit integration fuzz fuzz-replay bench install clean man \
+.PHONY: all unit-pg deps run check layers unit integration fuzz fuzz-replay bench install clean man \
 	conffile deb
 # Keep test and fuzz objects (chain intermediates) so a second `make check` relinks nothing.
 .SECONDARY:
@@ -129,9 +129,26 @@ run: all
 	$(Q)mkdir -p var
 	./bin/edibrokerd -c config/edibroker.conf.example
 
+# The store's tests run twice: on SQLite above, and on a throw-away
+# PostgreSQL server (tests/scripts/with-pg.sh) with the suites both backends
+# share, plus test_store_pg (leases, fencing, tokens, several writers).
+PG_UNIT := store store_outage store_history store_acks store_pg
 unit: $(UNIT_BINS)
-	$(Q)set -e; for t in $(if $(T),$(B)/tests/test_$(T),$(UNIT_BINS)); do \
+	$(Q)set -e; for t in $(filter-out %/test_store_pg,$(if $(T),$(B)/tests/test_$(T),$(UNIT_BINS))); do \
 		echo "  UNIT    $$t"; $$t --jobs 2 --short-filename $(if $(V),--verbose,); done
+	$(Q)$(if $(and $(T),$(filter-out $(PG_UNIT),$(T))),true,$(MAKE) --no-print-directory unit-pg)
+
+unit-pg: $(B)/tests/test_store $(B)/tests/test_store_outage $(B)/tests/test_store_history \
+	 $(B)/tests/test_store_acks \
+	 $(B)/tests/test_store_pg
+	@echo "  UNIT    store tests on postgresql"
+	$(Q)tests/scripts/with-pg.sh sh -c 'set -e; \
+		$(B)/tests/test_store --jobs 2 --short-filename --filter "store/*"; \
+		$(B)/tests/test_store_outage --jobs 2 --short-filename --filter "outage_store/*"; \
+		$(B)/tests/test_store_history --jobs 2 --short-filename --filter "store_history/*"; \
+		$(B)/tests/test_store_acks --jobs 2 --short-filename --filter "acks/*"; \
+		$(B)/tests/test_store_pg --jobs 2 --short-filename --filter "store_pg/*"; \
+		$(B)/tests/test_store_pg --jobs 1 --short-filename --filter "store_pg_restart/*"'
 
 fuzz-replay: $(FUZZ_REPLAY)
 	$(Q)set -e; for f in $(FUZZ_REPLAY); do n=$${f##*/}; \

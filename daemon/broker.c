@@ -7,6 +7,16 @@
  * feeds the live gauges of a scrape from memory (metrics.h) and applies
  * the holds operators recorded in the store to the endpoints.
  *
+ * Several daemons (a shared store, PostgreSQL): the cluster module holds
+ * leases, and the wiring turns them into work. "ep:NAME" lets an endpoint
+ * deliver (deliver_activate, with the epoch its marks carry), "in:NAME"
+ * lets a spool endpoint pick up from its inbox, "procedure" lets the outage
+ * procedure act; losing one stops that work before the lease can have
+ * expired. Delivery results of endpoints held here go to the procedure
+ * directly when it runs here, else to the store as observations, which its
+ * holder takes each second. Queue depths, pruning and retention come from
+ * the store asynchronously (store_run); only the procedure's holder prunes.
+ *
  * Invariants: one daemon per state directory (flock on edibrokerd.lock);
  * nothing is delivered while the store cannot commit (a delivered mark
  * must be durable before the next batch starts piling up re-deliveries);
@@ -24,6 +34,7 @@
 #include "base/log.h"
 #include "base/sdnotify.h"
 #include "base/lanes.h"
+#include "cluster/cluster.h"
 #include "codecs/base/mem.h"
 #include "codecs/xsd.h"
 #include "control/control.h"
@@ -79,6 +90,11 @@ struct broker {
 	struct event_base *base;
 	struct config *cfg;
 	struct store *store;
+	struct cluster *cluster;   /* several daemons share the store; NULL: this one alone */
+	bool db_reachable;         /* the last lease round reached the database */
+	/* a store call of that kind is out */
+	bool depths_out, obs_out, prune_out, retention_out, metrics_out;
+	bool closing;              /* broker_free runs: completions touch nothing but their job */
 	struct commit *commit;
 	struct router *router;
 	struct codec_schemas *schemas; /* for the endpoints with xsd = warn | enforce; NULL */
@@ -166,24 +182,62 @@ static void on_inbound_unreadable(void *ctx, const char *endpoint, size_t count)
 		ep->inbox_unreadable = count;
 }
 
+struct qrecord {
+	struct store_quarantined *q; /* strings owned */
+	size_t n;
+	int r;
+	char error[256];
+};
+
+static void qrecord_work(struct store *view, void *arg)
+{
+	struct qrecord *x = arg;
+	x->r = store_quarantine_add(view, x->q, x->n);
+	if (x->r < 0)
+		str_copy(x->error, store_last_error(view), sizeof(x->error));
+}
+
+static void qrecord_done(void *arg)
+{
+	struct qrecord *x = arg;
+	for (size_t i = 0; i < x->n; i++) {
+		struct store_quarantined *q = &x->q[i];
+		if (x->r < 0)
+			log_err("event=quarantine-unrecorded endpoint=%s path=%s error=\"%s\"",
+				q->endpoint, q->file, x->error);
+		else
+			log_info("event=quarantine-recorded msg=%lld endpoint=%s path=%s",
+				 (long long)q->id, q->endpoint, q->file);
+		free((char *)q->endpoint);
+		free((char *)q->file);
+		free((char *)q->error_class);
+		free((char *)q->reason);
+	}
+	free(x->q);
+	free(x);
+}
+
 /* Quarantined files just moved by a transport: recorded, so operators can
  * name them and retention can remove them. A failure keeps the file and its
- * .reason (nothing is lost) but retention will not know it. */
+ * .reason (nothing is lost) but retention will not know it. q is copied:
+ * with a server store the record is written later, off the loop. */
 static void count_quarantined(const struct store_quarantined *q, size_t n);
 
 static void on_quarantined(void *ctx, struct store_quarantined *q, size_t n)
 {
 	struct broker *b = ctx;
 	count_quarantined(q, n);
-	if (store_quarantine_add(b->store, q, n) < 0) {
-		for (size_t i = 0; i < n; i++)
-			log_err("event=quarantine-unrecorded endpoint=%s path=%s error=\"%s\"",
-				q[i].endpoint, q[i].file, store_last_error(b->store));
-		return;
+	struct qrecord *x = xcalloc(1, sizeof(*x));
+	x->q = xcalloc(n + 1, sizeof(*x->q));
+	x->n = n;
+	for (size_t i = 0; i < n; i++) {
+		x->q[i] = q[i];
+		x->q[i].endpoint = xstrdup_or_null(q[i].endpoint);
+		x->q[i].file = xstrdup_or_null(q[i].file);
+		x->q[i].error_class = xstrdup_or_null(q[i].error_class);
+		x->q[i].reason = xstrdup_or_null(q[i].reason);
 	}
-	for (size_t i = 0; i < n; i++)
-		log_info("event=quarantine-recorded msg=%lld endpoint=%s path=%s", (long long)q[i].id,
-			 q[i].endpoint, q[i].file);
+	store_run(b->store, STORE_LANE_WRITE, qrecord_work, qrecord_done, x);
 }
 
 /* Counted whether or not the record could be made: the file moved. */
@@ -247,7 +301,7 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 		.instance = store_instance(b->store),
 		.cfg = b->cfg, .inbound_state = on_inbound_state,
 		.inbound_unreadable = on_inbound_unreadable, .quarantined = on_quarantined,
-		.reachable = on_reachable, .ctx = b,
+		.reachable = on_reachable, .ctx = b, .send_until = deliver_send_until(dep),
 	};
 	char err[256] = "";
 	struct transport *t = ops ? ops->create(conf, &env, err, sizeof(err)) : NULL;
@@ -257,14 +311,152 @@ static void give_transport(struct broker *b, struct deliver_ep *dep,
 	deliver_set_transport(dep, t ? ops : NULL, t);
 }
 
+/* ---- several daemons: leases, observations ------------------------------- */
+
+struct observation {
+	struct store_observation o; /* strings owned */
+	int r;
+	char error[256];
+};
+
+static void observation_work(struct store *view, void *arg)
+{
+	struct observation *x = arg;
+	x->r = store_observation_add(view, &x->o);
+	if (x->r < 0)
+		str_copy(x->error, store_last_error(view), sizeof(x->error));
+}
+
+static void observation_done(void *arg)
+{
+	struct observation *x = arg;
+	if (x->r < 0) /* a health observation lost: the next one counts the same */
+		log_warn("event=observation-unrecorded endpoint=%s error=\"%s\"", x->o.endpoint,
+			 x->error);
+	free((char *)x->o.endpoint);
+	free((char *)x->o.error);
+	free(x);
+}
+
+/* True when the outage procedure runs here (always, without a cluster). */
+static bool proc_here(const struct broker *b)
+{
+	return !b->cluster || cluster_holds(b->cluster, "procedure", NULL);
+}
+
 static void on_delivery_event(void *ctx, struct deliver_ep *dep, const struct deliver_event *ev)
 {
 	struct broker *b = ctx;
 	struct endpoint *ep = broker_endpoint(b, deliver_ep_name(dep));
 	if (!ep || ep->dep != dep)
 		return;
+	if (!proc_here(b)) { /* for the node that runs the procedure */
+		struct observation *x = xcalloc(1, sizeof(*x));
+		x->o = (struct store_observation){
+			.endpoint = xstrdup(ep->name), .ok = ev->ok, .probe = ev->probe,
+			.fault = (int)ev->fault, .error = xstrdup(ev->error ? ev->error : ""),
+			.delivered = (int64_t)ev->delivered, .at = clock_wall_ms(),
+		};
+		store_run(b->store, STORE_LANE_LEASE, observation_work, observation_done, x);
+		return;
+	}
 	struct procedure_result r = { ev->ok, ev->probe, ev->fault, ev->error, ev->delivered };
 	procedure_on_result(b->proc, ep->name, &r);
+}
+
+/* Observations other nodes made, taken from the store for the procedure. */
+struct obs_take {
+	struct broker *b;
+	struct store_observation *v; /* strings owned */
+	size_t n;
+	int r;
+	char error[256];
+};
+
+static int obs_one(const struct store_observation *o, void *arg)
+{
+	struct obs_take *t = arg;
+	t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
+	t->v[t->n] = *o;
+	t->v[t->n].endpoint = xstrdup(o->endpoint);
+	t->v[t->n].node = xstrdup(o->node);
+	t->v[t->n++].error = xstrdup(o->error ? o->error : "");
+	return 0;
+}
+
+static void obs_take_work(struct store *view, void *arg)
+{
+	struct obs_take *t = arg;
+	t->r = store_observations_take(view, 256, obs_one, t);
+	if (t->r < 0)
+		str_copy(t->error, store_last_error(view), sizeof(t->error));
+}
+
+static void obs_take_done(void *arg)
+{
+	struct obs_take *t = arg;
+	struct broker *b = t->b;
+	b->obs_out = false;
+	if (t->r < 0)
+		log_debug("event=observations-unread error=\"%s\"", t->error);
+	for (size_t i = 0; i < t->n; i++) {
+		struct store_observation *o = &t->v[i];
+		struct procedure_result r = { o->ok, o->probe, (enum transport_fault)o->fault,
+					      o->error, (size_t)o->delivered };
+		if (!b->stopping && !b->closing)
+			procedure_on_result(b->proc, o->endpoint, &r);
+		free((char *)o->endpoint);
+		free((char *)o->node);
+		free((char *)o->error);
+	}
+	free(t->v);
+	free(t);
+}
+
+static void take_observations(struct broker *b)
+{
+	if (!b->cluster || b->obs_out || !proc_here(b))
+		return;
+	struct obs_take *t = xcalloc(1, sizeof(*t));
+	t->b = b;
+	b->obs_out = true;
+	store_run(b->store, STORE_LANE_LEASE, obs_take_work, obs_take_done, t);
+}
+
+/* A delivery backoff kept in the endpoint's lease row, for a next holder. */
+struct backoff_save {
+	struct store_fence f; /* lease owned */
+	int failures;
+	int64_t next_attempt_at;
+};
+
+static void backoff_work(struct store *view, void *arg)
+{
+	struct backoff_save *x = arg;
+	/* best effort: a lost write only means that a next holder retries sooner */
+	if (store_lease_backoff(view, &x->f, x->failures, x->next_attempt_at) < 0)
+		x->failures = -1;
+}
+
+static void backoff_done(void *arg)
+{
+	struct backoff_save *x = arg;
+	free((char *)x->f.lease);
+	free(x);
+}
+
+static void on_backoff(void *ctx, struct deliver_ep *dep, int failures, int64_t next_attempt_at)
+{
+	struct broker *b = ctx;
+	struct deliver_info di;
+	deliver_get_info(dep, &di);
+	if (!b->cluster || !di.epoch)
+		return;
+	struct backoff_save *x = xcalloc(1, sizeof(*x));
+	x->f = (struct store_fence){ xasprintf("ep:%s", deliver_ep_name(dep)), di.epoch };
+	x->failures = failures;
+	x->next_attempt_at = next_attempt_at;
+	store_run(b->store, STORE_LANE_LEASE, backoff_work, backoff_done, x);
 }
 
 /* ---- what the outage procedure sees of the endpoints ------------------- */
@@ -373,43 +565,90 @@ static void on_scrape(void *ctx)
 	for (size_t i = 0; i < b->neps; i++)
 		scrape_endpoint(b, b->eps[i], now);
 	metrics_set(METRIC_STORE_UP, commit_healthy(b->commit), NULL);
+	if (!b->cluster)
+		return;
+	/* several daemons: which one this is, and what it delivers */
+	metrics_set(METRIC_NODE_INFO, 1, METRIC_LABELS(store_node_name(b->store)));
+	metrics_set(METRIC_DATABASE_UP, cluster_reachable(b->cluster), NULL);
+	for (size_t i = 0; i < b->neps; i++)
+		metrics_set(METRIC_ENDPOINT_HELD, deliver_active(b->eps[i]->dep),
+			    METRIC_LABELS(b->eps[i]->name));
 }
 
-struct overdue_tally {
+/* What needs the store, read by housekeeping so a scrape never waits on it:
+ * the store's size, dead letters and overdue acknowledgements per endpoint,
+ * read on the store's read lane (a server store is not asked on the loop)
+ * and set on the loop. */
+struct store_metrics_job {
 	struct broker *b;
-	int64_t *n; /* per configured endpoint, in b->eps order */
+	int64_t overdue_before;
+	int rsize, rdead, roverdue;
+	int64_t bytes, dead;
+	struct { char *endpoint; int64_t n; } *overdue; /* what the store named */
+	size_t noverdue;
 };
 
-/* An endpoint removed from the configuration keeps its tracked messages
- * in the store, but has no series: its name is no label value any more. */
 static int tally_overdue(const char *endpoint, int64_t n, void *arg)
 {
-	struct overdue_tally *t = arg;
-	for (size_t i = 0; i < t->b->neps; i++)
-		if (strcmp(t->b->eps[i]->name, endpoint) == 0)
-			t->n[i] = n;
+	struct store_metrics_job *j = arg;
+	j->overdue = xrealloc(j->overdue, (j->noverdue + 1) * sizeof(*j->overdue));
+	j->overdue[j->noverdue].endpoint = xstrdup(endpoint ? endpoint : "");
+	j->overdue[j->noverdue++].n = n;
 	return 0;
 }
 
-/* What needs the store, read by housekeeping so a scrape never waits on it. */
-static void refresh_store_metrics(struct broker *b)
+static void store_metrics_work(struct store *view, void *arg)
 {
-	int64_t bytes = 0, dead = 0;
-	if (store_size(b->store, &bytes) == 0)
-		metrics_set(METRIC_STORE_SIZE, (double)bytes, NULL);
-	if (store_count(b->store, MSG_DEAD, &dead) == 0)
-		metrics_set(METRIC_DEAD_LETTERS, (double)dead, NULL);
-	/* the store names only the endpoints that have overdue messages: the
-	 * others read 0, so one whose receipts came drops back */
-	_cleanup_free_ int64_t *overdue = xcalloc(b->neps + 1, sizeof(*overdue));
-	struct overdue_tally t = { b, overdue };
-	if (store_ack_overdue(b->store, clock_wall_ms() - b->cfg->ack_timeout_ms, tally_overdue,
-			      &t) >= 0)
-		for (size_t i = 0; i < b->neps; i++)
-			metrics_set(METRIC_ACKS_OVERDUE, (double)overdue[i],
-				    METRIC_LABELS(b->eps[i]->name));
+	struct store_metrics_job *j = arg;
+	j->rsize = store_size(view, &j->bytes);
+	j->rdead = store_count(view, MSG_DEAD, &j->dead);
+	j->roverdue = store_ack_overdue(view, j->overdue_before, tally_overdue, j);
+}
+
+/* The store names only the endpoints that have overdue messages: the
+ * others read 0, so one whose receipts came drops back. An endpoint removed
+ * from the configuration keeps its tracked messages in the store, but has
+ * no series: its name is no label value any more. */
+static void set_overdue(struct broker *b, const struct store_metrics_job *j)
+{
+	for (size_t i = 0; i < b->neps; i++) {
+		int64_t n = 0;
+		for (size_t k = 0; k < j->noverdue; k++)
+			if (strcmp(j->overdue[k].endpoint, b->eps[i]->name) == 0)
+				n = j->overdue[k].n;
+		metrics_set(METRIC_ACKS_OVERDUE, (double)n, METRIC_LABELS(b->eps[i]->name));
+	}
+}
+
+static void store_metrics_done(void *arg)
+{
+	struct store_metrics_job *j = arg;
 	/* a failure keeps the last values: the store's own errors are logged
 	 * where they happen, and edibroker_store_up says it fails */
+	if (j->rsize == 0)
+		metrics_set(METRIC_STORE_SIZE, (double)j->bytes, NULL);
+	if (j->rdead == 0)
+		metrics_set(METRIC_DEAD_LETTERS, (double)j->dead, NULL);
+	if (!j->b->closing) {
+		if (j->roverdue >= 0)
+			set_overdue(j->b, j);
+		j->b->metrics_out = false;
+	}
+	for (size_t k = 0; k < j->noverdue; k++)
+		free(j->overdue[k].endpoint);
+	free(j->overdue);
+	free(j);
+}
+
+static void refresh_store_metrics(struct broker *b)
+{
+	if (b->metrics_out)
+		return;
+	struct store_metrics_job *j = xcalloc(1, sizeof(*j));
+	j->b = b;
+	j->overdue_before = clock_wall_ms() - b->cfg->ack_timeout_ms;
+	b->metrics_out = true;
+	store_run(b->store, STORE_LANE_READ, store_metrics_work, store_metrics_done, j);
 }
 
 /* The configured endpoints are the values an endpoint label takes. */
@@ -446,6 +685,7 @@ static struct endpoint *endpoint_new(struct broker *b, const struct endpoint_con
 	struct deliver_env env = {
 		.base = b->base, .commit = b->commit, .store = b->store,
 		.may_deliver = may_deliver, .on_event = on_delivery_event, .ctx = b,
+		.on_backoff = on_backoff, .leased = b->cluster != NULL,
 	};
 	struct deliver_params p = delivery_params(b->cfg, conf);
 	ep->dep = deliver_ep_new(conf->name, &env, &p);
@@ -465,11 +705,111 @@ static void endpoint_free(struct endpoint *ep)
 	free(ep);
 }
 
+/* True when endpoint ep picks up from an inbox that every node can see (a
+ * spool folder): one reader at a time, the holder of "in:NAME". Other
+ * transports take what peers push to whichever node they reach. */
+static bool inbox_leased(const struct broker *b, const struct endpoint_conf *conf)
+{
+	return b->cluster && strcmp(conf->transport, "spool") == 0;
+}
+
 static void start_inbound(struct broker *b, struct endpoint *ep)
 {
 	struct transport *t = deliver_transport(ep->dep);
+	if (!t)
+		return;
+	if (inbox_leased(b, ep->conf)) {
+		_cleanup_free_ char *lease = xasprintf("in:%s", ep->name);
+		if (!cluster_holds(b->cluster, lease, NULL))
+			return; /* another node reads this inbox; acquiring it starts pick-up */
+	}
+	deliver_transport_ops(ep->dep)->start(t);
+}
+
+static void stop_inbound(struct broker *b, struct endpoint *ep)
+{
+	struct transport *t = deliver_transport(ep->dep);
 	if (t)
-		deliver_transport_ops(ep->dep)->start(t);
+		deliver_transport_ops(ep->dep)->stop(t);
+}
+
+/* The endpoint named by lease "PREFIX:NAME", or NULL. */
+static struct endpoint *lease_endpoint(struct broker *b, const char *lease, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return strncmp(lease, prefix, n) == 0 ? broker_endpoint(b, lease + n) : NULL;
+}
+
+static void on_lease_acquired(void *ctx, const struct store_lease *l, int64_t trust_until)
+{
+	struct broker *b = ctx;
+	struct endpoint *ep;
+	if (b->stopping)
+		return;
+	if ((ep = lease_endpoint(b, l->name, "ep:"))) {
+		struct deliver_lease dl = { l->name, l->epoch, trust_until, l->failures,
+					    l->next_attempt_at };
+		deliver_activate(ep->dep, &dl);
+	} else if ((ep = lease_endpoint(b, l->name, "in:"))) {
+		start_inbound(b, ep);
+	} else if (strcmp(l->name, "procedure") == 0) {
+		/* every record save from now on carries this epoch */
+		store_fence_records(b->store, &(struct store_fence){ "procedure", l->epoch });
+		if (procedure_resync(b->proc) < 0)
+			log_err("event=procedure-resync-failed error=\"%s\" state=acting-on-old-copy",
+				store_last_error(b->store));
+	}
+}
+
+static void on_lease_renewed(void *ctx, const char *name, int64_t epoch, int64_t trust_until)
+{
+	struct endpoint *ep = lease_endpoint(ctx, name, "ep:");
+	if (ep)
+		deliver_lease_renewed(ep->dep, trust_until);
+}
+
+static void on_lease_lost(void *ctx, const char *name, int64_t epoch)
+{
+	struct broker *b = ctx;
+	struct endpoint *ep;
+	if ((ep = lease_endpoint(b, name, "ep:")))
+		deliver_deactivate(ep->dep);
+	else if ((ep = lease_endpoint(b, name, "in:")))
+		stop_inbound(b, ep);
+	/* "procedure": it checks the lease itself (proc_may_act) */
+}
+
+static void on_db_reachable(void *ctx, bool ok, const char *error)
+{
+	struct broker *b = ctx;
+	b->db_reachable = ok;
+}
+
+static bool proc_may_act(void *ctx)
+{
+	struct broker *b = ctx;
+	return !b->stopping && proc_here(b);
+}
+
+/* Every lease this node may hold: its endpoints', their inboxes', the
+ * procedure's. */
+static void cluster_wants(struct broker *b)
+{
+	if (!b->cluster)
+		return;
+	const struct config *cfg = b->cfg;
+	char **names = xcalloc(2 * cfg->nendpoints + 1, sizeof(char *));
+	size_t n = 0;
+	names[n++] = xstrdup("procedure");
+	for (size_t i = 0; i < cfg->nendpoints; i++) {
+		names[n++] = xasprintf("ep:%s", cfg->endpoints[i].name);
+		if (inbox_leased(b, &cfg->endpoints[i]))
+			names[n++] = xasprintf("in:%s", cfg->endpoints[i].name);
+	}
+	cluster_want(b->cluster, (const char *const *)names, n);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 }
 
 /* ---- the transports' shared parts (listeners for peers) ---------------- */
@@ -592,10 +932,28 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	b->started_at = clock_wall_ms();
 	if (lock_state_dir(b, err, errlen) < 0)
 		goto fail;
-	struct store_options so = { .max_bytes = (uint64_t)cfg->store_max_size };
+	struct store_options so = { .max_bytes = (uint64_t)cfg->store_max_size,
+				    .url = cfg->store_url, .password = cfg->store_password,
+				    .node = cfg->store_node };
 	b->store = store_open(cfg->store_backend, cfg->state_dir, &so, err, errlen);
 	if (!b->store)
 		goto fail;
+	if (store_attach(b->store, base) < 0) {
+		snprintf(err, errlen, "cannot make the store's lanes: %s", strerror(errno));
+		goto fail;
+	}
+	if (store_shared(b->store)) {
+		struct cluster_env ce = {
+			.base = base, .store = b->store, .lease_ms = cfg->store_lease_ms,
+			.started_at = b->started_at, .acquired = on_lease_acquired,
+			.renewed = on_lease_renewed, .lost = on_lease_lost,
+			.reachable = on_db_reachable, .ctx = b,
+		};
+		b->cluster = cluster_new(&ce);
+		b->db_reachable = true;
+		log_notice("event=cluster-member node=%s lease_ms=%lld", store_node_name(b->store),
+			   (long long)cfg->store_lease_ms);
+	}
 	b->lanes = lanes_new(base, 0);
 	if (!b->lanes) {
 		snprintf(err, errlen, "cannot make the worker pool: %s", strerror(errno));
@@ -618,6 +976,7 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	struct procedure_env pe = {
 		.base = base, .store = b->store, .notifier = b->notifier,
 		.endpoint_view = proc_endpoint_view, .probe = proc_probe, .ctx = b,
+		.may_act = b->cluster ? proc_may_act : NULL,
 	};
 	b->proc = procedure_new(&pe, cfg, err, errlen);
 	if (!b->proc)
@@ -630,49 +989,61 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 	load_holds(b);
 	metrics_on_scrape(on_scrape, b);
 	refresh_store_metrics(b);
+	cluster_wants(b);
 	return b;
 fail:
 	broker_free(b);
 	return NULL;
 }
 
-static void prune(struct broker *b)
+/* Pruning: up to PRUNE_ROUNDS rounds of PRUNE_ROWS rows, where the store
+ * may block (off the loop with a server store). */
+struct prune_job {
+	struct broker *b;
+	int64_t body_before, history_before;
+	long total;
+	int r;
+	char error[256];
+};
+
+static void prune_work(struct store *view, void *arg)
 {
-	int64_t now = clock_wall_ms();
-	long total = 0;
+	struct prune_job *j = arg;
 	for (int i = 0; i < PRUNE_ROUNDS; i++) {
-		int r = store_prune(b->store, now - b->cfg->retention_ms, now - b->cfg->history_ms,
-				    PRUNE_ROWS);
+		int r = store_prune(view, j->body_before, j->history_before, PRUNE_ROWS);
 		if (r < 0) {
-			log_warn("event=prune-failed error=\"%s\"", store_last_error(b->store));
+			j->r = r;
+			str_copy(j->error, store_last_error(view), sizeof(j->error));
 			return;
 		}
-		total += r;
+		j->total += r;
 		if (r < PRUNE_ROWS)
 			break;
 	}
-	if (total > 0)
-		log_debug("event=pruned rows=%ld", total);
+}
+
+static void prune_done(void *arg)
+{
+	struct prune_job *j = arg;
+	j->b->prune_out = false;
+	if (j->r < 0)
+		log_warn("event=prune-failed error=\"%s\"", j->error);
+	else if (j->total > 0)
+		log_debug("event=pruned rows=%ld", j->total);
+	free(j);
+}
+
+static void prune(struct broker *b)
+{
+	int64_t now = clock_wall_ms();
+	struct prune_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct prune_job){ .b = b, .body_before = now - b->cfg->retention_ms,
+				 .history_before = now - b->cfg->history_ms };
+	b->prune_out = true;
+	store_run(b->store, STORE_LANE_READ, prune_work, prune_done, j);
 }
 
 /* ---- retention of what holds patient data ------------------------------ */
-
-/* Drops a bounded number of old dead-letter bodies; true when there may be
- * more. */
-static bool dead_retention(struct broker *b, int64_t now)
-{
-	if (b->cfg->dead_retention_ms <= 0)
-		return false;
-	int r = store_dead_expire(b->store, now - b->cfg->dead_retention_ms, now, DEAD_EXPIRE_ROWS);
-	if (r < 0) {
-		log_warn("event=retention-failed what=dead-letters error=\"%s\"",
-			 store_last_error(b->store));
-		return false;
-	}
-	if (r > 0)
-		log_notice("event=dead-bodies-removed count=%d", r);
-	return r == DEAD_EXPIRE_ROWS;
-}
 
 /* Quarantined files of one endpoint being removed on its inbound lane. */
 struct qremoval {
@@ -682,7 +1053,30 @@ struct qremoval {
 	int64_t ids[QUARANTINE_BATCH];
 	char *paths[QUARANTINE_BATCH];
 	int err[QUARANTINE_BATCH]; /* 0 or -errno per file, written off the loop */
+	int64_t removed_at;        /* then the marks in the store */
+	int r;
+	char error[256];
 };
+
+static void qremoved_work(struct store *view, void *arg)
+{
+	struct qremoval *q = arg;
+	q->r = store_quarantine_removed(view, q->ids, q->n, q->removed_at);
+	if (q->r < 0)
+		str_copy(q->error, store_last_error(view), sizeof(q->error));
+}
+
+static void qremoved_done(void *arg)
+{
+	struct qremoval *q = arg;
+	const char *name = q->b->closing ? "-" : q->b->eplanes[q->lanes].name;
+	if (q->r < 0)
+		log_warn("event=retention-failed what=quarantine endpoint=%s error=\"%s\"", name,
+			 q->error);
+	else if (q->n > 0)
+		log_notice("event=quarantine-removed endpoint=%s count=%zu", name, q->n);
+	free(q);
+}
 
 /* Off the loop: a file and its .reason. Already gone counts as removed. */
 static void qremoval_work(void *arg)
@@ -710,17 +1104,13 @@ static void qremoval_done(void *arg)
 				 "error=\"%s\"", (long long)q->ids[i], l->name, q->paths[i],
 				 strerror(-q->err[i]));
 	}
-	/* when the mark fails, the next walk finds the files gone (ENOENT) */
-	int r = store_quarantine_removed(q->b->store, q->ids, ok, clock_wall_ms());
-	if (r < 0)
-		log_warn("event=retention-failed what=quarantine endpoint=%s error=\"%s\"", l->name,
-			 store_last_error(q->b->store));
-	else if (ok > 0)
-		log_notice("event=quarantine-removed endpoint=%s count=%zu", l->name, ok);
 	l->removing = false;
 	for (size_t i = 0; i < q->n; i++)
 		free(q->paths[i]);
-	free(q);
+	q->n = ok;
+	q->removed_at = clock_wall_ms();
+	/* when the mark fails, the next walk finds the files gone (ENOENT) */
+	store_run(q->b->store, STORE_LANE_WRITE, qremoved_work, qremoved_done, q);
 }
 
 /* The quarantined files due, as the store's walk hands them over. */
@@ -770,36 +1160,131 @@ static void qremoval_submit(struct broker *b, struct qdue *d)
 	}
 }
 
-/* One page of the walk over quarantined files due; true when it has more. */
-static bool quarantine_retention(struct broker *b, int64_t now)
+/* One round of retention where the store may block: dead-letter bodies
+ * dropped, one page of the walk over quarantined files due. */
+struct retention_job {
+	struct broker *b;
+	int64_t now, cursor_at, cursor_id;
+	bool dead_on, quarantine_on;
+	int dead;                 /* bodies dropped, or -errno */
+	int due;                  /* quarantined rows read, or -errno */
+	struct qdue *d;
+	char dead_error[256], due_error[256];
+};
+
+static void retention_work(struct store *view, void *arg)
 {
-	if (b->cfg->quarantine_retention_ms <= 0)
-		return false;
-	struct qdue *d = xcalloc(1, sizeof(*d));
-	int r = store_quarantine_expired(b->store, now - b->cfg->quarantine_retention_ms,
-					 b->qcursor_at, b->qcursor_id, QUARANTINE_BATCH, add_due, d);
-	if (r < 0)
-		log_warn("event=retention-failed what=quarantine error=\"%s\"",
-			 store_last_error(b->store));
-	else
-		qremoval_submit(b, d);
-	bool more = r >= 0 && d->n == QUARANTINE_BATCH;
-	b->qcursor_at = more ? d->at[d->n - 1] : 0; /* a short page: start over next time */
-	b->qcursor_id = more ? d->ids[d->n - 1] : 0;
+	struct retention_job *j = arg;
+	const struct config *cfg = j->b->cfg;
+	if (j->dead_on) {
+		j->dead = store_dead_expire(view, j->now - cfg->dead_retention_ms, j->now,
+					    DEAD_EXPIRE_ROWS);
+		if (j->dead < 0)
+			str_copy(j->dead_error, store_last_error(view), sizeof(j->dead_error));
+	}
+	if (j->quarantine_on) {
+		j->due = store_quarantine_expired(view, j->now - cfg->quarantine_retention_ms,
+						  j->cursor_at, j->cursor_id, QUARANTINE_BATCH,
+						  add_due, j->d);
+		if (j->due < 0)
+			str_copy(j->due_error, store_last_error(view), sizeof(j->due_error));
+	}
+}
+
+static void retention_done(void *arg)
+{
+	struct retention_job *j = arg;
+	struct broker *b = j->b;
+	struct qdue *d = j->d;
+	b->retention_out = false;
+	bool more = false;
+	if (j->dead_on && j->dead < 0)
+		log_warn("event=retention-failed what=dead-letters error=\"%s\"", j->dead_error);
+	else if (j->dead_on && j->dead > 0)
+		log_notice("event=dead-bodies-removed count=%d", j->dead);
+	more |= j->dead_on && j->dead == DEAD_EXPIRE_ROWS;
+	if (j->quarantine_on) {
+		if (j->due < 0)
+			log_warn("event=retention-failed what=quarantine error=\"%s\"", j->due_error);
+		else if (!b->stopping && !b->closing)
+			qremoval_submit(b, d);
+		bool qmore = j->due >= 0 && d->n == QUARANTINE_BATCH;
+		b->qcursor_at = qmore ? d->at[d->n - 1] : 0; /* a short page: start over next time */
+		b->qcursor_id = qmore ? d->ids[d->n - 1] : 0;
+		more |= qmore;
+	}
+	b->retention_more = more;
 	for (size_t i = 0; i < d->n; i++) {
 		free(d->source[i]);
 		free(d->file[i]);
 	}
 	free(d);
-	return more;
+	free(j);
 }
 
 static void retention(struct broker *b)
 {
-	int64_t now = clock_wall_ms();
-	bool more = dead_retention(b, now);
-	more |= quarantine_retention(b, now);
-	b->retention_more = more;
+	struct retention_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct retention_job){
+		.b = b, .now = clock_wall_ms(), .cursor_at = b->qcursor_at,
+		.cursor_id = b->qcursor_id, .dead_on = b->cfg->dead_retention_ms > 0,
+		.quarantine_on = b->cfg->quarantine_retention_ms > 0,
+		.d = xcalloc(1, sizeof(struct qdue)),
+	};
+	b->retention_out = true;
+	store_run(b->store, STORE_LANE_READ, retention_work, retention_done, j);
+}
+
+/* ---- queue depths from the store (several daemons write it) ------------- */
+
+struct depths_job {
+	struct broker *b;
+	struct store_depth *v; /* endpoint names owned */
+	size_t n;
+	int r;
+};
+
+static int depth_take(const struct store_depth *d, void *arg)
+{
+	struct depths_job *j = arg;
+	j->v = xrealloc(j->v, (j->n + 1) * sizeof(*j->v));
+	j->v[j->n] = *d;
+	j->v[j->n++].endpoint = xstrdup(d->endpoint);
+	return 0;
+}
+
+static void depths_work(struct store *view, void *arg)
+{
+	struct depths_job *j = arg;
+	j->r = store_depths(view, depth_take, j);
+}
+
+static void depths_done(void *arg)
+{
+	struct depths_job *j = arg;
+	struct broker *b = j->b;
+	b->depths_out = false;
+	for (size_t i = 0; j->r >= 0 && !b->closing && i < b->neps; i++) {
+		int64_t queued = 0, bytes = 0;
+		for (size_t k = 0; k < j->n; k++)
+			if (strcmp(j->v[k].endpoint, b->eps[i]->name) == 0)
+				queued = j->v[k].queued, bytes = j->v[k].bytes;
+		deliver_set_depth(b->eps[i]->dep, queued, bytes);
+	}
+	for (size_t k = 0; k < j->n; k++)
+		free((char *)j->v[k].endpoint);
+	free(j->v);
+	free(j);
+}
+
+static void depths_poll(struct broker *b)
+{
+	if (b->depths_out)
+		return;
+	struct depths_job *j = xcalloc(1, sizeof(*j));
+	j->b = b;
+	b->depths_out = true;
+	store_run(b->store, STORE_LANE_READ, depths_work, depths_done, j);
 }
 
 static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
@@ -812,10 +1297,15 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 	bool due = ++ticks % PRUNE_EVERY == 0;
 	if (due)
 		refresh_store_metrics(b);
-	if (due && commit_healthy(b->commit))
+	bool here = proc_here(b); /* with several daemons, one prunes: the procedure's holder */
+	if (due && here && commit_healthy(b->commit) && !b->prune_out)
 		prune(b);
-	if ((due || b->retention_more) && commit_healthy(b->commit))
+	if ((due || b->retention_more) && here && commit_healthy(b->commit) && !b->retention_out)
 		retention(b);
+	if (b->cluster && !b->stopping) {
+		depths_poll(b);
+		take_observations(b);
+	}
 }
 
 /* Where the control socket goes: control_socket when the file says so,
@@ -844,6 +1334,9 @@ static bool all_started(struct broker *b)
 	for (size_t i = 0; i < b->neps; i++) {
 		struct transport *t = deliver_transport(b->eps[i]->dep);
 		const struct transport_ops *ops = deliver_transport_ops(b->eps[i]->dep);
+		_cleanup_free_ char *in = xasprintf("in:%s", b->eps[i]->name);
+		if (inbox_leased(b, b->eps[i]->conf) && !cluster_holds(b->cluster, in, NULL))
+			continue; /* another node reads it: nothing to wait for here */
 		if (t && ops->started && !ops->started(t))
 			return false;
 	}
@@ -879,6 +1372,7 @@ int broker_start(struct broker *b, char *err, size_t errlen)
 		.store = b->store, .commit = b->commit, .proc = b->proc, .ingest = b->ingest,
 		.started_at = b->started_at, .max_message_size = b->cfg->max_message_size,
 		.ack_timeout_ms = b->cfg->ack_timeout_ms,
+		.cluster = b->cluster,
 		.endpoint_at = control_endpoint_at, .endpoint_named = control_endpoint_named,
 		.inbound_lane = control_inbound_lane, .hold = control_hold, .ctx = b,
 	};
@@ -898,6 +1392,8 @@ int broker_start(struct broker *b, char *err, size_t errlen)
 	for (size_t i = 0; i < b->neps; i++)
 		start_inbound(b, b->eps[i]);
 	procedure_start(b->proc);
+	if (b->cluster)
+		cluster_start(b->cluster);
 	b->housekeeping_ev = event_new(b->base, -1, EV_PERSIST, on_housekeeping, b);
 	struct timeval tv = { HOUSEKEEPING_MS / 1000, (HOUSEKEEPING_MS % 1000) * 1000 };
 	event_add(b->housekeeping_ev, &tv);
@@ -990,6 +1486,7 @@ int broker_reload(struct broker *b, struct config *cfg, char *err, size_t errlen
 	int pr = procedure_reload(b->proc, cfg, t, err, errlen);
 	shared_reload(b);
 	reconcile_endpoints(b);
+	cluster_wants(b);
 	if (pr < 0)
 		log_err("event=reload-partial error=\"%s\" state=old-time-rules-kept", err);
 	if (b->control) {
@@ -1021,7 +1518,11 @@ static void stop_finish(struct broker *b)
 	event_del(b->stop_ev);
 	if (lanes_pending(b->lanes) > 0)
 		lanes_stuck(b->lanes, INT64_MAX, log_abandoned, NULL);
-	commit_flush(b->commit);
+	if (commit_flush(b->commit) == -ETIMEDOUT)
+		log_err("event=stop-abandoned work=commit state=sources-keep-their-input");
+	/* the marks are in: the next holder starts where this one stopped */
+	if (b->cluster)
+		cluster_stop(b->cluster);
 	control_free(b->control);
 	b->control = NULL;
 	metrics_http_free(b->metrics_http);
@@ -1046,8 +1547,8 @@ static bool deliveries_busy(struct broker *b)
 static void on_stop_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
-	commit_flush(b->commit);
-	bool idle = lanes_pending(b->lanes) == 0 && !deliveries_busy(b);
+	commit_kick(b->commit);
+	bool idle = lanes_pending(b->lanes) == 0 && commit_idle(b->commit) && !deliveries_busy(b);
 	if (idle || clock_mono_ms() >= b->stop_deadline)
 		stop_finish(b);
 }
@@ -1065,7 +1566,7 @@ void broker_shutdown(struct broker *b, void (*stopped)(void *arg), void *arg)
 	for (size_t i = 0; transport_at(i); i++)
 		if (b->shared[i] && transport_at(i)->shared_stop)
 			transport_at(i)->shared_stop(b->shared[i]);
-	commit_flush(b->commit);   /* messages picked up: accepted or left in place */
+	commit_kick(b->commit);    /* messages picked up: accepted or left in place */
 	if (b->housekeeping_ev)
 		event_del(b->housekeeping_ev);
 	b->stop_deadline = clock_mono_ms() + b->cfg->stop_timeout_ms;
@@ -1079,6 +1580,7 @@ bool broker_free(struct broker *b)
 {
 	if (!b)
 		return false;
+	b->closing = true; /* store completions still to run only free their jobs */
 	bool abandoned = b->lanes && lanes_pending(b->lanes) > 0;
 	control_free(b->control);
 	metrics_http_free(b->metrics_http);
@@ -1099,6 +1601,7 @@ bool broker_free(struct broker *b)
 	ingest_free(b->ingest);
 	router_free(b->router);
 	codec_schemas_unref(b->schemas);
+	cluster_free(b->cluster);
 	store_close(b->store);
 	if (b->housekeeping_ev)
 		event_free(b->housekeeping_ev);
@@ -1127,9 +1630,13 @@ void broker_status_line(struct broker *b, char *buf, size_t len)
 		retrying += di.failures > 0;
 		paused += b->eps[i]->inbound_paused;
 	}
-	snprintf(buf, len,
-		 "queued=%lld endpoints=%zu down=%d retrying=%d outages=%d pickup_paused=%d store=%s",
-		 queued, b->neps, b->proc ? procedure_endpoints_down(b->proc) : 0, retrying,
-		 b->proc ? procedure_open_outages(b->proc) : 0, paused,
-		 commit_healthy(b->commit) ? "ok" : "failing");
+	int n = snprintf(buf, len,
+			 "queued=%lld endpoints=%zu down=%d retrying=%d outages=%d pickup_paused=%d "
+			 "store=%s",
+			 queued, b->neps, b->proc ? procedure_endpoints_down(b->proc) : 0, retrying,
+			 b->proc ? procedure_open_outages(b->proc) : 0, paused,
+			 commit_healthy(b->commit) ? "ok" : "failing");
+	if (b->cluster && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, " node=%s db=%s leases=%zu", store_node_name(b->store),
+			 b->db_reachable ? "ok" : "unreachable", cluster_held(b->cluster));
 }

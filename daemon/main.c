@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "notice/notice.h"
 #include "notice/notify.h"
+#include "store/store.h"
 #include "base/sdnotify.h"
 #include "codecs/base/mem.h"
 #include "codecs/xmlsafe.h"
@@ -107,6 +108,34 @@ static size_t print_warnings(const struct config *cfg, size_t from)
 	return cfg->nwarnings;
 }
 
+/* A server store: it can be reached with these settings, and its schema
+ * is one this program can use (changing nothing). err gets what was found,
+ * or why not. SQLite: nothing to check here (its file is the daemon's). */
+static int check_store(const struct config *cfg, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	if (strcmp(cfg->store_backend, "postgresql") != 0)
+		return 0;
+	struct store_options o = { .url = cfg->store_url, .password = cfg->store_password,
+				   .node = cfg->store_node, .check_only = true,
+				   .wait_ms = 10000 };
+	struct store *s = store_open(cfg->store_backend, cfg->state_dir, &o, err, errlen);
+	if (!s)
+		return -EIO;
+	int64_t have = 0, want = 0;
+	int r = store_schema_version(s, &have, &want);
+	if (r < 0)
+		snprintf(err, errlen, "store: %s", store_last_error(s));
+	else if (have < want)
+		snprintf(err, errlen, "store: postgresql schema %lld, upgraded to %lld when a daemon "
+			 "starts; node %s", (long long)have, (long long)want, cfg->store_node);
+	else
+		snprintf(err, errlen, "store: postgresql schema %lld (current), node %s",
+			 (long long)have, cfg->store_node);
+	store_close(s);
+	return r;
+}
+
 static int check_config(const char *path)
 {
 	struct config *cfg = NULL;
@@ -138,7 +167,13 @@ static int check_config(const char *path)
 	}
 	codec_schemas_unref(schemas);
 	print_warnings(cfg, shown);
-	printf("%s: ok (%zu endpoints)\n", path, cfg->nendpoints);
+	r = check_store(cfg, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		config_free(cfg);
+		return 1; /* the file is fine; the database is not reachable or not ready */
+	}
+	printf("%s: ok (%zu endpoints)%s%s\n", path, cfg->nendpoints, err[0] ? "; " : "", err);
 	config_free(cfg);
 	return 0;
 }

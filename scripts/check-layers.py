@@ -26,6 +26,7 @@ LAYERS = [
     "daemon/time",      # calendar and time rules
     "daemon/conf",      # the INI reader and the configuration
     "daemon/store",     # the durable store: front end, backends, group commit
+    "daemon/cluster",   # several daemons on one database: nodes and leases
     "daemon/notice",    # notice texts, channels, the status page
     "daemon/outage",    # health, outages, planned shutdowns, the procedure
     "daemon/accept",    # decode, route, commit, report

@@ -15,11 +15,13 @@ set -eu
 # checked with it; the Prometheus server it brings is never started), openssl
 # (a test CA, server and client certificates for HTTPS tests). libzmq3-dev:
 # the ZeroMQ peer link (CURVE through its libsodium); python3-zmq: tests that
-# speak raw ZeroMQ to it (spoofed routing ids, bad frames).
+# speak raw ZeroMQ to it (spoofed routing ids, bad frames). libpq-dev: the
+# PostgreSQL store; postgresql: the server its tests start (initdb and
+# pg_ctl under /usr/lib/postgresql/*/bin; its own cluster is not used).
 PKGS="build-essential pkg-config libevent-dev libssl-dev libxml2-dev libsystemd-dev libsqlite3-dev
-libcurl4-openssl-dev libjansson-dev libzmq3-dev libcriterion-dev scdoc debhelper
+libcurl4-openssl-dev libjansson-dev libzmq3-dev libcriterion-dev scdoc debhelper libpq-dev
 python3 python3-aiosmtpd python3-zmq faketime systemd e2fsprogs lintian man-db bash-completion passwd
-chromium prometheus openssl"
+chromium prometheus openssl postgresql"
 
 missing=""
 for p in $PKGS; do

@@ -204,6 +204,40 @@ static long long num(const json_t *o, const char *key)
 	return (long long)json_integer_value(json_object_get(o, key));
 }
 
+/* Several daemons on one database: every node with what it holds, and who
+ * delivers each endpoint. */
+static void render_cluster(const json_t *ans)
+{
+	const json_t *c = json_object_get(ans, "cluster");
+	if (!c)
+		return;
+	printf("\nnode: %s   database: %s%s%s   leases held here: %lld\n", str(c, "node"),
+	       json_is_true(json_object_get(c, "reachable")) ? "reachable" : "UNREACHABLE",
+	       *str(c, "error") ? " - " : "", str(c, "error"), num(c, "held"));
+	printf("%-22s %9s  %s\n", "NODE", "LAST SEEN", "LEASES");
+	size_t i, k;
+	json_t *n, *l;
+	json_array_foreach(json_object_get(c, "nodes"), i, n) {
+		char age[32], leases[512] = "";
+		fmt_age(json_object_get(n, "seen_ago_s"), age, sizeof(age));
+		size_t used = 0;
+		json_array_foreach(json_object_get(n, "leases"), k, l) {
+			int w = snprintf(leases + used, sizeof(leases) - used, "%s%s", k ? ", " : "",
+					 json_string_value(l));
+			used += w > 0 && (size_t)w < sizeof(leases) - used ? (size_t)w : 0;
+		}
+		printf("%-22s %9s  %s\n", str(n, "name"), age,
+		       json_is_true(json_object_get(n, "stopped")) ? "(stopped)"
+		       : used ? leases : "-");
+	}
+	printf("%-22s %-22s %s\n", "ENDPOINT", "DELIVERED BY", "EPOCH HERE");
+	json_array_foreach(json_object_get(ans, "endpoints"), i, n) {
+		const char *holder = str(n, "holder");
+		printf("%-22s %-22s %lld\n", str(n, "name"), *holder ? holder : "(nobody yet)",
+		       num(n, "epoch"));
+	}
+}
+
 static int render_status(const json_t *ans)
 {
 	printf("%-22s %-13s %-12s %-13s %8s %8s %8s  %s\n", "ENDPOINT", "KIND", "HEALTH", "STATE",
@@ -229,6 +263,7 @@ static int render_status(const json_t *ans)
 	printf("\nstore: %s%s%s   dead letters: %lld   accepted since start: %lld\n",
 	       str(ans, "store"), *str(ans, "store_error") ? " - " : "", str(ans, "store_error"),
 	       num(ans, "dead"), num(ans, "accepted"));
+	render_cluster(ans);
 	return 0;
 }
 

@@ -77,6 +77,11 @@ struct source {
 	char *name;
 	struct lane *lane;
 	struct batch *pending;
+	/* Moves on when one of its messages fails to commit. A message
+	 * submitted under an older epoch was sent before that failure was
+	 * known: it comes after the failed one, so it must not commit before
+	 * the source offers the failed one again (per-sender order). */
+	uint64_t epoch;
 };
 
 struct ingest {
@@ -118,6 +123,7 @@ struct receipt_item {
 	struct codec_receipt rc; /* owns the bytes; its own copy of the broker id,
 				  * which a reload may replace */
 	char *source, *endpoint;
+	char *token;             /* the message's token + "#receipt": a replay stores none */
 	bool done;
 };
 
@@ -130,6 +136,8 @@ struct resend {
 	int64_t ack_id;            /* its message id */
 	struct codec_receipt rc;   /* the renewed copy (resend_work) */
 	int r;                     /* what the renewal said */
+	int got;                   /* what reading it said: 1 found, 0 not, -errno */
+	char error[256];           /* why reading it failed */
 };
 
 struct item {
@@ -142,6 +150,7 @@ struct item {
 	const char *dead_class;       /* a dead letter's reason as a metric label */
 	struct store_new m;
 	char *source, *endpoint, *reason, *ext;
+	char *token;                  /* the unit's ingest token; NULL = none */
 	uint8_t *body;
 	size_t size;
 	char type[CODEC_TYPE_MAX], envelope_id[CODEC_ID_MAX];
@@ -158,6 +167,8 @@ struct item {
 	bool msg_pending;             /* m is in the commit */
 	bool counted;                 /* size is in ing->pend */
 	int commit_err;
+	bool held_back;               /* not committed: an earlier one of its source failed */
+	uint64_t epoch;               /* its source's epoch when it was submitted */
 	/* what an acknowledgement names, copied for the store */
 	struct store_ackref *refs;
 	struct codec_ref *refbuf;
@@ -264,6 +275,7 @@ static void receipt_item_free(struct receipt_item *r)
 	free(r->rc.body);
 	free(r->source);
 	free(r->endpoint);
+	free(r->token);
 	free(r);
 }
 
@@ -272,6 +284,7 @@ static void item_free(struct item *it)
 	receipt_item_free(it->receipt);
 	free(it->refs);
 	free(it->refbuf);
+	free(it->token);
 	free(it->source);
 	free(it->endpoint);
 	free(it->reason);
@@ -410,20 +423,24 @@ static void fresh_receipt_uuid(void *ctx, char out[CODEC_UUID_LEN + 1])
 
 /* rc (taken over) as a message from the broker to endpoint. Its one
  * letter goes into the duplicate register when it has a key (a refusal);
- * a renewed acknowledgement has none, its letter being the receiver's. */
+ * a renewed acknowledgement has none, its letter being the receiver's.
+ * token: the refused message's ingest token (NULL: none), so a replayed
+ * batch stores no second receipt. */
 static struct receipt_item *receipt_item_new(struct codec_receipt *rc, const char *endpoint,
-					     int64_t now_ms)
+					     const char *token, int64_t now_ms)
 {
 	struct receipt_item *r = xcalloc(1, sizeof(*r));
 	r->rc = *rc;
 	r->source = xstrdup(STORE_SOURCE_BROKER);
 	r->endpoint = xstrdup(endpoint);
+	r->token = token ? xasprintf("%s#receipt", token) : NULL;
 	r->key = (struct store_key){ r->rc.key.sender, r->rc.key.id };
 	bool keyed = r->rc.key.sender[0] && r->rc.key.id[0];
 	r->m = (struct store_new){
-		.source = r->source, .endpoint = r->endpoint, .format = r->rc.format,
-		.ext = r->rc.ext, .type = r->rc.type, .envelope_id = r->rc.envelope_id,
-		.sender = r->rc.sender, .receiver = r->rc.receiver, .nletters = 1,
+		.token = r->token, .source = r->source, .endpoint = r->endpoint,
+		.format = r->rc.format, .ext = r->rc.ext, .type = r->rc.type,
+		.envelope_id = r->rc.envelope_id, .sender = r->rc.sender,
+		.receiver = r->rc.receiver, .nletters = 1,
 		.letter_id = keyed ? r->rc.key.id : NULL, .refers = r->rc.refers,
 		.keys = keyed ? &r->key : NULL, .nkeys = keyed ? 1 : 0, .body = r->rc.body,
 		.size = r->rc.size, .received_at = now_ms,
@@ -435,8 +452,8 @@ static struct receipt_item *receipt_item_new(struct codec_receipt *rc, const cha
  * to the source endpoint; NULL when none can be built (env is a receipt,
  * lacks its envelope id or sender, or its format issues no receipts). */
 static struct receipt_item *make_receipt(const struct batch *bt, const char *source,
-					 const struct codec_envelope *env, enum codec_refusal why,
-					 const char *text)
+					 const char *token, const struct codec_envelope *env,
+					 enum codec_refusal why, const char *text)
 {
 	struct codec_refusal_params p = { .reason = why, .text = text,
 					  .broker_id = bt->set->broker_id,
@@ -447,7 +464,7 @@ static struct receipt_item *make_receipt(const struct batch *bt, const char *sou
 	struct codec_receipt rc;
 	if (codec_refuse(env, &p, &rc) < 0)
 		return NULL;
-	return receipt_item_new(&rc, source, bt->now_ms);
+	return receipt_item_new(&rc, source, token, bt->now_ms);
 }
 
 static void report(struct item *it, enum ingest_result res)
@@ -597,6 +614,7 @@ static void log_tracking(const struct item *it, enum ingest_result res)
 }
 
 static bool resend_start(struct item *it);
+static struct source *source_of(struct ingest *ing, const char *name);
 
 /* Runs when both the message and its receipt (if any) have committed. */
 static void finish(struct item *it)
@@ -608,7 +626,12 @@ static void finish(struct item *it)
 		return; /* back once the acknowledgement is renewed and committed */
 	if (res == INGEST_TEMPFAIL) {
 		free(it->reason);
-		it->reason = xstrdup(strerror(-it->commit_err));
+		it->reason = xstrdup(it->held_back ? "an earlier message from this source did not "
+						     "commit; this one waits for it"
+						   : strerror(-it->commit_err));
+		struct source *src = source_of(it->ing, it->source);
+		if (src->epoch == it->epoch)
+			src->epoch++; /* everything submitted so far waits for this one */
 	}
 	struct receipt_item *r = it->receipt;
 	if (res != INGEST_TEMPFAIL && r && r->m.outcome == STORE_STORED) {
@@ -711,6 +734,13 @@ static int copy_body(const struct store_msg *m, void *arg)
 	return 0;
 }
 
+static void resend_free(struct resend *rs)
+{
+	settings_unref(rs->set);
+	free(rs->body);
+	free(rs);
+}
+
 /* Off the loop, on the source's lane: the renewed copy. */
 static void resend_work(void *arg)
 {
@@ -728,7 +758,7 @@ static void resend_done(void *arg)
 	struct item *it = arg;
 	struct resend *rs = TAKE_PTR(it->resend);
 	if (rs->r == 0) {
-		it->receipt = receipt_item_new(&rs->rc, it->source, clock_wall_ms());
+		it->receipt = receipt_item_new(&rs->rc, it->source, NULL, clock_wall_ms());
 		commit_add(it->ing->commit, &it->receipt->m, on_receipt_committed, it);
 	} else {
 		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
@@ -737,39 +767,59 @@ static void resend_done(void *arg)
 			 rs->r == -ENOTSUP ? "the stored message is no acknowledgement"
 					   : "the stored acknowledgement cannot be renewed");
 	}
-	settings_unref(rs->set);
-	free(rs->body);
-	free(rs);
+	resend_free(rs);
 	finish(it);
 }
 
-static struct source *source_of(struct ingest *ing, const char *name);
+/* On a store lane (at once with sqlite): the acknowledgement stored for
+ * the duplicate's first copy. A server's answer never waits on the loop. */
+static void resend_read(struct store *view, void *arg)
+{
+	struct item *it = arg;
+	struct resend *rs = it->resend;
+	struct stored_body b = { 0 };
+	rs->got = store_get(view, rs->ack_id, true, copy_body, &b);
+	if (rs->got < 0)
+		snprintf(rs->error, sizeof(rs->error), "%s", store_last_error(view));
+	rs->body = b.body;
+	rs->size = b.size;
+}
 
-/* On the loop: reads the acknowledgement stored for a duplicate's first
- * copy and sends it to be renewed; false when there is nothing to send
- * (its body is gone with retention, or the store cannot say). */
+/* Back on the loop: to the source's lane to be renewed, or, when there is
+ * nothing to send, the duplicate reports without it. */
+static void resend_read_done(void *arg)
+{
+	struct item *it = arg;
+	struct resend *rs = it->resend;
+	if (rs->got <= 0 || !rs->body) {
+		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
+			 "state=duplicate-dropped",
+			 (long long)it->m.id, (long long)rs->ack_id, it->source,
+			 rs->got < 0 ? rs->error : "its body is no longer kept");
+		it->resend = NULL;
+		resend_free(rs);
+		finish(it);
+		return;
+	}
+	lane_submit(source_of(it->ing, it->source)->lane, resend_work, resend_done, it);
+}
+
+/* Reads the acknowledgement stored for a duplicate's first copy and sends
+ * it to be renewed; false when no store is there to ask. The item reports
+ * once that is done (finish() waits while it->resend is set). */
 static bool resend_start(struct item *it)
 {
 	struct ingest *ing = it->ing;
-	struct stored_body b = { 0 };
 	it->resend_tried = true;
 	if (!ing->store)
 		return false;
-	int r = store_get(ing->store, it->m.ack_id, true, copy_body, &b);
-	if (r <= 0 || !b.body) {
-		log_warn("event=ack-resend-failed msg=%lld ack=%lld source=%s error=\"%s\" "
-			 "state=duplicate-dropped",
-			 (long long)it->m.id, (long long)it->m.ack_id, it->source,
-			 r < 0 ? store_last_error(ing->store) : "its body is no longer kept");
-		return false;
-	}
 	struct resend *rs = xcalloc(1, sizeof(*rs));
-	*rs = (struct resend){ .set = settings_ref(ing->set), .body = b.body, .size = b.size,
-			       .ack_id = it->m.ack_id };
+	*rs = (struct resend){ .set = settings_ref(ing->set), .ack_id = it->m.ack_id };
 	time_t t = (time_t)(clock_wall_ms() / 1000);
 	localtime_r(&t, &rs->now);
 	it->resend = rs;
-	lane_submit(source_of(ing, it->source)->lane, resend_work, resend_done, it);
+	/* may complete inside this call (sqlite): nothing touches it after */
+	store_run(ing->store, STORE_LANE_READ, resend_read, resend_read_done, it);
 	return true;
 }
 
@@ -780,7 +830,7 @@ static void plan_rejected(const struct batch *bt, struct item *it,
 	it->reason = xstrdup(it->error.text);
 	if (it->flags & INGEST_NO_RECEIPT)
 		return;
-	it->receipt = make_receipt(bt, it->source, env, codec_errcode_refusal(it->error.code),
+	it->receipt = make_receipt(bt, it->source, it->token, env, codec_errcode_refusal(it->error.code),
 				   "EDI-kuverten kunne ikke behandles af EDI-broker.\n"
 				   "The envelope could not be processed by the EDI broker.");
 }
@@ -841,10 +891,10 @@ static void plan_routed(const struct batch *bt, struct item *it,
 	if (it->flags & INGEST_NO_RECEIPT)
 		return;
 	if (rr == ROUTE_UNKNOWN_RECEIVER)
-		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
+		it->receipt = make_receipt(bt, it->source, it->token, env, CODEC_REFUSE_UNKNOWN_RECEIVER,
 					   "Modtagerlokationsnummer har ikke kunnet identificeres.");
 	else if (rr == ROUTE_TYPE)
-		it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_TYPE,
+		it->receipt = make_receipt(bt, it->source, it->token, env, CODEC_REFUSE_TYPE,
 					   "Modtageren kan ikke modtage denne brevtype.\n"
 					   "The receiver does not take this type of message.");
 }
@@ -865,7 +915,7 @@ static void plan_invalid(const struct batch *bt, struct item *it,
 	_cleanup_free_ char *text = xasprintf("Meddelelsen er ikke gyldig efter sit XML-skema.\n"
 					      "The message is not valid against its XML Schema:\n%s",
 					      env->schema_text);
-	it->receipt = make_receipt(bt, it->source, env, CODEC_REFUSE_SYNTAX, text);
+	it->receipt = make_receipt(bt, it->source, it->token, env, CODEC_REFUSE_SYNTAX, text);
 }
 
 /* Off the loop: decodes (and validates, when the source's xsd asks),
@@ -907,6 +957,16 @@ static void decode_done(void *arg)
 	struct ingest *ing = bt->ing;
 	for (size_t i = 0; i < bt->n; i++) {
 		struct item *it = bt->items[i];
+		if ((it->receipt || to_commit(it)) && source_of(ing, it->source)->epoch != it->epoch) {
+			/* an earlier message of its source failed while this one
+			 * was decoded: it must not overtake it */
+			it->held_back = true;
+			it->commit_err = -EAGAIN;
+			if (it->receipt)
+				it->receipt->done = true; /* never committed: nothing to send */
+			finish(it);
+			continue;
+		}
 		if (it->planned == INGEST_ACCEPTED && queue_full(ing, it)) {
 			it->planned = INGEST_BUSY;
 			it->reason = xasprintf("the queue of %s is full: try again later",
@@ -935,7 +995,7 @@ static struct source *source_of(struct ingest *ing, const char *name)
 	ing->sources = xrealloc(ing->sources, (ing->nsources + 1) * sizeof(*ing->sources));
 	struct source *src = &ing->sources[ing->nsources++];
 	_cleanup_free_ char *lane = xasprintf("decode:%s", name);
-	*src = (struct source){ xstrdup(name), lane_new(ing->pool, lane), NULL };
+	*src = (struct source){ .name = xstrdup(name), .lane = lane_new(ing->pool, lane) };
 	return src;
 }
 
@@ -962,11 +1022,19 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
 		   unsigned flags, ingest_done_fn done, void *arg)
 {
+	ingest_submit_unit(ing, source, NULL, body, size, flags, done, arg);
+}
+
+void ingest_submit_unit(struct ingest *ing, const char *source, const char *token, uint8_t *body,
+			size_t size, unsigned flags, ingest_done_fn done, void *arg)
+{
 	struct item *it = xcalloc(1, sizeof(*it));
 	it->ing = ing;
 	it->flags = flags;
 	it->done = done;
 	it->arg = arg;
+	it->token = xstrdup_or_null(token);
+	it->m.token = it->token;
 	it->source = xstrdup(source);
 	it->body = body;
 	it->size = size;
@@ -976,6 +1044,7 @@ void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t
 	it->m.received_at = clock_wall_ms();
 	ing->inflight++;
 	struct source *src = source_of(ing, source);
+	it->epoch = src->epoch;
 	struct batch *bt = src->pending;
 	if (!bt) {
 		bt = src->pending = xcalloc(1, sizeof(*bt));

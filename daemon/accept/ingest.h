@@ -138,6 +138,13 @@ void ingest_set_backpressure(struct ingest *ing, ingest_full_fn full, void *ctx)
 void ingest_submit(struct ingest *ing, const char *source, uint8_t *body, size_t size,
 		   unsigned flags, ingest_done_fn done, void *arg);
 
+/* The same, for a unit the source can name again after a restart or a
+ * lost answer (a spool file by its identity, a request id): token goes to
+ * the store with the message (store.h), so a replay of a unit whose commit
+ * did succeed is a duplicate, not a second message. token is copied. */
+void ingest_submit_unit(struct ingest *ing, const char *source, const char *token, uint8_t *body,
+			size_t size, unsigned flags, ingest_done_fn done, void *arg);
+
 /* Messages submitted and not yet completed. */
 size_t ingest_inflight(const struct ingest *ing);
 

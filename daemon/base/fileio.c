@@ -20,6 +20,13 @@
 
 int read_file_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len)
 {
+	struct stat st;
+	return read_file_stat_at(dirfd, name, max, out, len, &st);
+}
+
+int read_file_stat_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len,
+		      struct stat *stp)
+{
 	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
@@ -27,6 +34,7 @@ int read_file_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t 
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return -errno;
+	*stp = st;
 	if (!S_ISREG(st.st_mode))
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	if ((uint64_t)st.st_size > max)

@@ -18,6 +18,11 @@
  * reading), or another negative errno. *out is NUL-terminated (one byte
  * past *len) for convenience; free it with free(). */
 int read_file_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len);
+/* The same, with the status of the file read (the very inode, not a file
+ * renamed over the name meanwhile) into *st. */
+struct stat;
+int read_file_stat_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len,
+		      struct stat *st);
 
 /* Writes all of buf, retrying on EINTR and short writes. 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);

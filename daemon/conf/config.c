@@ -57,6 +57,7 @@
 #define GIB (1024 * MIB)
 #define TIB (1024 * GIB)
 
+static conf_check_fn check_pg_url;
 static conf_check_fn check_ident, check_gln, check_sender_id, check_email, check_smtp_url,
 	check_http_url, check_window, check_support_hours, check_closed_days, check_timezone,
 	check_group, check_listen, check_accept;
@@ -76,7 +77,7 @@ static const struct conf_choice kinds[] = {
 	{ "other", ENDPOINT_OTHER },
 	{ NULL, 0 },
 };
-static const struct conf_choice stores[] = { { "sqlite", 0 }, { NULL, 0 } };
+static const struct conf_choice stores[] = { { "sqlite", 0 }, { "postgresql", 0 }, { NULL, 0 } };
 static const struct conf_choice languages[] = { { "da", 0 }, { "en", 0 }, { NULL, 0 } };
 static const struct conf_choice starttls[] = {
 	{ "no", 0 }, { "try", 0 }, { "yes", 0 }, { NULL, 0 },
@@ -102,7 +103,9 @@ static const struct conf_key global_keys[] = {
 	{ G("broker", "control_socket", CONF_PATH, control_socket), .def = "control.sock" },
 	{ G("broker", "id", CONF_STR, broker_id), .def = "EDIBROKER", .check = check_ident },
 	{ G("broker", "gln", CONF_STR, broker_gln), .check = check_gln, .flags = CONF_OPTIONAL },
-	{ G("broker", "store", CONF_STR, store_backend), .def = "sqlite", .choices = stores },
+	/* the old place of [store] backend, still read (resolve_store) */
+	{ G("broker", "store", CONF_STR, store_backend_old), .choices = stores,
+	  .flags = CONF_OPTIONAL },
 	{ G("broker", "max_message_size", CONF_SIZE, max_message_size), .def = "16M", .min = KIB,
 	  .max = 100 * MIB, .flags = CONF_RELOAD },
 	{ G("broker", "decode_timeout", CONF_DURATION, decode_timeout_ms), .def = "2s",
@@ -140,6 +143,16 @@ static const struct conf_key global_keys[] = {
 	  .flags = CONF_RELOAD | CONF_ZERO_OFF },
 	{ G("store", "dead_retention", CONF_DURATION, dead_retention_ms), .def = "30d", .min = 100,
 	  .max = 3650 * DAYS, .flags = CONF_RELOAD | CONF_ZERO_OFF },
+	{ G("store", "backend", CONF_STR, store_backend), .choices = stores,
+	  .flags = CONF_OPTIONAL },
+	{ G("store", "url", CONF_STR, store_url), .check = check_pg_url,
+	  .flags = CONF_OPTIONAL | CONF_CREDENTIAL_URL },
+	{ G("store", "password_file", CONF_PATH, store_password_file),
+	  .secret_off = offsetof(struct config, store_password),
+	  .flags = CONF_OPTIONAL | CONF_SECRET_FILE },
+	{ G("store", "lease", CONF_DURATION, store_lease_ms), .def = "15s", .min = 3000,
+	  .max = 10 * 60 * 1000 },
+	{ G("store", "node", CONF_STR, store_node), .check = check_ident, .flags = CONF_OPTIONAL },
 
 	{ G("quarantine", "retention", CONF_DURATION, quarantine_retention_ms), .def = "30d",
 	  .min = 100, .max = 3650 * DAYS, .flags = CONF_RELOAD | CONF_ZERO_OFF },
@@ -643,6 +656,21 @@ static int check_url(const char *v, const char *a, const char *b, char *why, siz
 		return 0;
 	snprintf(why, len, "not a valid URL: %s (value not shown: it may hold a password)",
 		 curl_url_strerror(rc));
+	return -EINVAL;
+}
+
+/* A libpq connection URI or key=value string. libpq parses it when
+ * connecting; here: one line, and a URI of PostgreSQL's schemes. The value
+ * may hold a password: why never quotes it. */
+static int check_pg_url(const char *v, char *why, size_t len)
+{
+	bool uri = strstr(v, "://") != NULL;
+	bool ok = strlen(v) <= 2048 && strcspn(v, "\r\n") == strlen(v) &&
+		  (!uri || strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0);
+	if (ok)
+		return 0;
+	snprintf(why, len, "not a postgresql:// URI or a key=value connection string (value not "
+		 "shown: it may hold a password)");
 	return -EINVAL;
 }
 
@@ -1541,8 +1569,36 @@ static int note_explicit(struct loader *L)
 	return 0;
 }
 
+/* The store backend: [store] backend, or where it used to be, [broker]
+ * store (still read, so an old file keeps working; both set must agree);
+ * sqlite when neither is. A server backend needs its url; the node's name
+ * defaults to the host's. */
+static int resolve_store(struct loader *L)
+{
+	struct config *c = L->cfg;
+	if (c->store_backend && c->store_backend_old && strcmp(c->store_backend, c->store_backend_old))
+		return fail(L, global_line(L, "store", "backend"),
+			    "backend: %s, but [broker] store says %s (drop the old key)",
+			    c->store_backend, c->store_backend_old);
+	if (!c->store_backend)
+		c->store_backend = xstrdup(c->store_backend_old ? c->store_backend_old : "sqlite");
+	if (strcmp(c->store_backend, "postgresql") == 0 && str_empty(c->store_url))
+		return fail(L, global_line(L, "store", "backend"),
+			    "backend = postgresql needs [store] url");
+	if (!c->store_node) {
+		char host[256] = "";
+		if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+			str_copy(host, "edibroker", sizeof(host));
+		host[strcspn(host, ".")] = '\0'; /* the short name */
+		c->store_node = xstrdup(host);
+	}
+	return 0;
+}
+
 static int validate(struct loader *L)
 {
+	if (resolve_store(L) < 0)
+		return L->rc;
 	for (size_t i = 0; i < L->cfg->nendpoints; i++)
 		if (check_endpoint(L, i) < 0)
 			return L->rc;

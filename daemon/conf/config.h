@@ -173,7 +173,9 @@ struct config {
 	char *broker_id;           /* id: the broker's network id in receipts (default EDIBROKER) */
 	char *broker_gln;          /* gln: the broker's own location number, sender of its
 				    * FHIR and wrapped receipts; NULL when unset */
-	char *store_backend;       /* store: "sqlite" */
+	char *store_backend;       /* [store] backend: "sqlite" (default) or "postgresql";
+				      [broker] store, its old place, is still read */
+	char *store_backend_old;   /* [broker] store as written; NULL when unset */
 	int64_t max_message_size;  /* max_message_size: bytes (default 16 MiB) */
 	int64_t decode_timeout_ms; /* decode_timeout: a message that takes longer to decode
 				      is quarantined as too expensive to parse (2s) */
@@ -202,6 +204,11 @@ struct config {
 	int64_t history_ms;        /* history: delivered records and duplicate keys kept (90d) */
 	int64_t store_max_size;    /* max_size: bytes the store may use; 0 = no cap (default) */
 	int64_t dead_retention_ms; /* dead_retention: dead-letter bodies kept (30d); 0 = forever */
+	char *store_url;           /* url: libpq URI or connection string (postgresql) */
+	char *store_password_file; /* password_file: a private file with the password */
+	char *store_password;      /* read from it; NULL = libpq's own (passfile, PGPASSWORD) */
+	int64_t store_lease_ms;    /* lease: endpoint, inbox and procedure leases (15s) */
+	char *store_node;          /* node: this daemon's name in the cluster (host name) */
 
 	/* [quarantine] */
 	int64_t quarantine_retention_ms; /* retention: quarantined files kept (30d); 0 = forever */

@@ -21,6 +21,8 @@
 
 #include "control/actions.h"
 #include "control/trace.h"
+#include "cluster/cluster.h"
+
 #include "base/clock.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
@@ -84,8 +86,16 @@ static json_t *cmd_status(const struct control_env *e, const json_t *req, const 
 	int64_t now = clock_wall_ms();
 	json_t *eps = json_array();
 	struct control_endpoint row;
-	for (size_t i = 0; e->endpoint_at(e->ctx, i, &row); i++)
-		json_array_append_new(eps, endpoint_json(e, &row, now));
+	for (size_t i = 0; e->endpoint_at(e->ctx, i, &row); i++) {
+		json_t *o = endpoint_json(e, &row, now);
+		if (e->cluster) { /* who delivers it, as the last lease round saw */
+			_cleanup_free_ char *lease = xasprintf("ep:%s", row.name);
+			const char *owner = views_lease_owner(e->cluster, lease);
+			json_object_set_new(o, "holder", owner ? json_string(owner) : json_null());
+			json_object_set_new(o, "epoch", json_integer(row.di.epoch));
+		}
+		json_array_append_new(eps, o);
+	}
 	struct unconfigured u = { e, eps };
 	/* Unconfigured queues are extra rows: while the store fails the status
 	 * answers without them (its "store" field says it is failing). */
@@ -94,13 +104,21 @@ static json_t *cmd_status(const struct control_env *e, const json_t *req, const 
 	int64_t dead = dead_count(e);
 	struct commit_stats cs;
 	commit_stats(e->commit, &cs);
-	return ok(json_pack("{s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "endpoints", eps,
+	json_t *ans = json_pack("{s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "endpoints", eps,
 			    "dead", (json_int_t)dead, "store",
 			    commit_healthy(e->commit) ? "ok" : "failing", "store_error",
 			    commit_last_error(e->commit), "commits", (json_int_t)cs.commits,
 			    "commit_ms_total", (json_int_t)cs.total_ms, "commits_failed",
 			    (json_int_t)cs.failed, "accepted", (json_int_t)cs.messages, "uptime_s",
-			    (json_int_t)((now - e->started_at) / 1000)));
+			    (json_int_t)((now - e->started_at) / 1000));
+	/* ready: this node can do its work (a node cut off from the database
+	 * says so here and in STATUS=, and the others take over) */
+	bool ready = commit_healthy(e->commit) && (!e->cluster || cluster_reachable(e->cluster));
+	json_object_set_new(ans, "ready", json_boolean(ready));
+	if (e->cluster)
+		json_object_set_new(ans, "cluster",
+				    views_cluster(e->cluster, store_node_name(e->store)));
+	return ok(ans);
 }
 
 struct list_ctx {

@@ -11,6 +11,8 @@
  */
 #include "control/views.h"
 
+#include "cluster/cluster.h"
+
 #include "base/clock.h"
 #include "base/redact.h"
 #include "codecs/base/mem.h"
@@ -299,4 +301,56 @@ json_t *views_acks(struct store *s, const char *endpoint, bool overdue_only, boo
 	return json_pack("{s:o, s:I, s:I, s:s}", "messages", w.arr, "overdue", (json_int_t)w.overdue,
 			 "ack_timeout_s", (json_int_t)(ack_timeout_ms / 1000), "list",
 			 negative ? "negative" : overdue_only ? "overdue" : "awaiting");
+}
+
+/* ---- several daemons ----------------------------------------------------- */
+
+const char *views_lease_owner(const struct cluster *c, const char *name)
+{
+	const struct cluster_view *v = cluster_view(c);
+	for (size_t i = 0; i < v->nleases; i++)
+		if (strcmp(v->leases[i].name, name) == 0)
+			return v->leases[i].expires_in_ms > 0 ? v->leases[i].owner : NULL;
+	return NULL;
+}
+
+/* The leases node holds (not expired), by name. */
+static json_t *leases_of(const struct cluster_view *v, const char *node)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < v->nleases; i++) {
+		const struct cluster_lease *l = &v->leases[i];
+		if (l->owner && l->expires_in_ms > 0 && strcmp(l->owner, node) == 0)
+			json_array_append_new(arr, json_string(l->name));
+	}
+	return arr;
+}
+
+json_t *views_cluster(const struct cluster *c, const char *node)
+{
+	const struct cluster_view *v = cluster_view(c);
+	json_t *nodes = json_array(), *leases = json_array();
+	for (size_t i = 0; i < v->nnodes; i++) {
+		const struct cluster_node *n = &v->nodes[i];
+		json_array_append_new(nodes,
+				      json_pack("{s:s, s:I, s:I, s:I, s:b, s:o}", "name", n->name,
+						"seen_ago_s", (json_int_t)(n->seen_ago_ms / 1000),
+						"started_ms", (json_int_t)n->started_at, "pid",
+						(json_int_t)n->pid, "stopped", n->pid == 0,
+						"leases", leases_of(v, n->name)));
+	}
+	for (size_t i = 0; i < v->nleases; i++) {
+		const struct cluster_lease *l = &v->leases[i];
+		bool held = l->owner && l->expires_in_ms > 0;
+		json_array_append_new(leases,
+				      json_pack("{s:s, s:o, s:I, s:I}", "name", l->name, "owner",
+						held ? json_string(l->owner) : json_null(), "epoch",
+						(json_int_t)l->epoch, "expires_in_ms",
+						(json_int_t)(held ? l->expires_in_ms : 0)));
+	}
+	int64_t age = v->at ? (clock_mono_ms() - v->at) / 1000 : -1;
+	return json_pack("{s:s, s:b, s:s, s:I, s:I, s:o, s:o}", "node", node, "reachable",
+			 cluster_reachable(c), "error", cluster_error(c), "held",
+			 (json_int_t)cluster_held(c), "view_age_s", (json_int_t)age, "nodes", nodes,
+			 "leases", leases);
 }

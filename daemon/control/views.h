@@ -1,7 +1,7 @@
 /*
  * views.h - the JSON that edibrokerctl renders: an endpoint's status row,
- * outages with their notices and send attempts, planned shutdowns, and
- * the acknowledgements awaited.
+ * outages with their notices and send attempts, planned shutdowns, the
+ * acknowledgements awaited, and the cluster of daemons sharing a store.
  *
  * Built from what the store and the outage procedure hand back (records,
  * health); the field names and their order are the control protocol's, so
@@ -50,5 +50,12 @@ json_t *views_acks(struct store *s, const char *endpoint, bool overdue_only, boo
 		   int64_t ack_timeout_ms, size_t limit, int64_t now, char *err, size_t errlen);
 /* Planned shutdowns in force (all: removed and ended ones too), by start. */
 json_t *views_maintenance(struct store *s, bool all, char *err, size_t errlen);
+
+struct cluster;
+/* Several daemons: this node, whether it reaches the database, every node
+ * the last lease round saw (with the leases each holds) and every lease. */
+json_t *views_cluster(const struct cluster *c, const char *node);
+/* The node holding lease name as the last round saw it, or NULL. */
+const char *views_lease_owner(const struct cluster *c, const char *name);
 
 #endif

@@ -27,11 +27,32 @@
  * transport's business (the spool on its endpoint's lane, a network
  * transport on the loop). Each operation has a deadline (delivery_timeout).
  *
+ * Refill. With one writer (sqlite) ids come in commit order, and the
+ * window is topped up with the ids above the highest it ever held
+ * (last_id); messages committed here join it directly. With several
+ * daemons writing one database (postgresql) a lower id can commit after a
+ * higher one, so a cursor over ids would skip it: the window is refilled by
+ * state, "queued and not already held", where held means in the window or
+ * delivered here with its mark not yet committed (pending marks, by the
+ * group commit's sequence numbers), and every message reaches the window
+ * through the store; a poll picks up what other daemons accept. The read
+ * is asynchronous (store_run on the store's read lane), one at a time.
+ *
+ * Leases (several daemons). An endpoint delivers only while this daemon
+ * holds its lease: deliver_activate() starts it from the head of the
+ * store's queue with the epoch as fencing token (every mark carries it, so
+ * a mark made after a takeover changes nothing) and the backoff the last
+ * holder left; no batch starts past the lease's trust deadline;
+ * deliver_deactivate() stops it, letting a batch in flight finish under
+ * the old epoch. Backoff changes are reported (env.on_backoff) for the
+ * lease row.
+ *
  * Invariants: at most one batch or probe per endpoint is with the
  * transport, also past its deadline: an endpoint stuck in the kernel never
  * gets a second blocking operation, so a dead share cannot pile up threads;
  * the window holds the endpoint's oldest queued messages in id order (the
- * batch in flight is its head); ids enter the window only once (last_id).
+ * batch in flight is its head) - by state, the oldest by id among those
+ * committed when it was read; a message is in the window at most once.
  */
 #include "deliver/deliver.h"
 
@@ -43,6 +64,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -57,8 +79,11 @@ struct qmsg {
 	int attempts;
 };
 
+#define POLL_MS 500 /* by state: how often the store is asked for others' messages */
+
 struct job {
 	struct deliver_ep *ep;
+	struct store_fence fence; /* the lease at submission (lease owned); marks carry it */
 	const struct transport_ops *ops;
 	struct transport *t;
 	bool probe;
@@ -97,9 +122,28 @@ struct deliver_ep {
 	double tokens;
 	int64_t tokens_at;
 	uint64_t delivered;
+
+	bool by_state;          /* several writers: refill by state, not by id */
+	bool active;            /* holds its lease (always, without leases) */
+	struct store_fence fence; /* the lease held (name owned); lease NULL = none */
+	int64_t trust_until;    /* mono ms: no batch starts after it (fenced only) */
+	_Atomic int64_t send_until; /* the same for messages of a batch under way (the
+				     * transport reads it off the loop); 0 once lost */
+	bool trust_logged;
+	struct deliver_lease next; /* an activation waiting for the batch in flight */
+	char *next_name;
+	bool has_next;
+	bool fetching;          /* a refill is with the store */
+	uint64_t gen;           /* bumped whenever the window is reset */
+	struct pmark { int64_t id; uint64_t seq; } *pending; /* delivered, mark not durable */
+	size_t npending, cappending;
+	struct event *poll_ev;
 };
 
 static void start_round(struct deliver_ep *ep);
+static void lease_gone(struct deliver_ep *ep);
+static void activate_now(struct deliver_ep *ep);
+static void ep_destroy(struct deliver_ep *ep);
 
 const char *deliver_state_name(enum deliver_state s)
 {
@@ -124,6 +168,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	start_round(ep);
 }
 
+/* By state: asks the store again for messages others committed. */
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct deliver_ep *ep = arg;
+	if (!ep->active)
+		return;
+	ep->more_in_store = true;
+	deliver_kick(ep);
+}
+
 struct deliver_ep *deliver_ep_new(const char *name, const struct deliver_env *env,
 				  const struct deliver_params *params)
 {
@@ -134,7 +188,10 @@ struct deliver_ep *deliver_ep_new(const char *name, const struct deliver_env *en
 	ep->kick_ev = event_new(env->base, -1, 0, on_kick, ep);
 	ep->timer_ev = event_new(env->base, -1, 0, on_timer, ep);
 	ep->deadline_ev = event_new(env->base, -1, 0, on_deadline, ep);
+	ep->poll_ev = event_new(env->base, -1, EV_PERSIST, on_poll, ep);
 	ep->tokens_at = clock_mono_ms();
+	ep->by_state = !store_ids_in_commit_order(env->store);
+	ep->active = !env->leased;
 	return ep;
 }
 
@@ -171,6 +228,10 @@ static void ep_destroy(struct deliver_ep *ep)
 	event_free(ep->kick_ev);
 	event_free(ep->timer_ev);
 	event_free(ep->deadline_ev);
+	event_free(ep->poll_ev);
+	free((char *)ep->fence.lease);
+	free(ep->next_name);
+	free(ep->pending);
 	free(ep->name);
 	free(ep);
 }
@@ -181,10 +242,11 @@ void deliver_ep_free(struct deliver_ep *ep)
 		return;
 	event_del(ep->kick_ev);
 	event_del(ep->timer_ev);
+	event_del(ep->poll_ev);
 	if (ep->t)
 		ep->ops->stop(ep->t);
-	if (ep->busy)
-		ep->freeing = true; /* freed when the batch completes */
+	if (ep->busy || ep->fetching)
+		ep->freeing = true; /* freed when the batch or the read completes */
 	else
 		ep_destroy(ep);
 }
@@ -250,33 +312,175 @@ static bool window_full(const struct deliver_ep *ep)
 	       (ep->wcount > 0 && ep->wbytes >= ep->p.window_bytes);
 }
 
+/* ---- refill -------------------------------------------------------------------- */
+
+/* A read of the queue, done on the store's read lane: it touches only its
+ * own fields, and the window takes its rows on the loop. */
+struct fetch {
+	struct deliver_ep *ep;
+	uint64_t gen;
+	char *endpoint;
+	int64_t after_id;
+	int64_t *except;
+	size_t nexcept;
+	size_t want;
+	size_t count, bytes;          /* the window's, then with the rows taken */
+	size_t window_msgs, window_bytes;
+	struct qmsg *head, *tail;
+	size_t n;
+	bool full;
+	int r;
+	char error[256];
+};
+
 static int fetch_one(const struct store_msg *m, void *arg)
 {
-	struct deliver_ep *ep = arg;
-	if (window_full(ep))
+	struct fetch *f = arg;
+	if (f->count >= f->window_msgs || (f->count > 0 && f->bytes >= f->window_bytes)) {
+		f->full = true;
 		return 1; /* window_bytes reached: the rest stays in the store */
-	uint8_t *body = xmalloc(m->size + 1);
+	}
+	struct qmsg *q = xcalloc(1, sizeof(*q));
+	q->id = m->id;
+	q->body = xmalloc(m->size + 1);
 	if (m->body)
-		memcpy(body, m->body, m->size);
-	window_append(ep, m->id, body, m->size, m->ext, m->type, m->received_at, m->attempts);
+		memcpy(q->body, m->body, m->size);
+	q->size = m->size;
+	q->received_at = m->received_at;
+	q->attempts = m->attempts;
+	str_copy(q->ext, m->ext ? m->ext : "", sizeof(q->ext));
+	str_copy(q->type, m->type ? m->type : "", sizeof(q->type));
+	if (f->tail)
+		f->tail->next = q;
+	else
+		f->head = q;
+	f->tail = q;
+	f->n++;
+	f->count++;
+	f->bytes += m->size;
 	return 0;
 }
 
-/* Tops the window up from the store when more is queued there. */
-static int refill(struct deliver_ep *ep)
+static void fetch_work(struct store *view, void *arg)
 {
-	if (!ep->more_in_store || ep->wcount * 2 > ep->p.window_msgs)
-		return 0;
-	size_t want = ep->p.window_msgs - ep->wcount, before = ep->wcount;
-	int r = store_fetch_queued(ep->env.store, ep->name, ep->last_id, want, fetch_one, ep);
-	if (r < 0) {
-		log_err("event=queue-read-failed endpoint=%s error=\"%s\"", ep->name,
-			store_last_error(ep->env.store));
-		return r;
+	struct fetch *f = arg;
+	f->r = store_fetch_queued(view, f->endpoint, f->after_id, f->except, f->nexcept, f->want,
+				  fetch_one, f);
+	if (f->r < 0)
+		str_copy(f->error, store_last_error(view), sizeof(f->error));
+}
+
+static void fetch_free(struct fetch *f)
+{
+	while (f->head) {
+		struct qmsg *q = f->head;
+		f->head = q->next;
+		free(q->body);
+		free(q);
 	}
-	if (ep->wcount - before < want && !window_full(ep))
-		ep->more_in_store = false;
-	return 0;
+	free(f->endpoint);
+	free(f->except);
+	free(f);
+}
+
+static void window_take(struct deliver_ep *ep, struct fetch *f)
+{
+	while (f->head) {
+		struct qmsg *q = f->head;
+		f->head = q->next;
+		q->next = NULL;
+		if (ep->tail)
+			ep->tail->next = q;
+		else
+			ep->head = q;
+		ep->tail = q;
+		ep->wcount++;
+		ep->wbytes += q->size;
+		if (q->id > ep->last_id)
+			ep->last_id = q->id;
+	}
+	f->tail = NULL;
+}
+
+static void fetch_done(void *arg)
+{
+	struct fetch *f = arg;
+	struct deliver_ep *ep = f->ep;
+	ep->fetching = false;
+	if (ep->freeing) {
+		fetch_free(f);
+		if (!ep->busy)
+			ep_destroy(ep);
+		return;
+	}
+	if (f->gen != ep->gen) { /* the window was reset meanwhile: read again */
+		fetch_free(f);
+		deliver_kick(ep);
+		return;
+	}
+	if (f->r < 0) {
+		log_err("event=queue-read-failed endpoint=%s error=\"%s\"", ep->name, f->error);
+	} else {
+		bool short_read = f->n < f->want && !f->full;
+		window_take(ep, f);
+		if (short_read)
+			ep->more_in_store = false;
+	}
+	fetch_free(f);
+	deliver_kick(ep);
+}
+
+/* Drops pending marks the group commit has made durable. */
+static void pending_prune(struct deliver_ep *ep)
+{
+	uint64_t done = commit_done_seq(ep->env.commit);
+	size_t j = 0;
+	for (size_t i = 0; i < ep->npending; i++)
+		if (ep->pending[i].seq > done)
+			ep->pending[j++] = ep->pending[i];
+	ep->npending = j;
+}
+
+static void pending_add(struct deliver_ep *ep, int64_t id)
+{
+	if (!ep->by_state)
+		return;
+	if (ep->npending == ep->cappending) {
+		ep->cappending = ep->cappending ? ep->cappending * 2 : 64;
+		ep->pending = xrealloc(ep->pending, ep->cappending * sizeof(*ep->pending));
+	}
+	ep->pending[ep->npending++] = (struct pmark){ id, commit_next_seq(ep->env.commit) };
+}
+
+/* The ids a read by state must leave out: the window's and the pending marks'. */
+static void fetch_except(struct deliver_ep *ep, struct fetch *f)
+{
+	pending_prune(ep);
+	f->except = xmalloc((ep->wcount + ep->npending + 1) * sizeof(int64_t));
+	for (struct qmsg *q = ep->head; q; q = q->next)
+		f->except[f->nexcept++] = q->id;
+	for (size_t i = 0; i < ep->npending; i++)
+		f->except[f->nexcept++] = ep->pending[i].id;
+}
+
+/* Tops the window up from the store when more is queued there: at once
+ * with sqlite, later (fetch_done) with a server. */
+static void refill(struct deliver_ep *ep)
+{
+	if (ep->fetching || !ep->more_in_store || ep->wcount * 2 > ep->p.window_msgs)
+		return;
+	struct fetch *f = xcalloc(1, sizeof(*f));
+	*f = (struct fetch){
+		.ep = ep, .gen = ep->gen, .endpoint = xstrdup(ep->name),
+		.after_id = ep->by_state ? 0 : ep->last_id,
+		.want = ep->p.window_msgs - ep->wcount,
+		.count = ep->wcount, .bytes = ep->wbytes,
+		.window_msgs = ep->p.window_msgs, .window_bytes = ep->p.window_bytes,
+	};
+	if (ep->by_state)
+		fetch_except(ep, f);
+	ep->fetching = true;
+	store_run(ep->env.store, STORE_LANE_READ, fetch_work, fetch_done, f);
 }
 
 static int depth_one(const struct store_depth *d, void *arg)
@@ -289,17 +493,29 @@ static int depth_one(const struct store_depth *d, void *arg)
 
 int deliver_load(struct deliver_ep *ep)
 {
+	ep->gen++;
+	window_clear(ep);
+	ep->last_id = 0;
+	if (ep->by_state) { /* the depth comes from deliver_set_depth() */
+		ep->more_in_store = true;
+		deliver_kick(ep);
+		return 0;
+	}
 	ep->queued = 0;
 	ep->queued_bytes = 0;
 	int r = store_depths(ep->env.store, depth_one, ep);
 	if (r < 0)
 		return r;
-	window_clear(ep);
-	ep->last_id = 0;
 	ep->more_in_store = ep->queued > 0;
-	r = refill(ep);
+	refill(ep);
 	deliver_kick(ep);
-	return r;
+	return 0;
+}
+
+void deliver_set_depth(struct deliver_ep *ep, int64_t queued, int64_t bytes)
+{
+	ep->queued = queued;
+	ep->queued_bytes = bytes;
 }
 
 void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,
@@ -307,7 +523,12 @@ void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t si
 {
 	ep->queued++;
 	ep->queued_bytes += (int64_t)size;
-	if (id <= ep->last_id || ep->more_in_store || window_full(ep)) {
+	if (ep->by_state || !ep->active) {
+		/* Through the store: by state, the window holds only what a read
+		 * found (so no message enters it twice). */
+		ep->more_in_store = true;
+		free(body);
+	} else if (id <= ep->last_id || ep->more_in_store || window_full(ep)) {
 		/* Already read from the store, or the window is full: the store
 		 * holds it and refill() will bring it in order. */
 		if (id > ep->last_id)
@@ -388,6 +609,7 @@ void deliver_get_info(const struct deliver_ep *ep, struct deliver_info *info)
 		.first_failure_at = ep->first_failure_at, .last_success_at = ep->last_success_at,
 		.last_fault = ep->last_fault, .last_error = ep->last_error,
 		.delivered = ep->delivered, .draining = ep->draining,
+		.active = ep->active, .epoch = ep->fence.lease ? ep->fence.epoch : 0,
 	};
 }
 
@@ -440,6 +662,8 @@ static void job_done(void *arg, const struct deliver_result *res);
 static void submit(struct deliver_ep *ep, struct job *j)
 {
 	j->ep = ep;
+	if (ep->fence.lease)
+		j->fence = (struct store_fence){ xstrdup(ep->fence.lease), ep->fence.epoch };
 	j->ops = ep->ops;
 	j->t = ep->t;
 	ep->busy = true;
@@ -478,9 +702,23 @@ bool deliver_probe(struct deliver_ep *ep)
 	return true;
 }
 
+/* A fenced endpoint starts no batch past its lease's trust deadline: the
+ * lease may have expired on the server by then, and another node may have
+ * taken over. */
+static bool lease_trusted(struct deliver_ep *ep)
+{
+	if (!ep->fence.lease || clock_mono_ms() < ep->trust_until)
+		return true;
+	if (!ep->trust_logged)
+		log_warn("event=lease-untrusted endpoint=%s epoch=%lld state=not-delivering",
+			 ep->name, (long long)ep->fence.epoch);
+	ep->trust_logged = true;
+	return false;
+}
+
 static void start_round(struct deliver_ep *ep)
 {
-	if (ep->busy || ep->freeing || !ep->t)
+	if (ep->busy || ep->freeing || !ep->t || !ep->active)
 		return;
 	if (ep->held) {
 		ep->state = DELIVER_HELD;
@@ -492,6 +730,8 @@ static void start_round(struct deliver_ep *ep)
 	if (ep->env.may_deliver && !ep->env.may_deliver(ep->env.ctx))
 		return;
 	refill(ep);
+	if (!lease_trusted(ep))
+		return;
 	if (!ep->head) {
 		if (ep->queued == 0)
 			ep->draining = false;
@@ -507,7 +747,8 @@ static void start_round(struct deliver_ep *ep)
 	start_batch(ep, n < allow ? n : allow);
 }
 
-static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now)
+static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now,
+			  const struct store_fence *fence)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct qmsg *q = ep->head;
@@ -519,7 +760,8 @@ static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now)
 		ep->queued--;
 		ep->queued_bytes -= (int64_t)q->size;
 		ep->delivered++;
-		commit_add_delivered(ep->env.commit, q->id);
+		commit_add_delivered_fenced(ep->env.commit, q->id, fence);
+		pending_add(ep, q->id);
 		log_info("event=delivered msg=%lld endpoint=%s attempt=%d latency_ms=%lld",
 			 (long long)q->id, ep->name, q->attempts + 1,
 			 (long long)(now - q->received_at));
@@ -532,7 +774,8 @@ static void pop_delivered(struct deliver_ep *ep, size_t n, int64_t now)
 }
 
 /* Counts a failed attempt at the head message. */
-static void count_failure(struct deliver_ep *ep, const struct deliver_result *res)
+static void count_failure(struct deliver_ep *ep, const struct deliver_result *res,
+			  const struct store_fence *fence)
 {
 	struct qmsg *q = ep->head;
 	ep->failures++;
@@ -544,7 +787,8 @@ static void count_failure(struct deliver_ep *ep, const struct deliver_result *re
 	ep->tokens = 0;
 	ep->tokens_at = clock_mono_ms();
 	q->attempts++;
-	commit_add_failure(ep->env.commit, q->id, fault_name(res->fault), res->error);
+	commit_add_attempt_fenced(ep->env.commit, q->id, fault_name(res->fault), res->error, false,
+				  fence);
 	metrics_add(METRIC_DELIVERY_FAILURES, 1, METRIC_LABELS(ep->name, fault_name(res->fault)));
 }
 
@@ -565,11 +809,14 @@ static void back_off(struct deliver_ep *ep, const struct deliver_result *res)
 		 fault_name(res->fault), res->error);
 	ep->state = DELIVER_BACKOFF;
 	arm_timer(ep, delay);
+	if (ep->env.on_backoff)
+		ep->env.on_backoff(ep->env.ctx, ep, ep->failures, clock_wall_ms() + delay);
 }
 
-static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res)
+static void batch_failed(struct deliver_ep *ep, const struct deliver_result *res,
+			 const struct store_fence *fence)
 {
-	count_failure(ep, res);
+	count_failure(ep, res, fence);
 	back_off(ep, res);
 }
 
@@ -578,6 +825,8 @@ static void endpoint_succeeded(struct deliver_ep *ep)
 	if (ep->failures > 0)
 		log_notice("event=endpoint-recovered endpoint=%s failed_attempts=%d backlog=%lld",
 			   ep->name, ep->failures, (long long)ep->queued);
+	if (ep->failures > 0 && ep->env.on_backoff)
+		ep->env.on_backoff(ep->env.ctx, ep, 0, 0);
 	ep->failures = 0;
 	ep->first_failure_at = 0;
 	ep->last_fault = FAULT_NONE;
@@ -604,7 +853,8 @@ static void late_failure(struct deliver_ep *ep, const struct deliver_result *res
 /* The receiver answered that the head message is one it will not take
  * (HTTP 400/413/415/422): a dead letter with that reason; the endpoint is
  * well and its queue moves on. */
-static void set_aside(struct deliver_ep *ep, const struct deliver_result *res)
+static void set_aside(struct deliver_ep *ep, const struct deliver_result *res,
+		      const struct store_fence *fence)
 {
 	struct qmsg *q = ep->head;
 	ep->head = q->next;
@@ -615,8 +865,9 @@ static void set_aside(struct deliver_ep *ep, const struct deliver_result *res)
 	ep->queued--;
 	ep->queued_bytes -= (int64_t)q->size;
 	_cleanup_free_ char *why = xasprintf("refused by the receiver: %s", res->error);
-	commit_add_refused(ep->env.commit, q->id, why);
+	commit_add_attempt_fenced(ep->env.commit, q->id, NULL, why, true, fence);
 	metrics_add(METRIC_REJECTED, 1, METRIC_LABELS(ep->name, q->type));
+	pending_add(ep, q->id);
 	log_warn("event=refused-by-receiver msg=%lld endpoint=%s error=\"%s\" state=dead-letter",
 		 (long long)q->id, ep->name, res->error);
 	free(q->body);
@@ -626,9 +877,9 @@ static void set_aside(struct deliver_ep *ep, const struct deliver_result *res)
 static void finish_batch(struct deliver_ep *ep, struct job *j)
 {
 	size_t done = j->res.delivered > j->n ? j->n : j->res.delivered;
-	pop_delivered(ep, done, clock_wall_ms());
+	pop_delivered(ep, done, clock_wall_ms(), &j->fence);
 	if (done < j->n && j->res.rejected) {
-		set_aside(ep, &j->res);
+		set_aside(ep, &j->res, &j->fence);
 		endpoint_succeeded(ep);
 		emit(ep, true, false, &j->res);
 		return;
@@ -643,7 +894,7 @@ static void finish_batch(struct deliver_ep *ep, struct job *j)
 	else if (j->overdue)
 		late_failure(ep, &j->res);
 	else
-		batch_failed(ep, &j->res);
+		batch_failed(ep, &j->res, &j->fence);
 	if (ok || !j->overdue) /* a late failure was reported at the deadline */
 		emit(ep, ok, false, &j->res);
 }
@@ -688,7 +939,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	ep->last_fault = res.fault;
 	str_copy(ep->last_error, res.error, sizeof(ep->last_error));
 	if (!j->probe && !j->overdue)
-		count_failure(ep, &res); /* one attempt per operation, however long */
+		count_failure(ep, &res, &j->fence); /* one attempt per operation, however long */
 	if (!j->probe)
 		ep->state = DELIVER_OVERDUE; /* no retry while the operation still runs */
 	j->overdue = true;
@@ -715,15 +966,120 @@ static void job_done(void *arg, const struct deliver_result *res)
 		/* Record what the receiver confirmed before the endpoint goes. */
 		if (!j->probe)
 			pop_delivered(ep, j->res.delivered > j->n ? j->n : j->res.delivered,
-				      clock_wall_ms());
-		ep_destroy(ep);
+				      clock_wall_ms(), &j->fence);
+		if (!ep->fetching)
+			ep_destroy(ep);
+	} else if (!ep->active) {
+		/* The lease went while it ran: what the receiver confirmed is
+		 * marked under the old epoch (a no-op if another node holds it
+		 * now); its failure, if any, is no news about the endpoint. */
+		if (!j->probe)
+			pop_delivered(ep, j->res.delivered > j->n ? j->n : j->res.delivered,
+				      clock_wall_ms(), &j->fence);
+		lease_gone(ep);
+		if (ep->has_next)
+			activate_now(ep);
 	} else {
 		if (j->probe)
 			finish_probe(ep, j);
 		else
 			finish_batch(ep, j);
+		if (ep->has_next)
+			activate_now(ep);
 		deliver_kick(ep);
 	}
+	free((char *)j->fence.lease);
 	free(j->msgs);
 	free(j);
+}
+
+/* ---- leases ---------------------------------------------------------------------- */
+
+/* Forgets the window and every timer: another node may deliver now. */
+static void lease_gone(struct deliver_ep *ep)
+{
+	ep->gen++;
+	window_clear(ep);
+	ep->npending = 0;
+	ep->last_id = 0;
+	event_del(ep->timer_ev);
+	event_del(ep->poll_ev);
+	ep->next_attempt_ms = 0;
+	ep->state = DELIVER_IDLE;
+	free((char *)ep->fence.lease);
+	ep->fence = (struct store_fence){ 0 };
+	atomic_store(&ep->send_until, 0);
+}
+
+static void activate_now(struct deliver_ep *ep)
+{
+	struct deliver_lease *l = &ep->next;
+	ep->has_next = false;
+	lease_gone(ep);
+	ep->fence = (struct store_fence){ TAKE_PTR(ep->next_name), l->epoch };
+	ep->trust_until = l->trust_until;
+	atomic_store(&ep->send_until, l->trust_until);
+	ep->trust_logged = false;
+	ep->active = true;
+	ep->more_in_store = true;
+	ep->failures = l->failures;
+	int64_t wait = l->next_attempt_at - clock_wall_ms();
+	if (l->failures > 0 && wait > 0) {
+		/* the last holder's backoff, as if it had been ours */
+		ep->draining = true;
+		ep->tokens = 0;
+		ep->tokens_at = clock_mono_ms();
+		ep->state = DELIVER_BACKOFF;
+		arm_timer(ep, wait);
+	}
+	if (ep->by_state) {
+		struct timeval tv = { POLL_MS / 1000, (POLL_MS % 1000) * 1000 };
+		event_add(ep->poll_ev, &tv);
+	}
+	log_notice("event=endpoint-taken endpoint=%s lease=%s epoch=%lld failures=%d",
+		   ep->name, ep->fence.lease, (long long)ep->fence.epoch, ep->failures);
+	deliver_kick(ep);
+}
+
+void deliver_activate(struct deliver_ep *ep, const struct deliver_lease *l)
+{
+	free(ep->next_name);
+	ep->next = *l;
+	ep->next_name = xstrdup(l->name);
+	ep->has_next = true;
+	if (!ep->busy) /* else when the batch in flight (an old epoch's) is done */
+		activate_now(ep);
+}
+
+void deliver_lease_renewed(struct deliver_ep *ep, int64_t trust_until)
+{
+	ep->trust_until = trust_until;
+	if (ep->active)
+		atomic_store(&ep->send_until, trust_until);
+	if (ep->trust_logged)
+		deliver_kick(ep);
+	ep->trust_logged = false;
+}
+
+void deliver_deactivate(struct deliver_ep *ep)
+{
+	if (!ep->active && !ep->has_next)
+		return;
+	ep->has_next = false;
+	ep->active = false;
+	atomic_store(&ep->send_until, 0); /* a batch under way stops before its next file */
+	log_notice("event=endpoint-released endpoint=%s epoch=%lld state=%s", ep->name,
+		   (long long)ep->fence.epoch, ep->busy ? "finishing-batch" : "stopped");
+	if (!ep->busy)
+		lease_gone(ep);
+}
+
+bool deliver_active(const struct deliver_ep *ep)
+{
+	return ep->active;
+}
+
+const _Atomic int64_t *deliver_send_until(struct deliver_ep *ep)
+{
+	return ep->env.leased ? &ep->send_until : NULL;
 }

@@ -20,6 +20,7 @@
 #include "transport/transport.h"
 
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -52,6 +53,20 @@ struct deliver_env {
 	bool (*may_deliver)(void *ctx);
 	void (*on_event)(void *ctx, struct deliver_ep *ep, const struct deliver_event *ev);
 	void *ctx;
+	/* Optional: the endpoint's backoff changed (failures 0 = recovered);
+	 * next_attempt_at in wall ms. For a lease holder to keep it in the
+	 * lease row, so that the next holder waits as long. */
+	void (*on_backoff)(void *ctx, struct deliver_ep *ep, int failures, int64_t next_attempt_at);
+	bool leased;             /* several daemons: deliver only once deliver_activate()d */
+};
+
+/* What a lease holder starts an endpoint with (several daemons). */
+struct deliver_lease {
+	const char *name;          /* "ep:NAME" */
+	int64_t epoch;             /* the fencing token its marks carry */
+	int64_t trust_until;       /* monotonic ms: no batch starts after this */
+	int failures;              /* the backoff the last holder left */
+	int64_t next_attempt_at;   /* wall ms; 0 = none */
 };
 
 enum deliver_state { DELIVER_IDLE, DELIVER_BUSY, DELIVER_BACKOFF, DELIVER_RATE_WAIT,
@@ -70,6 +85,8 @@ struct deliver_info {
 	const char *last_error;
 	uint64_t delivered;          /* since start */
 	bool draining;
+	bool active;                 /* delivering here (holds its lease, or no leases) */
+	int64_t epoch;               /* of the lease held; 0 = none */
 };
 
 struct deliver_ep *deliver_ep_new(const char *name, const struct deliver_env *env,
@@ -88,8 +105,31 @@ struct transport *deliver_transport(struct deliver_ep *ep);
 const struct transport_ops *deliver_transport_ops(const struct deliver_ep *ep);
 void deliver_set_params(struct deliver_ep *ep, const struct deliver_params *params);
 
-/* Reads the queue depth and window from the store. 0 or -errno. */
+/* Reads the queue depth and window from the store. 0 or -errno. With
+ * several writers (store_ids_in_commit_order false) the depth comes from
+ * deliver_set_depth() and the window is read by state once active. */
 int deliver_load(struct deliver_ep *ep);
+/* The store's count of queued messages (several daemons write: the one
+ * who holds the endpoint does not see the others' commits one by one). */
+void deliver_set_depth(struct deliver_ep *ep, int64_t queued, int64_t bytes);
+
+/* Several daemons: this one now holds the endpoint's lease. Delivery starts
+ * from the head of the store's queue (a takeover may re-deliver the batch
+ * the last holder had in flight: same bytes, same names), waiting out the
+ * backoff the last holder left. Endpoints start active, unfenced, when
+ * there are no leases (one daemon). */
+void deliver_activate(struct deliver_ep *ep, const struct deliver_lease *l);
+/* The lease was renewed: batches may start until trust_until (mono ms). */
+void deliver_lease_renewed(struct deliver_ep *ep, int64_t trust_until);
+/* The lease is lost or given up: no batch starts; one in flight finishes,
+ * its marks fenced by the old epoch. */
+void deliver_deactivate(struct deliver_ep *ep);
+/* True while the endpoint holds its lease and could start batches. */
+bool deliver_active(const struct deliver_ep *ep);
+/* Until when (mono ms) its transport may make messages visible: for
+ * transport_env.send_until; NULL when the endpoint is not leased. Valid
+ * while the endpoint lives. */
+const _Atomic int64_t *deliver_send_until(struct deliver_ep *ep);
 /* A message was committed to this endpoint's queue (takes body). type is
  * its first letter's, for the delivered count. */
 void deliver_enqueue(struct deliver_ep *ep, int64_t id, uint8_t *body, size_t size,

@@ -119,6 +119,18 @@ static const struct family_def defs[METRIC__COUNT] = {
 				  { "endpoint" }, { EP } },
 	[METRIC_START_TIME] = { "edibroker_start_time_seconds",
 				"When the daemon started, in seconds since the epoch.", GAUGE },
+	[METRIC_NODE_INFO] = { "edibroker_cluster_node_info",
+			       "1, with this daemon's name among the daemons sharing a PostgreSQL "
+			       "store (absent with SQLite).",
+			       GAUGE, { "node" }, { WD } },
+	[METRIC_DATABASE_UP] = { "edibroker_cluster_database_up",
+				 "1 while this node's last lease round reached the shared database; "
+				 "0 while it cannot (the others take its work over).",
+				 GAUGE },
+	[METRIC_ENDPOINT_HELD] = { "edibroker_cluster_endpoint_held",
+				   "1 for an endpoint whose delivery this node holds (its lease), "
+				   "0 for the others.",
+				   GAUGE, { "endpoint" }, { EP } },
 	[METRIC_COMMIT_SECONDS] = { "edibroker_commit_duration_seconds",
 				    "Duration of a store transaction (one group commit).",
 				    HISTOGRAM, .buckets = commit_buckets,

@@ -50,6 +50,9 @@ enum metric {
 	METRIC_DEAD_LETTERS,      /* dead letters waiting for an operator (housekeeping) */
 	METRIC_ACKS_OVERDUE,      /* {endpoint} acknowledgements overdue (housekeeping) */
 	METRIC_START_TIME,        /* unix seconds the daemon started */
+	METRIC_NODE_INFO,         /* {node} 1: this daemon's name (several daemons) */
+	METRIC_DATABASE_UP,       /* 1 while the last lease round reached the database */
+	METRIC_ENDPOINT_HELD,     /* {endpoint} 1 when this node holds its delivery lease */
 	/* histograms */
 	METRIC_COMMIT_SECONDS,    /* duration of a store transaction (group commit) */
 	METRIC_DELIVERY_LATENCY,  /* {endpoint} accepted to delivered, seconds */

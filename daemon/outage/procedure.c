@@ -153,10 +153,15 @@ static void open_outage(struct procedure *p, const char *endpoint, const struct 
 	struct outage *o = outage_new(endpoint, started_at, now, &p->rules);
 	o->maintenance_id = maintenance_id;
 	set_cause(o, h);
+	struct ep_health *e = ep_find(p, endpoint);
 	if (procedure_save_outage(p, o) < 0) {
 		outage_free(o);
+		if (e) /* the timer opens it once the store takes it */
+			e->open_missed = true;
 		return;
 	}
+	if (e)
+		e->open_missed = false;
 	procedure_add_outage(p, o);
 	log_warn("event=outage-opened outage=%lld endpoint=%s fault=%s started_ms=%lld "
 		 "threshold_s=%lld",
@@ -314,6 +319,17 @@ static void probe_if_due(struct procedure *p, struct ep_health *e, int64_t now)
 		e->h.last_check_at = now; /* the result will set it again */
 }
 
+/* Puts back what o was before a change that could not be saved, so the
+ * next tick makes (and saves, and announces) the same change again rather
+ * than acting on a copy the store does not have. */
+static void outage_restore(struct outage *o, struct outage *before)
+{
+	struct outage changed = *o;
+	*o = *before;
+	*before = changed;
+	outage_free(before); /* frees the changed copy's strings */
+}
+
 static void advance(struct procedure *p, struct outage *o, int64_t now)
 {
 	if (procedure_is_held(p, o->endpoint))
@@ -323,11 +339,17 @@ static void advance(struct procedure *p, struct outage *o, int64_t now)
 	const struct health *h = configured ? procedure_health_of(p, o->endpoint) : NULL;
 	struct outage_view ov = { now, h && h->state == HEALTH_UP, v.queued == 0 };
 	enum outage_state before = o->state;
+	struct outage *saved = outage_dup(o);
 	struct outage_action a = outage_advance(o, &ov, &p->rules);
-	if (!a.changed)
+	if (!a.changed) {
+		outage_free(saved);
 		return;
-	if (procedure_save_outage(p, o) < 0)
+	}
+	if (procedure_save_outage(p, o) < 0) {
+		outage_restore(o, saved);
 		return;
+	}
+	outage_free(saved);
 	if (o->state != before)
 		log_notice("event=outage-%s outage=%lld endpoint=%s", outage_state_name(o->state),
 			   (long long)o->id, o->endpoint);
@@ -363,12 +385,37 @@ static void maintenance_tick(struct procedure *p, int64_t now)
 	p->nmaint = j;
 }
 
+/* True unless another daemon runs the procedure now. */
+bool procedure_acting(struct procedure *p)
+{
+	return !p->env.may_act || p->env.may_act(p->env.ctx);
+}
+
+/* An endpoint down without an outage: its outage could not be saved when
+ * it went down (the store failed then). Opened now, as it would have been. */
+static void open_missed(struct procedure *p, struct ep_health *e, int64_t now)
+{
+	if (!e->open_missed || e->h.state != HEALTH_DOWN || procedure_find_outage(p, e->name) ||
+	    e->held || procedure_in_maintenance(p, e->name, now)) {
+		e->open_missed &= e->h.state == HEALTH_DOWN;
+		return;
+	}
+	open_outage(p, e->name, &e->h, e->h.first_failure_at ? e->h.first_failure_at : now, 0,
+		    now);
+}
+
 void procedure_tick(struct procedure *p)
 {
+	if (!procedure_acting(p))
+		return; /* another node holds the procedure's lease */
+	if (p->stale && procedure_resync(p) < 0)
+		return; /* not on a copy the store may have moved past */
 	int64_t now = procedure_now(p);
 	maintenance_tick(p, now);
-	for (size_t i = 0; i < p->neps; i++)
+	for (size_t i = 0; i < p->neps; i++) {
 		probe_if_due(p, p->eps[i], now);
+		open_missed(p, p->eps[i], now);
+	}
 	for (size_t i = 0; i < p->noutages; i++)
 		advance(p, p->outages[i], now);
 	drop_closed_outages(p);
@@ -427,6 +474,53 @@ static int load_state(struct procedure *p)
 	if (r >= 0)
 		r = procedure_load_notices(p);
 	return r < 0 ? r : 0;
+}
+
+static void outages_clear(struct procedure *p)
+{
+	for (size_t i = 0; i < p->noutages; i++)
+		outage_free(p->outages[i]);
+	p->noutages = 0;
+	for (size_t i = 0; i < p->nmaint; i++)
+		maint_free(p->maint[i]);
+	p->nmaint = 0;
+}
+
+int procedure_resync(struct procedure *p)
+{
+	struct outage **outages = p->outages;
+	struct maint **maint = p->maint;
+	size_t noutages = p->noutages, nmaint = p->nmaint;
+	p->outages = NULL;
+	p->maint = NULL;
+	p->noutages = p->nmaint = 0;
+	p->stale = true; /* until this succeeds: the timer tries again */
+	int r = store_outage_list(p->env.store, INT64_MAX, 10000, load_outage, p);
+	if (r >= 0)
+		r = store_maintenance_list(p->env.store, false, load_maint, p);
+	if (r >= 0)
+		r = procedure_reload_notices(p);
+	if (r < 0) { /* keep what there was */
+		outages_clear(p);
+		free(p->outages);
+		free(p->maint);
+		p->outages = outages;
+		p->maint = maint;
+		p->noutages = noutages;
+		p->nmaint = nmaint;
+		return r;
+	}
+	struct procedure old = { .outages = outages, .noutages = noutages, .maint = maint,
+				 .nmaint = nmaint };
+	outages_clear(&old);
+	free(outages);
+	free(maint);
+	for (size_t i = 0; i < p->neps; i++) /* health from the outages the store has */
+		procedure_endpoint_added(p, p->eps[i]->name);
+	p->stale = false;
+	p->status_dirty = true;
+	log_notice("event=procedure-taken outages=%zu windows=%zu", p->noutages, p->nmaint);
+	return 0;
 }
 
 struct procedure *procedure_new(const struct procedure_env *env, const struct config *cfg,

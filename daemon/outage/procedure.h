@@ -50,6 +50,10 @@ struct procedure_env {
 	 * comes back through procedure_on_result(). */
 	bool (*probe)(void *ctx, const char *endpoint);
 	void *ctx;
+	/* Optional (several daemons): true while this daemon runs the
+	 * procedure (holds its lease). While false the timer does nothing and
+	 * operators' changes are refused: another node acts. NULL = always. */
+	bool (*may_act)(void *ctx);
 };
 
 /* A finished delivery attempt or probe of one endpoint. */
@@ -77,6 +81,13 @@ struct procedure *procedure_new(const struct procedure_env *env, const struct co
 void procedure_free(struct procedure *p);
 /* Starts the timer (every 500 ms: probes, lifecycle, notices, status page). */
 void procedure_start(struct procedure *p);
+/* This daemon takes over the procedure from another (its lease): the
+ * outages, windows and pending notices are read again from the store,
+ * where the last holder left them, and the health of endpoints with an
+ * open outage starts DOWN. Notices still being sent by this daemon are
+ * kept. 0 or -errno: the procedure then does nothing until the timer has
+ * read them (it tries each tick). */
+int procedure_resync(struct procedure *p);
 /* One round of the timer's work now (the timer calls it; tests do). */
 void procedure_tick(struct procedure *p);
 /* The config changed: cfg (borrowed) replaces the old one, with new time

@@ -21,6 +21,7 @@ struct ep_health {
 	char *name;
 	struct health h;
 	bool held;                /* an operator holds its delivery (like a planned shutdown) */
+	bool open_missed;         /* went down, but its outage could not be saved */
 };
 
 /* A notice with channels still to carry it: its record, and the state of
@@ -50,6 +51,7 @@ struct procedure {
 	bool email_denied;
 	uint64_t email_denied_fp;
 	struct event *tick_ev;
+	bool stale;               /* taken over, the store's copy not yet read */
 	bool status_dirty;
 	int64_t status_written_at;
 	bool status_error_logged;
@@ -57,6 +59,8 @@ struct procedure {
 
 /* procedure.c */
 int64_t procedure_now(struct procedure *p);
+/* True unless another daemon runs the procedure now (env.may_act). */
+bool procedure_acting(struct procedure *p);
 struct health *procedure_health_of(struct procedure *p, const char *endpoint);
 /* The env's view of endpoint's queue into *v, all zero when it has none
  * now (then false). */
@@ -79,6 +83,8 @@ void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_
 void procedure_planned_notice(struct procedure *p, struct maint *m, int64_t now);
 void procedure_notices_tick(struct procedure *p, int64_t now);
 int procedure_load_notices(struct procedure *p);
+/* Reads the pending notices again, keeping those being sent now. */
+int procedure_reload_notices(struct procedure *p);
 void procedure_notices_free(struct procedure *p);
 void procedure_status_tick(struct procedure *p, int64_t now);
 

@@ -611,6 +611,43 @@ int procedure_load_notices(struct procedure *p)
 	return store_notice_pending(p->env.store, load_notice, p);
 }
 
+/* Notices being sent stay (their send round points at them); the others
+ * are read again as the store has them, skipping ids still held. */
+int procedure_reload_notices(struct procedure *p)
+{
+	struct pnotice **at = &p->notices;
+	while (*at) {
+		struct pnotice *n = *at;
+		if (n->in_flight) {
+			at = &n->next;
+			continue;
+		}
+		*at = n->next;
+		pnotice_free(n);
+	}
+	struct pnotice *kept = p->notices;
+	p->notices = NULL;
+	int r = procedure_load_notices(p);
+	/* drop what was read again of those kept, then put them back */
+	for (struct pnotice **n = &p->notices; *n;) {
+		bool dup = false;
+		for (struct pnotice *k = kept; k && !dup; k = k->next)
+			dup = k->rec->id == (*n)->rec->id;
+		if (dup) {
+			struct pnotice *d = *n;
+			*n = d->next;
+			pnotice_free(d);
+		} else {
+			n = &(*n)->next;
+		}
+	}
+	struct pnotice **tail = &p->notices;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = kept;
+	return r;
+}
+
 void procedure_notices_free(struct procedure *p)
 {
 	/* Notices in flight are referenced by their send round until it

@@ -7,7 +7,8 @@
  * windows - comes from the store: control/views.c.)
  *
  * Every change is saved, with the operator who made it (changed_by),
- * before the command answers; the timer then does whatever the change
+ * before the command answers; with several daemons, only by the one that
+ * runs the procedure (the others refuse, -EAGAIN); the timer then does whatever the change
  * makes due (e.g. an expected downtime past the threshold sends the first
  * notice at once, within the time rules).
  */
@@ -42,6 +43,17 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
 	return code;
 }
 
+/* Several daemons: only the holder of the procedure's lease changes its
+ * records (its copy in memory is the one the timer acts on). */
+static int standby(struct procedure *p, char *err, size_t errlen)
+{
+	if (procedure_acting(p))
+		return 0;
+	return fail(err, errlen, -EAGAIN,
+		    "another node runs the outage procedure now: ask that node "
+		    "(edibrokerctl status names it)");
+}
+
 /* "3h" / "90m" from now, a local time "YYYY-MM-DD HH:MM", "HH:MM" today or
  * tomorrow, or "unknown" / "" (0). */
 static int parse_expected(const char *s, int64_t now, int64_t *end)
@@ -71,6 +83,8 @@ static int parse_expected(const char *s, int64_t now, int64_t *end)
 int procedure_outage_open(struct procedure *p, const char *by, const char *endpoint,
 			  const char *cause, int64_t *id, char *err, size_t errlen)
 {
+	if (standby(p, err, errlen) < 0)
+		return -EAGAIN;
 	if (!config_endpoint(p->cfg, endpoint))
 		return fail(err, errlen, -ENOENT, "no endpoint '%s'", endpoint);
 	struct outage *o = procedure_find_outage(p, endpoint);
@@ -97,6 +111,8 @@ int procedure_outage_open(struct procedure *p, const char *by, const char *endpo
 int procedure_outage_close(struct procedure *p, const char *by, int64_t id, char *err,
 			   size_t errlen)
 {
+	if (standby(p, err, errlen) < 0)
+		return -EAGAIN;
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
@@ -125,6 +141,8 @@ int procedure_outage_set(struct procedure *p, const char *by, int64_t id, const 
 			 const char *contact, const char *cause, const char *fallback, char *err,
 			 size_t errlen)
 {
+	if (standby(p, err, errlen) < 0)
+		return -EAGAIN;
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
@@ -157,6 +175,8 @@ int procedure_maintenance_add(struct procedure *p, const char *by, const char *e
 			      const char *from, const char *to, const char *reason,
 			      const char *contact, int64_t *id, char *err, size_t errlen)
 {
+	if (standby(p, err, errlen) < 0)
+		return -EAGAIN;
 	int64_t f, t, now = procedure_now(p);
 	if (!config_endpoint(p->cfg, endpoint))
 		return fail(err, errlen, -ENOENT, "no endpoint '%s'", endpoint);
@@ -192,6 +212,8 @@ int procedure_maintenance_add(struct procedure *p, const char *by, const char *e
 int procedure_maintenance_remove(struct procedure *p, const char *by, int64_t id, char *err,
 				 size_t errlen)
 {
+	if (standby(p, err, errlen) < 0)
+		return -EAGAIN;
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
 		if (m->id != id)

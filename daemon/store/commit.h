@@ -8,6 +8,9 @@
  * fsync per message. Completions run after the commit: only then may a
  * source be told its message is accepted.
  *
+ * With a server backend the commit completes later, off the loop; what is
+ * added meanwhile goes into the next one.
+ *
  * When a commit fails (disk full, I/O error), its new messages are failed
  * back to their sources (which keep their input and retry later); delivered
  * marks and attempts stay pending and are retried. The failure is logged
@@ -50,7 +53,24 @@ void commit_add_refused(struct commit *c, int64_t id, const char *reason);
  * the message's history. */
 void commit_add_failure(struct commit *c, int64_t id, const char *fault, const char *error);
 
-/* Commits whatever is pending now (shutdown); returns its result. */
+/* The same, under the fence of the endpoint's lease (store.h): applied
+ * only while f (copied) still holds; NULL = unfenced. */
+void commit_add_delivered_fenced(struct commit *c, int64_t id, const struct store_fence *f);
+void commit_add_attempt_fenced(struct commit *c, int64_t id, const char *fault,
+			       const char *error, bool refused, const struct store_fence *f);
+
+/* Marks are durable in order of these numbers: a mark added when
+ * commit_next_seq() was s is in the store once commit_done_seq() >= s. */
+uint64_t commit_next_seq(const struct commit *c);
+uint64_t commit_done_seq(const struct commit *c);
+
+/* Starts a commit of what is pending now, unless one is in flight. */
+void commit_kick(struct commit *c);
+/* True when no commit is in flight and no message waits for one. */
+bool commit_idle(const struct commit *c);
+/* Commits whatever is pending now and waits for it (shutdown, tests): a
+ * commit in flight on a server is waited for at most a few seconds
+ * (-ETIMEDOUT). Returns the result of the last commit. */
 int commit_flush(struct commit *c);
 /* True unless the last commit failed. */
 bool commit_healthy(const struct commit *c);

@@ -32,6 +32,19 @@
  * one transaction of its own, composed here from the backend's primitives
  * (msg_state, msg_copy, event_add), so a backend implements each as one
  * plain statement.
+ * Ingest tokens (store.h) come first of all, where the backend keeps them:
+ * a token already recorded makes the message a duplicate of the one that
+ * recorded it, so a batch replayed after its COMMIT's answer was lost
+ * changes nothing; otherwise the message is applied as below and its token
+ * recorded with it, in the same transaction.
+ *
+ * Marks carry the fence of the endpoint's lease; the backend applies a
+ * fenced mark only while that lease is held at that epoch.
+ *
+ * Asynchronous use (store_run): a server backend gets a lane per kind of
+ * work, each with a handle of its own (a "view": a struct store on that
+ * handle), made at store_attach; work runs on the lane's thread against its
+ * view and completes on the loop. A local backend runs the work at once.
  *
  * Acknowledgement tracking (store.h) is decided here too, from the
  * backend's lookups and one setter, in the batch's transaction: a stored
@@ -45,7 +58,9 @@
 #include "store/store.h"
 
 #include "store/store_backend.h"
+#include "store/store_pg.h"
 #include "store/store_sqlite.h"
+#include "base/lanes.h"
 #include "codecs/base/mem.h"
 
 #include <assert.h>
@@ -57,12 +72,30 @@
 /* The registered backends, one line each; the first is the default. */
 static const struct store_backend_ops *const store_backends[] = {
 	&store_sqlite_ops,
+	&store_pg_ops,
 	NULL,
+};
+
+/* How long one call on a lane's connection may wait for the server. */
+static const int64_t lane_wait_ms[STORE_LANES] = {
+	[STORE_LANE_WRITE] = 30000,
+	[STORE_LANE_READ] = 30000,
+	[STORE_LANE_LEASE] = 5000,
+};
+
+static const char *const lane_names[STORE_LANES] = {
+	[STORE_LANE_WRITE] = "store:write",
+	[STORE_LANE_READ] = "store:read",
+	[STORE_LANE_LEASE] = "store:lease",
 };
 
 struct store {
 	const struct store_backend_ops *ops;
 	void *be;
+	bool is_view;                     /* a lane's handle; closed with its store */
+	struct lanes *pool;               /* attached: the lanes' threads */
+	struct lane *lanes[STORE_LANES];
+	struct store *views[STORE_LANES]; /* each lane's handle */
 };
 
 /* What the lookups found for one message's keys. */
@@ -103,7 +136,7 @@ struct store *store_open_backend(const struct store_backend_ops *ops, const char
 		return NULL;
 	}
 	struct store *s = xcalloc(1, sizeof(*s));
-	*s = (struct store){ ops, be };
+	*s = (struct store){ .ops = ops, .be = be };
 	return s;
 }
 
@@ -111,6 +144,20 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	assert(!s->is_view);
+	/* Work stuck on a dead connection keeps its view: the pool abandons
+	 * those threads, and their handles with them. */
+	bool stuck = s->pool && lanes_pending(s->pool) > 0;
+	if (s->pool) {
+		for (size_t i = 0; i < STORE_LANES; i++)
+			lane_free(s->lanes[i]);
+		lanes_free(s->pool);
+	}
+	for (size_t i = 0; i < STORE_LANES && !stuck; i++) {
+		if (s->views[i])
+			s->ops->close(s->views[i]->be);
+		free(s->views[i]);
+	}
 	s->ops->close(s->be);
 	free(s);
 }
@@ -448,11 +495,31 @@ static int apply_queued(struct store *s, struct store_new *m, int64_t now)
 	return r < 0 ? r : ack_of(s, ks.first_id, &m->ack_id);
 }
 
-static int apply_msg(struct store *s, struct store_new *m, int64_t now)
+/* 1 when m's token was recorded before (m becomes a duplicate of that
+ * message), 0 when not or when the backend keeps no tokens. */
+static int token_seen(struct store *s, struct store_new *m)
 {
-	m->why[0] = '\0';
-	m->acked = m->ack_id = 0;
-	m->nacked = m->nforeign = 0;
+	int64_t id;
+	if (!m->token || !s->ops->token_lookup)
+		return 0;
+	int r = s->ops->token_lookup(s->be, m->token, &id);
+	if (r == 1) {
+		m->outcome = STORE_DUPLICATE;
+		m->id = id;
+	}
+	return r;
+}
+
+static int token_record(struct store *s, const struct store_new *m, int64_t now)
+{
+	if (!m->token || !s->ops->token_insert)
+		return 0;
+	int r = s->ops->token_insert(s->be, m->token, m->id, now);
+	return r == -EEXIST ? -EBUSY : r; /* another writer was first: retry the batch */
+}
+
+static int apply_one(struct store *s, struct store_new *m, int64_t now)
+{
 	if (!m->endpoint) {
 		assert(m->reason); /* a dead letter without a reason is a caller bug */
 		int r = s->ops->msg_insert(s->be, m, &m->id);
@@ -463,23 +530,61 @@ static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 	return apply_queued(s, m, now);
 }
 
+static int apply_msg(struct store *s, struct store_new *m, int64_t now)
+{
+	m->why[0] = '\0';
+	m->acked = m->ack_id = 0;
+	m->nacked = m->nforeign = 0;
+	int r = token_seen(s, m);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = apply_one(s, m, now);
+	return r < 0 ? r : token_record(s, m, now);
+}
+
 /* Delivered marks and attempts on messages no longer queued are no-ops
  * (a mark retried after a failed commit, a late failure report). */
+static bool fence_eq(const struct store_fence *a, const struct store_fence *b)
+{
+	if (!a->lease || !b->lease)
+		return a->lease == b->lease;
+	return a->epoch == b->epoch && strcmp(a->lease, b->lease) == 0;
+}
+
+/* Tells the backend the fence of the marks that follow, when it changes. */
+static int fence_set(struct store *s, const struct store_fence *f, struct store_fence *cur)
+{
+	static const struct store_fence none = { 0 };
+	if (!s->ops->mark_fence)
+		return 0;
+	if (!f)
+		f = &none;
+	if (fence_eq(f, cur))
+		return 0;
+	*cur = *f;
+	return s->ops->mark_fence(s->be, f->lease ? f : NULL);
+}
+
 static int apply_marks(struct store *s, const struct store_batch *b)
 {
+	struct store_fence cur = { 0 };
 	for (size_t i = 0; i < b->ndelivered; i++) {
-		int r = s->ops->msg_delivered(s->be, b->delivered[i], b->now);
+		int r = fence_set(s, b->delivered_fences ? &b->delivered_fences[i] : NULL, &cur);
+		if (r >= 0)
+			r = s->ops->msg_delivered(s->be, b->delivered[i], b->now);
 		if (r < 0)
 			return r;
 	}
 	for (size_t i = 0; i < b->nattempts; i++) {
 		const struct store_attempt *a = &b->attempts[i];
-		int r = a->refused ? s->ops->msg_refused(s->be, a->id, a->error)
-				   : s->ops->msg_attempt(s->be, a->id, a->error);
+		int r = fence_set(s, &a->fence, &cur);
+		if (r >= 0)
+			r = a->refused ? s->ops->msg_refused(s->be, a->id, a->error)
+				       : s->ops->msg_attempt(s->be, a->id, a->error);
 		if (r <= 0) {
 			if (r < 0)
 				return r;
-			continue; /* no longer queued: nothing was attempted on it */
+			continue; /* no longer queued (or fenced off): nothing was attempted on it */
 		}
 		/* a refusal made it a dead letter: its history says why */
 		struct store_event ev = { .msg_id = a->id, .at = b->now,
@@ -490,7 +595,7 @@ static int apply_marks(struct store *s, const struct store_batch *b)
 		if (r < 0)
 			return r;
 	}
-	return 0;
+	return fence_set(s, NULL, &cur);
 }
 
 static int apply_batch(struct store *s, struct store_batch *b)
@@ -506,13 +611,19 @@ static int apply_batch(struct store *s, struct store_batch *b)
 int store_commit(struct store *s, struct store_batch *b)
 {
 	if (b->nmsgs == 0 && b->ndelivered == 0 && b->nattempts == 0)
-		return 0;
+		return s->ops->ping ? s->ops->ping(s->be) : 0;
 	int r = s->ops->begin(s->be);
 	if (r < 0)
 		return r;
-	r = apply_batch(s, b);
+	if (s->ops->batch_prepare)
+		r = s->ops->batch_prepare(s->be, b);
 	if (r >= 0)
+		r = apply_batch(s, b);
+	if (r >= 0) {
 		r = s->ops->commit(s->be);
+		if (r == -EEXIST)
+			r = -EBUSY; /* another writer was first with a key: retry the batch */
+	}
 	if (r < 0) {
 		s->ops->rollback(s->be);
 		return r;
@@ -522,10 +633,11 @@ int store_commit(struct store *s, struct store_batch *b)
 
 /* ---- the front end: one call through the table each -------------------- */
 
-int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id, size_t limit,
-		       store_msg_cb cb, void *arg)
+int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id,
+		       const int64_t *except, size_t nexcept, size_t limit, store_msg_cb cb,
+		       void *arg)
 {
-	return s->ops->fetch_queued(s->be, endpoint, after_id, limit, cb, arg);
+	return s->ops->fetch_queued(s->be, endpoint, after_id, except, nexcept, limit, cb, arg);
 }
 
 int store_depths(struct store *s, store_depth_cb cb, void *arg)
@@ -791,4 +903,210 @@ int store_queue_summary(struct store *s, const char *endpoint, store_summary_cb 
 int store_partners(struct store *s, const char *endpoint, store_name_cb cb, void *arg)
 {
 	return s->ops->partners(s->be, endpoint, cb, arg);
+}
+
+int store_schema_version(struct store *s, int64_t *have, int64_t *want)
+{
+	return s->ops->schema_version(s->be, have, want);
+}
+
+const char *store_backend_name(const struct store *s)
+{
+	return s->ops->name;
+}
+
+bool store_ids_in_commit_order(const struct store *s)
+{
+	return s->ops->ids_in_commit_order;
+}
+
+/* ---- asynchronous use ---------------------------------------------------- */
+
+int store_attach(struct store *s, struct event_base *base)
+{
+	assert(!s->is_view && !s->pool);
+	if (!s->ops->connect)
+		return 0; /* local: store_run works at once */
+	s->pool = lanes_new(base, 0);
+	if (!s->pool)
+		return -errno;
+	for (size_t i = 0; i < STORE_LANES; i++) {
+		void *be = NULL;
+		int r = s->ops->connect(s->be, lane_wait_ms[i], &be);
+		assert(r == 0); /* connect only allocates: it cannot fail but for memory */
+		(void)r;
+		s->views[i] = xcalloc(1, sizeof(*s->views[i]));
+		*s->views[i] = (struct store){ .ops = s->ops, .be = be, .is_view = true };
+		s->lanes[i] = lane_new(s->pool, lane_names[i]);
+	}
+	return 0;
+}
+
+bool store_async(const struct store *s)
+{
+	return s->pool != NULL;
+}
+
+struct run_job {
+	struct store *view;
+	store_work_fn work;
+	store_done_fn done;
+	void *arg;
+};
+
+static void run_work(void *arg)
+{
+	struct run_job *j = arg;
+	j->work(j->view, j->arg);
+}
+
+static void run_done(void *arg)
+{
+	struct run_job *j = arg;
+	if (j->done)
+		j->done(j->arg);
+	free(j);
+}
+
+void store_run(struct store *s, enum store_lane lane, store_work_fn work, store_done_fn done,
+	       void *arg)
+{
+	assert(lane < STORE_LANES && !s->is_view);
+	if (!s->pool) {
+		work(s, arg);
+		if (done)
+			done(arg);
+		return;
+	}
+	struct run_job *j = xmalloc(sizeof(*j));
+	*j = (struct run_job){ s->views[lane], work, done, arg };
+	lane_submit(s->lanes[lane], run_work, run_done, j);
+}
+
+int store_drain(struct store *s, int64_t timeout_ms)
+{
+	return s->pool ? lanes_wait(s->pool, timeout_ms) : 0;
+}
+
+struct commit_job {
+	struct store_batch *b;
+	store_commit_done_fn done;
+	void *arg;
+	int r;
+	char error[512];
+};
+
+static void commit_work(struct store *view, void *arg)
+{
+	struct commit_job *j = arg;
+	j->r = store_commit(view, j->b);
+	if (j->r < 0)
+		snprintf(j->error, sizeof(j->error), "%s", store_last_error(view));
+}
+
+static void commit_job_done(void *arg)
+{
+	struct commit_job *j = arg;
+	j->done(j->r, j->error, j->arg);
+	free(j);
+}
+
+void store_commit_async(struct store *s, struct store_batch *b, store_commit_done_fn done,
+			void *arg)
+{
+	struct commit_job *j = xmalloc(sizeof(*j));
+	*j = (struct commit_job){ .b = b, .done = done, .arg = arg };
+	store_run(s, STORE_LANE_WRITE, commit_work, commit_job_done, j);
+}
+
+/* ---- nodes and leases ---------------------------------------------------- */
+
+static int no_cluster(struct store *s)
+{
+	(void)s;
+	return -ENOSYS;
+}
+
+bool store_shared(const struct store *s)
+{
+	return s->ops->lease_claim != NULL;
+}
+
+const char *store_node_name(const struct store *s)
+{
+	return s->ops->node ? s->ops->node(s->be) : "";
+}
+
+int store_node_beat(struct store *s, int64_t started_at, int64_t ttl_ms, const char *const *names,
+		    size_t n)
+{
+	if (!s->ops->node_beat)
+		return no_cluster(s);
+	return s->ops->node_beat(s->be, started_at, ttl_ms, names, n);
+}
+
+int store_lease_renew(struct store *s, const struct store_fence *held, size_t n, int64_t ttl_ms,
+		      bool *renewed)
+{
+	if (!s->ops->lease_renew)
+		return no_cluster(s);
+	return n ? s->ops->lease_renew(s->be, held, n, ttl_ms, renewed) : 0;
+}
+
+int store_lease_claim(struct store *s, const char *const *names, size_t n, int64_t ttl_ms,
+		      size_t limit, store_lease_cb cb, void *arg)
+{
+	if (!s->ops->lease_claim)
+		return no_cluster(s);
+	return n && limit ? s->ops->lease_claim(s->be, names, n, ttl_ms, limit, cb, arg) : 0;
+}
+
+int store_node_leave(struct store *s, int64_t started_at)
+{
+	if (!s->ops->node_leave)
+		return 0;
+	return s->ops->node_leave(s->be, started_at);
+}
+
+int store_lease_release(struct store *s, const struct store_fence *held, size_t n)
+{
+	if (!s->ops->lease_release)
+		return no_cluster(s);
+	return n ? s->ops->lease_release(s->be, held, n) : 0;
+}
+
+int store_leases(struct store *s, store_lease_cb cb, void *arg)
+{
+	return s->ops->leases ? s->ops->leases(s->be, cb, arg) : no_cluster(s);
+}
+
+int store_nodes(struct store *s, store_node_cb cb, void *arg)
+{
+	return s->ops->nodes ? s->ops->nodes(s->be, cb, arg) : no_cluster(s);
+}
+
+int store_lease_backoff(struct store *s, const struct store_fence *f, int failures,
+			int64_t next_attempt_at)
+{
+	if (!s->ops->lease_backoff)
+		return no_cluster(s);
+	return s->ops->lease_backoff(s->be, f, failures, next_attempt_at);
+}
+
+int store_observation_add(struct store *s, const struct store_observation *o)
+{
+	return s->ops->observation_add ? s->ops->observation_add(s->be, o) : no_cluster(s);
+}
+
+int store_observations_take(struct store *s, size_t limit, store_observation_cb cb, void *arg)
+{
+	if (!s->ops->observations_take)
+		return no_cluster(s);
+	return s->ops->observations_take(s->be, limit, cb, arg);
+}
+
+void store_fence_records(struct store *s, const struct store_fence *f)
+{
+	if (s->ops->fence_records)
+		s->ops->fence_records(s->be, f && f->lease ? f : NULL);
 }

@@ -49,17 +49,24 @@
  * backends sit behind `struct store_backend_ops` (store_backend.h), which
  * only store.c calls through, so nothing else knows which database is used.
  *
- * Blocking. Every call completes before it returns: row callbacks run
- * inside it. Each function says what it costs the caller with the SQLite
- * backend, the one there is: "fsync" is a local transaction that returns
- * once the WAL is on disk (milliseconds; as long as the disk stalls), a
- * read says how many rows it visits. A locked database (another process
- * checkpointing) adds up to 2 s to any call.
+ * Blocking. Every call below the asynchronous section completes before it
+ * returns: row callbacks run inside it. Each function says what it costs
+ * the caller with the SQLite backend: "fsync" is a local transaction that
+ * returns once the WAL is on disk (milliseconds; as long as the disk
+ * stalls), a read says how many rows it visits. A locked database (another
+ * process checkpointing) adds up to 2 s to any call. With PostgreSQL the
+ * same call is a round trip to the server; made on the loop's own handle
+ * it waits at most STORE_LOOP_WAIT_MS and then fails (-ETIMEDOUT), and
+ * after a failure the loop's handle refuses at once (-ENOTCONN) until a
+ * background reconnect succeeds: the loop never waits on an unreachable
+ * server, only on a slow one, and only that long.
  *
- * The asynchronous seam. A PostgreSQL backend (several daemons on one
- * database) will complete calls later, over the network; the front end
- * will then take completion callbacks where these functions return. To
- * keep that switch mechanical, callers already keep these rules:
+ * The asynchronous seam (section "asynchronous use" below). The hot paths
+ * - the group commit, delivery's refill, leases - use store_run(): with a
+ * local backend (sqlite) the work runs at once, inside the call, exactly as
+ * before; with a server backend it runs on one of the store's lanes, each
+ * with a connection of its own, and completes on the loop. Callers keep
+ * these rules, so that either way is correct:
  *   - every result is checked (warn_unused_result): a call may fail at any
  *     time, and a record save that failed kept nothing;
  *   - a row callback copies what it keeps (records.h: *_dup) and never
@@ -132,8 +139,23 @@ struct store_txid {
 	size_t digest_len;
 };
 
+/* A lease held at an epoch (several daemons on one database): a write that
+ * carries it is applied only while this daemon still holds lease at that
+ * epoch, checked in the same transaction (the fencing token). A lease of
+ * NULL fences nothing; a single-writer backend (sqlite) ignores fences. */
+struct store_fence {
+	const char *lease;       /* "ep:NAME", "in:NAME", "procedure" */
+	int64_t epoch;
+};
+
 /* A message to insert. Input fields are borrowed for the call. */
 struct store_new {
+	const char *token;       /* names the accepted unit (a spool file by name and
+				  * identity, a request id); NULL = none. A token
+				  * already recorded makes the message a duplicate of
+				  * the one that recorded it: a commit replayed after
+				  * its answer was lost stores nothing twice. Kept by
+				  * backends whose commits can be in doubt (postgresql) */
 	const char *source;      /* endpoint it arrived from */
 	const char *endpoint;    /* destination endpoint; NULL = dead letter */
 	const char *reason;      /* dead-letter reason (required when endpoint is NULL) */
@@ -184,6 +206,7 @@ struct store_attempt {
 	const char *fault;       /* its fault class ("refused"); NULL = not known */
 	bool refused; /* the receiver refused the message for what it is: it
 		       * becomes a dead letter with error as its reason */
+	struct store_fence fence; /* the endpoint's lease; zero = unfenced */
 };
 
 /* All writes of one loop turn. The arrays are owned by the caller. */
@@ -191,6 +214,9 @@ struct store_batch {
 	struct store_new *msgs;
 	size_t nmsgs;
 	const int64_t *delivered; /* ids delivered (confirmed by the receiver) */
+	const struct store_fence *delivered_fences; /* one per id, or NULL: unfenced.
+						     * A fenced mark whose lease is
+						     * gone changes nothing */
 	size_t ndelivered;
 	const struct store_attempt *attempts;
 	size_t nattempts;
@@ -312,7 +338,17 @@ typedef int (*store_id_cb)(int64_t id, void *arg);
 struct store_options {
 	bool read_only;     /* open for inspection only (tests, offline tools) */
 	uint64_t max_bytes; /* refuse growth beyond this size (-ENOSPC); 0 = no cap */
+	/* server backends (postgresql) */
+	const char *url;      /* libpq URI or connection string */
+	const char *password; /* NULL = libpq's own (passfile, PGPASSWORD) */
+	const char *node;     /* this daemon's name in the cluster */
+	bool check_only;      /* connect and check the schema version; change nothing */
+	int64_t wait_ms;      /* how long a call on the loop's handle may wait for the
+			       * server; 0 = STORE_LOOP_WAIT_MS */
 };
+
+/* How long a call on the loop's own handle of a server backend may wait. */
+#define STORE_LOOP_WAIT_MS 500
 
 /* Every result must be looked at: log it once, pass it on, or say in a
  * comment why the caller may go on without it. */
@@ -320,10 +356,11 @@ struct store_options {
 
 struct store;
 
-/* Opens backend `name` ("sqlite"; NULL = the first registered) under
- * state_dir, creating or migrating the schema; on failure returns NULL with
- * a reason in err. opt NULL = defaults. Start-up only: blocks for the
- * schema upgrade (fsync). */
+/* Opens backend `name` ("sqlite", "postgresql"; NULL = the first
+ * registered) under state_dir (sqlite) or at opt->url (postgresql),
+ * creating or migrating the schema; on failure returns NULL with a reason
+ * in err. opt NULL = defaults. Start-up only: blocks for the schema upgrade
+ * (fsync; a server: connecting, bounded by its connect timeout). */
 struct store *store_open(const char *name, const char *state_dir, const struct store_options *opt,
 			 char *err, size_t errlen);
 /* Closes; the last connection checkpoints the WAL (fsync). Accepts NULL. */
@@ -337,14 +374,20 @@ const char *store_last_error(struct store *s);
 
 /* Applies a whole batch in one transaction with the duplicate policy above.
  * On success every msgs[i].outcome / id is set. On failure nothing of the
- * batch is kept (rolled back) and a negative errno is returned.
- * Blocks: one transaction, fsync; a lookup per letter key. */
+ * batch is kept (rolled back) and a negative errno is returned. An empty
+ * batch writes nothing; a server backend checks that it can reach its
+ * database. Blocks: one transaction, fsync; a lookup per letter key. */
 int store_commit(struct store *s, struct store_batch *b) STORE_MUST_CHECK;
 
-/* Queued messages of endpoint with id > after_id, oldest first, at most
- * limit, bodies included. Blocks: reads at most limit rows with bodies. */
-int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id, size_t limit,
-		       store_msg_cb cb, void *arg) STORE_MUST_CHECK;
+/* Queued messages of endpoint with id > after_id that are not among
+ * except[0..nexcept), oldest first, at most limit, bodies included. A
+ * reader that pages by id (after_id) is right only while ids are allocated
+ * in commit order (store_ids_in_commit_order); otherwise it passes 0 and
+ * the ids it holds, and reads by state. Blocks: reads at most limit rows
+ * with bodies. */
+int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id,
+		       const int64_t *except, size_t nexcept, size_t limit, store_msg_cb cb,
+		       void *arg) STORE_MUST_CHECK;
 /* Queue depth per endpoint that has queued messages (by name).
  * Blocks: counts every queued message (an index, no bodies). */
 int store_depths(struct store *s, store_depth_cb cb, void *arg) STORE_MUST_CHECK;
@@ -502,5 +545,144 @@ int store_queue_summary(struct store *s, const char *endpoint, store_summary_cb 
  * Blocks: reads that endpoint's routes (one per partner). */
 int store_partners(struct store *s, const char *endpoint, store_name_cb cb,
 		   void *arg) STORE_MUST_CHECK;
+
+/* ---- asynchronous use ---------------------------------------------------- */
+
+struct event_base;
+
+/* The store's lanes: each has a connection of its own, so a commit never
+ * waits behind a long read, and a lease renewal behind neither. */
+enum store_lane { STORE_LANE_WRITE, STORE_LANE_READ, STORE_LANE_LEASE };
+#define STORE_LANES 3
+
+/* work(view, arg) may call any synchronous function above on view (a store
+ * on the lane's own connection, or s itself) and touches nothing but arg;
+ * done(arg) then runs on the loop. */
+typedef void (*store_work_fn)(struct store *view, void *arg);
+typedef void (*store_done_fn)(void *arg);
+
+/* From now on a server backend runs store_run() work off the loop, and its
+ * completions run on base. Until then, and always for sqlite, work runs at
+ * once. Call once, on the loop thread. 0 or -errno. */
+int store_attach(struct store *s, struct event_base *base);
+/* True when store_run() completes later (a server backend, attached). */
+bool store_async(const struct store *s);
+/* Runs work(view, arg) and then done(arg): at once, inside this call, for
+ * sqlite (the view is s); otherwise off the loop on lane's connection, in
+ * submission order per lane, and done later on the loop. done may be NULL. */
+void store_run(struct store *s, enum store_lane lane, store_work_fn work, store_done_fn done,
+	       void *arg);
+/* Waits on the calling (loop) thread until all store_run() work has
+ * completed and run its done(), at most timeout_ms: for shutdown. 0 or
+ * -ETIMEDOUT. */
+int store_drain(struct store *s, int64_t timeout_ms);
+/* store_commit() on the write lane: done(err, error, arg) runs once the
+ * batch is durable (err 0) or failed (a negative errno, nothing kept; error
+ * says why, valid during the call). b and what it points to stay the
+ * caller's and must stay valid until then. */
+typedef void (*store_commit_done_fn)(int err, const char *error, void *arg);
+void store_commit_async(struct store *s, struct store_batch *b, store_commit_done_fn done,
+			void *arg);
+/* True when message ids are allocated in commit order (one writer: sqlite),
+ * so a reader may page the queue by id; false when several daemons write. */
+bool store_ids_in_commit_order(const struct store *s);
+/* The backend's name: "sqlite" or "postgresql". No I/O. */
+const char *store_backend_name(const struct store *s);
+/* The schema version of the database and the one this program would
+ * migrate it to. Blocks: reads one row. */
+int store_schema_version(struct store *s, int64_t *have, int64_t *want) STORE_MUST_CHECK;
+
+/* ---- several daemons on one database: nodes and leases ------------------ */
+/*
+ * A lease row per endpoint ("ep:NAME": its delivery), per spool inbox
+ * ("in:NAME": its pick-up) and one for the outage procedure ("procedure").
+ * The holder renews it before it expires (by the server's clock); a lease
+ * not renewed is free for any node to claim, which raises its epoch: every
+ * write made under a lease carries (lease, epoch) and changes nothing once
+ * the epoch has moved on. Only server backends keep leases; sqlite has one
+ * daemon and returns -ENOSYS.
+ */
+
+/* A lease as the store holds it. Strings are valid during the callback. */
+struct store_lease {
+	const char *name;
+	const char *owner;        /* node holding it; NULL = never held or released */
+	int64_t epoch;
+	int64_t expires_in_ms;    /* server clock, at the read; <= 0 = expired */
+	int failures;             /* an endpoint's delivery backoff, kept across holders */
+	int64_t next_attempt_at;  /* wall ms of its next attempt; 0 = none */
+};
+
+/* A daemon that shares the database. */
+struct store_node {
+	const char *name;
+	int64_t started_at;       /* wall ms */
+	int64_t seen_ago_ms;      /* since its last beat, by the server's clock */
+	int64_t pid;
+};
+
+/* A delivery result or probe from an endpoint's holder, for the node that
+ * runs the outage procedure (health observations from every node). */
+struct store_observation {
+	const char *endpoint;
+	const char *node;
+	bool ok, probe;
+	int fault;                /* enum transport_fault */
+	const char *error;
+	int64_t delivered;
+	int64_t at;               /* wall ms */
+};
+
+typedef int (*store_lease_cb)(const struct store_lease *l, void *arg);
+typedef int (*store_node_cb)(const struct store_node *n, void *arg);
+typedef int (*store_observation_cb)(const struct store_observation *o, void *arg);
+
+/* True when the backend keeps nodes and leases (several daemons share it). */
+bool store_shared(const struct store *s);
+/* This daemon's name in the cluster (store_options.node). No I/O. */
+const char *store_node_name(const struct store *s);
+/* Records that this node (this process, started at started_at) is alive,
+ * and makes the lease rows names[0..n) that do not exist yet. -EEXIST when
+ * another process beat under this node's name within ttl_ms: two daemons
+ * must not share a name (nor its leases). Blocks: one small transaction. */
+int store_node_beat(struct store *s, int64_t started_at, int64_t ttl_ms, const char *const *names,
+		    size_t n) STORE_MUST_CHECK;
+/* Renews held[0..n) for ttl_ms where this node still holds them at that
+ * epoch and they have not expired: renewed[i] says which. Returns how many.
+ * Blocks: one small transaction. */
+int store_lease_renew(struct store *s, const struct store_fence *held, size_t n, int64_t ttl_ms,
+		      bool *renewed) STORE_MUST_CHECK;
+/* Claims, for ttl_ms, at most limit of the leases names[0..n) that are
+ * free or expired (skipping rows another node is claiming); cb gets each
+ * won, with its new epoch and the backoff its last holder left. Returns how
+ * many. Blocks: one small transaction. */
+int store_lease_claim(struct store *s, const char *const *names, size_t n, int64_t ttl_ms,
+		      size_t limit, store_lease_cb cb, void *arg) STORE_MUST_CHECK;
+/* This process stops in order: its node row says so (pid 0), so a daemon
+ * started next under the same name need not wait for the row to go quiet.
+ * 1 when the row was this process's, 0 when not, -errno. Blocks: one
+ * small statement. 0 on a backend without nodes. */
+int store_node_leave(struct store *s, int64_t started_at) STORE_MUST_CHECK;
+/* Gives up held[0..n) (an orderly stop): free for others at once. */
+int store_lease_release(struct store *s, const struct store_fence *held,
+			size_t n) STORE_MUST_CHECK;
+/* Every lease, by name. Blocks: reads the lease table (a row per endpoint). */
+int store_leases(struct store *s, store_lease_cb cb, void *arg) STORE_MUST_CHECK;
+/* Every node, by name. Blocks: reads the node table. */
+int store_nodes(struct store *s, store_node_cb cb, void *arg) STORE_MUST_CHECK;
+/* Keeps an endpoint's delivery backoff in its lease row, while f is held.
+ * 1 when written, 0 when the lease is gone. Blocks: one small transaction. */
+int store_lease_backoff(struct store *s, const struct store_fence *f, int failures,
+			int64_t next_attempt_at) STORE_MUST_CHECK;
+/* Appends an observation for the procedure's holder. Blocks: one insert. */
+int store_observation_add(struct store *s, const struct store_observation *o) STORE_MUST_CHECK;
+/* Takes (deletes and passes to cb, oldest first) at most limit
+ * observations made by other nodes. Blocks: one small transaction. */
+int store_observations_take(struct store *s, size_t limit, store_observation_cb cb,
+			    void *arg) STORE_MUST_CHECK;
+/* Record saves (outages, notices, windows, sends) on s from now on happen
+ * only while f is held (the procedure's lease), else fail with -ESTALE;
+ * NULL: unfenced. f is copied. No I/O. */
+void store_fence_records(struct store *s, const struct store_fence *f);
 
 #endif

@@ -22,11 +22,20 @@
 struct store_backend_ops {
 	const char *name;
 	int (*open)(const char *state_dir, const struct store_options *opt, void **be);
+	/* Optional (server backends): another handle on the same database for
+	 * another thread, its calls bounded by wait_ms each; connects lazily,
+	 * so it fails only for lack of memory. Closed with close(). */
+	int (*connect)(void *be, int64_t wait_ms, void **out);
+	/* Ids come in commit order (one writer): readers may page by id. */
+	bool ids_in_commit_order;
 	void (*close)(void *be);
 	const char *(*last_error)(void *be);
 	/* Random id of this store (8 lowercase hex chars), made when it was created. */
 	const char *(*instance)(void *be);
 
+	/* Optional: 0 when the backend can reach its database now (an empty
+	 * store_commit() asks this: the group commit's health check). */
+	int (*ping)(void *be);
 	/* One batch (store_commit) is one transaction: begin, key_* / msg_* /
 	 * event_add, commit or rollback. An operator's action on one message
 	 * (store_requeued, store_delete, store_resend, store_hold) is one too,
@@ -34,6 +43,19 @@ struct store_backend_ops {
 	int (*begin)(void *be);
 	int (*commit)(void *be);
 	void (*rollback)(void *be);
+	/* Optional, after begin: the batch about to be applied, so a server
+	 * backend can look up all its keys, txids and tokens in one round trip
+	 * and pipeline the writes. Lookups must still answer as if each item
+	 * had been committed in turn; a conflict found only at commit (another
+	 * writer was first) makes commit() fail with -EEXIST. */
+	int (*batch_prepare)(void *be, const struct store_batch *b);
+	/* Optional: the marks that follow (msg_delivered, msg_attempt,
+	 * msg_refused) change a row only while f holds; NULL: unfenced. */
+	int (*mark_fence)(void *be, const struct store_fence *f);
+	/* Optional (backends whose commits can be in doubt): ingest tokens. 1
+	 * and *msg_id when known, 0 when not; insert -EEXIST when known. */
+	int (*token_lookup)(void *be, const char *token, int64_t *msg_id);
+	int (*token_insert)(void *be, const char *token, int64_t msg_id, int64_t now);
 
 	/* 1 and *msg_id when the key is known, 0 when not. */
 	int (*key_lookup)(void *be, const struct store_key *key, int64_t *msg_id);
@@ -81,8 +103,8 @@ struct store_backend_ops {
 
 	/* The queries and record saves of the same name in store.h, with the
 	 * same contracts. Record saves are never called inside begin/commit. */
-	int (*fetch_queued)(void *be, const char *endpoint, int64_t after_id, size_t limit,
-			    store_msg_cb cb, void *arg);
+	int (*fetch_queued)(void *be, const char *endpoint, int64_t after_id, const int64_t *except,
+			    size_t nexcept, size_t limit, store_msg_cb cb, void *arg);
 	int (*depths)(void *be, store_depth_cb cb, void *arg);
 	int (*list)(void *be, enum msg_state state, const char *endpoint, size_t limit,
 		    store_msg_cb cb, void *arg);
@@ -118,6 +140,28 @@ struct store_backend_ops {
 	int (*maintenance_list)(void *be, bool removed, store_maintenance_cb cb, void *arg);
 	int (*queue_summary)(void *be, const char *endpoint, store_summary_cb cb, void *arg);
 	int (*partners)(void *be, const char *endpoint, store_name_cb cb, void *arg);
+	int (*schema_version)(void *be, int64_t *have, int64_t *want);
+
+	/* Optional (server backends): nodes, leases and observations, with the
+	 * contracts of store.h; the node is the one named at open. NULL ->
+	 * the front end answers -ENOSYS. */
+	int (*node_beat)(void *be, int64_t started_at, int64_t ttl_ms, const char *const *names,
+			 size_t n);
+	int (*lease_renew)(void *be, const struct store_fence *held, size_t n, int64_t ttl_ms,
+			   bool *renewed);
+	int (*lease_claim)(void *be, const char *const *names, size_t n, int64_t ttl_ms,
+			   size_t limit, store_lease_cb cb, void *arg);
+	int (*lease_release)(void *be, const struct store_fence *held, size_t n);
+	int (*node_leave)(void *be, int64_t started_at);
+	int (*leases)(void *be, store_lease_cb cb, void *arg);
+	int (*nodes)(void *be, store_node_cb cb, void *arg);
+	int (*lease_backoff)(void *be, const struct store_fence *f, int failures,
+			     int64_t next_attempt_at);
+	int (*observation_add)(void *be, const struct store_observation *o);
+	int (*observations_take)(void *be, size_t limit, store_observation_cb cb, void *arg);
+	/* Optional: record saves from now on are fenced by f (copied; NULL = off). */
+	void (*fence_records)(void *be, const struct store_fence *f);
+	const char *(*node)(void *be);
 };
 
 /* Opens the store on the backend ops (a test double, or a registered one

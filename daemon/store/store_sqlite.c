@@ -354,7 +354,7 @@ enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_KEY_LOOKUP, S_KEY_INSERT, S_TXID_LOOKUP, S_TXID_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
 	S_ATTEMPT, S_REFUSED,
-	S_FETCH, S_DEPTHS, S_GET, S_GET_BODY,
+	S_FETCH, S_FETCH_EXCEPT, S_DEPTHS, S_GET, S_GET_BODY,
 	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_3, S_LIST_4, S_LIST_5,
 	S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2, S_LIST_EP_3, S_LIST_EP_4, S_LIST_EP_5,
 	S_COUNT_0, S_COUNT_1, S_COUNT_2, S_COUNT_3, S_COUNT_4, S_COUNT_5,
@@ -403,6 +403,11 @@ static const char *const stmt_sql[S__COUNT] = {
 		      "last_error = ?2, ack_state = 0 WHERE id = ?1 AND state = 0",
 	[S_FETCH] = "SELECT " MSG_COLS ", b.body FROM messages m LEFT JOIN bodies b ON b.id = m.id "
 		    "WHERE m.state = 0 AND m.endpoint = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
+	/* ids the reader holds, as a JSON array (?4) */
+	[S_FETCH_EXCEPT] = "SELECT " MSG_COLS ", b.body FROM messages m "
+			   "LEFT JOIN bodies b ON b.id = m.id WHERE m.state = 0 AND m.endpoint = ?1 "
+			   "AND m.id > ?2 AND m.id NOT IN (SELECT value FROM json_each(?4)) "
+			   "ORDER BY m.id LIMIT ?3",
 	[S_DEPTHS] = "SELECT endpoint, count(*), min(received_at), sum(size) FROM messages "
 		     "WHERE state = 0 "
 		     "GROUP BY endpoint ORDER BY endpoint",
@@ -1375,16 +1380,32 @@ static int sq_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb,
 			 (any_fn)cb, arg, "count overdue acknowledgements");
 }
 
-static int sq_fetch_queued(void *be, const char *endpoint, int64_t after_id, size_t limit,
-			   store_msg_cb cb, void *arg)
+/* except[0..n) as a JSON array of integers ("[]" when empty). */
+static char *id_array_json(const int64_t *ids, size_t n)
+{
+	char *buf = xmalloc(n * 21 + 3), *p = buf;
+	*p++ = '[';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s%" PRId64, i ? "," : "", ids[i]);
+	*p++ = ']';
+	*p = '\0';
+	return buf;
+}
+
+static int sq_fetch_queued(void *be, const char *endpoint, int64_t after_id,
+			   const int64_t *except, size_t nexcept, size_t limit, store_msg_cb cb,
+			   void *arg)
 {
 	struct sq *q = be;
-	sqlite3_stmt *st = q->st[S_FETCH];
+	sqlite3_stmt *st = q->st[nexcept ? S_FETCH_EXCEPT : S_FETCH];
+	_cleanup_free_ char *ids = nexcept ? id_array_json(except, nexcept) : NULL;
 	int rc = sqlite3_bind_text(st, 1, endpoint, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 2, after_id);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, limit_arg(limit));
+	if (rc == SQLITE_OK && ids)
+		rc = sqlite3_bind_text(st, 4, ids, -1, SQLITE_STATIC);
 	return stmt_msgs(q, st, rc, cb, arg, "fetch queued messages");
 }
 
@@ -2045,6 +2066,15 @@ static int sq_size(void *be, int64_t *bytes)
 	return r < 0 ? r : 0;
 }
 
+static int sq_schema_version(void *be, int64_t *have, int64_t *want)
+{
+	struct sq *q = be;
+	int r = query_int(q, "PRAGMA user_version", have);
+	if (r == 0)
+		*want = (int64_t)ARRAY_SIZE(migrations);
+	return r;
+}
+
 /* Diagnostics for tests. */
 
 int store_sqlite_create_version(const char *state_dir, int version)
@@ -2134,6 +2164,7 @@ int store_sqlite_pragma(struct store *s, const char *name, int64_t *value)
 const struct store_backend_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
+	.ids_in_commit_order = true, /* one writer: AUTOINCREMENT in commit order */
 	.close = sq_close,
 	.last_error = sq_last_error,
 	.instance = sq_instance,
@@ -2183,4 +2214,5 @@ const struct store_backend_ops store_sqlite_ops = {
 	.find = sq_find,
 	.holds = sq_holds,
 	.size = sq_size,
+	.schema_version = sq_schema_version,
 };

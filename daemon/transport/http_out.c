@@ -15,7 +15,8 @@
  * used, and ends there with what was confirmed (no fault: the rest comes
  * in the next batch), so a receiver that is slow but answers each message
  * in time never meets the deadline. Each endpoint has a multi handle of
- * its own.
+ * its own. With several daemons, no POST starts once the endpoint's lease is
+ * no longer trusted here (transport_env.send_until).
  *
  * The answer decides (http_classify): 2xx delivered; 400, 413, 415 and
  * 422 mean the receiver will never take this message, which is set aside
@@ -65,7 +66,8 @@ struct http_out {
 
 	/* the operation: one batch or one probe at a time */
 	bool busy, probe, finishing, attached;
-	int64_t started_ms;            /* monotonic: its time budget runs from here */
+	int64_t started_ms;
+	const _Atomic int64_t *send_until; /* transport_env.send_until: the lease's trust */            /* monotonic: its time budget runs from here */
 	const struct out_msg *msgs;
 	size_t n, i;
 	transport_done_fn done;
@@ -259,6 +261,18 @@ static void transfer_ended(struct http_out *o, CURLcode rc)
 
 static int start_transfer(struct http_out *o);
 
+/* False once the endpoint's lease is no longer trusted here (several
+ * daemons, transport_env.send_until): no further message is posted; the
+ * rest is left to the lease's next holder. */
+static bool may_send(struct http_out *o)
+{
+	if (o->probe || !o->send_until || clock_mono_ms() < atomic_load(o->send_until))
+		return true;
+	o->res.fault = FAULT_TIMEOUT;
+	set_error(o, "the endpoint's lease is no longer held here: the rest is left to its holder");
+	return false;
+}
+
 /* libcurl says which transfers ended; ours is the only one. */
 static void check_done(struct http_out *o)
 {
@@ -281,7 +295,7 @@ static void check_done(struct http_out *o)
 			  o->i, o->n - o->i);
 		return finish(o);
 	}
-	if (start_transfer(o) < 0)
+	if (!may_send(o) || start_transfer(o) < 0)
 		finish(o);
 }
 
@@ -383,7 +397,7 @@ static void begin(struct http_out *o, bool probe, const struct out_msg *msgs, si
 	o->started_ms = clock_mono_ms();
 	if (!probe && n == 0)
 		return finish(o);
-	if (start_transfer(o) < 0)
+	if (!may_send(o) || start_transfer(o) < 0)
 		finish(o);
 }
 
@@ -432,6 +446,7 @@ struct http_out *http_out_new(const struct endpoint_conf *ep, const struct trans
 	o->client_cert = xstrdup_or_null(hc->client_cert);
 	o->client_key = xstrdup_or_null(hc->client_key);
 	o->instance = xstrdup(env->instance ? env->instance : "edibroker");
+	o->send_until = env->send_until;
 	redact_url(o->url, o->shown, sizeof(o->shown));
 	o->timeout_ms = ep->delivery_timeout_ms > 0 ? (long)ep->delivery_timeout_ms : 60000L;
 	o->multi = curl_multi_init();

@@ -51,6 +51,7 @@
 #include "base/lanes.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
+#include "codecs/base/sha256.h"
 #include "transport/quarantine.h"
 
 #include <dirent.h>
@@ -76,6 +77,7 @@ struct in_file {
 	uint8_t *body;        /* read: the bytes; NULL when err */
 	size_t size;
 	int err;              /* read / clean: 0 or -errno; -EAGAIN = not read (budget) */
+	struct file_id read_id; /* read: the identity of what was read (the token) */
 	bool quarantine;      /* clean: move aside instead of removing */
 	char *error, *reason; /* clean: why it is quarantined */
 	struct file_id id;    /* clean: what stayed when quarantine failed */
@@ -567,9 +569,13 @@ static void read_work(void *arg)
 			f->err = -EAGAIN;
 			continue;
 		}
-		f->err = read_file_at(j->dirfd, f->name, j->sp->max_bytes, &f->body, &f->size);
-		if (f->err == 0)
+		struct stat st;
+		f->err = read_file_stat_at(j->dirfd, f->name, j->sp->max_bytes, &f->body, &f->size,
+					   &st);
+		if (f->err == 0) {
 			used += f->size;
+			f->read_id = file_id_of(&st);
+		}
 	}
 }
 
@@ -877,6 +883,25 @@ static void on_outcome(const struct ingest_outcome *o, void *arg)
 	spool_job_finished(sp);
 }
 
+/* The ingest token of a file as read: the endpoint, and the file by
+ * identity (inode, size, modification time) and by a digest of its name,
+ * which may hold any bytes. Another daemon reading the same file on the
+ * same share - an inbox lease that changed hands, a replay after a commit
+ * whose answer was lost - names it alike; a new file under the same name
+ * does not. */
+static char *file_token(const struct spool *sp, const struct in_file *f)
+{
+	uint8_t d[SHA256_LEN];
+	struct sha256 h;
+	sha256_init(&h);
+	sha256_update(&h, f->name, strlen(f->name));
+	sha256_final(&h, d);
+	return xasprintf("spool:%s:%llx:%llx:%llx:%02x%02x%02x%02x%02x%02x%02x%02x", sp->endpoint,
+			 (unsigned long long)f->read_id.ino, (unsigned long long)f->read_id.size,
+			 (unsigned long long)f->read_id.mtime_ns, d[0], d[1], d[2], d[3], d[4], d[5],
+			 d[6], d[7]);
+}
+
 static void submit_file(struct spool *sp, struct in_file *f)
 {
 	size_t nlen = strlen(f->name);
@@ -886,7 +911,9 @@ static void submit_file(struct spool *sp, struct in_file *f)
 	memcpy(in->name, f->name, nlen + 1);
 	sp->held_bytes += f->size;
 	sp->inflight++;
-	ingest_submit(sp->env.ingest, sp->endpoint, TAKE_PTR(f->body), f->size, 0, on_outcome, in);
+	_cleanup_free_ char *token = file_token(sp, f);
+	ingest_submit_unit(sp->env.ingest, sp->endpoint, token, TAKE_PTR(f->body), f->size, 0,
+			   on_outcome, in);
 }
 
 /* ---- timers and life cycle ------------------------------------------------ */
@@ -925,6 +952,7 @@ int spool_in_start(struct spool *sp)
 				       sp);
 		event_add(sp->ino_ev, NULL);
 	}
+	event_add(sp->ino_ev, NULL); /* again after a stop (an inbox lease came back) */
 	sp->running = true;
 	struct timeval tv = { (time_t)(sp->rescan_ms / 1000),
 			      (suseconds_t)(sp->rescan_ms % 1000) * 1000 };

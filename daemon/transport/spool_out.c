@@ -12,7 +12,8 @@
  *      crashed attempt is overwritten);
  *   3. one syncfs() makes all data durable;
  *   4. rename each temporary file to its final name, in order, stopping at
- *      the first failure;
+ *      the first failure, or before the first message whose endpoint's
+ *      lease is no longer trusted (several daemons: transport_env.send_until);
  *   5. fsync the folder so the renames are durable.
  * Messages renamed before a failure in 4 are still unconfirmed unless 5
  * succeeds; the count reported delivered is the renamed prefix after 5.
@@ -27,6 +28,7 @@
  */
 #include "transport/spool.h"
 
+#include "base/clock.h"
 #include "base/lanes.h"
 #include "base/log.h"
 
@@ -134,11 +136,24 @@ static size_t write_all_tmp(struct spool *sp, int dfd, const struct out_msg *msg
 	return n;
 }
 
+/* True while a message may still become visible (transport_env.send_until). */
+static bool may_send(const struct spool *sp, struct deliver_result *res)
+{
+	if (!sp->env.send_until || clock_mono_ms() < atomic_load(sp->env.send_until))
+		return true;
+	res->fault = FAULT_TIMEOUT;
+	snprintf(res->error, sizeof(res->error),
+		 "the endpoint's lease is no longer held here: the rest is left to its holder");
+	return false;
+}
+
 static size_t rename_all(struct spool *sp, int dfd, const struct out_msg *msgs, size_t n,
 			 struct deliver_result *res)
 {
 	char final[96], tmp[112];
 	for (size_t i = 0; i < n; i++) {
+		if (!may_send(sp, res))
+			return i;
 		names(sp, &msgs[i], final, tmp);
 		if (renameat(dfd, tmp, dfd, final) < 0) {
 			fail(res, errno, "rename in", sp->outbox);

@@ -31,6 +31,7 @@
 #include "store/store.h"
 
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -78,6 +79,13 @@ struct transport_env {
 	void (*reachable)(void *ctx, const char *endpoint);
 	void *ctx;
 	void *shared;              /* this transport's shared part (shared_new), or NULL */
+	/* Several daemons: the endpoint delivers only while its lease is
+	 * trusted. A transport reads this (CLOCK_MONOTONIC ms, atomically, off
+	 * the loop too: renewals move it, losing the lease sets 0) right before
+	 * it makes a message visible, and stops there (FAULT_TIMEOUT) once it
+	 * has passed: a paused node does not deliver on after another took
+	 * over. NULL: no such limit (one daemon). */
+	const _Atomic int64_t *send_until;
 };
 
 struct transport;

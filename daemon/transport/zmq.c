@@ -28,9 +28,14 @@
  * confirmation that arrives after its batch gave up is remembered (LATE_MAX
  * of them) and counts when the scheduler offers that message again, so a
  * slow receiver is not sent what it already has.
+ *
+ * Several daemons: no message is sent once the endpoint's lease is no
+ * longer trusted here (transport_env.send_until); the batch ends with what
+ * was confirmed.
  */
 #include "transport/zmq_link.h"
 
+#include "base/clock.h"
 #include "codecs/base/mem.h"
 
 #include <assert.h>
@@ -113,6 +118,7 @@ struct zep {
 	char *instance;
 	void (*reachable)(void *ctx, const char *endpoint);
 	void *ctx;
+	const _Atomic int64_t *send_until; /* transport_env.send_until: the lease's trust */
 	uint64_t known;             /* the receiver's serial when last looked at */
 	struct event *done_ev, *retry_ev;
 	/* the operation with the scheduler, if any */
@@ -244,6 +250,12 @@ static void pump(struct zep *ep)
 		}
 		if (zconn_unconfirmed(c) >= zconn_window(c))
 			return;
+		if (ep->send_until && clock_mono_ms() >= atomic_load(ep->send_until)) {
+			/* several daemons: the lease is no longer trusted here */
+			finish(ep, FAULT_TIMEOUT, false, "the endpoint's lease is no longer held here: "
+			       "the rest is left to its holder");
+			return;
+		}
 		char name[ZP_NAME_MAX + 1];
 		snprintf(name, sizeof(name), "%s-%012" PRId64 ".%s", ep->instance, ep->msgs[i].id,
 			 str_empty(ep->msgs[i].ext) ? "edi" : ep->msgs[i].ext);
@@ -371,6 +383,7 @@ static struct transport *zmq_create(const struct endpoint_conf *conf,
 	ep->instance = xstrdup(env->instance);
 	ep->reachable = env->reachable;
 	ep->ctx = env->ctx;
+	ep->send_until = env->send_until;
 	struct zconn *c = zlink_receiver(ep->link, ep->name);
 	ep->known = c ? zconn_serial(c) : 0;
 	ep->done_ev = event_new(env->base, -1, 0, on_done, ep);

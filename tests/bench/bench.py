@@ -16,6 +16,15 @@ same disk as the repository:
                queued), then it returns: drain msg/s of the backlog; twice on one
                store, with the database size after each round's pruning.
 
+And the store backends side by side (issue 15), spool to spool:
+
+  store-N      burst-N with the SQLite store and with the PostgreSQL store
+               (a server of the bench's own on this machine, tests/integration/
+               pgserver.py: fsync and synchronous_commit on, a fresh database
+               per run, its schema made before the clock starts), interleaved:
+               accepted and delivered msg/s, and the
+               ratio of the medians PostgreSQL / SQLite. Target >= 0.7.
+
 And over the ZeroMQ peer link (issue 9), with 5 KB messages (a DIS20 padded
 by a comment) sent and received by tests/bench/zmqbench.c, which speaks the
 daemon's own framing over CURVE and confirms deliveries without touching a
@@ -38,7 +47,7 @@ Targets (issue 9, this 2-core machine): end to end >= 5,000 msg/s, accept p99
 
 Messages are built from the MedCom samples with unique envelope and letter
 ids. Run with --quick for 1k/10k instead of 10k/100k (ZeroMQ: 10k, and 3k
-paced); --only spool or --only zmq runs one half.
+paced); --only spool, --only zmq or --only store runs one part.
 """
 
 import argparse
@@ -56,6 +65,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from harness import Broker, listdir_final, sample, with_ids, wait_for  # noqa
 from zmqpeer import ZmqBroker, keygen  # noqa
+from pgserver import PgServer  # noqa
 
 SAMPLES = ["DIS20_1.xml", "DIS17_1.xml", "XDIS20_regionh_NotificationOfAdmission.xml",
            "XDIS17_regionh_NotificationOfDischarge.xml",
@@ -99,12 +109,12 @@ def count_dir(path):
     return n
 
 
-def new_broker(work, name, retention="10s"):
+def new_broker(work, name, retention="10s", store=""):
     root = os.path.join(work, name)
     os.makedirs(root)
     b = Broker(root, endpoints=GLNS,
                delivery={"retry_initial": "200ms", "retry_max": "1s"},
-               extra="[store]\nretention = %s\nhistory = 1m\n" % retention)
+               extra="[store]\nretention = %s\nhistory = 1m\n%s" % (retention, store))
     # info is the production log level: one line per accepted and delivered message
     b.write_config(b.config_text().replace("log_level = debug", "log_level = info"))
     return b
@@ -125,11 +135,14 @@ def relay(work, msgs):
     return len(msgs) / secs
 
 
-def burst(work, msgs):
+def burst(work, msgs, store="", tag="", warm=False):
     n = len(msgs)
-    b = new_broker(work, "burst-%d" % n)
+    b = new_broker(work, "burst%s-%d" % (tag, n), store=store)
+    if warm:  # the store made (a server's schema) before the clock starts
+        b.start()
+        assert b.stop() == 0
     stage(b.inbox("hospital"), msgs)
-    os.makedirs(b.outbox("municipality"))
+    os.makedirs(b.outbox("municipality"), exist_ok=True)
     os.sync()
     t0 = time.monotonic()
     b.start(wait_ready=False)
@@ -275,6 +288,32 @@ def compare(work, msgs, pairs):
     out["relay_runs"] = relays
     out["delivered_runs"] = [b["delivered_per_s"] for b in bursts]
     out["ratio_to_relay"] = out["delivered_per_s"] / r
+    return out
+
+
+def store_compare(work, msgs, pairs):
+    """burst() with SQLite and with PostgreSQL, interleaved (see compare())."""
+    os.chmod(work, 0o711)  # the server runs as nobody when we are root: it passes through
+    pg = PgServer(tempfile.mkdtemp(dir=work, prefix="pg-"))
+    try:
+        lite, post = [], []
+        for i in range(pairs):
+            lite.append(burst(work, msgs, warm=True))
+            db = "bench_%d_%d" % (len(msgs), i)
+            pg.sql("CREATE DATABASE %s" % db)
+            url = pg.url.rsplit("/", 1)[0] + "/" + db
+            post.append(burst(work, msgs, tag="-pg", warm=True,
+                              store="backend = postgresql\nurl = %s\nnode = bench\n" % url))
+            pg.sql("DROP DATABASE %s" % db)
+    finally:
+        pg.close()
+    out = {}
+    for name, runs in (("sqlite", lite), ("postgresql", post)):
+        for key in ("accepted_per_s", "delivered_per_s"):
+            out["%s_%s" % (name, key)] = median([r[key] for r in runs])
+        out["%s_peak_rss_mb" % name] = max(r["peak_rss_mb"] for r in runs)
+        out["%s_delivered_runs" % name] = [r["delivered_per_s"] for r in runs]
+    out["ratio"] = out["postgresql_delivered_per_s"] / out["sqlite_delivered_per_s"]
     return out
 
 
@@ -431,17 +470,32 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1k and 10k instead of 10k and 100k")
     ap.add_argument("--pairs", type=int, default=3, help="relay/edibroker run pairs per size")
     ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--only", choices=("spool", "zmq"), help="run one half")
+    ap.add_argument("--only", choices=("spool", "zmq", "store"), help="run one part")
     args = ap.parse_args()
     sizes = [1000, 10000] if args.quick else [10000, 100000]
     subprocess.run(["make", "-s", "-C", ROOT, "build/bench/minrelay"], check=True)
     work = tempfile.mkdtemp(prefix="edibroker-bench-", dir=os.path.join(ROOT, "build"))
     results = {}
     zmq_ok = True
+    store_ratio = None
     try:
-        if args.only != "spool":
+        if args.only in (None, "zmq"):
             zmq_ok = run_zmq(work, args.quick, args.pairs, results)
-        if args.only == "zmq":
+        if args.only in (None, "store"):
+            n = sizes[0]
+            st = store_compare(work, messages(n), args.pairs)
+            results["store-%d" % n] = st
+            store_ratio = st["ratio"]
+            print("store n=%-7d SQLite accepted %6.0f msg/s, delivered %6.0f msg/s | PostgreSQL "
+                  "accepted %6.0f msg/s, delivered %6.0f msg/s = %.2f x SQLite | peak RSS %.1f / "
+                  "%.1f MB" % (n, st["sqlite_accepted_per_s"], st["sqlite_delivered_per_s"],
+                               st["postgresql_accepted_per_s"], st["postgresql_delivered_per_s"],
+                               st["ratio"], st["sqlite_peak_rss_mb"],
+                               st["postgresql_peak_rss_mb"]), flush=True)
+            print("          runs: SQLite %s, PostgreSQL %s" % (
+                " ".join("%.0f" % v for v in st["sqlite_delivered_runs"]),
+                " ".join("%.0f" % v for v in st["postgresql_delivered_runs"])), flush=True)
+        if args.only in ("zmq", "store"):
             sizes = []
         if sizes:
             relay(work, messages(sizes[0]))  # warm-up: bring the disk to its steady state
@@ -473,15 +527,17 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     ratios = [v["ratio_to_relay"] for k, v in results.items() if k.startswith("burst")]
     ratio = min(ratios) if ratios else 1.0
-    rss = max(max(v.get("peak_rss_mb", 0), v.get("peak_rss_mb_queued", 0))
-              for v in results.values())
+    rss = max((max(v.get("peak_rss_mb", 0), v.get("peak_rss_mb_queued", 0))
+               for k, v in results.items() if not k.startswith("store")), default=0)
+    store_ok = store_ratio is None or store_ratio >= 0.7
     print("\nsummary: worst ratio to minimal relay %.2f (target >= 0.70), worst peak RSS "
-          "%.1f MB (target < 64), ZeroMQ targets %s"
-          % (ratio, rss, "met" if zmq_ok else "MISSED"))
+          "%.1f MB (target < 64), ZeroMQ targets %s, PostgreSQL / SQLite %s (target >= 0.70)"
+          % (ratio, rss, "met" if zmq_ok else "MISSED",
+             "%.2f" % store_ratio if store_ratio is not None else "not run"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
-    return 0 if ratio >= 0.7 and rss < 64 and zmq_ok else 1
+    return 0 if ratio >= 0.7 and rss < 64 and zmq_ok and store_ok else 1
 
 
 if __name__ == "__main__":

@@ -208,8 +208,9 @@ static int fk_ack_overdue(void *be, int64_t delivered_before, store_tally_cb cb,
 	return fk_nosys(be, "ack_overdue");
 }
 
-static int fk_fetch_queued(void *be, const char *endpoint, int64_t after_id, size_t limit,
-			   store_msg_cb cb, void *arg)
+static int fk_fetch_queued(void *be, const char *endpoint, int64_t after_id,
+			   const int64_t *except, size_t nexcept, size_t limit, store_msg_cb cb,
+			   void *arg)
 {
 	return fk_nosys(be, "fetch_queued");
 }
@@ -572,6 +573,12 @@ static int fk_partners(void *be, const char *endpoint, store_name_cb cb, void *a
 	return stop < 0 ? stop : r;
 }
 
+static int fk_schema_version(void *be, int64_t *have, int64_t *want)
+{
+	*have = *want = 1;
+	return 0;
+}
+
 static const struct store_backend_ops fake_ops = {
 	.name = "fake",
 	.open = fk_open,
@@ -624,6 +631,8 @@ static const struct store_backend_ops fake_ops = {
 	.find = fk_find,
 	.holds = fk_holds,
 	.size = fk_size,
+	.schema_version = fk_schema_version,
+	.ids_in_commit_order = true,
 };
 
 /* ---- what tests call ---------------------------------------------------- */

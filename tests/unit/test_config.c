@@ -393,7 +393,8 @@ Test(config, value_errors_name_their_line)
 		{ "[store]\nmax_size = 1K\n", "2: max_size: size must be at least 1M (or 0 for off)" },
 		{ "[broker]\nlog_level = verbose\n",
 		  "2: log_level: must be err, warning, notice, info or debug" },
-		{ "[broker]\nstore = mysql\n", "2: store: must be sqlite" },
+		{ "[broker]\nstore = mysql\n", "2: store: must be sqlite or postgresql" },
+		{ "[store]\nbackend = mysql\n", "2: backend: must be sqlite or postgresql" },
 		{ "[broker]\nstate_dir =\n", "2: state_dir: must not be empty" },
 		{ "[broker]\nid = EDI BROKER\n",
 		  "2: id: 'EDI BROKER' is not a valid id (1-35 printable characters, no spaces)" },
@@ -1026,6 +1027,55 @@ Test(config, secret_files_are_read_without_their_newline)
 	cr_assert_str_eq(cfg->smtp_password_file, pwpath);
 	cr_assert_eq(cfg->nwarnings, 0, "no secret in the config itself: %s",
 		     cfg->nwarnings ? cfg->warnings[0] : "");
+	config_free(cfg);
+}
+
+Test(config, the_store_backend_old_key_new_key_and_what_postgresql_needs)
+{
+	struct config *cfg = load_ok("[broker]\nstore = sqlite\n");
+	cr_assert_str_eq(cfg->store_backend, "sqlite", "the old key still works");
+	cr_assert_not_null(cfg->store_node, "the node defaults to the host name");
+	cr_assert_gt(strlen(cfg->store_node), 0);
+	cr_assert_null(strchr(cfg->store_node, '.'), "the short name");
+	cr_assert_eq(cfg->store_lease_ms, 15000);
+	config_free(cfg);
+	cfg = load_ok("[store]\nbackend = postgresql\n"
+		      "url = postgresql://edibroker@127.0.0.1:5432/edibroker\n"
+		      "lease = 9s\nnode = node-a\n");
+	cr_assert_str_eq(cfg->store_backend, "postgresql");
+	cr_assert_str_eq(cfg->store_url, "postgresql://edibroker@127.0.0.1:5432/edibroker");
+	cr_assert_eq(cfg->store_lease_ms, 9000);
+	cr_assert_str_eq(cfg->store_node, "node-a");
+	cr_assert_null(cfg->store_password);
+	config_free(cfg);
+	cfg = load_ok("[broker]\nstore = postgresql\n[store]\nbackend = postgresql\n"
+		      "url = host=db1,db2 dbname=edi target_session_attrs=read-write\n");
+	cr_assert_str_eq(cfg->store_backend, "postgresql", "old and new agree");
+	config_free(cfg);
+	static const struct error_case cases[] = {
+		{ "[store]\nbackend = postgresql\n", "2: backend = postgresql needs [store] url" },
+		{ "[broker]\nstore = sqlite\n[store]\nbackend = postgresql\nurl = x=y\n",
+		  "4: backend: postgresql, but [broker] store says sqlite (drop the old key)" },
+		{ "[store]\nlease = 1s\n", "2: lease: duration must be at least 3s" },
+		{ "[store]\nurl = mysql://u:secret@h/db\n",
+		  "2: url: not a postgresql:// URI or a key=value connection string (value not shown: "
+		  "it may hold a password)" },
+		{ "[store]\nnode = node a\n",
+		  "2: node: 'node a' is not a valid id (1-35 printable characters, no spaces)" },
+	};
+	expect_errors(cases, ARRAY_SIZE(cases));
+}
+
+Test(config, the_store_password_file_is_read_like_other_secrets)
+{
+	char text[2 * PATH_MAX];
+	const char *pw = secret_file("pg.password", "pg s3cret\n", 0640);
+	snprintf(text, sizeof(text),
+		 "[store]\nbackend = postgresql\nurl = postgresql://edibroker@db/edi\n"
+		 "password_file = %s\n", pw);
+	struct config *cfg = NULL;
+	cr_assert_eq(load_mode(text, 0644, 0, &cfg), 0, "%s", err);
+	cr_assert_str_eq(cfg->store_password, "pg s3cret");
 	config_free(cfg);
 }
 

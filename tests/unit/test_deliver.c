@@ -72,7 +72,9 @@ static void on_event(void *ctx, struct deliver_ep *ep, const struct deliver_even
 
 static struct deliver_env env(void)
 {
-	return (struct deliver_env){ base, commit, store, may_deliver, on_event, &nevents };
+	return (struct deliver_env){ .base = base, .commit = commit, .store = store,
+				     .may_deliver = may_deliver, .on_event = on_event,
+				     .ctx = &nevents };
 }
 
 static struct deliver_params params(void)

@@ -4,8 +4,9 @@
  * documents, the media types, bearer tokens (parsing, the credentials
  * table, constant-time comparison), certificate fingerprints, the
  * listener's whole-config rules over real config files, what a receiver's
- * answer means for a delivery, and the listen address; and one rule of
- * delivery (http_out.c): a name look-up that hangs never holds the loop.
+ * answer means for a delivery, and the listen address; and two rules of
+ * delivery (http_out.c): a name look-up that hangs never holds the loop,
+ * and nothing is posted once the endpoint's lease is no longer trusted.
  */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -16,6 +17,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -641,4 +643,45 @@ Test(http_out, a_name_lookup_that_hangs_never_holds_the_loop, .timeout = 30)
 	http_out_free(o);
 	event_base_free(base);
 	config_free(cfg);
+}
+
+/* ---- delivery under a lease (several daemons) ------------------------------ */
+
+struct posted {
+	bool done;
+	struct deliver_result res;
+};
+
+static void on_posted(void *arg, const struct deliver_result *res)
+{
+	struct posted *p = arg;
+	p->res = *res;
+	p->done = true;
+}
+
+/* A node whose lease is no longer trusted (paused past it) posts nothing:
+ * the receiver (nobody listens on port 1) is never asked. */
+Test(http_out, no_post_once_the_lease_is_not_trusted)
+{
+	struct event_base *base = event_base_new();
+	struct http_conf hc = { .url = "http://127.0.0.1:1/in" };
+	struct endpoint_conf ep = { .name = "kommune", .tconf = &hc, .delivery_timeout_ms = 5000 };
+	static _Atomic int64_t until;
+	atomic_store(&until, clock_mono_ms() - 1);
+	struct transport_env env = { .base = base, .instance = "abcd1234", .send_until = &until };
+	char e[256] = "";
+	struct http_out *o = http_out_new(&ep, &env, e, sizeof(e));
+	cr_assert_not_null(o, "%s", e);
+	struct out_msg m = { 1, "xml", (const uint8_t *)"<x/>", 4 };
+	struct posted p = { 0 };
+	http_out_deliver(o, &m, 1, on_posted, &p);
+	int64_t end = clock_mono_ms() + 5000;
+	while (!p.done && clock_mono_ms() < end)
+		event_base_loop(base, EVLOOP_ONCE);
+	cr_assert(p.done);
+	cr_assert_eq(p.res.delivered, 0);
+	cr_assert_eq(p.res.fault, FAULT_TIMEOUT, "fault %d: %s", p.res.fault, p.res.error);
+	cr_assert_not_null(strstr(p.res.error, "lease"), "%s", p.res.error);
+	http_out_free(o);
+	event_base_free(base);
 }

@@ -265,6 +265,13 @@ static void goes_down(int64_t t)
 		result_at(t + i * MIN, "kommune", false, 0);
 }
 
+static const char *health_of(struct procedure *q, const char *endpoint)
+{
+	struct procedure_health h;
+	cr_assert(procedure_endpoint_health(q, endpoint, &h), "%s has no health", endpoint);
+	return h.state;
+}
+
 static const char *health(const char *endpoint)
 {
 	struct procedure_health h;
@@ -665,6 +672,83 @@ Test(procedure, nothing_is_sent_about_an_outage_that_could_not_be_saved)
 	tick_at(T0 + 2 * HOUR);
 	cr_assert_eq(nrounds, 0);
 	cr_assert_eq(fake_store_saves(), 0);
+}
+
+Test(procedure, an_outage_the_store_refused_is_opened_once_it_takes_it)
+{
+	fake_store_fail_saves(true);
+	goes_down(T0);
+	cr_assert_eq(procedure_open_outages(p), 0);
+	tick_at(T0 + 3 * MIN);
+	cr_assert_eq(procedure_open_outages(p), 0, "the store still fails");
+	fake_store_fail_saves(false);
+	tick_at(T0 + 4 * MIN);
+	cr_assert_eq(procedure_open_outages(p), 1, "opened at the next tick");
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(stored[0].started_at, T0, "from the first failure, as it would have been");
+	tick_at(T0 + 5 * MIN);
+	cr_assert_eq(outages_stored(), 1, "once");
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1, "and its notice at the threshold");
+}
+
+Test(procedure, a_change_the_store_refused_is_made_and_announced_again)
+{
+	goes_down(T0);
+	cr_assert_eq(outages_stored(), 1);
+	fake_store_fail_saves(true);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 0, "nothing is sent about a change not saved");
+	tick_at(T0 + 2 * HOUR + 500);
+	cr_assert_eq(nrounds, 0);
+	fake_store_fail_saves(false);
+	tick_at(T0 + 2 * HOUR + 1000);
+	cr_assert_eq(nrounds, 1, "the same change again, saved, announced");
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(stored[0].state, OUTAGE_ANNOUNCED);
+	tick_at(T0 + 2 * HOUR + 2000);
+	cr_assert_eq(nrounds, 1, "once");
+}
+
+static bool acting;
+
+static bool fake_may_act(void *ctx)
+{
+	return acting;
+}
+
+/* Several daemons: only the holder of the procedure's lease acts. */
+Test(procedure, a_node_without_the_lease_does_nothing_and_takes_over_from_the_store)
+{
+	goes_down(T0); /* this node opened it while it held the lease ... */
+	cr_assert_eq(outages_stored(), 1);
+	struct procedure_env env = {
+		.store = store, .now = fake_now, .notifier = &fake_notifier,
+		.endpoint_view = fake_view, .probe = fake_probe, .may_act = fake_may_act,
+	};
+	char err[256] = "";
+	struct procedure *other = procedure_new(&env, &cfg, err, sizeof(err));
+	cr_assert_not_null(other, "%s", err);
+	procedure_endpoint_added(other, "kommune");
+	procedure_endpoint_added(other, "sygehus");
+	acting = false;
+	now_ms = T0 + 2 * HOUR;
+	procedure_tick(other);
+	cr_assert_eq(nrounds, 0, "no lease: no notice");
+	int64_t id = 0;
+	cr_assert_eq(procedure_outage_open(other, "op", "sygehus", "x", &id, err, sizeof(err)),
+		     -EAGAIN);
+	cr_assert_not_null(strstr(err, "another node"), "%s", err);
+	/* ... and the other node takes over: from the store, where it was left */
+	acting = true;
+	cr_assert_eq(procedure_resync(other), 0);
+	cr_assert_str_eq(health_of(other, "kommune"), "down", "an open outage: down until shown up");
+	procedure_tick(other);
+	cr_assert_eq(nrounds, 1, "the initial notice, once, by the new holder");
+	procedure_tick(other);
+	cr_assert_eq(nrounds, 1);
+	complete_rounds(true);
+	procedure_free(other);
 }
 
 /* ---- a mail server that refuses the credentials (issue 8) ------------------ */

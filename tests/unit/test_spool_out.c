@@ -21,6 +21,7 @@
 #include "tests/unit/testutil.h"
 
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +246,33 @@ Test(spool_out, delivers_batch_with_final_names_and_exact_bytes)
 	cr_assert(S_ISREG(st.st_mode));
 	cr_assert_eq(st.st_mode & 07777, 0640);
 	ops->destroy(t);
+}
+
+/* Several daemons: a node whose lease is no longer trusted (paused past it)
+ * makes no further message visible; the temporary files it wrote leave no
+ * visible trace, and a batch under a trusted lease goes through whole. */
+Test(spool_out, nothing_becomes_visible_once_the_lease_is_not_trusted)
+{
+	static _Atomic int64_t until;
+	tenv.send_until = &until;
+	struct transport *t = create();
+	_cleanup_free_ uint8_t *b1 = body_of(100, 1), *b2 = body_of(200, 2);
+	struct out_msg msgs[2] = { { 1, "xml", b1, 100 }, { 2, "xml", b2, 200 } };
+	atomic_store(&until, clock_mono_ms() - 1);
+	struct deliver_result res = { .delivered = 99 };
+	deliver_now(t, msgs, 2, &res);
+	cr_assert_eq(res.delivered, 0);
+	cr_assert_eq(res.fault, FAULT_TIMEOUT);
+	cr_assert_not_null(strstr(res.error, "lease"), "%s", res.error);
+	struct listing l = list_dir(outbox);
+	cr_assert_eq(l.n - l.hidden, 0, "a message became visible without the lease");
+	atomic_store(&until, clock_mono_ms() + 60000);
+	deliver_now(t, msgs, 2, &res);
+	cr_assert_eq(res.delivered, 2, "%s", res.error);
+	assert_file(INSTANCE "-000000000001.xml", b1, 100);
+	assert_file(INSTANCE "-000000000002.xml", b2, 200);
+	ops->destroy(t);
+	tenv.send_until = NULL;
 }
 
 Test(spool_out, empty_body_is_an_empty_file)

@@ -1,6 +1,10 @@
 /*
- * test_store.c - the message store (store.c + the SQLite backend) against a
- * real database file in a fresh temporary directory per test.
+ * test_store.c - the message store (store.c + a backend) against a real
+ * database: a file in a fresh temporary directory per test, or, when
+ * EDIBROKER_TEST_PG_URL names a PostgreSQL server (make unit starts one,
+ * tests/scripts/with-pg.sh), a schema of its own there. Suite "store" runs
+ * on both backends; suite "store_sqlite" holds what only SQLite has (its
+ * file, pragmas and size cap) and runs on SQLite.
  *
  * Covers what "accepted" and "delivered" rest on: durable settings, ids,
  * queue order and byte-exact bodies, the duplicate policy (also within one
@@ -29,6 +33,7 @@
 
 static char dir[PATH_MAX];
 static char dbpath[PATH_MAX + 16];
+static char pgurl[1024], pgschema[64]; /* set when the tests run on PostgreSQL */
 static uint8_t payload[2048]; /* every byte value, NULs and 0x80-0xFF included */
 
 /* A stored message copied out of a callback (strings "<NULL>" when NULL). */
@@ -59,14 +64,25 @@ static void setup(void)
 		payload[i] = (uint8_t)(i * 7 + i / 256);
 	nrows = 0;
 	stop_after = 0;
+	pgurl[0] = pgschema[0] = '\0';
+	if (testutil_pg_url())
+		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+}
+
+static void setup_sqlite(void)
+{
+	setup();
+	pgurl[0] = '\0'; /* these tests are about SQLite's file */
 }
 
 static void teardown(void)
 {
+	testutil_pg_drop(pgschema);
 	testutil_rm_rf(dir);
 }
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(store_sqlite, .init = setup_sqlite, .fini = teardown, .timeout = 30);
 
 static void cp(char *dst, size_t len, const char *src)
 {
@@ -105,7 +121,13 @@ static int collect(const struct store_msg *m, void *arg)
 static struct store *open_opt(const struct store_options *opt)
 {
 	char err[512] = "";
-	struct store *s = store_open("sqlite", dir, opt, err, sizeof(err));
+	struct store_options o = *opt;
+	if (pgurl[0]) {
+		o.url = pgurl;
+		o.node = "test";
+		o.wait_ms = 20000; /* a loaded test machine: no spurious timeouts */
+	}
+	struct store *s = store_open(pgurl[0] ? "postgresql" : "sqlite", dir, &o, err, sizeof(err));
 	cr_assert_not_null(s, "store_open: %s", err);
 	return s;
 }
@@ -169,14 +191,18 @@ static sqlite3 *raw_open(int flags)
 	return testutil_sql_open(dbpath, flags);
 }
 
+/* SQL both backends read alike, on a connection of the test's own. */
 static int64_t raw_int(const char *sql)
 {
-	return testutil_sql_int(dbpath, sql);
+	return pgurl[0] ? testutil_pg_int(pgurl, sql) : testutil_sql_int(dbpath, sql);
 }
 
 static void raw_exec(const char *sql)
 {
-	testutil_sql_exec(dbpath, sql);
+	if (pgurl[0])
+		testutil_pg_exec(pgurl, sql);
+	else
+		testutil_sql_exec(dbpath, sql);
 }
 
 static off_t file_size(const char *suffix)
@@ -201,7 +227,7 @@ static void write_garbage(const char *path, size_t len, off_t at)
 
 /* ---- settings, schema, identity ---- */
 
-Test(store, open_sets_durable_settings_and_schema)
+Test(store_sqlite, open_sets_durable_settings_and_schema)
 {
 	struct store *s = open_store();
 	const char *inst = store_instance(s);
@@ -278,7 +304,7 @@ Test(store, fetch_queued_in_id_order_with_exact_bodies)
 		cr_assert_eq(m[i].outcome, STORE_STORED);
 		cr_assert(i == 0 || m[i].id > m[i - 1].id, "ids strictly increasing");
 	}
-	cr_assert_eq(store_fetch_queued(s, "ep-a", 0, 2, collect, NULL), 2);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", 0, NULL, 0, 2, collect, NULL), 2);
 	cr_assert_eq(rows[0].id, m[0].id);
 	cr_assert_eq(rows[1].id, m[2].id);
 	cr_assert_eq(rows[0].size, sizeof(payload));
@@ -288,16 +314,16 @@ Test(store, fetch_queued_in_id_order_with_exact_bodies)
 	cr_assert_eq(memcmp(rows[1].body, odd, sizeof(odd)), 0);
 
 	nrows = 0;
-	cr_assert_eq(store_fetch_queued(s, "ep-a", m[2].id, 10, collect, NULL), 1);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", m[2].id, NULL, 0, 10, collect, NULL), 1);
 	cr_assert_eq(rows[0].id, m[4].id);
 	cr_assert(rows[0].has_body, "an empty body is present, not missing");
 	cr_assert_eq(rows[0].size, 0);
-	cr_assert_eq(store_fetch_queued(s, "ep-a", m[4].id, 10, collect, NULL), 0);
-	cr_assert_eq(store_fetch_queued(s, "ep-c", 0, 10, collect, NULL), 0);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", m[4].id, NULL, 0, 10, collect, NULL), 0);
+	cr_assert_eq(store_fetch_queued(s, "ep-c", 0, NULL, 0, 10, collect, NULL), 0);
 
 	nrows = 0;
 	stop_after = 1;
-	cr_assert_eq(store_fetch_queued(s, "ep-b", 0, 10, collect, NULL), 1, "callback stops");
+	cr_assert_eq(store_fetch_queued(s, "ep-b", 0, NULL, 0, 10, collect, NULL), 1, "callback stops");
 	cr_assert_eq(rows[0].id, m[1].id);
 	store_close(s);
 }
@@ -538,7 +564,7 @@ Test(store, delivered_marks_and_attempts)
 	cr_assert_eq(rows[0].state, MSG_DELIVERED);
 	cr_assert_eq(rows[0].delivered_at, 5000);
 	nrows = 0;
-	cr_assert_eq(store_fetch_queued(s, "ep-a", 0, 10, collect, NULL), 1);
+	cr_assert_eq(store_fetch_queued(s, "ep-a", 0, NULL, 0, 10, collect, NULL), 1);
 	cr_assert_eq(rows[0].id, m[0].id, "a delivered message is no longer fetched");
 
 	/* a retried mark, a late attempt and an unknown id change nothing */
@@ -575,7 +601,7 @@ Test(store, long_attempt_error_is_capped_at_a_character_boundary)
 
 /* ---- failure and rollback ---- */
 
-Test(store, full_disk_rolls_back_the_whole_batch)
+Test(store_sqlite, full_disk_rolls_back_the_whole_batch)
 {
 	struct store_options tiny = { .max_bytes = 256 * 1024 };
 	struct store *s = open_opt(&tiny);
@@ -828,7 +854,7 @@ Test(store, quarantine_expired_pages_by_age_skips_kept_and_removed)
 	store_close(s);
 }
 
-Test(store, retention_scans_read_only_the_rows_still_due)
+Test(store_sqlite, retention_scans_read_only_the_rows_still_due)
 {
 	struct store *s = open_store();
 	char plan[512];
@@ -839,7 +865,7 @@ Test(store, retention_scans_read_only_the_rows_still_due)
 	store_close(s);
 }
 
-Test(store, version_2_database_gains_retention_columns)
+Test(store_sqlite, version_2_database_gains_retention_columns)
 {
 	cr_assert_eq(store_sqlite_create_version(dir, 2), 0, "%s", store_sqlite_ops.last_error(NULL));
 	raw_exec("INSERT INTO messages (state, source, reason, received_at, size) "
@@ -867,7 +893,7 @@ Test(store, version_2_database_gains_retention_columns)
  * Bound: 10 MiB for both together (measured peak: 6.9 MB). Without prune
  * the database alone reaches 83 MB.
  */
-Test(store, file_size_stays_bounded_under_steady_traffic)
+Test(store_sqlite, file_size_stays_bounded_under_steady_traffic)
 {
 	enum { BATCH = 256, ROUNDS = 79 };
 	struct store *s = open_store();
@@ -906,7 +932,7 @@ Test(store, file_size_stays_bounded_under_steady_traffic)
 
 /* A drained backlog gives its pages back to the file system, a bounded
  * number per prune() call, instead of leaving the file at its peak. */
-Test(store, drained_backlog_gives_space_back)
+Test(store_sqlite, drained_backlog_gives_space_back)
 {
 	enum { N = 4000 }; /* 8 MB of bodies */
 	struct store *s = open_store();
@@ -937,7 +963,7 @@ Test(store, drained_backlog_gives_space_back)
  * else makes key_insert fail (the batch is then retried), and a rollback
  * forgets what the transaction recorded. Only store_commit() calls these,
  * so the backend is driven directly. */
-Test(store, key_insert_of_a_known_key_fails_with_eexist)
+Test(store_sqlite, key_insert_of_a_known_key_fails_with_eexist)
 {
 	const struct store_backend_ops *ops = &store_sqlite_ops;
 	void *be = NULL;
@@ -958,7 +984,7 @@ Test(store, key_insert_of_a_known_key_fails_with_eexist)
 
 /* ---- read-only and damaged files ---- */
 
-Test(store, read_only_open_reads_but_refuses_writes)
+Test(store_sqlite, read_only_open_reads_but_refuses_writes)
 {
 	struct store *rw = open_store();
 	struct store_new m = mk("ep-a", NULL, 0, 1);
@@ -985,7 +1011,7 @@ Test(store, read_only_open_reads_but_refuses_writes)
 	store_close(ro);
 }
 
-Test(store, read_only_open_of_a_missing_database_fails)
+Test(store_sqlite, read_only_open_of_a_missing_database_fails)
 {
 	char err[512] = "";
 	struct store_options ro = { .read_only = true };
@@ -993,7 +1019,7 @@ Test(store, read_only_open_of_a_missing_database_fails)
 	cr_assert_not_null(strstr(err, "edibroker.db"), "%s", err);
 }
 
-Test(store, garbage_file_fails_to_open_with_a_clear_error)
+Test(store_sqlite, garbage_file_fails_to_open_with_a_clear_error)
 {
 	write_garbage(dbpath, 8192, 0);
 	char err[512] = "";
@@ -1008,7 +1034,7 @@ Test(store, garbage_file_fails_to_open_with_a_clear_error)
 	cr_assert_not_null(strstr(store_sqlite_ops.last_error(NULL), "not a database"));
 }
 
-Test(store, damaged_table_reports_ebadmsg_not_a_crash)
+Test(store_sqlite, damaged_table_reports_ebadmsg_not_a_crash)
 {
 	struct store *s = open_store();
 	static struct store_new m[64];
@@ -1022,13 +1048,13 @@ Test(store, damaged_table_reports_ebadmsg_not_a_crash)
 
 	s = open_store();
 	cr_assert_eq(count(s, MSG_QUEUED), 64, "metadata does not touch bodies");
-	int r = store_fetch_queued(s, "ep-a", 0, 10, collect, NULL);
+	int r = store_fetch_queued(s, "ep-a", 0, NULL, 0, 10, collect, NULL);
 	cr_assert_eq(r, -EBADMSG);
 	cr_assert_not_null(strstr(store_last_error(s), "malformed"), "%s", store_last_error(s));
 	store_close(s);
 }
 
-Test(store, newer_or_foreign_schema_is_refused)
+Test(store_sqlite, newer_or_foreign_schema_is_refused)
 {
 	struct store *s = open_store();
 	store_close(s);
@@ -1159,7 +1185,7 @@ Test(store, txids_are_pruned_with_the_history)
 	store_close(s);
 }
 
-Test(store, txid_insert_of_a_known_id_fails_with_eexist)
+Test(store_sqlite, txid_insert_of_a_known_id_fails_with_eexist)
 {
 	const struct store_backend_ops *ops = &store_sqlite_ops;
 	void *be = NULL;
@@ -1180,7 +1206,7 @@ Test(store, txid_insert_of_a_known_id_fails_with_eexist)
 	ops->close(be);
 }
 
-Test(store, version_2_database_gains_the_txid_register)
+Test(store_sqlite, version_2_database_gains_the_txid_register)
 {
 	cr_assert_eq(store_sqlite_create_version(dir, 2), 0, "%s", store_sqlite_ops.last_error(NULL));
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_schema WHERE name = 'txids'"), 0);

@@ -3,7 +3,9 @@
  * every state of a message that asks for an acknowledgement, what an
  * acknowledgement names and who may send it, the lists operators and
  * notices read, the acknowledgement a duplicate learns, and the schema
- * upgrade. The SQLite backend against a real file per test.
+ * upgrade. The SQLite backend against a real file per test; the suite
+ * acks runs again on PostgreSQL (make unit-pg), in a schema of its own per
+ * test, and acks_sqlite is about SQLite's file only.
  */
 #include "store/store.h"
 #include "store/store_sqlite.h"
@@ -20,24 +22,37 @@
 
 static char dir[PATH_MAX];
 static char dbpath[PATH_MAX + 16];
+static char pgurl[1024], pgschema[64]; /* set: the suite runs on PostgreSQL */
 
 static void setup(void)
 {
 	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_store_acks.XXXXXX");
 	snprintf(dbpath, sizeof(dbpath), "%s/edibroker.db", dir);
+	pgurl[0] = pgschema[0] = '\0';
+	if (testutil_pg_url())
+		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+}
+
+static void setup_sqlite(void)
+{
+	setup();
+	pgurl[0] = '\0';
 }
 
 static void teardown(void)
 {
+	testutil_pg_drop(pgschema);
 	testutil_rm_rf(dir);
 }
 
 TestSuite(acks, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(acks_sqlite, .init = setup_sqlite, .fini = teardown, .timeout = 30);
 
 static struct store *open_store(void)
 {
 	char err[512] = "";
-	struct store *s = store_open("sqlite", dir, NULL, err, sizeof(err));
+	struct store_options o = { .url = pgurl, .node = "test" };
+	struct store *s = store_open(pgurl[0] ? "postgresql" : "sqlite", dir, &o, err, sizeof(err));
 	cr_assert_not_null(s, "store_open: %s", err);
 	return s;
 }
@@ -381,6 +396,12 @@ Test(acks, overdue_is_awaiting_for_longer_than_the_timeout)
 	cr_assert_eq(tally(s, now + 1 - timeout), 2);
 	cr_assert_eq(tallied("kommune"), 2);
 	cr_assert_eq(tally(s, 0), 0, "none overdue yet");
+	store_close(s);
+}
+
+Test(acks_sqlite, the_lists_and_the_envelope_lookup_use_their_indexes)
+{
+	struct store *s = open_store();
 	char plan[512];
 	cr_assert_eq(store_sqlite_plan(s, "ack_list", plan, sizeof(plan)), 0);
 	cr_assert(strstr(plan, "messages_ack"), "uses the index on tracked rows: %s", plan);
@@ -417,7 +438,7 @@ Test(acks, a_duplicate_learns_the_acknowledgement_of_its_first_copy)
 
 /* ---- the schema ---------------------------------------------------------- */
 
-Test(acks, an_older_store_is_upgraded_and_its_messages_are_untracked)
+Test(acks_sqlite, an_older_store_is_upgraded_and_its_messages_are_untracked)
 {
 	cr_assert_eq(store_sqlite_create_version(dir, 5), 0);
 	testutil_sql_exec(dbpath,

@@ -1,7 +1,9 @@
 /*
  * test_store_history.c - a message's history and the operators' actions on
  * single messages, in store.c over the SQLite backend, against a real
- * database file in a fresh temporary directory per test.
+ * database file in a fresh temporary directory per test; the suite
+ * store_history runs again on PostgreSQL (make unit-pg), in a schema of its
+ * own per test, and store_history_sqlite is about SQLite's file only.
  *
  * Covers: failed attempts and later duplicates in the history; messages
  * found by envelope, letter, wrapping and Bundle ids and by the envelope a
@@ -24,24 +26,37 @@
 #define GLN_B "5790000000002"
 
 static char dir[PATH_MAX];
+static char pgurl[1024], pgschema[64]; /* set: the suite runs on PostgreSQL */
 static const char body[] = "<Emessage>the same bytes</Emessage>";
 
 static void setup(void)
 {
 	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_store_history.XXXXXX");
+	pgurl[0] = pgschema[0] = '\0';
+	if (testutil_pg_url())
+		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+}
+
+static void setup_sqlite(void)
+{
+	setup();
+	pgurl[0] = '\0';
 }
 
 static void teardown(void)
 {
+	testutil_pg_drop(pgschema);
 	testutil_rm_rf(dir);
 }
 
 TestSuite(store_history, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(store_history_sqlite, .init = setup_sqlite, .fini = teardown, .timeout = 30);
 
 static struct store *open_store(void)
 {
 	char err[512] = "";
-	struct store *s = store_open("sqlite", dir, NULL, err, sizeof(err));
+	struct store_options o = { .url = pgurl, .node = "test" };
+	struct store *s = store_open(pgurl[0] ? "postgresql" : "sqlite", dir, &o, err, sizeof(err));
 	cr_assert_not_null(s, "store_open: %s", err);
 	return s;
 }
@@ -256,7 +271,7 @@ Test(store_history, found_by_envelope_letter_wrapping_bundle_and_receipt)
 	store_close(s);
 }
 
-Test(store_history, look_ups_use_their_indexes)
+Test(store_history_sqlite, look_ups_use_their_indexes)
 {
 	struct store *s = open_store();
 	char plan[1024];
@@ -322,7 +337,7 @@ Test(store_history, delete_keeps_the_record_and_its_reason_but_not_the_body)
 	cr_assert_eq(history(s, m.id), 1);
 	cr_assert_str_eq(evs[0].detail, "sent by mistake");
 	cr_assert_str_eq(evs[0].by, "root (uid 0)");
-	cr_assert_eq(store_fetch_queued(s, "municipality", 0, 10, on_msg, &g), 0,
+	cr_assert_eq(store_fetch_queued(s, "municipality", 0, NULL, 0, 10, on_msg, &g), 0,
 		     "no longer queued");
 	store_close(s);
 }
@@ -399,7 +414,7 @@ Test(store_history, holds_persist_and_change_once)
 	store_close(s);
 }
 
-Test(store_history, size_counts_the_database)
+Test(store_history_sqlite, size_counts_the_database)
 {
 	struct store *s = open_store();
 	int64_t before = 0, after = 0;
@@ -418,7 +433,7 @@ Test(store_history, size_counts_the_database)
 	store_close(s);
 }
 
-Test(store_history, version_5_database_gains_the_history)
+Test(store_history_sqlite, version_5_database_gains_the_history)
 {
 	cr_assert_eq(store_sqlite_create_version(dir, 5), 0);
 	char db[PATH_MAX + 16];

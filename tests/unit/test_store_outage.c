@@ -1,7 +1,10 @@
 /*
  * test_store_outage.c - the outage procedure's records (records.h) in the
- * store, through the front end (store.h) onto the SQLite backend, against
- * a real database file in a fresh temporary directory per test.
+ * store, through the front end (store.h) onto a backend: SQLite, on a real
+ * database file in a fresh temporary directory per test, or, when
+ * EDIBROKER_TEST_PG_URL names a PostgreSQL server, a schema of its own
+ * there. Suite "outage_store" runs on both; "outage_store_sqlite" holds
+ * what only SQLite has (pages, plans, its size cap, its old versions).
  *
  * Covers: every field of outages, notices, sends and maintenance windows
  * round-tripping (NULL strings stay NULL, booleans stay booleans), updates
@@ -32,6 +35,7 @@
 
 static char dir[PATH_MAX];
 static char dbpath[PATH_MAX + 16];
+static char pgurl[1024], pgschema[64]; /* set when the tests run on PostgreSQL */
 
 /* Strings copied out of callbacks, freed at teardown. */
 static char *owned[512];
@@ -53,16 +57,27 @@ static void setup(void)
 	snprintf(dbpath, sizeof(dbpath), "%s/edibroker.db", dir);
 	ngot = 0;
 	stop_after = 0;
+	pgurl[0] = pgschema[0] = '\0';
+	if (testutil_pg_url())
+		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+}
+
+static void setup_sqlite(void)
+{
+	setup();
+	pgurl[0] = '\0';
 }
 
 static void teardown(void)
 {
 	while (nowned)
 		free(owned[--nowned]);
+	testutil_pg_drop(pgschema);
 	testutil_rm_rf(dir);
 }
 
 TestSuite(outage_store, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(outage_store_sqlite, .init = setup_sqlite, .fini = teardown, .timeout = 30);
 
 /* ---- helpers ---- */
 
@@ -166,7 +181,13 @@ static void assert_str(const char *got, const char *want, const char *field)
 static struct store *open_opt(const struct store_options *opt)
 {
 	char err[512] = "";
-	struct store *s = store_open("sqlite", dir, opt, err, sizeof(err));
+	struct store_options o = opt ? *opt : (struct store_options){ 0 };
+	if (pgurl[0]) {
+		o.url = pgurl;
+		o.node = "test";
+		o.wait_ms = 20000;
+	}
+	struct store *s = store_open(pgurl[0] ? "postgresql" : "sqlite", dir, &o, err, sizeof(err));
 	cr_assert_not_null(s, "store_open: %s", err);
 	return s;
 }
@@ -368,20 +389,30 @@ static sqlite3 *raw_open(int flags)
 	return testutil_sql_open(dbpath, flags);
 }
 
+/* SQL both backends read alike, on a connection of the test's own. */
 static int64_t raw_int(const char *sql)
 {
-	return testutil_sql_int(dbpath, sql);
+	return pgurl[0] ? testutil_pg_int(pgurl, sql) : testutil_sql_int(dbpath, sql);
 }
 
 static void raw_exec(const char *sql)
 {
-	testutil_sql_exec(dbpath, sql);
+	if (pgurl[0])
+		testutil_pg_exec(pgurl, sql);
+	else
+		testutil_sql_exec(dbpath, sql);
 }
 
 /* True when another connection can take the write lock at once: a failed
  * save must not leave its transaction open. */
 static bool raw_can_write(void)
 {
+	if (pgurl[0]) { /* no lock on the record tables is left behind */
+		testutil_pg_exec(pgurl, "BEGIN; SET LOCAL lock_timeout = '1s'; "
+					"LOCK TABLE outages, notices, notice_sends, maintenance "
+					"IN EXCLUSIVE MODE; COMMIT");
+		return true;
+	}
 	sqlite3 *db = raw_open(SQLITE_OPEN_READWRITE);
 	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE; COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
@@ -411,10 +442,10 @@ Test(outage_store, outage_round_trips_every_field)
 	assert_str(outages[0].cause_fault, "", "cause_fault");
 	cr_assert_eq(raw_int("SELECT count(*) FROM outages WHERE cause_override IS NULL"), 2,
 		     "NULL strings are stored as SQL NULL");
-	cr_assert_eq(raw_int("SELECT manual FROM outages ORDER BY id LIMIT 1"), 1, "a bool is 0/1");
+	cr_assert_eq(raw_int("SELECT CAST(manual AS integer) FROM outages ORDER BY id LIMIT 1"), 1, "a bool is 0/1");
 	/* each field under its own column name (filters and indexes use them) */
 	cr_assert_eq(raw_int("SELECT count(*) FROM outages WHERE endpoint = 'aarhus-kommune'"
-			     " AND state = 'announced' AND manual = 1"
+			     " AND state = 'announced' AND CAST(manual AS integer) = 1"
 			     " AND started_at = 1735689600001 AND declared_at = 1735689600002"
 			     " AND ended_at = 1735689600003 AND resolved_at = 1735689600004"
 			     " AND closed_at = 1735689600005 AND announced_at = 1735689600006"
@@ -559,6 +590,7 @@ Test(outage_store, notice_pending_oldest_first_until_cleared)
 		full_notice(1, 0, T0 + 30), full_notice(1, 0, T0 + 10),
 		full_notice(2, 0, T0 + 20), full_notice(2, 0, T0 + 5),
 	};
+	n[0].kind = n[2].kind = "update"; /* an outage has one initial notice */
 	n[3].pending = ""; /* done at once */
 	for (size_t i = 0; i < ARRAY_SIZE(n); i++)
 		save_notice(s, &n[i]);
@@ -589,6 +621,7 @@ Test(outage_store, notice_list_by_outage_or_by_maintenance)
 		full_notice(0, 9, T0 + 2), full_notice(0, 8, T0 + 2),
 	};
 	n[3].kind = "planned";
+	n[0].kind = "update"; /* an outage has one initial notice */
 	for (size_t i = 0; i < ARRAY_SIZE(n); i++)
 		save_notice(s, &n[i]);
 	cr_assert_eq(list_notices(1, 0), 2);
@@ -631,7 +664,7 @@ Test(outage_store, sends_round_trip_in_order_per_notice)
 	ngot = 0;
 	cr_assert_eq(store_send_list(cur, 9, got_send, NULL), 0);
 	cr_assert_eq(raw_int("SELECT count(*) FROM notice_sends WHERE notice_id = 7"
-			     " AND channel = 'email' AND at = 1735689600020 AND ok = 0"
+			     " AND channel = 'email' AND at = 1735689600020 AND CAST(ok AS integer) = 0"
 			     " AND recipients LIKE 'a@%' AND error LIKE 'SMTP%'"), 1,
 		     "each field under its own column name");
 	store_close(s);
@@ -713,7 +746,7 @@ Test(outage_store, queue_summary_groups_queued_messages_of_the_endpoint)
 }
 
 /* A 100k backlog must not be read row by row from the table's full scan. */
-Test(outage_store, queue_summary_uses_the_queued_partial_index)
+Test(outage_store_sqlite, queue_summary_uses_the_queued_partial_index)
 {
 	struct store *s = open_be(NULL);
 	char plan[512];
@@ -788,7 +821,7 @@ static void commit_pair(struct store *s, const char *source, const char *endpoin
 	commit(s, m, ARRAY_SIZE(m));
 }
 
-Test(outage_store, a_known_route_writes_no_page)
+Test(outage_store_sqlite, a_known_route_writes_no_page)
 {
 	struct store *s = open_be(NULL);
 	commit_pair(s, "ep-a", "ep-b");
@@ -884,7 +917,7 @@ static int got_msg(const struct store_msg *m, void *arg)
 	return 0;
 }
 
-Test(outage_store, version_1_database_upgrades_in_place)
+Test(outage_store_sqlite, version_1_database_upgrades_in_place)
 {
 	cr_assert_eq(store_sqlite_create_version(dir, 1), 0, "%s", store_sqlite_ops.last_error(NULL));
 	cr_assert_eq(raw_int("PRAGMA user_version"), 1);
@@ -924,7 +957,7 @@ Test(outage_store, version_1_database_upgrades_in_place)
 
 /* A store from before the outage's fallback contact (version 3) gains it,
  * its old outages read as having none, and a new one keeps it. */
-Test(outage_store, version_3_database_gains_the_fallback_override)
+Test(outage_store_sqlite, version_3_database_gains_the_fallback_override)
 {
 	cr_assert_eq(store_sqlite_create_version(dir, 3), 0, "%s", store_sqlite_ops.last_error(NULL));
 	raw_exec("INSERT INTO outages (endpoint, state, manual, started_at, declared_at, ended_at,"
@@ -945,7 +978,7 @@ Test(outage_store, version_3_database_gains_the_fallback_override)
 /* ---- failures ---- */
 
 /* The cap is the size after creation: any save that needs a new page fails. */
-Test(outage_store, a_save_that_does_not_fit_keeps_nothing)
+Test(outage_store_sqlite, a_save_that_does_not_fit_keeps_nothing)
 {
 	struct store *s = open_be(&(struct store_options){ .max_bytes = 1 });
 	static char big[256 * 1024];
@@ -1006,9 +1039,9 @@ Test(outage_store, read_only_store_refuses_saves)
  * fail there, and recovering from that would roll the batch back). Only
  * store_commit() opens a batch, so the backend is driven directly. */
 #ifdef NDEBUG
-Test(outage_store, a_save_inside_a_batch_is_refused)
+Test(outage_store_sqlite, a_save_inside_a_batch_is_refused)
 #else
-Test(outage_store, a_save_inside_a_batch_is_refused, .signal = SIGABRT)
+Test(outage_store_sqlite, a_save_inside_a_batch_is_refused, .signal = SIGABRT)
 #endif
 {
 	const struct store_backend_ops *ops = &store_sqlite_ops;

@@ -13,17 +13,20 @@
  * with the peer is not sent again on the same connection while a late
  * confirmation counts; a second connection that says ready takes over and
  * gets what was unconfirmed; a reload that removes the key, or gives it to
- * a second endpoint as well, drops the connection at once.
+ * a second endpoint as well, drops the connection at once; nothing more is
+ * sent once the endpoint's lease is no longer trusted (several daemons).
  */
 #include <criterion/criterion.h>
 
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
 #include "testutil.h"
@@ -68,6 +71,10 @@ static void on_reachable(void *ctx, const char *endpoint)
 	reachable_calls++;
 }
 
+/* transport_env.send_until: the endpoint's lease, trusted unless a test
+ * says otherwise */
+static _Atomic int64_t lease_until;
+
 static void setup(void)
 {
 	char why[256];
@@ -88,7 +95,9 @@ static void setup(void)
 	shared = zmq_transport.shared_new(cfg, &se, err, sizeof(err));
 	cr_assert_not_null(shared, "%s", err);
 	struct transport_env te = { .base = base, .instance = "abcd1234", .cfg = cfg,
-				    .shared = shared, .reachable = on_reachable };
+				    .shared = shared, .reachable = on_reachable,
+				    .send_until = &lease_until };
+	atomic_store(&lease_until, INT64_MAX);
 	tp = zmq_transport.create(&cfg->endpoints[0], &te, err, sizeof(err));
 	cr_assert_not_null(tp, "%s", err);
 	pctx = zmq_ctx_new();
@@ -280,6 +289,27 @@ Test(zmq_deliver, a_refusal_for_what_it_is_is_rejected_at_its_index)
 	cr_assert(r.res.rejected);
 	cr_assert_eq(r.res.fault, FAULT_REJECTED);
 	cr_assert(strstr(r.res.error, "invalid: because invalid"), "%s", r.res.error);
+	zmq_close(p);
+}
+
+/* Several daemons: once the lease is no longer trusted here (a node paused
+ * past it), no further message goes; the batch ends with what was
+ * confirmed, for the lease's next holder to go on from. */
+Test(zmq_deliver, nothing_more_is_sent_once_the_lease_is_not_trusted)
+{
+	void *p = peer_new();
+	ready(p, 4);
+	struct result r;
+	deliver(0, 6, &r);
+	int64_t ids[16];
+	cr_assert_eq(deliveries(p, ids, 16, 300), 4);
+	atomic_store(&lease_until, clock_mono_ms() - 1);
+	answer(p, ZP_DELIVERED, 1, false, NULL); /* a slot frees: 5 would go now */
+	wait_done(&r, 1000);
+	cr_assert_eq(r.res.delivered, 1);
+	cr_assert_eq(r.res.fault, FAULT_TIMEOUT);
+	cr_assert(strstr(r.res.error, "lease"), "%s", r.res.error);
+	cr_assert_eq(deliveries(p, ids, 16, 200), 0, "sent without the lease");
 	zmq_close(p);
 }
 

@@ -1,7 +1,8 @@
 /*
  * testutil.c - shared fixtures of the unit tests (testutil.h): temporary
  * folders, whole-file reads and writes, folder listings, plain SQLite
- * connections on a database file. It owns no state;
+ * connections on a database file, a schema of its own per test on the
+ * PostgreSQL server the store tests use. It owns no state;
  * each helper works on the paths it is given and fails the calling test
  * through Criterion when the file system does not do what the test needs.
  */
@@ -20,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -307,4 +309,76 @@ void testutil_assert_schema_valid(const char *xsd_path, const void *buf, size_t 
 	cr_assert_eq(r, 0, "fails %s: %s\n%.*s", xsd_path, errors ? errors : "", (int)len,
 		     (const char *)buf);
 	free(errors);
+}
+
+/* ---- PostgreSQL ------------------------------------------------------------ */
+
+const char *testutil_pg_url(void)
+{
+	const char *u = getenv("EDIBROKER_TEST_PG_URL");
+	return str_empty(u) ? NULL : u;
+}
+
+static void pg_quiet(void *arg, const PGresult *res)
+{
+	(void)arg, (void)res;
+}
+
+static PGconn *pg_connect_url(const char *url)
+{
+	PGconn *c = PQconnectdb(url);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "connect %s: %s", url, PQerrorMessage(c));
+	PQsetNoticeReceiver(c, pg_quiet, NULL);
+	return c;
+}
+
+void testutil_pg_exec(const char *url, const char *sql)
+{
+	PGconn *c = pg_connect_url(url);
+	PGresult *r = PQexec(c, sql);
+	cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+		  "%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+int64_t testutil_pg_int(const char *url, const char *sql)
+{
+	PGconn *c = pg_connect_url(url);
+	PGresult *r = PQexec(c, sql);
+	cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+	cr_assert_gt(PQntuples(r), 0, "%s: no row", sql);
+	int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+void testutil_pg_schema(char *url, size_t len, char *schema, size_t slen)
+{
+	static unsigned n;
+	const char *base = testutil_pg_url();
+	cr_assert_not_null(base, "EDIBROKER_TEST_PG_URL is not set");
+	snprintf(schema, slen, "t%ld_%u", (long)getpid(), n++);
+	char sql[160];
+	snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", schema,
+		 schema);
+	testutil_pg_exec(base, sql);
+	int w = snprintf(url, len, "%s%soptions=-csearch_path%%3D%s", base,
+			 strchr(base, '?') ? "&" : "?", schema);
+	cr_assert(w > 0 && (size_t)w < len, "url too long");
+}
+
+void testutil_pg_drop(const char *schema)
+{
+	const char *base = testutil_pg_url();
+	if (!base || str_empty(schema))
+		return;
+	char sql[120];
+	snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+	PGconn *c = PQconnectdb(base);
+	PQsetNoticeReceiver(c, pg_quiet, NULL);
+	if (PQstatus(c) == CONNECTION_OK)
+		PQclear(PQexec(c, sql));
+	PQfinish(c);
 }

@@ -50,6 +50,21 @@ int64_t testutil_sql_int(const char *path, const char *sql);
  * file when it is missing. */
 void testutil_sql_exec(const char *path, const char *sql);
 
+/* ---- PostgreSQL ----------------------------------------------------------- */
+
+/* The server the store tests run against (EDIBROKER_TEST_PG_URL, set by
+ * tests/scripts/with-pg.sh), or NULL: they then run on SQLite. */
+const char *testutil_pg_url(void);
+
+/* A fresh, empty schema of its own in that database for one test: its name
+ * into schema, and a URL whose connections use it (search_path) into url. */
+void testutil_pg_schema(char *url, size_t len, char *schema, size_t slen);
+/* Drops the schema made above with everything in it (teardowns). */
+void testutil_pg_drop(const char *schema);
+/* The first column of the first row sql returns, over url; and sql run. */
+int64_t testutil_pg_int(const char *url, const char *sql);
+void testutil_pg_exec(const char *url, const char *sql);
+
 /* ---- codec fixtures ---------------------------------------------------- */
 
 /* Sorted names of the regular files in dir, NULL-terminated; *n gets the

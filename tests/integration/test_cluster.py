@@ -1,0 +1,346 @@
+"""Several daemons on one PostgreSQL database (issue 15), with a real server.
+
+Two edibrokerd share the database and the same spool folders. The first
+to start holds every lease; the other waits. Scenarios:
+
+- `edibrokerd --check-config` connects, reports the schema (to be created,
+  then current) and changes nothing; a database nobody serves fails it;
+- an orderly stop hands the work over at once (released leases), and
+  `edibrokerctl status` on either node shows both nodes and who delivers;
+- the proof of the issue: 2,000 messages flow while the holder is paused
+  (SIGSTOP) past its lease and resumed, the other node, holder by then, is
+  killed (SIGKILL), and the database is stopped (-m immediate) and started
+  again; meanwhile an endpoint is down long enough for the outage procedure
+  to send notices. Afterwards every message is in the outbox exactly once by
+  content, under one name; each sender's messages appeared in the order they
+  were dropped; nothing is left queued or in the inbox; and each notice of
+  the outage was composed and sent once.
+"""
+
+import ctypes
+import os
+import select
+import signal
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+
+from harness import (BIN, Broker, HOSPITAL_GLN, MUNICIPALITY_GLN, NoticeTest, TIMEOUT_SCALE,
+                     drop, listdir_final, sample, wait_for, with_ids)
+from pgserver import PgServer, free_port
+
+SENDERS = [HOSPITAL_GLN, "5790002515200"]  # the hospital's two GLNs
+LEASE = "3s"
+
+
+def gln(base12):
+    """A GLN-13 with its check digit (mod 10, weights 1 and 3 from the left)."""
+    s = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(base12))
+    return base12 + str((10 - s % 10) % 10)
+
+
+LAB_GLN = gln("579000099990")
+
+
+class OutboxWatch:
+    """inotify on a folder: the final names renamed into it (IN_MOVED_TO), in
+    the kernel's order - a listing races with renames under way and may
+    show a later file before an earlier one."""
+
+    IN_MOVED_TO, IN_Q_OVERFLOW, IN_NONBLOCK = 0x80, 0x4000, 0o4000
+
+    def __init__(self, path):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(self.IN_NONBLOCK)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self.libc.inotify_add_watch(self.fd, path.encode(), self.IN_MOVED_TO) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
+
+    def arrivals(self, timeout):
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return []
+        buf, names, at = os.read(self.fd, 1 << 16), [], 0
+        while at < len(buf):
+            _, mask, _, n = struct.unpack_from("iIII", buf, at)
+            name = buf[at + 16:at + 16 + n].split(b"\0", 1)[0].decode()
+            at += 16 + n
+            if mask & self.IN_Q_OVERFLOW:
+                raise AssertionError("inotify queue overflow: the order is lost")
+            if not name.startswith("."):
+                names.append(name)
+        return names
+
+    def close(self):
+        os.close(self.fd)
+
+
+class ClusterTest(NoticeTest):
+
+    def setUp(self):
+        super().setUp()
+        os.chmod(self.tmp, 0o755)
+        self.pg = PgServer(self.tmp)
+        self.spool = os.path.join(self.tmp, "spool")
+
+    def tearDown(self):
+        super().tearDown()
+        self.pg.close()
+
+    def node(self, name, outage=False, metrics_port=None):
+        """A daemon of the cluster: its own state, config and log; the spool
+        folders and the database every node shares."""
+        root = os.path.join(self.tmp, name)
+        os.makedirs(root)
+        extra = ("[store]\nbackend = postgresql\nurl = %s\nlease = %s\nnode = %s\n\n"
+                 % (self.pg.url, LEASE, name))
+        if metrics_port:
+            extra += "[metrics]\nlisten = 127.0.0.1:%d\n\n" % metrics_port
+        if outage:
+            extra += ("[outage]\nthreshold = 5s\nupdate_interval = 1h\nprobe_interval = 300ms\n"
+                      "down_after = 2\nsend_window = 00:00-24:00\ntimezone = Europe/Copenhagen\n\n"
+                      "[notify]\nsmtp_url = %s\nsmtp_starttls = no\nmail_from = edi@region.example\n"
+                      "support_recipients = edi-support@region.example\n"
+                      "oncall_recipients = vagt@region.example\nwebhook_url = %s\n"
+                      "retry_initial = 500ms\ntimeout = 5s\n" % (self.mail.url, self.hook.url))
+        endpoints = {
+            "hospital": ("hospital", SENDERS),
+            "municipality": ("municipality", [MUNICIPALITY_GLN, "5790002508226"]),
+        }
+        if outage:
+            endpoints["lab"] = ("other", [LAB_GLN])
+        b = Broker(root, endpoints=endpoints, extra=extra,
+                   delivery={"retry_initial": "200ms", "retry_max": "1s"})
+        b.spool = self.spool
+        b.write_config()
+        self.brokers.append(b)
+        return b
+
+    def holders(self, b):
+        return {ep["name"]: ep.get("holder") for ep in b.status()["endpoints"]}
+
+    def check_config(self, conf):
+        r = subprocess.run([os.path.join(BIN, "edibrokerd"), "--check-config", conf],
+                           capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout + r.stderr
+
+    def test_check_config_reaches_the_database_and_reports_its_schema(self):
+        a = self.node("node-a")
+        rc, out = self.check_config(a.conf)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"store: postgresql schema 0, upgraded to \d+ when a daemon "
+                              r"starts; node node-a")
+        self.assertEqual(self.pg.sql("SELECT count(*) FROM pg_tables WHERE schemaname = "
+                                     "current_schema()"), [["0"]], "a check changes nothing")
+        a.start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        rc, out = self.check_config(a.conf)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"store: postgresql schema \d+ \(current\), node node-a")
+        # a database nobody serves: the file is fine, the store is not
+        with open(a.conf) as f:
+            text = f.read()
+        bad = os.path.join(self.tmp, "bad.conf")
+        with open(bad, "w") as f:
+            f.write(text.replace(self.pg.url, "postgresql://edibroker@127.0.0.1:%d/edibroker"
+                                 % free_port()))
+        rc, out = self.check_config(bad)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("127.0.0.1", out)
+        self.assertNotRegex(out, r": ok \(")
+        self.assertEqual(a.stop(), 0)
+
+    def test_an_orderly_stop_hands_over_and_status_shows_the_cluster(self):
+        a = self.node("node-a").start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        port = free_port()
+        b = self.node("node-b", metrics_port=port).start()
+        st = wait_for(lambda: (lambda s: s if len(s["cluster"]["nodes"]) == 2 else None)(
+            b.status()), 15, what="b sees both nodes")
+        c = st["cluster"]
+        self.assertEqual(c["node"], "node-b")
+        self.assertTrue(c["reachable"])
+        self.assertEqual(c["held"], 0, "the second node waits")
+        nodes = {n["name"]: n for n in c["nodes"]}
+        self.assertIn("procedure", nodes["node-a"]["leases"])
+        self.assertIn("in:hospital", nodes["node-a"]["leases"])
+        self.assertEqual(nodes["node-b"]["leases"], [])
+        self.assertTrue(st["ready"])
+        rc, text, _ = b.ctl_text("status")
+        self.assertEqual(rc, 0)
+        self.assertRegex(text, r"node-a\s+\d+s\s+ep:hospital")
+        self.assertRegex(text, r"municipality\s+node-a")
+        self.assertIn("database: reachable", text)
+        self.assertEqual(self.holders(b), {"hospital": "node-a", "municipality": "node-a"})
+        # the metrics say which node this is and that it delivers nothing yet
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            text = r.read().decode()
+        self.assertIn('edibroker_cluster_node_info{node="node-b"} 1', text)
+        self.assertIn("edibroker_cluster_database_up 1", text)
+        self.assertIn('edibroker_cluster_endpoint_held{endpoint="municipality"} 0', text)
+
+        base = sample("DIS20_1.xml")
+        for i in range(10):
+            drop(os.path.join(self.spool, "hospital", "in"), "a%03d.xml" % i,
+                 with_ids(base, "EA%05d" % i, "LA%05d" % i))
+        out = os.path.join(self.spool, "municipality", "out")
+        wait_for(lambda: len(listdir_final(out)) == 10, 15, what="10 delivered by a")
+        t0 = time.monotonic()
+        self.assertEqual(a.stop(), 0)
+        self.assertTrue(a.log_lines(r"event=leases-released node=node-a count=5"))
+        # released, not expired: b takes over at its next round (lease/3)
+        wait_for(lambda: set(self.holders(b).values()) == {"node-b"}, 10, what="b holds all")
+        self.assertLess(time.monotonic() - t0, 5, "a handover needs no lease to expire")
+        for i in range(10):
+            drop(os.path.join(self.spool, "hospital", "in"), "b%03d.xml" % i,
+                 with_ids(base, "EB%05d" % i, "LB%05d" % i))
+        wait_for(lambda: len(listdir_final(out)) == 20, 15, what="10 more delivered by b")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            text = r.read().decode()
+        self.assertIn('edibroker_cluster_endpoint_held{endpoint="municipality"} 1', text)
+        self.assertEqual(listdir_final(os.path.join(self.spool, "hospital", "in")), [])
+        rows = self.pg.sql("SELECT count(*), count(*) FILTER (WHERE state = 1) FROM messages")
+        self.assertEqual(rows, [["20", "20"]])
+        # b shows a as stopped, and a starts again under its name at once: it
+        # does not wait for its old row to go quiet
+        wait_for(lambda: {n["name"]: n for n in b.status()["cluster"]["nodes"]}["node-a"]
+                 .get("stopped"), 10, what="b shows node-a stopped")
+        rc, text, _ = b.ctl_text("status")
+        self.assertRegex(text, r"node-a\s+\S+\s+\(stopped\)")
+        a.start()
+        wait_for(lambda: a.status()["cluster"]["reachable"], 10, what="node-a back")
+        self.assertEqual(a.log_lines(r"node name must be unique"), [])
+        self.assertEqual(a.stop(), 0)
+        self.assertEqual(b.stop(), 0)
+
+    def test_2000_messages_through_a_pause_a_kill_and_a_database_restart(self):
+        inbox = os.path.join(self.spool, "hospital", "in")
+        out = os.path.join(self.spool, "municipality", "out")
+        lab_out = os.path.join(self.spool, "lab", "out")
+        a = self.node("node-a", outage=True).start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        b = self.node("node-b", outage=True).start()
+        os.rename(lab_out, lab_out + ".away")  # the lab's share is gone: an outage
+
+        # 2,000 messages, the hospital's two GLNs taking turns, 100 a second
+        base = sample("DIS20_1.xml")
+        sent = {}
+        order = {}
+
+        def sender():
+            for i in range(2000):
+                who = SENDERS[i % 2]
+                data = with_ids(base, "E%07d" % i, "L%07d" % i, sender=who)
+                sent[data] = i
+                order[i] = who
+                drop(inbox, "m%07d.xml" % i, data)
+                time.sleep(0.01)
+
+        # the receiver: names in the order the kernel saw them arrive
+        watch = OutboxWatch(out)
+        seen, seen_at, stop = [], {}, threading.Event()
+
+        def watcher():
+            k = 0
+            while not stop.is_set():
+                for n in watch.arrivals(0.05):
+                    if n not in seen_at:
+                        seen_at[n] = k
+                        seen.append(n)
+                    k += 1
+
+        threads = [threading.Thread(target=sender), threading.Thread(target=watcher)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(2)
+            a.signal(signal.SIGSTOP)            # paused past its lease (3 s)
+            t0 = time.monotonic()
+            wait_for(lambda: set(self.holders(b).values()) == {"node-b"}, 15,
+                     what="b takes over from the paused a")
+            paused_takeover = time.monotonic() - t0
+            time.sleep(5)
+            a.signal(signal.SIGCONT)
+            wait_for(lambda: a.log_lines(r"event=lease-lost lease=ep:municipality"), 10,
+                     what="a notices it lost its leases")
+            time.sleep(3)
+            b.kill9()                           # the holder dies
+            t0 = time.monotonic()
+            wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 20,
+                     what="a takes over from the killed b")
+            killed_takeover = time.monotonic() - t0
+            time.sleep(2)
+            self.pg.stop_immediate()            # the database crashes ...
+            time.sleep(2)
+            self.pg.start()                     # ... and comes back
+            self.pg.wait_up()
+            threads[0].join(60)
+            os.rename(lab_out + ".away", lab_out)   # the lab is back
+            b2 = self.node("node-b2", outage=True).start()
+            wait_for(lambda: len(set(listdir_final(out))) >= 2000, 120,
+                     what="2000 messages delivered")
+            wait_for(lambda: "allclear" in self.hook.kinds(), 30, what="the lab's all-clear")
+            time.sleep(1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+            if a.proc.poll() is None:
+                os.kill(a.proc.pid, signal.SIGCONT)
+
+        watch.close()
+        # a takeover comes within about a lease (3 s) after the holder stops
+        # renewing, plus a claim round (lease/3) and the status poll
+        print("takeover after SIGSTOP %.1fs, after SIGKILL %.1fs" %
+              (paused_takeover, killed_takeover))
+        self.assertLess(paused_takeover, 6.5 * TIMEOUT_SCALE)
+        self.assertLess(killed_takeover, 6.5 * TIMEOUT_SCALE)
+        # every message exactly once by content, under one name
+        names = listdir_final(out)
+        self.assertEqual(len(names), 2000)
+        contents = {}
+        for n in names:
+            with open(os.path.join(out, n), "rb") as f:
+                data = f.read()
+            self.assertIn(data, sent, "%s is not a message that was sent" % n)
+            self.assertNotIn(data, contents, "%s and %s hold the same message" %
+                             (n, contents.get(data)))
+            contents[data] = n
+        self.assertEqual(len(contents), 2000)
+        # each sender's messages appeared in the order they were dropped
+        for who in SENDERS:
+            mine = [n for n in seen if order[sent[self.content(out, n)]] == who]
+            idx = [sent[self.content(out, n)] for n in mine]
+            bad = [(mine[k - 1], idx[k - 1], seen_at[mine[k - 1]], mine[k], idx[k],
+                    seen_at[mine[k]]) for k in range(1, len(idx)) if idx[k] < idx[k - 1]]
+            self.assertEqual(bad, [], "%s: out of order (name, sent as, seen at poll)" % who)
+        # nothing left behind, nothing stored twice
+        self.assertEqual(listdir_final(inbox), [])
+        rows = self.pg.sql("SELECT count(*), count(*) FILTER (WHERE state = 1) FROM messages "
+                           "WHERE endpoint = 'municipality'")
+        self.assertEqual(rows, [["2000", "2000"]])
+        # the lab's outage: each notice composed and sent once
+        notices = self.pg.sql("SELECT outage_id, kind, count(*) FROM notices "
+                              "WHERE outage_id > 0 GROUP BY 1, 2 ORDER BY 1, 2")
+        self.assertTrue(notices, "no notice for the lab's outage")
+        for outage_id, kind, n in notices:
+            if kind in ("initial", "allclear", "summary"):
+                self.assertEqual(n, "1", "%s notice of outage %s composed %s times" %
+                                 (kind, outage_id, n))
+        hooks = [(h["json"] or {}) for h in self.hook.bodies]
+        kinds = [(h.get("endpoint"), h.get("kind")) for h in hooks]
+        self.assertEqual(kinds.count(("lab", "initial")), 1, kinds)
+        self.assertEqual(kinds.count(("lab", "allclear")), 1, kinds)
+        # what happened is what the scenario claims
+        self.assertTrue(b.log_lines(r"event=lease-acquired lease=ep:municipality .*node=node-b"))
+        self.assertTrue(a.log_lines(r"event=lease-lost lease=ep:municipality"))
+        self.assertTrue(a.log_lines(r"event=database-unreachable node=node-a"))
+        self.assertEqual(b2.stop(), 0)
+        self.assertEqual(a.stop(), 0)
+
+    @staticmethod
+    def content(out, name):
+        with open(os.path.join(out, name), "rb") as f:
+            return f.read()
