@@ -1369,7 +1369,8 @@ void broker_when_started(struct broker *b, int64_t grace_ms, void (*ready)(void 
 int broker_start(struct broker *b, char *err, size_t errlen)
 {
 	b->control_env = (struct control_env){
-		.store = b->store, .commit = b->commit, .proc = b->proc, .ingest = b->ingest,
+		.base = b->base, .store = b->store, .commit = b->commit, .proc = b->proc,
+		.ingest = b->ingest,
 		.started_at = b->started_at, .max_message_size = b->cfg->max_message_size,
 		.ack_timeout_ms = b->cfg->ack_timeout_ms,
 		.cluster = b->cluster,

@@ -260,9 +260,14 @@ static int render_status(const json_t *ans)
 			       "(event=inbox-unreadable in the log)",
 			       str(ep, "name"), num(ep, "inbox_unreadable"));
 	}
-	printf("\nstore: %s%s%s   dead letters: %lld   accepted since start: %lld\n",
+	char dead[32];
+	if (json_is_null(json_object_get(ans, "dead")))
+		snprintf(dead, sizeof(dead), "? (%s)", str(ans, "store_read"));
+	else
+		snprintf(dead, sizeof(dead), "%lld", num(ans, "dead"));
+	printf("\nstore: %s%s%s   dead letters: %s   accepted since start: %lld\n",
 	       str(ans, "store"), *str(ans, "store_error") ? " - " : "", str(ans, "store_error"),
-	       num(ans, "dead"), num(ans, "accepted"));
+	       dead, num(ans, "accepted"));
 	render_cluster(ans);
 	return 0;
 }

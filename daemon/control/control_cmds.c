@@ -71,8 +71,8 @@ static int add_unconfigured(const struct store_depth *d, void *arg)
 	return 0;
 }
 
-/* The dead-letter count, or 0 when the store cannot say: the status must
- * still answer while the store fails (its "store" field says so then). */
+/* The dead-letter count, or 0 when the store cannot say: the listing must
+ * still answer while the store fails. */
 static int64_t dead_count(const struct control_env *e)
 {
 	int64_t dead = 0;
@@ -81,8 +81,61 @@ static int64_t dead_count(const struct control_env *e)
 	return dead;
 }
 
-static json_t *cmd_status(const struct control_env *e, const json_t *req, const char *by)
+/* What the status needs from the store, read on the store's read lane: a
+ * server's answer never waits on the loop (with sqlite it runs at once).
+ * A server that does not answer within STATUS_WAIT_MS does not hold the
+ * operator either: the status answers without those figures and says so. */
+#define STATUS_WAIT_MS 500
+
+struct status_job {
+	const struct control_env *e;
+	actions_done_fn done;
+	void *arg;
+	struct store_depth *depths;  /* endpoint names owned */
+	size_t ndepths;
+	int depths_r;
+	int64_t dead;                /* 0 when the store cannot say */
+	bool read_done, answered;
+	int refs;                    /* the read and the deadline timer */
+	struct event *deadline;
+};
+
+static void status_unref(struct status_job *j)
 {
+	if (--j->refs > 0)
+		return;
+	if (j->deadline)
+		event_free(j->deadline);
+	for (size_t i = 0; i < j->ndepths; i++)
+		free((char *)j->depths[i].endpoint);
+	free(j->depths);
+	free(j);
+}
+
+static int copy_depth(const struct store_depth *d, void *arg)
+{
+	struct status_job *j = arg;
+	j->depths = xrealloc(j->depths, (j->ndepths + 1) * sizeof(*j->depths));
+	j->depths[j->ndepths] = *d;
+	j->depths[j->ndepths++].endpoint = xstrdup(d->endpoint);
+	return 0;
+}
+
+static void status_read(struct store *view, void *arg)
+{
+	struct status_job *j = arg;
+	j->depths_r = store_depths(view, copy_depth, j);
+	if (j->depths_r < 0)
+		log_debug("event=status-partial error=\"%s\"", store_last_error(view));
+	if (store_count(view, MSG_DEAD, &j->dead) < 0)
+		j->dead = 0; /* the status still answers; its "store" field says why */
+}
+
+/* The answer, from the loop's own state and the reads if they are in. */
+static void status_answer(struct status_job *j)
+{
+	const struct control_env *e = j->e;
+	j->answered = true;
 	int64_t now = clock_wall_ms();
 	json_t *eps = json_array();
 	struct control_endpoint row;
@@ -96,16 +149,15 @@ static json_t *cmd_status(const struct control_env *e, const json_t *req, const 
 		}
 		json_array_append_new(eps, o);
 	}
-	struct unconfigured u = { e, eps };
 	/* Unconfigured queues are extra rows: while the store fails the status
 	 * answers without them (its "store" field says it is failing). */
-	if (store_depths(e->store, add_unconfigured, &u) < 0)
-		log_debug("event=status-partial error=\"%s\"", store_last_error(e->store));
-	int64_t dead = dead_count(e);
+	struct unconfigured u = { e, eps };
+	for (size_t i = 0; j->read_done && j->depths_r >= 0 && i < j->ndepths; i++)
+		add_unconfigured(&j->depths[i], &u);
 	struct commit_stats cs;
 	commit_stats(e->commit, &cs);
 	json_t *ans = json_pack("{s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "endpoints", eps,
-			    "dead", (json_int_t)dead, "store",
+			    "dead", (json_int_t)j->dead, "store",
 			    commit_healthy(e->commit) ? "ok" : "failing", "store_error",
 			    commit_last_error(e->commit), "commits", (json_int_t)cs.commits,
 			    "commit_ms_total", (json_int_t)cs.total_ms, "commits_failed",
@@ -118,7 +170,50 @@ static json_t *cmd_status(const struct control_env *e, const json_t *req, const 
 	if (e->cluster)
 		json_object_set_new(ans, "cluster",
 				    views_cluster(e->cluster, store_node_name(e->store)));
-	return ok(ans);
+	if (!j->read_done) { /* dead letters and unconfigured queues are not known */
+		json_object_set_new(ans, "dead", json_null());
+		json_object_set_new(ans, "store_read", json_string("no answer in time"));
+	}
+	j->done(ok(ans), j->arg);
+}
+
+/* Back on the loop: the reads are in. */
+static void status_read_done(void *arg)
+{
+	struct status_job *j = arg;
+	j->read_done = true;
+	if (!j->answered) {
+		if (j->deadline) { /* pending or about to run: it will not now */
+			event_del(j->deadline);
+			j->refs--;
+		}
+		status_answer(j);
+	}
+	status_unref(j);
+}
+
+static void on_status_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct status_job *j = arg;
+	if (!j->answered)
+		status_answer(j);
+	status_unref(j);
+}
+
+static void cmd_status(const struct control_env *e, const json_t *req, const char *by,
+		       actions_done_fn done, void *arg)
+{
+	struct status_job *j = xcalloc(1, sizeof(*j));
+	/* two references: the read's, and this call's (the deadline's after) */
+	*j = (struct status_job){ .e = e, .done = done, .arg = arg, .refs = 2 };
+	store_run(e->store, STORE_LANE_READ, status_read, status_read_done, j);
+	if (j->read_done || !e->base) { /* sqlite: answered inside the call */
+		status_unref(j);
+		return;
+	}
+	j->deadline = evtimer_new(e->base, on_status_deadline, j);
+	struct timeval tv = { STATUS_WAIT_MS / 1000, (STATUS_WAIT_MS % 1000) * 1000 };
+	evtimer_add(j->deadline, &tv);
 }
 
 struct list_ctx {
@@ -411,7 +506,7 @@ static const struct cmd {
 			      * of its "results") */
 	cmd_async_fn async;  /* answers later (fn is NULL then) */
 } cmds[] = {
-	{ "status", NULL, cmd_status, false, NULL, NULL },
+	{ "status", NULL, NULL, false, NULL, cmd_status },
 	{ "queue", NULL, cmd_queue, false, NULL, NULL },
 	{ "dead", NULL, cmd_dead, false, NULL, NULL },
 	{ "quarantine", NULL, cmd_quarantine, false, NULL, NULL },
@@ -591,7 +686,8 @@ struct later {
 static void answer_later(json_t *ans, void *arg)
 {
 	struct later *l = arg;
-	if (json_object_get(ans, "results") || json_is_true(json_object_get(ans, "ok")))
+	if (l->c->mutates &&
+	    (json_object_get(ans, "results") || json_is_true(json_object_get(ans, "ok"))))
 		audit(l->c, &l->w, ans); /* each change made, also when others failed */
 	control_reply(l->reply, ans);
 	free(l);

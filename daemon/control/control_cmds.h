@@ -38,6 +38,7 @@
 #define CONTROL_TEXT_MAX 300
 
 struct control_env {
+	struct event_base *base;  /* for an answer's deadline; NULL: none (tests) */
 	struct store *store;
 	struct commit *commit;
 	struct procedure *proc;

@@ -215,6 +215,37 @@ class ClusterTest(NoticeTest):
         self.assertEqual(a.stop(), 0)
         self.assertEqual(b.stop(), 0)
 
+    def pg_signal(self, sig):
+        """Sends sig to the test's PostgreSQL server and its backends (ours, by PID)."""
+        with open(os.path.join(self.pg.data, "postmaster.pid")) as f:
+            main = int(f.readline())
+        kids = subprocess.run(["pgrep", "-P", str(main)], capture_output=True, text=True)
+        for pid in [main] + [int(p) for p in kids.stdout.split()]:
+            os.kill(pid, sig)
+
+    def test_status_answers_while_the_database_hangs(self):
+        a = self.node("node-a").start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        st = a.status()
+        self.assertNotIn("store_read", st, "the store answered: its figures are in")
+        self.assertEqual(st["dead"], 0)
+        self.pg_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            st = a.status()
+            took = time.monotonic() - t0
+            self.assertEqual(st.get("store_read"), "no answer in time")
+            self.assertLess(took, 3 * TIMEOUT_SCALE, "the status waited for the database")
+            self.assertEqual(len(st["endpoints"]), 2, "what the loop knows is still there")
+            self.assertIsNone(st["dead"], "not known: not a made-up 0")
+            rc, text, _ = a.ctl_text("status")
+            self.assertEqual(rc, 0)
+            self.assertIn("dead letters: ? (no answer in time)", text)
+        finally:
+            self.pg_signal(signal.SIGCONT)
+        wait_for(lambda: "store_read" not in a.status(), 30, what="figures back")
+        self.assertEqual(a.stop(), 0)
+
     def test_2000_messages_through_a_pause_a_kill_and_a_database_restart(self):
         inbox = os.path.join(self.spool, "hospital", "in")
         out = os.path.join(self.spool, "municipality", "out")
