@@ -214,7 +214,11 @@ class SecretsTest(BrokerTest):
             % SMTP_PW))
         b.signal(signal.SIGHUP)
         wait_for(lambda: len(b.log_lines("event=reload-rejected")) == 2, what="2nd rejection")
-        statuses = [m for _, m in b.notify.all() if m.startswith("STATUS=reload rejected")]
+        # the STATUS= datagram follows the log line: wait for it, not only the log
+        rejected = lambda: [m for _, m in b.notify.all() if m.startswith("STATUS=reload rejected")]
+        wait_for(lambda: any("smtp_url: not a valid URL" in m for m in rejected()),
+                 what="2nd STATUS=")
+        statuses = rejected()
         self.assertTrue(any("open to others" in m for m in statuses), statuses)
         self.assertTrue(any("smtp_url: not a valid URL" in m for m in statuses), statuses)
         self.assert_no_secret("STATUS=", "\n".join(m for _, m in b.notify.all()))
