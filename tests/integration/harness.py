@@ -85,6 +85,15 @@ def drop(inbox, name, data):
     os.rename(tmp, os.path.join(inbox, name))
 
 
+def free_port():
+    """A loopback TCP port nobody listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def listdir_final(d):
     """Complete files in a folder (not starting with '.')."""
     try:

@@ -13,9 +13,10 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
+
+from harness import free_port  # noqa: F401  (the scenarios take it from here too)
 
 
 def pg_bin():
@@ -25,14 +26,6 @@ def pg_bin():
         if os.access(os.path.join(d, "initdb"), os.X_OK):
             return d
     raise AssertionError("PostgreSQL is not installed (apt-get install postgresql)")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class PgServer:

@@ -23,25 +23,16 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import urllib.error
 import urllib.request
 
-from harness import (BIN, ROOT, Broker, NoticeTest, drop, listdir_final, sample, wait_for,
-                     with_ids)
+from harness import (BIN, ROOT, Broker, NoticeTest, drop, free_port, listdir_final, sample,
+                     wait_for, with_ids)
 import test_acks
 
 PROM = os.path.join(ROOT, "packaging", "prometheus")
 UNKNOWN_GLN = "5790000999999"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def parse(text):

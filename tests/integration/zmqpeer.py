@@ -5,23 +5,14 @@ and a raw pyzmq DEALER for what the tool never does (RawPeer).
 
 import os
 import re
-import socket
 import subprocess
 import time
 
 import zmq
 
-from harness import BIN, Broker
+from harness import BIN, Broker, free_port  # noqa: F401  (re-exported)
 
 PEER = os.path.join(BIN, "edibroker-peer")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def keygen(path):

@@ -64,9 +64,7 @@ static void setup(void)
 		payload[i] = (uint8_t)(i * 7 + i / 256);
 	nrows = 0;
 	stop_after = 0;
-	pgurl[0] = pgschema[0] = '\0';
-	if (testutil_pg_url())
-		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+	testutil_pg_schema_if_any(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
 }
 
 static void setup_sqlite(void)

@@ -28,9 +28,7 @@ static void setup(void)
 {
 	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_store_acks.XXXXXX");
 	snprintf(dbpath, sizeof(dbpath), "%s/edibroker.db", dir);
-	pgurl[0] = pgschema[0] = '\0';
-	if (testutil_pg_url())
-		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+	testutil_pg_schema_if_any(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
 }
 
 static void setup_sqlite(void)

@@ -32,9 +32,7 @@ static const char body[] = "<Emessage>the same bytes</Emessage>";
 static void setup(void)
 {
 	testutil_mkdtemp(dir, sizeof(dir), "/tmp/test_store_history.XXXXXX");
-	pgurl[0] = pgschema[0] = '\0';
-	if (testutil_pg_url())
-		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+	testutil_pg_schema_if_any(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
 }
 
 static void setup_sqlite(void)

@@ -57,9 +57,7 @@ static void setup(void)
 	snprintf(dbpath, sizeof(dbpath), "%s/edibroker.db", dir);
 	ngot = 0;
 	stop_after = 0;
-	pgurl[0] = pgschema[0] = '\0';
-	if (testutil_pg_url())
-		testutil_pg_schema(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
+	testutil_pg_schema_if_any(pgurl, sizeof(pgurl), pgschema, sizeof(pgschema));
 }
 
 static void setup_sqlite(void)

@@ -369,6 +369,13 @@ void testutil_pg_schema(char *url, size_t len, char *schema, size_t slen)
 	cr_assert(w > 0 && (size_t)w < len, "url too long");
 }
 
+void testutil_pg_schema_if_any(char *url, size_t len, char *schema, size_t slen)
+{
+	url[0] = schema[0] = '\0';
+	if (testutil_pg_url())
+		testutil_pg_schema(url, len, schema, slen);
+}
+
 void testutil_pg_drop(const char *schema)
 {
 	const char *base = testutil_pg_url();

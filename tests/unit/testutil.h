@@ -59,6 +59,9 @@ const char *testutil_pg_url(void);
 /* A fresh, empty schema of its own in that database for one test: its name
  * into schema, and a URL whose connections use it (search_path) into url. */
 void testutil_pg_schema(char *url, size_t len, char *schema, size_t slen);
+/* testutil_pg_schema() when the tests run against a server, else url and
+ * schema empty (the suites both backends share: empty url = SQLite). */
+void testutil_pg_schema_if_any(char *url, size_t len, char *schema, size_t slen);
 /* Drops the schema made above with everything in it (teardowns). */
 void testutil_pg_drop(const char *schema);
 /* The first column of the first row sql returns, over url; and sql run. */
