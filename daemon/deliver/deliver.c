@@ -200,14 +200,20 @@ const char *deliver_ep_name(const struct deliver_ep *ep)
 	return ep->name;
 }
 
-static void window_clear(struct deliver_ep *ep)
+/* Frees a list of messages with their bodies; *head becomes NULL. */
+static void qlist_free(struct qmsg **head)
 {
-	while (ep->head) {
-		struct qmsg *q = ep->head;
-		ep->head = q->next;
+	while (*head) {
+		struct qmsg *q = *head;
+		*head = q->next;
 		free(q->body);
 		free(q);
 	}
+}
+
+static void window_clear(struct deliver_ep *ep)
+{
+	qlist_free(&ep->head);
 	ep->tail = NULL;
 	ep->wcount = ep->wbytes = 0;
 }
@@ -372,12 +378,7 @@ static void fetch_work(struct store *view, void *arg)
 
 static void fetch_free(struct fetch *f)
 {
-	while (f->head) {
-		struct qmsg *q = f->head;
-		f->head = q->next;
-		free(q->body);
-		free(q);
-	}
+	qlist_free(&f->head);
 	free(f->endpoint);
 	free(f->except);
 	free(f);
