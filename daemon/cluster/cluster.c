@@ -26,6 +26,8 @@
 
 #define MARGIN_MIN_MS 1000
 
+#define ROUND_DRAIN_MS 5000 /* cluster_stop waits this long for a round in flight */
+
 struct held {
 	char *name;
 	int64_t epoch;
@@ -71,6 +73,7 @@ struct cluster {
 	struct event *tick_ev, *trust_ev;
 	struct round *round;
 	bool started, stopped, reachable, told;
+	bool stopping;                /* cluster_stop waits for the round in flight */
 	char error[320];
 	struct cluster_view view;
 };
@@ -312,7 +315,15 @@ static void round_done(void *arg)
 		return;
 	}
 	c->round = NULL;
-	if (c->stopped) {
+	if (c->stopping) {
+		/* won as the node stops: given back with the rest, not taken up
+		 * (else they would stay this node's until they expire, and a
+		 * restart or another node would wait a lease for them) */
+		for (size_t i = 0; !c->stopped && i < rd->nwon; i++) {
+			c->release = xrealloc(c->release, (c->nrelease + 1) * sizeof(*c->release));
+			c->release[c->nrelease++] =
+				(struct store_fence){ xstrdup(rd->won[i].name), rd->won[i].epoch };
+		}
 		round_free(rd);
 		return;
 	}
@@ -466,9 +477,14 @@ void cluster_stop(struct cluster *c)
 {
 	if (c->stopped)
 		return;
-	c->stopped = true;
+	c->stopping = true;
 	event_del(c->tick_ev);
 	event_del(c->trust_ev);
+	/* a round in flight may win leases: they are released with the rest */
+	if (c->round && store_drain(c->env.store, ROUND_DRAIN_MS) < 0)
+		log_warn("event=lease-round-abandoned node=%s state=its-leases-expire",
+			 store_node_name(c->env.store));
+	c->stopped = true;
 	struct store_fence *f = xcalloc(c->nheld + c->nrelease + 1, sizeof(*f));
 	size_t n = 0;
 	for (size_t i = 0; i < c->nrelease; i++)

@@ -215,6 +215,36 @@ class ClusterTest(NoticeTest):
         self.assertEqual(a.stop(), 0)
         self.assertEqual(b.stop(), 0)
 
+    def test_a_stop_during_a_lease_round_leaves_no_lease_behind(self):
+        # READY comes before the first lease round lands. Hold that round on
+        # a lock, stop the node, then let the round win: what it wins must
+        # be given back, or a restart (or another node) waits a whole lease
+        a = self.node("node-a").start()  # makes the schema and the lease rows
+        self.assertEqual(a.stop(), 0)
+        psql = [os.path.join(self.pg.bin, "psql"), "-X", "-q", "-h", "127.0.0.1", "-p",
+                str(self.pg.port), "-U", "edibroker", "-d", "edibroker"]
+        if os.getuid() == 0:
+            psql = ["runuser", "-u", self.pg.user, "--"] + psql
+        lock = subprocess.Popen(psql, stdin=subprocess.PIPE, text=True)
+        try:
+            lock.stdin.write("BEGIN; LOCK TABLE leases IN EXCLUSIVE MODE; SELECT 1;\n")
+            lock.stdin.flush()
+            a.start()
+            stopped = []
+            t = threading.Thread(target=lambda: stopped.append(a.stop()))
+            t.start()
+            time.sleep(1.0)  # the stop waits for the round held on the lock
+            lock.stdin.write("COMMIT;\n")
+            lock.stdin.flush()
+            t.join(30)
+            self.assertEqual(stopped, [0])
+        finally:
+            lock.stdin.close()
+            lock.wait(10)
+        held = self.pg.sql("SELECT name, owner FROM leases WHERE owner IS NOT NULL")
+        self.assertEqual(held, [], "leases left held by a stopped node")
+        self.assertTrue(a.log_lines(r"event=leases-released node=node-a count=5"))
+
     def pg_signal(self, sig):
         """Sends sig to the test's PostgreSQL server and its backends (ours, by PID)."""
         with open(os.path.join(self.pg.data, "postmaster.pid")) as f:
