@@ -31,6 +31,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #define SAMPLES "../shared/medcom-samples/oioxml"
@@ -907,6 +908,35 @@ Test(ingest_full, tempfail_for_dead_letter_and_its_receipt)
 	cr_assert_eq(nqueued, 0, "a receipt was queued although its commit failed");
 	cr_assert_eq(ingest_inflight(ing), 0);
 	free(big.p);
+	free(b.p);
+}
+
+/* Per-sender order across a failed commit: B was submitted before A's
+ * commit failed, and decoded after. B alone would fit (the store is full
+ * only for what needs a new page), but it must not commit ahead of A: it
+ * is held back, TEMPFAIL, and its source offers both again in order. */
+Test(ingest_full, a_later_message_of_a_source_waits_for_one_that_failed)
+{
+	struct buf a = sample("XDIS18_regionh_ReportOfDischarge_municipality-1.0.3.xml");
+	struct buf b = sample("DIS20_1.xml");
+	struct outcome oa, ob;
+	submit("hospital", a, &oa);
+	event_base_loop(base, EVLOOP_NONBLOCK); /* A goes to its lane */
+	usleep(200 * 1000);                     /* ... and is decoded there */
+	submit("hospital", b, &ob);             /* before A's failure is known */
+	/* This turn sends B to the lane first, then runs A's completion and its
+	 * failed commit; B's completion comes in a later turn. */
+	turn();
+	cr_assert_eq(oa.result, INGEST_TEMPFAIL, "A: result %d", oa.result);
+	cr_assert_eq(ob.result, INGEST_TEMPFAIL, "B committed ahead of A: result %d", ob.result);
+	cr_assert(strstr(ob.reason, "earlier message"), "B: %s", ob.reason);
+	cr_assert_eq(stored_total(), 0);
+	/* offered again after the failure: B alone fits */
+	submit("hospital", b, &ob);
+	turn();
+	cr_assert_eq(ob.result, INGEST_ACCEPTED, "B: result %d (%s)", ob.result, ob.reason);
+	cr_assert_eq(stored_total(), 1);
+	free(a.p);
 	free(b.p);
 }
 
