@@ -954,6 +954,9 @@ int spool_in_start(struct spool *sp)
 	}
 	event_add(sp->ino_ev, NULL); /* again after a stop (an inbox lease came back) */
 	sp->running = true;
+	/* A stop while paused took the retry timer with it: the start's own scan
+	 * is the retry (else pick-up would wait for a timer that is gone). */
+	sp->paused = false;
 	struct timeval tv = { (time_t)(sp->rescan_ms / 1000),
 			      (suseconds_t)(sp->rescan_ms % 1000) * 1000 };
 	event_add(sp->rescan_ev, &tv);

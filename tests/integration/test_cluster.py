@@ -221,14 +221,8 @@ class ClusterTest(NoticeTest):
         # be given back, or a restart (or another node) waits a whole lease
         a = self.node("node-a").start()  # makes the schema and the lease rows
         self.assertEqual(a.stop(), 0)
-        psql = [os.path.join(self.pg.bin, "psql"), "-X", "-q", "-h", "127.0.0.1", "-p",
-                str(self.pg.port), "-U", "edibroker", "-d", "edibroker"]
-        if os.getuid() == 0:
-            psql = ["runuser", "-u", self.pg.user, "--"] + psql
-        lock = subprocess.Popen(psql, stdin=subprocess.PIPE, text=True)
+        lock = self.psql_lock("leases")
         try:
-            lock.stdin.write("BEGIN; LOCK TABLE leases IN EXCLUSIVE MODE; SELECT 1;\n")
-            lock.stdin.flush()
             a.start()
             stopped = []
             t = threading.Thread(target=lambda: stopped.append(a.stop()))
@@ -244,6 +238,55 @@ class ClusterTest(NoticeTest):
         held = self.pg.sql("SELECT name, owner FROM leases WHERE owner IS NOT NULL")
         self.assertEqual(held, [], "leases left held by a stopped node")
         self.assertTrue(a.log_lines(r"event=leases-released node=node-a count=5"))
+
+    def psql_lock(self, table):
+        """A session holding an EXCLUSIVE lock on table until .stdin gets COMMIT."""
+        psql = [os.path.join(self.pg.bin, "psql"), "-X", "-q", "-h", "127.0.0.1", "-p",
+                str(self.pg.port), "-U", "edibroker", "-d", "edibroker"]
+        if os.getuid() == 0:
+            psql = ["runuser", "-u", self.pg.user, "--"] + psql
+        lock = subprocess.Popen(psql, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                text=True)
+        lock.stdin.write("BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE; SELECT 1;\n" % table)
+        lock.stdin.flush()
+        return lock
+
+    def test_pickup_resumes_when_an_inbox_lease_comes_back_after_an_outage(self):
+        # A file that arrives while the database is down pauses pick-up; the
+        # outage outlasts the lease, so the inbox lease goes. The store works
+        # again before the lease comes back (the lease table is held on a
+        # lock meanwhile): pick-up must start with the lease, not wait for
+        # the retry timer its stop took away
+        a = self.node("node-a").start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        inbox = os.path.join(self.spool, "hospital", "in")
+        out = os.path.join(self.spool, "municipality", "out")
+        base = sample("DIS20_1.xml")
+        self.pg.stop_immediate()
+        lock = None
+        try:
+            drop(inbox, "during.xml", with_ids(base, "EO00001", "LO00001"))
+            wait_for(lambda: a.log_lines(r"event=pickup-paused endpoint=hospital"), 15,
+                     what="pick-up paused")
+            wait_for(lambda: a.log_lines(r"event=lease-lost lease=in:hospital"), 15,
+                     what="inbox lease lost")
+            self.pg.start()
+            self.pg.wait_up()
+            lock = self.psql_lock("leases")
+            wait_for(lambda: a.log_lines(r"event=store-recovered"), 30, what="store back")
+            self.assertEqual(len(a.log_lines(r"event=lease-acquired lease=in:hospital")), 1,
+                             "the inbox lease came back before the store: nothing to test")
+        finally:
+            if lock:
+                lock.stdin.write("COMMIT;\n")
+                lock.stdin.close()
+                lock.wait(10)
+        wait_for(lambda: len(a.log_lines(r"event=lease-acquired lease=in:hospital")) >= 2, 30,
+                 what="inbox lease back")
+        drop(inbox, "after.xml", with_ids(base, "EO00002", "LO00002"))
+        wait_for(lambda: len(listdir_final(out)) == 2, 30, what="both delivered")
+        self.assertEqual(listdir_final(inbox), [])
+        self.assertEqual(a.stop(), 0)
 
     def pg_signal(self, sig):
         """Sends sig to the test's PostgreSQL server and its backends (ours, by PID)."""
