@@ -5,7 +5,9 @@
  * (STATUS=, pruning, the retention of dead-letter bodies and quarantined
  * files, the metrics that need the store) and an orderly shutdown. It
  * feeds the live gauges of a scrape from memory (metrics.h) and applies
- * the holds operators recorded in the store to the endpoints.
+ * the holds operators recorded in the store to the endpoints (with several
+ * daemons, as every lease round reads them, so a hold given on any node
+ * holds the endpoint on the node that delivers it).
  *
  * Several daemons (a shared store, PostgreSQL): the cluster module holds
  * leases, and the wiring turns them into work. "ep:NAME" lets an endpoint
@@ -73,6 +75,7 @@ struct endpoint {
 	bool inbound_paused;              /* pick-up stopped: store unavailable */
 	size_t inbox_unreadable;          /* inbox files the broker may not read */
 	bool held;                        /* an operator holds its delivery */
+	int64_t held_set_at;              /* mono ms an operator changed it here; 0 = never */
 };
 
 /* The lanes of an endpoint's blocking work, by name. They outlive the
@@ -494,10 +497,14 @@ static void control_row(const struct endpoint *ep, struct control_endpoint *row)
 
 /* ---- holds: an operator paused an endpoint's delivery ------------------ */
 
-static void apply_hold(struct broker *b, struct endpoint *ep, bool held)
+/* source says where the change came from: "operator" (a verb here),
+ * "store" (read at start-up or reload), "cluster" (a lease round: the verb
+ * was given on another node). */
+static void apply_hold(struct broker *b, struct endpoint *ep, bool held, const char *source)
 {
 	if (ep->held != held)
-		log_notice("event=endpoint-%s endpoint=%s", held ? "held" : "released", ep->name);
+		log_notice("event=endpoint-%s endpoint=%s source=%s", held ? "held" : "released",
+			   ep->name, source);
 	ep->held = held;
 	deliver_hold(ep->dep, held);
 	procedure_endpoint_held(b->proc, ep->name, held);
@@ -507,8 +514,10 @@ static void control_hold(void *ctx, const char *endpoint, bool held)
 {
 	struct broker *b = ctx;
 	struct endpoint *ep = broker_endpoint(b, endpoint);
-	if (ep)
-		apply_hold(b, ep, held);
+	if (!ep)
+		return;
+	ep->held_set_at = clock_mono_ms();
+	apply_hold(b, ep, held, "operator");
 }
 
 static int hold_one(const struct store_hold *h, void *arg)
@@ -516,7 +525,7 @@ static int hold_one(const struct store_hold *h, void *arg)
 	struct broker *b = arg;
 	struct endpoint *ep = broker_endpoint(b, h->endpoint);
 	if (ep && !ep->held)
-		apply_hold(b, ep, true);
+		apply_hold(b, ep, true, "store");
 	return 0;
 }
 
@@ -528,6 +537,30 @@ static void load_holds(struct broker *b)
 	if (store_holds(b->store, hold_one, b) < 0)
 		log_err("event=holds-unread error=\"%s\" state=endpoints-not-held",
 			store_last_error(b->store));
+}
+
+static bool among(const char *const *names, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Every lease round's holds (several daemons): a verb given on another
+ * node takes effect here. An endpoint an operator changed here since the
+ * round started is left alone: the verb records before it applies, but the
+ * round may have read before that record, and undoing the operator's
+ * change would hold it back until the next round. */
+static void on_cluster_holds(void *ctx, const char *const *held, size_t n, int64_t read_from)
+{
+	struct broker *b = ctx;
+	for (size_t i = 0; i < b->neps; i++) {
+		struct endpoint *ep = b->eps[i];
+		bool h = among(held, n, ep->name);
+		if (h != ep->held && ep->held_set_at < read_from)
+			apply_hold(b, ep, h, "cluster");
+	}
 }
 
 static struct lane *control_inbound_lane(void *ctx, const char *endpoint)
@@ -947,7 +980,7 @@ struct broker *broker_new(struct event_base *base, struct config *cfg, char *err
 			.base = base, .store = b->store, .lease_ms = cfg->store_lease_ms,
 			.started_at = b->started_at, .acquired = on_lease_acquired,
 			.renewed = on_lease_renewed, .lost = on_lease_lost,
-			.reachable = on_db_reachable, .ctx = b,
+			.holds = on_cluster_holds, .reachable = on_db_reachable, .ctx = b,
 		};
 		b->cluster = cluster_new(&ce);
 		b->db_reachable = true;

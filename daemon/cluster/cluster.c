@@ -4,7 +4,8 @@
  * State on the loop: the names wanted, the leases held (name, epoch, trust
  * deadline), those to give back, and the last view. A round is one job on
  * the store's lease lane (a connection of its own, so commits and reads
- * never delay a renewal): beat, release, renew, claim, read the view. The
+ * never delay a renewal): beat, release, renew, claim, read the view and
+ * the holds. The
  * job owns copies of what it needs and fills in its answers; the loop
  * applies them when it completes. At most one round is out at a time: a
  * round stuck on a dead connection holds no others up, the trust timer
@@ -58,8 +59,12 @@ struct round {
 	struct won *won;
 	size_t nwon;
 	struct cluster_view view;
+	char **holds;            /* endpoints held, when holds_read */
+	size_t nholds;
+	bool holds_read;
 	int r;
 	char error[320];
+	char holds_error[320];
 };
 
 struct cluster {
@@ -74,6 +79,7 @@ struct cluster {
 	struct round *round;
 	bool started, stopped, reachable, told;
 	bool stopping;                /* cluster_stop waits for the round in flight */
+	bool holds_unread;            /* the last round could not read the holds (logged) */
 	char error[320];
 	struct cluster_view view;
 };
@@ -171,6 +177,26 @@ static int take_node(const struct store_node *n, void *arg)
 	return 0;
 }
 
+static int take_hold(const struct store_hold *h, void *arg)
+{
+	struct round *rd = arg;
+	rd->holds = xrealloc(rd->holds, (rd->nholds + 1) * sizeof(char *));
+	rd->holds[rd->nholds++] = xstrdup(h->endpoint);
+	return 0;
+}
+
+/* The holds last: the leases are what must not wait, and a failure to read
+ * them leaves the endpoints as they are rather than failing the round (its
+ * renewals are in, and their trust would be thrown away). */
+static void read_holds(struct store *view, struct round *rd)
+{
+	if (store_holds(view, take_hold, rd) >= 0) {
+		rd->holds_read = true;
+		return;
+	}
+	str_copy(rd->holds_error, store_last_error(view), sizeof(rd->holds_error));
+}
+
 static void round_work(struct store *view, void *arg)
 {
 	struct round *rd = arg;
@@ -190,6 +216,8 @@ static void round_work(struct store *view, void *arg)
 	rd->r = r < 0 ? r : 0;
 	if (r < 0)
 		str_copy(rd->error, store_last_error(view), sizeof(rd->error));
+	else
+		read_holds(view, rd);
 }
 
 static void round_free(struct round *rd)
@@ -203,6 +231,7 @@ static void round_free(struct round *rd)
 		free(rd->won[i].name);
 	free(rd->won);
 	view_free(&rd->view);
+	strv_free(rd->holds, rd->nholds);
 	free(rd);
 }
 
@@ -306,6 +335,23 @@ static void apply_claims(struct cluster *c, struct round *rd, int64_t trust_unti
 	}
 }
 
+/* Holds come before the leases of the same round, so an endpoint won while
+ * an operator holds it is held before it may start a batch. A failure is
+ * logged once until a round reads them again. */
+static void tell_holds(struct cluster *c, struct round *rd)
+{
+	if (!rd->holds_read) {
+		if (!c->holds_unread)
+			log_warn("event=holds-unread node=%s error=\"%s\" state=holds-as-before",
+				 store_node_name(c->env.store), rd->holds_error);
+		c->holds_unread = true;
+		return;
+	}
+	c->holds_unread = false;
+	if (c->env.holds)
+		c->env.holds(c->env.ctx, (const char *const *)rd->holds, rd->nholds, rd->t0);
+}
+
 static void round_done(void *arg)
 {
 	struct round *rd = arg;
@@ -339,6 +385,7 @@ static void round_done(void *arg)
 	c->error[0] = '\0';
 	set_reachable(c, true, "");
 	int64_t trust_until = rd->t0 + rd->lease_ms - margin_ms(rd->lease_ms);
+	tell_holds(c, rd);
 	apply_renewals(c, rd, trust_until);
 	apply_claims(c, rd, trust_until);
 	view_free(&c->view);

@@ -4,9 +4,11 @@
  *
  * Every lease/3 a round runs on the store's lease lane: beat (this node is
  * alive; the wanted lease rows exist), renew what is held, claim what is
- * wanted and free (a new epoch), and read every node and lease for the
- * operators. The wiring is told when a lease is acquired (with the backoff
- * its last holder left), renewed, or lost.
+ * wanted and free (a new epoch), read every node and lease for the
+ * operators, and read the holds. The wiring is told when a lease is
+ * acquired (with the backoff its last holder left), renewed, or lost, and
+ * which endpoints operators hold: a hold given on any node reaches every
+ * node within a round.
  *
  * Trust. A lease is trusted until the start of the round that last renewed
  * it plus the lease, minus a margin: the server's expiry is later than
@@ -41,6 +43,11 @@ struct cluster_env {
 	void (*renewed)(void *ctx, const char *name, int64_t epoch, int64_t trust_until);
 	/* Gone: not renewed in time, or another node holds it now. */
 	void (*lost)(void *ctx, const char *name, int64_t epoch);
+	/* The endpoints held in the store (held[0..n), valid during the call),
+	 * as a round read them after read_from (mono ms, the round's start):
+	 * an operator's change on this node since then may not be in it yet.
+	 * Told after every round that read them, before its leases are. */
+	void (*holds)(void *ctx, const char *const *held, size_t n, int64_t read_from);
 	/* The database answered a round (ok) or did not (error says why). */
 	void (*reachable)(void *ctx, bool ok, const char *error);
 	void *ctx;

@@ -7,6 +7,8 @@ to start holds every lease; the other waits. Scenarios:
   then current) and changes nothing; a database nobody serves fails it;
 - an orderly stop hands the work over at once (released leases), and
   `edibrokerctl status` on either node shows both nodes and who delivers;
+- a hold (and a release) given on the node that delivers nothing takes
+  effect on the one that delivers within a lease round;
 - the proof of the issue: 2,000 messages flow while the holder is paused
   (SIGSTOP) past its lease and resumed, the other node, holder by then, is
   killed (SIGKILL), and the database is stopped (-m immediate) and started
@@ -212,6 +214,38 @@ class ClusterTest(NoticeTest):
         a.start()
         wait_for(lambda: a.status()["cluster"]["reachable"], 10, what="node-a back")
         self.assertEqual(a.log_lines(r"node name must be unique"), [])
+        self.assertEqual(a.stop(), 0)
+        self.assertEqual(b.stop(), 0)
+
+    def test_a_hold_given_on_any_node_holds_the_endpoint_on_its_holder(self):
+        # holds are read by every lease round: an operator need not know
+        # which node delivers the endpoint
+        a = self.node("node-a").start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        b = self.node("node-b").start()
+        wait_for(lambda: len(b.status()["cluster"]["nodes"]) == 2, 15, what="b sees both")
+        self.assertEqual(b.status()["cluster"]["held"], 0, "b delivers nothing")
+        self.assertEqual(b.ctl("hold", "municipality")["held"], True)
+        wait_for(lambda: a.endpoint("municipality")["held"], 5, what="held on node-a")
+        self.assertEqual(a.endpoint("municipality")["state"], "held")
+        self.assertEqual(len(a.log_lines(r"event=endpoint-held endpoint=municipality "
+                                         r"source=cluster")), 1)
+        out = os.path.join(self.spool, "municipality", "out")
+        drop(os.path.join(self.spool, "hospital", "in"), "h.xml",
+             with_ids(sample("DIS20_1.xml"), "ENVH", "LETH"))
+        wait_for(lambda: a.endpoint("municipality")["queued"] == 1, 10, what="queued")
+        time.sleep(2.0)  # two lease rounds: the hold is not undone by one
+        self.assertEqual(listdir_final(out), [], "delivered while held")
+        self.assertTrue(a.endpoint("municipality")["held"])
+        self.assertEqual(b.ctl("release", "municipality")["changed"], True)
+        wait_for(lambda: listdir_final(out), 5, what="delivered on release")
+        self.assertFalse(a.endpoint("municipality")["held"])
+        self.assertEqual(len(a.log_lines(r"event=endpoint-released endpoint=municipality "
+                                         r"source=cluster")), 1)
+        # the node it was given to does not undo it either (the verb records
+        # first, its rounds only confirm)
+        self.assertEqual(len(b.log_lines(r"event=endpoint-(held|released) endpoint="
+                                         r"municipality source=cluster")), 0)
         self.assertEqual(a.stop(), 0)
         self.assertEqual(b.stop(), 0)
 
