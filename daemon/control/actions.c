@@ -1,11 +1,16 @@
 /*
  * actions.c - the operators' actions of actions.h.
  *
- * Hold, retry, resend and delete run on the loop and answer at once: each
- * reads the message or endpoint, checks the state it may act on, saves its
- * change in one store transaction (store.h) and only then tells the
- * scheduler (deliver.h). A queued message being written to its receiver
- * right now is not deleted: the answer says to try again.
+ * Hold, resend and delete read the message or endpoint, check the state
+ * they may act on, save their change in one store transaction (store.h)
+ * and only then tell the scheduler (deliver.h). Their store calls run on
+ * the store's lanes (storejob.h: reads on the read lane, changes on the
+ * write lane, in order with the group commit); the checks against the
+ * configuration and the scheduler, and what the scheduler is told, run on
+ * the loop. A change the store made after the operator's deadline is still
+ * applied to the scheduler. Retry touches no store and answers at once. A
+ * queued message being written to its receiver right now is not deleted:
+ * the answer says to try again.
  *
  * Requeue needs work off the loop: a quarantined file is read back on its
  * endpoint's inbound lane (a share that hangs holds up only that
@@ -152,7 +157,7 @@ void actions_hold(const struct control_env *e, const json_t *req, const char *by
 	*h = (struct hold_job){ .e = e, .endpoint = xstrdup(row.name), .by = xstrdup(by),
 				.held = held, .at = clock_wall_ms() };
 	/* a write: on the write lane, in order with the group commit */
-	storejob_run(e->store, e->base, STORE_LANE_WRITE, held ? "hold" : "release", &hold_ops, h,
+	storejob_run(e, STORE_LANE_WRITE, held ? "hold" : "release", &hold_ops, h,
 		     done, arg);
 }
 
@@ -299,7 +304,7 @@ static json_t *resend_checked(void *data, bool late)
 				     j->i.endpoint);
 	j->at = clock_wall_ms();
 	struct msg_job *n = msg_job_next(j);
-	storejob_run(j->e->store, j->e->base, STORE_LANE_WRITE, "resend", &resend_ops, n, n->done,
+	storejob_run(j->e, STORE_LANE_WRITE, "resend", &resend_ops, n, n->done,
 		     n->arg);
 	return NULL;
 }
@@ -321,7 +326,7 @@ void actions_resend(const struct control_env *e, const json_t *req, const char *
 		    actions_done_fn done, void *arg)
 {
 	struct msg_job *j = msg_job_new(e, req, by, done, arg);
-	storejob_run(e->store, e->base, STORE_LANE_READ, "resend", &resend_check_ops, j, done, arg);
+	storejob_run(e, STORE_LANE_READ, "resend", &resend_check_ops, j, done, arg);
 }
 
 static void delete_work(struct store *view, void *data)
@@ -384,7 +389,7 @@ static json_t *delete_checked(void *data, bool late)
 				     "try again in a moment", j->id);
 	j->at = clock_wall_ms();
 	struct msg_job *n = msg_job_next(j);
-	storejob_run(j->e->store, j->e->base, STORE_LANE_WRITE, "delete", &delete_ops, n, n->done,
+	storejob_run(j->e, STORE_LANE_WRITE, "delete", &delete_ops, n, n->done,
 		     n->arg);
 	return NULL;
 }
@@ -402,7 +407,7 @@ void actions_delete(const struct control_env *e, const json_t *req, const char *
 		return;
 	}
 	struct msg_job *j = msg_job_new(e, req, by, done, arg);
-	storejob_run(e->store, e->base, STORE_LANE_READ, "delete", &delete_check_ops, j, done, arg);
+	storejob_run(e, STORE_LANE_READ, "delete", &delete_check_ops, j, done, arg);
 }
 
 /* ---- requeue ------------------------------------------------------------- */
@@ -606,7 +611,7 @@ static void mark_requeued(struct rq *q)
 	*j = (struct rq_job){ .q = q, .id = q->id, .from = q->from, .by = xstrdup(q->batch->by),
 			      .detail = xstrdup(detail), .outcome = outcome,
 			      .at = clock_wall_ms(), .ref = o->id };
-	storejob_run(e->store, e->base, STORE_LANE_WRITE, "requeue", &requeued_ops, j,
+	storejob_run(e, STORE_LANE_WRITE, "requeue", &requeued_ops, j,
 		     rq_answered, q);
 }
 
@@ -775,7 +780,7 @@ static void start_one(struct rq *q)
 	}
 	struct rq_job *j = xcalloc(1, sizeof(*j));
 	*j = (struct rq_job){ .q = q, .id = q->id };
-	storejob_run(e->store, e->base, STORE_LANE_READ, "requeue", &get_ops, j, rq_answered, q);
+	storejob_run(e, STORE_LANE_READ, "requeue", &get_ops, j, rq_answered, q);
 }
 
 /* The ids of req: "ids" (an array) or "id"; 0 on a bad one. */

@@ -7,8 +7,14 @@
  * store (views.c), a message's trace (trace.c). Changes to outages and
  * planned shutdowns go to the outage procedure, keep and release to the
  * store, and the actions on single messages and endpoints (requeue, hold,
- * release, retry, resend, delete) to actions.c. Requeue answers later
- * (control_defer): its audit line is written when it has.
+ * release, retry, resend, delete) to actions.c. Every store call a verb
+ * makes runs on a store lane through storejob.h, never on the loop's own
+ * connection, and answers within its deadline; the loop's state (the
+ * endpoint table, the procedure) is read only when the answer is composed.
+ * Such a verb answers later (control_defer) unless the store answered
+ * inside the call (sqlite); its audit line is written when it answers.
+ * Left on the loop's connection: the outage and maintenance changes (open,
+ * close, set, add, remove), which procedure*.c reads and saves itself.
  *
  * The table cmds[] at the bottom is the whole protocol: every verb and
  * action, whether it changes state, and the record id its audit line
@@ -181,7 +187,7 @@ static void cmd_status(const struct control_env *e, const json_t *req, const cha
 {
 	struct status_job *j = xcalloc(1, sizeof(*j));
 	j->e = e;
-	storejob_run(e->store, e->base, STORE_LANE_READ, "status", &status_ops, j, done, arg);
+	storejob_run(e, STORE_LANE_READ, "status", &status_ops, j, done, arg);
 }
 
 /* ---- the views: built on a store lane from the request's own copy ------ */
@@ -237,7 +243,7 @@ static void run_view(const struct control_env *e, const json_t *req, enum store_
 	*v = (struct view_job){ .e = e, .req = json_deep_copy(req), .now = clock_wall_ms(),
 				.ack_timeout_ms = e->ack_timeout_ms, .read = read,
 				.loop_part = loop_part };
-	storejob_run(e->store, e->base, lane, verb, &view_ops, v, done, arg);
+	storejob_run(e, lane, verb, &view_ops, v, done, arg);
 }
 
 struct list_ctx {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 struct storejob {
+	const struct control_env *e;
 	const struct storejob_ops *ops;
 	void *data;
 	const char *verb; /* static: a row of the verb table */
@@ -71,6 +72,11 @@ static void job_work(struct store *view, void *arg)
 static void job_done(void *arg)
 {
 	struct storejob *j = arg;
+	if (j->e->closing) { /* the daemon is being freed: only the job goes */
+		j->answered = true;
+		job_unref(j);
+		return;
+	}
 	bool late = j->answered;
 	if (!late && j->deadline) { /* pending or about to run: it will not now */
 		event_del(j->deadline);
@@ -96,20 +102,19 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	job_unref(j);
 }
 
-void storejob_run(struct store *s, struct event_base *base, enum store_lane lane,
-		  const char *verb, const struct storejob_ops *ops, void *data,
-		  storejob_done_fn done, void *arg)
+void storejob_run(const struct control_env *e, enum store_lane lane, const char *verb,
+		  const struct storejob_ops *ops, void *data, storejob_done_fn done, void *arg)
 {
 	struct storejob *j = xcalloc(1, sizeof(*j));
 	/* two references: the lane's, and this call's (the deadline's after) */
-	*j = (struct storejob){ .ops = ops, .data = data, .verb = verb, .done = done, .arg = arg,
+	*j = (struct storejob){ .e = e, .ops = ops, .data = data, .verb = verb, .done = done, .arg = arg,
 				.refs = 2 };
-	store_run(s, lane, job_work, job_done, j);
-	if (j->answered || !base) { /* sqlite: answered inside the call */
+	store_run(e->store, lane, job_work, job_done, j);
+	if (j->answered || !e->base) { /* sqlite: answered inside the call */
 		job_unref(j);
 		return;
 	}
-	j->deadline = evtimer_new(base, on_deadline, j);
+	j->deadline = evtimer_new(e->base, on_deadline, j);
 	struct timeval tv = { STOREJOB_WAIT_MS / 1000, (STOREJOB_WAIT_MS % 1000) * 1000 };
 	evtimer_add(j->deadline, &tv);
 }

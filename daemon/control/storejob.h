@@ -15,6 +15,7 @@
 #ifndef EDIBROKER_STOREJOB_H
 #define EDIBROKER_STOREJOB_H
 
+#include "control/control_cmds.h"
 #include "store/store.h"
 
 #include <jansson.h>
@@ -22,8 +23,6 @@
 
 /* How long an operator waits for the store before the verb answers without it. */
 #define STOREJOB_WAIT_MS 500
-
-struct event_base;
 
 /* The answer's receiver: done(answer, arg), answer taken over. */
 typedef void (*storejob_done_fn)(json_t *answer, void *arg);
@@ -44,13 +43,14 @@ struct storejob_ops {
 	void (*free)(void *data);
 };
 
-/* Runs ops->work(view, data) on lane of s, then answers done(answer, arg)
- * on the loop: with finish's answer, or with timeout's after
- * STOREJOB_WAIT_MS (base NULL: no deadline, for tests). verb names the job
- * in the log line of a dropped late answer. data is the job's from now on. */
-void storejob_run(struct store *s, struct event_base *base, enum store_lane lane,
-		  const char *verb, const struct storejob_ops *ops, void *data,
-		  storejob_done_fn done, void *arg);
+/* Runs ops->work(view, data) on lane of e->store, then answers
+ * done(answer, arg) on the loop: with finish's answer, or with timeout's
+ * after STOREJOB_WAIT_MS (e->base NULL: no deadline, for tests). Once
+ * e->closing is set, a completion only frees data (neither finish nor
+ * done runs: what they would touch is being freed). verb names the job in
+ * the log line of a dropped late answer. data is the job's from now on. */
+void storejob_run(const struct control_env *e, enum store_lane lane, const char *verb,
+		  const struct storejob_ops *ops, void *data, storejob_done_fn done, void *arg);
 
 /* The answer for a store that did not answer in time. */
 json_t *storejob_no_answer(void);
