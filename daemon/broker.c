@@ -1615,6 +1615,7 @@ bool broker_free(struct broker *b)
 	if (!b)
 		return false;
 	b->closing = true; /* store completions still to run only free their jobs */
+	b->control_env.closing = true; /* and the operators' verbs' (storejob.h) */
 	bool abandoned = b->lanes && lanes_pending(b->lanes) > 0;
 	control_free(b->control);
 	metrics_http_free(b->metrics_http);

@@ -1,11 +1,16 @@
 /*
  * actions.c - the operators' actions of actions.h.
  *
- * Hold, retry, resend and delete run on the loop and answer at once: each
- * reads the message or endpoint, checks the state it may act on, saves its
- * change in one store transaction (store.h) and only then tells the
- * scheduler (deliver.h). A queued message being written to its receiver
- * right now is not deleted: the answer says to try again.
+ * Hold, resend and delete read the message or endpoint, check the state
+ * they may act on, save their change in one store transaction (store.h)
+ * and only then tell the scheduler (deliver.h). Their store calls run on
+ * the store's lanes (storejob.h: reads on the read lane, changes on the
+ * write lane, in order with the group commit); the checks against the
+ * configuration and the scheduler, and what the scheduler is told, run on
+ * the loop. A change the store made after the operator's deadline is still
+ * applied to the scheduler. Retry touches no store and answers at once. A
+ * queued message being written to its receiver right now is not deleted:
+ * the answer says to try again.
  *
  * Requeue needs work off the loop: a quarantined file is read back on its
  * endpoint's inbound lane (a share that hangs holds up only that
@@ -28,6 +33,7 @@
 #include "base/lanes.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
+#include "control/storejob.h"
 #include "control/trace.h"
 #include "deliver/deliver.h"
 
@@ -76,17 +82,12 @@ static int got_info(const struct store_msg *m, void *arg)
 	return 0;
 }
 
-/* Reads message id's row into *i: 1 found, 0 not, -errno. */
-static int msg_info(const struct control_env *e, int64_t id, struct msg_info *i)
+/* Reads message id's row into *i: 1 found, 0 not, -errno. On a lane. */
+static int msg_info(struct store *view, int64_t id, struct msg_info *i)
 {
 	*i = (struct msg_info){ 0 };
-	i->found = id > 0 ? store_get(e->store, id, false, got_info, i) : 0;
+	i->found = id > 0 ? store_get(view, id, false, got_info, i) : 0;
 	return i->found;
-}
-
-static json_t *store_failed(const struct control_env *e)
-{
-	return control_error("store: %s", store_last_error(e->store));
 }
 
 /* ---- hold, release, retry ------------------------------------------------ */
@@ -103,18 +104,61 @@ static json_t *endpoint_of(const struct control_env *e, const json_t *req, const
 	return NULL;
 }
 
-json_t *actions_hold(const struct control_env *e, const json_t *req, const char *by, bool held)
+struct hold_job {
+	const struct control_env *e;
+	char *endpoint, *by;
+	bool held;
+	int64_t at;
+	int r;
+	char err[256];
+};
+
+static void hold_work(struct store *view, void *data)
+{
+	struct hold_job *h = data;
+	h->r = store_hold(view, h->endpoint, h->held, h->at, h->by);
+	if (h->r < 0)
+		str_copy(h->err, store_last_error(view), sizeof(h->err));
+}
+
+/* The hold the store recorded is applied even when its answer came too
+ * late for the operator: the loop's state follows the store. */
+static json_t *hold_finish(void *data, bool late)
+{
+	struct hold_job *h = data;
+	if (h->r < 0)
+		return control_error("store: %s", h->err);
+	h->e->hold(h->e->ctx, h->endpoint, h->held);
+	return ok(json_pack("{s:s, s:b, s:b}", "endpoint", h->endpoint, "held", h->held,
+			    "changed", h->r > 0));
+}
+
+static void hold_free(void *data)
+{
+	struct hold_job *h = data;
+	free(h->endpoint);
+	free(h->by);
+	free(h);
+}
+
+static const struct storejob_ops hold_ops = { .work = hold_work, .finish = hold_finish,
+					      .free = hold_free };
+
+void actions_hold(const struct control_env *e, const json_t *req, const char *by, bool held,
+		  actions_done_fn done, void *arg)
 {
 	struct control_endpoint row;
 	json_t *bad = endpoint_of(e, req, held ? "hold" : "release", &row);
-	if (bad)
-		return bad;
-	int r = store_hold(e->store, row.name, held, clock_wall_ms(), by);
-	if (r < 0)
-		return store_failed(e);
-	e->hold(e->ctx, row.name, held);
-	return ok(json_pack("{s:s, s:b, s:b}", "endpoint", row.name, "held", held, "changed",
-			    r > 0));
+	if (bad) {
+		done(bad, arg);
+		return;
+	}
+	struct hold_job *h = xcalloc(1, sizeof(*h));
+	*h = (struct hold_job){ .e = e, .endpoint = xstrdup(row.name), .by = xstrdup(by),
+				.held = held, .at = clock_wall_ms() };
+	/* a write: on the write lane, in order with the group commit */
+	storejob_run(e, STORE_LANE_WRITE, held ? "hold" : "release", &hold_ops, h,
+		     done, arg);
 }
 
 json_t *actions_retry(const struct control_env *e, const json_t *req, const char *by)
@@ -133,88 +177,237 @@ json_t *actions_retry(const struct control_env *e, const json_t *req, const char
 
 /* ---- resend and delete --------------------------------------------------- */
 
-struct copy {
-	struct control_endpoint *row;
-	bool queued;
+/*
+ * Each runs in two store jobs: the message's row is read on the read lane,
+ * the loop checks it against the configuration and the scheduler, and the
+ * change is written on the write lane (in order with the group commit);
+ * the scheduler hears of it on the loop once it is durable. The second
+ * job's data is the first's, moved over (msg_job_next).
+ */
+struct msg_job {
+	const struct control_env *e;
+	actions_done_fn done;
+	void *arg;
+	int64_t id, at;
+	char *by, *reason;
+	struct msg_info i;
+	int r;
+	char err[256];
+	int64_t copy;          /* resend: the new message, and its row for the scheduler */
+	uint8_t *body;
+	size_t size;
+	char *ext, *type;
+	int64_t received_at;
+	bool scheduled;        /* delete: the scheduler holds it (queued, configured) */
 };
 
-static int enqueue_copy(const struct store_msg *m, void *arg)
+static void msg_job_free(void *data)
 {
-	struct copy *c = arg;
+	struct msg_job *j = data;
+	free(j->by);
+	free(j->reason);
+	free(j->body);
+	free(j->ext);
+	free(j->type);
+	free(j);
+}
+
+static void info_work(struct store *view, void *data)
+{
+	struct msg_job *j = data;
+	j->r = msg_info(view, j->id, &j->i);
+	if (j->r < 0)
+		str_copy(j->err, store_last_error(view), sizeof(j->err));
+}
+
+/* The second job of j: j's fields (strings taken over), j left empty. */
+static struct msg_job *msg_job_next(struct msg_job *j)
+{
+	struct msg_job *n = xmalloc(sizeof(*n));
+	*n = *j;
+	j->by = j->reason = NULL;
+	j->body = NULL;
+	j->ext = j->type = NULL;
+	return n;
+}
+
+static int copy_body(const struct store_msg *m, void *arg)
+{
+	struct msg_job *j = arg;
 	if (!m->body)
 		return 0;
-	uint8_t *body = xmalloc(m->size + 1);
-	memcpy(body, m->body, m->size);
-	deliver_enqueue(c->row->dep, m->id, body, m->size, m->ext, m->type, m->received_at);
-	c->queued = true;
+	j->body = xmalloc(m->size + 1);
+	memcpy(j->body, m->body, m->size);
+	j->size = m->size;
+	j->ext = xstrdup_or_null(m->ext);
+	j->type = xstrdup_or_null(m->type);
+	j->received_at = m->received_at;
 	return 0;
 }
 
-json_t *actions_resend(const struct control_env *e, const json_t *req, const char *by)
+static void resend_work(struct store *view, void *data)
 {
-	int64_t id = req_id(req);
-	struct msg_info i;
-	if (msg_info(e, id, &i) < 0)
-		return store_failed(e);
-	if (!i.found)
-		return control_error("resend: no message with id %" PRId64, id);
-	if (i.state != MSG_DELIVERED)
-		return control_error("resend: message %" PRId64 " is %s; only a delivered message is "
-				     "resent%s", id, trace_state_name(i.state),
-				     i.state == MSG_DEAD ? " (a dead letter: requeue it)" : "");
-	struct control_endpoint row;
-	if (!e->endpoint_named(e->ctx, i.endpoint, &row))
-		return control_error("resend: endpoint %s is not in the configuration", i.endpoint);
-	struct store_event ev = { .at = clock_wall_ms(), .kind = "resent", .by = by };
-	int64_t copy = 0;
-	int r = store_resend(e->store, id, &ev, &copy);
-	if (r == -ENOENT)
-		return control_error("resend: the body of message %" PRId64 " is no longer kept "
-				     "([store] retention)", id);
-	if (r < 0)
-		return store_failed(e);
-	struct copy c = { &row, false };
-	if (store_get(e->store, copy, true, enqueue_copy, &c) < 0 || !c.queued)
-		/* it is queued in the store: the scheduler reads it at its next load */
-		log_warn("event=resend-not-scheduled msg=%" PRId64 " endpoint=%s error=\"%s\"", copy,
-			 row.name, store_last_error(e->store));
-	log_notice("event=resent msg=%" PRId64 " copy=%" PRId64 " endpoint=%s", id, copy, row.name);
-	return ok(json_pack("{s:I, s:I, s:s}", "id", (json_int_t)id, "copy", (json_int_t)copy,
-			    "endpoint", row.name));
+	struct msg_job *j = data;
+	struct store_event ev = { .at = j->at, .kind = "resent", .by = j->by };
+	j->r = store_resend(view, j->id, &ev, &j->copy);
+	if (j->r < 0) {
+		str_copy(j->err, store_last_error(view), sizeof(j->err));
+		return;
+	}
+	/* the copy for the scheduler; without it the next load reads it */
+	if (store_get(view, j->copy, true, copy_body, j) < 0)
+		str_copy(j->err, store_last_error(view), sizeof(j->err));
 }
 
-json_t *actions_delete(const struct control_env *e, const json_t *req, const char *by)
+/* The copy is queued in the store: the scheduler gets it now when the
+ * endpoint is still configured, else at its next load. */
+static json_t *resend_finish(void *data, bool late)
 {
-	int64_t id = req_id(req);
-	const char *reason = req_str(req, "reason");
-	if (str_empty(reason))
-		return control_error("delete: say why (--reason TEXT): it is kept in the history");
-	struct msg_info i;
-	if (msg_info(e, id, &i) < 0)
-		return store_failed(e);
-	if (!i.found)
-		return control_error("delete: no message with id %" PRId64, id);
-	if (i.state != MSG_QUEUED && i.state != MSG_DEAD)
-		return control_error("delete: message %" PRId64 " is %s; only a dead letter or a "
-				     "queued message is deleted", id, trace_state_name(i.state));
+	struct msg_job *j = data;
+	if (j->r == -ENOENT)
+		return control_error("resend: the body of message %" PRId64 " is no longer kept "
+				     "([store] retention)", j->id);
+	if (j->r < 0)
+		return control_error("store: %s", j->err);
 	struct control_endpoint row;
-	bool scheduled = i.state == MSG_QUEUED && e->endpoint_named(e->ctx, i.endpoint, &row);
-	if (scheduled && deliver_sending(row.dep, id))
-		return control_error("delete: message %" PRId64 " is being delivered right now; "
-				     "try again in a moment", id);
-	struct store_event ev = { .at = clock_wall_ms(), .kind = "deleted", .detail = reason,
-				  .by = by };
-	int r = store_delete(e->store, id, i.state, &ev);
-	if (r < 0)
-		return store_failed(e);
-	if (r == 0)
+	if (j->body && j->e->endpoint_named(j->e->ctx, j->i.endpoint, &row))
+		deliver_enqueue(row.dep, j->copy, TAKE_PTR(j->body), j->size, j->ext, j->type,
+				j->received_at);
+	else
+		log_warn("event=resend-not-scheduled msg=%" PRId64 " endpoint=%s error=\"%s\"",
+			 j->copy, j->i.endpoint, j->err);
+	log_notice("event=resent msg=%" PRId64 " copy=%" PRId64 " endpoint=%s", j->id, j->copy,
+		   j->i.endpoint);
+	return ok(json_pack("{s:I, s:I, s:s}", "id", (json_int_t)j->id, "copy",
+			    (json_int_t)j->copy, "endpoint", j->i.endpoint));
+}
+
+static const struct storejob_ops resend_ops = { .work = resend_work, .finish = resend_finish,
+						.free = msg_job_free };
+
+static json_t *resend_checked(void *data, bool late)
+{
+	struct msg_job *j = data;
+	if (late)
+		return NULL; /* the operator was answered: nothing is changed */
+	if (j->r < 0)
+		return control_error("store: %s", j->err);
+	if (!j->i.found)
+		return control_error("resend: no message with id %" PRId64, j->id);
+	if (j->i.state != MSG_DELIVERED)
+		return control_error("resend: message %" PRId64 " is %s; only a delivered message is "
+				     "resent%s", j->id, trace_state_name(j->i.state),
+				     j->i.state == MSG_DEAD ? " (a dead letter: requeue it)" : "");
+	struct control_endpoint row;
+	if (!j->e->endpoint_named(j->e->ctx, j->i.endpoint, &row))
+		return control_error("resend: endpoint %s is not in the configuration",
+				     j->i.endpoint);
+	j->at = clock_wall_ms();
+	struct msg_job *n = msg_job_next(j);
+	storejob_run(j->e, STORE_LANE_WRITE, "resend", &resend_ops, n, n->done,
+		     n->arg);
+	return NULL;
+}
+
+static const struct storejob_ops resend_check_ops = {
+	.work = info_work, .finish = resend_checked, .free = msg_job_free
+};
+
+static struct msg_job *msg_job_new(const struct control_env *e, const json_t *req,
+				   const char *by, actions_done_fn done, void *arg)
+{
+	struct msg_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct msg_job){ .e = e, .done = done, .arg = arg, .id = req_id(req),
+			       .by = xstrdup(by), .reason = xstrdup_or_null(req_str(req, "reason")) };
+	return j;
+}
+
+void actions_resend(const struct control_env *e, const json_t *req, const char *by,
+		    actions_done_fn done, void *arg)
+{
+	struct msg_job *j = msg_job_new(e, req, by, done, arg);
+	storejob_run(e, STORE_LANE_READ, "resend", &resend_check_ops, j, done, arg);
+}
+
+static void delete_work(struct store *view, void *data)
+{
+	struct msg_job *j = data;
+	struct store_event ev = { .at = j->at, .kind = "deleted", .detail = j->reason,
+				  .by = j->by };
+	j->r = store_delete(view, j->id, j->i.state, &ev);
+	if (j->r < 0)
+		str_copy(j->err, store_last_error(view), sizeof(j->err));
+}
+
+/* The scheduler forgets a message the store has deleted, also when the
+ * answer came too late for the operator. */
+static json_t *delete_finish(void *data, bool late)
+{
+	struct msg_job *j = data;
+	if (j->r < 0)
+		return control_error("store: %s", j->err);
+	if (j->r == 0)
 		return control_error("delete: message %" PRId64 " changed meanwhile; look again "
-				     "(trace %" PRId64 ")", id, id);
-	if (scheduled)
-		deliver_forget(row.dep, id, i.size);
-	log_notice("event=deleted msg=%" PRId64 " state-was=%s reason=\"%s\"", id,
-		   trace_state_name(i.state), reason);
-	return ok(json_pack("{s:I, s:s}", "id", (json_int_t)id, "was", trace_state_name(i.state)));
+				     "(trace %" PRId64 ")", j->id, j->id);
+	struct control_endpoint row;
+	if (j->scheduled && j->e->endpoint_named(j->e->ctx, j->i.endpoint, &row)) {
+		/* a server store's write takes a round trip, in which a batch may
+		 * have started it: that delivery finishes, the record stays deleted */
+		if (deliver_sending(row.dep, j->id))
+			log_warn("event=deleted-while-sending msg=%" PRId64 " endpoint=%s", j->id,
+				 row.name);
+		else
+			deliver_forget(row.dep, j->id, j->i.size);
+	}
+	log_notice("event=deleted msg=%" PRId64 " state-was=%s reason=\"%s\"", j->id,
+		   trace_state_name(j->i.state), j->reason);
+	return ok(json_pack("{s:I, s:s}", "id", (json_int_t)j->id, "was",
+			    trace_state_name(j->i.state)));
+}
+
+static const struct storejob_ops delete_ops = { .work = delete_work, .finish = delete_finish,
+						.free = msg_job_free };
+
+static json_t *delete_checked(void *data, bool late)
+{
+	struct msg_job *j = data;
+	if (late)
+		return NULL; /* the operator was answered: nothing is changed */
+	if (j->r < 0)
+		return control_error("store: %s", j->err);
+	if (!j->i.found)
+		return control_error("delete: no message with id %" PRId64, j->id);
+	if (j->i.state != MSG_QUEUED && j->i.state != MSG_DEAD)
+		return control_error("delete: message %" PRId64 " is %s; only a dead letter or a "
+				     "queued message is deleted", j->id,
+				     trace_state_name(j->i.state));
+	struct control_endpoint row;
+	j->scheduled = j->i.state == MSG_QUEUED &&
+		       j->e->endpoint_named(j->e->ctx, j->i.endpoint, &row);
+	if (j->scheduled && deliver_sending(row.dep, j->id))
+		return control_error("delete: message %" PRId64 " is being delivered right now; "
+				     "try again in a moment", j->id);
+	j->at = clock_wall_ms();
+	struct msg_job *n = msg_job_next(j);
+	storejob_run(j->e, STORE_LANE_WRITE, "delete", &delete_ops, n, n->done,
+		     n->arg);
+	return NULL;
+}
+
+static const struct storejob_ops delete_check_ops = {
+	.work = info_work, .finish = delete_checked, .free = msg_job_free
+};
+
+void actions_delete(const struct control_env *e, const json_t *req, const char *by,
+		    actions_done_fn done, void *arg)
+{
+	if (str_empty(req_str(req, "reason"))) {
+		done(control_error("delete: say why (--reason TEXT): it is kept in the history"),
+		     arg);
+		return;
+	}
+	struct msg_job *j = msg_job_new(e, req, by, done, arg);
+	storejob_run(e, STORE_LANE_READ, "delete", &delete_check_ops, j, done, arg);
 }
 
 /* ---- requeue ------------------------------------------------------------- */
@@ -301,6 +494,101 @@ static void fail(struct rq *q, const char *fmt, ...)
 	settle(q, json_pack("{s:I, s:b, s:s}", "id", (json_int_t)q->id, "ok", 0, "error", text));
 }
 
+/* A requeue item's store job (the row read, the record's update): its own
+ * data, so a completion after the deadline settled the item touches no
+ * item; q only on the loop, and only before the item is settled. */
+struct rq_job {
+	struct rq *q;
+	int64_t id;
+	enum msg_state from;
+	int r;
+	char err[256];
+	/* the read: what requeue needs of the row */
+	char *source, *file;
+	uint8_t *body;
+	size_t size;
+	/* the update */
+	char *by, *detail;
+	const char *outcome;
+	int64_t at, ref;
+};
+
+static void rq_job_free(void *data)
+{
+	struct rq_job *j = data;
+	free(j->source);
+	free(j->file);
+	free(j->body);
+	free(j->by);
+	free(j->detail);
+	free(j);
+}
+
+/* A job's answer settles its item: its deadline's, or an early error. */
+static void rq_answered(json_t *ans, void *arg)
+{
+	struct rq *q = arg;
+	const char *err = json_string_value(json_object_get(ans, "error"));
+	fail(q, "%s", err ? err : "failed");
+	json_decref(ans);
+}
+
+static void requeued_work(struct store *view, void *data)
+{
+	struct rq_job *j = data;
+	struct store_event ev = { .at = j->at, .kind = "requeued", .detail = j->detail,
+				  .by = j->by, .ref = j->ref };
+	j->r = store_requeued(view, j->id, j->from, &ev);
+	if (j->r < 0)
+		str_copy(j->err, store_last_error(view), sizeof(j->err));
+}
+
+/* Logged whenever the update is made, also after the deadline answered. */
+static json_t *requeued_finish(void *data, bool late)
+{
+	struct rq_job *j = data;
+	if (j->r >= 0) {
+		/* Two formats, not an optional "%s" tail: log.c quotes a %s that
+		 * does not follow "key=" when it holds a space or is empty, which
+		 * would glue '""' or '" record=..."' onto new=. */
+		if (j->r == 0)
+			log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64
+				   " record=changed-meanwhile", j->id, j->outcome, j->ref);
+		else
+			log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64, j->id,
+				   j->outcome, j->ref);
+	}
+	if (late)
+		return NULL;
+	struct rq *q = j->q;
+	if (j->r < 0) {
+		fail(q, "%" PRId64 ": %s, but its record could not be updated: %s", q->id,
+		     j->detail, j->err);
+		return NULL;
+	}
+	json_t *res = json_pack("{s:I, s:b, s:s, s:I, s:s}", "id", (json_int_t)q->id, "ok", 1,
+				"outcome", j->outcome, "message", (json_int_t)j->ref, "detail",
+				j->detail);
+	if (q->read_err < 0)
+		json_object_set_new(res, "warning",
+				    json_sprintf("the quarantined file could not be removed: %s",
+						 strerror(-q->read_err)));
+	settle(q, res);
+	return NULL;
+}
+
+static json_t *requeued_timeout(void *data)
+{
+	struct rq_job *j = data;
+	return control_error("%" PRId64 ": %s, but the store did not answer in time: its record "
+			     "may still say %s", j->id, j->detail, trace_state_name(j->from));
+}
+
+static const struct storejob_ops requeued_ops = { .work = requeued_work,
+						  .finish = requeued_finish,
+						  .timeout = requeued_timeout,
+						  .free = rq_job_free };
+
 /* The original ends as requeued, naming the message it became. */
 static void mark_requeued(struct rq *q)
 {
@@ -319,30 +607,12 @@ static void mark_requeued(struct rq *q)
 	else
 		snprintf(detail, sizeof(detail), "a dead letter again, as message %" PRId64 ": %s",
 			 o->id, q->reason ? q->reason : "");
-	struct store_event ev = { .at = clock_wall_ms(), .kind = "requeued", .detail = detail,
-				  .by = q->batch->by, .ref = o->id };
-	int r = store_requeued(e->store, q->id, q->from, &ev);
-	if (r < 0) {
-		fail(q, "%" PRId64 ": %s, but its record could not be updated: %s", q->id, detail,
-		     store_last_error(e->store));
-		return;
-	}
-	/* Two formats, not an optional "%s" tail: log.c quotes a %s that does
-	 * not follow "key=" when it holds a space or is empty, which would glue
-	 * '""' or '" record=..."' onto new=. */
-	if (r == 0)
-		log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64
-			   " record=changed-meanwhile", q->id, outcome, o->id);
-	else
-		log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64, q->id,
-			   outcome, o->id);
-	json_t *res = json_pack("{s:I, s:b, s:s, s:I, s:s}", "id", (json_int_t)q->id, "ok", 1,
-				"outcome", outcome, "message", (json_int_t)o->id, "detail", detail);
-	if (q->read_err < 0)
-		json_object_set_new(res, "warning",
-				    json_sprintf("the quarantined file could not be removed: %s",
-						 strerror(-q->read_err)));
-	settle(q, res);
+	struct rq_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct rq_job){ .q = q, .id = q->id, .from = q->from, .by = xstrdup(q->batch->by),
+			      .detail = xstrdup(detail), .outcome = outcome,
+			      .at = clock_wall_ms(), .ref = o->id };
+	storejob_run(e, STORE_LANE_WRITE, "requeue", &requeued_ops, j,
+		     rq_answered, q);
 }
 
 /* Off the loop: the quarantined file and its .reason go (its bytes are
@@ -435,27 +705,43 @@ static void read_done(void *arg)
 /* Copies what requeue needs of the row, and the body of a dead letter. */
 static int got_requeue(const struct store_msg *m, void *arg)
 {
-	struct rq *q = arg;
-	q->from = m->state;
-	q->source = xstrdup_or_null(m->source);
-	q->file = xstrdup_or_null(m->file);
+	struct rq_job *j = arg;
+	j->from = m->state;
+	j->source = xstrdup_or_null(m->source);
+	j->file = xstrdup_or_null(m->file);
 	if (m->state == MSG_DEAD && m->body) {
-		q->body = xmalloc(m->size + 1);
-		memcpy(q->body, m->body, m->size);
-		q->size = m->size;
+		j->body = xmalloc(m->size + 1);
+		memcpy(j->body, m->body, m->size);
+		j->size = m->size;
 	}
 	return 0;
 }
 
-/* Starts item q: settled at once, or off to a lane or ingest. */
-static void start_one(struct rq *q)
+static void get_work(struct store *view, void *data)
 {
+	struct rq_job *j = data;
+	j->r = store_get(view, j->id, true, got_requeue, j);
+	if (j->r < 0)
+		str_copy(j->err, store_last_error(view), sizeof(j->err));
+}
+
+/* Back on the loop with the row: settled, or off to a lane or ingest. */
+static json_t *got_finish(void *data, bool late)
+{
+	struct rq_job *j = data;
+	if (late)
+		return NULL; /* the item failed at the deadline: nothing started */
+	struct rq *q = j->q;
 	const struct control_env *e = q->batch->e;
-	int r = q->id > 0 ? store_get(e->store, q->id, true, got_requeue, q) : 0;
+	q->from = j->from;
+	q->source = TAKE_PTR(j->source);
+	q->file = TAKE_PTR(j->file);
+	q->body = TAKE_PTR(j->body);
+	q->size = j->size;
 	struct control_endpoint row;
-	if (r < 0)
-		fail(q, "%" PRId64 ": store: %s", q->id, store_last_error(e->store));
-	else if (r == 0)
+	if (j->r < 0)
+		fail(q, "%" PRId64 ": store: %s", q->id, j->err);
+	else if (j->r == 0)
 		fail(q, "%" PRId64 ": no such message", q->id);
 	else if (q->from != MSG_DEAD && q->from != MSG_QUARANTINED)
 		fail(q, "%" PRId64 ": it is %s; only a dead letter or a quarantined file is "
@@ -472,6 +758,29 @@ static void start_one(struct rq *q)
 		lane_submit(e->inbound_lane(e->ctx, q->source), read_work, read_done, q);
 	else
 		route(q);
+	return NULL;
+}
+
+static json_t *got_timeout(void *data)
+{
+	struct rq_job *j = data;
+	return control_error("%" PRId64 ": store: no answer in time", j->id);
+}
+
+static const struct storejob_ops get_ops = { .work = get_work, .finish = got_finish,
+					     .timeout = got_timeout, .free = rq_job_free };
+
+/* Starts item q: its row is read on the store's read lane. */
+static void start_one(struct rq *q)
+{
+	const struct control_env *e = q->batch->e;
+	if (q->id <= 0) {
+		fail(q, "%" PRId64 ": no such message", q->id);
+		return;
+	}
+	struct rq_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct rq_job){ .q = q, .id = q->id };
+	storejob_run(e, STORE_LANE_READ, "requeue", &get_ops, j, rq_answered, q);
 }
 
 /* The ids of req: "ids" (an array) or "id"; 0 on a bad one. */

@@ -15,7 +15,9 @@
  *   delete ID       a dead letter or queued message ends as deleted, with
  *                   its reason in the history.
  *
- * Each saves its change with the operator's name (by) before it answers.
+ * Each saves its change with the operator's name (by) before it answers;
+ * the store work runs on the store's lanes (storejob.h), never on the loop's
+ * own connection.
  * Answers follow the control protocol ({"ok": ..., ...}).
  */
 #ifndef EDIBROKER_ACTIONS_H
@@ -29,15 +31,24 @@
 /* Most ids one requeue takes. */
 #define ACTIONS_REQUEUE_MAX 100
 
+typedef void (*actions_done_fn)(json_t *answer, void *arg);
+
+/* The actions that touch the store answer through done(answer, arg), once:
+ * before they return when the store runs its work at once (sqlite), else
+ * later from the loop, within STOREJOB_WAIT_MS of the store's silence
+ * (storejob.h); answer is the callee's to keep. */
+
 /* req: {"endpoint": NAME}. */
-json_t *actions_hold(const struct control_env *e, const json_t *req, const char *by, bool held);
+void actions_hold(const struct control_env *e, const json_t *req, const char *by, bool held,
+		  actions_done_fn done, void *arg);
+/* No store call: answers at once. */
 json_t *actions_retry(const struct control_env *e, const json_t *req, const char *by);
 /* req: {"id": ID}. */
-json_t *actions_resend(const struct control_env *e, const json_t *req, const char *by);
+void actions_resend(const struct control_env *e, const json_t *req, const char *by,
+		    actions_done_fn done, void *arg);
 /* req: {"id": ID, "reason": TEXT}. */
-json_t *actions_delete(const struct control_env *e, const json_t *req, const char *by);
-
-typedef void (*actions_done_fn)(json_t *answer, void *arg);
+void actions_delete(const struct control_env *e, const json_t *req, const char *by,
+		    actions_done_fn done, void *arg);
 /* req: {"ids": [ID, ...]} (or {"id": ID}). The answer (one result per id)
  * goes to done(answer, arg) once every id is settled - before this returns
  * when none needs work off the loop; answer is the callee's to keep. */

@@ -7,8 +7,14 @@
  * store (views.c), a message's trace (trace.c). Changes to outages and
  * planned shutdowns go to the outage procedure, keep and release to the
  * store, and the actions on single messages and endpoints (requeue, hold,
- * release, retry, resend, delete) to actions.c. Requeue answers later
- * (control_defer): its audit line is written when it has.
+ * release, retry, resend, delete) to actions.c. Every store call a verb
+ * makes runs on a store lane through storejob.h, never on the loop's own
+ * connection, and answers within its deadline; the loop's state (the
+ * endpoint table, the procedure) is read only when the answer is composed.
+ * Such a verb answers later (control_defer) unless the store answered
+ * inside the call (sqlite); its audit line is written when it answers.
+ * Left on the loop's connection: the outage and maintenance changes (open,
+ * close, set, add, remove), which procedure*.c reads and saves itself.
  *
  * The table cmds[] at the bottom is the whole protocol: every verb and
  * action, whether it changes state, and the record id its audit line
@@ -20,6 +26,7 @@
 #include "control/control_cmds.h"
 
 #include "control/actions.h"
+#include "control/storejob.h"
 #include "control/trace.h"
 #include "cluster/cluster.h"
 
@@ -71,41 +78,22 @@ static int add_unconfigured(const struct store_depth *d, void *arg)
 	return 0;
 }
 
-/* The dead-letter count, or 0 when the store cannot say: the listing must
- * still answer while the store fails. */
-static int64_t dead_count(const struct control_env *e)
-{
-	int64_t dead = 0;
-	if (store_count(e->store, MSG_DEAD, &dead) < 0)
-		dead = 0;
-	return dead;
-}
-
 /* What the status needs from the store, read on the store's read lane: a
  * server's answer never waits on the loop (with sqlite it runs at once).
- * A server that does not answer within STATUS_WAIT_MS does not hold the
+ * A server that does not answer in time (storejob.h) does not hold the
  * operator either: the status answers without those figures and says so. */
-#define STATUS_WAIT_MS 500
-
 struct status_job {
 	const struct control_env *e;
-	actions_done_fn done;
-	void *arg;
 	struct store_depth *depths;  /* endpoint names owned */
 	size_t ndepths;
 	int depths_r;
 	int64_t dead;                /* 0 when the store cannot say */
-	bool read_done, answered;
-	int refs;                    /* the read and the deadline timer */
-	struct event *deadline;
+	bool read_done;
 };
 
-static void status_unref(struct status_job *j)
+static void status_free(void *data)
 {
-	if (--j->refs > 0)
-		return;
-	if (j->deadline)
-		event_free(j->deadline);
+	struct status_job *j = data;
 	for (size_t i = 0; i < j->ndepths; i++)
 		free((char *)j->depths[i].endpoint);
 	free(j->depths);
@@ -132,10 +120,9 @@ static void status_read(struct store *view, void *arg)
 }
 
 /* The answer, from the loop's own state and the reads if they are in. */
-static void status_answer(struct status_job *j)
+static json_t *status_answer(struct status_job *j)
 {
 	const struct control_env *e = j->e;
-	j->answered = true;
 	int64_t now = clock_wall_ms();
 	json_t *eps = json_array();
 	struct control_endpoint row;
@@ -174,46 +161,89 @@ static void status_answer(struct status_job *j)
 		json_object_set_new(ans, "dead", json_null());
 		json_object_set_new(ans, "store_read", json_string("no answer in time"));
 	}
-	j->done(ok(ans), j->arg);
+	return ok(ans);
 }
 
-/* Back on the loop: the reads are in. */
-static void status_read_done(void *arg)
+static json_t *status_finish(void *data, bool late)
 {
-	struct status_job *j = arg;
+	struct status_job *j = data;
 	j->read_done = true;
-	if (!j->answered) {
-		if (j->deadline) { /* pending or about to run: it will not now */
-			event_del(j->deadline);
-			j->refs--;
-		}
-		status_answer(j);
-	}
-	status_unref(j);
+	return late ? NULL : status_answer(j);
 }
 
-static void on_status_deadline(evutil_socket_t fd, short what, void *arg)
+/* The deadline came first: the status without the store's figures. */
+static json_t *status_timeout(void *data)
 {
-	struct status_job *j = arg;
-	if (!j->answered)
-		status_answer(j);
-	status_unref(j);
+	return status_answer(data);
 }
+
+static const struct storejob_ops status_ops = {
+	.work = status_read, .finish = status_finish, .timeout = status_timeout,
+	.free = status_free,
+};
 
 static void cmd_status(const struct control_env *e, const json_t *req, const char *by,
 		       actions_done_fn done, void *arg)
 {
 	struct status_job *j = xcalloc(1, sizeof(*j));
-	/* two references: the read's, and this call's (the deadline's after) */
-	*j = (struct status_job){ .e = e, .done = done, .arg = arg, .refs = 2 };
-	store_run(e->store, STORE_LANE_READ, status_read, status_read_done, j);
-	if (j->read_done || !e->base) { /* sqlite: answered inside the call */
-		status_unref(j);
-		return;
-	}
-	j->deadline = evtimer_new(e->base, on_status_deadline, j);
-	struct timeval tv = { STATUS_WAIT_MS / 1000, (STATUS_WAIT_MS % 1000) * 1000 };
-	evtimer_add(j->deadline, &tv);
+	j->e = e;
+	storejob_run(e, STORE_LANE_READ, "status", &status_ops, j, done, arg);
+}
+
+/* ---- the views: built on a store lane from the request's own copy ------ */
+
+struct view_job;
+/* On the lane: the whole answer from view (ok or an error), data only. */
+typedef json_t *(*view_read_fn)(struct store *view, const struct view_job *v);
+
+struct view_job {
+	const struct control_env *e; /* used only on the loop (view_finish) */
+	json_t *req;                 /* the request's own copy: the lane reads it */
+	int64_t now, ack_timeout_ms; /* taken on the loop */
+	view_read_fn read;
+	/* On the loop, with an ok answer: what of the loop's state it adds. */
+	void (*loop_part)(const struct view_job *v, json_t *ans);
+	json_t *ans;                 /* the lane's answer */
+};
+
+static void view_work(struct store *view, void *data)
+{
+	struct view_job *v = data;
+	v->ans = v->read(view, v);
+}
+
+static json_t *view_finish(void *data, bool late)
+{
+	struct view_job *v = data;
+	json_t *ans = TAKE_PTR(v->ans);
+	if (!late && v->loop_part && json_is_true(json_object_get(ans, "ok")))
+		v->loop_part(v, ans);
+	return ans;
+}
+
+static void view_free(void *data)
+{
+	struct view_job *v = data;
+	json_decref(v->req);
+	json_decref(v->ans);
+	free(v);
+}
+
+static const struct storejob_ops view_ops = { .work = view_work, .finish = view_finish,
+					      .free = view_free };
+
+/* Runs read on lane: the read lane, or the write lane for a view that
+ * changes a record (its write is then ordered with the group commit). */
+static void run_view(const struct control_env *e, const json_t *req, enum store_lane lane,
+		     const char *verb, view_read_fn read,
+		     void (*loop_part)(const struct view_job *v, json_t *ans),
+		     actions_done_fn done, void *arg)
+{
+	struct view_job *v = xcalloc(1, sizeof(*v));
+	*v = (struct view_job){ .e = e, .req = json_deep_copy(req), .now = clock_wall_ms(),
+				.ack_timeout_ms = e->ack_timeout_ms, .read = read,
+				.loop_part = loop_part };
+	storejob_run(e, lane, verb, &view_ops, v, done, arg);
 }
 
 struct list_ctx {
@@ -258,71 +288,103 @@ static size_t req_limit(const json_t *req)
 	return n > LIST_MAX ? LIST_MAX : (size_t)n;
 }
 
-static json_t *list_state(const struct control_env *e, enum msg_state st, const char *endpoint,
-			  size_t limit)
+static const char *req_str(const json_t *req, const char *key)
 {
-	struct list_ctx l = { json_array(), clock_wall_ms() };
-	int r = store_list(e->store, st, endpoint, limit, add_msg, &l);
+	return json_string_value(json_object_get(req, key));
+}
+
+static json_t *list_state(struct store *view, enum msg_state st, const char *endpoint,
+			  size_t limit, int64_t now)
+{
+	struct list_ctx l = { json_array(), now };
+	int r = store_list(view, st, endpoint, limit, add_msg, &l);
 	if (r < 0) {
 		json_decref(l.arr);
-		return control_error("store: %s", store_last_error(e->store));
+		return control_error("store: %s", store_last_error(view));
 	}
 	return ok(json_pack("{s:o}", "messages", l.arr));
 }
 
-static json_t *cmd_queue(const struct control_env *e, const json_t *req, const char *by)
+static json_t *queue_read(struct store *view, const struct view_job *v)
 {
-	const char *name = json_string_value(json_object_get(req, "endpoint"));
-	if (str_empty(name))
-		return control_error("queue: which endpoint? (queue ENDPOINT)");
-	struct control_endpoint row;
-	bool configured = e->endpoint_named(e->ctx, name, &row);
-	json_t *ans = list_state(e, MSG_QUEUED, name, req_limit(req));
-	if (json_is_true(json_object_get(ans, "ok"))) {
-		json_object_set_new(ans, "endpoint", json_string(name));
-		json_object_set_new(ans, "configured", json_boolean(configured));
-		json_object_set_new(ans, "queued", json_integer(configured ? row.di.queued : -1));
-	}
-	return ans;
+	return list_state(view, MSG_QUEUED, req_str(v->req, "endpoint"), req_limit(v->req),
+			  v->now);
 }
 
-static json_t *cmd_dead(const struct control_env *e, const json_t *req, const char *by)
+/* The scheduler's own count, as the loop has it when the list is in. */
+static void queue_loop_part(const struct view_job *v, json_t *ans)
 {
-	json_t *ans = list_state(e, MSG_DEAD, NULL, req_limit(req));
-	int64_t dead = dead_count(e);
+	const char *name = req_str(v->req, "endpoint");
+	struct control_endpoint row;
+	bool configured = v->e->endpoint_named(v->e->ctx, name, &row);
+	json_object_set_new(ans, "endpoint", json_string(name));
+	json_object_set_new(ans, "configured", json_boolean(configured));
+	json_object_set_new(ans, "queued", json_integer(configured ? row.di.queued : -1));
+}
+
+static void cmd_queue(const struct control_env *e, const json_t *req, const char *by,
+		      actions_done_fn done, void *arg)
+{
+	if (str_empty(req_str(req, "endpoint"))) {
+		done(control_error("queue: which endpoint? (queue ENDPOINT)"), arg);
+		return;
+	}
+	run_view(e, req, STORE_LANE_READ, "queue", queue_read, queue_loop_part, done, arg);
+}
+
+static json_t *dead_read(struct store *view, const struct view_job *v)
+{
+	json_t *ans = list_state(view, MSG_DEAD, NULL, req_limit(v->req), v->now);
+	int64_t dead = 0;
+	if (store_count(view, MSG_DEAD, &dead) < 0)
+		dead = 0; /* the listing still answers while the count fails */
 	if (json_is_true(json_object_get(ans, "ok")))
 		json_object_set_new(ans, "dead", json_integer(dead));
 	return ans;
 }
 
-static json_t *cmd_quarantine(const struct control_env *e, const json_t *req, const char *by)
+static void cmd_dead(const struct control_env *e, const json_t *req, const char *by,
+		     actions_done_fn done, void *arg)
 {
-	const char *ep = json_string_value(json_object_get(req, "endpoint"));
-	json_t *ans = list_state(e, MSG_QUARANTINED, str_empty(ep) ? NULL : ep, req_limit(req));
+	run_view(e, req, STORE_LANE_READ, "dead", dead_read, NULL, done, arg);
+}
+
+static json_t *quarantine_read(struct store *view, const struct view_job *v)
+{
+	const char *ep = req_str(v->req, "endpoint");
+	json_t *ans = list_state(view, MSG_QUARANTINED, str_empty(ep) ? NULL : ep,
+				 req_limit(v->req), v->now);
 	int64_t n = 0;
-	if (store_count(e->store, MSG_QUARANTINED, &n) < 0)
+	if (store_count(view, MSG_QUARANTINED, &n) < 0)
 		n = -1; /* the list answered; the total is what could not be read */
 	if (json_is_true(json_object_get(ans, "ok")))
 		json_object_set_new(ans, "quarantined", json_integer(n));
 	return ans;
 }
 
-static const char *req_str(const json_t *req, const char *key)
+static void cmd_quarantine(const struct control_env *e, const json_t *req, const char *by,
+			   actions_done_fn done, void *arg)
 {
-	return json_string_value(json_object_get(req, key));
+	run_view(e, req, STORE_LANE_READ, "quarantine", quarantine_read, NULL, done, arg);
 }
 
 /* Messages awaiting an acknowledgement (those overdue marked, or only
  * them), or the ones their receiver refused. */
-static json_t *cmd_acks(const struct control_env *e, const json_t *req, const char *by)
+static json_t *acks_read(struct store *view, const struct view_job *v)
 {
 	char err[512];
-	const char *ep = req_str(req, "endpoint");
-	json_t *o = views_acks(e->store, str_empty(ep) ? NULL : ep,
-			       json_is_true(json_object_get(req, "overdue")),
-			       json_is_true(json_object_get(req, "negative")), e->ack_timeout_ms,
-			       req_limit(req), clock_wall_ms(), err, sizeof(err));
+	const char *ep = req_str(v->req, "endpoint");
+	json_t *o = views_acks(view, str_empty(ep) ? NULL : ep,
+			       json_is_true(json_object_get(v->req, "overdue")),
+			       json_is_true(json_object_get(v->req, "negative")), v->ack_timeout_ms,
+			       req_limit(v->req), v->now, err, sizeof(err));
 	return o ? ok(o) : control_error("%s", err);
+}
+
+static void cmd_acks(const struct control_env *e, const json_t *req, const char *by,
+		     actions_done_fn done, void *arg)
+{
+	run_view(e, req, STORE_LANE_READ, "acks", acks_read, NULL, done, arg);
 }
 
 static json_int_t req_id(const json_t *req)
@@ -344,19 +406,31 @@ static json_t *id_answer(int r, const char *err, int64_t id)
 	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
-static json_t *cmd_outages(const struct control_env *e, const json_t *req, const char *by)
+static json_t *outages_read(struct store *view, const struct view_job *v)
 {
 	char err[512];
-	json_t *arr = views_outages(e->store, json_is_true(json_object_get(req, "all")),
-				    clock_wall_ms(), err, sizeof(err));
+	json_t *arr = views_outages(view, json_is_true(json_object_get(v->req, "all")), v->now,
+				    err, sizeof(err));
 	return arr ? ok(json_pack("{s:o}", "outages", arr)) : control_error("%s", err);
 }
 
-static json_t *outage_show(const struct control_env *e, const json_t *req, const char *by)
+static void cmd_outages(const struct control_env *e, const json_t *req, const char *by,
+			actions_done_fn done, void *arg)
+{
+	run_view(e, req, STORE_LANE_READ, "outages", outages_read, NULL, done, arg);
+}
+
+static json_t *outage_show_read(struct store *view, const struct view_job *v)
 {
 	char err[512];
-	json_t *o = views_outage(e->store, req_id(req), clock_wall_ms(), err, sizeof(err));
+	json_t *o = views_outage(view, req_id(v->req), v->now, err, sizeof(err));
 	return o ? ok(json_pack("{s:o}", "outage", o)) : control_error("%s", err);
+}
+
+static void outage_show(const struct control_env *e, const json_t *req, const char *by,
+			actions_done_fn done, void *arg)
+{
+	run_view(e, req, STORE_LANE_READ, "outage", outage_show_read, NULL, done, arg);
 }
 
 static json_t *outage_open(const struct control_env *e, const json_t *req, const char *by)
@@ -385,12 +459,18 @@ static json_t *outage_set(const struct control_env *e, const json_t *req, const 
 	return id_answer(r, err, req_id(req));
 }
 
-static json_t *maint_list(const struct control_env *e, const json_t *req, const char *by)
+static json_t *maint_list_read(struct store *view, const struct view_job *v)
 {
 	char err[512] = "";
-	json_t *arr = views_maintenance(e->store, json_is_true(json_object_get(req, "all")), err,
+	json_t *arr = views_maintenance(view, json_is_true(json_object_get(v->req, "all")), err,
 					sizeof(err));
 	return arr ? ok(json_pack("{s:o}", "maintenance", arr)) : control_error("%s", err);
+}
+
+static void maint_list(const struct control_env *e, const json_t *req, const char *by,
+		       actions_done_fn done, void *arg)
+{
+	run_view(e, req, STORE_LANE_READ, "maintenance", maint_list_read, NULL, done, arg);
 }
 
 static json_t *maint_add(const struct control_env *e, const json_t *req, const char *by)
@@ -421,73 +501,113 @@ static int got_msg(const struct store_msg *m, void *arg)
 	return 0;
 }
 
-static json_t *keep_set(const struct control_env *e, const json_t *req, bool keep)
+/* On the write lane: the check and the change one after the other on the
+ * connection that orders them with the group commit. */
+static json_t *keep_set(struct store *view, int64_t id, bool keep)
 {
-	int64_t id = req_id(req);
 	struct store_msg m = { 0 };
-	int r = id > 0 ? store_get(e->store, id, false, got_msg, &m) : 0;
+	int r = store_get(view, id, false, got_msg, &m);
 	if (r < 0)
-		return control_error("store: %s", store_last_error(e->store));
+		return control_error("store: %s", store_last_error(view));
 	if (r == 0 || (m.state != MSG_DEAD && m.state != MSG_QUARANTINED))
 		return control_error("no dead letter or quarantined file with id %lld",
 				     (long long)id);
 	if (keep && m.removed_at)
 		return control_error("%lld: retention has already removed its %s", (long long)id,
 				     m.state == MSG_DEAD ? "body" : "file");
-	r = store_keep(e->store, id, keep);
+	r = store_keep(view, id, keep);
 	if (r < 0)
-		return control_error("store: %s", store_last_error(e->store));
+		return control_error("store: %s", store_last_error(view));
 	return ok(json_pack("{s:I, s:b}", "id", (json_int_t)id, "keep", keep));
 }
 
-static json_t *keep_keep(const struct control_env *e, const json_t *req, const char *by)
+static json_t *keep_read(struct store *view, const struct view_job *v)
 {
-	return keep_set(e, req, true);
+	return keep_set(view, req_id(v->req), true);
 }
 
-static json_t *keep_release(const struct control_env *e, const json_t *req, const char *by)
+static json_t *release_read(struct store *view, const struct view_job *v)
 {
-	return keep_set(e, req, false);
+	return keep_set(view, req_id(v->req), false);
+}
+
+static void keep_start(const struct control_env *e, const json_t *req, bool keep,
+		       actions_done_fn done, void *arg)
+{
+	if (req_id(req) <= 0) {
+		done(control_error("no dead letter or quarantined file with id %lld",
+				   (long long)req_id(req)), arg);
+		return;
+	}
+	run_view(e, req, STORE_LANE_WRITE, "keep", keep ? keep_read : release_read, NULL, done,
+		 arg);
+}
+
+static void keep_keep(const struct control_env *e, const json_t *req, const char *by,
+		      actions_done_fn done, void *arg)
+{
+	keep_start(e, req, true, done, arg);
+}
+
+static void keep_release(const struct control_env *e, const json_t *req, const char *by,
+			 actions_done_fn done, void *arg)
+{
+	keep_start(e, req, false, done, arg);
 }
 
 /* ---- trace and the actions on single messages and endpoints ------------- */
 
-static json_t *cmd_trace(const struct control_env *e, const json_t *req, const char *by)
+static const struct {
+	const char *key;
+	enum store_find by;
+} trace_keys[] = { { "envelope", STORE_FIND_ENVELOPE }, { "letter", STORE_FIND_LETTER },
+		   { "bundle", STORE_FIND_BUNDLE } };
+
+static json_t *trace_read(struct store *view, const struct view_job *v)
 {
-	static const struct {
-		const char *key;
-		enum store_find by;
-	} keys[] = { { "envelope", STORE_FIND_ENVELOPE }, { "letter", STORE_FIND_LETTER },
-		     { "bundle", STORE_FIND_BUNDLE } };
 	char err[512] = "";
-	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
-		const char *v = req_str(req, keys[i].key);
-		if (str_empty(v))
+	for (size_t i = 0; i < ARRAY_SIZE(trace_keys); i++) {
+		const char *val = req_str(v->req, trace_keys[i].key);
+		if (str_empty(val))
 			continue;
-		json_t *arr = trace_find(e->store, keys[i].by, v, err, sizeof(err));
+		json_t *arr = trace_find(view, trace_keys[i].by, val, err, sizeof(err));
 		if (!arr)
 			return control_error("%s", err);
 		if (json_array_size(arr) == 0) {
 			json_decref(arr);
-			return control_error("trace: no message with %s id %s", keys[i].key, v);
+			return control_error("trace: no message with %s id %s", trace_keys[i].key,
+					     val);
 		}
 		return ok(json_pack("{s:o}", "messages", arr));
 	}
-	if (req_id(req) <= 0)
-		return control_error("trace: which message? (trace ID | --envelope X | --letter Y "
-				     "| --bundle Z)");
-	json_t *t = trace_message(e->store, req_id(req), err, sizeof(err));
+	json_t *t = trace_message(view, req_id(v->req), err, sizeof(err));
 	return t ? ok(json_pack("{s:[o]}", "messages", t)) : control_error("%s", err);
 }
 
-static json_t *cmd_hold(const struct control_env *e, const json_t *req, const char *by)
+static void cmd_trace(const struct control_env *e, const json_t *req, const char *by,
+		      actions_done_fn done, void *arg)
 {
-	return actions_hold(e, req, by, true);
+	bool keyed = false;
+	for (size_t i = 0; i < ARRAY_SIZE(trace_keys); i++)
+		keyed = keyed || !str_empty(req_str(req, trace_keys[i].key));
+	if (!keyed && req_id(req) <= 0) {
+		done(control_error("trace: which message? (trace ID | --envelope X | --letter Y "
+				   "| --bundle Z)"), arg);
+		return;
+	}
+	run_view(e, req, STORE_LANE_READ, "trace", trace_read, NULL, done, arg);
 }
 
-static json_t *cmd_release(const struct control_env *e, const json_t *req, const char *by)
+static void cmd_hold(const struct control_env *e, const json_t *req, const char *by,
+		     actions_done_fn done, void *arg)
 {
-	return actions_hold(e, req, by, false);
+	actions_hold(e, req, by, true, done, arg);
+}
+
+static void cmd_release(const struct control_env *e, const json_t *req, const char *by,
+			actions_done_fn done, void *arg)
+{
+	actions_hold(e, req, by, false, done, arg);
 }
 
 /* A verb that answers later: done(answer, arg) gives the answer. */
@@ -507,27 +627,27 @@ static const struct cmd {
 	cmd_async_fn async;  /* answers later (fn is NULL then) */
 } cmds[] = {
 	{ "status", NULL, NULL, false, NULL, cmd_status },
-	{ "queue", NULL, cmd_queue, false, NULL, NULL },
-	{ "dead", NULL, cmd_dead, false, NULL, NULL },
-	{ "quarantine", NULL, cmd_quarantine, false, NULL, NULL },
-	{ "acks", NULL, cmd_acks, false, NULL, NULL },
-	{ "outages", NULL, cmd_outages, false, NULL, NULL },
-	{ "outage", "show", outage_show, false, NULL, NULL },
+	{ "queue", NULL, NULL, false, NULL, cmd_queue },
+	{ "dead", NULL, NULL, false, NULL, cmd_dead },
+	{ "quarantine", NULL, NULL, false, NULL, cmd_quarantine },
+	{ "acks", NULL, NULL, false, NULL, cmd_acks },
+	{ "outages", NULL, NULL, false, NULL, cmd_outages },
+	{ "outage", "show", NULL, false, NULL, outage_show },
 	{ "outage", "set", outage_set, true, "outage", NULL },
 	{ "outage", "open", outage_open, true, "outage", NULL },
 	{ "outage", "close", outage_close, true, "outage", NULL },
-	{ "maintenance", "list", maint_list, false, NULL, NULL },
+	{ "maintenance", "list", NULL, false, NULL, maint_list },
 	{ "maintenance", "add", maint_add, true, "maintenance", NULL },
 	{ "maintenance", "remove", maint_remove, true, "maintenance", NULL },
-	{ "keep", "keep", keep_keep, true, "msg", NULL },
-	{ "keep", "release", keep_release, true, "msg", NULL },
-	{ "trace", NULL, cmd_trace, false, NULL, NULL },
+	{ "keep", "keep", NULL, true, "msg", keep_keep },
+	{ "keep", "release", NULL, true, "msg", keep_release },
+	{ "trace", NULL, NULL, false, NULL, cmd_trace },
 	{ "requeue", NULL, NULL, true, "msg", actions_requeue },
-	{ "hold", NULL, cmd_hold, true, "endpoint", NULL },
-	{ "release", NULL, cmd_release, true, "endpoint", NULL },
+	{ "hold", NULL, NULL, true, "endpoint", cmd_hold },
+	{ "release", NULL, NULL, true, "endpoint", cmd_release },
 	{ "retry", NULL, actions_retry, true, "endpoint", NULL },
-	{ "resend", NULL, actions_resend, true, "msg", NULL },
-	{ "delete", NULL, actions_delete, true, "msg", NULL },
+	{ "resend", NULL, NULL, true, "msg", actions_resend },
+	{ "delete", NULL, NULL, true, "msg", actions_delete },
 };
 
 /* The row for request: its verb's row without actions, the action it
@@ -680,7 +800,8 @@ static struct changer changer_of(const struct control_caller *who)
 struct later {
 	const struct cmd *c;
 	struct changer w;
-	struct control_reply *reply;
+	struct control_reply *reply; /* NULL while the verb runs */
+	json_t *now;                 /* the answer given while it ran (sqlite) */
 };
 
 static void answer_later(json_t *ans, void *arg)
@@ -689,8 +810,30 @@ static void answer_later(json_t *ans, void *arg)
 	if (l->c->mutates &&
 	    (json_object_get(ans, "results") || json_is_true(json_object_get(ans, "ok"))))
 		audit(l->c, &l->w, ans); /* each change made, also when others failed */
+	if (!l->reply) { /* answered inside the call: control_dispatch returns it */
+		l->now = ans;
+		return;
+	}
 	control_reply(l->reply, ans);
 	free(l);
+}
+
+/* Runs an asynchronous verb. An answer given inside the call (a local
+ * store runs its work at once) is returned as a synchronous verb's is;
+ * otherwise the connection waits for it (control_defer). */
+static json_t *run_async(const struct cmd *c, const json_t *request,
+			 const struct control_caller *who, const char *by, void *arg)
+{
+	struct later *l = xcalloc(1, sizeof(*l));
+	*l = (struct later){ c, changer_of(who), NULL, NULL };
+	c->async(arg, request, by, answer_later, l);
+	if (l->now) {
+		json_t *ans = l->now;
+		free(l);
+		return ans;
+	}
+	l->reply = control_defer(who);
+	return NULL;
 }
 
 json_t *control_dispatch(const json_t *request, const struct control_caller *who, void *arg)
@@ -710,12 +853,8 @@ json_t *control_dispatch(const json_t *request, const struct control_caller *who
 			return deny(c, who);
 		caller_name(who, by, sizeof(by));
 	}
-	if (c->async) {
-		struct later *l = xcalloc(1, sizeof(*l));
-		*l = (struct later){ c, changer_of(who), control_defer(who) };
-		c->async(arg, request, by, answer_later, l);
-		return NULL;
-	}
+	if (c->async)
+		return run_async(c, request, who, by, arg);
 	json_t *ans = c->fn(arg, request, by);
 	if (c->mutates && json_is_true(json_object_get(ans, "ok"))) {
 		struct changer w = changer_of(who);

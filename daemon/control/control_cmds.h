@@ -47,6 +47,8 @@ struct control_env {
 	int64_t max_message_size; /* requeue: the largest quarantined file read back */
 	int64_t ack_timeout_ms;   /* [delivery] ack_timeout: awaiting longer is overdue */
 	const struct cluster *cluster; /* several daemons share the store; NULL: one */
+	bool closing;             /* set while the wiring frees the daemon: store
+				   * completions of verbs only free their jobs */
 	/* Fills *row with the i-th configured endpoint (config order); false
 	 * past the last. */
 	bool (*endpoint_at)(void *ctx, size_t i, struct control_endpoint *row);

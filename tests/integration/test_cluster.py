@@ -353,6 +353,38 @@ class ClusterTest(NoticeTest):
         wait_for(lambda: "store_read" not in a.status(), 30, what="figures back")
         self.assertEqual(a.stop(), 0)
 
+    def test_verbs_answer_while_the_database_hangs(self):
+        """queue, dead and trace read on the store's read lane: with the
+        database stopped each says it had no answer in time, within its
+        deadline, and the status still answers; once the database runs again
+        they answer from it. On the loop's own connection (before) they
+        waited for the database and said why it failed, not this."""
+        a = self.node("node-a").start()
+        wait_for(lambda: set(self.holders(a).values()) == {"node-a"}, 15, what="a holds all")
+        verbs = [("queue", "municipality"), ("dead",), ("trace", "1")]
+        for v in verbs[:2]:
+            self.assertTrue(a.ctl(*v)["ok"], v)
+        self.pg_signal(signal.SIGSTOP)
+        try:
+            for v in verbs:
+                t0 = time.monotonic()
+                ans = a.ctl(*v, check=False)
+                took = time.monotonic() - t0
+                self.assertLess(took, 3 * TIMEOUT_SCALE, "%s waited for the database" % (v,))
+                self.assertFalse(ans["ok"], v)
+                self.assertEqual(ans["error"], "store: no answer in time", v)
+            st = a.status()
+            self.assertEqual(st.get("store_read"), "no answer in time")
+            self.assertEqual(len(st["endpoints"]), 2, "what the loop knows is still there")
+        finally:
+            self.pg_signal(signal.SIGCONT)
+        wait_for(lambda: a.ctl("queue", "municipality", check=False).get("ok"), 30,
+                 what="queue answers again")
+        self.assertTrue(a.ctl("dead")["ok"])
+        ans = a.ctl("trace", "1", check=False)  # no message 1: the store says so
+        self.assertNotEqual(ans.get("error"), "store: no answer in time", ans)
+        self.assertEqual(a.stop(), 0)
+
     def test_2000_messages_through_a_pause_a_kill_and_a_database_restart(self):
         inbox = os.path.join(self.spool, "hospital", "in")
         out = os.path.join(self.spool, "municipality", "out")

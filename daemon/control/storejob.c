@@ -1,0 +1,120 @@
+/*
+ * storejob.c - the answer deadline of storejob.h.
+ *
+ * Two references hold a job: the lane's (dropped once finish has run on the
+ * loop) and the deadline timer's (dropped when it fires or is cancelled).
+ * With sqlite the work and finish run inside store_run(), so the job is
+ * answered before any timer exists and none is made. Otherwise the first of
+ * the two to run answers; the other only drops its reference, so a late
+ * completion after the deadline touches nothing but the job itself.
+ */
+#include "control/storejob.h"
+
+#include "base/log.h"
+#include "codecs/base/mem.h"
+#include "control/control.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+
+struct storejob {
+	const struct control_env *e;
+	const struct storejob_ops *ops;
+	void *data;
+	const char *verb; /* static: a row of the verb table */
+	storejob_done_fn done;
+	void *arg;
+	bool answered;
+	int refs;
+	struct event *deadline;
+};
+
+json_t *storejob_no_answer(void)
+{
+	return control_error("store: no answer in time");
+}
+
+static void job_unref(struct storejob *j)
+{
+	if (--j->refs > 0)
+		return;
+	if (j->deadline)
+		event_free(j->deadline);
+	if (j->ops->free)
+		j->ops->free(j->data);
+	else
+		free(j->data);
+	free(j);
+}
+
+/* A late answer is not sent, but a change it reports is in the store now:
+ * the log says so, since the operator was told it had no answer. */
+static void drop_late(const struct storejob *j, json_t *ans)
+{
+	if (ans)
+		log_notice("event=control-late-answer verb=%s ok=%s error=\"%s\"", j->verb,
+			   json_is_true(json_object_get(ans, "ok")) ? "true" : "false",
+			   json_string_value(json_object_get(ans, "error"))
+				   ? json_string_value(json_object_get(ans, "error"))
+				   : "");
+	json_decref(ans);
+}
+
+/* On the lane: ops and data are fixed before store_run(); the loop
+ * changes only the other fields meanwhile. */
+static void job_work(struct store *view, void *arg)
+{
+	struct storejob *j = arg;
+	j->ops->work(view, j->data);
+}
+
+/* Back on the loop: the work is done. */
+static void job_done(void *arg)
+{
+	struct storejob *j = arg;
+	if (j->e->closing) { /* the daemon is being freed: only the job goes */
+		j->answered = true;
+		job_unref(j);
+		return;
+	}
+	bool late = j->answered;
+	if (!late && j->deadline) { /* pending or about to run: it will not now */
+		event_del(j->deadline);
+		j->refs--;
+	}
+	j->answered = true;
+	json_t *ans = j->ops->finish(j->data, late);
+	if (late)
+		drop_late(j, ans);
+	else if (ans)
+		j->done(ans, j->arg);
+	job_unref(j);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct storejob *j = arg;
+	if (!j->answered) {
+		j->answered = true;
+		log_warn("event=control-store-slow verb=%s wait_ms=%d", j->verb, STOREJOB_WAIT_MS);
+		j->done(j->ops->timeout ? j->ops->timeout(j->data) : storejob_no_answer(), j->arg);
+	}
+	job_unref(j);
+}
+
+void storejob_run(const struct control_env *e, enum store_lane lane, const char *verb,
+		  const struct storejob_ops *ops, void *data, storejob_done_fn done, void *arg)
+{
+	struct storejob *j = xcalloc(1, sizeof(*j));
+	/* two references: the lane's, and this call's (the deadline's after) */
+	*j = (struct storejob){ .e = e, .ops = ops, .data = data, .verb = verb, .done = done, .arg = arg,
+				.refs = 2 };
+	store_run(e->store, lane, job_work, job_done, j);
+	if (j->answered || !e->base) { /* sqlite: answered inside the call */
+		job_unref(j);
+		return;
+	}
+	j->deadline = evtimer_new(e->base, on_deadline, j);
+	struct timeval tv = { STOREJOB_WAIT_MS / 1000, (STOREJOB_WAIT_MS % 1000) * 1000 };
+	evtimer_add(j->deadline, &tv);
+}
