@@ -245,6 +245,17 @@ static int copy_body(const struct store_msg *m, void *arg)
 	return 0;
 }
 
+/* The read of a message to resend or delete: an error answer when it
+ * failed or found nothing, else NULL. */
+static json_t *msg_found(const struct msg_job *j, const char *verb)
+{
+	if (j->r < 0)
+		return control_error("store: %s", j->err);
+	if (!j->i.found)
+		return control_error("%s: no message with id %" PRId64, verb, j->id);
+	return NULL;
+}
+
 static void resend_work(struct store *view, void *data)
 {
 	struct msg_job *j = data;
@@ -290,10 +301,9 @@ static json_t *resend_checked(void *data, bool late)
 	struct msg_job *j = data;
 	if (late)
 		return NULL; /* the operator was answered: nothing is changed */
-	if (j->r < 0)
-		return control_error("store: %s", j->err);
-	if (!j->i.found)
-		return control_error("resend: no message with id %" PRId64, j->id);
+	json_t *bad = msg_found(j, "resend");
+	if (bad)
+		return bad;
 	if (j->i.state != MSG_DELIVERED)
 		return control_error("resend: message %" PRId64 " is %s; only a delivered message is "
 				     "resent%s", j->id, trace_state_name(j->i.state),
@@ -373,10 +383,9 @@ static json_t *delete_checked(void *data, bool late)
 	struct msg_job *j = data;
 	if (late)
 		return NULL; /* the operator was answered: nothing is changed */
-	if (j->r < 0)
-		return control_error("store: %s", j->err);
-	if (!j->i.found)
-		return control_error("delete: no message with id %" PRId64, j->id);
+	json_t *bad = msg_found(j, "delete");
+	if (bad)
+		return bad;
 	if (j->i.state != MSG_QUEUED && j->i.state != MSG_DEAD)
 		return control_error("delete: message %" PRId64 " is %s; only a dead letter or a "
 				     "queued message is deleted", j->id,
