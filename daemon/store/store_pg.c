@@ -248,23 +248,16 @@ enum msg_col {
 
 /* Statements prepared once per connection: the hot paths. */
 enum stmt_id {
-	S_MSG_INSERT, S_ROUTE_INSERT, S_KEY_INSERT, S_TXID_INSERT, S_TOKEN_INSERT,
+	S_ROUTE_INSERT, S_KEY_INSERT, S_TXID_INSERT, S_TOKEN_INSERT,
 	S_DELIVERED, S_DELIVERED_FENCED, S_ATTEMPT, S_ATTEMPT_FENCED, S_REFUSED, S_REFUSED_FENCED,
 	S_FETCH, S_LOOKUP_KEYS, S_LOOKUP_TXIDS, S_LOOKUP_TOKENS, S_NEXT_IDS,
 	S_EVENT_INSERT, S_EVENT_INSERT_MARK, S_EVENT_INSERT_MARK_FENCED, S_STATE_SET, S_MSG_COPY,
 	S_HOLD_INSERT, S_HOLD_DELETE, S_GET, S_ENVELOPE_LOOKUP, S_ACK_SET,
-	S_KEY_INSERT_MANY, S_TOKEN_INSERT_MANY,
+	S_KEY_INSERT_MANY, S_TOKEN_INSERT_MANY, S_MSG_INSERT_MANY, S_BODY_INSERT_MANY,
 	S__COUNT
 };
 
 static const char *const stmt_sql[S__COUNT] = {
-	/* A message, its body and its route in one statement; the route only
-	 * for a queued message from someone other than the broker. */
-	[S_MSG_INSERT] = "WITH m AS (INSERT INTO messages (id, state, source, endpoint, reason, format, "
-			 "ext, type, envelope_id, sender, receiver, nletters, received_at, size, "
-			 "letter_id, refers, ack_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-			 "$10, $11, $12, $13, $14, $16, $17, $18)) "
-			 "INSERT INTO bodies (id, body) VALUES ($1, $15)",
 	[S_ROUTE_INSERT] = "INSERT INTO routes (source, endpoint) VALUES ($1, $2) "
 			   "ON CONFLICT DO NOTHING",
 	[S_KEY_INSERT] = "INSERT INTO letter_keys (sender, letter_id, msg_id, seen_at) "
@@ -272,6 +265,16 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_TXID_INSERT] = "INSERT INTO txids (scope, sender, id, digest, msg_id, seen_at) "
 			  "VALUES ($1, $2, $3, $4, $5, $6)",
 	[S_TOKEN_INSERT] = "INSERT INTO ingest_tokens (token, msg_id, seen_at) VALUES ($1, $2, $3)",
+	/* a batch's messages and their bodies, one statement each at its commit */
+	[S_MSG_INSERT_MANY] = "INSERT INTO messages (id, state, source, endpoint, reason, format, "
+			      "ext, type, envelope_id, sender, receiver, letter_id, refers, nletters, "
+			      "received_at, size, ack_state) SELECT * FROM unnest($1::bigint[], "
+			      "$2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], "
+			      "$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+			      "$12::text[], $13::text[], $14::integer[], $15::bigint[], $16::bigint[], "
+			      "$17::smallint[])",
+	[S_BODY_INSERT_MANY] = "INSERT INTO bodies (id, body) "
+			       "SELECT * FROM unnest($1::bigint[], $2::bytea[])",
 	/* a batch's keys and tokens, one statement each at its commit */
 	[S_KEY_INSERT_MANY] = "INSERT INTO letter_keys (sender, letter_id, msg_id, seen_at) "
 			      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])",
@@ -437,6 +440,9 @@ struct pg_conf {
 	int refs;
 };
 
+#define MSGBUF_NUMS 6   /* id, state, nletters, received_at, size, ack_state */
+#define MSGBUF_TEXTS 11 /* source .. receiver, letter_id, refers */
+
 struct pg {
 	PGconn *conn;
 	struct pg_conf *conf;
@@ -460,6 +466,16 @@ struct pg {
 	/* A batch's letter keys and ingest tokens, sent as one INSERT each
 	 * when it commits (a statement per row was most of a commit's cost). */
 	struct rowbuf { char **a, **b; int64_t *id, *at; size_t n, cap; } kbuf, tbuf;
+	/* A batch's new messages, sent as one INSERT (and one for their
+	 * bodies) when it commits. Strings and bodies are borrowed from the
+	 * batch, which outlives the commit. */
+	struct msgbuf {
+		size_t n, cap;
+		int64_t *num[MSGBUF_NUMS];
+		const char **text[MSGBUF_TEXTS];
+		const uint8_t **body;
+		size_t *blen;
+	} mbuf;
 	int64_t *dbuf;            /* delivered ids not yet sent (one fence) */
 	size_t ndbuf, capdbuf;
 	int64_t dbuf_at;
@@ -698,6 +714,7 @@ static PGresult *next_result(struct pg *q, int64_t deadline, const char *ctx, in
 /* ---- parameters ------------------------------------------------------------ */
 
 #define PARAMS_MAX 24
+#define BYTEAOID_ 17 /* pg_type.oid of bytea (catalog/pg_type_d.h, not in libpq's headers) */
 
 struct params {
 	int n;
@@ -796,24 +813,66 @@ static void p_bytes(struct params *p, const void *data, size_t len)
 	p->owned[p->n++] = NULL;
 }
 
-/* An array literal {"a","b"} of strings, quoted for the array parser. */
+static uint8_t *put_be32(uint8_t *o, uint32_t v)
+{
+	o[0] = (uint8_t)(v >> 24);
+	o[1] = (uint8_t)(v >> 16);
+	o[2] = (uint8_t)(v >> 8);
+	o[3] = (uint8_t)v;
+	return o + 4;
+}
+
+/* bytea[] in PostgreSQL's binary array format (one dimension, no NULLs,
+ * element type bytea): the bodies of a batch in one parameter, copied
+ * once and never escaped. */
+static void p_bytea_array(struct params *p, const uint8_t *const *v, const size_t *len, size_t n)
+{
+	size_t total = 20;
+	for (size_t i = 0; i < n; i++)
+		total += 4 + len[i];
+	assert(p->n < PARAMS_MAX && total <= INT_MAX && n <= INT32_MAX);
+	uint8_t *buf = xmalloc(total), *o = buf;
+	o = put_be32(o, 1);          /* dimensions */
+	o = put_be32(o, 0);          /* no NULLs */
+	o = put_be32(o, BYTEAOID_);  /* element type */
+	o = put_be32(o, (uint32_t)n);
+	o = put_be32(o, 1);          /* lower bound */
+	for (size_t i = 0; i < n; i++) {
+		o = put_be32(o, (uint32_t)len[i]);
+		if (len[i])
+			memcpy(o, v[i], len[i]);
+		o += len[i];
+	}
+	p->v[p->n] = (const char *)buf;
+	p->len[p->n] = (int)total;
+	p->fmt[p->n] = 1;
+	p->owned[p->n++] = (char *)buf;
+}
+
+/* An array literal {"a","b"} of strings, quoted for the array parser; a
+ * NULL string is an SQL NULL. */
 static void p_text_array(struct params *p, const char *const *v, size_t n, size_t stride)
 {
 	size_t len = 3;
 	for (size_t i = 0; i < n; i++) {
 		const char *s = *(const char *const *)((const char *)v + i * stride);
-		len += 2 * strlen(s) + 3;
+		len += s ? 2 * strlen(s) + 3 : 5;
 	}
 	char *buf = xmalloc(len * 3), *o = buf; /* room for U+FFFD in place of any byte */
 	*o++ = '{';
 	for (size_t i = 0; i < n; i++) {
 		const char *s = *(const char *const *)((const char *)v + i * stride);
+		if (i)
+			*o++ = ',';
+		if (!s) { /* an SQL NULL */
+			memcpy(o, "NULL", 4);
+			o += 4;
+			continue;
+		}
 		_cleanup_free_ char *clean = utf8_valid(s, strlen(s)) ? NULL
 						: utf8_clean(s, strlen(s), SIZE_MAX);
 		if (clean)
 			s = clean;
-		if (i)
-			*o++ = ',';
 		*o++ = '"';
 		for (; *s; s++) {
 			if (*s == '"' || *s == '\\')
@@ -1141,6 +1200,39 @@ static void conf_unref(struct pg_conf *c)
 	free(c);
 }
 
+static void msgbuf_free(struct msgbuf *m)
+{
+	for (size_t i = 0; i < MSGBUF_NUMS; i++)
+		free(m->num[i]);
+	for (size_t i = 0; i < MSGBUF_TEXTS; i++)
+		free(m->text[i]);
+	free(m->body);
+	free(m->blen);
+	*m = (struct msgbuf){ 0 };
+}
+
+/* Appends one message: nums and texts in the order of S_MSG_INSERT_MANY's
+ * columns (id, state; the texts; nletters, received_at, size, ack_state). */
+static void msgbuf_add(struct msgbuf *m, const int64_t *nums, const char *const *texts,
+		       const void *body, size_t blen)
+{
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 256;
+		for (size_t i = 0; i < MSGBUF_NUMS; i++)
+			m->num[i] = xrealloc(m->num[i], m->cap * sizeof(int64_t));
+		for (size_t i = 0; i < MSGBUF_TEXTS; i++)
+			m->text[i] = xrealloc(m->text[i], m->cap * sizeof(char *));
+		m->body = xrealloc(m->body, m->cap * sizeof(*m->body));
+		m->blen = xrealloc(m->blen, m->cap * sizeof(size_t));
+	}
+	for (size_t i = 0; i < MSGBUF_NUMS; i++)
+		m->num[i][m->n] = nums[i];
+	for (size_t i = 0; i < MSGBUF_TEXTS; i++)
+		m->text[i][m->n] = texts[i];
+	m->body[m->n] = body ? body : (const uint8_t *)"";
+	m->blen[m->n++] = blen;
+}
+
 static void rowbuf_add(struct rowbuf *r, const char *a, const char *b, int64_t id, int64_t at)
 {
 	if (r->n == r->cap) {
@@ -1177,6 +1269,7 @@ static void rowbuf_free(struct rowbuf *r)
 
 static void batch_reset(struct pg *q)
 {
+	q->mbuf.n = 0; /* borrowed: nothing to free but the arrays, kept */
 	rowbuf_clear(&q->kbuf);
 	rowbuf_clear(&q->tbuf);
 	smap_clear(&q->keys);
@@ -1201,6 +1294,7 @@ static void pg_close(void *be)
 	free(q->dbuf);
 	rowbuf_free(&q->kbuf);
 	rowbuf_free(&q->tbuf);
+	msgbuf_free(&q->mbuf);
 	smap_clear(&q->routes);
 	free((char *)q->rfence.lease);
 	conf_unref(q->conf);
@@ -1565,6 +1659,32 @@ static int dbuf_flush(struct pg *q)
 	return r;
 }
 
+/* Sends the batch's new messages and their bodies, one INSERT each. */
+static int msgs_flush(struct pg *q)
+{
+	struct msgbuf *m = &q->mbuf;
+	if (m->n == 0)
+		return 0;
+	struct params p = { 0 };
+	p_i64_array(&p, m->num[0], m->n); /* id */
+	p_i64_array(&p, m->num[1], m->n); /* state */
+	for (size_t i = 0; i < MSGBUF_TEXTS; i++)
+		p_text_array(&p, m->text[i], m->n, sizeof(char *));
+	for (size_t i = 2; i < MSGBUF_NUMS; i++)
+		p_i64_array(&p, m->num[i], m->n);
+	int r = pipe_send(q, S_MSG_INSERT_MANY, &p, "insert messages");
+	p_free(&p);
+	if (r == 0) {
+		struct params b = { 0 };
+		p_i64_array(&b, m->num[0], m->n);
+		p_bytea_array(&b, m->body, m->blen, m->n);
+		r = pipe_send(q, S_BODY_INSERT_MANY, &b, "insert bodies");
+		p_free(&b);
+	}
+	m->n = 0;
+	return r;
+}
+
 /* Sends the batch's letter keys and ingest tokens, one INSERT each. */
 static int rows_flush(struct pg *q)
 {
@@ -1597,7 +1717,9 @@ static int pg_commit(void *be)
 {
 	struct pg *q = be;
 	assert(q->in_batch);
-	int r = rows_flush(q);
+	int r = msgs_flush(q);
+	if (r == 0)
+		r = rows_flush(q);
 	if (r == 0)
 		r = dbuf_flush(q);
 	if (r == 0 && !PQsendQueryParams(q->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 1))
@@ -2050,24 +2172,15 @@ static int pg_msg_insert(void *be, const struct store_new *m, int64_t *id)
 	int r = next_id(q, &new_id);
 	if (r < 0)
 		return r;
-	const char *text[] = { m->source, m->endpoint, m->reason, m->format, m->ext,
-			       m->type, m->envelope_id, m->sender, m->receiver };
-	struct params p = { 0 };
-	p_i64(&p, new_id);
-	p_i64(&p, m->endpoint ? MSG_QUEUED : MSG_DEAD);
-	for (size_t i = 0; i < ARRAY_SIZE(text); i++)
-		p_text(&p, text[i]);
-	p_i64(&p, m->nletters);
-	p_i64(&p, m->received_at);
-	p_i64(&p, (int64_t)m->size);
-	p_bytes(&p, m->body, m->size);
-	p_text(&p, m->letter_id);
-	p_text(&p, m->refers);
-	p_i64(&p, m->endpoint && m->ack_requested ? ACK_PENDING : ACK_NONE);
-	r = pipe_send(q, S_MSG_INSERT, &p, "insert message");
-	p_free(&p);
-	if (r == 0)
-		r = route_record(q, m);
+	const char *text[MSGBUF_TEXTS] = { m->source, m->endpoint, m->reason, m->format, m->ext,
+					   m->type, m->envelope_id, m->sender, m->receiver,
+					   m->letter_id, m->refers };
+	int64_t num[MSGBUF_NUMS] = { new_id, m->endpoint ? MSG_QUEUED : MSG_DEAD, m->nletters,
+				     m->received_at, (int64_t)m->size,
+				     m->endpoint && m->ack_requested ? ACK_PENDING : ACK_NONE };
+	/* sent with the batch's others at commit (msgs_flush) */
+	msgbuf_add(&q->mbuf, num, text, m->body, m->size);
+	r = route_record(q, m);
 	if (r == 0)
 		*id = new_id;
 	return r;
