@@ -64,7 +64,7 @@
 
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 5000
-#define READ_BUDGET (16u * 1024u * 1024u) /* bytes read per job and held for ingest */
+#define READ_BUDGET (8u * 1024u * 1024u) /* bytes read per job and held for ingest */
 #define REFUSED_MAX 4096                   /* refused entries remembered per inbox */
 #define BUSY_RETRY_MS 1000                 /* a full queue's files are offered again */
 #define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
