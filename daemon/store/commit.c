@@ -260,17 +260,18 @@ static void landed(int r, const char *error, void *arg)
 	 * with it, or it would commit before the failed ones come back (their
 	 * sources offer them again, in order). Taken before any completion
 	 * runs: what the completions add belongs to the next commit. */
-	struct flight later = { 0 };
+	struct pending_msg *later = NULL;
+	size_t nlater = 0;
 	if (r < 0) {
-		later.msgs = TAKE_PTR(c->msgs);
-		later.nmsgs = c->nmsgs;
+		later = TAKE_PTR(c->msgs);
+		nlater = c->nmsgs;
 		c->nmsgs = c->capmsgs = 0;
 	}
 	complete_msgs(f, r);
 	flight_free(f);
-	for (size_t i = 0; i < later.nmsgs; i++)
-		later.msgs[i].done(r, later.msgs[i].m, later.msgs[i].arg);
-	free(later.msgs);
+	for (size_t i = 0; i < nlater; i++)
+		later[i].done(r, later[i].m, later[i].arg);
+	free(later);
 	if (r < 0 && (!marks_empty(&c->marks) || store_async(c->store)))
 		retry_later(c); /* marks wait; a server is asked again */
 	else if (r == 0 && (c->nmsgs || !marks_empty(&c->marks)))
