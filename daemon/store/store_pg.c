@@ -440,6 +440,7 @@ struct pg_conf {
 	int refs;
 };
 
+#define BODIES_PART_MAX (256u * 1024u * 1024u) /* bytes of bodies per INSERT */
 #define MSGBUF_NUMS 6   /* id, state, nletters, received_at, size, ack_state */
 #define MSGBUF_TEXTS 11 /* source .. receiver, letter_id, refers */
 
@@ -1674,10 +1675,15 @@ static int msgs_flush(struct pg *q)
 		p_i64_array(&p, m->num[i], m->n);
 	int r = pipe_send(q, S_MSG_INSERT_MANY, &p, "insert messages");
 	p_free(&p);
-	if (r == 0) {
+	/* the bodies in parts of at most BODIES_PART_MAX bytes: one parameter
+	 * must stay far below libpq's int lengths, however large the batch */
+	for (size_t from = 0, to; r == 0 && from < m->n; from = to) {
+		size_t bytes = m->blen[from];
+		for (to = from + 1; to < m->n && bytes + m->blen[to] <= BODIES_PART_MAX; to++)
+			bytes += m->blen[to];
 		struct params b = { 0 };
-		p_i64_array(&b, m->num[0], m->n);
-		p_bytea_array(&b, m->body, m->blen, m->n);
+		p_i64_array(&b, m->num[0] + from, to - from);
+		p_bytea_array(&b, m->body + from, m->blen + from, to - from);
 		r = pipe_send(q, S_BODY_INSERT_MANY, &b, "insert bodies");
 		p_free(&b);
 	}
