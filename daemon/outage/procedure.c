@@ -599,6 +599,7 @@ void procedure_free(struct procedure *p)
 		maint_free(p->maint[i]);
 	free(p->maint);
 	procedure_notices_free(p);
+	free(p->changes); /* the changes themselves are their writers' */
 	timerules_free(p->tr);
 	notice_templates_free(p->tpl);
 	free(p);

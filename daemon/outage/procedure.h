@@ -126,12 +126,12 @@ int procedure_open_outages(const struct procedure *p);
  * store. by names the operator ("name (uid N)") and is saved as the
  * record's changed_by. A *_prepare() checks the change against p (-errno
  * with a reason in err: -ENOENT, -EEXIST, -EINVAL, -EAGAIN another node
- * runs the procedure, -EBUSY another change is in flight: retry) and
- * hands the record to save in *out, p unchanged. Then, in this order:
- * procedure_change_write() on a store lane, and on the loop either
- * procedure_change_apply() (the write succeeded) or procedure_change_drop()
- * (it failed), then procedure_change_free(). Until then no other change
- * is prepared. */
+ * runs the procedure, -EBUSY a change to the same outage or window is in
+ * flight: retry) and hands the record to save in *out, p unchanged. Then,
+ * in this order: procedure_change_write() on a store lane, and on the loop
+ * either procedure_change_apply() (the write succeeded) or
+ * procedure_change_drop() (it failed), then procedure_change_free(). Until
+ * then no other change to that record is prepared. */
 int procedure_outage_open_prepare(struct procedure *p, const char *by, const char *endpoint,
 				  const char *cause, struct procedure_change **out, char *err,
 				  size_t errlen);

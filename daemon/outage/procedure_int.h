@@ -55,9 +55,10 @@ struct procedure {
 	bool status_dirty;
 	int64_t status_written_at;
 	bool status_error_logged;
-	/* The operator's change being written on a store lane (procedure_ops.c),
-	 * owned by whoever writes it; NULL when none. */
-	struct procedure_change *change;
+	/* The operators' changes being written on a store lane (procedure_ops.c),
+	 * each owned by whoever writes it; at most one per outage or window. */
+	struct procedure_change **changes;
+	size_t nchanges;
 };
 
 /* procedure.c */

@@ -15,12 +15,15 @@
  * has it. The change carries the operator who made it (changed_by) and
  * the instant it was made, so the state applied is the state saved.
  *
- * One operator change is in flight at a time (the others are refused with
- * -EBUSY, "retry"): two changes to one outage would otherwise each save a
- * copy made before the other, and the later write would undo the earlier.
- * While one flies, the timer leaves its outage or window alone and opens
- * no outage of its own for an endpoint an operator is opening one for
- * (procedure.c), so the record saved is not overtaken by an automatic one.
+ * One operator change per outage or window is in flight at a time (a
+ * second is refused with -EBUSY, "retry"): two changes to one outage would
+ * each save a copy made before the other, and the later write would undo
+ * the earlier. Changes to different records do not race, so they are not
+ * held back by each other (a database that hangs holds one verb, not every
+ * other one). While a change flies, the timer leaves its outage or window
+ * alone and opens no outage of its own for an endpoint an operator is
+ * opening one for (procedure.c), so the record saved is not overtaken by
+ * an automatic one.
  * With several daemons only the one that runs the procedure changes it
  * (the others refuse, -EAGAIN). The timer then does whatever the change
  * makes due (e.g. an expected downtime past the threshold sends the first
@@ -74,18 +77,22 @@ static void replace_by(char **field, const char *by)
 }
 
 /* Several daemons: only the holder of the procedure's lease changes its
- * records (its copy in memory is the one the timer acts on); one daemon:
- * one change at a time (see the top of the file). */
-static int may_change(struct procedure *p, char *err, size_t errlen)
+ * records (its copy in memory is the one the timer acts on). */
+static int standby(struct procedure *p, char *err, size_t errlen)
 {
-	if (!procedure_acting(p))
-		return fail(err, errlen, -EAGAIN,
-			    "another node runs the outage procedure now: ask that node "
-			    "(edibrokerctl status names it)");
-	if (p->change)
-		return fail(err, errlen, -EBUSY,
-			    "busy: another change to the outage procedure is being saved; retry");
-	return 0;
+	if (procedure_acting(p))
+		return 0;
+	return fail(err, errlen, -EAGAIN,
+		    "another node runs the outage procedure now: ask that node "
+		    "(edibrokerctl status names it)");
+}
+
+/* One change per record in flight (see the top of the file). */
+static int busy(char *err, size_t errlen, const char *what, long long id)
+{
+	return fail(err, errlen, -EBUSY,
+		    "busy: another change to %s %lld is being saved; retry when it is answered",
+		    what, id);
 }
 
 static struct procedure_change *change_new(struct procedure *p, enum change_kind kind,
@@ -97,10 +104,11 @@ static struct procedure_change *change_new(struct procedure *p, enum change_kind
 	return c;
 }
 
-/* The change is p's one in flight from now until applied or dropped. */
+/* The change is in flight from now until applied or dropped. */
 static int start(struct procedure *p, struct procedure_change *c, struct procedure_change **out)
 {
-	p->change = c;
+	p->changes = xrealloc(p->changes, (p->nchanges + 1) * sizeof(*p->changes));
+	p->changes[p->nchanges++] = c;
 	*out = c;
 	return 0;
 }
@@ -150,11 +158,15 @@ int procedure_outage_open_prepare(struct procedure *p, const char *by, const cha
 				  const char *cause, struct procedure_change **out, char *err,
 				  size_t errlen)
 {
-	int r = may_change(p, err, errlen);
+	int r = standby(p, err, errlen);
 	if (r < 0)
 		return r;
 	if (!config_endpoint(p->cfg, endpoint))
 		return fail(err, errlen, -ENOENT, "no endpoint '%s'", endpoint);
+	if (procedure_change_is(p, 0, 0, endpoint))
+		return fail(err, errlen, -EBUSY,
+			    "busy: an outage of %s is being opened; retry when it is answered",
+			    endpoint);
 	struct outage *o = procedure_find_outage(p, endpoint);
 	if (o)
 		return fail(err, errlen, -EEXIST, "outage %lld is already open for %s",
@@ -171,12 +183,14 @@ int procedure_outage_open_prepare(struct procedure *p, const char *by, const cha
 int procedure_outage_close_prepare(struct procedure *p, const char *by, int64_t id,
 				   struct procedure_change **out, char *err, size_t errlen)
 {
-	int r = may_change(p, err, errlen);
+	int r = standby(p, err, errlen);
 	if (r < 0)
 		return r;
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
+	if (procedure_change_is(p, id, 0, NULL))
+		return busy(err, errlen, "outage", (long long)id);
 	struct procedure_change *c = change_new(p, CH_CLOSE, by);
 	c->o = outage_dup(o);
 	outage_close(c->o, c->now);
@@ -218,12 +232,14 @@ int procedure_outage_set_prepare(struct procedure *p, const char *by, int64_t id
 				 const char *fallback, struct procedure_change **out, char *err,
 				 size_t errlen)
 {
-	int r = may_change(p, err, errlen);
+	int r = standby(p, err, errlen);
 	if (r < 0)
 		return r;
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
+	if (procedure_change_is(p, id, 0, NULL))
+		return busy(err, errlen, "outage", (long long)id);
 	int64_t now = procedure_now(p), end = 0;
 	if (expected && parse_expected(expected, now, &end) < 0)
 		return fail(err, errlen, -EINVAL,
@@ -252,7 +268,7 @@ int procedure_maintenance_add_prepare(struct procedure *p, const char *by, const
 				      const char *contact, struct procedure_change **out,
 				      char *err, size_t errlen)
 {
-	int r = may_change(p, err, errlen);
+	int r = standby(p, err, errlen);
 	if (r < 0)
 		return r;
 	int64_t f, t, now = procedure_now(p);
@@ -293,7 +309,7 @@ static struct maint *maint_by_id(struct procedure *p, int64_t id, size_t *at)
 int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, int64_t id,
 					 struct procedure_change **out, char *err, size_t errlen)
 {
-	int r = may_change(p, err, errlen);
+	int r = standby(p, err, errlen);
 	if (r < 0)
 		return r;
 	size_t at;
@@ -301,6 +317,8 @@ int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, in
 	if (!m)
 		return fail(err, errlen, -ENOENT, "no planned shutdown %lld in force",
 			    (long long)id);
+	if (procedure_change_is(p, 0, id, NULL))
+		return busy(err, errlen, "planned shutdown", (long long)id);
 	struct procedure_change *c = change_new(p, CH_MAINT_REMOVE, by);
 	c->m = maint_dup(m);
 	c->m->removed_at = c->now;
@@ -324,23 +342,34 @@ int64_t procedure_change_id(const struct procedure_change *c)
 	return c->o ? c->o->id : c->m->id;
 }
 
-bool procedure_change_is(const struct procedure *p, int64_t outage_id, int64_t maint_id,
-			 const char *opening)
+/* The lane writes a new record's id: only an open's endpoint and a
+ * change to an existing record's id are read here while it flies. */
+static bool change_matches(const struct procedure_change *c, int64_t outage_id,
+			   int64_t maint_id, const char *opening)
 {
-	const struct procedure_change *c = p->change;
-	if (!c)
-		return false;
 	if (opening)
 		return c->kind == CH_OPEN && strcmp(c->o->endpoint, opening) == 0;
 	if (outage_id)
-		return c->o && c->kind != CH_OPEN && c->o->id == outage_id;
-	return c->m && c->kind == CH_MAINT_REMOVE && c->m->id == maint_id;
+		return (c->kind == CH_CLOSE || c->kind == CH_SET) && c->o->id == outage_id;
+	return c->kind == CH_MAINT_REMOVE && c->m->id == maint_id;
+}
+
+bool procedure_change_is(const struct procedure *p, int64_t outage_id, int64_t maint_id,
+			 const char *opening)
+{
+	for (size_t i = 0; i < p->nchanges; i++)
+		if (change_matches(p->changes[i], outage_id, maint_id, opening))
+			return true;
+	return false;
 }
 
 void procedure_change_drop(struct procedure *p, struct procedure_change *c)
 {
-	if (p->change == c)
-		p->change = NULL;
+	for (size_t i = 0; i < p->nchanges; i++)
+		if (p->changes[i] == c) {
+			p->changes[i] = p->changes[--p->nchanges];
+			return;
+		}
 }
 
 static void apply_open(struct procedure *p, struct procedure_change *c)
