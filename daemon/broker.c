@@ -530,13 +530,75 @@ static int hold_one(const struct store_hold *h, void *arg)
 }
 
 /* The holds recorded in the store, applied to the endpoints configured
- * (start-up; endpoints a reload adds). A failure to read them is logged:
- * those endpoints deliver until the next reload reads them again. */
+ * at start-up, before any delivers (the loop runs nothing else yet). A
+ * failure to read them is logged: those endpoints deliver until the next
+ * reload reads them again. */
 static void load_holds(struct broker *b)
 {
 	if (store_holds(b->store, hold_one, b) < 0)
 		log_err("event=holds-unread error=\"%s\" state=endpoints-not-held",
 			store_last_error(b->store));
+}
+
+/* The holds a reload reads: on the read lane, so a database that does not
+ * answer holds neither the reload nor the loop; applied when they come. */
+struct holds_job {
+	struct broker *b;
+	int64_t read_from;   /* mono ms: an operator's change after this wins */
+	char **names;        /* the endpoints held, owned */
+	size_t n;
+	int r;
+	char err[256];
+};
+
+static int copy_hold(const struct store_hold *h, void *arg)
+{
+	struct holds_job *j = arg;
+	j->names = xrealloc(j->names, (j->n + 1) * sizeof(*j->names));
+	j->names[j->n++] = xstrdup(h->endpoint);
+	return 0;
+}
+
+static void holds_work(struct store *view, void *arg)
+{
+	struct holds_job *j = arg;
+	j->r = store_holds(view, copy_hold, j);
+	if (j->r < 0)
+		str_copy(j->err, store_last_error(view), sizeof(j->err));
+}
+
+/* An endpoint an operator held or released here since the read started is
+ * left alone: the read may predate that verb's record (as a lease round's,
+ * on_cluster_holds). */
+static void apply_holds(struct broker *b, const struct holds_job *j)
+{
+	if (j->r < 0) {
+		log_err("event=holds-unread error=\"%s\" state=endpoints-not-held", j->err);
+		return;
+	}
+	for (size_t i = 0; i < j->n; i++) {
+		struct endpoint *ep = broker_endpoint(b, j->names[i]);
+		if (ep && !ep->held && ep->held_set_at < j->read_from)
+			apply_hold(b, ep, true, "store");
+	}
+}
+
+static void holds_done(void *arg)
+{
+	struct holds_job *j = arg;
+	if (!j->b->closing)
+		apply_holds(j->b, j);
+	for (size_t i = 0; i < j->n; i++)
+		free(j->names[i]);
+	free(j->names);
+	free(j);
+}
+
+static void reload_holds(struct broker *b)
+{
+	struct holds_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct holds_job){ .b = b, .read_from = clock_mono_ms() };
+	store_run(b->store, STORE_LANE_READ, holds_work, holds_done, j);
 }
 
 static bool among(const char *const *names, size_t n, const char *name)
@@ -1491,7 +1553,7 @@ static void reconcile_endpoints(struct broker *b)
 	free(b->eps);
 	b->eps = eps;
 	b->neps = b->cfg->nendpoints;
-	load_holds(b);
+	reload_holds(b);
 	metrics_endpoints(b->cfg);
 }
 

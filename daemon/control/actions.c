@@ -567,8 +567,9 @@ static json_t *requeued_finish(void *data, bool late)
 			log_notice("event=requeued msg=%" PRId64 " outcome=%s new=%" PRId64, j->id,
 				   j->outcome, j->ref);
 	}
-	if (late)
-		return NULL;
+	if (late) /* the operator heard "may still say": a record made now is audited */
+		return j->r >= 0 ? json_pack("{s:b, s:I}", "ok", 1, "id", (json_int_t)j->id)
+				 : NULL;
 	struct rq *q = j->q;
 	if (j->r < 0) {
 		fail(q, "%" PRId64 ": %s, but its record could not be updated: %s", q->id,

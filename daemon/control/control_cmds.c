@@ -13,8 +13,9 @@
  * endpoint table, the procedure) is read only when the answer is composed.
  * Such a verb answers later (control_defer) unless the store answered
  * inside the call (sqlite); its audit line is written when it answers.
- * Left on the loop's connection: the outage and maintenance changes (open,
- * close, set, add, remove), which procedure*.c reads and saves itself.
+ * The outage and maintenance changes (open, close, set, add, remove) too:
+ * procedure_ops.c prepares each record on the loop, it is written on the
+ * write lane, and the procedure applies it once the store has it.
  *
  * The table cmds[] at the bottom is the whole protocol: every verb and
  * action, whether it changes state, and the record id its audit line
@@ -392,20 +393,6 @@ static json_int_t req_id(const json_t *req)
 	return json_integer_value(json_object_get(req, "id"));
 }
 
-static json_t *answer(int r, const char *err, json_t *ok_obj)
-{
-	if (r < 0) {
-		json_decref(ok_obj);
-		return control_error("%s", err);
-	}
-	return ok(ok_obj);
-}
-
-static json_t *id_answer(int r, const char *err, int64_t id)
-{
-	return answer(r, err, json_pack("{s:I}", "id", (json_int_t)id));
-}
-
 static json_t *outages_read(struct store *view, const struct view_job *v)
 {
 	char err[512];
@@ -433,30 +420,90 @@ static void outage_show(const struct control_env *e, const json_t *req, const ch
 	run_view(e, req, STORE_LANE_READ, "outage", outage_show_read, NULL, done, arg);
 }
 
-static json_t *outage_open(const struct control_env *e, const json_t *req, const char *by)
+/* ---- changes to the outage procedure: record on the write lane, then apply ---- */
+
+/* One operator change to the procedure: prepared on the loop (its errors
+ * answered at once), written on the write lane in order with the group
+ * commit, and applied to the procedure on the loop only once the store
+ * has it - also when that came after the deadline (storejob.h). */
+struct change_job {
+	const struct control_env *e;
+	struct procedure_change *c;
+	int r;
+	char err[512];
+};
+
+static void change_work(struct store *view, void *data)
+{
+	struct change_job *j = data;
+	j->r = procedure_change_write(j->c, view, j->err, sizeof(j->err));
+}
+
+static json_t *change_finish(void *data, bool late)
+{
+	struct change_job *j = data;
+	if (j->r < 0) {
+		procedure_change_drop(j->e->proc, j->c);
+		return control_error("%s", j->err);
+	}
+	int64_t id = procedure_change_id(j->c);
+	procedure_change_apply(j->e->proc, j->c);
+	return ok(json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static void change_free(void *data)
+{
+	struct change_job *j = data;
+	procedure_change_free(j->c); /* not the procedure: it may be gone (closing) */
+	free(j);
+}
+
+static const struct storejob_ops change_ops = { .work = change_work, .finish = change_finish,
+						.free = change_free };
+
+/* r and err from a *_prepare(): its refusal now, or its change written. */
+static void run_change(const struct control_env *e, int r, const char *err,
+		       struct procedure_change *c, const char *verb, actions_done_fn done,
+		       void *arg)
+{
+	if (r < 0) {
+		done(control_error("%s", err), arg);
+		return;
+	}
+	struct change_job *j = xcalloc(1, sizeof(*j));
+	*j = (struct change_job){ .e = e, .c = c };
+	storejob_run(e, STORE_LANE_WRITE, verb, &change_ops, j, done, arg);
+}
+
+static void outage_open(const struct control_env *e, const json_t *req, const char *by,
+			actions_done_fn done, void *arg)
 {
 	char err[512] = "";
-	int64_t id = 0;
+	struct procedure_change *c = NULL;
 	const char *ep = req_str(req, "endpoint");
-	int r = procedure_outage_open(e->proc, by, ep ? ep : "", req_str(req, "cause"), &id, err,
-				      sizeof(err));
-	return id_answer(r, err, id);
+	int r = procedure_outage_open_prepare(e->proc, by, ep ? ep : "", req_str(req, "cause"),
+					      &c, err, sizeof(err));
+	run_change(e, r, err, c, "outage-open", done, arg);
 }
 
-static json_t *outage_close(const struct control_env *e, const json_t *req, const char *by)
+static void outage_close(const struct control_env *e, const json_t *req, const char *by,
+			 actions_done_fn done, void *arg)
 {
 	char err[512] = "";
-	int r = procedure_outage_close(e->proc, by, req_id(req), err, sizeof(err));
-	return id_answer(r, err, req_id(req));
+	struct procedure_change *c = NULL;
+	int r = procedure_outage_close_prepare(e->proc, by, req_id(req), &c, err, sizeof(err));
+	run_change(e, r, err, c, "outage-close", done, arg);
 }
 
-static json_t *outage_set(const struct control_env *e, const json_t *req, const char *by)
+static void outage_set(const struct control_env *e, const json_t *req, const char *by,
+		       actions_done_fn done, void *arg)
 {
 	char err[512] = "";
-	int r = procedure_outage_set(e->proc, by, req_id(req), req_str(req, "expected"),
-				     req_str(req, "contact"), req_str(req, "cause"),
-				     req_str(req, "fallback"), err, sizeof(err));
-	return id_answer(r, err, req_id(req));
+	struct procedure_change *c = NULL;
+	int r = procedure_outage_set_prepare(e->proc, by, req_id(req), req_str(req, "expected"),
+					     req_str(req, "contact"), req_str(req, "cause"),
+					     req_str(req, "fallback"), &c, err, sizeof(err));
+	run_change(e, r, err, c, "outage-set", done, arg);
 }
 
 static json_t *maint_list_read(struct store *view, const struct view_job *v)
@@ -473,22 +520,26 @@ static void maint_list(const struct control_env *e, const json_t *req, const cha
 	run_view(e, req, STORE_LANE_READ, "maintenance", maint_list_read, NULL, done, arg);
 }
 
-static json_t *maint_add(const struct control_env *e, const json_t *req, const char *by)
+static void maint_add(const struct control_env *e, const json_t *req, const char *by,
+		      actions_done_fn done, void *arg)
 {
 	char err[512] = "";
-	int64_t id = 0;
+	struct procedure_change *c = NULL;
 	const char *ep = req_str(req, "endpoint");
-	int r = procedure_maintenance_add(e->proc, by, ep ? ep : "", req_str(req, "from"),
-					  req_str(req, "to"), req_str(req, "reason"),
-					  req_str(req, "contact"), &id, err, sizeof(err));
-	return id_answer(r, err, id);
+	int r = procedure_maintenance_add_prepare(e->proc, by, ep ? ep : "", req_str(req, "from"),
+						  req_str(req, "to"), req_str(req, "reason"),
+						  req_str(req, "contact"), &c, err, sizeof(err));
+	run_change(e, r, err, c, "maintenance-add", done, arg);
 }
 
-static json_t *maint_remove(const struct control_env *e, const json_t *req, const char *by)
+static void maint_remove(const struct control_env *e, const json_t *req, const char *by,
+			 actions_done_fn done, void *arg)
 {
 	char err[512] = "";
-	int r = procedure_maintenance_remove(e->proc, by, req_id(req), err, sizeof(err));
-	return id_answer(r, err, req_id(req));
+	struct procedure_change *c = NULL;
+	int r = procedure_maintenance_remove_prepare(e->proc, by, req_id(req), &c, err,
+						     sizeof(err));
+	run_change(e, r, err, c, "maintenance-remove", done, arg);
 }
 
 /* ---- keep: exempt a dead letter or a quarantined file from retention ---- */
@@ -633,12 +684,12 @@ static const struct cmd {
 	{ "acks", NULL, NULL, false, NULL, cmd_acks },
 	{ "outages", NULL, NULL, false, NULL, cmd_outages },
 	{ "outage", "show", NULL, false, NULL, outage_show },
-	{ "outage", "set", outage_set, true, "outage", NULL },
-	{ "outage", "open", outage_open, true, "outage", NULL },
-	{ "outage", "close", outage_close, true, "outage", NULL },
+	{ "outage", "set", NULL, true, "outage", outage_set },
+	{ "outage", "open", NULL, true, "outage", outage_open },
+	{ "outage", "close", NULL, true, "outage", outage_close },
 	{ "maintenance", "list", NULL, false, NULL, maint_list },
-	{ "maintenance", "add", maint_add, true, "maintenance", NULL },
-	{ "maintenance", "remove", maint_remove, true, "maintenance", NULL },
+	{ "maintenance", "add", NULL, true, "maintenance", maint_add },
+	{ "maintenance", "remove", NULL, true, "maintenance", maint_remove },
 	{ "keep", "keep", NULL, true, "msg", keep_keep },
 	{ "keep", "release", NULL, true, "msg", keep_release },
 	{ "trace", NULL, NULL, false, NULL, cmd_trace },
@@ -796,8 +847,12 @@ static struct changer changer_of(const struct control_caller *who)
 	return w;
 }
 
-/* A change answered later: audited when its answer comes. */
+/* A change answered later: audited when its answer comes, and - when it
+ * came after the deadline - when the store's late answer comes (storejob.h).
+ * References: the dispatch's until run_async returns, the answer's until
+ * it is given, and each job's. */
 struct later {
+	struct storejob_audit a; /* first: a late answer's audit finds the rest */
 	const struct cmd *c;
 	struct changer w;
 	struct control_reply *reply; /* NULL while the verb runs */
@@ -810,12 +865,25 @@ static void answer_later(json_t *ans, void *arg)
 	if (l->c->mutates &&
 	    (json_object_get(ans, "results") || json_is_true(json_object_get(ans, "ok"))))
 		audit(l->c, &l->w, ans); /* each change made, also when others failed */
-	if (!l->reply) { /* answered inside the call: control_dispatch returns it */
+	if (!l->reply) /* answered inside the call: control_dispatch returns it */
 		l->now = ans;
-		return;
-	}
-	control_reply(l->reply, ans);
-	free(l);
+	else
+		control_reply(l->reply, ans);
+	storejob_audit_unref(&l->a);
+}
+
+/* The operator was told "no answer in time", yet the change is made: it is
+ * audited with who made it all the same. */
+static void audit_late(struct storejob_audit *a, const json_t *ans)
+{
+	struct later *l = (struct later *)a;
+	if (l->c->mutates)
+		audit(l->c, &l->w, ans);
+}
+
+static void later_release(struct storejob_audit *a)
+{
+	free(a);
 }
 
 /* Runs an asynchronous verb. An answer given inside the call (a local
@@ -825,15 +893,15 @@ static json_t *run_async(const struct cmd *c, const json_t *request,
 			 const struct control_caller *who, const char *by, void *arg)
 {
 	struct later *l = xcalloc(1, sizeof(*l));
-	*l = (struct later){ c, changer_of(who), NULL, NULL };
+	*l = (struct later){ { audit_late, later_release, 2 }, c, changer_of(who), NULL, NULL };
+	storejob_audit_begin(&l->a);
 	c->async(arg, request, by, answer_later, l);
-	if (l->now) {
-		json_t *ans = l->now;
-		free(l);
-		return ans;
-	}
-	l->reply = control_defer(who);
-	return NULL;
+	storejob_audit_end();
+	json_t *ans = TAKE_PTR(l->now);
+	if (!ans)
+		l->reply = control_defer(who);
+	storejob_audit_unref(&l->a);
+	return ans;
 }
 
 json_t *control_dispatch(const json_t *request, const struct control_caller *who, void *arg)

@@ -6,7 +6,9 @@
  * With sqlite the work and finish run inside store_run(), so the job is
  * answered before any timer exists and none is made. Otherwise the first of
  * the two to run answers; the other only drops its reference, so a late
- * completion after the deadline touches nothing but the job itself.
+ * completion after the deadline touches nothing but the job itself - and
+ * the audit it holds, so a change that landed late is still audited with
+ * the caller who made it.
  */
 #include "control/storejob.h"
 
@@ -27,7 +29,27 @@ struct storejob {
 	bool answered;
 	int refs;
 	struct event *deadline;
+	struct storejob_audit *audit; /* a reference, or NULL */
 };
+
+/* The audit of the verb being dispatched, or of the job whose finish runs. */
+static struct storejob_audit *current_audit;
+
+void storejob_audit_begin(struct storejob_audit *a)
+{
+	current_audit = a;
+}
+
+void storejob_audit_end(void)
+{
+	current_audit = NULL;
+}
+
+void storejob_audit_unref(struct storejob_audit *a)
+{
+	if (a && --a->refs == 0)
+		a->release(a);
+}
 
 json_t *storejob_no_answer(void)
 {
@@ -40,6 +62,7 @@ static void job_unref(struct storejob *j)
 		return;
 	if (j->deadline)
 		event_free(j->deadline);
+	storejob_audit_unref(j->audit);
 	if (j->ops->free)
 		j->ops->free(j->data);
 	else
@@ -51,6 +74,9 @@ static void job_unref(struct storejob *j)
  * the log says so, since the operator was told it had no answer. */
 static void drop_late(const struct storejob *j, json_t *ans)
 {
+	if (ans && j->audit &&
+	    (json_object_get(ans, "results") || json_is_true(json_object_get(ans, "ok"))))
+		j->audit->late(j->audit, ans);
 	if (ans)
 		log_notice("event=control-late-answer verb=%s ok=%s error=\"%s\"", j->verb,
 			   json_is_true(json_object_get(ans, "ok")) ? "true" : "false",
@@ -83,7 +109,11 @@ static void job_done(void *arg)
 		j->refs--;
 	}
 	j->answered = true;
+	/* a job finish starts (a check's write) is the same verb's */
+	struct storejob_audit *outer = current_audit;
+	current_audit = j->audit;
 	json_t *ans = j->ops->finish(j->data, late);
+	current_audit = outer;
 	if (late)
 		drop_late(j, ans);
 	else if (ans)
@@ -108,7 +138,9 @@ void storejob_run(const struct control_env *e, enum store_lane lane, const char 
 	struct storejob *j = xcalloc(1, sizeof(*j));
 	/* two references: the lane's, and this call's (the deadline's after) */
 	*j = (struct storejob){ .e = e, .ops = ops, .data = data, .verb = verb, .done = done, .arg = arg,
-				.refs = 2 };
+				.refs = 2, .audit = current_audit };
+	if (j->audit)
+		j->audit->refs++;
 	store_run(e->store, lane, job_work, job_done, j);
 	if (j->answered || !e->base) { /* sqlite: answered inside the call */
 		job_unref(j);

@@ -24,6 +24,26 @@
 /* How long an operator waits for the store before the verb answers without it. */
 #define STOREJOB_WAIT_MS 500
 
+/* Who is told of a change that lands after the deadline, so it is audited
+ * like one answered in time (control_cmds.c names the caller). Held by
+ * every job started while it is current; released once none holds it. */
+struct storejob_audit {
+	/* A late answer that reports a change (ok, or "results"). */
+	void (*late)(struct storejob_audit *a, const json_t *answer);
+	/* No job holds a any more (nor the one that made it current). */
+	void (*release)(struct storejob_audit *a);
+	int refs;
+};
+
+/* Jobs started from now until storejob_audit_end() - and the jobs their
+ * finish starts in turn, e.g. a check's write - report late changes to a
+ * (taking a reference each). The loop is one thread, so "now" is one
+ * verb's dispatch; NULL: none. */
+void storejob_audit_begin(struct storejob_audit *a);
+void storejob_audit_end(void);
+/* Drops a reference taken by hand; release() at the last. */
+void storejob_audit_unref(struct storejob_audit *a);
+
 /* The answer's receiver: done(answer, arg), answer taken over. */
 typedef void (*storejob_done_fn)(json_t *answer, void *arg);
 

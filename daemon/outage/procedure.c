@@ -150,10 +150,17 @@ static void set_cause(struct outage *o, const struct health *h)
 static void open_outage(struct procedure *p, const char *endpoint, const struct health *h,
 			int64_t started_at, int64_t maintenance_id, int64_t now)
 {
+	struct ep_health *e = ep_find(p, endpoint);
+	if (procedure_change_is(p, 0, 0, endpoint)) {
+		/* an operator's open is being saved: two outages of one endpoint
+		 * otherwise. The timer opens this one if that open fails. */
+		if (e)
+			e->open_missed = true;
+		return;
+	}
 	struct outage *o = outage_new(endpoint, started_at, now, &p->rules);
 	o->maintenance_id = maintenance_id;
 	set_cause(o, h);
-	struct ep_health *e = ep_find(p, endpoint);
 	if (procedure_save_outage(p, o) < 0) {
 		outage_free(o);
 		if (e) /* the timer opens it once the store takes it */
@@ -334,6 +341,8 @@ static void advance(struct procedure *p, struct outage *o, int64_t now)
 {
 	if (procedure_is_held(p, o->endpoint))
 		return; /* no notices while held; it goes on from where it is on release */
+	if (procedure_change_is(p, o->id, 0, NULL))
+		return; /* an operator's change to it is being saved: the next tick */
 	struct procedure_ep_view v;
 	bool configured = procedure_ep_view(p, o->endpoint, &v);
 	const struct health *h = configured ? procedure_health_of(p, o->endpoint) : NULL;
@@ -362,6 +371,10 @@ static void maintenance_tick(struct procedure *p, int64_t now)
 	size_t j = 0;
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
+		if (procedure_change_is(p, 0, m->id, NULL)) { /* being removed: left alone */
+			p->maint[j++] = m;
+			continue;
+		}
 		const struct health *h = procedure_health_of(p, m->endpoint);
 		bool down = h && h->state != HEALTH_UP;
 		struct maint_step s = maint_advance(m, now, p->rules.threshold_ms, p->tr, down,
@@ -586,6 +599,7 @@ void procedure_free(struct procedure *p)
 		maint_free(p->maint[i]);
 	free(p->maint);
 	procedure_notices_free(p);
+	free(p->changes); /* the changes themselves are their writers' */
 	timerules_free(p->tr);
 	notice_templates_free(p->tpl);
 	free(p);

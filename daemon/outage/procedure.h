@@ -31,6 +31,7 @@
 
 struct notice_templates;
 struct procedure;
+struct procedure_change;
 
 /* What the procedure is told about one endpoint's queue. */
 struct procedure_ep_view {
@@ -121,9 +122,47 @@ const char *procedure_outage_state(struct procedure *p, const char *endpoint);
 int procedure_endpoints_down(const struct procedure *p);
 int procedure_open_outages(const struct procedure *p);
 
-/* Operators' commands (control socket). by names the operator ("name (uid
- * N)") and is saved as the record's changed_by. Each saves its change
- * before it returns 0, or returns -errno with a reason in err. */
+/* Operators' changes, record-then-apply, so the loop never waits on the
+ * store. by names the operator ("name (uid N)") and is saved as the
+ * record's changed_by. A *_prepare() checks the change against p (-errno
+ * with a reason in err: -ENOENT, -EEXIST, -EINVAL, -EAGAIN another node
+ * runs the procedure, -EBUSY a change to the same outage or window is in
+ * flight: retry) and hands the record to save in *out, p unchanged. Then,
+ * in this order: procedure_change_write() on a store lane, and on the loop
+ * either procedure_change_apply() (the write succeeded) or
+ * procedure_change_drop() (it failed), then procedure_change_free(). Until
+ * then no other change to that record is prepared. */
+int procedure_outage_open_prepare(struct procedure *p, const char *by, const char *endpoint,
+				  const char *cause, struct procedure_change **out, char *err,
+				  size_t errlen);
+int procedure_outage_close_prepare(struct procedure *p, const char *by, int64_t id,
+				   struct procedure_change **out, char *err, size_t errlen);
+int procedure_outage_set_prepare(struct procedure *p, const char *by, int64_t id,
+				 const char *expected, const char *contact, const char *cause,
+				 const char *fallback, struct procedure_change **out, char *err,
+				 size_t errlen);
+int procedure_maintenance_add_prepare(struct procedure *p, const char *by, const char *endpoint,
+				      const char *from, const char *to, const char *reason,
+				      const char *contact, struct procedure_change **out,
+				      char *err, size_t errlen);
+int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, int64_t id,
+					 struct procedure_change **out, char *err, size_t errlen);
+/* Saves c's record on view (any thread: touches c and view only). 0, or
+ * -errno with "store: ..." in err. */
+int procedure_change_write(struct procedure_change *c, struct store *view, char *err,
+			   size_t errlen);
+/* The id of c's outage or window (assigned by the write for a new one). */
+int64_t procedure_change_id(const struct procedure_change *c);
+/* The write succeeded: the same change made to p, which is free for the next. */
+void procedure_change_apply(struct procedure *p, struct procedure_change *c);
+/* The write failed (or was never made): p is free for the next change. */
+void procedure_change_drop(struct procedure *p, struct procedure_change *c);
+/* Accepts NULL. Touches only c (p may be gone). */
+void procedure_change_free(struct procedure_change *c);
+
+/* The same changes written at once on env.store (for callers without a
+ * loop: tests, tools): 0 once saved and applied, or -errno with a reason
+ * in err (-EIO: the store failed). */
 int procedure_outage_open(struct procedure *p, const char *by, const char *endpoint,
 			  const char *cause, int64_t *id, char *err, size_t errlen);
 int procedure_outage_close(struct procedure *p, const char *by, int64_t id, char *err,

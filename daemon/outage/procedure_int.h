@@ -55,6 +55,10 @@ struct procedure {
 	bool status_dirty;
 	int64_t status_written_at;
 	bool status_error_logged;
+	/* The operators' changes being written on a store lane (procedure_ops.c),
+	 * each owned by whoever writes it; at most one per outage or window. */
+	struct procedure_change **changes;
+	size_t nchanges;
 };
 
 /* procedure.c */
@@ -76,6 +80,12 @@ bool procedure_is_held(struct procedure *p, const char *endpoint);
 /* "up", "suspect", "down", "held" or "maintenance" for endpoint with health h. */
 const char *procedure_health_name(struct procedure *p, const char *endpoint,
 				  const struct health *h, int64_t now);
+
+/* procedure_ops.c: true when p's change in flight is to outage_id, to
+ * the window maint_id, or (opening non-NULL) opens an outage of that
+ * endpoint. The timer leaves those alone meanwhile. */
+bool procedure_change_is(const struct procedure *p, int64_t outage_id, int64_t maint_id,
+			 const char *opening);
 
 /* procedure_notice.c */
 void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,

@@ -387,6 +387,51 @@ class ClusterTest(NoticeTest):
         self.assertNotEqual(ans.get("error"), "store: no answer in time", ans)
         self.assertEqual(a.stop(), 0)
 
+    def test_outage_and_maintenance_changes_answer_while_the_database_hangs(self):
+        """outage open and maintenance add write on the store's write lane:
+        with the database stopped each says it had no answer in time, within
+        its deadline, and the status still answers. Once the database runs
+        again each change lands, is applied to the procedure (a second open
+        of that endpoint is refused: already open) and is audited with the
+        caller (control-change), as a change answered in time is. On the
+        loop's own connection (before) each waited out its store call and
+        failed with the connection's error, and nothing was applied."""
+        a = self.node("node-a").start()
+        wait_for(lambda: "procedure" in {n["name"]: n for n in a.status()["cluster"]["nodes"]}
+                 .get("node-a", {}).get("leases", []), 15, what="a runs the procedure")
+        changes = [("outage", "open", "municipality", "--cause", "the database test"),
+                   ("maintenance", "add", "hospital", "--from", "2031-01-01 06:00",
+                    "--to", "2031-01-01 08:00", "--reason", "upgrade")]
+        self.pg_signal(signal.SIGSTOP)
+        try:
+            for v in changes:
+                t0 = time.monotonic()
+                ans = a.ctl(*v, check=False)
+                took = time.monotonic() - t0
+                self.assertLess(took, 3 * TIMEOUT_SCALE, "%s waited for the database" % (v,))
+                self.assertFalse(ans["ok"], v)
+                self.assertEqual(ans["error"], "store: no answer in time", v)
+            t0 = time.monotonic()
+            st = a.status()
+            self.assertLess(time.monotonic() - t0, 3 * TIMEOUT_SCALE, "the status waited")
+            self.assertEqual(len(st["endpoints"]), 2, "what the loop knows is still there")
+        finally:
+            self.pg_signal(signal.SIGCONT)
+        for verb, action, key in (("outage", "open", "outage"),
+                                  ("maintenance", "add", "maintenance")):
+            wait_for(lambda: a.log_lines(r"event=control-late-answer verb=%s-%s ok=true"
+                                         % (verb, action)), 30, what="%s %s lands" % (verb, action))
+            lines = a.log_lines(r"event=control-change verb=%s action=%s " % (verb, action))
+            self.assertEqual(len(lines), 1, lines)
+            self.assertRegex(lines[0], r" uid=\d+ .* %s=[1-9]\d*$" % key)
+        ans = a.ctl("outage", "open", "municipality", "--cause", "again", check=False)
+        self.assertFalse(ans["ok"])
+        self.assertIn("already open for municipality", ans["error"], "applied to the procedure")
+        self.assertEqual([o["endpoint"] for o in a.ctl("outages")["outages"]], ["municipality"])
+        self.assertEqual([m["endpoint"] for m in a.ctl("maintenance")["maintenance"]],
+                         ["hospital"])
+        self.assertEqual(a.stop(), 0)
+
     def test_2000_messages_through_a_pause_a_kill_and_a_database_restart(self):
         inbox = os.path.join(self.spool, "hospital", "in")
         out = os.path.join(self.spool, "municipality", "out")

@@ -966,3 +966,126 @@ Test(procedure, no_overdue_line_when_every_acknowledgement_came)
 	cr_assert_eq(json_integer_value(json_object_get(payload, "acks_overdue")), 0);
 	json_decref(payload);
 }
+
+/* ---- operators' changes: record, then apply ------------------------------ */
+
+/* Prepared on the loop, written on a lane, applied on the loop: until the
+ * write is in, neither the store nor the procedure has the change; until
+ * it is applied, only the store has it. */
+Test(procedure, an_operators_change_is_applied_only_once_written)
+{
+	char err[256] = "";
+	struct procedure_change *c = NULL;
+	cr_assert_eq(procedure_outage_open_prepare(p, "jens (uid 1001)", "sygehus", "fiber", &c, err,
+						   sizeof(err)), 0, "%s", err);
+	cr_assert_eq(procedure_open_outages(p), 0, "prepared: the procedure is untouched");
+	cr_assert_eq(outages_stored(), 0);
+	cr_assert_eq(procedure_change_write(c, store, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_str_eq(stored[0].changed_by, "jens (uid 1001)");
+	cr_assert_eq(procedure_open_outages(p), 0, "written, not yet applied");
+	int64_t id = procedure_change_id(c);
+	cr_assert_eq(id, stored[0].id);
+	procedure_change_apply(p, c);
+	procedure_change_free(c);
+	cr_assert_eq(procedure_open_outages(p), 1);
+	cr_assert_not_null(procedure_outage_state(p, "sygehus"));
+	int64_t again = 0;
+	cr_assert_eq(procedure_outage_open(p, "op", "sygehus", "x", &again, err, sizeof(err)),
+		     -EEXIST, "the procedure has it now");
+}
+
+/* A write the store refuses changes nothing: the answer is the store's
+ * error, the procedure is as it was, and the outage is free for the next
+ * change. */
+Test(procedure, a_change_the_store_refused_leaves_the_procedure_as_it_was)
+{
+	goes_down(T0);
+	cr_assert_eq(outages_stored(), 1);
+	int64_t id = stored[0].id;
+	char err[256] = "";
+	struct procedure_change *c = NULL;
+	cr_assert_eq(procedure_outage_set_prepare(p, "jens (uid 1001)", id, "3h", NULL, NULL, NULL,
+						  &c, err, sizeof(err)), 0, "%s", err);
+	fake_store_fail_saves(true);
+	cr_assert_lt(procedure_change_write(c, store, err, sizeof(err)), 0);
+	cr_assert_eq(strncmp(err, "store: ", 7), 0, "%s", err);
+	procedure_change_drop(p, c);
+	procedure_change_free(c);
+	fake_store_fail_saves(false);
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(nrounds, 1, "the initial notice at the threshold, no earlier");
+	cr_assert_null(strstr(rounds[0].body, "Forventet nedetid: til"), "%s", rounds[0].body);
+	cr_assert_eq(procedure_outage_set(p, "jens (uid 1001)", id, "3h", NULL, NULL, NULL, err,
+					  sizeof(err)), 0, "not busy: %s", err);
+}
+
+/* Two changes to one outage would each write a copy made before the other:
+ * the second is refused until the first is answered. Other records are
+ * free meanwhile. */
+Test(procedure, a_second_change_to_the_same_record_waits_for_the_first)
+{
+	goes_down(T0);
+	cr_assert_eq(outages_stored(), 1);
+	int64_t id = stored[0].id;
+	char err[256] = "";
+	struct procedure_change *c = NULL, *d = NULL, *o = NULL, *m = NULL;
+	cr_assert_eq(procedure_outage_close_prepare(p, "a", id, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(procedure_outage_set_prepare(p, "b", id, NULL, "x", NULL, NULL, &d, err,
+						  sizeof(err)), -EBUSY);
+	cr_assert_null(d);
+	cr_assert_not_null(strstr(err, "retry"), "%s", err);
+	cr_assert_eq(procedure_outage_open_prepare(p, "b", "sygehus", NULL, &o, err, sizeof(err)), 0,
+		     "another endpoint: %s", err);
+	cr_assert_eq(procedure_outage_open_prepare(p, "c", "sygehus", NULL, &d, err, sizeof(err)),
+		     -EBUSY, "being opened");
+	cr_assert_eq(procedure_maintenance_add_prepare(p, "b", "kommune", "2026-11-26 06:00",
+						       "2026-11-26 08:00", "opgradering", NULL, &m,
+						       err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(procedure_change_write(c, store, err, sizeof(err)), 0, "%s", err);
+	procedure_change_apply(p, c);
+	procedure_change_free(c);
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(stored[0].state, OUTAGE_RESOLVED, "closed by hand in the store");
+	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "resolved", "and in the procedure");
+	for (struct procedure_change **x = (struct procedure_change *[]){ o, m, NULL }; *x; x++) {
+		cr_assert_eq(procedure_change_write(*x, store, err, sizeof(err)), 0, "%s", err);
+		procedure_change_apply(p, *x);
+		procedure_change_free(*x);
+	}
+	cr_assert_not_null(procedure_outage_state(p, "sygehus"));
+}
+
+/* While an operator's change flies, the timer does not write the same
+ * outage behind it, nor open an outage of its own for an endpoint the
+ * operator is opening one for. */
+Test(procedure, the_timer_leaves_a_record_being_changed_alone)
+{
+	goes_down(T0);
+	cr_assert_eq(outages_stored(), 1);
+	int64_t id = stored[0].id;
+	char err[256] = "";
+	struct procedure_change *c = NULL, *o = NULL;
+	cr_assert_eq(procedure_outage_set_prepare(p, "jens (uid 1001)", id, NULL, "Jens, +45 1234",
+						  NULL, NULL, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(procedure_outage_open_prepare(p, "jens (uid 1001)", "sygehus", NULL, &o, err,
+						   sizeof(err)), 0, "%s", err);
+	for (int i = 0; i < 3; i++)
+		result_at(T0 + 2 * HOUR + i * SEC, "sygehus", false, 0);
+	cr_assert_eq(procedure_open_outages(p), 1, "not a second outage of sygehus");
+	tick_at(T0 + 2 * HOUR + 5 * SEC);
+	cr_assert_eq(nrounds, 0, "the threshold passed, but its outage is being written");
+	cr_assert_eq(procedure_change_write(c, store, err, sizeof(err)), 0, "%s", err);
+	procedure_change_apply(p, c);
+	procedure_change_free(c);
+	cr_assert_eq(procedure_change_write(o, store, err, sizeof(err)), 0, "%s", err);
+	procedure_change_apply(p, o);
+	procedure_change_free(o);
+	tick_at(T0 + 2 * HOUR + 6 * SEC);
+	cr_assert_eq(nrounds, 1, "now the initial notice");
+	cr_assert_not_null(strstr(rounds[0].body, "Kontaktperson: Jens, +45 1234"), "%s",
+			   rounds[0].body);
+	cr_assert_eq(procedure_open_outages(p), 2, "kommune's and the operator's of sygehus");
+	tick_at(T0 + 2 * HOUR + 7 * SEC);
+	cr_assert_eq(procedure_open_outages(p), 2, "the timer opens no second one");
+}
