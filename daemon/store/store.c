@@ -513,7 +513,11 @@ static int token_seen(struct store *s, struct store_new *m)
 		return r;
 	m->replay = true;
 	m->id = first.msg_id;
-	m->outcome = first.state == MSG_DEAD ? STORE_DEAD : STORE_DUPLICATE;
+	/* A dead letter an operator deleted since is still what the first copy
+	 * became: its source must not hear "accepted" for it (a queued message
+	 * has no reason); a requeued one flows on as a copy: DUPLICATE. */
+	bool dead = first.state == MSG_DEAD || (first.state == MSG_DELETED && first.reason[0]);
+	m->outcome = dead ? STORE_DEAD : STORE_DUPLICATE;
 	if (m->outcome == STORE_DEAD)
 		snprintf(m->why, sizeof(m->why), "%s",
 			 first.reason[0] ? first.reason : "kept as a dead letter");

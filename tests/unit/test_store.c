@@ -574,6 +574,13 @@ Test(store, a_token_first_seen_on_a_dead_letter_answers_dead_with_its_reason)
 	cr_assert_eq(raw_int("SELECT count(*) FROM messages"), 1, "no second row");
 	cr_assert_eq(raw_int("SELECT count(*) FROM letter_keys"), 0);
 	cr_assert_eq(raw_int("SELECT count(*) FROM ingest_tokens"), 1);
+	/* an operator deleted the dead letter: a replay is still not accepted */
+	struct store_event ev = { .at = 3, .kind = "deleted", .by = "root (uid 0)" };
+	cr_assert_eq(store_delete(s, first.id, MSG_DEAD, &ev), 1);
+	struct store_new late = unit(NULL, NULL, 0, "body:ep-in:d1", 4);
+	cr_assert_eq(commit_msgs(s, &late, 1, 4), 0, "%s", store_last_error(s));
+	cr_assert_eq(late.outcome, STORE_DEAD);
+	cr_assert_str_eq(late.why, "no route");
 	store_close(s);
 }
 
