@@ -4,9 +4,10 @@
  *
  * Owns the connection settings, the schema (versioned in meta and upgraded
  * by migrations[] under an advisory lock, so daemons starting together
- * upgrade once), every SQL statement, and the tables only a shared database
- * needs: ingest tokens, nodes, leases and health observations. Behind the
- * table of store_backend.h, like the SQLite backend; store.c calls it.
+ * upgrade once), every SQL statement, the ingest tokens (as SQLite's) and
+ * the tables only a shared database needs: nodes, leases and health
+ * observations. Behind the table of store_backend.h, like the SQLite
+ * backend; store.c calls it.
  *
  * Handles. store_open() gives the loop's handle; store_attach() asks for
  * one more per store lane (connect()), used by one thread at a time. Each

@@ -17,7 +17,9 @@
  * A message's history beyond its row (failed attempts with their fault,
  * duplicates received later, operators' requeue, resend and delete) is in
  * events; find looks messages up by envelope, letter and transmission ids
- * for a trace; holds lists the endpoints an operator paused.
+ * for a trace; holds lists the endpoints an operator paused. ingest_tokens
+ * names the units a source may offer again after a lost answer or a crash
+ * between commit and answer (store.h: store_new.token), as PostgreSQL's.
  *
  * Invariants:
  *  - journal_mode=WAL with synchronous=FULL: COMMIT returns only after the
