@@ -51,6 +51,7 @@
 #include "base/lanes.h"
 #include "base/log.h"
 #include "codecs/base/mem.h"
+#include "codecs/base/sha256.h"
 #include "metrics/metrics.h"
 
 #include <assert.h>
@@ -545,6 +546,11 @@ static enum ingest_result final_result(struct item *it)
 		return it->planned;
 	if (it->m.outcome == STORE_DUPLICATE)
 		return INGEST_DUPLICATE;
+	if (it->m.outcome == STORE_DEAD && it->m.replay) {
+		free(it->reason); /* the first copy's, as stored, not today's routing */
+		it->reason = xstrdup(it->m.why);
+		return INGEST_DEAD;
+	}
 	if (it->m.outcome == STORE_DEAD) {
 		if (!it->reason) { /* the store's own: a partial duplicate, a reused txid */
 			it->reason = xstrdup(it->m.why[0] ? it->m.why
@@ -649,8 +655,13 @@ static void finish(struct item *it)
 		it->ing->queued(it->ing->ctx, r->endpoint, r->m.id, TAKE_PTR(r->rc.body), r->m.size,
 				r->rc.ext, r->rc.type, r->m.received_at);
 	}
-	log_outcome(it, res);
-	count_outcome(it, res);
+	if (it->m.replay && res == INGEST_DEAD) { /* logged and counted with the first copy */
+		log_notice("event=replay msg=%lld source=%s state=dead reason=\"%s\"",
+			   (long long)it->m.id, it->source, it->reason);
+	} else {
+		log_outcome(it, res);
+		count_outcome(it, res);
+	}
 	log_tracking(it, res);
 	if (res == INGEST_ACCEPTED)
 		it->ing->queued(it->ing->ctx, it->endpoint, it->m.id, TAKE_PTR(it->body), it->size,
@@ -942,12 +953,30 @@ static void plan(const struct batch *bt, struct item *it, struct codec_envelope 
 		plan_routed(bt, it, env);
 }
 
+/* INGEST_BODY_TOKEN: the unit's token, the source and a digest of its
+ * bytes, here off the loop (a body may be 16 MiB) and before plan(), whose
+ * receipt takes the token. */
+static void body_token(struct item *it)
+{
+	uint8_t d[SHA256_LEN];
+	char hex[2 * SHA256_LEN + 1];
+	if (!(it->flags & INGEST_BODY_TOKEN) || it->token)
+		return;
+	sha256(it->body, it->size, d);
+	for (size_t i = 0; i < SHA256_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	it->token = xasprintf("body:%s:%s", it->source, hex);
+	it->m.token = it->token;
+}
+
 static void decode_work(void *arg)
 {
 	struct batch *bt = arg;
 	_cleanup_free_ struct codec_envelope *env = xmalloc(sizeof(*env));
-	for (size_t i = 0; i < bt->n; i++)
+	for (size_t i = 0; i < bt->n; i++) {
+		body_token(bt->items[i]);
 		plan(bt, bt->items[i], env);
+	}
 }
 
 /* Back on the loop, in submission order: to the group commit. */

@@ -78,6 +78,12 @@ enum {
 	 * outcome is DEAD with id 0 and the reason, and the caller keeps its
 	 * copy (an operator's requeue of a dead letter or quarantined file). */
 	INGEST_NO_DEAD = 1 << 1,
+	/* The source cannot name the unit itself (an HTTP request, a ZeroMQ
+	 * submit: no request id kept across connections): its ingest token is
+	 * the source's name and a SHA-256 of the body, taken off the loop. The
+	 * same bytes from the same endpoint again are a replay (store.h): they
+	 * get the first copy's outcome and are stored once. */
+	INGEST_BODY_TOKEN = 1 << 2,
 };
 
 /* Back-pressure: true when a message for endpoint must wait, because mine

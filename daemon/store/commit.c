@@ -208,6 +208,7 @@ static void complete_msgs(struct flight *f, int err)
 		f->msgs[i].m->nacked = f->scratch[i].nacked;
 		f->msgs[i].m->nforeign = f->scratch[i].nforeign;
 		f->msgs[i].m->ack_id = f->scratch[i].ack_id;
+		f->msgs[i].m->replay = f->scratch[i].replay;
 	}
 	for (size_t i = 0; i < f->nmsgs; i++)
 		f->msgs[i].done(err, f->msgs[i].m, f->msgs[i].arg);

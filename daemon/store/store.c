@@ -32,11 +32,13 @@
  * one transaction of its own, composed here from the backend's primitives
  * (msg_state, msg_copy, event_add), so a backend implements each as one
  * plain statement.
- * Ingest tokens (store.h) come first of all, where the backend keeps them:
- * a token already recorded makes the message a duplicate of the one that
- * recorded it, so a batch replayed after its COMMIT's answer was lost
- * changes nothing; otherwise the message is applied as below and its token
- * recorded with it, in the same transaction.
+ * Ingest tokens (store.h) come first of all: a token already recorded
+ * makes the message a replay of the one that recorded it, with that
+ * message's outcome (a dead letter stays DEAD with its stored reason), so
+ * a batch replayed after its COMMIT's answer was lost changes nothing and
+ * is answered as the first would have been; otherwise the message is
+ * applied as below and its token recorded with it, in the same
+ * transaction.
  *
  * Marks carry the fence of the endpoint's lease; the backend applies a
  * fenced mark only while that lease is held at that epoch.
@@ -495,26 +497,44 @@ static int apply_queued(struct store *s, struct store_new *m, int64_t now)
 	return r < 0 ? r : ack_of(s, ks.first_id, &m->ack_id);
 }
 
-/* 1 when m's token was recorded before (m becomes a duplicate of that
- * message), 0 when not or when the backend keeps no tokens. */
+/* 1 when m's token was recorded before: m is a replay and gets the first
+ * copy's outcome, so its source hears what it would have heard had the
+ * first answer not been lost (a dead letter: DEAD with its reason; queued
+ * or delivered: DUPLICATE, which HTTP and ZeroMQ answer as they answer
+ * ACCEPTED, with the first id). 0 when not, or when the backend keeps no
+ * tokens. */
 static int token_seen(struct store *s, struct store_new *m)
 {
-	int64_t id;
+	struct store_token_seen first = { 0 };
 	if (!m->token || !s->ops->token_lookup)
 		return 0;
-	int r = s->ops->token_lookup(s->be, m->token, &id);
-	if (r == 1) {
-		m->outcome = STORE_DUPLICATE;
-		m->id = id;
-	}
-	return r;
+	int r = s->ops->token_lookup(s->be, m->token, &first);
+	if (r != 1)
+		return r;
+	m->replay = true;
+	m->id = first.msg_id;
+	/* A dead letter an operator deleted since is still what the first copy
+	 * became: its source must not hear "accepted" for it (a queued message
+	 * has no reason); a requeued one flows on as a copy: DUPLICATE. */
+	bool dead = first.state == MSG_DEAD || (first.state == MSG_DELETED && first.reason[0]);
+	m->outcome = dead ? STORE_DEAD : STORE_DUPLICATE;
+	if (m->outcome == STORE_DEAD)
+		snprintf(m->why, sizeof(m->why), "%s",
+			 first.reason[0] ? first.reason : "kept as a dead letter");
+	return 1;
 }
 
 static int token_record(struct store *s, const struct store_new *m, int64_t now)
 {
 	if (!m->token || !s->ops->token_insert)
 		return 0;
-	int r = s->ops->token_insert(s->be, m->token, m->id, now);
+	struct store_token_seen first = { .msg_id = m->id, .state = MSG_QUEUED };
+	if (m->outcome == STORE_DEAD) {
+		first.state = MSG_DEAD;
+		snprintf(first.reason, sizeof(first.reason), "%s",
+			 m->why[0] ? m->why : m->reason ? m->reason : "");
+	}
+	int r = s->ops->token_insert(s->be, m->token, &first, now);
 	return r == -EEXIST ? -EBUSY : r; /* another writer was first: retry the batch */
 }
 
@@ -535,6 +555,7 @@ static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 	m->why[0] = '\0';
 	m->acked = m->ack_id = 0;
 	m->nacked = m->nforeign = 0;
+	m->replay = false;
 	int r = token_seen(s, m);
 	if (r != 0)
 		return r < 0 ? r : 0;

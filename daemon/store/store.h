@@ -151,11 +151,14 @@ struct store_fence {
 /* A message to insert. Input fields are borrowed for the call. */
 struct store_new {
 	const char *token;       /* names the accepted unit (a spool file by name and
-				  * identity, a request id); NULL = none. A token
-				  * already recorded makes the message a duplicate of
-				  * the one that recorded it: a commit replayed after
-				  * its answer was lost stores nothing twice. Kept by
-				  * backends whose commits can be in doubt (postgresql) */
+				  * identity, an HTTP or ZeroMQ body by its source and
+				  * digest); NULL = none. A token already recorded
+				  * makes the message a replay of the one that recorded
+				  * it: nothing is stored, and the outcome is that
+				  * message's (a dead letter: STORE_DEAD with its
+				  * reason in why; else STORE_DUPLICATE), so a commit
+				  * replayed after its answer was lost gets the first
+				  * answer again. Kept by every backend */
 	const char *source;      /* endpoint it arrived from */
 	const char *endpoint;    /* destination endpoint; NULL = dead letter */
 	const char *reason;      /* dead-letter reason (required when endpoint is NULL) */
@@ -188,7 +191,8 @@ struct store_new {
 	int64_t id;              /* new id; for a duplicate, the earlier message's id
 				  * (the one that recorded its first key) */
 	char why[320];           /* STORE_DEAD the store decided (partial duplicate,
-				  * reused txid): the reason it stored; else "" */
+				  * reused txid, a replay of a dead letter): the
+				  * reason it stored; else "" */
 	int64_t acked;           /* stored acknowledgement: the first message it
 				  * moved in tracking; 0 when none */
 	size_t nacked;           /* how many it moved */
@@ -196,6 +200,8 @@ struct store_new {
 				  * endpoint than this acknowledgement's source */
 	int64_t ack_id;          /* STORE_DUPLICATE: the acknowledgement stored for
 				  * the earlier message, 0 when none has come */
+	bool replay;             /* its token was recorded before: outcome, id and
+				  * why are the first copy's, nothing was stored */
 };
 
 /* A delivery attempt that failed (attempts += 1, last_error = error, and an

@@ -19,6 +19,14 @@
 
 #include "store/store.h"
 
+/* The message an ingest token was recorded with, as it is now: a replay
+ * gets its answer from it (store.c). */
+struct store_token_seen {
+	int64_t msg_id;
+	enum msg_state state;   /* MSG_DELIVERED when the row was pruned */
+	char reason[320];       /* MSG_DEAD: its reason, else "" */
+};
+
 struct store_backend_ops {
 	const char *name;
 	int (*open)(const char *state_dir, const struct store_options *opt, void **be);
@@ -52,10 +60,14 @@ struct store_backend_ops {
 	/* Optional: the marks that follow (msg_delivered, msg_attempt,
 	 * msg_refused) change a row only while f holds; NULL: unfenced. */
 	int (*mark_fence)(void *be, const struct store_fence *f);
-	/* Optional (backends whose commits can be in doubt): ingest tokens. 1
-	 * and *msg_id when known, 0 when not; insert -EEXIST when known. */
-	int (*token_lookup)(void *be, const char *token, int64_t *msg_id);
-	int (*token_insert)(void *be, const char *token, int64_t msg_id, int64_t now);
+	/* Optional: ingest tokens (store_new.token). lookup: 1 and *first
+	 * when known, 0 when not. insert: records token for first->msg_id;
+	 * first's state and reason are what a lookup in the same transaction
+	 * answers (a backend that buffers its writes); -EEXIST when known.
+	 * Pruned by prune() on the history clock, like the letter keys. */
+	int (*token_lookup)(void *be, const char *token, struct store_token_seen *first);
+	int (*token_insert)(void *be, const char *token, const struct store_token_seen *first,
+			    int64_t now);
 
 	/* 1 and *msg_id when the key is known, 0 when not. */
 	int (*key_lookup)(void *be, const struct store_key *key, int64_t *msg_id);

@@ -4,9 +4,10 @@
  *
  * Owns the connection settings, the schema (versioned in meta and upgraded
  * by migrations[] under an advisory lock, so daemons starting together
- * upgrade once), every SQL statement, and the tables only a shared database
- * needs: ingest tokens, nodes, leases and health observations. Behind the
- * table of store_backend.h, like the SQLite backend; store.c calls it.
+ * upgrade once), every SQL statement, the ingest tokens (as SQLite's) and
+ * the tables only a shared database needs: nodes, leases and health
+ * observations. Behind the table of store_backend.h, like the SQLite
+ * backend; store.c calls it.
  *
  * Handles. store_open() gives the loop's handle; store_attach() asks for
  * one more per store lane (connect()), used by one thread at a time. Each
@@ -307,7 +308,10 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_LOOKUP_TXIDS] = "SELECT t.scope, t.sender, t.id, t.digest, t.msg_id FROM txids t "
 			   "JOIN unnest($1::text[], $2::text[], $3::text[]) AS w (c, s, i) "
 			   "ON t.scope = w.c AND t.sender = w.s AND t.id = w.i",
-	[S_LOOKUP_TOKENS] = "SELECT token, msg_id FROM ingest_tokens WHERE token = ANY($1::text[])",
+	/* with the message's state and reason: a replay answers as it did; a
+	 * pruned message (no row) was delivered */
+	[S_LOOKUP_TOKENS] = "SELECT t.token, t.msg_id, m.state, m.reason FROM ingest_tokens t "
+			    "LEFT JOIN messages m ON m.id = t.msg_id WHERE t.token = ANY($1::text[])",
 	[S_NEXT_IDS] = "SELECT nextval('messages_id_seq') FROM generate_series(1, $1)",
 	[S_EVENT_INSERT] = "INSERT INTO events (msg_id, at, kind, fault, detail, changed_by, ref) "
 			   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -355,6 +359,8 @@ struct smap_ent {
 	int64_t val;
 	uint8_t digest[STORE_DIGEST_MAX];
 	size_t digest_len;
+	enum msg_state state;         /* tokens: the state of message val */
+	char *text;                   /* tokens: its dead-letter reason, or NULL */
 };
 
 struct smap {
@@ -380,8 +386,10 @@ static struct smap_ent *smap_slot(struct smap *m, const char *key)
 
 static void smap_clear(struct smap *m)
 {
-	for (size_t i = 0; i < m->cap; i++)
+	for (size_t i = 0; i < m->cap; i++) {
 		free(m->ent[i].key);
+		free(m->ent[i].text);
+	}
 	free(m->ent);
 	*m = (struct smap){ 0 };
 }
@@ -1852,6 +1860,37 @@ static void prefetch_collect(const struct store_batch *b, struct prefetch *f)
 	}
 }
 
+/* Caches what is known of a token in this batch: the message it names
+ * (-1: none), that message's state and dead-letter reason. */
+static void token_put(struct pg *q, const char *token, int64_t id, enum msg_state state,
+		      const char *reason)
+{
+	_cleanup_free_ char *k = key_of(token, "", NULL);
+	struct smap_ent *e = smap_put(&q->tokens, k);
+	e->val = id;
+	e->state = state;
+	free(e->text);
+	e->text = reason && *reason ? xstrdup(reason) : NULL;
+}
+
+/* A row of S_LOOKUP_TOKENS. */
+static void token_row(const PGresult *res, int row, struct store_token_seen *first)
+{
+	*first = (struct store_token_seen){
+		.msg_id = r_i64(res, row, 1),
+		.state = r_null(res, row, 2) ? MSG_DELIVERED : (enum msg_state)r_i64(res, row, 2),
+	};
+	str_copy(first->reason, r_text(res, row, 3) ? r_text(res, row, 3) : "",
+		 sizeof(first->reason));
+}
+
+static void token_found(struct pg *q, const PGresult *res, int row)
+{
+	struct store_token_seen first;
+	token_row(res, row, &first);
+	token_put(q, r_text(res, row, 0), first.msg_id, first.state, first.reason);
+}
+
 /* Marks every key asked as looked up (val -1: not recorded) before the
  * answers fill in the ones that are. */
 static void prefetch_asked(struct pg *q, const struct prefetch *f)
@@ -1865,10 +1904,7 @@ static void prefetch_asked(struct pg *q, const struct prefetch *f)
 		smap_put(&q->txids, k)->val = -1;
 	}
 	for (size_t i = 0; i < f->ntokens; i++)
-	{
-		_cleanup_free_ char *k = key_of(f->tokens[i], "", NULL);
-		smap_put(&q->tokens, k)->val = -1;
-	}
+		token_put(q, f->tokens[i], -1, MSG_QUEUED, NULL);
 }
 
 static void txid_found(struct pg *q, const PGresult *res, int row)
@@ -1902,10 +1938,7 @@ static int prefetch_read(struct pg *q, const struct prefetch *f, int64_t deadlin
 	}
 	if (r == 0 && f->ntokens && (r = pipe_take(q, deadline, &res, "look up tokens")) == 0) {
 		for (int i = 0; i < PQntuples(res); i++)
-		{
-			_cleanup_free_ char *k = key_of(r_text(res, i, 0), "", NULL);
-			smap_put(&q->tokens, k)->val = r_i64(res, i, 1);
-		}
+			token_found(q, res, i);
 		PQclear(res);
 	}
 	if (r == 0 && (r = pipe_take(q, deadline, &res, "message ids")) == 0) {
@@ -2087,7 +2120,13 @@ static int pg_txid_insert(void *be, const struct store_txid *t, int64_t msg_id, 
 	return r;
 }
 
-static int pg_token_lookup(void *be, const char *token, int64_t *msg_id)
+static void token_seen_of(const struct smap_ent *e, struct store_token_seen *first)
+{
+	*first = (struct store_token_seen){ .msg_id = e->val, .state = e->state };
+	str_copy(first->reason, e->text ? e->text : "", sizeof(first->reason));
+}
+
+static int pg_token_lookup(void *be, const char *token, struct store_token_seen *first)
 {
 	struct pg *q = be;
 	_cleanup_free_ char *k = key_of(token, "", NULL);
@@ -2102,23 +2141,25 @@ static int pg_token_lookup(void *be, const char *token, int64_t *msg_id)
 		if (r < 0)
 			return r;
 		int found = PQntuples(res) > 0;
-		int64_t id = found ? r_i64(res, 0, 1) : -1;
+		if (found && !q->in_batch) /* nothing is cached outside a batch */
+			token_row(res, 0, first);
+		else if (found)
+			token_found(q, res, 0);
+		else if (q->in_batch)
+			token_put(q, token, -1, MSG_QUEUED, NULL);
 		PQclear(res);
-		if (!q->in_batch) {
-			if (found)
-				*msg_id = id;
+		if (!q->in_batch)
 			return found;
-		}
-		e = smap_put(&q->tokens, k);
-		e->val = id;
+		e = smap_get(&q->tokens, k);
 	}
 	if (e->val < 0)
 		return 0;
-	*msg_id = e->val;
+	token_seen_of(e, first);
 	return 1;
 }
 
-static int pg_token_insert(void *be, const char *token, int64_t msg_id, int64_t now)
+static int pg_token_insert(void *be, const char *token, const struct store_token_seen *first,
+			   int64_t now)
 {
 	struct pg *q = be;
 	_cleanup_free_ char *k = key_of(token, "", NULL);
@@ -2126,13 +2167,13 @@ static int pg_token_insert(void *be, const char *token, int64_t msg_id, int64_t 
 	if (q->in_batch && e && e->val >= 0)
 		return fail_msg(q, -EEXIST, "record token: already recorded");
 	if (q->in_batch) { /* sent with the batch's others at commit */
-		rowbuf_add(&q->tbuf, token, NULL, msg_id, now);
-		smap_put(&q->tokens, k)->val = msg_id;
+		rowbuf_add(&q->tbuf, token, NULL, first->msg_id, now);
+		token_put(q, token, first->msg_id, first->state, first->reason);
 		return 0;
 	}
 	struct params p = { 0 };
 	p_text(&p, token);
-	p_i64(&p, msg_id);
+	p_i64(&p, first->msg_id);
 	p_i64(&p, now);
 	int r = stmt_exec(q, S_TOKEN_INSERT, NULL, &p, NULL, "record token");
 	p_free(&p);

@@ -17,7 +17,9 @@
  * A message's history beyond its row (failed attempts with their fault,
  * duplicates received later, operators' requeue, resend and delete) is in
  * events; find looks messages up by envelope, letter and transmission ids
- * for a trace; holds lists the endpoints an operator paused.
+ * for a trace; holds lists the endpoints an operator paused. ingest_tokens
+ * names the units a source may offer again after a lost answer or a crash
+ * between commit and answer (store.h: store_new.token), as PostgreSQL's.
  *
  * Invariants:
  *  - journal_mode=WAL with synchronous=FULL: COMMIT returns only after the
@@ -285,6 +287,19 @@ static const char *const migrations[] = {
 	"ALTER TABLE messages ADD COLUMN ack_code TEXT;"
 	"CREATE INDEX messages_ack ON messages (ack_state, delivered_at, id) WHERE ack_state > 1;"
 	"CREATE INDEX messages_ack_envelope ON messages (sender, envelope_id) WHERE ack_state > 0;",
+
+	/* 8: ingest tokens (issue 15): the unit a source may offer again after
+	 * a lost answer or a kill -9 between commit and answer (a spool file
+	 * by identity, an HTTP or ZeroMQ body by its source and digest), and
+	 * the message it became, so the replay is answered as the first copy
+	 * was and stores nothing. As PostgreSQL's table; like letter_keys: no
+	 * foreign key, pruned on the history clock. */
+	"CREATE TABLE ingest_tokens ("
+	"  token   TEXT PRIMARY KEY NOT NULL,"
+	"  msg_id  INTEGER NOT NULL,"
+	"  seen_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX ingest_tokens_seen ON ingest_tokens (seen_at);",
 };
 
 /* Connection settings for a read-write open, in this order. */
@@ -352,14 +367,14 @@ enum msg_col {
  * the query's WHERE names the state as a literal. */
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
-	S_KEY_LOOKUP, S_KEY_INSERT, S_TXID_LOOKUP, S_TXID_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
+	S_KEY_LOOKUP, S_KEY_INSERT, S_TOKEN_LOOKUP, S_TOKEN_INSERT, S_TXID_LOOKUP, S_TXID_INSERT, S_MSG_INSERT, S_BODY_INSERT, S_ROUTE_INSERT, S_DELIVERED,
 	S_ATTEMPT, S_REFUSED,
 	S_FETCH, S_FETCH_EXCEPT, S_DEPTHS, S_GET, S_GET_BODY,
 	S_LIST_0, S_LIST_1, S_LIST_2, S_LIST_3, S_LIST_4, S_LIST_5,
 	S_LIST_EP_0, S_LIST_EP_1, S_LIST_EP_2, S_LIST_EP_3, S_LIST_EP_4, S_LIST_EP_5,
 	S_COUNT_0, S_COUNT_1, S_COUNT_2, S_COUNT_3, S_COUNT_4, S_COUNT_5,
-	S_PRUNE_BODIES, S_PRUNE_KEPT, S_PRUNE_MSGS, S_PRUNE_KEYS, S_PRUNE_TXIDS, S_PRUNE_EVENTS,
-	S_FREELIST, S_VACUUM,
+	S_PRUNE_BODIES, S_PRUNE_KEPT, S_PRUNE_MSGS, S_PRUNE_KEYS, S_PRUNE_TXIDS, S_PRUNE_TOKENS,
+	S_PRUNE_EVENTS, S_FREELIST, S_VACUUM,
 	S_QUARANTINE_INSERT, S_DEAD_DROP_BODIES, S_DEAD_MARK, S_QUARANTINE_DUE,
 	S_QUARANTINE_REMOVED, S_KEEP,
 	S_OUTAGE_INSERT, S_OUTAGE_UPDATE, S_OUTAGE_LIST, S_OUTAGE_GET,
@@ -384,6 +399,11 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_KEY_LOOKUP] = "SELECT msg_id FROM letter_keys WHERE sender = ?1 AND letter_id = ?2",
 	[S_KEY_INSERT] = "INSERT INTO letter_keys (sender, letter_id, msg_id, seen_at) "
 			 "VALUES (?1, ?2, ?3, ?4)",
+	/* with the message's state and reason: a replay answers as it did; a
+	 * pruned message (no row) was delivered */
+	[S_TOKEN_LOOKUP] = "SELECT t.msg_id, m.state, m.reason FROM ingest_tokens t "
+			   "LEFT JOIN messages m ON m.id = t.msg_id WHERE t.token = ?1",
+	[S_TOKEN_INSERT] = "INSERT INTO ingest_tokens (token, msg_id, seen_at) VALUES (?1, ?2, ?3)",
 	[S_TXID_LOOKUP] = "SELECT digest, msg_id FROM txids WHERE scope = ?1 AND sender = ?2 AND id = ?3",
 	[S_TXID_INSERT] = "INSERT INTO txids (scope, sender, id, digest, msg_id, seen_at) "
 			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -446,6 +466,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			 "letter_id FROM letter_keys WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
 	[S_PRUNE_TXIDS] = "DELETE FROM txids WHERE (scope, sender, id) IN (SELECT scope, sender, "
 			  "id FROM txids WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
+	[S_PRUNE_TOKENS] = "DELETE FROM ingest_tokens WHERE token IN (SELECT token FROM "
+			   "ingest_tokens WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
 	[S_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?1 "
 			   "ORDER BY at LIMIT ?2)",
 	[S_FREELIST] = "PRAGMA freelist_count",
@@ -1180,6 +1202,45 @@ static int sq_key_insert(void *be, const struct store_key *key, int64_t msg_id, 
 	return stmt_run(q, st, rc, "record letter key");
 }
 
+static int sq_token_lookup(void *be, const char *token, struct store_token_seen *first)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_TOKEN_LOOKUP];
+	int rc = sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = 0;
+	if (rc == SQLITE_ROW) {
+		bool gone = sqlite3_column_type(st, 1) == SQLITE_NULL;
+		*first = (struct store_token_seen){
+			.msg_id = sqlite3_column_int64(st, 0),
+			.state = gone ? MSG_DELIVERED : (enum msg_state)sqlite3_column_int(st, 1),
+		};
+		str_copy(first->reason, col_text(st, 2) ? col_text(st, 2) : "",
+			 sizeof(first->reason));
+		r = 1;
+	} else if (rc != SQLITE_DONE) {
+		r = sq_fail(q, rc, "look up token");
+	}
+	stmt_done(st);
+	return r;
+}
+
+/* One writer: a lookup reads the row itself, so first's state and reason
+ * need no cache here. */
+static int sq_token_insert(void *be, const char *token, const struct store_token_seen *first,
+			   int64_t now)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = q->st[S_TOKEN_INSERT];
+	int rc = sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, first->msg_id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now);
+	return stmt_run(q, st, rc, "record token");
+}
+
 static int bind_txid(sqlite3_stmt *st, const struct store_txid *t)
 {
 	int rc = sqlite3_bind_text(st, 1, t->scope, -1, SQLITE_STATIC);
@@ -1465,6 +1526,7 @@ static const struct {
 	{ S_PRUNE_MSGS, false, true },
 	{ S_PRUNE_KEYS, false, true },
 	{ S_PRUNE_TXIDS, false, true },
+	{ S_PRUNE_TOKENS, false, true },
 	{ S_PRUNE_EVENTS, false, true },
 };
 
@@ -2171,6 +2233,8 @@ const struct store_backend_ops store_sqlite_ops = {
 	.begin = sq_begin,
 	.commit = sq_commit,
 	.rollback = sq_rollback,
+	.token_lookup = sq_token_lookup,
+	.token_insert = sq_token_insert,
 	.key_lookup = sq_key_lookup,
 	.key_insert = sq_key_insert,
 	.txid_lookup = sq_txid_lookup,

@@ -533,7 +533,14 @@ static void submit(struct http_in *srv, struct evhttp_request *req, const char *
 		h->next->pprev = &h->next;
 	h->pprev = &srv->reqs;
 	srv->reqs = h;
-	ingest_submit(srv->ingest, endpoint, body, len, INGEST_NO_RECEIPT, on_submitted, h);
+	/* HTTP has no request id of its own: a client whose answer was lost
+	 * sends the same body again, and the body's digest names the unit
+	 * (INGEST_BODY_TOKEN), so it gets the first copy's answer (a dead
+	 * letter: 422 again) and nothing is stored twice. Safe for MedCom:
+	 * the same bytes are the same letters (sender, letter id), whose
+	 * resend is a duplicate anyway. */
+	ingest_submit(srv->ingest, endpoint, body, len, INGEST_NO_RECEIPT | INGEST_BODY_TOKEN,
+		      on_submitted, h);
 }
 
 static bool is_messages_path(struct evhttp_request *req)

@@ -511,7 +511,14 @@ static void submit(struct zlink *l, struct zpeer *p, struct zconn *c, const stru
 	p->sub_n++;
 	p->sub_bytes += m->size;
 	l->subs++;
-	ingest_submit(l->env.ingest, p->name, body, m->size, INGEST_NO_RECEIPT, on_submitted, s);
+	/* REF is the peer's name for an answer, not for the message (zmq.md:
+	 * not unique, not kept): a resubmit after a lost answer is named by
+	 * the body's digest instead (INGEST_BODY_TOKEN) and gets the first
+	 * copy's answer, a dead letter its rejected dead-letter again. Safe
+	 * for MedCom: the same bytes are the same letters (sender, letter id),
+	 * whose resend is a duplicate anyway. */
+	ingest_submit(l->env.ingest, p->name, body, m->size, INGEST_NO_RECEIPT | INGEST_BODY_TOKEN,
+		      on_submitted, s);
 }
 
 /* ---- what a peer says --------------------------------------------------- */

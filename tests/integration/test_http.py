@@ -401,6 +401,20 @@ class HttpTest(BrokerTest):
         self.assertTrue(b.log_lines(r"event=accepted msg=%d source=hospital " % mid))
         self.assert_no_secret(b, TOKEN_H)
 
+    def test_a_dead_letter_sent_again_gets_its_answer_again_and_is_kept_once(self):
+        b = self.start(basic_eps())
+        data = msg(7, receiver=OTHER_GLN)
+        # the first answer was lost: the client sends the same body again
+        _, first = self.assert_problem(self.client(b).send(data, TOKEN_H), 422, "undeliverable")
+        _, again = self.assert_problem(self.client(b).send(data, TOKEN_H), 422, "undeliverable")
+        self.assertEqual(again["id"], first["id"], "the first copy's id")
+        self.assertEqual(again.get("detail"), first.get("detail"), "the first copy's reason")
+        dead = b.ctl("dead")["messages"]
+        self.assertEqual([m["id"] for m in dead], [first["id"]], "one dead letter, not two")
+        self.assertTrue(b.log_lines(r"event=replay msg=%d source=hospital state=dead"
+                                    % first["id"]))
+        self.assertEqual(len(b.log_lines(r"event=dead-letter msg=")), 1, "logged once")
+
     def test_refusals_are_problems_with_precise_types(self):
         b = self.start(basic_eps(), broker_lines=["max_message_size = 4K"])
         c = self.client(b)

@@ -352,6 +352,21 @@ class Refusals(ZmqTest):
         self.assertEqual(ans[:2], [b"accepted", b"r2"], ans)
         self.assertEqual(len(listdir_final(b.outbox("hospital"))), 0)
 
+    def test_a_dead_letter_submitted_again_gets_its_answer_again_and_is_kept_once(self):
+        b = self.zbroker().start()
+        dead = self.msgs(1, "D", receiver="5790000143061")[0]  # no endpoint has it
+        p = self.raw(b, self.hosp_key)
+        answers = []
+        for ref in ("d1", "d2"):  # the first answer was lost: the same body, a new REF
+            p.send("submit", ref, dead)
+            ans = p.recv(5)
+            self.assertEqual(ans[:4], [b"rejected", ref.encode(), b"0", b"dead-letter"], ans)
+            answers.append(ans[4])
+        self.assertEqual(answers[1], answers[0], "the first copy's id and reason")
+        listed = b.ctl("dead")["messages"]
+        self.assertEqual(len(listed), 1, "one dead letter, not two: %r" % listed)
+        self.assertIn(b"kept as dead letter %d:" % listed[0]["id"], answers[0])
+
     def test_protocol_errors_are_answered_and_the_connection_lives(self):
         b = self.zbroker().start()
         p = self.raw(b, self.hosp_key)

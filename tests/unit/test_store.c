@@ -542,6 +542,107 @@ Test(store, dead_letters_record_no_keys)
 	store_close(s);
 }
 
+/* ---- ingest tokens: a replay gets the first copy's outcome ---- */
+
+static struct store_new unit(const char *endpoint, const struct store_key *keys, size_t nkeys,
+			     const char *token, int64_t at)
+{
+	struct store_new m = mk(endpoint, keys, nkeys, at);
+	m.token = token;
+	return m;
+}
+
+Test(store, a_token_first_seen_on_a_dead_letter_answers_dead_with_its_reason)
+{
+	struct store *s = open_store();
+	struct store_new first = unit(NULL, NULL, 0, "body:ep-in:d1", 1);
+	cr_assert_eq(commit_msgs(s, &first, 1, 1), 0, "%s", store_last_error(s));
+	cr_assert_eq(first.outcome, STORE_DEAD);
+	cr_assert_not(first.replay);
+	/* the answer was lost; meanwhile a reload made the receiver known:
+	 * the replay is still the first copy, not routed anew */
+	struct store_key k = { GLN_A, "D1" };
+	struct store_new again[2] = { unit("ep-a", &k, 1, "body:ep-in:d1", 2),
+				      unit(NULL, NULL, 0, "body:ep-in:d1", 2) };
+	cr_assert_eq(commit_msgs(s, again, 2, 2), 0, "%s", store_last_error(s));
+	for (size_t i = 0; i < 2; i++) {
+		cr_assert_eq(again[i].outcome, STORE_DEAD, "copy %zu", i);
+		cr_assert(again[i].replay);
+		cr_assert_eq(again[i].id, first.id);
+		cr_assert_str_eq(again[i].why, "no route", "the reason it was stored with");
+	}
+	cr_assert_eq(raw_int("SELECT count(*) FROM messages"), 1, "no second row");
+	cr_assert_eq(raw_int("SELECT count(*) FROM letter_keys"), 0);
+	cr_assert_eq(raw_int("SELECT count(*) FROM ingest_tokens"), 1);
+	/* an operator deleted the dead letter: a replay is still not accepted */
+	struct store_event ev = { .at = 3, .kind = "deleted", .by = "root (uid 0)" };
+	cr_assert_eq(store_delete(s, first.id, MSG_DEAD, &ev), 1);
+	struct store_new late = unit(NULL, NULL, 0, "body:ep-in:d1", 4);
+	cr_assert_eq(commit_msgs(s, &late, 1, 4), 0, "%s", store_last_error(s));
+	cr_assert_eq(late.outcome, STORE_DEAD);
+	cr_assert_str_eq(late.why, "no route");
+	store_close(s);
+}
+
+Test(store, a_token_in_one_batch_twice_and_a_store_decided_dead_letter_answer_alike)
+{
+	struct store *s = open_store();
+	struct store_key k1 = { GLN_A, "L1" };
+	struct store_key k12[2] = { k1, { GLN_A, "L2" } };
+	struct store_new m[3] = { unit("ep-a", &k1, 1, "body:ep-in:a", 1),
+				  unit("ep-a", k12, 2, "body:ep-in:p", 1),
+				  unit("ep-a", k12, 2, "body:ep-in:p", 1) };
+	cr_assert_eq(commit_msgs(s, m, 3, 1), 0, "%s", store_last_error(s));
+	cr_assert_eq(m[1].outcome, STORE_DEAD, "a partial duplicate");
+	cr_assert_not(m[1].replay);
+	cr_assert_eq(m[2].outcome, STORE_DEAD, "the same unit again in the same batch");
+	cr_assert(m[2].replay);
+	cr_assert_eq(m[2].id, m[1].id);
+	cr_assert_str_eq(m[2].why, m[1].why);
+	cr_assert_eq(raw_int("SELECT count(*) FROM messages"), 2);
+	store_close(s);
+}
+
+Test(store, a_token_on_a_queued_or_delivered_message_answers_with_its_id)
+{
+	struct store *s = open_store();
+	struct store_new first = unit("ep-a", NULL, 0, "body:ep-in:q1", 1);
+	cr_assert_eq(commit_msgs(s, &first, 1, 1), 0, "%s", store_last_error(s));
+	cr_assert_eq(first.outcome, STORE_STORED);
+	/* no letter keys: only the token tells the replay from a new message */
+	struct store_new again = unit("ep-a", NULL, 0, "body:ep-in:q1", 2);
+	cr_assert_eq(commit_msgs(s, &again, 1, 2), 0, "%s", store_last_error(s));
+	cr_assert_eq(again.outcome, STORE_DUPLICATE, "answered as accepted, with the first id");
+	cr_assert(again.replay);
+	cr_assert_eq(again.id, first.id);
+	cr_assert_str_eq(again.why, "");
+	deliver(s, &first.id, 1, 3);
+	struct store_new later = unit("ep-a", NULL, 0, "body:ep-in:q1", 4);
+	cr_assert_eq(commit_msgs(s, &later, 1, 4), 0, "%s", store_last_error(s));
+	cr_assert_eq(later.outcome, STORE_DUPLICATE, "delivered since");
+	cr_assert_eq(later.id, first.id);
+	cr_assert_eq(raw_int("SELECT count(*) FROM messages"), 1);
+	store_close(s);
+}
+
+Test(store, tokens_are_pruned_on_the_history_clock)
+{
+	struct store *s = open_store();
+	struct store_new old = unit("ep-a", NULL, 0, "body:ep-in:old", 1000);
+	struct store_new young = unit("ep-a", NULL, 0, "body:ep-in:young", 3000);
+	cr_assert_eq(commit_msgs(s, &old, 1, 1000), 0, "%s", store_last_error(s));
+	cr_assert_eq(commit_msgs(s, &young, 1, 3000), 0, "%s", store_last_error(s));
+	cr_assert_eq(store_prune(s, 0, 2500, 100), 1, "the old token only (both stay queued)");
+	cr_assert_eq(raw_int("SELECT count(*) FROM ingest_tokens"), 1);
+	struct store_new again[2] = { unit("ep-a", NULL, 0, "body:ep-in:old", 4000),
+				      unit("ep-a", NULL, 0, "body:ep-in:young", 4000) };
+	cr_assert_eq(commit_msgs(s, again, 2, 4000), 0, "%s", store_last_error(s));
+	cr_assert_eq(again[0].outcome, STORE_STORED, "its token was pruned with the history");
+	cr_assert_eq(again[1].outcome, STORE_DUPLICATE);
+	cr_assert_eq(again[1].id, young.id);
+	store_close(s);
+}
+
 /* ---- delivery marks and attempts ---- */
 
 Test(store, delivered_marks_and_attempts)

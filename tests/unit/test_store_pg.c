@@ -99,13 +99,16 @@ Test(store_pg, a_replayed_batch_with_its_tokens_changes_nothing)
 	cr_assert_eq(commit_msgs(s, again, 2), 0, "%s", store_last_error(s));
 	cr_assert_eq(again[0].outcome, STORE_DUPLICATE);
 	cr_assert_eq(again[0].id, m[0].id);
-	cr_assert_eq(again[1].outcome, STORE_DUPLICATE, "a dead letter has no keys: its token");
+	cr_assert_eq(again[1].outcome, STORE_DEAD, "a dead letter has no keys: its token, "
+						   "and it answers as it did");
 	cr_assert_eq(again[1].id, m[1].id);
+	cr_assert_str_eq(again[1].why, "no route");
 	cr_assert_eq(sql_int("SELECT count(*) FROM messages"), 2, "nothing stored twice");
-	/* within one batch the second unit of the same token is the duplicate */
+	/* within one batch the second unit of the same token is the replay */
 	struct store_new twice[2] = { msg(NULL, NULL, 0, "t3"), msg(NULL, NULL, 0, "t3") };
 	cr_assert_eq(commit_msgs(s, twice, 2), 0);
-	cr_assert_eq(twice[1].outcome, STORE_DUPLICATE);
+	cr_assert_eq(twice[1].outcome, STORE_DEAD);
+	cr_assert(twice[1].replay);
 	cr_assert_eq(twice[1].id, twice[0].id);
 	store_close(s);
 }
