@@ -309,8 +309,8 @@ static void item_free(struct item *it)
 	free(it);
 }
 
-/* What it has: a decode error, or a zero one (code CODEC_OK, no text),
- * which is what an item held inline before it had none. */
+/* it's decode error, or, when it has none, a zero one (CODEC_OK, no
+ * text): an outcome's error is never NULL, and its readers rely on it. */
 static const struct codec_error *item_error(const struct item *it)
 {
 	static const struct codec_error none;
