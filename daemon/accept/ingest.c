@@ -141,6 +141,12 @@ struct resend {
 	char error[256];           /* why reading it failed */
 };
 
+/* Every message between submission and its report is an item, and a
+ * source holds thousands at once (a spool's read budget of small files):
+ * what every message needs is inline, what few need (a wrapping's ids and
+ * txids, FHIR's SOR ids, an acknowledgement's verdict, a schema verdict's
+ * text, a decode error) is allocated when it is there and freed with the
+ * item. */
 struct item {
 	struct ingest *ing;
 	ingest_done_fn done;
@@ -156,14 +162,14 @@ struct item {
 	size_t size;
 	char type[CODEC_TYPE_MAX], envelope_id[CODEC_ID_MAX];
 	char sender[CODEC_GLN_MAX], receiver[CODEC_GLN_MAX];
-	char format[64], wrapper[2 * (CODEC_ID_MAX + 8)]; /* for the log line */
-	char sender_sor[CODEC_SOR_MAX], receiver_sor[CODEC_SOR_MAX]; /* FHIR: shown, never
-								       * routed on; "-" else */
+	char format[64];              /* for the log line */
+	char *wrapper;                /* for the log line; NULL = bare ("-") */
+	char *sender_sor, *receiver_sor; /* FHIR: shown, never routed on; NULL = "-" */
 	struct store_key *keys;
 	struct { char sender[CODEC_GLN_MAX], id[CODEC_ID_MAX]; } *keybuf;
-	struct store_txid txids[CODEC_WRAP_MAX + 1];
-	struct codec_txid txidbuf[CODEC_WRAP_MAX + 1];
-	struct codec_error error;
+	struct store_txid *txids;     /* m.ntxids of each; NULL when none */
+	struct codec_txid *txidbuf;
+	struct codec_error *error;    /* NULL = none (item_error()) */
 	struct receipt_item *receipt; /* NULL when none is due */
 	bool msg_pending;             /* m is in the commit */
 	bool counted;                 /* size is in ing->pend */
@@ -173,11 +179,11 @@ struct item {
 	/* what an acknowledgement names, copied for the store */
 	struct store_ackref *refs;
 	struct codec_ref *refbuf;
-	char verdict[CODEC_TYPE_MAX];
+	char *verdict;                /* with refs */
 	/* schema validation of what the source sent */
 	enum xsd_mode xsd;
 	enum codec_schema schema;
-	char schema_text[CODEC_SCHEMA_TEXT_MAX];
+	char *schema_text;            /* INVALID or MISSING: what it says; else NULL */
 	/* a duplicate's stored acknowledgement sent again */
 	struct resend *resend;        /* on the source's lane while set */
 	bool resend_tried;
@@ -285,6 +291,14 @@ static void item_free(struct item *it)
 	receipt_item_free(it->receipt);
 	free(it->refs);
 	free(it->refbuf);
+	free(it->verdict);
+	free(it->schema_text);
+	free(it->error);
+	free(it->txids);
+	free(it->txidbuf);
+	free(it->wrapper);
+	free(it->sender_sor);
+	free(it->receiver_sor);
 	free(it->token);
 	free(it->source);
 	free(it->endpoint);
@@ -296,17 +310,51 @@ static void item_free(struct item *it)
 	free(it);
 }
 
+/* it's decode error, or, when it has none, a zero one (CODEC_OK, no
+ * text): an outcome's error is never NULL, and its readers rely on it. */
+static const struct codec_error *item_error(const struct item *it)
+{
+	static const struct codec_error none;
+	return it->error ? it->error : &none;
+}
+
+/* it's error, allocated when it has none yet: code set, text empty. */
+static struct codec_error *item_error_set(struct item *it, enum codec_errcode code)
+{
+	if (!it->error)
+		it->error = xmalloc(sizeof(*it->error));
+	*it->error = (struct codec_error){ .code = code };
+	return it->error;
+}
+
+/* A copy of s cut to what a char[size] holds, as str_copy cuts it. */
+static char *dup_capped(const char *s, size_t size)
+{
+	return xasprintf("%.*s", (int)(size - 1), s);
+}
+
+/* s, or "-" for a field the message does not have. */
+static const char *or_dash(const char *s)
+{
+	return s ? s : "-";
+}
+
 /* The txids of env's wrappings (and FHIR Bundle.id), copied for the store. */
 static void item_take_txids(struct item *it, const struct codec_envelope *env)
 {
-	for (size_t i = 0; i < env->ntxids && i < ARRAY_SIZE(it->txids); i++) {
+	size_t n = env->ntxids < ARRAY_SIZE(env->txids) ? env->ntxids : ARRAY_SIZE(env->txids);
+	if (n == 0)
+		return; /* a bare letter: m.txids stays NULL, m.ntxids 0 */
+	it->txidbuf = xmalloc(n * sizeof(*it->txidbuf));
+	it->txids = xmalloc(n * sizeof(*it->txids));
+	for (size_t i = 0; i < n; i++) {
 		it->txidbuf[i] = env->txids[i];
 		const struct codec_txid *t = &it->txidbuf[i];
 		it->txids[i] = (struct store_txid){ t->scope, t->sender, t->id, t->digest,
 						    sizeof(t->digest) };
 	}
 	it->m.txids = it->txids;
-	it->m.ntxids = env->ntxids < ARRAY_SIZE(it->txids) ? env->ntxids : ARRAY_SIZE(it->txids);
+	it->m.ntxids = n;
 }
 
 /* What tracking needs: whether env asks for an acknowledgement, and, for
@@ -328,7 +376,7 @@ static void item_take_refers(struct item *it, const struct codec_envelope *env)
 	for (size_t i = 0; i < rf->n; i++)
 		it->refs[i] = (struct store_ackref){ it->refbuf[i].sender, it->refbuf[i].envelope_id,
 						     it->refbuf[i].letter_id };
-	str_copy(it->verdict, rf->detail, sizeof(it->verdict));
+	it->verdict = dup_capped(rf->detail, sizeof(rf->detail));
 	it->m.refs = it->refs;
 	it->m.nrefs = rf->n;
 	it->m.refs_scope = rf->scope; /* static in the codec */
@@ -340,20 +388,20 @@ static void item_take_refers(struct item *it, const struct codec_envelope *env)
  * wrappings' ids ("sbdh:ID,vans:ID", "-" when bare). */
 static void item_describe(struct item *it, const struct codec_envelope *env)
 {
+	char wrapper[2 * (CODEC_ID_MAX + 8)] = "";
 	size_t f = 0, w = 0;
-	it->wrapper[0] = '\0';
 	for (size_t i = 0; i < env->nlayers; i++) {
 		const struct codec_layer *l = &env->layers[i];
 		f += (size_t)snprintf(it->format + f, sizeof(it->format) - f, "%s+", l->codec->name);
-		w += (size_t)snprintf(it->wrapper + w, sizeof(it->wrapper) - w, "%s%s:%s",
-				      i ? "," : "", l->codec->name, l->id);
+		w += (size_t)snprintf(wrapper + w, sizeof(wrapper) - w, "%s%s:%s", i ? "," : "",
+				      l->codec->name, l->id);
 		f = f < sizeof(it->format) ? f : sizeof(it->format) - 1;
-		w = w < sizeof(it->wrapper) ? w : sizeof(it->wrapper) - 1;
+		w = w < sizeof(wrapper) ? w : sizeof(wrapper) - 1;
 	}
 	const struct codec *inner = env->inner ? env->inner : env->codec;
 	snprintf(it->format + f, sizeof(it->format) - f, "%s", inner->name);
-	if (!it->wrapper[0])
-		str_copy(it->wrapper, "-", sizeof(it->wrapper));
+	if (wrapper[0])
+		it->wrapper = xstrdup(wrapper);
 }
 
 /* Copies the envelope fields the store keeps out of the scratch envelope:
@@ -367,10 +415,10 @@ static void item_take_envelope(struct item *it, const struct codec_envelope *env
 	str_copy(it->envelope_id, env->envelope_id, sizeof(it->envelope_id));
 	str_copy(it->sender, first->sender, sizeof(it->sender));
 	str_copy(it->receiver, first->receiver, sizeof(it->receiver));
-	str_copy(it->sender_sor, str_empty(first->sender_sor) ? "-" : first->sender_sor,
-		 sizeof(it->sender_sor));
-	str_copy(it->receiver_sor, str_empty(first->receiver_sor) ? "-" : first->receiver_sor,
-		 sizeof(it->receiver_sor));
+	if (!str_empty(first->sender_sor))
+		it->sender_sor = dup_capped(first->sender_sor, sizeof(first->sender_sor));
+	if (!str_empty(first->receiver_sor))
+		it->receiver_sor = dup_capped(first->receiver_sor, sizeof(first->receiver_sor));
 	it->keys = xcalloc(env->nletters, sizeof(struct store_key));
 	it->keybuf = xcalloc(env->nletters, sizeof(*it->keybuf));
 	for (size_t i = 0; i < env->nletters; i++) {
@@ -472,7 +520,7 @@ static void report(struct item *it, enum ingest_result res)
 {
 	struct ingest_outcome o = {
 		.result = res, .id = it->m.id, .endpoint = it->endpoint,
-		.reason = it->reason, .error = &it->error,
+		.reason = it->reason, .error = item_error(it),
 	};
 	it->ing->inflight--;
 	it->done(&o, it->arg);
@@ -488,13 +536,13 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 			 "sender_sor=%s receiver_sor=%s",
 			 (long long)it->m.id, it->source, it->endpoint, it->type, it->m.nletters,
 			 it->envelope_id, it->sender, it->receiver, it->size, it->format,
-			 it->wrapper, it->sender_sor, it->receiver_sor);
+			 or_dash(it->wrapper), or_dash(it->sender_sor), or_dash(it->receiver_sor));
 		break;
 	case INGEST_DUPLICATE:
 		log_notice("event=duplicate msg=%lld source=%s type=%s envelope=%s sender=%s "
 			   "state=dropped format=%s wrapper=%s sender_sor=%s",
 			   (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
-			   it->format, it->wrapper, it->sender_sor);
+			   it->format, or_dash(it->wrapper), or_dash(it->sender_sor));
 		break;
 	case INGEST_DEAD:
 		if (it->m.id == 0) { /* INGEST_NO_DEAD: the caller keeps it */
@@ -507,12 +555,12 @@ static void log_outcome(const struct item *it, enum ingest_result res)
 			 "receiver=%s reason=\"%s\" format=%s wrapper=%s sender_sor=%s "
 			 "receiver_sor=%s",
 			 (long long)it->m.id, it->source, it->type, it->envelope_id, it->sender,
-			 it->receiver, it->reason, it->format, it->wrapper, it->sender_sor,
-			 it->receiver_sor);
+			 it->receiver, it->reason, it->format, or_dash(it->wrapper),
+			 or_dash(it->sender_sor), or_dash(it->receiver_sor));
 		break;
 	case INGEST_REJECTED:
 		log_warn("event=rejected source=%s size=%zu error=%s reason=\"%s\"", it->source,
-			 it->size, codec_errcode_name(it->error.code), it->error.text);
+			 it->size, codec_errcode_name(item_error(it)->code), item_error(it)->text);
 		break;
 	case INGEST_FORBIDDEN:
 		log_err("event=sender-refused source=%s sender=%s envelope=%s type=%s size=%zu "
@@ -581,7 +629,7 @@ static void count_outcome(const struct item *it, enum ingest_result res)
 		break;
 	case INGEST_REJECTED:
 		metrics_add(METRIC_REFUSED, 1,
-			    METRIC_LABELS(it->source, codec_errcode_name(it->error.code)));
+			    METRIC_LABELS(it->source, codec_errcode_name(item_error(it)->code)));
 		break;
 	case INGEST_FORBIDDEN:
 		metrics_add(METRIC_REFUSED, 1, METRIC_LABELS(it->source, "sender"));
@@ -616,7 +664,7 @@ static void log_tracking(const struct item *it, enum ingest_result res)
 		 "reason=\"%s\"",
 		 it->schema == CODEC_SCHEMA_INVALID ? "schema-invalid" : "schema-missing",
 		 (long long)m->id, it->source, it->type, it->envelope_id,
-		 it->xsd == XSD_ENFORCE ? "enforce" : "warn", it->schema_text);
+		 it->xsd == XSD_ENFORCE ? "enforce" : "warn", it->schema_text ? it->schema_text : "");
 }
 
 static bool resend_start(struct item *it);
@@ -838,10 +886,11 @@ static void plan_rejected(const struct batch *bt, struct item *it,
 			  const struct codec_envelope *env)
 {
 	it->planned = INGEST_REJECTED;
-	it->reason = xstrdup(it->error.text);
+	it->reason = xstrdup(item_error(it)->text);
 	if (it->flags & INGEST_NO_RECEIPT)
 		return;
-	it->receipt = make_receipt(bt, it->source, it->token, env, codec_errcode_refusal(it->error.code),
+	it->receipt = make_receipt(bt, it->source, it->token, env,
+				   codec_errcode_refusal(item_error(it)->code),
 				   "EDI-kuverten kunne ikke behandles af EDI-broker.\n"
 				   "The envelope could not be processed by the EDI broker.");
 }
@@ -873,8 +922,8 @@ static void plan_forbidden(struct item *it, const char *sender)
 	str_copy(it->sender, sender, sizeof(it->sender));
 	it->reason = xasprintf("sender not owned by this endpoint: %s may not send as %s",
 			       it->source, sender);
-	it->error = (struct codec_error){ CODEC_ESTRUCTURE, "" };
-	str_copy(it->error.text, it->reason, sizeof(it->error.text));
+	struct codec_error *e = item_error_set(it, CODEC_ESTRUCTURE);
+	str_copy(e->text, it->reason, sizeof(e->text));
 }
 
 static void plan_routed(const struct batch *bt, struct item *it,
@@ -917,10 +966,9 @@ static void plan_invalid(const struct batch *bt, struct item *it,
 			 const struct codec_envelope *env)
 {
 	it->planned = INGEST_REJECTED;
-	it->error.code = CODEC_ESCHEMA;
-	snprintf(it->error.text, sizeof(it->error.text), "not valid against its XML Schema: %s",
-		 env->schema_text);
-	it->reason = xstrdup(it->error.text);
+	struct codec_error *e = item_error_set(it, CODEC_ESCHEMA);
+	snprintf(e->text, sizeof(e->text), "not valid against its XML Schema: %s", env->schema_text);
+	it->reason = xstrdup(e->text);
 	if (it->flags & INGEST_NO_RECEIPT)
 		return;
 	_cleanup_free_ char *text = xasprintf("Meddelelsen er ikke gyldig efter sit XML-skema.\n"
@@ -937,9 +985,14 @@ static void plan(const struct batch *bt, struct item *it, struct codec_envelope 
 	it->xsd = router_xsd(bt->router, it->source);
 	if (it->xsd != XSD_OFF)
 		lim.schemas = bt->set->schemas;
-	int r = codec_decode_any(it->body, it->size, &lim, env, &it->error);
+	struct codec_error err = { 0 };
+	int r = codec_decode_any(it->body, it->size, &lim, env, &err);
+	if (r < 0 || err.code != CODEC_OK || err.text[0])
+		*item_error_set(it, err.code) = err;
 	it->schema = r < 0 ? CODEC_SCHEMA_UNCHECKED : env->schema;
-	str_copy(it->schema_text, env->schema_text, sizeof(it->schema_text));
+	/* only a verdict that is logged (log_tracking) keeps its text */
+	if (it->schema == CODEC_SCHEMA_INVALID || it->schema == CODEC_SCHEMA_MISSING)
+		it->schema_text = dup_capped(env->schema_text, sizeof(env->schema_text));
 	/* a refused message may still name its sender (to address a receipt) */
 	size_t named = r < 0 ? (str_empty(env->letters[0].sender) ? 0 : 1) : env->nletters;
 	const char *foreign = foreign_sender(bt->router, it->source, env, named);
