@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +360,18 @@ static int run(struct daemon *d)
 	return d->exit_code;
 }
 
+/* glibc gives each thread that allocates its own malloc arena (up to 8 per
+ * core), and an arena keeps its freed pages: with the decode, store and
+ * delivery lanes that was 32-38 of a 100k burst's 64-73 MB peak, against
+ * 13-15 MB of live heap. Two arenas measured 53 MB, one 41 MB, at the same
+ * throughput; two keep one lane's allocations off the loop's lock. An
+ * operator's MALLOC_ARENA_MAX wins (glibc read it at start). */
+static void limit_arenas(void)
+{
+	if (!getenv("MALLOC_ARENA_MAX"))
+		mallopt(M_ARENA_MAX, 2);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -396,6 +409,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	limit_arenas();
 	xmlsafe_init();
 	notify_global_init(); /* before any worker thread starts */
 	return run(&d);
