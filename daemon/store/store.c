@@ -557,8 +557,21 @@ static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 	m->nacked = m->nforeign = 0;
 	m->replay = false;
 	int r = token_seen(s, m);
-	if (r != 0)
-		return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	if (r == 1 && (m->outcome == STORE_DEAD || m->nkeys == 0))
+		return 0;
+	if (r == 1) {
+		/* A copy with letters of a message that went on: the duplicate
+		 * register answers it as for any resend (MedCom: logged, on
+		 * record, its stored acknowledgement sent again), so a sender
+		 * sending the same bytes again because no receipt came gets the
+		 * receipt; the token is recorded already. */
+		m->replay = false;
+		m->outcome = STORE_STORED;
+		m->id = 0;
+		return apply_one(s, m, now);
+	}
 	r = apply_one(s, m, now);
 	return r < 0 ? r : token_record(s, m, now);
 }

@@ -434,6 +434,29 @@ Test(acks, a_duplicate_learns_the_acknowledgement_of_its_first_copy)
 	store_close(s);
 }
 
+Test(acks, the_same_bytes_sent_again_get_the_stored_acknowledgement_too)
+{
+	struct store *s = open_store();
+	struct store_key k, ka, kd;
+	struct store_new m = letter(&k, "L1", "E1");
+	m.token = "body:hospital:same-bytes";
+	commit(&m, 1, 1000);
+	deliver(s, m.id, 5000);
+	struct store_ackref ref = { HOSPITAL, "E1", "L1" };
+	struct store_new a = ack("kommune", &ka, "A1", &ref, 1, ACK_ACKNOWLEDGED, "XCTL03");
+	commit(&a, 1, 6000);
+	/* the sender never saw the receipt and sends the very same bytes: its
+	 * token is known, but the answer is the duplicate register's */
+	struct store_new d = letter(&kd, "L1", "E1");
+	d.token = "body:hospital:same-bytes";
+	commit(&d, 1, 7000);
+	cr_assert_eq(d.outcome, STORE_DUPLICATE);
+	cr_assert_not(d.replay);
+	cr_assert_eq(d.id, m.id);
+	cr_assert_eq(d.ack_id, a.id, "the receipt goes to the sender again");
+	store_close(s);
+}
+
 /* ---- the schema ---------------------------------------------------------- */
 
 Test(acks_sqlite, an_older_store_is_upgraded_and_its_messages_are_untracked)
