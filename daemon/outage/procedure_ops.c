@@ -52,6 +52,7 @@ struct procedure_change {
 	char *contact, *cause, *fallback;
 	bool has_contact, has_cause, has_fallback;
 	bool changed;           /* set: what the notices carry changed */
+	struct store_fence fence; /* the procedure's lease when it was made (lease owned) */
 };
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -87,11 +88,20 @@ static int standby(struct procedure *p, char *err, size_t errlen)
 		    "(edibrokerctl status names it)");
 }
 
+/* True while a change to that record is being saved: an operator's, or
+ * the timer's own (procedure_jobs.c). */
+static bool in_flight(const struct procedure *p, int64_t outage_id, int64_t maint_id,
+		      const char *opening)
+{
+	return procedure_change_is(p, outage_id, maint_id, opening) ||
+	       procedure_job_on(p, outage_id, maint_id, opening, true);
+}
+
 /* One change per record in flight (see the top of the file). */
 static int busy(char *err, size_t errlen, const char *what, long long id)
 {
 	return fail(err, errlen, -EBUSY,
-		    "busy: another change to %s %lld is being saved; retry when it is answered",
+		    "busy: a change to %s %lld is being saved; retry when it is answered",
 		    what, id);
 }
 
@@ -101,6 +111,8 @@ static struct procedure_change *change_new(struct procedure *p, enum change_kind
 	struct procedure_change *c = xcalloc(1, sizeof(*c));
 	*c = (struct procedure_change){ .kind = kind, .now = procedure_now(p),
 					.by = xstrdup_or_null(by) };
+	if (p->fence.lease)
+		c->fence = (struct store_fence){ xstrdup(p->fence.lease), p->fence.epoch };
 	return c;
 }
 
@@ -123,6 +135,7 @@ void procedure_change_free(struct procedure_change *c)
 	free(c->contact);
 	free(c->cause);
 	free(c->fallback);
+	free((char *)c->fence.lease);
 	free(c);
 }
 
@@ -163,7 +176,7 @@ int procedure_outage_open_prepare(struct procedure *p, const char *by, const cha
 		return r;
 	if (!config_endpoint(p->cfg, endpoint))
 		return fail(err, errlen, -ENOENT, "no endpoint '%s'", endpoint);
-	if (procedure_change_is(p, 0, 0, endpoint))
+	if (in_flight(p, 0, 0, endpoint))
 		return fail(err, errlen, -EBUSY,
 			    "busy: an outage of %s is being opened; retry when it is answered",
 			    endpoint);
@@ -189,7 +202,7 @@ int procedure_outage_close_prepare(struct procedure *p, const char *by, int64_t 
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
-	if (procedure_change_is(p, id, 0, NULL))
+	if (in_flight(p, id, 0, NULL))
 		return busy(err, errlen, "outage", (long long)id);
 	struct procedure_change *c = change_new(p, CH_CLOSE, by);
 	c->o = outage_dup(o);
@@ -238,7 +251,7 @@ int procedure_outage_set_prepare(struct procedure *p, const char *by, int64_t id
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
-	if (procedure_change_is(p, id, 0, NULL))
+	if (in_flight(p, id, 0, NULL))
 		return busy(err, errlen, "outage", (long long)id);
 	int64_t now = procedure_now(p), end = 0;
 	if (expected && parse_expected(expected, now, &end) < 0)
@@ -317,7 +330,7 @@ int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, in
 	if (!m)
 		return fail(err, errlen, -ENOENT, "no planned shutdown %lld in force",
 			    (long long)id);
-	if (procedure_change_is(p, 0, id, NULL))
+	if (in_flight(p, 0, id, NULL))
 		return busy(err, errlen, "planned shutdown", (long long)id);
 	struct procedure_change *c = change_new(p, CH_MAINT_REMOVE, by);
 	c->m = maint_dup(m);
@@ -331,6 +344,8 @@ int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, in
 int procedure_change_write(struct procedure_change *c, struct store *view, char *err,
 			   size_t errlen)
 {
+	/* view may be a lane's handle, which has no fence of its own */
+	store_fence_records(view, c->fence.lease ? &c->fence : NULL);
 	int r = c->o ? store_outage_save(view, c->o) : store_maintenance_save(view, c->m);
 	if (r < 0)
 		return fail(err, errlen, r, "store: %s", store_last_error(view));
