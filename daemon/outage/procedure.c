@@ -15,6 +15,12 @@
  * probe_interval, advances every open outage, sends planned-shutdown
  * notices, retries notice channels and refreshes the status page.
  *
+ * Every change the timer makes is decided on the loop on a copy, saved
+ * by a job on the store's write lane (procedure_jobs.c), and made the
+ * procedure's only when the store has it; meanwhile the timer leaves that
+ * outage or window alone, and a step the store refused is decided again
+ * by a later tick.
+ *
  * Invariants: at most one open outage per endpoint; every change to an
  * outage or window is saved before anything is sent about it. The world
  * comes through p->env (store, clock, notifier, endpoint views, probes):
@@ -64,10 +70,12 @@ bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedu
 	return false;
 }
 
+/* A closed one is not: a save that closed it may come back between ticks,
+ * and it stays in the list until the next tick drops it. */
 struct outage *procedure_find_outage(struct procedure *p, const char *endpoint)
 {
 	for (size_t i = 0; i < p->noutages; i++)
-		if (strcmp(p->outages[i]->endpoint, endpoint) == 0)
+		if (outage_is_open(p->outages[i]) && strcmp(p->outages[i]->endpoint, endpoint) == 0)
 			return p->outages[i];
 	return NULL;
 }
@@ -91,7 +99,7 @@ static void drop_closed_outages(struct procedure *p)
 {
 	size_t j = 0;
 	for (size_t i = 0; i < p->noutages; i++) {
-		if (outage_is_open(p->outages[i]) || procedure_busy(p, p->outages[i]->id, 0, NULL))
+		if (outage_is_open(p->outages[i]))
 			p->outages[j++] = p->outages[i];
 		else
 			outage_free(p->outages[i]);
@@ -349,7 +357,10 @@ int procedure_endpoints_down(const struct procedure *p)
 
 int procedure_open_outages(const struct procedure *p)
 {
-	return (int)p->noutages;
+	int n = 0;
+	for (size_t i = 0; i < p->noutages; i++)
+		n += outage_is_open(p->outages[i]);
+	return n;
 }
 
 /* ---- the timer --------------------------------------------------------- */

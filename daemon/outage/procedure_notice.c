@@ -8,6 +8,12 @@
  * rules and the affected area, saved with the channels still to carry it,
  * then handed to the notifier (notifier.h), which carries it off the event
  * loop and reports per channel. Every attempt on every channel is recorded.
+ * The store's part runs on its lanes (procedure_jobs.c): what a notice
+ * says is read in one job on the read lane and composed on the loop when
+ * it is back; the notice is saved on the write lane and sent only once
+ * saved; a round's attempts are recorded on the write lane after it went,
+ * and the notice starts no other round until they are. A crash between
+ * sending and recording may send a round again (once); nothing else does.
  * A failed channel is retried (retry_initial, doubling, capped at 30 min,
  * at most 10 rounds); when e-mail has failed fallback_after times the
  * fallback command carries the notice as well, and once it has, e-mail

@@ -23,9 +23,12 @@
  * other one). While a change flies, the timer leaves its outage or window
  * alone and opens no outage of its own for an endpoint an operator is
  * opening one for (procedure.c), so the record saved is not overtaken by
- * an automatic one.
+ * an automatic one; and while the timer's own save of one flies
+ * (procedure_jobs.c) an operator's change to it waits the same way.
  * With several daemons only the one that runs the procedure changes it
- * (the others refuse, -EAGAIN). The timer then does whatever the change
+ * (the others refuse, -EAGAIN), and the write carries the procedure's
+ * lease as it was when the change was prepared: a lane's handle has no
+ * record fence of its own. The timer then does whatever the change
  * makes due (e.g. an expected downtime past the threshold sends the first
  * notice at once, within the time rules).
  */
