@@ -228,6 +228,8 @@ static void setup(void)
 static void teardown(void)
 {
 	complete_rounds(true); /* rounds point into the procedure */
+	if (base) /* and their records with it */
+		cr_assert_eq(store_drain(store, 5000), 0);
 	procedure_free(p);
 	store_close(store);
 	if (base)
