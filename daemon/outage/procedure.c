@@ -207,10 +207,11 @@ static void open_outage(struct procedure *p, const char *endpoint, const struct 
 			int64_t started_at, int64_t maintenance_id, int64_t now)
 {
 	struct ep_health *e = ep_find(p, endpoint);
-	if (procedure_busy(p, 0, 0, endpoint)) {
-		/* an operator's open, or the timer's own, is being saved: two
-		 * outages of one endpoint otherwise. The timer opens this one if
-		 * that open fails. */
+	if (p->stale || procedure_busy(p, 0, 0, endpoint)) {
+		/* A takeover's read is out (it may bring this endpoint's outage
+		 * from the last holder), or an operator's open or the timer's own
+		 * is being saved: two outages of one endpoint otherwise. The
+		 * timer opens this one later if there is still none. */
 		if (e)
 			e->open_missed = true;
 		return;

@@ -84,6 +84,10 @@ static void replace_by(char **field, const char *by)
  * records (its copy in memory is the one the timer acts on). */
 static int standby(struct procedure *p, char *err, size_t errlen)
 {
+	if (procedure_acting(p) && p->stale) /* a change to a copy the store moved past */
+		return fail(err, errlen, -EAGAIN,
+			    "this node has just taken over the outage procedure and is reading "
+			    "its state: retry in a moment");
 	if (procedure_acting(p))
 		return 0;
 	return fail(err, errlen, -EAGAIN,

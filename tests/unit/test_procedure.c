@@ -1184,7 +1184,16 @@ Test(procedure, with_a_store_that_answers_later_a_takeover_acts_once_read)
 	tick_at(T0 + 2 * HOUR);
 	cr_assert_eq(ep_named("sygehus")->probes, probes, "nothing before the read is back");
 	cr_assert_eq(nrounds, 0);
+	for (int i = 0; i < 3; i++)
+		result_at(T0 + 2 * HOUR + i * SEC, "sygehus", false, 0);
+	cr_assert_str_eq(health("sygehus"), "down");
+	char err[256] = "";
+	struct procedure_change *c = NULL;
+	cr_assert_eq(procedure_outage_open_prepare(p, "jens (uid 1001)", "sygehus", NULL, &c, err,
+						   sizeof(err)), -EAGAIN, "not on the old copy");
+	cr_assert_not_null(strstr(err, "retry"), "%s", err);
 	drain();
+	cr_assert_eq(outages_stored(), 1, "no outage opened on the old copy meanwhile");
 	cr_assert_eq(procedure_open_outages(p), 1, "the store's outage");
 	tick_at(T0 + 2 * HOUR + 500);
 	drain();
