@@ -1,8 +1,9 @@
 /*
  * procedure_int.h - internals shared by procedure.c (health, lifecycle,
- * timer), procedure_notice.c (composing and sending notices, the status
- * page), procedure_ops.c (operators' commands) and procedure_jobs.c (their
- * store steps on the store's lanes). Nothing else includes this.
+ * timer), procedure_notice.c (composing and sending notices),
+ * procedure_status.c (the status page), procedure_ops.c (operators'
+ * commands) and procedure_jobs.c (their store steps on the store's lanes).
+ * Nothing else includes this.
  */
 #ifndef EDIBROKER_PROCEDURE_INT_H
 #define EDIBROKER_PROCEDURE_INT_H
@@ -147,6 +148,10 @@ void procedure_notices_tick(struct procedure *p, int64_t now);
  * being sent now. */
 void procedure_notices_replace(struct procedure *p, struct notice_record **recs, size_t n);
 void procedure_notices_free(struct procedure *p);
+/* The organisation behind endpoint, as notices and the page name it. */
+const char *procedure_organisation_of(const struct config *cfg, const char *endpoint);
+
+/* procedure_status.c: rewrites the status page when due. */
 void procedure_status_tick(struct procedure *p, int64_t now);
 
 #endif
