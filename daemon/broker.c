@@ -848,11 +848,14 @@ static void on_lease_acquired(void *ctx, const struct store_lease *l, int64_t tr
 	} else if ((ep = lease_endpoint(b, l->name, "in:"))) {
 		start_inbound(b, ep);
 	} else if (strcmp(l->name, "procedure") == 0) {
-		/* every record save from now on carries this epoch */
-		store_fence_records(b->store, &(struct store_fence){ "procedure", l->epoch });
-		if (procedure_resync(b->proc) < 0)
-			log_err("event=procedure-resync-failed error=\"%s\" state=acting-on-old-copy",
-				store_last_error(b->store));
+		/* every record save from now on carries this epoch: the
+		 * procedure's own (on the store's lanes) and the loop's handle's */
+		struct store_fence f = { "procedure", l->epoch };
+		store_fence_records(b->store, &f);
+		procedure_fence(b->proc, &f);
+		/* reads on the read lane; it acts once they are back (a failed
+		 * read is logged there and read again) */
+		(void)procedure_resync(b->proc);
 	}
 }
 

@@ -15,6 +15,12 @@
  * probe_interval, advances every open outage, sends planned-shutdown
  * notices, retries notice channels and refreshes the status page.
  *
+ * Every change the timer makes is decided on the loop on a copy, saved
+ * by a job on the store's write lane (procedure_jobs.c), and made the
+ * procedure's only when the store has it; meanwhile the timer leaves that
+ * outage or window alone, and a step the store refused is decided again
+ * by a later tick.
+ *
  * Invariants: at most one open outage per endpoint; every change to an
  * outage or window is saved before anything is sent about it. The world
  * comes through p->env (store, clock, notifier, endpoint views, probes):
@@ -64,10 +70,12 @@ bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedu
 	return false;
 }
 
+/* A closed one is not: a save that closed it may come back between ticks,
+ * and it stays in the list until the next tick drops it. */
 struct outage *procedure_find_outage(struct procedure *p, const char *endpoint)
 {
 	for (size_t i = 0; i < p->noutages; i++)
-		if (strcmp(p->outages[i]->endpoint, endpoint) == 0)
+		if (outage_is_open(p->outages[i]) && strcmp(p->outages[i]->endpoint, endpoint) == 0)
 			return p->outages[i];
 	return NULL;
 }
@@ -78,18 +86,6 @@ struct outage *procedure_outage_by_id(struct procedure *p, int64_t id)
 		if (p->outages[i]->id == id)
 			return p->outages[i];
 	return NULL;
-}
-
-int procedure_save_outage(struct procedure *p, struct outage *o)
-{
-	int r = store_outage_save(p->env.store, o);
-	if (r < 0) {
-		log_err("event=outage-save-failed outage=%lld endpoint=%s error=\"%s\"",
-			(long long)o->id, o->endpoint, store_last_error(p->env.store));
-		return r;
-	}
-	p->status_dirty = true;
-	return 0;
 }
 
 void procedure_add_outage(struct procedure *p, struct outage *o)
@@ -111,16 +107,12 @@ static void drop_closed_outages(struct procedure *p)
 	p->noutages = j;
 }
 
-int procedure_save_maint(struct procedure *p, struct maint *m)
+static struct maint *maint_by_id(struct procedure *p, int64_t id)
 {
-	int r = store_maintenance_save(p->env.store, m);
-	if (r < 0) {
-		log_err("event=maintenance-save-failed endpoint=%s error=\"%s\"", m->endpoint,
-			store_last_error(p->env.store));
-		return r;
-	}
-	p->status_dirty = true;
-	return 0;
+	for (size_t i = 0; i < p->nmaint; i++)
+		if (p->maint[i]->id == id)
+			return p->maint[i];
+	return NULL;
 }
 
 bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t now)
@@ -145,35 +137,91 @@ static void set_cause(struct outage *o, const struct health *h)
 	o->cause_error = xstrdup(h->error);
 }
 
-/* The acute outage starts at the first failure, or at the end of a planned
- * shutdown that was still running then. */
-static void open_outage(struct procedure *p, const char *endpoint, const struct health *h,
-			int64_t started_at, int64_t maintenance_id, int64_t now)
+/* A save of the timer's: the outage or window as it is to be stored (a
+ * copy: the procedure's own changes only once the store has it), and
+ * what then follows. */
+struct save_job {
+	struct pjob j;
+	struct outage *o;         /* an outage to open or advance */
+	struct maint *m;          /* a window's step */
+	struct outage_action a;   /* advance: the notice it makes due */
+	struct maint_step step;   /* a window's: what follows it */
+	enum outage_state before;
+	int64_t now;
+	int r;
+	char error[256];
+};
+
+static void save_work(struct store *view, struct pjob *pj)
 {
-	struct ep_health *e = ep_find(p, endpoint);
-	if (procedure_change_is(p, 0, 0, endpoint)) {
-		/* an operator's open is being saved: two outages of one endpoint
-		 * otherwise. The timer opens this one if that open fails. */
-		if (e)
-			e->open_missed = true;
-		return;
-	}
-	struct outage *o = outage_new(endpoint, started_at, now, &p->rules);
-	o->maintenance_id = maintenance_id;
-	set_cause(o, h);
-	if (procedure_save_outage(p, o) < 0) {
-		outage_free(o);
+	struct save_job *j = (struct save_job *)pj;
+	j->r = j->o ? store_outage_save(view, j->o) : store_maintenance_save(view, j->m);
+	if (j->r < 0)
+		snprintf(j->error, sizeof(j->error), "%s", store_last_error(view));
+}
+
+static void save_free(struct pjob *pj)
+{
+	struct save_job *j = (struct save_job *)pj;
+	outage_free(j->o);
+	maint_free(j->m);
+	free(j);
+}
+
+static struct save_job *save_job_new(pjob_done_fn done, int64_t now)
+{
+	struct save_job *j = xcalloc(1, sizeof(*j));
+	j->j = (struct pjob){ .saves = true, .work = save_work, .done = done, .free = save_free };
+	j->now = now;
+	return j;
+}
+
+static void open_done(struct procedure *p, struct pjob *pj)
+{
+	struct save_job *j = (struct save_job *)pj;
+	struct ep_health *e = ep_find(p, j->o->endpoint);
+	if (j->r < 0) {
+		log_err("event=outage-save-failed outage=0 endpoint=%s error=\"%s\"",
+			j->o->endpoint, j->error);
 		if (e) /* the timer opens it once the store takes it */
 			e->open_missed = true;
 		return;
 	}
 	if (e)
 		e->open_missed = false;
+	/* a takeover read it from the store meanwhile: it is there already */
+	if (procedure_outage_by_id(p, j->o->id))
+		return;
+	struct outage *o = TAKE_PTR(j->o);
 	procedure_add_outage(p, o);
 	log_warn("event=outage-opened outage=%lld endpoint=%s fault=%s started_ms=%lld "
 		 "threshold_s=%lld",
 		 (long long)o->id, o->endpoint, o->cause_fault, (long long)o->started_at,
 		 (long long)(p->rules.threshold_ms / 1000));
+}
+
+/* The acute outage starts at the first failure, or at the end of a planned
+ * shutdown that was still running then. It is the procedure's once saved;
+ * meanwhile the endpoint opens no second one. */
+static void open_outage(struct procedure *p, const char *endpoint, const struct health *h,
+			int64_t started_at, int64_t maintenance_id, int64_t now)
+{
+	struct ep_health *e = ep_find(p, endpoint);
+	if (p->stale || procedure_busy(p, 0, 0, endpoint)) {
+		/* A takeover's read is out (it may bring this endpoint's outage
+		 * from the last holder), or an operator's open or the timer's own
+		 * is being saved: two outages of one endpoint otherwise. The
+		 * timer opens this one later if there is still none. */
+		if (e)
+			e->open_missed = true;
+		return;
+	}
+	struct save_job *j = save_job_new(open_done, now);
+	struct outage *o = j->o = outage_new(endpoint, started_at, now, &p->rules);
+	o->maintenance_id = maintenance_id;
+	set_cause(o, h);
+	j->j.opening = xstrdup(endpoint);
+	procedure_job_run(p, STORE_LANE_WRITE, &j->j);
 }
 
 static void went_down(struct procedure *p, const char *endpoint, const struct health *h,
@@ -310,7 +358,10 @@ int procedure_endpoints_down(const struct procedure *p)
 
 int procedure_open_outages(const struct procedure *p)
 {
-	return (int)p->noutages;
+	int n = 0;
+	for (size_t i = 0; i < p->noutages; i++)
+		n += outage_is_open(p->outages[i]);
+	return n;
 }
 
 /* ---- the timer --------------------------------------------------------- */
@@ -326,71 +377,124 @@ static void probe_if_due(struct procedure *p, struct ep_health *e, int64_t now)
 		e->h.last_check_at = now; /* the result will set it again */
 }
 
-/* Puts back what o was before a change that could not be saved, so the
- * next tick makes (and saves, and announces) the same change again rather
- * than acting on a copy the store does not have. */
-static void outage_restore(struct outage *o, struct outage *before)
+static void swap_str(char **a, char **b)
 {
-	struct outage changed = *o;
-	*o = *before;
-	*before = changed;
-	outage_free(before); /* frees the changed copy's strings */
+	char *t = *a;
+	*a = *b;
+	*b = t;
 }
 
+/* The store has the advanced copy: it becomes the procedure's outage.
+ * What the loop changed meanwhile (deliveries counted, the last cause)
+ * stays: the next save carries it. */
+static void advance_done(struct procedure *p, struct pjob *pj)
+{
+	struct save_job *j = (struct save_job *)pj;
+	struct outage *o = procedure_outage_by_id(p, j->o->id);
+	if (j->r < 0) { /* o as it was: the next tick decides (and saves) again */
+		log_err("event=outage-save-failed outage=%lld endpoint=%s error=\"%s\"",
+			(long long)j->o->id, j->o->endpoint, j->error);
+		return;
+	}
+	if (!o)
+		return; /* a takeover read the store again meanwhile */
+	struct outage *saved = j->o;
+	saved->delivered_late = o->delivered_late;
+	swap_str(&saved->cause_fault, &o->cause_fault);
+	swap_str(&saved->cause_error, &o->cause_error);
+	struct outage old = *o;
+	*o = *saved;
+	*saved = old; /* freed with the job */
+	p->status_dirty = true;
+	if (o->state != j->before)
+		log_notice("event=outage-%s outage=%lld endpoint=%s", outage_state_name(o->state),
+			   (long long)o->id, o->endpoint);
+	if (j->a.send)
+		procedure_outage_notice(p, o, j->a.kind, j->a.ended_overnight, j->now);
+}
+
+/* Decided on a copy from what the procedure holds; saved on the write
+ * lane; made the procedure's (and announced) only once the store has it. */
 static void advance(struct procedure *p, struct outage *o, int64_t now)
 {
 	if (procedure_is_held(p, o->endpoint))
 		return; /* no notices while held; it goes on from where it is on release */
-	if (procedure_change_is(p, o->id, 0, NULL))
-		return; /* an operator's change to it is being saved: the next tick */
+	if (procedure_busy(p, o->id, 0, NULL))
+		return; /* a change to it is being saved: the next tick */
 	struct procedure_ep_view v;
 	bool configured = procedure_ep_view(p, o->endpoint, &v);
 	const struct health *h = configured ? procedure_health_of(p, o->endpoint) : NULL;
 	struct outage_view ov = { now, h && h->state == HEALTH_UP, v.queued == 0 };
-	enum outage_state before = o->state;
-	struct outage *saved = outage_dup(o);
-	struct outage_action a = outage_advance(o, &ov, &p->rules);
+	struct outage *copy = outage_dup(o);
+	struct outage_action a = outage_advance(copy, &ov, &p->rules);
 	if (!a.changed) {
-		outage_free(saved);
+		outage_free(copy);
 		return;
 	}
-	if (procedure_save_outage(p, o) < 0) {
-		outage_restore(o, saved);
+	struct save_job *j = save_job_new(advance_done, now);
+	j->o = copy;
+	j->a = a;
+	j->before = o->state;
+	j->j.outage_id = o->id;
+	procedure_job_run(p, STORE_LANE_WRITE, &j->j);
+}
+
+/* The store has the window's step: it becomes the procedure's, and what
+ * it makes due follows (the planned notice, the acute outage). */
+static void maint_done(struct procedure *p, struct pjob *pj)
+{
+	struct save_job *j = (struct save_job *)pj;
+	struct maint *m = maint_by_id(p, j->m->id);
+	if (j->r < 0) { /* m as it was: the next tick takes the same step again */
+		log_err("event=maintenance-save-failed maintenance=%lld endpoint=%s error=\"%s\"",
+			(long long)j->m->id, j->m->endpoint, j->error);
 		return;
 	}
-	outage_free(saved);
-	if (o->state != before)
-		log_notice("event=outage-%s outage=%lld endpoint=%s", outage_state_name(o->state),
-			   (long long)o->id, o->endpoint);
-	if (a.send)
-		procedure_outage_notice(p, o, a.kind, a.ended_overnight, now);
+	if (!m)
+		return; /* a takeover read the store again meanwhile */
+	struct maint old = *m;
+	*m = *j->m;
+	*j->m = old; /* freed with the job */
+	p->status_dirty = true;
+	if (j->step.announce)
+		procedure_planned_notice(p, m, j->now);
+	if (j->step.ended)
+		log_notice("event=maintenance-ended maintenance=%lld endpoint=%s",
+			   (long long)m->id, m->endpoint);
+	const struct health *h = procedure_health_of(p, m->endpoint);
+	/* still down, as when the step was decided, and nothing opened since */
+	if (j->step.open_acute && h && h->state != HEALTH_UP &&
+	    !procedure_find_outage(p, m->endpoint))
+		open_outage(p, m->endpoint, h, j->step.acute_start, m->id, j->now);
 }
 
 static void maintenance_tick(struct procedure *p, int64_t now)
 {
+	for (size_t i = 0; i < p->nmaint; i++) {
+		struct maint *m = p->maint[i];
+		if (m->ended_at || procedure_busy(p, 0, m->id, NULL))
+			continue; /* being saved or removed: left alone */
+		const struct health *h = procedure_health_of(p, m->endpoint);
+		bool down = h && h->state != HEALTH_UP;
+		struct maint *copy = maint_dup(m);
+		struct maint_step s = maint_advance(copy, now, p->rules.threshold_ms, p->tr, down,
+						    procedure_find_outage(p, m->endpoint) != NULL);
+		if (!s.changed) {
+			maint_free(copy);
+			continue;
+		}
+		struct save_job *j = save_job_new(maint_done, now);
+		j->m = copy;
+		j->step = s;
+		j->j.maint_id = m->id;
+		procedure_job_run(p, STORE_LANE_WRITE, &j->j);
+	}
+	/* windows whose end the store has: gone (after the loop above, whose
+	 * saves may complete inside it) */
 	size_t j = 0;
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
-		if (procedure_change_is(p, 0, m->id, NULL)) { /* being removed: left alone */
-			p->maint[j++] = m;
-			continue;
-		}
-		const struct health *h = procedure_health_of(p, m->endpoint);
-		bool down = h && h->state != HEALTH_UP;
-		struct maint_step s = maint_advance(m, now, p->rules.threshold_ms, p->tr, down,
-						    procedure_find_outage(p, m->endpoint) != NULL);
-		/* a failed save is logged; the window stays in memory and the
-		 * next change saves it again */
-		if (s.changed)
-			(void)procedure_save_maint(p, m);
-		if (s.announce)
-			procedure_planned_notice(p, m, now);
-		if (s.ended)
-			log_notice("event=maintenance-ended maintenance=%lld endpoint=%s",
-				   (long long)m->id, m->endpoint);
-		if (s.open_acute)
-			open_outage(p, m->endpoint, h, s.acute_start, m->id, now);
-		if (m->ended_at)
+		if (m->ended_at && !procedure_busy(p, 0, m->id, NULL))
 			maint_free(m);
 		else
 			p->maint[j++] = m;
@@ -421,8 +525,11 @@ void procedure_tick(struct procedure *p)
 {
 	if (!procedure_acting(p))
 		return; /* another node holds the procedure's lease */
-	if (p->stale && procedure_resync(p) < 0)
-		return; /* not on a copy the store may have moved past */
+	if (p->stale) { /* not on a copy the store may have moved past */
+		if (!p->resyncing) /* the last read failed: again */
+			(void)procedure_resync(p);
+		return;
+	}
 	int64_t now = procedure_now(p);
 	maintenance_tick(p, now);
 	for (size_t i = 0; i < p->neps; i++) {
@@ -443,24 +550,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- life cycle -------------------------------------------------------- */
 
-static int load_outage(const struct outage *rec, void *arg)
-{
-	struct procedure *p = arg;
-	if (rec->state != OUTAGE_CLOSED)
-		procedure_add_outage(p, outage_dup(rec));
-	return 0;
-}
-
-static int load_maint(const struct maint *rec, void *arg)
-{
-	struct procedure *p = arg;
-	if (rec->ended_at)
-		return 0;
-	p->maint = xrealloc(p->maint, (p->nmaint + 1) * sizeof(*p->maint));
-	p->maint[p->nmaint++] = maint_dup(rec);
-	return 0;
-}
-
 /* The config's time rules (this sets the process time zone). */
 static struct timerules *make_timerules(const struct config *cfg, char *err, size_t errlen)
 {
@@ -479,61 +568,34 @@ static void apply_rules(struct procedure *p, struct timerules *tr, struct notice
 	p->status_dirty = true;
 }
 
-static int load_state(struct procedure *p)
-{
-	int r = store_outage_list(p->env.store, INT64_MAX, 10000, load_outage, p);
-	if (r >= 0)
-		r = store_maintenance_list(p->env.store, false, load_maint, p);
-	if (r >= 0)
-		r = procedure_load_notices(p);
-	return r < 0 ? r : 0;
-}
-
 static void outages_clear(struct procedure *p)
 {
 	for (size_t i = 0; i < p->noutages; i++)
 		outage_free(p->outages[i]);
+	free(p->outages);
+	p->outages = NULL;
 	p->noutages = 0;
 	for (size_t i = 0; i < p->nmaint; i++)
 		maint_free(p->maint[i]);
+	free(p->maint);
+	p->maint = NULL;
 	p->nmaint = 0;
 }
 
-int procedure_resync(struct procedure *p)
+void procedure_state_apply(struct procedure *p, struct procedure_state *st)
 {
-	struct outage **outages = p->outages;
-	struct maint **maint = p->maint;
-	size_t noutages = p->noutages, nmaint = p->nmaint;
-	p->outages = NULL;
-	p->maint = NULL;
-	p->noutages = p->nmaint = 0;
-	p->stale = true; /* until this succeeds: the timer tries again */
-	int r = store_outage_list(p->env.store, INT64_MAX, 10000, load_outage, p);
-	if (r >= 0)
-		r = store_maintenance_list(p->env.store, false, load_maint, p);
-	if (r >= 0)
-		r = procedure_reload_notices(p);
-	if (r < 0) { /* keep what there was */
-		outages_clear(p);
-		free(p->outages);
-		free(p->maint);
-		p->outages = outages;
-		p->maint = maint;
-		p->noutages = noutages;
-		p->nmaint = nmaint;
-		return r;
-	}
-	struct procedure old = { .outages = outages, .noutages = noutages, .maint = maint,
-				 .nmaint = nmaint };
-	outages_clear(&old);
-	free(outages);
-	free(maint);
+	outages_clear(p);
+	p->outages = TAKE_PTR(st->outages);
+	p->noutages = st->noutages;
+	p->maint = TAKE_PTR(st->maint);
+	p->nmaint = st->nmaint;
+	procedure_notices_replace(p, st->notices, st->nnotices);
+	free(st->notices);
+	*st = (struct procedure_state){ 0 };
 	for (size_t i = 0; i < p->neps; i++) /* health from the outages the store has */
 		procedure_endpoint_added(p, p->eps[i]->name);
 	p->stale = false;
 	p->status_dirty = true;
-	log_notice("event=procedure-taken outages=%zu windows=%zu", p->noutages, p->nmaint);
-	return 0;
 }
 
 struct procedure *procedure_new(const struct procedure_env *env, const struct config *cfg,
@@ -553,11 +615,15 @@ struct procedure *procedure_new(const struct procedure_env *env, const struct co
 		return NULL;
 	}
 	apply_rules(p, tr, tpl);
-	if (load_state(p) < 0) {
+	/* start-up, before the loop runs: nothing to act on until it is read */
+	struct procedure_state st = { 0 };
+	if (procedure_state_read(p->env.store, &st) < 0) {
 		snprintf(err, errlen, "store: %s", store_last_error(p->env.store));
+		procedure_state_free(&st);
 		procedure_free(p);
 		return NULL;
 	}
+	procedure_state_apply(p, &st);
 	return p;
 }
 
@@ -587,17 +653,14 @@ void procedure_free(struct procedure *p)
 		return;
 	if (p->tick_ev)
 		event_free(p->tick_ev);
+	procedure_jobs_detach(p);
+	free((char *)p->fence.lease);
 	for (size_t i = 0; i < p->neps; i++) {
 		free(p->eps[i]->name);
 		free(p->eps[i]);
 	}
 	free(p->eps);
-	for (size_t i = 0; i < p->noutages; i++)
-		outage_free(p->outages[i]);
-	free(p->outages);
-	for (size_t i = 0; i < p->nmaint; i++)
-		maint_free(p->maint[i]);
-	free(p->maint);
+	outages_clear(p);
 	procedure_notices_free(p);
 	free(p->changes); /* the changes themselves are their writers' */
 	timerules_free(p->tr);

@@ -73,22 +73,30 @@ struct procedure_health {
 };
 
 /* Loads open outages, pending notices and maintenance windows from the
- * store, and applies cfg's time rules and notice templates. env is copied;
+ * store, and applies cfg's time rules and notice templates. Start-up only:
+ * the load is a synchronous read on env.store, before the loop runs (it
+ * has nothing to do until it has them). env is copied;
  * cfg is borrowed until the next procedure_reload() or procedure_free().
  * NULL with a reason in err. */
 struct procedure *procedure_new(const struct procedure_env *env, const struct config *cfg,
 				char *err, size_t errlen);
 /* Accepts NULL. Send rounds still running must have completed first. */
 void procedure_free(struct procedure *p);
-/* Starts the timer (every 500 ms: probes, lifecycle, notices, status page). */
+/* Starts the timer (every 500 ms: probes, lifecycle, notices, status
+ * page). Its store steps run on the store's lanes (store_run): with a
+ * server store the loop never waits on one. */
 void procedure_start(struct procedure *p);
 /* This daemon takes over the procedure from another (its lease): the
- * outages, windows and pending notices are read again from the store,
- * where the last holder left them, and the health of endpoints with an
- * open outage starts DOWN. Notices still being sent by this daemon are
- * kept. 0 or -errno: the procedure then does nothing until the timer has
- * read them (it tries each tick). */
+ * outages, windows and pending notices are read again from the store
+ * (on its read lane), where the last holder left them, and the health of
+ * endpoints with an open outage starts DOWN. Notices still being sent by
+ * this daemon are kept. Until that read has come back the procedure does
+ * nothing (a failed read is logged and the timer reads again). 0. */
 int procedure_resync(struct procedure *p);
+/* The procedure's lease as this daemon holds it now (f copied; NULL:
+ * none): every save the procedure makes from now on carries it, so a
+ * node that lost the lease changes nothing (store_fence_records). */
+void procedure_fence(struct procedure *p, const struct store_fence *f);
 /* One round of the timer's work now (the timer calls it; tests do). */
 void procedure_tick(struct procedure *p);
 /* The config changed: cfg (borrowed) replaces the old one, with new time

@@ -1,8 +1,9 @@
 /*
  * procedure_int.h - internals shared by procedure.c (health, lifecycle,
- * timer), procedure_notice.c (composing and sending notices, the status
- * page) and procedure_ops.c (operators' commands). Nothing else includes
- * this.
+ * timer), procedure_notice.c (composing and sending notices),
+ * procedure_status.c (the status page), procedure_ops.c (operators'
+ * commands) and procedure_jobs.c (their store steps on the store's lanes).
+ * Nothing else includes this.
  */
 #ifndef EDIBROKER_PROCEDURE_INT_H
 #define EDIBROKER_PROCEDURE_INT_H
@@ -30,7 +31,37 @@ struct pnotice {
 	struct pnotice *next;
 	struct notice_record *rec;
 	bool fallback_done;
-	bool in_flight;
+	bool in_flight;           /* a send round, or the record of one, is out */
+};
+
+/* What the store holds for the procedure (procedure_state_read()). */
+struct procedure_state {
+	struct outage **outages;  /* not closed */
+	size_t noutages;
+	struct maint **maint;     /* in force, not ended */
+	size_t nmaint;
+	struct notice_record **notices; /* with channels pending */
+	size_t nnotices;
+};
+
+/* One store step of the procedure (procedure_jobs.c). A job's struct
+ * embeds this first; work runs on a lane and touches only the job, done
+ * runs on the loop (skipped once the procedure is gone), free frees it. */
+struct pjob;
+typedef void (*pjob_work_fn)(struct store *view, struct pjob *j);
+typedef void (*pjob_done_fn)(struct procedure *p, struct pjob *j);
+typedef void (*pjob_free_fn)(struct pjob *j);
+
+struct pjob {
+	struct pjob *next;
+	struct procedure *p;          /* NULL once the procedure is freed */
+	int64_t outage_id, maint_id;  /* the record it works on; 0 = none */
+	char *opening;                /* the endpoint whose outage it opens (owned) */
+	bool saves;                   /* saves that record: operators wait for it too */
+	struct store_fence fence;     /* the procedure's lease when it was made */
+	pjob_work_fn work;
+	pjob_done_fn done;
+	pjob_free_fn free;
 };
 
 struct procedure {
@@ -59,6 +90,11 @@ struct procedure {
 	 * each owned by whoever writes it; at most one per outage or window. */
 	struct procedure_change **changes;
 	size_t nchanges;
+	struct pjob *jobs;        /* the timer's store steps out on lanes */
+	struct store_fence fence; /* the procedure's lease (lease owned); none = unfenced */
+	uint64_t resync_gen;      /* the takeover read whose result counts */
+	bool resyncing;           /* that read is out */
+	bool status_reading;      /* the status page's queue read is out */
 };
 
 /* procedure.c */
@@ -71,10 +107,11 @@ struct health *procedure_health_of(struct procedure *p, const char *endpoint);
 bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedure_ep_view *v);
 struct outage *procedure_find_outage(struct procedure *p, const char *endpoint);
 struct outage *procedure_outage_by_id(struct procedure *p, int64_t id);
-int procedure_save_outage(struct procedure *p, struct outage *o);
 void procedure_add_outage(struct procedure *p, struct outage *o);
 bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t now);
-int procedure_save_maint(struct procedure *p, struct maint *m);
+/* Replaces the outages, windows and pending notices with st's (taken;
+ * notices being sent are kept), and health follows the outages. */
+void procedure_state_apply(struct procedure *p, struct procedure_state *st);
 /* True when an operator holds endpoint. */
 bool procedure_is_held(struct procedure *p, const char *endpoint);
 /* "up", "suspect", "down", "held" or "maintenance" for endpoint with health h. */
@@ -87,15 +124,34 @@ const char *procedure_health_name(struct procedure *p, const char *endpoint,
 bool procedure_change_is(const struct procedure *p, int64_t outage_id, int64_t maint_id,
 			 const char *opening);
 
+/* procedure_jobs.c: runs j on lane with p's fence, p owning it until done. */
+void procedure_job_run(struct procedure *p, enum store_lane lane, struct pjob *j);
+/* True when a job of p works on that record (saves_only: saves it). */
+bool procedure_job_on(const struct procedure *p, int64_t outage_id, int64_t maint_id,
+		      const char *opening, bool saves_only);
+/* True when an operator's change or a job of the timer works on that
+ * record: the timer leaves it alone meanwhile. */
+bool procedure_busy(const struct procedure *p, int64_t outage_id, int64_t maint_id,
+		    const char *opening);
+/* The procedure is going: jobs still out only free themselves. */
+void procedure_jobs_detach(struct procedure *p);
+/* Reads st from s (any thread: touches s and st). 0 or -errno. */
+int procedure_state_read(struct store *s, struct procedure_state *st);
+void procedure_state_free(struct procedure_state *st);
+
 /* procedure_notice.c */
 void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,
 			     bool ended_overnight, int64_t now);
 void procedure_planned_notice(struct procedure *p, struct maint *m, int64_t now);
 void procedure_notices_tick(struct procedure *p, int64_t now);
-int procedure_load_notices(struct procedure *p);
-/* Reads the pending notices again, keeping those being sent now. */
-int procedure_reload_notices(struct procedure *p);
+/* Replaces the pending notices with recs[0..n) (taken), keeping those
+ * being sent now. */
+void procedure_notices_replace(struct procedure *p, struct notice_record **recs, size_t n);
 void procedure_notices_free(struct procedure *p);
+/* The organisation behind endpoint, as notices and the page name it. */
+const char *procedure_organisation_of(const struct config *cfg, const char *endpoint);
+
+/* procedure_status.c: rewrites the status page when due. */
 void procedure_status_tick(struct procedure *p, int64_t now);
 
 #endif

@@ -1,6 +1,5 @@
 /*
- * procedure_notice.c - composing, addressing and sending notices, and the
- * status page.
+ * procedure_notice.c - composing, addressing and sending notices.
  *
  * A notice is composed from facts the broker holds (the endpoint's config,
  * the outage, the queue grouped by type and sender, the messages delivered
@@ -8,6 +7,12 @@
  * rules and the affected area, saved with the channels still to carry it,
  * then handed to the notifier (notifier.h), which carries it off the event
  * loop and reports per channel. Every attempt on every channel is recorded.
+ * The store's part runs on its lanes (procedure_jobs.c): what a notice
+ * says is read in one job on the read lane and composed on the loop when
+ * it is back; the notice is saved on the write lane and sent only once
+ * saved; a round's attempts are recorded on the write lane after it went,
+ * and the notice starts no other round until they are. A crash between
+ * sending and recording may send a round again (once); nothing else does.
  * A failed channel is retried (retry_initial, doubling, capped at 30 min,
  * at most 10 rounds); when e-mail has failed fallback_after times the
  * fallback command carries the notice as well, and once it has, e-mail
@@ -36,7 +41,6 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/redact.h"
-#include "notice/statuspage.h"
 #include "codecs/base/mem.h"
 #include "metrics/metrics.h"
 
@@ -46,7 +50,6 @@
 
 #define RETRY_CAP_MS (30 * 60 * 1000)
 #define MAX_ROUNDS 10
-#define STATUS_REFRESH_MS (30 * 1000)
 
 /* ---- recipients -------------------------------------------------------- */
 
@@ -76,27 +79,30 @@ static void add_kind_list(struct addrs *a, const struct config *cfg, enum endpoi
 		addrs_add(a, cfg->municipality_recipients, cfg->nmunicipality_recipients);
 }
 
-struct partner_ctx {
-	const struct config *cfg;
-	struct addrs *a;
-	int found;
+/* What a notice's compose job read from the store (on the read lane): the
+ * partners, the queue by type and sender, the overdue acknowledgements.
+ * A read that failed is logged when the notice is composed, and the
+ * notice goes out without it (see there). */
+struct summary_row {
+	char *type, *source;
+	int64_t count, oldest;
 };
 
-static int add_partner(const char *name, void *arg)
-{
-	struct partner_ctx *c = arg;
-	const struct endpoint_conf *ep = config_endpoint(c->cfg, name);
-	if (!ep)
-		return 0;
-	add_kind_list(c->a, c->cfg, ep->kind);
-	addrs_add(c->a, ep->recipients, ep->nrecipients);
-	c->found++;
-	return 0;
-}
+struct notice_reads {
+	char **partners;
+	size_t npartners;
+	int partners_r;
+	struct summary_row *rows;
+	size_t nrows;
+	int rows_r;
+	int64_t acks, acks_oldest;
+	int acks_r;
+	char partners_err[160], rows_err[160], acks_err[160];
+};
 
 /* Who receives a notice about endpoint sent at now; *audience is set. */
 static char *recipients(struct procedure *p, const char *endpoint, int64_t now,
-			const char **audience)
+			const struct notice_reads *rd, const char **audience)
 {
 	const struct config *cfg = p->cfg;
 	struct addrs a = { 0 };
@@ -109,16 +115,24 @@ static char *recipients(struct procedure *p, const char *endpoint, int64_t now,
 	const struct endpoint_conf *ep = config_endpoint(cfg, endpoint);
 	if (ep) {
 		addrs_add(&a, ep->recipients, ep->nrecipients);
-		struct partner_ctx pc = { cfg, &a, 0 };
+		int found = 0;
 		/* When the partners cannot be read, none is known and both kinds'
 		 * lists stand in below: the notice reaches more people, never
 		 * fewer, so it is not held back for this. */
-		if (store_partners(p->env.store, endpoint, add_partner, &pc) < 0)
+		if (rd->partners_r < 0)
 			log_warn("event=partners-read-failed endpoint=%s error=\"%s\"", endpoint,
-				 store_last_error(p->env.store));
-		if (pc.found == 0 && ep->kind != ENDPOINT_HOSPITAL)
+				 rd->partners_err);
+		for (size_t i = 0; i < rd->npartners; i++) {
+			const struct endpoint_conf *pe = config_endpoint(cfg, rd->partners[i]);
+			if (!pe)
+				continue;
+			add_kind_list(&a, cfg, pe->kind);
+			addrs_add(&a, pe->recipients, pe->nrecipients);
+			found++;
+		}
+		if (found == 0 && ep->kind != ENDPOINT_HOSPITAL)
 			add_kind_list(&a, cfg, ENDPOINT_HOSPITAL);
-		if (pc.found == 0 && ep->kind != ENDPOINT_MUNICIPALITY)
+		if (found == 0 && ep->kind != ENDPOINT_MUNICIPALITY)
 			add_kind_list(&a, cfg, ENDPOINT_MUNICIPALITY);
 	}
 	size_t len = 1;
@@ -136,14 +150,13 @@ static char *recipients(struct procedure *p, const char *endpoint, int64_t now,
 
 /* ---- facts -------------------------------------------------------------- */
 
-struct affected_ctx {
-	struct procedure *p;
+struct affected {
 	struct notice_affected *v;
 	size_t n;
 	int64_t queued, oldest;
 };
 
-static const char *organisation_of(const struct config *cfg, const char *endpoint)
+const char *procedure_organisation_of(const struct config *cfg, const char *endpoint)
 {
 	const struct endpoint_conf *ep = config_endpoint(cfg, endpoint);
 	if (ep)
@@ -151,32 +164,28 @@ static const char *organisation_of(const struct config *cfg, const char *endpoin
 	return strcmp(endpoint, STORE_SOURCE_BROKER) == 0 ? "EDI-broker" : endpoint;
 }
 
-static int add_affected(const struct store_summary *s, void *arg)
+/* The queue as read, by type and sending organisation (names as the
+ * config has them now). */
+static struct affected affected_of(struct procedure *p, const struct notice_reads *rd)
 {
-	struct affected_ctx *c = arg;
-	c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
-	c->v[c->n++] = (struct notice_affected){ xstrdup(s->type), s->count,
-						 xstrdup(organisation_of(c->p->cfg, s->source)) };
-	c->queued += s->count;
-	if (!c->oldest || (s->oldest_received_at && s->oldest_received_at < c->oldest))
-		c->oldest = s->oldest_received_at;
-	return 0;
-}
-
-static void affected_free(struct affected_ctx *c)
-{
-	for (size_t i = 0; i < c->n; i++) {
-		free((char *)c->v[i].type);
-		free((char *)c->v[i].organisation);
+	struct affected c = { 0 };
+	c.v = xcalloc(rd->nrows + 1, sizeof(*c.v));
+	for (size_t i = 0; i < rd->nrows; i++) {
+		const struct summary_row *s = &rd->rows[i];
+		c.v[c.n++] = (struct notice_affected){ s->type, s->count,
+						       procedure_organisation_of(p->cfg, s->source) };
+		c.queued += s->count;
+		if (!c.oldest || (s->oldest && s->oldest < c.oldest))
+			c.oldest = s->oldest;
 	}
-	free(c->v);
+	return c;
 }
 
 static void endpoint_facts(struct procedure *p, const char *endpoint, struct notice_facts *f)
 {
 	const struct endpoint_conf *ep = config_endpoint(p->cfg, endpoint);
 	f->endpoint = endpoint;
-	f->organisation = organisation_of(p->cfg, endpoint);
+	f->organisation = procedure_organisation_of(p->cfg, endpoint);
 	f->endpoint_kind = ep ? endpoint_kind_name(ep->kind) : "other";
 	f->contact = ep && ep->contact ? ep->contact : "";
 	f->fallback_contact = ep ? ep->fallback_contact : NULL;
@@ -205,17 +214,60 @@ static void pnotice_free(struct pnotice *n)
 	free(n);
 }
 
-static int save_notice(struct procedure *p, struct pnotice *n)
+/* A composed notice being saved (on the write lane). It is the
+ * procedure's, and goes out, only once the store has it: two holders of
+ * the procedure cannot both save one (a notice row is unique), and a
+ * notice is never sent unsaved. */
+struct save_notice_job {
+	struct pjob j;
+	struct pnotice *n;        /* the job's until saved */
+	char *endpoint;
+	int r;
+	char error[256];
+};
+
+static void save_notice_work(struct store *view, struct pjob *pj)
 {
-	int r = store_notice_save(p->env.store, n->rec);
-	if (r < 0)
-		log_err("event=notice-save-failed error=\"%s\"", store_last_error(p->env.store));
-	return r;
+	struct save_notice_job *j = (struct save_notice_job *)pj;
+	j->r = store_notice_save(view, j->n->rec);
+	if (j->r < 0)
+		snprintf(j->error, sizeof(j->error), "%s", store_last_error(view));
 }
 
-/* Renders, addresses, saves and queues a notice. */
-static void issue(struct procedure *p, const struct notice_facts *f, int64_t outage_id,
-		  int64_t maintenance_id)
+static void save_notice_done(struct procedure *p, struct pjob *pj)
+{
+	struct save_notice_job *j = (struct save_notice_job *)pj;
+	if (j->r < 0) {
+		log_err("event=notice-save-failed error=\"%s\"", j->error);
+		return;
+	}
+	struct pnotice *n = TAKE_PTR(j->n);
+	struct notice_record *rec = n->rec;
+	log_notice("event=notice notice=%lld kind=%s endpoint=%s outage=%lld audience=%s "
+		   "recipients=%s channels=%s",
+		   (long long)rec->id, rec->kind, j->endpoint, (long long)rec->outage_id,
+		   rec->audience, rec->recipients, *rec->pending ? rec->pending : "none");
+	if (!*rec->pending) {
+		pnotice_free(n);
+		return;
+	}
+	n->next = p->notices;
+	p->notices = n;
+	procedure_notices_tick(p, procedure_now(p));
+}
+
+static void save_notice_free(struct pjob *pj)
+{
+	struct save_notice_job *j = (struct save_notice_job *)pj;
+	if (j->n)
+		pnotice_free(j->n);
+	free(j->endpoint);
+	free(j);
+}
+
+/* Renders, addresses and saves a notice; it is queued once saved. */
+static void issue(struct procedure *p, const struct notice_facts *f,
+		  const struct notice_reads *rd, int64_t outage_id, int64_t maintenance_id)
 {
 	struct notice_text text = { 0 };
 	if (notice_render(p->tpl, f, &text) < 0) {
@@ -229,7 +281,7 @@ static void issue(struct procedure *p, const struct notice_facts *f, int64_t out
 	rec->outage_id = outage_id;
 	rec->maintenance_id = maintenance_id;
 	rec->kind = xstrdup(notice_kind_name(f->kind));
-	rec->recipients = recipients(p, f->endpoint, f->now, &audience);
+	rec->recipients = recipients(p, f->endpoint, f->now, rd, &audience);
 	rec->audience = xstrdup(audience);
 	rec->subject = TAKE_PTR(text.subject);
 	rec->body = TAKE_PTR(text.body);
@@ -238,72 +290,104 @@ static void issue(struct procedure *p, const struct notice_facts *f, int64_t out
 	rec->pending = xstrdup(channels(p->cfg, rec->recipients));
 	rec->next_attempt_at = *rec->pending ? f->now : 0;
 	notice_text_free(&text);
-	if (save_notice(p, n) < 0) {
-		pnotice_free(n);
-		return;
-	}
-	log_notice("event=notice notice=%lld kind=%s endpoint=%s outage=%lld audience=%s "
-		   "recipients=%s channels=%s",
-		   (long long)rec->id, rec->kind, f->endpoint, (long long)outage_id, rec->audience,
-		   rec->recipients, *rec->pending ? rec->pending : "none");
-	if (!*rec->pending) {
-		pnotice_free(n);
-		return;
-	}
-	n->next = p->notices;
-	p->notices = n;
-	procedure_notices_tick(p, f->now);
+	struct save_notice_job *j = xcalloc(1, sizeof(*j));
+	j->j = (struct pjob){ .outage_id = outage_id, .maint_id = maintenance_id,
+			      .work = save_notice_work, .done = save_notice_done,
+			      .free = save_notice_free };
+	j->n = n;
+	j->endpoint = xstrdup(f->endpoint);
+	procedure_job_run(p, STORE_LANE_WRITE, &j->j);
 }
 
-static int add_affected_all(struct procedure *p, const char *endpoint, struct affected_ctx *ac)
+/* A notice that fell due, its inputs being read (on the read lane). The
+ * outage or window is a copy as it was when it fell due: the notice says
+ * what was decided then. */
+struct compose_job {
+	struct pjob j;
+	struct outage *o;         /* an outage's notice */
+	struct maint *m;          /* a planned one */
+	char *endpoint;
+	enum notice_kind kind;
+	bool ended_overnight;
+	int64_t now, acks_before; /* delivered before acks_before: overdue */
+	struct notice_reads rd;
+};
+
+static int add_partner(const char *name, void *arg)
 {
-	int r = store_queue_summary(p->env.store, endpoint, add_affected, ac);
-	if (r < 0)
-		log_warn("event=queue-summary-failed endpoint=%s error=\"%s\"", endpoint,
-			 store_last_error(p->env.store));
-	return r;
+	struct notice_reads *rd = arg;
+	rd->partners = xrealloc(rd->partners, (rd->npartners + 1) * sizeof(char *));
+	rd->partners[rd->npartners++] = xstrdup(name);
+	return 0;
+}
+
+static int add_row(const struct store_summary *s, void *arg)
+{
+	struct notice_reads *rd = arg;
+	rd->rows = xrealloc(rd->rows, (rd->nrows + 1) * sizeof(*rd->rows));
+	rd->rows[rd->nrows++] = (struct summary_row){ xstrdup(s->type ? s->type : ""),
+						      xstrdup(s->source ? s->source : ""),
+						      s->count, s->oldest_received_at };
+	return 0;
 }
 
 /* Messages delivered to the endpoint whose acknowledgement is overdue. */
-struct overdue_ctx {
-	int64_t count, oldest;
-};
-
 static int add_overdue(const struct store_msg *m, void *arg)
 {
-	struct overdue_ctx *c = arg;
-	if (c->count++ == 0)
-		c->oldest = m->delivered_at; /* the list is oldest delivery first */
+	struct notice_reads *rd = arg;
+	if (rd->acks++ == 0)
+		rd->acks_oldest = m->delivered_at; /* the list is oldest delivery first */
 	return 0;
 }
 
 #define OVERDUE_MAX 100000 /* counted per notice; beyond, "at least" this many */
 
-/* The overdue acknowledgements of endpoint into f. Like the queue, a
- * notice goes out when they cannot be read (logged). */
-static void overdue_facts(struct procedure *p, const char *endpoint, int64_t now,
-			  struct notice_facts *f)
+static void compose_work(struct store *view, struct pjob *pj)
 {
-	struct overdue_ctx c = { 0, 0 };
-	int r = store_ack_list(p->env.store, ACK_AWAITING, endpoint, now - p->cfg->ack_timeout_ms,
-			       OVERDUE_MAX, add_overdue, &c);
-	if (r < 0)
-		log_warn("event=acks-read-failed endpoint=%s error=\"%s\"", endpoint,
-			 store_last_error(p->env.store));
-	f->acks_overdue = r < 0 ? 0 : c.count;
-	f->acks_overdue_since = r < 0 ? 0 : c.oldest;
-	f->ack_timeout_ms = p->cfg->ack_timeout_ms;
+	struct compose_job *j = (struct compose_job *)pj;
+	struct notice_reads *rd = &j->rd;
+	if ((rd->partners_r = store_partners(view, j->endpoint, add_partner, rd)) < 0)
+		snprintf(rd->partners_err, sizeof(rd->partners_err), "%s", store_last_error(view));
+	if (!j->o)
+		return; /* a planned notice says nothing of the queue */
+	if ((rd->rows_r = store_queue_summary(view, j->endpoint, add_row, rd)) < 0)
+		snprintf(rd->rows_err, sizeof(rd->rows_err), "%s", store_last_error(view));
+	rd->acks_r = store_ack_list(view, ACK_AWAITING, j->endpoint, j->acks_before, OVERDUE_MAX,
+				    add_overdue, rd);
+	if (rd->acks_r < 0)
+		snprintf(rd->acks_err, sizeof(rd->acks_err), "%s", store_last_error(view));
 }
 
-void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,
-			     bool ended_overnight, int64_t now)
+static void compose_free(struct pjob *pj)
 {
-	struct notice_facts f = { .kind = kind, .outage_id = o->id, .now = now };
+	struct compose_job *j = (struct compose_job *)pj;
+	struct notice_reads *rd = &j->rd;
+	for (size_t i = 0; i < rd->npartners; i++)
+		free(rd->partners[i]);
+	free(rd->partners);
+	for (size_t i = 0; i < rd->nrows; i++) {
+		free(rd->rows[i].type);
+		free(rd->rows[i].source);
+	}
+	free(rd->rows);
+	outage_free(j->o);
+	maint_free(j->m);
+	free(j->endpoint);
+	free(j);
+}
+
+static void compose_outage(struct procedure *p, struct compose_job *j)
+{
+	const struct outage *o = j->o;
+	const struct notice_reads *rd = &j->rd;
+	struct notice_facts f = { .kind = j->kind, .outage_id = o->id, .now = j->now };
 	endpoint_facts(p, o->endpoint, &f);
-	struct affected_ctx ac = { p, NULL, 0, 0, 0 };
 	/* A notice that falls due goes out even when the queue cannot be
 	 * read (logged): late news of an outage is worse than a short list. */
-	(void)add_affected_all(p, o->endpoint, &ac);
+	if (rd->rows_r < 0)
+		log_warn("event=queue-summary-failed endpoint=%s error=\"%s\"", o->endpoint,
+			 rd->rows_err);
+	struct affected ac = affected_of(p, rd);
 	f.started_at = o->started_at;
 	f.ended_at = o->ended_at;
 	f.next_status_at = outage_next_status_at(o, &p->rules);
@@ -320,16 +404,23 @@ void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_
 	f.naffected = ac.n;
 	f.queued = ac.queued;
 	f.oldest_received_at = ac.oldest;
-	overdue_facts(p, o->endpoint, now, &f);
+	/* Like the queue, a notice goes out when they cannot be read (logged). */
+	if (rd->acks_r < 0)
+		log_warn("event=acks-read-failed endpoint=%s error=\"%s\"", o->endpoint,
+			 rd->acks_err);
+	f.acks_overdue = rd->acks_r < 0 ? 0 : rd->acks;
+	f.acks_overdue_since = rd->acks_r < 0 ? 0 : rd->acks_oldest;
+	f.ack_timeout_ms = p->cfg->ack_timeout_ms;
 	f.delivered_late = o->delivered_late;
-	f.ended_overnight = ended_overnight;
-	issue(p, &f, o->id, 0);
-	affected_free(&ac);
+	f.ended_overnight = j->ended_overnight;
+	issue(p, &f, rd, o->id, 0);
+	free(ac.v);
 }
 
-void procedure_planned_notice(struct procedure *p, struct maint *m, int64_t now)
+static void compose_planned(struct procedure *p, struct compose_job *j)
 {
-	struct notice_facts f = { .kind = NOTICE_PLANNED, .now = now };
+	const struct maint *m = j->m;
+	struct notice_facts f = { .kind = NOTICE_PLANNED, .now = j->now };
 	endpoint_facts(p, m->endpoint, &f);
 	f.started_at = m->from;
 	f.ended_at = m->to;
@@ -340,7 +431,47 @@ void procedure_planned_notice(struct procedure *p, struct maint *m, int64_t now)
 	f.cause_by_operator = true;
 	if (m->contact)
 		f.contact = m->contact;
-	issue(p, &f, 0, m->id);
+	issue(p, &f, &j->rd, 0, m->id);
+}
+
+/* Composed on the loop, with the config as it is now. */
+static void compose_done(struct procedure *p, struct pjob *pj)
+{
+	struct compose_job *j = (struct compose_job *)pj;
+	if (j->o)
+		compose_outage(p, j);
+	else
+		compose_planned(p, j);
+}
+
+static void compose(struct procedure *p, struct compose_job *j)
+{
+	j->j = (struct pjob){ .outage_id = j->o ? j->o->id : 0, .maint_id = j->m ? j->m->id : 0,
+			      .work = compose_work, .done = compose_done, .free = compose_free };
+	procedure_job_run(p, STORE_LANE_READ, &j->j);
+}
+
+void procedure_outage_notice(struct procedure *p, struct outage *o, enum notice_kind kind,
+			     bool ended_overnight, int64_t now)
+{
+	struct compose_job *j = xcalloc(1, sizeof(*j));
+	j->o = outage_dup(o);
+	j->endpoint = xstrdup(o->endpoint);
+	j->kind = kind;
+	j->ended_overnight = ended_overnight;
+	j->now = now;
+	j->acks_before = now - p->cfg->ack_timeout_ms;
+	compose(p, j);
+}
+
+void procedure_planned_notice(struct procedure *p, struct maint *m, int64_t now)
+{
+	struct compose_job *j = xcalloc(1, sizeof(*j));
+	j->m = maint_dup(m);
+	j->endpoint = xstrdup(m->endpoint);
+	j->kind = NOTICE_PLANNED;
+	j->now = now;
+	compose(p, j);
 }
 
 /* ---- sending -------------------------------------------------------------- */
@@ -378,15 +509,78 @@ static char **split_recipients(const char *list, size_t *n)
 	return v;
 }
 
-/* Stores and logs one channel's result; to is already fit to be shown. A
- * refused login is logged by email_refused() instead, once. */
-static void record(struct procedure *p, struct pnotice *n, const char *channel, const char *to,
+static void unlink_notice(struct procedure *p, struct pnotice *n)
+{
+	for (struct pnotice **pp = &p->notices; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			return;
+		}
+	}
+}
+
+/* What a send round leaves to be written (on the write lane), after it
+ * went: each channel's attempt, then the notice as it stands. The notice
+ * stays in flight until then, so no round of it starts before its last is
+ * recorded. */
+struct record_job {
+	struct pjob j;
+	struct pnotice *n;        /* the procedure's; only done touches it */
+	struct notice_record *rec; /* the copy to save */
+	struct store_send sends[3];
+	size_t nsends;
+	int r[4];
+	char error[256];
+};
+
+static void record_work(struct store *view, struct pjob *pj)
+{
+	struct record_job *j = (struct record_job *)pj;
+	for (size_t i = 0; i < j->nsends; i++)
+		if ((j->r[i] = store_send_record(view, &j->sends[i])) < 0)
+			snprintf(j->error, sizeof(j->error), "%s", store_last_error(view));
+	if ((j->r[3] = store_notice_save(view, j->rec)) < 0)
+		snprintf(j->error, sizeof(j->error), "%s", store_last_error(view));
+}
+
+static void record_done(struct procedure *p, struct pjob *pj)
+{
+	struct record_job *j = (struct record_job *)pj;
+	struct pnotice *n = j->n;
+	n->in_flight = false;
+	for (size_t i = 0; i < j->nsends; i++)
+		if (j->r[i] < 0)
+			log_err("event=notice-send-record-failed notice=%lld channel=%s error=\"%s\"",
+				(long long)n->rec->id, j->sends[i].channel, j->error);
+	/* a failed save is logged; the notice goes on from memory, and after a
+	 * restart the stored state at worst sends a round again */
+	if (j->r[3] < 0)
+		log_err("event=notice-save-failed error=\"%s\"", j->error);
+	if (!*n->rec->pending) {
+		unlink_notice(p, n);
+		pnotice_free(n);
+	}
+}
+
+static void record_free(struct pjob *pj)
+{
+	struct record_job *j = (struct record_job *)pj;
+	for (size_t i = 0; i < j->nsends; i++) {
+		free((char *)j->sends[i].recipients);
+		free((char *)j->sends[i].error);
+	}
+	notice_record_free(j->rec);
+	free(j);
+}
+
+/* Logs and counts one channel's result, and keeps it for the record job;
+ * to is already fit to be shown. A refused login is logged by
+ * email_refused() instead, once. */
+static void record(struct record_job *x, struct pnotice *n, const char *channel, const char *to,
 		   const struct notify_result *r, int64_t at)
 {
-	struct store_send s = { n->rec->id, channel, at, r->ok, to, r->ok ? "" : r->error };
-	if (store_send_record(p->env.store, &s) < 0)
-		log_err("event=notice-send-record-failed notice=%lld channel=%s error=\"%s\"",
-			(long long)n->rec->id, channel, store_last_error(p->env.store));
+	x->sends[x->nsends++] = (struct store_send){ n->rec->id, channel, at, r->ok, xstrdup(to),
+						     xstrdup(r->ok ? "" : r->error) };
 	metrics_add(r->ok ? METRIC_NOTICES_SENT : METRIC_NOTICES_FAILED, 1, METRIC_LABELS(channel));
 	if (r->ok)
 		log_info("event=notice-sent notice=%lld channel=%s to=%s", (long long)n->rec->id,
@@ -451,33 +645,23 @@ static void update_pending(struct notice_record *rec, bool email_done, bool hook
 	rec->pending = xstrdup(pending_text(email, hook));
 }
 
-static void unlink_notice(struct procedure *p, struct pnotice *n)
-{
-	for (struct pnotice **pp = &p->notices; *pp; pp = &(*pp)->next) {
-		if (*pp == n) {
-			*pp = n->next;
-			return;
-		}
-	}
-}
-
 static void send_done(void *arg, const struct notifier_report *rep)
 {
 	struct send_round *j = arg;
 	struct procedure *p = j->p;
 	struct pnotice *n = j->n;
 	struct notice_record *rec = n->rec;
-	n->in_flight = false;
+	struct record_job *x = xcalloc(1, sizeof(*x));
 	rec->attempts++;
 	bool email_ok = j->try_email && rep->email.result.ok;
 	if (j->try_email)
-		record(p, n, "email", rec->recipients, &rep->email.result, j->at);
+		record(x, n, "email", rec->recipients, &rep->email.result, j->at);
 	if (j->try_email && rep->email.result.denied)
 		email_refused(p, j, &rep->email.result, rep->fallback.tried);
 	if (j->try_webhook)
-		record(p, n, "webhook", j->webhook_url, &rep->webhook.result, j->at);
+		record(x, n, "webhook", j->webhook_url, &rep->webhook.result, j->at);
 	if (rep->fallback.tried) {
-		record(p, n, "fallback", j->fallback, &rep->fallback.result, j->at);
+		record(x, n, "fallback", j->fallback, &rep->fallback.result, j->at);
 		n->fallback_done = rep->fallback.result.ok;
 	}
 	/* The fallback reached people with this notice: a later e-mail of the
@@ -496,14 +680,12 @@ static void send_done(void *arg, const struct notifier_report *rep)
 	int64_t delay = p->cfg->notify_retry_ms << (rec->attempts - 1 < 16 ? rec->attempts - 1 : 16);
 	rec->next_attempt_at =
 		*rec->pending ? j->at + (delay < RETRY_CAP_MS ? delay : RETRY_CAP_MS) : 0;
-	/* a failed save is logged; the notice goes on from memory, and after a
-	 * restart the stored state at worst sends a round again */
-	(void)save_notice(p, n);
-	if (!*rec->pending) {
-		unlink_notice(p, n);
-		pnotice_free(n);
-	}
+	/* the notice stays in flight until the round is recorded (record_done) */
+	x->j = (struct pjob){ .work = record_work, .done = record_done, .free = record_free };
+	x->n = n;
+	x->rec = notice_record_dup(rec);
 	free(j);
+	procedure_job_run(p, STORE_LANE_WRITE, &x->j);
 }
 
 /* What a round of n does now: which channels, and when the fallback
@@ -587,11 +769,11 @@ static void or_default(char **s, const char *value)
 		*s = xstrdup(value);
 }
 
-static int load_notice(const struct notice_record *stored, void *arg)
+/* A pending notice as stored becomes one to carry (rec taken). */
+static struct pnotice *pending_notice(struct notice_record *rec)
 {
-	struct procedure *p = arg;
 	struct pnotice *n = xcalloc(1, sizeof(*n));
-	struct notice_record *rec = n->rec = notice_record_dup(stored);
+	n->rec = rec;
 	or_default(&rec->kind, "");
 	or_default(&rec->audience, "");
 	or_default(&rec->recipients, "");
@@ -601,19 +783,12 @@ static int load_notice(const struct notice_record *stored, void *arg)
 	or_default(&rec->pending, "");
 	if (!rec->next_attempt_at)
 		rec->next_attempt_at = 1; /* pending but never scheduled: at once */
-	n->next = p->notices;
-	p->notices = n;
-	return 0;
+	return n;
 }
 
-int procedure_load_notices(struct procedure *p)
-{
-	return store_notice_pending(p->env.store, load_notice, p);
-}
-
-/* Notices being sent stay (their send round points at them); the others
- * are read again as the store has them, skipping ids still held. */
-int procedure_reload_notices(struct procedure *p)
+/* Notices being sent stay (their send round or its record points at
+ * them); the others are as the store has them, skipping ids still held. */
+void procedure_notices_replace(struct procedure *p, struct notice_record **recs, size_t nrecs)
 {
 	struct pnotice **at = &p->notices;
 	while (*at) {
@@ -627,25 +802,22 @@ int procedure_reload_notices(struct procedure *p)
 	}
 	struct pnotice *kept = p->notices;
 	p->notices = NULL;
-	int r = procedure_load_notices(p);
-	/* drop what was read again of those kept, then put them back */
-	for (struct pnotice **n = &p->notices; *n;) {
+	for (size_t i = 0; i < nrecs; i++) {
 		bool dup = false;
 		for (struct pnotice *k = kept; k && !dup; k = k->next)
-			dup = k->rec->id == (*n)->rec->id;
+			dup = k->rec->id == recs[i]->id;
 		if (dup) {
-			struct pnotice *d = *n;
-			*n = d->next;
-			pnotice_free(d);
-		} else {
-			n = &(*n)->next;
+			notice_record_free(recs[i]);
+			continue;
 		}
+		struct pnotice *n = pending_notice(recs[i]);
+		n->next = p->notices;
+		p->notices = n;
 	}
 	struct pnotice **tail = &p->notices;
 	while (*tail)
 		tail = &(*tail)->next;
 	*tail = kept;
-	return r;
 }
 
 void procedure_notices_free(struct procedure *p)
@@ -658,157 +830,4 @@ void procedure_notices_free(struct procedure *p)
 		p->notices = n->next;
 		pnotice_free(n);
 	}
-}
-
-/* ---- status page ----------------------------------------------------------- */
-
-/* The messages waiting for one endpoint, by type (the store's summary is
- * by type and sender, ordered by type). */
-struct queue_types {
-	struct status_type *v;
-	size_t n;
-	int64_t queued, oldest;
-};
-
-static int add_type(const struct store_summary *s, void *arg)
-{
-	struct queue_types *q = arg;
-	const char *type = s->type ? s->type : "";
-	if (q->n == 0 || strcmp(q->v[q->n - 1].type, type) != 0) {
-		q->v = xrealloc(q->v, (q->n + 1) * sizeof(*q->v));
-		q->v[q->n++] = (struct status_type){ xstrdup(type), 0 };
-	}
-	q->v[q->n - 1].count += s->count;
-	q->queued += s->count;
-	if (!q->oldest || (s->oldest_received_at && s->oldest_received_at < q->oldest))
-		q->oldest = s->oldest_received_at;
-	return 0;
-}
-
-static void queue_types_free(struct queue_types *q)
-{
-	for (size_t i = 0; i < q->n; i++)
-		free((char *)q->v[i].type);
-	free(q->v);
-}
-
-/* Reads endpoint's queue by type; a failed read is logged and shows as
- * nothing waiting (the page is rewritten again in STATUS_REFRESH_MS). */
-static struct queue_types queue_types_of(struct procedure *p, const char *endpoint)
-{
-	struct queue_types q = { 0 };
-	if (store_queue_summary(p->env.store, endpoint, add_type, &q) < 0) {
-		log_warn("event=queue-summary-failed endpoint=%s error=\"%s\"", endpoint,
-			 store_last_error(p->env.store));
-		queue_types_free(&q);
-		q = (struct queue_types){ 0 };
-	}
-	return q;
-}
-
-/* The configured endpoints, in config order; returns how many were filled. */
-static size_t fill_endpoints(struct procedure *p, struct status_endpoint *v, int64_t now)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < p->cfg->nendpoints; i++) {
-		const struct endpoint_conf *conf = &p->cfg->endpoints[i];
-		const struct health *h = procedure_health_of(p, conf->name);
-		if (!h)
-			continue; /* not created (yet): nothing to show */
-		struct procedure_ep_view view;
-		(void)procedure_ep_view(p, conf->name, &view); /* zero when it has no queue */
-		v[n++] = (struct status_endpoint){
-			conf->name, organisation_of(p->cfg, conf->name), endpoint_kind_name(conf->kind),
-			procedure_health_name(p, conf->name, h, now), h->since, view.queued,
-			view.oldest_received_at,
-			h->fault == FAULT_NONE ? "" : fault_name(h->fault),
-		};
-	}
-	return n;
-}
-
-static const char *or_empty(const char *s)
-{
-	return s ? s : "";
-}
-
-/* The outages' cards; q[i] gets outage i's queue (the caller frees it). */
-static void fill_outages(struct procedure *p, struct status_outage *v, struct queue_types *q)
-{
-	for (size_t i = 0; i < p->noutages; i++) {
-		struct outage *o = p->outages[i];
-		const struct endpoint_conf *conf = config_endpoint(p->cfg, o->endpoint);
-		q[i] = queue_types_of(p, o->endpoint);
-		const char *contact = o->contact_override ? o->contact_override
-				      : conf ? or_empty(conf->contact) : "";
-		const char *fallback = o->fallback_override ? o->fallback_override
-				       : conf ? or_empty(conf->fallback_contact) : "";
-		v[i] = (struct status_outage){
-			.id = o->id, .endpoint = o->endpoint,
-			.organisation = organisation_of(p->cfg, o->endpoint),
-			.state = outage_state_name(o->state), .started_at = o->started_at,
-			.ended_at = o->ended_at, .expected_end = o->expected_end,
-			.next_status_at = outage_next_status_at(o, &p->rules),
-			.cause_fault = or_empty(o->cause_fault), .cause = or_empty(o->cause_override),
-			.contact = contact, .fallback_contact = fallback,
-			.fallback_note = conf ? or_empty(conf->fallback_note) : "",
-			.queued = q[i].queued, .oldest_received_at = q[i].oldest,
-			.types = q[i].v, .ntypes = q[i].n,
-		};
-	}
-}
-
-/* The planned windows' cards; q[i] gets window i's queue while it is in
- * force (the caller frees it). */
-static void fill_windows(struct procedure *p, struct status_maintenance *v, struct queue_types *q,
-			 int64_t now)
-{
-	for (size_t i = 0; i < p->nmaint; i++) {
-		struct maint *m = p->maint[i];
-		const struct endpoint_conf *conf = config_endpoint(p->cfg, m->endpoint);
-		bool active = m->from <= now && now < m->to;
-		q[i] = active ? queue_types_of(p, m->endpoint) : (struct queue_types){ 0 };
-		v[i] = (struct status_maintenance){
-			.id = m->id, .endpoint = m->endpoint,
-			.organisation = organisation_of(p->cfg, m->endpoint), .from = m->from,
-			.to = m->to, .reason = or_empty(m->reason),
-			.contact = m->contact ? m->contact : conf ? or_empty(conf->contact) : "",
-			.fallback_contact = conf ? or_empty(conf->fallback_contact) : "",
-			.fallback_note = conf ? or_empty(conf->fallback_note) : "",
-			.queued = q[i].queued, .types = q[i].v, .ntypes = q[i].n,
-		};
-	}
-}
-
-void procedure_status_tick(struct procedure *p, int64_t now)
-{
-	if (!p->status_dirty && now - p->status_written_at < STATUS_REFRESH_MS)
-		return;
-	const struct config *cfg = p->cfg;
-	size_t no = p->noutages, nm = p->nmaint;
-	struct status_endpoint *eps = xcalloc(cfg->nendpoints + 1, sizeof(*eps));
-	struct status_outage *outs = xcalloc(no + 1, sizeof(*outs));
-	struct status_maintenance *ms = xcalloc(nm + 1, sizeof(*ms));
-	struct queue_types *qo = xcalloc(no + 1, sizeof(*qo)), *qm = xcalloc(nm + 1, sizeof(*qm));
-	size_t ne = fill_endpoints(p, eps, now);
-	fill_outages(p, outs, qo);
-	fill_windows(p, ms, qm, now);
-	struct status_page page = { cfg->language, now, eps, ne, outs, no, ms, nm,
-				    cfg->support_phone };
-	char err[256];
-	int r = statuspage_write(cfg->status_dir, &page, err, sizeof(err));
-	if (r < 0 && !p->status_error_logged)
-		log_err("event=status-page-failed dir=%s error=\"%s\"", cfg->status_dir, err);
-	p->status_error_logged = r < 0;
-	p->status_dirty = false;
-	p->status_written_at = now;
-	for (size_t i = 0; i < no; i++)
-		queue_types_free(&qo[i]);
-	for (size_t i = 0; i < nm; i++)
-		queue_types_free(&qm[i]);
-	free(qo);
-	free(qm);
-	free(eps);
-	free(outs);
-	free(ms);
 }

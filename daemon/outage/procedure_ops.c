@@ -23,9 +23,12 @@
  * other one). While a change flies, the timer leaves its outage or window
  * alone and opens no outage of its own for an endpoint an operator is
  * opening one for (procedure.c), so the record saved is not overtaken by
- * an automatic one.
+ * an automatic one; and while the timer's own save of one flies
+ * (procedure_jobs.c) an operator's change to it waits the same way.
  * With several daemons only the one that runs the procedure changes it
- * (the others refuse, -EAGAIN). The timer then does whatever the change
+ * (the others refuse, -EAGAIN), and the write carries the procedure's
+ * lease as it was when the change was prepared: a lane's handle has no
+ * record fence of its own. The timer then does whatever the change
  * makes due (e.g. an expected downtime past the threshold sends the first
  * notice at once, within the time rules).
  */
@@ -52,6 +55,7 @@ struct procedure_change {
 	char *contact, *cause, *fallback;
 	bool has_contact, has_cause, has_fallback;
 	bool changed;           /* set: what the notices carry changed */
+	struct store_fence fence; /* the procedure's lease when it was made (lease owned) */
 };
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -80,6 +84,10 @@ static void replace_by(char **field, const char *by)
  * records (its copy in memory is the one the timer acts on). */
 static int standby(struct procedure *p, char *err, size_t errlen)
 {
+	if (procedure_acting(p) && p->stale) /* a change to a copy the store moved past */
+		return fail(err, errlen, -EAGAIN,
+			    "this node has just taken over the outage procedure and is reading "
+			    "its state: retry in a moment");
 	if (procedure_acting(p))
 		return 0;
 	return fail(err, errlen, -EAGAIN,
@@ -87,11 +95,20 @@ static int standby(struct procedure *p, char *err, size_t errlen)
 		    "(edibrokerctl status names it)");
 }
 
+/* True while a change to that record is being saved: an operator's, or
+ * the timer's own (procedure_jobs.c). */
+static bool in_flight(const struct procedure *p, int64_t outage_id, int64_t maint_id,
+		      const char *opening)
+{
+	return procedure_change_is(p, outage_id, maint_id, opening) ||
+	       procedure_job_on(p, outage_id, maint_id, opening, true);
+}
+
 /* One change per record in flight (see the top of the file). */
 static int busy(char *err, size_t errlen, const char *what, long long id)
 {
 	return fail(err, errlen, -EBUSY,
-		    "busy: another change to %s %lld is being saved; retry when it is answered",
+		    "busy: a change to %s %lld is being saved; retry when it is answered",
 		    what, id);
 }
 
@@ -101,6 +118,8 @@ static struct procedure_change *change_new(struct procedure *p, enum change_kind
 	struct procedure_change *c = xcalloc(1, sizeof(*c));
 	*c = (struct procedure_change){ .kind = kind, .now = procedure_now(p),
 					.by = xstrdup_or_null(by) };
+	if (p->fence.lease)
+		c->fence = (struct store_fence){ xstrdup(p->fence.lease), p->fence.epoch };
 	return c;
 }
 
@@ -123,6 +142,7 @@ void procedure_change_free(struct procedure_change *c)
 	free(c->contact);
 	free(c->cause);
 	free(c->fallback);
+	free((char *)c->fence.lease);
 	free(c);
 }
 
@@ -163,7 +183,7 @@ int procedure_outage_open_prepare(struct procedure *p, const char *by, const cha
 		return r;
 	if (!config_endpoint(p->cfg, endpoint))
 		return fail(err, errlen, -ENOENT, "no endpoint '%s'", endpoint);
-	if (procedure_change_is(p, 0, 0, endpoint))
+	if (in_flight(p, 0, 0, endpoint))
 		return fail(err, errlen, -EBUSY,
 			    "busy: an outage of %s is being opened; retry when it is answered",
 			    endpoint);
@@ -189,7 +209,7 @@ int procedure_outage_close_prepare(struct procedure *p, const char *by, int64_t 
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
-	if (procedure_change_is(p, id, 0, NULL))
+	if (in_flight(p, id, 0, NULL))
 		return busy(err, errlen, "outage", (long long)id);
 	struct procedure_change *c = change_new(p, CH_CLOSE, by);
 	c->o = outage_dup(o);
@@ -238,7 +258,7 @@ int procedure_outage_set_prepare(struct procedure *p, const char *by, int64_t id
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o)
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
-	if (procedure_change_is(p, id, 0, NULL))
+	if (in_flight(p, id, 0, NULL))
 		return busy(err, errlen, "outage", (long long)id);
 	int64_t now = procedure_now(p), end = 0;
 	if (expected && parse_expected(expected, now, &end) < 0)
@@ -317,7 +337,7 @@ int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, in
 	if (!m)
 		return fail(err, errlen, -ENOENT, "no planned shutdown %lld in force",
 			    (long long)id);
-	if (procedure_change_is(p, 0, id, NULL))
+	if (in_flight(p, 0, id, NULL))
 		return busy(err, errlen, "planned shutdown", (long long)id);
 	struct procedure_change *c = change_new(p, CH_MAINT_REMOVE, by);
 	c->m = maint_dup(m);
@@ -331,6 +351,8 @@ int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, in
 int procedure_change_write(struct procedure_change *c, struct store *view, char *err,
 			   size_t errlen)
 {
+	/* view may be a lane's handle, which has no fence of its own */
+	store_fence_records(view, c->fence.lease ? &c->fence : NULL);
 	int r = c->o ? store_outage_save(view, c->o) : store_maintenance_save(view, c->m);
 	if (r < 0)
 		return fail(err, errlen, r, "store: %s", store_last_error(view));

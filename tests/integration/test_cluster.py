@@ -91,13 +91,13 @@ class ClusterTest(NoticeTest):
         super().tearDown()
         self.pg.close()
 
-    def node(self, name, outage=False, metrics_port=None):
+    def node(self, name, outage=False, metrics_port=None, lease=LEASE):
         """A daemon of the cluster: its own state, config and log; the spool
         folders and the database every node shares."""
         root = os.path.join(self.tmp, name)
         os.makedirs(root)
         extra = ("[store]\nbackend = postgresql\nurl = %s\nlease = %s\nnode = %s\n\n"
-                 % (self.pg.url, LEASE, name))
+                 % (self.pg.url, lease, name))
         if metrics_port:
             extra += "[metrics]\nlisten = 127.0.0.1:%d\n\n" % metrics_port
         if outage:
@@ -430,6 +430,79 @@ class ClusterTest(NoticeTest):
         self.assertEqual([o["endpoint"] for o in a.ctl("outages")["outages"]], ["municipality"])
         self.assertEqual([m["endpoint"] for m in a.ctl("maintenance")["maintenance"]],
                          ["hospital"])
+        self.assertEqual(a.stop(), 0)
+
+    def test_the_procedure_does_not_hold_the_loop_while_the_database_hangs(self):
+        """The outage procedure's own store work (saving the outage as it
+        advances, reading what its notice says, saving and recording the
+        notice, the status page's queues) runs on the store's lanes: with
+        the database stopped just as an outage reaches its threshold, the
+        loop answers all along - status within 1 s every time, and a scrape
+        of the metrics (answered from memory by the loop) never waits as
+        long as one store call on the loop's own connection (500 ms). Once
+        the database runs again the outage is announced and its notice sent
+        exactly once. A lease of 30 s keeps the node acting through the
+        stop (with 3 s it would stand down and do nothing to wait on).
+        Before, each of those calls ran on the loop's connection: the loop
+        stalled 500 ms at the threshold and again each time the breaker
+        let it try (every 5 s)."""
+        port = free_port()
+        lab_out = os.path.join(self.spool, "lab", "out")
+        a = self.node("node-a", outage=True, metrics_port=port, lease="30s").start()
+        wait_for(lambda: "procedure" in {n["name"]: n for n in a.status()["cluster"]["nodes"]}
+                 .get("node-a", {}).get("leases", []), 15, what="a runs the procedure")
+        os.rename(lab_out, lab_out + ".away")   # the lab's share is gone: an outage
+        wait_for(lambda: a.log_lines(r"event=outage-opened .*endpoint=lab"), 15,
+                 what="the lab's outage opened")
+        opened = time.monotonic()
+        self.assertEqual(self.mail.all(), [], "nothing before the threshold (5 s)")
+        slow, stop = [], threading.Event()
+
+        def scrape():  # the loop's own answer, no store behind it
+            url = "http://127.0.0.1:%d/metrics" % port
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    urllib.request.urlopen(url, timeout=10).read()
+                except OSError as e:
+                    slow.append(("error", str(e)))
+                took = time.monotonic() - t0
+                if took > 0.35 * TIMEOUT_SCALE:
+                    slow.append((round(time.monotonic() - opened, 2), round(took, 3)))
+                time.sleep(0.05)
+
+        self.pg_signal(signal.SIGSTOP)
+        watcher = threading.Thread(target=scrape, daemon=True)
+        watcher.start()
+        tooks = []
+        try:
+            # from before the threshold to two breaker periods past it
+            while time.monotonic() - opened < 13 or len(tooks) < 10:
+                t0 = time.monotonic()
+                st = a.status()
+                tooks.append(round(time.monotonic() - t0, 3))
+                self.assertEqual(len(st["endpoints"]), 3, "what the loop knows is still there")
+                time.sleep(0.3)
+            due = a.log_lines(r"event=outage-announced|event=notice ")
+        finally:
+            stop.set()
+            watcher.join(15)
+            self.pg_signal(signal.SIGCONT)
+        print("status while the database hangs: %s; slow scrapes: %s" % (tooks, slow))
+        self.assertTrue(all(t < 1.0 * TIMEOUT_SCALE for t in tooks), tooks)
+        self.assertEqual(slow, [], "the loop waited (seconds since the open, seconds waited)")
+        self.assertEqual(due, [], "announced before the store had the outage's change")
+        wait_for(lambda: self.mail.all(), 30, what="the lab's notice after the database is back")
+        time.sleep(3)  # a second copy would have come by now (retry_initial 500 ms)
+        self.assertEqual(len(self.mail.all()), 1, "one notice, sent once: %s" % self.mail.all())
+        kinds = [((h["json"] or {}).get("endpoint"), (h["json"] or {}).get("kind"))
+                 for h in self.hook.bodies]
+        self.assertEqual(kinds, [("lab", "initial")], kinds)
+        rows = self.pg.sql("SELECT kind, count(*) FROM notices GROUP BY 1 ORDER BY 1")
+        self.assertEqual(rows, [["initial", "1"]], rows)
+        sends = self.pg.sql("SELECT channel, ok, count(*) FROM notice_sends GROUP BY 1, 2 "
+                            "ORDER BY 1, 2")
+        self.assertEqual(sends, [["email", "t", "1"], ["webhook", "t", "1"]], sends)
         self.assertEqual(a.stop(), 0)
 
     def test_2000_messages_through_a_pause_a_kill_and_a_database_restart(self):

@@ -8,7 +8,10 @@
  * return -ENOSYS.
  *
  * Opened through the store front end (store_open_backend), so the code
- * under test uses the real store.c. One fake store at a time: the seeding
+ * under test uses the real store.c. store_attach() gives it lanes whose
+ * handles are the same fake: work then runs on their threads and completes
+ * on the loop (store_drain), as with a server backend; the test drains
+ * before it seeds, switches failures or reads the fake itself. One fake store at a time: the seeding
  * functions act on the one opened last.
  */
 #ifndef EDIBROKER_FAKE_STORE_H

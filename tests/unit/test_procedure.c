@@ -179,6 +179,7 @@ static struct endpoint_conf ep_confs[2] = {
 static char dir[64];
 static struct config cfg;
 static struct store *store;
+static struct event_base *base; /* the lanes' loop, once attached */
 static struct procedure *p;
 
 static struct procedure *new_procedure(void)
@@ -227,8 +228,13 @@ static void setup(void)
 static void teardown(void)
 {
 	complete_rounds(true); /* rounds point into the procedure */
+	if (base) /* and their records with it */
+		cr_assert_eq(store_drain(store, 5000), 0);
 	procedure_free(p);
 	store_close(store);
+	if (base)
+		event_base_free(base);
+	base = NULL;
 	for (size_t i = 0; i < nrounds; i++) {
 		free(rounds[i].subject);
 		free(rounds[i].body);
@@ -1088,4 +1094,108 @@ Test(procedure, the_timer_leaves_a_record_being_changed_alone)
 	cr_assert_eq(procedure_open_outages(p), 2, "kommune's and the operator's of sygehus");
 	tick_at(T0 + 2 * HOUR + 7 * SEC);
 	cr_assert_eq(procedure_open_outages(p), 2, "the timer opens no second one");
+}
+
+/* ---- a store that answers later (lanes) ------------------------------------ */
+
+/* From now on the store's work runs on its lanes' threads and completes on
+ * this thread when drained, as with PostgreSQL. */
+static void attach(void)
+{
+	base = event_base_new();
+	cr_assert_not_null(base);
+	cr_assert_eq(store_attach(store, base), 0);
+	cr_assert(store_async(store));
+}
+
+/* Runs the completions of every step out, and of the steps they start. */
+static void drain(void)
+{
+	cr_assert_eq(store_drain(store, 5000), 0, "the lanes did not finish");
+}
+
+/* The timer decides on the loop and saves on a lane: until the store has
+ * the change, the procedure is as it was, sends nothing, and neither the
+ * next tick nor an operator makes a second change to that outage. Then the
+ * notice is composed from one read, saved, and sent once; its round stays
+ * in flight until its attempts are recorded. */
+Test(procedure, with_a_store_that_answers_later_nothing_goes_before_its_save)
+{
+	goes_down(T0);
+	cr_assert_eq(outages_stored(), 1);
+	int64_t id = stored[0].id;
+	attach();
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "open",
+			 "announced only once the store has it");
+	cr_assert_eq(nrounds, 0, "nothing sent before the save came back");
+	char err[256] = "";
+	struct procedure_change *c = NULL;
+	cr_assert_eq(procedure_outage_set_prepare(p, "jens (uid 1001)", id, "3h", NULL, NULL, NULL,
+						  &c, err, sizeof(err)), -EBUSY,
+		     "the timer's save of it flies");
+	cr_assert_not_null(strstr(err, "retry"), "%s", err);
+	tick_at(T0 + 2 * HOUR + 500); /* left alone: its step is out */
+	drain();
+	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "announced");
+	cr_assert_eq(nrounds, 1, "composed, saved, then sent");
+	cr_assert_eq(notices_stored(id, true), 1, "one notice, saved before it went");
+	cr_assert_not_null(strstr(rounds[0].body, "XDIS20"), "the queue read on the lane: %s",
+			   rounds[0].body);
+	complete_rounds(true);
+	tick_at(T0 + 2 * HOUR + 1000);
+	drain();
+	int sends = 0;
+	cr_assert_eq(store_send_list(store, ids[0], count_any, &sends), 2,
+		     "each channel's attempt recorded");
+	cr_assert_eq(notices_stored(id, false), 1, "and nothing left pending");
+	cr_assert_eq(nrounds, 1, "sent once");
+}
+
+/* A step the store refused leaves the procedure as it was; a later tick
+ * takes it again. */
+Test(procedure, with_a_store_that_answers_later_a_refused_step_is_taken_again)
+{
+	goes_down(T0);
+	attach();
+	fake_store_fail_saves(true);
+	tick_at(T0 + 2 * HOUR);
+	drain();
+	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "open");
+	cr_assert_eq(nrounds, 0);
+	fake_store_fail_saves(false);
+	tick_at(T0 + 2 * HOUR + 500);
+	drain();
+	cr_assert_str_eq(procedure_outage_state(p, "kommune"), "announced");
+	cr_assert_eq(nrounds, 1, "the same change again, saved, announced");
+	tick_at(T0 + 2 * HOUR + 1000);
+	drain();
+	cr_assert_eq(nrounds, 1, "once");
+}
+
+/* A takeover reads on the read lane; the procedure does nothing until
+ * that read is back. */
+Test(procedure, with_a_store_that_answers_later_a_takeover_acts_once_read)
+{
+	goes_down(T0);
+	attach();
+	cr_assert_eq(procedure_resync(p), 0);
+	int probes = ep_named("sygehus")->probes;
+	tick_at(T0 + 2 * HOUR);
+	cr_assert_eq(ep_named("sygehus")->probes, probes, "nothing before the read is back");
+	cr_assert_eq(nrounds, 0);
+	for (int i = 0; i < 3; i++)
+		result_at(T0 + 2 * HOUR + i * SEC, "sygehus", false, 0);
+	cr_assert_str_eq(health("sygehus"), "down");
+	char err[256] = "";
+	struct procedure_change *c = NULL;
+	cr_assert_eq(procedure_outage_open_prepare(p, "jens (uid 1001)", "sygehus", NULL, &c, err,
+						   sizeof(err)), -EAGAIN, "not on the old copy");
+	cr_assert_not_null(strstr(err, "retry"), "%s", err);
+	drain();
+	cr_assert_eq(outages_stored(), 1, "no outage opened on the old copy meanwhile");
+	cr_assert_eq(procedure_open_outages(p), 1, "the store's outage");
+	tick_at(T0 + 2 * HOUR + 500);
+	drain();
+	cr_assert_eq(nrounds, 1, "then it acts");
 }
