@@ -1647,7 +1647,10 @@ static void on_stop_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct broker *b = arg;
 	commit_kick(b->commit);
-	bool idle = lanes_pending(b->lanes) == 0 && commit_idle(b->commit) && !deliveries_busy(b);
+	/* the store's lanes too: a verb's, the procedure's or a scrape's job
+	 * still out would be abandoned with its connection at the close */
+	bool idle = lanes_pending(b->lanes) == 0 && commit_idle(b->commit) && !deliveries_busy(b) &&
+		    !store_busy(b->store);
 	if (idle || clock_mono_ms() >= b->stop_deadline)
 		stop_finish(b);
 }
@@ -1702,7 +1705,8 @@ bool broker_free(struct broker *b)
 	router_free(b->router);
 	codec_schemas_unref(b->schemas);
 	cluster_free(b->cluster);
-	store_close(b->store);
+	if (store_close(b->store))
+		abandoned = true;
 	if (b->housekeeping_ev)
 		event_free(b->housekeeping_ev);
 	if (b->stop_ev)

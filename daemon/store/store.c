@@ -142,10 +142,10 @@ struct store *store_open_backend(const struct store_backend_ops *ops, const char
 	return s;
 }
 
-void store_close(struct store *s)
+bool store_close(struct store *s)
 {
 	if (!s)
-		return;
+		return false;
 	assert(!s->is_view);
 	/* Work stuck on a dead connection keeps its view: the pool abandons
 	 * those threads, and their handles with them. */
@@ -162,6 +162,7 @@ void store_close(struct store *s)
 	}
 	s->ops->close(s->be);
 	free(s);
+	return stuck;
 }
 
 const char *store_instance(struct store *s)
@@ -1015,6 +1016,11 @@ void store_run(struct store *s, enum store_lane lane, store_work_fn work, store_
 	struct run_job *j = xmalloc(sizeof(*j));
 	*j = (struct run_job){ s->views[lane], work, done, arg };
 	lane_submit(s->lanes[lane], run_work, run_done, j);
+}
+
+bool store_busy(const struct store *s)
+{
+	return s->pool && lanes_pending(s->pool) > 0;
 }
 
 int store_drain(struct store *s, int64_t timeout_ms)

@@ -369,8 +369,11 @@ struct store;
  * (fsync; a server: connecting, bounded by its connect timeout). */
 struct store *store_open(const char *name, const char *state_dir, const struct store_options *opt,
 			 char *err, size_t errlen);
-/* Closes; the last connection checkpoints the WAL (fsync). Accepts NULL. */
-void store_close(struct store *s);
+/* Closes; the last connection checkpoints the WAL (fsync). Accepts NULL.
+ * True when store_run() work was still running: its thread and connection
+ * are abandoned (never freed, never joined), so the caller must not run
+ * exit handlers that would wait for them or call them leaks. */
+bool store_close(struct store *s);
 /* The store's random id (8 hex chars), fixed at creation. No I/O. */
 const char *store_instance(struct store *s);
 /* What the most recent failed call of s said. No I/O. */
@@ -578,6 +581,9 @@ bool store_async(const struct store *s);
  * submission order per lane, and done later on the loop. done may be NULL. */
 void store_run(struct store *s, enum store_lane lane, store_work_fn work, store_done_fn done,
 	       void *arg);
+/* True while store_run() work is queued, running or its done() not yet
+ * run: a stop waits for it (within its deadline). No I/O. */
+bool store_busy(const struct store *s);
 /* Waits on the calling (loop) thread until all store_run() work has
  * completed and run its done(), at most timeout_ms: for shutdown. 0 or
  * -ETIMEDOUT. */
