@@ -88,8 +88,11 @@ class ClusterTest(NoticeTest):
         self.spool = os.path.join(self.tmp, "spool")
 
     def tearDown(self):
-        super().tearDown()
+        # the server first: the base class removes the temp folder, and
+        # pg_ctl cannot stop a server whose data folder is gone (the
+        # postmaster then lingers until it notices its lock file is)
         self.pg.close()
+        super().tearDown()
 
     def node(self, name, outage=False, metrics_port=None, lease=LEASE, stop_timeout=None):
         """A daemon of the cluster: its own state, config and log; the spool
