@@ -1684,7 +1684,12 @@ bool broker_free(struct broker *b)
 		return false;
 	b->closing = true; /* store completions still to run only free their jobs */
 	b->control_env.closing = true; /* and the operators' verbs' (storejob.h) */
-	bool abandoned = b->lanes && lanes_pending(b->lanes) > 0;
+	/* The store's completions run now, while all they touch (ingest, the
+	 * transports that answer a duplicate's sender, the procedure) is
+	 * alive; work still out past the stop is abandoned, never completed. */
+	bool abandoned = store_stop_lanes(b->store);
+	if (b->lanes && lanes_pending(b->lanes) > 0)
+		abandoned = true;
 	control_free(b->control);
 	metrics_http_free(b->metrics_http);
 	metrics_on_scrape(NULL, NULL);

@@ -413,10 +413,10 @@ size_t lanes_stuck(const struct lanes *p, int64_t mono_before,
 	return n;
 }
 
-void lanes_free(struct lanes *p)
+bool lanes_free(struct lanes *p)
 {
 	if (!p)
-		return;
+		return false;
 	run_completions(p);
 	pthread_mutex_lock(&p->lock);
 	if (p->pending > 0) {
@@ -429,7 +429,7 @@ void lanes_free(struct lanes *p)
 		p->ev = NULL;
 		if (nabandoned < sizeof(abandoned_pools) / sizeof(abandoned_pools[0]))
 			abandoned_pools[nabandoned++] = p;
-		return;
+		return true;
 	}
 	for (struct worker *w = p->idle; w; w = w->next_idle) {
 		w->stop = true;
@@ -450,4 +450,5 @@ void lanes_free(struct lanes *p)
 	pthread_cond_destroy(&p->changed);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+	return false;
 }

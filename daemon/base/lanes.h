@@ -40,8 +40,8 @@ struct lanes *lanes_new(struct event_base *base, int64_t idle_ms);
 /* Runs the completions of finished jobs, stops idle threads and frees the
  * pool. When jobs are still running (stuck), the pool and their lanes are
  * abandoned, not freed: their threads are detached and the process may
- * exit around them. Accepts NULL. */
-void lanes_free(struct lanes *p);
+ * exit around them. Accepts NULL. True when the pool was abandoned. */
+bool lanes_free(struct lanes *p);
 
 /* A new lane of the pool; name is for diagnostics ("spool-out:hospital"). */
 struct lane *lane_new(struct lanes *p, const char *name);

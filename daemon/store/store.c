@@ -96,6 +96,7 @@ struct store {
 	void *be;
 	bool is_view;                     /* a lane's handle; closed with its store */
 	struct lanes *pool;               /* attached: the lanes' threads */
+	bool stuck;                       /* store_stop_lanes() abandoned work */
 	struct lane *lanes[STORE_LANES];
 	struct store *views[STORE_LANES]; /* each lane's handle */
 };
@@ -142,6 +143,17 @@ struct store *store_open_backend(const struct store_backend_ops *ops, const char
 	return s;
 }
 
+bool store_stop_lanes(struct store *s)
+{
+	if (!s || !s->pool)
+		return s && s->stuck;
+	for (size_t i = 0; i < STORE_LANES; i++)
+		lane_free(s->lanes[i]);
+	s->stuck = lanes_free(s->pool);
+	s->pool = NULL;
+	return s->stuck;
+}
+
 bool store_close(struct store *s)
 {
 	if (!s)
@@ -149,12 +161,7 @@ bool store_close(struct store *s)
 	assert(!s->is_view);
 	/* Work stuck on a dead connection keeps its view: the pool abandons
 	 * those threads, and their handles with them. */
-	bool stuck = s->pool && lanes_pending(s->pool) > 0;
-	if (s->pool) {
-		for (size_t i = 0; i < STORE_LANES; i++)
-			lane_free(s->lanes[i]);
-		lanes_free(s->pool);
-	}
+	bool stuck = store_stop_lanes(s);
 	for (size_t i = 0; i < STORE_LANES && !stuck; i++) {
 		if (s->views[i])
 			s->ops->close(s->views[i]->be);

@@ -581,6 +581,12 @@ bool store_async(const struct store *s);
  * submission order per lane, and done later on the loop. done may be NULL. */
 void store_run(struct store *s, enum store_lane lane, store_work_fn work, store_done_fn done,
 	       void *arg);
+/* Runs the done() of finished store_run() work and stops the lanes; work
+ * still running is abandoned with its thread and connection. From then on
+ * store_run() runs at once, on the loop's handle. For shutdown, before
+ * anything a done() touches is freed (store_close() does it otherwise).
+ * True when work was abandoned (see store_close()). */
+bool store_stop_lanes(struct store *s);
 /* True while store_run() work is queued, running or its done() not yet
  * run: a stop waits for it (within its deadline). No I/O. */
 bool store_busy(const struct store *s);
