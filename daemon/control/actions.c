@@ -443,6 +443,7 @@ struct rq_batch {
 	struct rq *items;
 	actions_done_fn done;
 	void *arg;
+	struct storejob_audit *audit; /* the verb's: records made later are audited */
 };
 
 static void batch_finish(struct rq_batch *b)
@@ -478,6 +479,7 @@ static void batch_finish(struct rq_batch *b)
 	void *arg = b->arg;
 	free(b->items);
 	free(b->by);
+	storejob_audit_unref(b->audit);
 	free(b);
 	done(ans, arg);
 }
@@ -621,8 +623,13 @@ static void mark_requeued(struct rq *q)
 	*j = (struct rq_job){ .q = q, .id = q->id, .from = q->from, .by = xstrdup(q->batch->by),
 			      .detail = xstrdup(detail), .outcome = outcome,
 			      .at = clock_wall_ms(), .ref = o->id };
-	storejob_run(e, STORE_LANE_WRITE, "requeue", &requeued_ops, j,
-		     rq_answered, q);
+	/* called back from ingest, outside the verb's dispatch: its audit
+	 * again, so a record made after the deadline is audited too */
+	struct storejob_audit *outer = storejob_audit_hold();
+	storejob_audit_begin(q->batch->audit);
+	storejob_run(e, STORE_LANE_WRITE, "requeue", &requeued_ops, j, rq_answered, q);
+	storejob_audit_begin(outer);
+	storejob_audit_unref(outer);
 }
 
 /* Off the loop: the quarantined file and its .reason go (its bytes are
@@ -820,7 +827,8 @@ void actions_requeue(const struct control_env *e, const json_t *req, const char 
 	}
 	struct rq_batch *b = xcalloc(1, sizeof(*b));
 	*b = (struct rq_batch){ .e = e, .by = xstrdup(by), .n = n, .pending = n + 1,
-				.items = xcalloc(n, sizeof(struct rq)), .done = done, .arg = arg };
+				.items = xcalloc(n, sizeof(struct rq)), .done = done, .arg = arg,
+				.audit = storejob_audit_hold() };
 	for (size_t i = 0; i < n; i++)
 		b->items[i] = (struct rq){ .batch = b, .id = ids[i] };
 	for (size_t i = 0; i < n; i++)

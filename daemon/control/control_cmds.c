@@ -145,7 +145,8 @@ static json_t *status_answer(struct status_job *j)
 	struct commit_stats cs;
 	commit_stats(e->commit, &cs);
 	json_t *ans = json_pack("{s:o, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "endpoints", eps,
-			    "dead", (json_int_t)j->dead, "store",
+			    /* not read before the lane is done: it may be writing it */
+			    "dead", (json_int_t)(j->read_done ? j->dead : 0), "store",
 			    commit_healthy(e->commit) ? "ok" : "failing", "store_error",
 			    commit_last_error(e->commit), "commits", (json_int_t)cs.commits,
 			    "commit_ms_total", (json_int_t)cs.total_ms, "commits_failed",

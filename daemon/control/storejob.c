@@ -30,7 +30,14 @@ struct storejob {
 	int refs;
 	struct event *deadline;
 	struct storejob_audit *audit; /* a reference, or NULL */
+	enum store_lane lane;
 };
+
+/* Verbs' jobs still on each lane. A lane waits up to 30 s for a database
+ * that does not answer while a verb answers after 500 ms: without a cap,
+ * an operator's script polling a hung database would queue jobs (and
+ * hold their memory) for as long as the hang lasts. */
+static size_t out[STORE_LANES];
 
 /* The audit of the verb being dispatched, or of the job whose finish runs. */
 static struct storejob_audit *current_audit;
@@ -43,6 +50,13 @@ void storejob_audit_begin(struct storejob_audit *a)
 void storejob_audit_end(void)
 {
 	current_audit = NULL;
+}
+
+struct storejob_audit *storejob_audit_hold(void)
+{
+	if (current_audit)
+		current_audit->refs++;
+	return current_audit;
 }
 
 void storejob_audit_unref(struct storejob_audit *a)
@@ -98,17 +112,17 @@ static void job_work(struct store *view, void *arg)
 static void job_done(void *arg)
 {
 	struct storejob *j = arg;
-	if (j->e->closing) { /* the daemon is being freed: only the job goes */
-		j->answered = true;
-		job_unref(j);
-		return;
-	}
+	out[j->lane]--;
 	bool late = j->answered;
 	if (!late && j->deadline) { /* pending or about to run: it will not now */
 		event_del(j->deadline);
 		j->refs--;
 	}
 	j->answered = true;
+	if (j->e->closing) { /* the daemon is being freed: only the job goes */
+		job_unref(j);
+		return;
+	}
 	/* a job finish starts (a check's write) is the same verb's */
 	struct storejob_audit *outer = current_audit;
 	current_audit = j->audit;
@@ -135,10 +149,20 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 void storejob_run(const struct control_env *e, enum store_lane lane, const char *verb,
 		  const struct storejob_ops *ops, void *data, storejob_done_fn done, void *arg)
 {
+	if (out[lane] >= STOREJOB_MAX_OUT) {
+		done(control_error("store: busy, %zu earlier commands still wait for it", out[lane]),
+		     arg);
+		if (ops->free)
+			ops->free(data);
+		else
+			free(data);
+		return;
+	}
 	struct storejob *j = xcalloc(1, sizeof(*j));
 	/* two references: the lane's, and this call's (the deadline's after) */
 	*j = (struct storejob){ .e = e, .ops = ops, .data = data, .verb = verb, .done = done, .arg = arg,
-				.refs = 2, .audit = current_audit };
+				.refs = 2, .audit = current_audit, .lane = lane };
+	out[lane]++;
 	if (j->audit)
 		j->audit->refs++;
 	store_run(e->store, lane, job_work, job_done, j);

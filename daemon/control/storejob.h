@@ -23,6 +23,9 @@
 
 /* How long an operator waits for the store before the verb answers without it. */
 #define STOREJOB_WAIT_MS 500
+/* At most this many verbs' jobs wait on one store lane; more answer "store:
+ * busy" at once (storejob.c). */
+#define STOREJOB_MAX_OUT 16
 
 /* Who is told of a change that lands after the deadline, so it is audited
  * like one answered in time (control_cmds.c names the caller). Held by
@@ -41,6 +44,9 @@ struct storejob_audit {
  * verb's dispatch; NULL: none. */
 void storejob_audit_begin(struct storejob_audit *a);
 void storejob_audit_end(void);
+/* The current audit with a reference taken, for a verb that starts jobs
+ * later from callbacks of its own (requeue); NULL when none. */
+struct storejob_audit *storejob_audit_hold(void);
 /* Drops a reference taken by hand; release() at the last. */
 void storejob_audit_unref(struct storejob_audit *a);
 

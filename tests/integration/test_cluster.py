@@ -387,6 +387,20 @@ class ClusterTest(NoticeTest):
             st = a.status()
             self.assertEqual(st.get("store_read"), "no answer in time")
             self.assertEqual(len(st["endpoints"]), 2, "what the loop knows is still there")
+            # a script polling the hung database queues no more than 16 jobs
+            # per lane: the rest are told at once that the store is busy
+            answers = []
+            polls = [threading.Thread(target=lambda: answers.append(
+                a.ctl("dead", check=False))) for _ in range(24)]
+            for t in polls:
+                t.start()
+            for t in polls:
+                t.join(20)
+            self.assertEqual(len(answers), 24)
+            busy = [x for x in answers if x["error"].startswith("store: busy, ")]
+            self.assertTrue(busy, answers)
+            self.assertEqual(len(busy) + sum(x["error"] == "store: no answer in time"
+                                             for x in answers), 24, answers)
         finally:
             self.pg_signal(signal.SIGCONT)
         wait_for(lambda: a.ctl("queue", "municipality", check=False).get("ok"), 30,
