@@ -234,6 +234,15 @@ static void save_notice_work(struct store *view, struct pjob *pj)
 		snprintf(j->error, sizeof(j->error), "%s", store_last_error(view));
 }
 
+/* True when p holds the notice id already. */
+static bool held_already(const struct procedure *p, int64_t id)
+{
+	for (const struct pnotice *k = p->notices; k; k = k->next)
+		if (k->rec->id == id)
+			return true;
+	return false;
+}
+
 static void save_notice_done(struct procedure *p, struct pjob *pj)
 {
 	struct save_notice_job *j = (struct save_notice_job *)pj;
@@ -247,13 +256,15 @@ static void save_notice_done(struct procedure *p, struct pjob *pj)
 		   "recipients=%s channels=%s",
 		   (long long)rec->id, rec->kind, j->endpoint, (long long)rec->outage_id,
 		   rec->audience, rec->recipients, *rec->pending ? rec->pending : "none");
-	if (!*rec->pending) {
+	if (!*rec->pending || held_already(p, rec->id)) {
+		/* nothing to carry, or a takeover's read brought it meanwhile */
 		pnotice_free(n);
 		return;
 	}
 	n->next = p->notices;
 	p->notices = n;
-	procedure_notices_tick(p, procedure_now(p));
+	if (!p->stale) /* a takeover's read is out: its first tick sends */
+		procedure_notices_tick(p, procedure_now(p));
 }
 
 static void save_notice_free(struct pjob *pj)

@@ -25,12 +25,14 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SEC 1000LL
 #define MIN (60 * SEC)
@@ -1198,4 +1200,63 @@ Test(procedure, with_a_store_that_answers_later_a_takeover_acts_once_read)
 	tick_at(T0 + 2 * HOUR + 500);
 	drain();
 	cr_assert_eq(nrounds, 1, "then it acts");
+}
+
+/* ---- stepping the lanes by hand ---------------------------------------------- */
+
+static atomic_int gates;
+
+static void gate_work(struct store *view, void *arg)
+{
+	atomic_fetch_add(&gates, 1);
+}
+
+/* Waits until both lanes have done all the work out now, without running
+ * its completions: the store then has every step taken so far, and the
+ * procedure has applied none of them yet. */
+static void lanes_idle(void)
+{
+	int want = atomic_load(&gates) + 2;
+	store_run(store, STORE_LANE_WRITE, gate_work, NULL, NULL);
+	store_run(store, STORE_LANE_READ, gate_work, NULL, NULL);
+	for (int i = 0; atomic_load(&gates) < want; i++) {
+		cr_assert_lt(i, 5000, "the lanes did not finish");
+		usleep(1000);
+	}
+}
+
+static size_t pending_notices;
+
+static int count_notice(const struct notice_record *n, void *arg)
+{
+	pending_notices++;
+	return 0;
+}
+
+/* A notice saved while a takeover's read is out is not sent on the old
+ * copy: the read brings it, and the first tick after sends it, once. */
+Test(procedure, a_notice_saved_during_a_takeovers_read_waits_for_that_read)
+{
+	goes_down(T0);
+	attach();
+	tick_at(T0 + 2 * HOUR);
+	for (int step = 0;; step++) { /* the outage's save, the read for its notice, ... */
+		cr_assert_lt(step, 10, "the notice was never saved");
+		lanes_idle();
+		pending_notices = 0;
+		cr_assert_geq(store_notice_pending(store, count_notice, NULL), 0);
+		if (pending_notices)
+			break; /* ... the notice's save: the store has it, the procedure not yet */
+		cr_assert_geq(event_base_loop(base, EVLOOP_NONBLOCK), 0);
+	}
+	procedure_resync(p);
+	drain();
+	cr_assert_eq(nrounds, 0, "nothing sent while the takeover's read was out");
+	tick_at(T0 + 2 * HOUR + 500);
+	drain();
+	cr_assert_eq(nrounds, 1, "the notice the read brought, sent once");
+	complete_rounds(true);
+	tick_at(T0 + 2 * HOUR + 1000);
+	drain();
+	cr_assert_eq(nrounds, 1, "and not again");
 }
