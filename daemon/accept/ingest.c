@@ -1020,6 +1020,7 @@ static void body_token(struct item *it)
 		snprintf(hex + 2 * i, 3, "%02x", d[i]);
 	it->token = xasprintf("body:%s:%s", it->source, hex);
 	it->m.token = it->token;
+	it->m.token_is_digest = true;
 }
 
 static void decode_work(void *arg)

@@ -567,13 +567,13 @@ static int apply_msg(struct store *s, struct store_new *m, int64_t now)
 	int r = token_seen(s, m);
 	if (r < 0)
 		return r;
-	if (r == 1 && (m->outcome == STORE_DEAD || m->nkeys == 0))
+	if (r == 1 && (m->outcome == STORE_DEAD || m->nkeys == 0 || !m->token_is_digest))
 		return 0;
 	if (r == 1) {
-		/* A copy with letters of a message that went on: the duplicate
-		 * register answers it as for any resend (MedCom: logged, on
-		 * record, its stored acknowledgement sent again), so a sender
-		 * sending the same bytes again because no receipt came gets the
+		/* The same bytes with letters, of a message that went on: the
+		 * duplicate register answers it as for any resend (MedCom:
+		 * logged, on record, its stored acknowledgement sent again), so
+		 * a sender sending them again because no receipt came gets the
 		 * receipt; the token is recorded already. */
 		m->replay = false;
 		m->outcome = STORE_STORED;

@@ -159,6 +159,12 @@ struct store_new {
 				  * reason in why; else STORE_DUPLICATE), so a commit
 				  * replayed after its answer was lost gets the first
 				  * answer again. Kept by every backend */
+	bool token_is_digest;    /* the token names the bytes, not one delivery of
+				  * them: a sender's own resend matches it too, so
+				  * a copy with letters that went on is answered as
+				  * a resend (the duplicate register: logged, its
+				  * receipt sent again). A spool file's token
+				  * matches only our own retry. */
 	const char *source;      /* endpoint it arrived from */
 	const char *endpoint;    /* destination endpoint; NULL = dead letter */
 	const char *reason;      /* dead-letter reason (required when endpoint is NULL) */

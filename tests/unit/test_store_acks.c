@@ -434,12 +434,13 @@ Test(acks, a_duplicate_learns_the_acknowledgement_of_its_first_copy)
 	store_close(s);
 }
 
-Test(acks, the_same_bytes_sent_again_get_the_stored_acknowledgement_too)
+Test(acks, the_same_bytes_sent_again_get_the_receipt_but_a_spool_retry_is_a_replay)
 {
 	struct store *s = open_store();
 	struct store_key k, ka, kd;
 	struct store_new m = letter(&k, "L1", "E1");
 	m.token = "body:hospital:same-bytes";
+	m.token_is_digest = true;
 	commit(&m, 1, 1000);
 	deliver(s, m.id, 5000);
 	struct store_ackref ref = { HOSPITAL, "E1", "L1" };
@@ -449,11 +450,24 @@ Test(acks, the_same_bytes_sent_again_get_the_stored_acknowledgement_too)
 	 * token is known, but the answer is the duplicate register's */
 	struct store_new d = letter(&kd, "L1", "E1");
 	d.token = "body:hospital:same-bytes";
+	d.token_is_digest = true;
 	commit(&d, 1, 7000);
 	cr_assert_eq(d.outcome, STORE_DUPLICATE);
 	cr_assert_not(d.replay);
 	cr_assert_eq(d.id, m.id);
 	cr_assert_eq(d.ack_id, a.id, "the receipt goes to the sender again");
+	/* a spool file's token matches only our own retry of its commit: the
+	 * first answer again, no resend on record */
+	struct store_key kf, kr;
+	struct store_new f = letter(&kf, "L2", "E2");
+	f.token = "spool:hospital:1:2:3:ab";
+	commit(&f, 1, 8000);
+	struct store_new r = letter(&kr, "L2", "E2");
+	r.token = "spool:hospital:1:2:3:ab";
+	commit(&r, 1, 8100);
+	cr_assert(r.replay, "answered from the token");
+	cr_assert_eq(r.outcome, STORE_DUPLICATE);
+	cr_assert_eq(r.id, f.id);
 	store_close(s);
 }
 
