@@ -448,7 +448,10 @@ struct pg_conf {
 	int refs;
 };
 
-#define BODIES_PART_MAX (256u * 1024u * 1024u) /* bytes of bodies per INSERT */
+/* Bytes of bodies per INSERT: a part is copied once more into libpq's send
+ * buffer, so a small part keeps that second copy small; a batch still
+ * goes in a handful of statements. */
+#define BODIES_PART_MAX (16u * 1024u * 1024u)
 #define MSGBUF_NUMS 6   /* id, state, nletters, received_at, size, ack_state */
 #define MSGBUF_TEXTS 11 /* source .. receiver, letter_id, refers */
 
@@ -3078,6 +3081,7 @@ static int fence_holds(struct pg *q)
 	int r = query_i64(q, "SELECT count(*) FROM leases WHERE name = $1 AND owner = $2 AND "
 			     "epoch = $3 AND expires_at > now()",
 			  &p, &v, "check the procedure's lease");
+	p_free(&p);
 	return r < 0 ? r : v > 0;
 }
 

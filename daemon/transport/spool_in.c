@@ -892,10 +892,7 @@ static void on_outcome(const struct ingest_outcome *o, void *arg)
 static char *file_token(const struct spool *sp, const struct in_file *f)
 {
 	uint8_t d[SHA256_LEN];
-	struct sha256 h;
-	sha256_init(&h);
-	sha256_update(&h, f->name, strlen(f->name));
-	sha256_final(&h, d);
+	sha256(f->name, strlen(f->name), d);
 	return xasprintf("spool:%s:%llx:%llx:%llx:%02x%02x%02x%02x%02x%02x%02x%02x", sp->endpoint,
 			 (unsigned long long)f->read_id.ino, (unsigned long long)f->read_id.size,
 			 (unsigned long long)f->read_id.mtime_ns, d[0], d[1], d[2], d[3], d[4], d[5],
