@@ -551,18 +551,10 @@ struct holds_job {
 	char err[256];
 };
 
-static int copy_hold(const struct store_hold *h, void *arg)
-{
-	struct holds_job *j = arg;
-	j->names = xrealloc(j->names, (j->n + 1) * sizeof(*j->names));
-	j->names[j->n++] = xstrdup(h->endpoint);
-	return 0;
-}
-
 static void holds_work(struct store *view, void *arg)
 {
 	struct holds_job *j = arg;
-	j->r = store_holds(view, copy_hold, j);
+	j->r = store_holds_copy(view, &j->names, &j->n);
 	if (j->r < 0)
 		str_copy(j->err, store_last_error(view), sizeof(j->err));
 }
@@ -1342,19 +1334,10 @@ struct depths_job {
 	int r;
 };
 
-static int depth_take(const struct store_depth *d, void *arg)
-{
-	struct depths_job *j = arg;
-	j->v = xrealloc(j->v, (j->n + 1) * sizeof(*j->v));
-	j->v[j->n] = *d;
-	j->v[j->n++].endpoint = xstrdup(d->endpoint);
-	return 0;
-}
-
 static void depths_work(struct store *view, void *arg)
 {
 	struct depths_job *j = arg;
-	j->r = store_depths(view, depth_take, j);
+	j->r = store_depths_copy(view, &j->v, &j->n);
 }
 
 static void depths_done(void *arg)
@@ -1369,9 +1352,7 @@ static void depths_done(void *arg)
 				queued = j->v[k].queued, bytes = j->v[k].bytes;
 		deliver_set_depth(b->eps[i]->dep, queued, bytes);
 	}
-	for (size_t k = 0; k < j->n; k++)
-		free((char *)j->v[k].endpoint);
-	free(j->v);
+	store_depths_free(j->v, j->n);
 	free(j);
 }
 

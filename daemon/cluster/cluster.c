@@ -177,20 +177,12 @@ static int take_node(const struct store_node *n, void *arg)
 	return 0;
 }
 
-static int take_hold(const struct store_hold *h, void *arg)
-{
-	struct round *rd = arg;
-	rd->holds = xrealloc(rd->holds, (rd->nholds + 1) * sizeof(char *));
-	rd->holds[rd->nholds++] = xstrdup(h->endpoint);
-	return 0;
-}
-
 /* The holds last: the leases are what must not wait, and a failure to read
  * them leaves the endpoints as they are rather than failing the round (its
  * renewals are in, and their trust would be thrown away). */
 static void read_holds(struct store *view, struct round *rd)
 {
-	if (store_holds(view, take_hold, rd) >= 0) {
+	if (store_holds_copy(view, &rd->holds, &rd->nholds) >= 0) {
 		rd->holds_read = true;
 		return;
 	}

@@ -95,25 +95,14 @@ struct status_job {
 static void status_free(void *data)
 {
 	struct status_job *j = data;
-	for (size_t i = 0; i < j->ndepths; i++)
-		free((char *)j->depths[i].endpoint);
-	free(j->depths);
+	store_depths_free(j->depths, j->ndepths);
 	free(j);
-}
-
-static int copy_depth(const struct store_depth *d, void *arg)
-{
-	struct status_job *j = arg;
-	j->depths = xrealloc(j->depths, (j->ndepths + 1) * sizeof(*j->depths));
-	j->depths[j->ndepths] = *d;
-	j->depths[j->ndepths++].endpoint = xstrdup(d->endpoint);
-	return 0;
 }
 
 static void status_read(struct store *view, void *arg)
 {
 	struct status_job *j = arg;
-	j->depths_r = store_depths(view, copy_depth, j);
+	j->depths_r = store_depths_copy(view, &j->depths, &j->ndepths);
 	if (j->depths_r < 0)
 		log_debug("event=status-partial error=\"%s\"", store_last_error(view));
 	if (store_count(view, MSG_DEAD, &j->dead) < 0)

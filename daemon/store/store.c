@@ -687,6 +687,36 @@ int store_depths(struct store *s, store_depth_cb cb, void *arg)
 	return s->ops->depths(s->be, cb, arg);
 }
 
+struct depths_copy {
+	struct store_depth *v;
+	size_t n;
+};
+
+static int copy_depth(const struct store_depth *d, void *arg)
+{
+	struct depths_copy *c = arg;
+	c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+	c->v[c->n] = *d;
+	c->v[c->n++].endpoint = xstrdup(d->endpoint);
+	return 0;
+}
+
+int store_depths_copy(struct store *s, struct store_depth **v, size_t *n)
+{
+	struct depths_copy c = { 0 };
+	int r = store_depths(s, copy_depth, &c);
+	*v = c.v;
+	*n = c.n;
+	return r;
+}
+
+void store_depths_free(struct store_depth *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)v[i].endpoint);
+	free(v);
+}
+
 int store_list(struct store *s, enum msg_state state, const char *endpoint, size_t limit,
 	       store_msg_cb cb, void *arg)
 {
@@ -867,6 +897,28 @@ int store_hold(struct store *s, const char *endpoint, bool held, int64_t at, con
 int store_holds(struct store *s, store_hold_cb cb, void *arg)
 {
 	return s->ops->holds(s->be, cb, arg);
+}
+
+struct holds_copy {
+	char **names;
+	size_t n;
+};
+
+static int copy_hold(const struct store_hold *h, void *arg)
+{
+	struct holds_copy *c = arg;
+	c->names = xrealloc(c->names, (c->n + 1) * sizeof(*c->names));
+	c->names[c->n++] = xstrdup(h->endpoint);
+	return 0;
+}
+
+int store_holds_copy(struct store *s, char ***names, size_t *n)
+{
+	struct holds_copy c = { 0 };
+	int r = store_holds(s, copy_hold, &c);
+	*names = c.names;
+	*n = c.n;
+	return r;
 }
 
 int store_events(struct store *s, int64_t id, store_event_cb cb, void *arg)

@@ -406,6 +406,11 @@ int store_fetch_queued(struct store *s, const char *endpoint, int64_t after_id,
 /* Queue depth per endpoint that has queued messages (by name).
  * Blocks: counts every queued message (an index, no bodies). */
 int store_depths(struct store *s, store_depth_cb cb, void *arg) STORE_MUST_CHECK;
+/* store_depths() as an array the caller owns (*v, *n: set also on failure,
+ * with what was read); store_depths_free() frees it. For work on a lane
+ * whose answer is used on the loop. */
+int store_depths_copy(struct store *s, struct store_depth **v, size_t *n) STORE_MUST_CHECK;
+void store_depths_free(struct store_depth *v, size_t n);
 /* Metadata (no bodies) of messages in state, for endpoint (NULL = any; of
  * quarantined rows, the endpoint whose inbox held the file), oldest first,
  * at most limit. Blocks: reads at most limit rows. */
@@ -512,6 +517,9 @@ int store_hold(struct store *s, const char *endpoint, bool held, int64_t at,
 	       const char *by) STORE_MUST_CHECK;
 /* The endpoints held, by name. Blocks: reads every hold (few). */
 int store_holds(struct store *s, store_hold_cb cb, void *arg) STORE_MUST_CHECK;
+/* The names of the endpoints held, as an array the caller owns (*names,
+ * *n: set also on failure); free each name and the array. */
+int store_holds_copy(struct store *s, char ***names, size_t *n) STORE_MUST_CHECK;
 /* Bytes the store occupies now into *bytes. Blocks: a few pragma reads. */
 int store_size(struct store *s, int64_t *bytes) STORE_MUST_CHECK;
 
