@@ -206,8 +206,9 @@ int procedure_outage_close_prepare(struct procedure *p, const char *by, int64_t 
 	int r = standby(p, err, errlen);
 	if (r < 0)
 		return r;
+	/* a closed one stays in the procedure until the next tick drops it */
 	struct outage *o = procedure_outage_by_id(p, id);
-	if (!o)
+	if (!o || !outage_is_open(o))
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
 	if (in_flight(p, id, 0, NULL))
 		return busy(err, errlen, "outage", (long long)id);
@@ -255,8 +256,9 @@ int procedure_outage_set_prepare(struct procedure *p, const char *by, int64_t id
 	int r = standby(p, err, errlen);
 	if (r < 0)
 		return r;
+	/* a closed one stays in the procedure until the next tick drops it */
 	struct outage *o = procedure_outage_by_id(p, id);
-	if (!o)
+	if (!o || !outage_is_open(o))
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
 	if (in_flight(p, id, 0, NULL))
 		return busy(err, errlen, "outage", (long long)id);

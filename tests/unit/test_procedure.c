@@ -1261,3 +1261,31 @@ Test(procedure, a_notice_saved_during_a_takeovers_read_waits_for_that_read)
 	drain();
 	cr_assert_eq(nrounds, 1, "and not again");
 }
+
+/* An outage the all-clear closed stays in the procedure until the next
+ * tick: no operator closes or changes it meanwhile. */
+Test(procedure, a_closed_outage_takes_no_operators_change)
+{
+	eps[0].queued = 12;
+	goes_down(T0);
+	tick_at(T0 + 2 * HOUR);
+	complete_rounds(true);
+	result_at(T0 + 2 * HOUR + 10 * MIN, "kommune", true, 0);
+	tick_at(T0 + 2 * HOUR + 11 * MIN);
+	result_at(T0 + 2 * HOUR + 12 * MIN, "kommune", true, 12);
+	eps[0].queued = 0;
+	cr_assert_eq(outages_stored(), 1);
+	int64_t id = stored[0].id;
+	attach();
+	tick_at(T0 + 2 * HOUR + 13 * MIN);
+	drain();
+	cr_assert_eq(outages_stored(), 1);
+	cr_assert_eq(stored[0].state, OUTAGE_CLOSED);
+	char err[256] = "";
+	struct procedure_change *c = NULL;
+	cr_assert_eq(procedure_outage_close_prepare(p, "a", id, &c, err, sizeof(err)), -ENOENT);
+	cr_assert_not_null(strstr(err, "no open outage"), "%s", err);
+	cr_assert_eq(procedure_outage_set_prepare(p, "a", id, "3h", NULL, NULL, NULL, &c, err,
+						  sizeof(err)), -ENOENT);
+	cr_assert_null(c);
+}
