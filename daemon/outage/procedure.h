@@ -168,13 +168,11 @@ void procedure_change_drop(struct procedure *p, struct procedure_change *c);
 /* Accepts NULL. Touches only c (p may be gone). */
 void procedure_change_free(struct procedure_change *c);
 
-/* The same changes written at once on env.store (for callers without a
- * loop: tests, tools): 0 once saved and applied, or -errno with a reason
+/* Open and set written at once on env.store (for callers without a
+ * loop: tests): 0 once saved and applied, or -errno with a reason
  * in err (-EIO: the store failed). */
 int procedure_outage_open(struct procedure *p, const char *by, const char *endpoint,
 			  const char *cause, int64_t *id, char *err, size_t errlen);
-int procedure_outage_close(struct procedure *p, const char *by, int64_t id, char *err,
-			   size_t errlen);
 /* Fields left NULL stay as they are; expected "" or "unknown" clears it, ""
  * clears the others. fallback: whom staff phone during this outage, over
  * the endpoint's fallback_contact. A change to an announced outage sends an
@@ -182,10 +180,5 @@ int procedure_outage_close(struct procedure *p, const char *by, int64_t id, char
 int procedure_outage_set(struct procedure *p, const char *by, int64_t id, const char *expected,
 			 const char *contact, const char *cause, const char *fallback, char *err,
 			 size_t errlen);
-int procedure_maintenance_add(struct procedure *p, const char *by, const char *endpoint,
-			      const char *from, const char *to, const char *reason,
-			      const char *contact, int64_t *id, char *err, size_t errlen);
-int procedure_maintenance_remove(struct procedure *p, const char *by, int64_t id, char *err,
-				 size_t errlen);
 
 #endif

@@ -480,7 +480,7 @@ void procedure_change_apply(struct procedure *p, struct procedure_change *c)
 /* ---- the same, at once, on the procedure's own store --------------------------- */
 
 /* Writes and applies a prepared change on env.store: for callers without
- * a loop to come back to (tests, tools). */
+ * a loop to come back to (tests). */
 static int run_now(struct procedure *p, int r, struct procedure_change *c, int64_t *id,
 		   char *err, size_t errlen)
 {
@@ -507,14 +507,6 @@ int procedure_outage_open(struct procedure *p, const char *by, const char *endpo
 	return run_now(p, r, c, id, err, errlen);
 }
 
-int procedure_outage_close(struct procedure *p, const char *by, int64_t id, char *err,
-			   size_t errlen)
-{
-	struct procedure_change *c = NULL;
-	int r = procedure_outage_close_prepare(p, by, id, &c, err, errlen);
-	return run_now(p, r, c, NULL, err, errlen);
-}
-
 int procedure_outage_set(struct procedure *p, const char *by, int64_t id, const char *expected,
 			 const char *contact, const char *cause, const char *fallback, char *err,
 			 size_t errlen)
@@ -522,23 +514,5 @@ int procedure_outage_set(struct procedure *p, const char *by, int64_t id, const 
 	struct procedure_change *c = NULL;
 	int r = procedure_outage_set_prepare(p, by, id, expected, contact, cause, fallback, &c,
 					     err, errlen);
-	return run_now(p, r, c, NULL, err, errlen);
-}
-
-int procedure_maintenance_add(struct procedure *p, const char *by, const char *endpoint,
-			      const char *from, const char *to, const char *reason,
-			      const char *contact, int64_t *id, char *err, size_t errlen)
-{
-	struct procedure_change *c = NULL;
-	int r = procedure_maintenance_add_prepare(p, by, endpoint, from, to, reason, contact, &c,
-						  err, errlen);
-	return run_now(p, r, c, id, err, errlen);
-}
-
-int procedure_maintenance_remove(struct procedure *p, const char *by, int64_t id, char *err,
-				 size_t errlen)
-{
-	struct procedure_change *c = NULL;
-	int r = procedure_maintenance_remove_prepare(p, by, id, &c, err, errlen);
 	return run_now(p, r, c, NULL, err, errlen);
 }
