@@ -847,7 +847,7 @@ static void on_lease_acquired(void *ctx, const struct store_lease *l, int64_t tr
 		procedure_fence(b->proc, &f);
 		/* reads on the read lane; it acts once they are back (a failed
 		 * read is logged there and read again) */
-		(void)procedure_resync(b->proc);
+		procedure_resync(b->proc);
 	}
 }
 

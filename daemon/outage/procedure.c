@@ -527,7 +527,7 @@ void procedure_tick(struct procedure *p)
 		return; /* another node holds the procedure's lease */
 	if (p->stale) { /* not on a copy the store may have moved past */
 		if (!p->resyncing) /* the last read failed: again */
-			(void)procedure_resync(p);
+			procedure_resync(p);
 		return;
 	}
 	int64_t now = procedure_now(p);

@@ -91,8 +91,8 @@ void procedure_start(struct procedure *p);
  * (on its read lane), where the last holder left them, and the health of
  * endpoints with an open outage starts DOWN. Notices still being sent by
  * this daemon are kept. Until that read has come back the procedure does
- * nothing (a failed read is logged and the timer reads again). 0. */
-int procedure_resync(struct procedure *p);
+ * nothing (a failed read is logged and the timer reads again). */
+void procedure_resync(struct procedure *p);
 /* The procedure's lease as this daemon holds it now (f copied; NULL:
  * none): every save the procedure makes from now on carries it, so a
  * node that lost the lease changes nothing (store_fence_records). */

@@ -210,7 +210,7 @@ static void load_free(struct pjob *pj)
 	free(j);
 }
 
-int procedure_resync(struct procedure *p)
+void procedure_resync(struct procedure *p)
 {
 	p->stale = true; /* until its read has come back: the procedure does nothing */
 	p->resyncing = true;
@@ -220,5 +220,4 @@ int procedure_resync(struct procedure *p)
 	j->j.done = load_done;
 	j->j.free = load_free;
 	procedure_job_run(p, STORE_LANE_READ, &j->j);
-	return 0;
 }
