@@ -446,10 +446,17 @@ static void maint_done(struct procedure *p, struct pjob *pj)
 	struct save_job *j = (struct save_job *)pj;
 	struct maint *m = maint_by_id(p, j->m->id);
 	if (j->r < 0) { /* m as it was: the next tick takes the same step again */
-		log_err("event=maintenance-save-failed maintenance=%lld endpoint=%s error=\"%s\"",
-			(long long)j->m->id, j->m->endpoint, j->error);
+		if (!p->maint_save_failing)
+			log_err("event=maintenance-save-failed maintenance=%lld endpoint=%s "
+				"error=\"%s\"",
+				(long long)j->m->id, j->m->endpoint, j->error);
+		p->maint_save_failing = true;
 		return;
 	}
+	if (p->maint_save_failing)
+		log_notice("event=maintenance-save-recovered maintenance=%lld endpoint=%s",
+			   (long long)j->m->id, j->m->endpoint);
+	p->maint_save_failing = false;
 	if (!m)
 		return; /* a takeover read the store again meanwhile */
 	struct maint old = *m;

@@ -86,6 +86,10 @@ struct procedure {
 	bool status_dirty;
 	int64_t status_written_at;
 	bool status_error_logged;
+	/* a run of failed takeover reads, of failed window saves, is logged
+	 * at its first failure and at the success that ends it */
+	bool resync_failing;
+	bool maint_save_failing;
 	/* The operators' changes being written on a store lane (procedure_ops.c),
 	 * each owned by whoever writes it; at most one per outage or window. */
 	struct procedure_change **changes;

@@ -195,10 +195,16 @@ static void load_done(struct procedure *p, struct pjob *pj)
 	if (j->gen != p->resync_gen)
 		return; /* a later takeover's read replaces this one */
 	p->resyncing = false;
-	if (j->r < 0) { /* stays stale: the timer reads again */
-		log_err("event=procedure-resync-failed error=\"%s\" state=waiting", j->error);
+	if (j->r < 0) { /* stays stale: the timer reads again, each tick */
+		if (!p->resync_failing)
+			log_err("event=procedure-resync-failed error=\"%s\" state=waiting",
+				j->error);
+		p->resync_failing = true;
 		return;
 	}
+	if (p->resync_failing)
+		log_notice("event=procedure-resync-recovered");
+	p->resync_failing = false;
 	procedure_state_apply(p, &j->st);
 	log_notice("event=procedure-taken outages=%zu windows=%zu", p->noutages, p->nmaint);
 }
