@@ -107,11 +107,14 @@ static void drop_closed_outages(struct procedure *p)
 	p->noutages = j;
 }
 
-static struct maint *maint_by_id(struct procedure *p, int64_t id)
+struct maint *procedure_maint_by_id(struct procedure *p, int64_t id, size_t *at)
 {
 	for (size_t i = 0; i < p->nmaint; i++)
-		if (p->maint[i]->id == id)
+		if (p->maint[i]->id == id) {
+			if (at)
+				*at = i;
 			return p->maint[i];
+		}
 	return NULL;
 }
 
@@ -207,7 +210,7 @@ static void open_outage(struct procedure *p, const char *endpoint, const struct 
 			int64_t started_at, int64_t maintenance_id, int64_t now)
 {
 	struct ep_health *e = ep_find(p, endpoint);
-	if (p->stale || procedure_busy(p, 0, 0, endpoint)) {
+	if (p->stale || procedure_busy(p, 0, 0, endpoint, false)) {
 		/* A takeover's read is out (it may bring this endpoint's outage
 		 * from the last holder), or an operator's open or the timer's own
 		 * is being saved: two outages of one endpoint otherwise. The
@@ -419,7 +422,7 @@ static void advance(struct procedure *p, struct outage *o, int64_t now)
 {
 	if (procedure_is_held(p, o->endpoint))
 		return; /* no notices while held; it goes on from where it is on release */
-	if (procedure_busy(p, o->id, 0, NULL))
+	if (procedure_busy(p, o->id, 0, NULL, false))
 		return; /* a change to it is being saved: the next tick */
 	struct procedure_ep_view v;
 	bool configured = procedure_ep_view(p, o->endpoint, &v);
@@ -444,7 +447,7 @@ static void advance(struct procedure *p, struct outage *o, int64_t now)
 static void maint_done(struct procedure *p, struct pjob *pj)
 {
 	struct save_job *j = (struct save_job *)pj;
-	struct maint *m = maint_by_id(p, j->m->id);
+	struct maint *m = procedure_maint_by_id(p, j->m->id, NULL);
 	if (j->r < 0) { /* m as it was: the next tick takes the same step again */
 		if (!p->maint_save_failing)
 			log_err("event=maintenance-save-failed maintenance=%lld endpoint=%s "
@@ -479,7 +482,7 @@ static void maintenance_tick(struct procedure *p, int64_t now)
 {
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
-		if (m->ended_at || procedure_busy(p, 0, m->id, NULL))
+		if (m->ended_at || procedure_busy(p, 0, m->id, NULL, false))
 			continue; /* being saved or removed: left alone */
 		const struct health *h = procedure_health_of(p, m->endpoint);
 		bool down = h && h->state != HEALTH_UP;
@@ -501,7 +504,7 @@ static void maintenance_tick(struct procedure *p, int64_t now)
 	size_t j = 0;
 	for (size_t i = 0; i < p->nmaint; i++) {
 		struct maint *m = p->maint[i];
-		if (m->ended_at && !procedure_busy(p, 0, m->id, NULL))
+		if (m->ended_at && !procedure_busy(p, 0, m->id, NULL, false))
 			maint_free(m);
 		else
 			p->maint[j++] = m;

@@ -111,6 +111,8 @@ struct health *procedure_health_of(struct procedure *p, const char *endpoint);
 bool procedure_ep_view(struct procedure *p, const char *endpoint, struct procedure_ep_view *v);
 struct outage *procedure_find_outage(struct procedure *p, const char *endpoint);
 struct outage *procedure_outage_by_id(struct procedure *p, int64_t id);
+/* The window id in force (its index into *at unless at is NULL), or NULL. */
+struct maint *procedure_maint_by_id(struct procedure *p, int64_t id, size_t *at);
 void procedure_add_outage(struct procedure *p, struct outage *o);
 bool procedure_in_maintenance(struct procedure *p, const char *endpoint, int64_t now);
 /* Replaces the outages, windows and pending notices with st's (taken;
@@ -134,9 +136,10 @@ void procedure_job_run(struct procedure *p, enum store_lane lane, struct pjob *j
 bool procedure_job_on(const struct procedure *p, int64_t outage_id, int64_t maint_id,
 		      const char *opening, bool saves_only);
 /* True when an operator's change or a job of the timer works on that
- * record: the timer leaves it alone meanwhile. */
+ * record (saves_only: a job that saves it). The timer leaves it alone
+ * while any job works on it; an operator's change waits only for a save. */
 bool procedure_busy(const struct procedure *p, int64_t outage_id, int64_t maint_id,
-		    const char *opening);
+		    const char *opening, bool saves_only);
 /* The procedure is going: jobs still out only free themselves. */
 void procedure_jobs_detach(struct procedure *p);
 /* Reads st from s (any thread: touches s and st). 0 or -errno. */

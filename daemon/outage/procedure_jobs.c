@@ -96,10 +96,10 @@ bool procedure_job_on(const struct procedure *p, int64_t outage_id, int64_t main
 }
 
 bool procedure_busy(const struct procedure *p, int64_t outage_id, int64_t maint_id,
-		    const char *opening)
+		    const char *opening, bool saves_only)
 {
 	return procedure_change_is(p, outage_id, maint_id, opening) ||
-	       procedure_job_on(p, outage_id, maint_id, opening, false);
+	       procedure_job_on(p, outage_id, maint_id, opening, saves_only);
 }
 
 void procedure_jobs_detach(struct procedure *p)

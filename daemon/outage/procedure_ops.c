@@ -95,15 +95,6 @@ static int standby(struct procedure *p, char *err, size_t errlen)
 		    "(edibrokerctl status names it)");
 }
 
-/* True while a change to that record is being saved: an operator's, or
- * the timer's own (procedure_jobs.c). */
-static bool in_flight(const struct procedure *p, int64_t outage_id, int64_t maint_id,
-		      const char *opening)
-{
-	return procedure_change_is(p, outage_id, maint_id, opening) ||
-	       procedure_job_on(p, outage_id, maint_id, opening, true);
-}
-
 /* One change per record in flight (see the top of the file). */
 static int busy(char *err, size_t errlen, const char *what, long long id)
 {
@@ -183,7 +174,7 @@ int procedure_outage_open_prepare(struct procedure *p, const char *by, const cha
 		return r;
 	if (!config_endpoint(p->cfg, endpoint))
 		return fail(err, errlen, -ENOENT, "no endpoint '%s'", endpoint);
-	if (in_flight(p, 0, 0, endpoint))
+	if (procedure_busy(p, 0, 0, endpoint, true))
 		return fail(err, errlen, -EBUSY,
 			    "busy: an outage of %s is being opened; retry when it is answered",
 			    endpoint);
@@ -210,7 +201,7 @@ int procedure_outage_close_prepare(struct procedure *p, const char *by, int64_t 
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o || !outage_is_open(o))
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
-	if (in_flight(p, id, 0, NULL))
+	if (procedure_busy(p, id, 0, NULL, true))
 		return busy(err, errlen, "outage", (long long)id);
 	struct procedure_change *c = change_new(p, CH_CLOSE, by);
 	c->o = outage_dup(o);
@@ -260,7 +251,7 @@ int procedure_outage_set_prepare(struct procedure *p, const char *by, int64_t id
 	struct outage *o = procedure_outage_by_id(p, id);
 	if (!o || !outage_is_open(o))
 		return fail(err, errlen, -ENOENT, "no open outage %lld", (long long)id);
-	if (in_flight(p, id, 0, NULL))
+	if (procedure_busy(p, id, 0, NULL, true))
 		return busy(err, errlen, "outage", (long long)id);
 	int64_t now = procedure_now(p), end = 0;
 	if (expected && parse_expected(expected, now, &end) < 0)
@@ -318,16 +309,6 @@ int procedure_maintenance_add_prepare(struct procedure *p, const char *by, const
 	return start(p, c, out);
 }
 
-static struct maint *maint_by_id(struct procedure *p, int64_t id, size_t *at)
-{
-	for (size_t i = 0; i < p->nmaint; i++)
-		if (p->maint[i]->id == id) {
-			*at = i;
-			return p->maint[i];
-		}
-	return NULL;
-}
-
 int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, int64_t id,
 					 struct procedure_change **out, char *err, size_t errlen)
 {
@@ -335,11 +316,11 @@ int procedure_maintenance_remove_prepare(struct procedure *p, const char *by, in
 	if (r < 0)
 		return r;
 	size_t at;
-	struct maint *m = maint_by_id(p, id, &at);
+	struct maint *m = procedure_maint_by_id(p, id, &at);
 	if (!m)
 		return fail(err, errlen, -ENOENT, "no planned shutdown %lld in force",
 			    (long long)id);
-	if (in_flight(p, 0, id, NULL))
+	if (procedure_busy(p, 0, id, NULL, true))
 		return busy(err, errlen, "planned shutdown", (long long)id);
 	struct procedure_change *c = change_new(p, CH_MAINT_REMOVE, by);
 	c->m = maint_dup(m);
@@ -430,9 +411,8 @@ static void apply_set(struct procedure *p, struct procedure_change *c)
 
 static void apply_maint_add(struct procedure *p, struct procedure_change *c)
 {
-	size_t at;
 	struct maint *m = TAKE_PTR(c->m);
-	if (maint_by_id(p, m->id, &at)) { /* read by a takeover meanwhile */
+	if (procedure_maint_by_id(p, m->id, NULL)) { /* read by a takeover meanwhile */
 		c->m = m;
 		return;
 	}
@@ -445,7 +425,7 @@ static void apply_maint_add(struct procedure *p, struct procedure_change *c)
 static void apply_maint_remove(struct procedure *p, struct procedure_change *c)
 {
 	size_t at;
-	struct maint *m = maint_by_id(p, c->m->id, &at);
+	struct maint *m = procedure_maint_by_id(p, c->m->id, &at);
 	if (m) {
 		maint_free(m);
 		memmove(&p->maint[at], &p->maint[at + 1], (p->nmaint - at - 1) * sizeof(*p->maint));
