@@ -21,9 +21,13 @@
  *
  * Every save carries the fence of the procedure's lease as it was when the
  * job was made (procedure_fence()): a node that lost the lease meanwhile
- * changes nothing (-ESTALE). The procedure owns its jobs in a list; when it
- * is freed first (shutdown with the database hung), the jobs still out are
- * cut loose and their done only frees them.
+ * changes nothing (-ESTALE). A notice an advance makes due is saved after
+ * a read round trip (what it says), with the fence then current: a lease
+ * lost in that gap loses that notice's save (-ESTALE), and the new holder
+ * sees the outage advanced and sends no notice for that step - a known
+ * gap. The procedure owns its jobs in a list; when it is freed first
+ * (shutdown with the database hung), the jobs still out are cut loose and
+ * their done only frees them.
  */
 #include "outage/procedure_int.h"
 
